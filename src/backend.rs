@@ -1,0 +1,131 @@
+//! The one place that gives a ready compute device: WebGPU in the browser (async init), wgpu
+//! natively (Vulkan / Metal / DX12), and a CPU backend everywhere. Every result reports which
+//! backend ran and why, so a fallback is never silent.
+use burn::prelude::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, SclabelError};
+
+/// What the caller asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendRequest {
+    /// WebGPU / wgpu if it starts, else the CPU backend (with the reason recorded).
+    #[default]
+    Auto,
+    Cpu,
+    /// The GPU through wgpu: the browser's WebGPU in wasm, Vulkan / Metal / DX12 natively.
+    Webgpu,
+}
+
+/// What actually runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// burn's pure-Rust CPU backend (the default CPU backend).
+    Flex,
+    /// burn's ndarray CPU backend (deprecated in burn 0.22; kept for comparison).
+    Ndarray,
+    /// GPU through wgpu (WebGPU in the browser).
+    Webgpu,
+}
+
+/// A device ready for work, with the story of how it was chosen.
+#[derive(Debug, Clone)]
+pub struct ComputeDevice {
+    pub device: Device,
+    pub info: BackendInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendInfo {
+    pub requested: BackendRequest,
+    pub backend: Backend,
+    /// GPU adapter name (e.g. "SwiftShader Device (Subzero)"), when known.
+    pub adapter: Option<String>,
+    /// Why this backend runs (e.g. the error that made `auto` fall back to the CPU).
+    pub reason: String,
+}
+
+/// The CPU backend this build uses by default: flex when compiled in, else ndarray.
+pub fn cpu(requested: BackendRequest, reason: impl Into<String>) -> Result<ComputeDevice> {
+    #[cfg(feature = "flex")]
+    return Ok(cpu_of(Backend::Flex, requested, reason)?);
+    #[cfg(all(not(feature = "flex"), feature = "ndarray"))]
+    return Ok(cpu_of(Backend::Ndarray, requested, reason)?);
+    #[cfg(not(any(feature = "flex", feature = "ndarray")))]
+    {
+        let _ = (requested, reason.into());
+        Err(SclabelError::Backend { backend: "cpu".into(), reason: "this build has no CPU backend (features flex / ndarray)".into() })
+    }
+}
+
+/// A specific CPU backend (for benchmarks comparing them).
+pub fn cpu_of(backend: Backend, requested: BackendRequest, reason: impl Into<String>) -> Result<ComputeDevice> {
+    let device = match backend {
+        #[cfg(feature = "flex")]
+        Backend::Flex => Device::flex(),
+        #[cfg(feature = "ndarray")]
+        #[allow(deprecated)]
+        Backend::Ndarray => Device::ndarray(),
+        other => {
+            return Err(SclabelError::Backend {
+                backend: format!("{other:?}").to_lowercase(),
+                reason: "not compiled into this build".into(),
+            })
+        }
+    };
+    Ok(ComputeDevice { device, info: BackendInfo { requested, backend, adapter: None, reason: reason.into() } })
+}
+
+#[cfg(feature = "wgpu")]
+mod gpu {
+    use super::*;
+    use std::sync::OnceLock;
+
+    /// The runtime can be initialised once per process; later requests reuse it.
+    static GPU: OnceLock<(Device, Option<String>)> = OnceLock::new();
+
+    pub async fn webgpu(requested: BackendRequest) -> Result<ComputeDevice> {
+        if GPU.get().is_none() {
+            let (device, setup) = Device::wgpu_options()
+                .init_with_setup_async()
+                .await
+                .map_err(|e| SclabelError::Backend { backend: "webgpu".into(), reason: e.to_string() })?;
+            let info = setup.adapter.get_info();
+            let adapter = Some(format!("{} ({:?})", info.name, info.backend)).filter(|s| !s.starts_with(" ("));
+            let _ = GPU.set((device, adapter));
+        }
+        let (device, adapter) = GPU.get().cloned().expect("set above");
+        Ok(ComputeDevice {
+            device,
+            info: BackendInfo { requested, backend: Backend::Webgpu, adapter, reason: "requested".into() },
+        })
+    }
+}
+
+/// Starts the backend the caller asks for. `Auto` tries the GPU first and falls back to the CPU,
+/// recording why in `info.reason`.
+pub async fn select(requested: BackendRequest) -> Result<ComputeDevice> {
+    match requested {
+        BackendRequest::Cpu => cpu(requested, "requested"),
+        BackendRequest::Webgpu => gpu_device(requested).await,
+        BackendRequest::Auto => match gpu_device(requested).await {
+            Ok(mut d) => {
+                d.info.reason = "auto: WebGPU available".into();
+                Ok(d)
+            }
+            Err(e) => cpu(requested, format!("auto: fell back to CPU because {e}")),
+        },
+    }
+}
+
+async fn gpu_device(requested: BackendRequest) -> Result<ComputeDevice> {
+    #[cfg(feature = "wgpu")]
+    return gpu::webgpu(requested).await;
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = requested;
+        Err(SclabelError::Backend { backend: "webgpu".into(), reason: "this build has no GPU support (feature wgpu)".into() })
+    }
+}

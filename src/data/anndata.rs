@@ -1,0 +1,129 @@
+//! The in-memory AnnData subset sclabel works with: X as CSR, obs columns, obs/var names, `.raw`.
+use crate::data::matrix::CsrMatrix;
+use crate::error::{Result, SclabelError};
+
+/// One obs column. Categoricals keep anndata's codes + categories form (code −1 = missing).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    Categorical { codes: Vec<i32>, categories: Vec<String> },
+    Strings(Vec<String>),
+    Numeric(Vec<f64>),
+    Bool(Vec<bool>),
+}
+
+impl Column {
+    pub fn len(&self) -> usize {
+        match self {
+            Column::Categorical { codes, .. } => codes.len(),
+            Column::Strings(v) => v.len(),
+            Column::Numeric(v) => v.len(),
+            Column::Bool(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every value as a string (`None` where missing), whatever the column's type.
+    pub fn to_strings(&self) -> Vec<Option<String>> {
+        match self {
+            Column::Categorical { codes, categories } => codes
+                .iter()
+                .map(|&c| if c < 0 { None } else { categories.get(c as usize).cloned() })
+                .collect(),
+            Column::Strings(v) => v.iter().map(|s| Some(s.clone())).collect(),
+            Column::Numeric(v) => v.iter().map(|x| if x.is_nan() { None } else { Some(format_number(*x)) }).collect(),
+            Column::Bool(v) => v.iter().map(|b| Some(if *b { "True" } else { "False" }.to_string())).collect(),
+        }
+    }
+}
+
+fn format_number(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
+}
+
+/// Ordered obs table: (name, column) pairs, all of length n_obs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObsTable {
+    pub columns: Vec<(String, Column)>,
+}
+
+impl ObsTable {
+    pub fn get(&self, name: &str) -> Result<&Column> {
+        self.columns.iter().find(|(n, _)| n == name).map(|(_, c)| c).ok_or_else(|| SclabelError::ColumnNotFound {
+            column: name.to_string(),
+            available: self.names().join(", "),
+        })
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.columns.iter().map(|(n, _)| n.clone()).collect()
+    }
+}
+
+/// `.raw`: another matrix over the same cells with its own gene list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Raw {
+    pub x: CsrMatrix,
+    pub var_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnnData {
+    pub x: CsrMatrix,
+    pub obs: ObsTable,
+    pub obs_names: Vec<String>,
+    pub var_names: Vec<String>,
+    pub raw: Option<Raw>,
+}
+
+impl AnnData {
+    pub fn n_obs(&self) -> usize {
+        self.x.n_rows
+    }
+    pub fn n_vars(&self) -> usize {
+        self.x.n_cols
+    }
+
+    /// Checks that every part agrees on n_obs / n_vars.
+    pub fn validate(&self) -> Result<()> {
+        let (n, g) = (self.x.n_rows, self.x.n_cols);
+        if self.obs_names.len() != n {
+            return Err(SclabelError::ShapeMismatch(format!("{} obs names for {n} cells", self.obs_names.len())));
+        }
+        if self.var_names.len() != g {
+            return Err(SclabelError::ShapeMismatch(format!("{} var names for {g} genes", self.var_names.len())));
+        }
+        for (name, c) in &self.obs.columns {
+            if c.len() != n {
+                return Err(SclabelError::ShapeMismatch(format!("obs column '{name}' has {} values for {n} cells", c.len())));
+            }
+        }
+        if let Some(raw) = &self.raw {
+            if raw.x.n_rows != n || raw.var_names.len() != raw.x.n_cols {
+                return Err(SclabelError::ShapeMismatch(format!(
+                    "raw is {} × {} with {} var names, X has {n} cells",
+                    raw.x.n_rows,
+                    raw.x.n_cols,
+                    raw.var_names.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The same cells with `.raw` as X (for files whose X is scaled but raw is log-normalised).
+    pub fn use_raw(&self) -> Result<AnnData> {
+        let raw = self.raw.as_ref().ok_or_else(|| SclabelError::UnsupportedLayout {
+            file: String::new(),
+            element: "raw".into(),
+            reason: "the file has no .raw".into(),
+        })?;
+        Ok(AnnData { x: raw.x.clone(), obs: self.obs.clone(), obs_names: self.obs_names.clone(), var_names: raw.var_names.clone(), raw: None })
+    }
+}

@@ -1,0 +1,10 @@
+//! The data core: matrices, AnnData reading, normalisation, gene alignment, label encoding and
+//! minibatch sampling. No burn, no I/O beyond bytes.
+pub mod align;
+pub mod anndata;
+pub mod h5ad;
+pub mod labels;
+pub mod matrix;
+pub mod normalize;
+pub mod sampler;
+pub mod synthetic;

@@ -1,0 +1,224 @@
+//! What scale is X on, and conversion to the log scale a model expects.
+//!
+//! scNym expects ln(CPM + 1) (each cell scaled to 1e6 counts, natural log1p); Annotatability's
+//! notebooks use ln(CP10k + 1). Users' files hold raw counts, log data of other scales, or z-scores,
+//! so we detect which and convert — or refuse with a message that says what to do.
+use crate::data::matrix::CsrMatrix;
+use crate::error::{Result, SclabelError};
+use serde::{Deserialize, Serialize};
+
+/// Largest value a ln(x + 1) matrix can hold for counts scaled to at most 1e6 per cell, with slack.
+const MAX_LOG_VALUE: f32 = 16.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetScale {
+    /// ln(CPM + 1): counts per million (scNym).
+    Cpm,
+    /// ln(CP10k + 1): counts per ten thousand (Annotatability, scanpy's default).
+    Cp10k,
+}
+
+impl TargetScale {
+    pub fn total(self) -> f64 {
+        match self {
+            TargetScale::Cpm => 1e6,
+            TargetScale::Cp10k => 1e4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Normalization {
+    /// Every stored value is a non-negative integer.
+    RawCounts,
+    /// Non-negative, non-integer values too large to be logs: normalised but not log-transformed.
+    LinearNormalized,
+    /// ln(x + 1) of per-cell normalised counts. `scale` is the per-cell total of expm1(X) when it is
+    /// the same for (almost) every cell — e.g. 1e4 or 1e6 — and `None` when totals vary (often a
+    /// gene subset such as highly variable genes).
+    LogNormalized { scale: Option<f64> },
+    /// Negative values: centred / scaled data (z-scores), which cannot be turned back into counts.
+    Scaled,
+}
+
+/// Result of `detect`, with the evidence, so a UI can show why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NormalizationReport {
+    pub normalization: Normalization,
+    pub min: f32,
+    pub max: f32,
+    /// Median over cells of Σ expm1(x) (log data) or Σ x (other data).
+    pub median_total: f64,
+    pub description: String,
+}
+
+/// Checks for NaN / infinite values and names the first one found.
+pub fn check_finite(x: &CsrMatrix, var_names: &[String]) -> Result<()> {
+    for i in 0..x.n_rows {
+        let (idx, val) = x.row(i);
+        if let Some(k) = val.iter().position(|v| !v.is_finite()) {
+            let gene = var_names.get(idx[k] as usize).map(String::as_str).unwrap_or("?");
+            return Err(SclabelError::InvalidValues(format!(
+                "X has a non-finite value ({}) at cell {i}, gene '{gene}'; remove or impute it before analysis",
+                val[k]
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 { v[m] } else { 0.5 * (v[m - 1] + v[m]) }
+}
+
+/// Detects what scale X is on. NaN / infinite values are an error.
+pub fn detect(x: &CsrMatrix, var_names: &[String]) -> Result<NormalizationReport> {
+    check_finite(x, var_names)?;
+    let (mut min, mut max) = (0.0f32, 0.0f32);
+    let mut all_integer = true;
+    for &v in &x.data {
+        min = min.min(v);
+        max = max.max(v);
+        all_integer &= v.fract() == 0.0;
+    }
+    let (normalization, median_total, description) = if min < 0.0 {
+        (Normalization::Scaled, median(x.row_sums()), format!(
+            "X holds scaled values (min {min:.3} < 0), e.g. z-scores after sc.pp.scale; they cannot be converted back to counts. Use the file's .raw (if it holds counts or log-normalised values) or the unscaled layer"
+        ))
+    } else if all_integer {
+        (Normalization::RawCounts, median(x.row_sums()), "X holds raw counts (all values are integers)".to_string())
+    } else if max > MAX_LOG_VALUE {
+        (Normalization::LinearNormalized, median(x.row_sums()), format!(
+            "X holds normalised values that are not log-transformed (max {max:.1} > {MAX_LOG_VALUE})"
+        ))
+    } else {
+        let totals: Vec<f64> =
+            (0..x.n_rows).map(|i| x.row(i).1.iter().map(|&v| (v as f64).exp_m1()).sum()).collect();
+        let med = median(totals.clone());
+        // Same total for (almost) every cell: the data were normalised on this gene set.
+        let consistent = med > 0.0
+            && totals.iter().filter(|&&t| t > 0.0 && ((t - med) / med).abs() < 0.01).count() as f64
+                >= 0.95 * totals.iter().filter(|&&t| t > 0.0).count() as f64;
+        let scale = consistent.then_some(med);
+        let description = match scale {
+            Some(s) => format!("X holds ln(x+1) of counts normalised to {s:.0} per cell"),
+            None => format!(
+                "X holds ln(x+1) of normalised counts; per-cell totals vary (median {med:.0}), as for a gene subset"
+            ),
+        };
+        (Normalization::LogNormalized { scale }, med, description)
+    };
+    Ok(NormalizationReport { normalization, min, max, median_total, description })
+}
+
+/// Returns X as ln(count / total · target + 1), where `count` is recovered from whatever scale X is
+/// on: raw and linear-normalised values are used directly, log values go through expm1. Cells with
+/// no counts stay all-zero. Scaled (negative) data is refused with a message that says what to use.
+pub fn to_log_normalized(x: &CsrMatrix, var_names: &[String], target: TargetScale) -> Result<(CsrMatrix, NormalizationReport)> {
+    let report = detect(x, var_names)?;
+    let is_log = match report.normalization {
+        Normalization::Scaled => return Err(SclabelError::InvalidValues(report.description)),
+        Normalization::LogNormalized { .. } => true,
+        Normalization::RawCounts | Normalization::LinearNormalized => false,
+    };
+    let mut out = x.clone();
+    let target = target.total();
+    for i in 0..out.n_rows {
+        let (a, b) = (out.indptr[i] as usize, out.indptr[i + 1] as usize);
+        let row = &mut out.data[a..b];
+        if is_log {
+            row.iter_mut().for_each(|v| *v = (*v as f64).exp_m1() as f32);
+        }
+        let total: f64 = row.iter().map(|&v| v as f64).sum();
+        if total > 0.0 {
+            let f = target / total;
+            row.iter_mut().for_each(|v| *v = ((*v as f64) * f).ln_1p() as f32);
+        }
+    }
+    Ok((out, report))
+}
+
+/// Checks that X is already on a ln(x+1) scale a model can use (what scNym's API checks), with an
+/// error that says how to fix it otherwise.
+pub fn require_log_normalized(x: &CsrMatrix, var_names: &[String]) -> Result<NormalizationReport> {
+    let report = detect(x, var_names)?;
+    match report.normalization {
+        Normalization::LogNormalized { .. } => Ok(report),
+        Normalization::RawCounts => Err(SclabelError::InvalidValues(
+            "X holds raw counts; the model expects ln(CPM+1). Normalise first (normalize: \"cpm\") or pass log-normalised data".into(),
+        )),
+        Normalization::LinearNormalized => Err(SclabelError::InvalidValues(format!(
+            "{}; the model expects ln(CPM+1). Normalise first (normalize: \"cpm\")",
+            report.description
+        ))),
+        Normalization::Scaled => Err(SclabelError::InvalidValues(report.description)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn genes(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("g{i}")).collect()
+    }
+
+    fn counts() -> CsrMatrix {
+        CsrMatrix::from_dense(3, 4, &[1., 0., 3., 0., 0., 2., 2., 4., 5., 5., 0., 0.]).unwrap()
+    }
+
+    #[test]
+    fn detects_raw_counts_and_converts_to_cpm() {
+        let x = counts();
+        assert_eq!(detect(&x, &genes(4)).unwrap().normalization, Normalization::RawCounts);
+        let (y, _) = to_log_normalized(&x, &genes(4), TargetScale::Cpm).unwrap();
+        for i in 0..3 {
+            let total: f64 = y.row(i).1.iter().map(|&v| (v as f64).exp_m1()).sum();
+            assert!((total - 1e6).abs() < 1.0, "row {i} total {total}");
+        }
+        // Cell 0: 1 of 4 counts → ln(250001).
+        assert!((y.row(0).1[0] - (250_001f64).ln() as f32).abs() < 1e-4);
+    }
+
+    #[test]
+    fn detects_log_scale_and_rescales() {
+        let x = counts();
+        let (cp10k, _) = to_log_normalized(&x, &genes(4), TargetScale::Cp10k).unwrap();
+        let report = detect(&cp10k, &genes(4)).unwrap();
+        match report.normalization {
+            Normalization::LogNormalized { scale: Some(s) } => assert!((s - 1e4).abs() < 1.0, "{s}"),
+            other => panic!("{other:?}"),
+        }
+        // Log data of one scale converts to another exactly as from counts.
+        let (a, _) = to_log_normalized(&cp10k, &genes(4), TargetScale::Cpm).unwrap();
+        let (b, _) = to_log_normalized(&x, &genes(4), TargetScale::Cpm).unwrap();
+        for (u, v) in a.data.iter().zip(&b.data) {
+            assert!((u - v).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn refuses_scaled_data_and_nan_with_names() {
+        let x = CsrMatrix::from_dense(1, 2, &[-0.5, 1.2]).unwrap();
+        let e = to_log_normalized(&x, &genes(2), TargetScale::Cpm).unwrap_err();
+        assert!(e.to_string().contains(".raw"), "{e}");
+        let x = CsrMatrix::from_dense(1, 2, &[f32::NAN, 1.0]).unwrap();
+        let e = detect(&x, &genes(2)).unwrap_err();
+        assert!(e.to_string().contains("gene 'g0'"), "{e}");
+        let e = require_log_normalized(&counts(), &genes(4)).unwrap_err();
+        assert!(e.to_string().contains("raw counts"), "{e}");
+    }
+
+    #[test]
+    fn linear_normalized_is_recognised() {
+        let x = CsrMatrix::from_dense(1, 2, &[100.5, 899.5]).unwrap();
+        assert_eq!(detect(&x, &genes(2)).unwrap().normalization, Normalization::LinearNormalized);
+    }
+}

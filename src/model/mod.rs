@@ -1,0 +1,2 @@
+//! Neural network modules.
+pub mod mlp;

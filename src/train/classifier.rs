@@ -1,0 +1,207 @@
+//! Supervised training of a classifier on CSR data, one densified minibatch at a time, and batched
+//! prediction. Loss and accuracy are summed on the device and read once per epoch (async), so the
+//! same loop runs on WebGPU, where synchronous reads are impossible.
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::prelude::{Device, Int, Tensor, TensorData};
+use burn::tensor::activation::softmax;
+use burn::tensor::Transaction;
+use serde::{Deserialize, Serialize};
+
+use crate::data::matrix::CsrMatrix;
+use crate::data::sampler::{MinibatchSampler, Sampling};
+use crate::error::{Result, SclabelError};
+use crate::model::mlp::{Mlp, MlpConfig};
+use crate::train::progress::{Observer, Phase, Progress};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OptimizerConfig {
+    /// PyTorch-style SGD: v = momentum·v + g (no dampening), p −= learning_rate·v.
+    Sgd { momentum: f64 },
+    Adam,
+}
+
+/// Options of the plain-MLP training loop. Defaults are Annotatability's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainOptions {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub optimizer: OptimizerConfig,
+    pub sampling: Sampling,
+    pub drop_last: bool,
+    pub n_layers: usize,
+    pub seed: u64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            epochs: 50,
+            batch_size: 256,
+            learning_rate: 1e-3,
+            optimizer: OptimizerConfig::Sgd { momentum: 0.9 },
+            sampling: Sampling::Balanced,
+            drop_last: false,
+            n_layers: 3,
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    /// Mean cross-entropy over the epoch's minibatches (before each step's update).
+    pub loss: f32,
+    /// Fraction of the epoch's sampled cells the model classified right (before each update).
+    pub accuracy: f32,
+}
+
+fn optimizer(config: OptimizerConfig) -> ModuleOptimizer {
+    match config {
+        OptimizerConfig::Sgd { momentum } => SgdConfig::new()
+            .with_momentum(Some(MomentumConfig::new().with_momentum(momentum).with_dampening(0.0).with_nesterov(false)))
+            .init(),
+        OptimizerConfig::Adam => AdamConfig::new().with_epsilon(1e-8).init(),
+    }
+}
+
+/// Densifies the given rows into a `[rows, n_cols]` tensor on `device`.
+pub fn batch_tensor(x: &CsrMatrix, rows: &[usize], buf: &mut Vec<f32>, device: &Device) -> Tensor<2> {
+    x.densify_rows_into(rows, buf);
+    Tensor::from_data(TensorData::new(std::mem::take(buf), [rows.len(), x.n_cols]), device)
+}
+
+fn label_tensor(labels: &[i32], rows: &[usize], device: &Device) -> Tensor<1, Int> {
+    let y: Vec<i32> = rows.iter().map(|&r| labels[r]).collect();
+    Tensor::from_data(TensorData::new(y, [rows.len()]), device)
+}
+
+/// Trains the plain MLP on `rows` of `x` (labels per row of `x`, −1 = unlabelled and skipped).
+pub async fn train_mlp<O: Observer>(
+    x: &CsrMatrix,
+    labels: &[i32],
+    n_classes: usize,
+    rows: &[usize],
+    options: &TrainOptions,
+    device: &Device,
+    observer: &mut O,
+) -> Result<(Mlp, Vec<EpochStats>)> {
+    if labels.len() != x.n_rows {
+        return Err(SclabelError::ShapeMismatch(format!("{} labels for {} cells", labels.len(), x.n_rows)));
+    }
+    if options.learning_rate.is_nan() || options.learning_rate <= 0.0 {
+        return Err(SclabelError::InvalidOption { option: "learning_rate".into(), reason: "must be positive".into() });
+    }
+    let rows: Vec<usize> = rows.iter().copied().filter(|&r| labels[r] >= 0).collect();
+    device.seed(options.seed);
+    let train_device = device.clone().autodiff();
+    let mut model = MlpConfig { n_genes: x.n_cols, n_classes, n_layers: options.n_layers }.init(&train_device)?;
+    let mut optim = optimizer(options.optimizer);
+    let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
+    let mut sampler = MinibatchSampler::new(rows.clone(), Some(labels), options.sampling, options.batch_size, options.drop_last, options.seed)?;
+    let steps_per_epoch = sampler.batches_per_epoch();
+    let mut history = Vec::with_capacity(options.epochs);
+    let mut buf = Vec::new();
+    for epoch in 0..options.epochs {
+        let batches = sampler.epoch();
+        let mut loss_sum = Tensor::<1>::zeros([1], &train_device);
+        let mut correct = Tensor::<1, Int>::zeros([1], &train_device);
+        let mut seen = 0usize;
+        for (step, batch) in batches.iter().enumerate() {
+            let xb = batch_tensor(x, batch, &mut buf, &train_device);
+            let yb = label_tensor(labels, batch, &train_device);
+            let logits = model.forward(xb);
+            let loss = loss_fn.forward(logits.clone(), yb.clone());
+            let hits = logits.detach().argmax(1).squeeze_dim::<1>(1).equal(yb).int().sum();
+            loss_sum = loss_sum + loss.clone().detach();
+            correct = correct + hits;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(options.learning_rate, model, grads);
+            seen += batch.len();
+            observer
+                .on_progress(&Progress {
+                    phase: Phase::Train,
+                    epoch,
+                    n_epochs: options.epochs,
+                    step: step + 1,
+                    steps_per_epoch,
+                    cells_done: seen,
+                    cells_total: rows.len(),
+                    loss: None,
+                    accuracy: None,
+                })
+                .await?;
+        }
+        let [l, c]: [TensorData; 2] = Transaction::default()
+            .register(loss_sum)
+            .register(correct)
+            .execute_async()
+            .await
+            .map_err(|e| backend_error(device, e))?
+            .try_into()
+            .map_err(|_| SclabelError::Backend { backend: format!("{device:?}"), reason: "read returned the wrong number of tensors".into() })?;
+        let loss = scalar_f32(l, device)? / batches.len().max(1) as f32;
+        let accuracy = scalar_f32(c, device)? / seen.max(1) as f32;
+        if !loss.is_finite() {
+            return Err(SclabelError::InvalidValues(format!(
+                "training diverged at epoch {epoch} (loss {loss}); lower the learning rate or check the input scale"
+            )));
+        }
+        history.push(EpochStats { epoch, loss, accuracy });
+        observer
+            .on_progress(&Progress {
+                phase: Phase::Train,
+                epoch,
+                n_epochs: options.epochs,
+                step: steps_per_epoch,
+                steps_per_epoch,
+                cells_done: seen,
+                cells_total: rows.len(),
+                loss: Some(loss),
+                accuracy: Some(accuracy),
+            })
+            .await?;
+    }
+    Ok((model.valid(), history))
+}
+
+/// Class probabilities for `rows`, row-major `[rows.len(), n_classes]`, computed in batches.
+pub async fn predict_proba<O: Observer>(model: &Mlp, x: &CsrMatrix, rows: &[usize], batch_size: usize, device: &Device, observer: &mut O) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    let n_batches = rows.len().div_ceil(batch_size.max(1));
+    for (k, batch) in rows.chunks(batch_size.max(1)).enumerate() {
+        let p = softmax(model.forward(batch_tensor(x, batch, &mut buf, device)), 1);
+        let data = p.into_data_async().await.map_err(|e| backend_error(device, e))?;
+        out.extend(data.try_into_vec_as::<f32>().map_err(|e| backend_error(device, format!("{e:?}")))?);
+        observer
+            .on_progress(&Progress {
+                phase: Phase::Predict,
+                epoch: 0,
+                n_epochs: 1,
+                step: k + 1,
+                steps_per_epoch: n_batches,
+                cells_done: (k * batch_size + batch.len()).min(rows.len()),
+                cells_total: rows.len(),
+                loss: None,
+                accuracy: None,
+            })
+            .await?;
+    }
+    Ok(out)
+}
+
+fn scalar_f32(data: TensorData, device: &Device) -> Result<f32> {
+    let v = data.try_into_vec_as::<f32>().map_err(|e| backend_error(device, format!("{e:?}")))?;
+    v.first().copied().ok_or_else(|| backend_error(device, "empty read"))
+}
+
+fn backend_error(device: &Device, e: impl std::fmt::Display + std::fmt::Debug) -> SclabelError {
+    SclabelError::Backend { backend: format!("{device:?}"), reason: format!("{e}") }
+}

@@ -1,0 +1,4 @@
+//! Hand-written training loops (burn-train has no wasm support), progress and cancellation.
+pub mod classifier;
+pub mod holdout;
+pub mod progress;

@@ -1,0 +1,49 @@
+//! Progress reporting and cancellation between training steps. The core knows no JS: the wasm
+//! bindings implement `Observer` by calling the user's callback and yielding to the event loop.
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+
+use crate::error::Result;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Train,
+    Predict,
+}
+
+/// One progress event. `loss` / `accuracy` are set at the end of each epoch (reading them
+/// every step would stall the GPU).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub phase: Phase,
+    pub epoch: usize,
+    pub n_epochs: usize,
+    pub step: usize,
+    pub steps_per_epoch: usize,
+    pub cells_done: usize,
+    pub cells_total: usize,
+    pub loss: Option<f32>,
+    pub accuracy: Option<f32>,
+}
+
+/// Called between steps. Returning `Err(SclabelError::Cancelled)` stops the run.
+pub trait Observer {
+    fn on_progress(&mut self, progress: &Progress) -> impl Future<Output = Result<()>>;
+}
+
+/// Ignores progress (tests, native calls that don't report).
+pub struct Silent;
+impl Observer for Silent {
+    async fn on_progress(&mut self, _: &Progress) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Wraps a plain closure (native CLI progress bars, tests that cancel).
+pub struct FnObserver<F: FnMut(&Progress) -> Result<()>>(pub F);
+impl<F: FnMut(&Progress) -> Result<()>> Observer for FnObserver<F> {
+    async fn on_progress(&mut self, progress: &Progress) -> Result<()> {
+        (self.0)(progress)
+    }
+}

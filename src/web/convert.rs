@@ -1,0 +1,21 @@
+//! serde between JS values and core types: snake_case plain objects, exactly the Rust serde form.
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use wasm_bindgen::JsValue;
+
+use crate::web::error::invalid_option;
+
+/// Parses options; `undefined` / `null` give the defaults. Unknown keys are rejected by the
+/// core types (`deny_unknown_fields`).
+pub fn options<T: DeserializeOwned + Default>(value: JsValue, name: &str) -> Result<T, JsValue> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(T::default());
+    }
+    serde_wasm_bindgen::from_value(value).map_err(|e| invalid_option(name, e))
+}
+
+/// Plain JS objects (not Maps); numeric vectors stay arrays.
+pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
+    let serializer = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true);
+    value.serialize(&serializer).map_err(|e| JsValue::from_str(&format!("could not convert a result to JS: {e}")))
+}

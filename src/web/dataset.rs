@@ -1,0 +1,101 @@
+//! `Dataset`: a loaded AnnData held on the wasm side (so big matrices are not copied back to JS).
+use std::rc::Rc;
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::data::anndata::{AnnData, Column};
+use crate::data::h5ad::read_h5ad;
+use crate::data::normalize::detect;
+use crate::data::synthetic::{synthetic_counts, SyntheticSpec};
+use crate::web::{convert, error::to_js};
+
+#[wasm_bindgen(js_name = Dataset)]
+pub struct JsDataset {
+    pub(crate) inner: Rc<AnnData>,
+}
+
+#[derive(Serialize)]
+struct ColumnSummary {
+    name: String,
+    kind: &'static str,
+    /// For categorical columns: category → cell count.
+    categories: Option<Vec<(String, usize)>>,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    n_obs: usize,
+    n_vars: usize,
+    nnz: usize,
+    has_raw: bool,
+    obs: Vec<ColumnSummary>,
+    normalization: Option<crate::data::normalize::NormalizationReport>,
+}
+
+#[wasm_bindgen(js_class = Dataset)]
+impl JsDataset {
+    /// Parses an `.h5ad` file's bytes. `name` is used in error messages.
+    #[wasm_bindgen(js_name = fromH5ad)]
+    pub fn from_h5ad(bytes: &[u8], name: &str) -> Result<JsDataset, JsValue> {
+        read_h5ad(bytes, name).map(|a| JsDataset { inner: Rc::new(a) }).map_err(to_js)
+    }
+
+    /// Seeded synthetic raw counts with `cell_type` and `batch` columns.
+    pub fn synthetic(n_cells: usize, n_genes: usize, n_classes: usize, seed: u64) -> JsDataset {
+        let spec = SyntheticSpec { n_cells, n_genes, n_classes, seed, ..SyntheticSpec::default() };
+        JsDataset { inner: Rc::new(synthetic_counts(&spec)) }
+    }
+
+    #[wasm_bindgen(getter, js_name = nObs)]
+    pub fn n_obs(&self) -> usize {
+        self.inner.n_obs()
+    }
+
+    #[wasm_bindgen(getter, js_name = nVars)]
+    pub fn n_vars(&self) -> usize {
+        self.inner.n_vars()
+    }
+
+    /// Shape, obs columns with category counts, and the detected normalisation of X.
+    pub fn summary(&self) -> Result<JsValue, JsValue> {
+        let a = &self.inner;
+        let obs = a
+            .obs
+            .columns
+            .iter()
+            .map(|(name, c)| {
+                let (kind, categories) = match c {
+                    Column::Categorical { codes, categories } => {
+                        let mut counts = vec![0usize; categories.len()];
+                        codes.iter().filter(|&&k| k >= 0).for_each(|&k| counts[k as usize] += 1);
+                        ("categorical", Some(categories.iter().cloned().zip(counts).collect()))
+                    }
+                    Column::Strings(_) => ("string", None),
+                    Column::Numeric(_) => ("numeric", None),
+                    Column::Bool(_) => ("bool", None),
+                };
+                ColumnSummary { name: name.clone(), kind, categories }
+            })
+            .collect();
+        let summary = Summary {
+            n_obs: a.n_obs(),
+            n_vars: a.n_vars(),
+            nnz: a.x.nnz(),
+            has_raw: a.raw.is_some(),
+            obs,
+            normalization: detect(&a.x, &a.var_names).ok(),
+        };
+        convert::to_js(&summary)
+    }
+
+    #[wasm_bindgen(js_name = varNames)]
+    pub fn var_names(&self) -> Vec<String> {
+        self.inner.var_names.clone()
+    }
+
+    #[wasm_bindgen(js_name = obsNames)]
+    pub fn obs_names(&self) -> Vec<String> {
+        self.inner.obs_names.clone()
+    }
+}

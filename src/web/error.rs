@@ -1,0 +1,15 @@
+//! The only place a `SclabelError` becomes a JS `Error` (with a stable `.code`).
+use wasm_bindgen::JsValue;
+
+use crate::error::SclabelError;
+
+pub fn to_js(e: SclabelError) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    let _ = js_sys::Reflect::set(&err, &"code".into(), &e.code().into());
+    err.into()
+}
+
+/// For values coming from JS that don't parse as the expected options.
+pub fn invalid_option(option: &str, e: impl std::fmt::Display) -> JsValue {
+    to_js(SclabelError::InvalidOption { option: option.into(), reason: e.to_string() })
+}

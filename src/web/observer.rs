@@ -1,0 +1,74 @@
+//! Progress to a JS callback, cancellation from an AbortSignal, and yielding to the event loop so
+//! the page (or worker) stays responsive during training.
+use js_sys::{Function, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::error::{Result, SclabelError};
+use crate::train::progress::{Observer, Progress};
+
+/// Yield and report at most this often (ms), except epoch-end events, which are always reported.
+const INTERVAL_MS: f64 = 50.0;
+
+pub struct JsObserver {
+    on_progress: Option<Function>,
+    signal: Option<JsValue>,
+    last: f64,
+}
+
+impl JsObserver {
+    pub fn new(on_progress: Option<Function>, signal: Option<JsValue>) -> Self {
+        Self { on_progress, signal, last: 0.0 }
+    }
+
+    fn aborted(&self) -> bool {
+        self.signal.as_ref().is_some_and(|s| Reflect::get(s, &"aborted".into()).map(|v| v.is_truthy()).unwrap_or(false))
+    }
+}
+
+fn now() -> f64 {
+    js_sys::Date::now()
+}
+
+/// A macrotask yield (setTimeout 0), so rendering, input and messages get their turn.
+async fn yield_now() {
+    let promise = Promise::new(&mut |resolve, _| {
+        let global = js_sys::global();
+        if let Ok(set_timeout) = Reflect::get(&global, &"setTimeout".into()).and_then(|f| f.dyn_into::<Function>()) {
+            let _ = set_timeout.call2(&global, &resolve, &0.into());
+        } else {
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+        }
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+impl Observer for JsObserver {
+    async fn on_progress(&mut self, progress: &Progress) -> Result<()> {
+        let t = now();
+        if progress.loss.is_none() && t - self.last < INTERVAL_MS {
+            return Ok(());
+        }
+        self.last = t;
+        if let Some(f) = &self.on_progress {
+            if let Ok(v) = crate::web::convert::to_js(progress) {
+                // A throwing callback must not kill the run; it's the host's bug, reported in the console.
+                if let Err(e) = f.call1(&JsValue::NULL, &v) {
+                    web_sys_console_error(&e);
+                }
+            }
+        }
+        yield_now().await;
+        if self.aborted() {
+            return Err(SclabelError::Cancelled);
+        }
+        Ok(())
+    }
+}
+
+fn web_sys_console_error(e: &JsValue) {
+    let console = Reflect::get(&js_sys::global(), &"console".into()).ok();
+    if let Some(error) = console.and_then(|c| Reflect::get(&c, &"error".into()).ok()).and_then(|f| f.dyn_into::<Function>().ok()) {
+        let _ = error.call2(&JsValue::NULL, &"sclabel: onProgress threw".into(), e);
+    }
+}

@@ -1,0 +1,46 @@
+//! `Session`: a started compute device (WebGPU or CPU) that runs the core's tasks.
+use js_sys::{Function, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::backend::{select, BackendRequest, ComputeDevice};
+use crate::train::holdout::{train_holdout, HoldoutOptions};
+use crate::web::dataset::JsDataset;
+use crate::web::observer::JsObserver;
+use crate::web::{convert, error::to_js};
+
+#[wasm_bindgen(js_name = Session)]
+pub struct JsSession {
+    device: ComputeDevice,
+}
+
+#[wasm_bindgen(js_class = Session)]
+impl JsSession {
+    /// Starts a backend: "auto" (WebGPU, else CPU, with the reason), "webgpu" or "cpu".
+    pub async fn start(backend: JsValue) -> Result<JsSession, JsValue> {
+        let request: BackendRequest = convert::options(backend, "backend")?;
+        let device = select(request).await.map_err(to_js)?;
+        Ok(JsSession { device })
+    }
+
+    /// Which backend runs, the adapter, and why.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> Result<JsValue, JsValue> {
+        convert::to_js(&self.device.info)
+    }
+
+    /// Trains the plain MLP on part of `dataset`'s labelled cells and tests on the rest.
+    /// Resolves to the report (accuracy, loss per epoch, backend); rejects with an Error whose
+    /// `.code` names the problem.
+    #[wasm_bindgen(js_name = trainHoldout)]
+    pub fn train_holdout(&self, dataset: &JsDataset, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
+        let options: HoldoutOptions = convert::options(options, "options")?;
+        let (data, device) = (dataset.inner.clone(), self.device.clone());
+        let signal = (!signal.is_undefined() && !signal.is_null()).then_some(signal);
+        Ok(future_to_promise(async move {
+            let mut observer = JsObserver::new(on_progress, signal);
+            let report = train_holdout(&data, &options, &device, &mut observer).await.map_err(to_js)?;
+            convert::to_js(&report)
+        }))
+    }
+}

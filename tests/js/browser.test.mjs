@@ -1,0 +1,112 @@
+// The package in headless Chromium (Debian's, via playwright-core): WebGPU (SwiftShader) and the
+// CPU backend, on synthetic and real cells; and the demo page end to end. Pages come from
+// 127.0.0.1 (a secure context, as WebGPU needs).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { startServer } from '../../scripts/serve.mjs';
+import { launchChromium, artifacts, root, sharedFile } from './helpers.mjs';
+
+let server, base, browser;
+
+before(async () => {
+  server = await startServer(0);
+  base = `http://127.0.0.1:${server.address().port}`;
+  browser = await launchChromium({ webgpu: true });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+async function harness() {
+  const page = await browser.context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  await page.goto(`${base}/tests/js/harness.html`);
+  return { page, errors };
+}
+
+/** Trains in the page and returns the report (plus whether WebGPU existed in the page). */
+async function trainInPage(page, { backend, dataset, options }) {
+  return page.evaluate(async ({ backend, dataset, options }) => {
+    const { startSession, readH5ad, syntheticDataset } = await import('sclabel');
+    const session = await startSession({ backend });
+    const data = dataset.url ? await readH5ad(dataset.url) : await syntheticDataset(dataset);
+    const events = [];
+    const report = await session.trainHoldout(data, options, { onProgress: (p) => events.push(p) });
+    return { report, events: events.length, hasGpu: !!navigator.gpu };
+  }, { backend, dataset, options });
+}
+
+function assertLearned(report, minAccuracy) {
+  const losses = report.history.map((e) => e.loss);
+  assert.ok(losses.at(-1) < losses[0], `loss should go down: ${losses.join(', ')}`);
+  assert.ok(report.test_accuracy >= minAccuracy, `accuracy ${report.test_accuracy} < ${minAccuracy}`);
+  assert.ok(report.test_accuracy > report.majority_accuracy + 0.2, `accuracy ${report.test_accuracy} vs majority ${report.majority_accuracy}`);
+}
+
+test('WebGPU is really the backend when requested (synthetic cells)', async () => {
+  const { page, errors } = await harness();
+  const { report, hasGpu } = await trainInPage(page, {
+    backend: 'webgpu',
+    dataset: { nCells: 300, nGenes: 64, nClasses: 3, seed: 5 },
+    options: { train: { epochs: 8, batch_size: 64, learning_rate: 0.05, seed: 1 } },
+  });
+  assert.ok(hasGpu, 'navigator.gpu exists');
+  assert.equal(report.backend.backend, 'webgpu');
+  assert.equal(report.backend.requested, 'webgpu');
+  assert.match(report.backend.adapter ?? '', /swiftshader|BrowserWebGpu/i);
+  assertLearned(report, 0.8);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+const DEMO = join(root, 'www', 'data', 'pbmc68k_reduced.h5ad');
+const REAL = { url: '/www/data/pbmc68k_reduced.h5ad' };
+const REAL_OPTIONS = { label_key: 'bulk_labels', use_raw: true, train: { epochs: 15, learning_rate: 0.01, seed: 0 } };
+
+for (const backend of ['cpu', 'webgpu']) {
+  test(`real cells on ${backend}: pbmc68k_reduced bulk_labels, held-out accuracy far above chance`, async (t) => {
+    if (!existsSync(DEMO)) return t.skip('www/data/pbmc68k_reduced.h5ad missing: run scripts/setup.sh');
+    const { page, errors } = await harness();
+    const { report, events } = await trainInPage(page, { backend, dataset: REAL, options: REAL_OPTIONS });
+    assert.equal(report.backend.backend, backend === 'cpu' ? 'flex' : 'webgpu');
+    assertLearned(report, 0.6);
+    assert.ok(events > 0);
+    assert.deepEqual(errors, []);
+    console.log(`# ${backend}: accuracy ${report.test_accuracy.toFixed(3)} (majority ${report.majority_accuracy.toFixed(3)}, chance ${(1 / report.class_names.length).toFixed(3)})`);
+    await page.close();
+  });
+}
+
+test('real cells from ../shared/data on CPU in the browser: Symphony, 9 types', async (t) => {
+  if (!sharedFile('pbmc_symphony_3chemistries.h5ad', t)) return;
+  const { page } = await harness();
+  const { report } = await trainInPage(page, {
+    backend: 'cpu',
+    dataset: { url: '/shared-data/pbmc_symphony_3chemistries.h5ad' },
+    options: { train: { epochs: 20, learning_rate: 0.01, seed: 0 } },
+  });
+  assertLearned(report, 0.85);
+  await page.close();
+});
+
+test('the demo page trains on the CPU and shows accuracy and backend', async (t) => {
+  if (!existsSync(DEMO)) return t.skip('www/data/pbmc68k_reduced.h5ad missing: run scripts/setup.sh');
+  const page = await browser.context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  await page.goto(`${base}/www/`);
+  await page.selectOption('#backend', 'cpu');
+  await page.click('#train');
+  await page.waitForSelector('#result[data-state="done"]', { timeout: 300_000 });
+  const accuracy = Number(await page.getAttribute('#result', 'data-accuracy'));
+  assert.ok(accuracy > 0.6, `demo accuracy ${accuracy}`);
+  assert.match(await page.textContent('#backend-badge'), /CPU/i);
+  await page.screenshot({ path: join(artifacts, 'demo-cpu.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+  await page.close();
+});

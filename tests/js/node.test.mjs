@@ -1,0 +1,76 @@
+// The npm package in Node (wasm, CPU backend): import by package name, train, compare the loss
+// curve with the native build's, read the shared data files, and report errors clearly.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { startSession, syntheticDataset, readH5ad } from 'sclabel';
+import { root, sharedFile } from './helpers.mjs';
+
+test('wasm CPU training gives the native loss curve for the same seed', async () => {
+  const session = await startSession({ backend: 'cpu' });
+  assert.equal(session.backend.backend, 'flex');
+  // Same data and options as tests/train_native.rs (synthetic seed 3, curve_options).
+  const data = await syntheticDataset({ nCells: 600, nGenes: 200, nClasses: 4, seed: 3 });
+  const report = await session.trainHoldout(data, { train: { epochs: 5, batch_size: 64, seed: 42 } });
+  const wasm = report.history.map((e) => e.loss);
+  const file = join(root, 'target', 'tmp', 'native_loss_curve.json');
+  assert.ok(existsSync(file), `${file} is written by \`cargo test\` (tests/train_native.rs); run it first`);
+  const native = JSON.parse(readFileSync(file, 'utf8'));
+  assert.equal(wasm.length, native.length);
+  for (let i = 0; i < wasm.length; i++) {
+    assert.ok(Math.abs(wasm[i] - native[i]) <= 1e-4 * Math.max(1, Math.abs(native[i])), `epoch ${i}: wasm ${wasm[i]} vs native ${native[i]}`);
+  }
+});
+
+test('synthetic training in Node learns', async () => {
+  const session = await startSession({ backend: 'cpu' });
+  const data = await syntheticDataset({ nCells: 600, nGenes: 200, nClasses: 4, seed: 3 });
+  const progress = [];
+  const report = await session.trainHoldout(data, { train: { epochs: 30, batch_size: 64, learning_rate: 0.01, seed: 1 } }, { onProgress: (p) => progress.push(p) });
+  assert.ok(report.test_accuracy > 0.9, `accuracy ${report.test_accuracy}`);
+  assert.ok(progress.some((p) => p.loss !== null), 'epoch-end progress events carry the loss');
+});
+
+test('webgpu in Node is a clear error, and auto says why it fell back', async () => {
+  await assert.rejects(startSession({ backend: 'webgpu' }), (e) => e.code === 'backend' && /webgpu/i.test(e.message));
+  const auto = await startSession({ backend: 'auto' });
+  assert.equal(auto.backend.backend, 'flex');
+  assert.match(auto.backend.reason, /fell back to CPU because/);
+  await assert.rejects(startSession({ backend: 'cuda' }), (e) => e.code === 'invalid_option');
+});
+
+test('non-HDF5 and truncated input give invalid_file errors', async () => {
+  await assert.rejects(readH5ad(new Uint8Array([1, 2, 3]), 'junk.h5ad'), (e) => e.code === 'invalid_file' && /junk\.h5ad/.test(e.message));
+  await assert.rejects(readH5ad(new Uint8Array(0), 'empty.h5ad'), (e) => e.code === 'invalid_file');
+  const demo = join(root, 'www', 'data', 'pbmc68k_reduced.h5ad');
+  if (existsSync(demo)) {
+    const bytes = readFileSync(demo);
+    await assert.rejects(readH5ad(bytes.subarray(0, bytes.length >> 1), 'half.h5ad'), (e) => ['invalid_file', 'unsupported_layout'].includes(e.code));
+  }
+});
+
+const SHAPES = {
+  'pbmc3k_raw_labeled.h5ad': [2700, 32738, 'cell_type', { 'Naive CD4 T': 697, 'unlabeled_QCfail': 62, Platelet: 14 }],
+  'pbmc_symphony_3chemistries.h5ad': [1200, 1767, 'cell_type', { T_CD4: 373, HSC: 3 }],
+  'pbmc8k_200hvg.h5ad': [7480, 200, 'cell_type', { 'CD8+ T': 2740, NA: 32, Erythrocytes: 1 }],
+  'pbmc68k_reduced.h5ad': [700, 765, 'bulk_labels', null],
+  'pancreas_xin.h5ad': [674, 980, 'cell_type', { alpha: 285, delta: 49 }],
+  'pancreas_wang.h5ad': [501, 219, 'cell_type', { alpha: 206, acinar: 5 }],
+};
+
+for (const [name, [nObs, nVars, key, counts]] of Object.entries(SHAPES)) {
+  test(`reads ${name} in wasm`, async (t) => {
+    const path = sharedFile(name, t);
+    if (!path) return;
+    const data = await readH5ad(readFileSync(path), name);
+    assert.equal(data.nObs, nObs);
+    assert.equal(data.nVars, nVars);
+    const col = data.summary().obs.find((c) => c.name === key);
+    assert.ok(col, `obs column ${key}`);
+    if (counts) {
+      const got = Object.fromEntries(col.categories);
+      for (const [k, v] of Object.entries(counts)) assert.equal(got[k], v, `${key}=${k}`);
+    }
+  });
+}

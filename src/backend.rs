@@ -93,7 +93,8 @@ mod gpu {
                 .await
                 .map_err(|e| SclabelError::Backend { backend: "webgpu".into(), reason: e.to_string() })?;
             let info = setup.adapter.get_info();
-            let adapter = Some(format!("{} ({:?})", info.name, info.backend)).filter(|s| !s.starts_with(" ("));
+            // Browsers often hide the adapter name; wgpu's backend (e.g. BrowserWebGpu) is always known.
+            let adapter = Some(if info.name.is_empty() { format!("{:?}", info.backend) } else { format!("{} ({:?})", info.name, info.backend) });
             let _ = GPU.set((device, adapter));
         }
         let (device, adapter) = GPU.get().cloned().expect("set above");
@@ -106,11 +107,21 @@ mod gpu {
 
 /// Starts the backend the caller asks for. `Auto` tries the GPU first and falls back to the CPU,
 /// recording why in `info.reason`.
-pub async fn select(requested: BackendRequest) -> Result<ComputeDevice> {
+///
+/// `gpu_support` is the platform's answer to "can wgpu even be tried here?": natively `Ok(())`;
+/// in wasm the bindings check for `navigator.gpu` in a window or dedicated worker first, because
+/// wgpu panics (rather than erring) where WebGPU is absent, e.g. in Node.
+pub async fn select(requested: BackendRequest, gpu_support: std::result::Result<(), String>) -> Result<ComputeDevice> {
+    let gpu = |requested| async move {
+        match gpu_support {
+            Ok(()) => gpu_device(requested).await,
+            Err(reason) => Err(SclabelError::Backend { backend: "webgpu".into(), reason }),
+        }
+    };
     match requested {
         BackendRequest::Cpu => cpu(requested, "requested"),
-        BackendRequest::Webgpu => gpu_device(requested).await,
-        BackendRequest::Auto => match gpu_device(requested).await {
+        BackendRequest::Webgpu => gpu(requested).await,
+        BackendRequest::Auto => match gpu(requested).await {
             Ok(mut d) => {
                 d.info.reason = "auto: WebGPU available".into();
                 Ok(d)

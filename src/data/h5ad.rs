@@ -810,8 +810,10 @@ fn is_string(dt: &Datatype) -> bool {
 
 fn describe(dt: &Datatype) -> String {
     match dt {
-        Datatype::FixedPoint { size, layout, .. } => format!("{}int{}", if layout.signed { "" } else { "u" }, size * 8),
-        Datatype::FloatingPoint { size, .. } => format!("float{}", size * 8),
+        Datatype::FixedPoint { size, layout, .. } => {
+            format!("{}int{}", if layout.signed { "" } else { "u" }, u64::from(*size) * 8)
+        }
+        Datatype::FloatingPoint { size, .. } => format!("float{}", u64::from(*size) * 8),
         Datatype::String { size, .. } => format!("fixed-length strings ({size} bytes)"),
         Datatype::VariableLength { .. } if is_string(dt) => "variable-length strings".into(),
         Datatype::VariableLength { .. } => "variable-length sequences".into(),

@@ -5,7 +5,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::data::anndata::{AnnData, Column};
-use crate::data::h5ad::read_h5ad;
+use crate::data::h5ad::read_h5ad_owned;
 use crate::data::normalize::detect;
 use crate::data::synthetic::{synthetic_counts, SyntheticSpec};
 use crate::web::{convert, error::to_js};
@@ -33,12 +33,31 @@ struct Summary {
     normalization: Option<crate::data::normalize::NormalizationReport>,
 }
 
+/// Value counts of a string column in first-seen order, unless it looks like an identifier
+/// column (more than 1000 distinct values).
+fn string_counts(values: &[String]) -> Option<Vec<(String, usize)>> {
+    let mut index = std::collections::HashMap::new();
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for v in values {
+        let k = *index.entry(v.as_str()).or_insert_with(|| {
+            counts.push((v.clone(), 0));
+            counts.len() - 1
+        });
+        counts[k].1 += 1;
+        if counts.len() > 1000 {
+            return None;
+        }
+    }
+    Some(counts)
+}
+
 #[wasm_bindgen(js_class = Dataset)]
 impl JsDataset {
-    /// Parses an `.h5ad` file's bytes. `name` is used in error messages.
+    /// Parses an `.h5ad` file's bytes (copied once into wasm memory, then parsed in place).
+    /// `name` is used in error messages.
     #[wasm_bindgen(js_name = fromH5ad)]
-    pub fn from_h5ad(bytes: &[u8], name: &str) -> Result<JsDataset, JsValue> {
-        read_h5ad(bytes, name).map(|a| JsDataset { inner: Rc::new(a) }).map_err(to_js)
+    pub fn from_h5ad(bytes: Vec<u8>, name: &str) -> Result<JsDataset, JsValue> {
+        read_h5ad_owned(bytes, name).map(|a| JsDataset { inner: Rc::new(a) }).map_err(to_js)
     }
 
     /// Seeded synthetic raw counts with `cell_type` and `batch` columns.
@@ -71,7 +90,7 @@ impl JsDataset {
                         codes.iter().filter(|&&k| k >= 0).for_each(|&k| counts[k as usize] += 1);
                         ("categorical", Some(categories.iter().cloned().zip(counts).collect()))
                     }
-                    Column::Strings(_) => ("string", None),
+                    Column::Strings(values) => ("string", string_counts(values)),
                     Column::Numeric(_) => ("numeric", None),
                     Column::Bool(_) => ("bool", None),
                 };

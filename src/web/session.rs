@@ -9,6 +9,26 @@ use crate::web::dataset::JsDataset;
 use crate::web::observer::JsObserver;
 use crate::web::{convert, error::to_js};
 
+/// wgpu panics where WebGPU is missing, so check first: it needs `navigator.gpu`, which browsers
+/// give to windows and dedicated workers in secure contexts.
+fn webgpu_support() -> Result<(), String> {
+    let global = js_sys::global();
+    let navigator = js_sys::Reflect::get(&global, &"navigator".into()).unwrap_or(JsValue::UNDEFINED);
+    let gpu = if navigator.is_undefined() { JsValue::UNDEFINED } else { js_sys::Reflect::get(&navigator, &"gpu".into()).unwrap_or(JsValue::UNDEFINED) };
+    if gpu.is_undefined() || gpu.is_null() {
+        return Err("WebGPU is not available here (navigator.gpu is undefined: not a browser, not a secure context, or WebGPU is disabled)".into());
+    }
+    let scope = js_sys::Reflect::get(&global, &"constructor".into())
+        .and_then(|c| js_sys::Reflect::get(&c, &"name".into()))
+        .ok()
+        .and_then(|n| n.as_string())
+        .unwrap_or_default();
+    if scope != "Window" && scope != "DedicatedWorkerGlobalScope" {
+        return Err(format!("WebGPU is only usable from a window or a dedicated worker, not from {scope}"));
+    }
+    Ok(())
+}
+
 #[wasm_bindgen(js_name = Session)]
 pub struct JsSession {
     device: ComputeDevice,
@@ -19,7 +39,7 @@ impl JsSession {
     /// Starts a backend: "auto" (WebGPU, else CPU, with the reason), "webgpu" or "cpu".
     pub async fn start(backend: JsValue) -> Result<JsSession, JsValue> {
         let request: BackendRequest = convert::options(backend, "backend")?;
-        let device = select(request).await.map_err(to_js)?;
+        let device = select(request, webgpu_support()).await.map_err(to_js)?;
         Ok(JsSession { device })
     }
 

@@ -53,8 +53,8 @@ test('non-HDF5 and truncated input give invalid_file errors', async () => {
 const SHAPES = {
   'pbmc3k_raw_labeled.h5ad': [2700, 32738, 'cell_type', { 'Naive CD4 T': 697, 'unlabeled_QCfail': 62, Platelet: 14 }],
   'pbmc_symphony_3chemistries.h5ad': [1200, 1767, 'cell_type', { T_CD4: 373, HSC: 3 }],
-  'pbmc8k_200hvg.h5ad': [7480, 200, 'cell_type', { 'CD8+ T': 2740, NA: 32, Erythrocytes: 1 }],
-  'pbmc68k_reduced.h5ad': [700, 765, 'bulk_labels', null],
+  'pbmc8k_200hvg.h5ad': [7480, 200, 'cell_type', { 'CD8+ T-cells': 2740, NA: 32, Erythrocytes: 1 }],
+  'pbmc68k_reduced.h5ad': [700, 765, 'bulk_labels', { 'CD14+ Monocyte': 129 }],
   'pancreas_xin.h5ad': [674, 980, 'cell_type', { alpha: 285, delta: 49 }],
   'pancreas_wang.h5ad': [501, 219, 'cell_type', { alpha: 206, acinar: 5 }],
 };

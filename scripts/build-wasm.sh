@@ -4,9 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 features=${SCLABEL_WASM_FEATURES:-web,flex,wgpu}
-cargo build --lib --release --target wasm32-unknown-unknown --no-default-features --features "$features"
+cargo build --lib --profile wasm --target wasm32-unknown-unknown --no-default-features --features "$features"
 rm -rf pkg && mkdir -p pkg
-wasm-bindgen --target web --out-dir pkg --out-name sclabel_wasm target/wasm32-unknown-unknown/release/sclabel.wasm
+# The name section (function names for stack traces) is ~1 MB gzipped; keep it with
+# SCLABEL_WASM_KEEP_NAMES=1 when debugging a panic.
+strip=(--remove-name-section --remove-producers-section)
+[ "${SCLABEL_WASM_KEEP_NAMES:-0}" = 1 ] && strip=()
+wasm-bindgen --target web "${strip[@]}" --out-dir pkg --out-name sclabel_wasm target/wasm32-unknown-unknown/wasm/sclabel.wasm
 if [ "${1:-}" = --release-size ]; then
   npx --yes binaryen@latest pkg/sclabel_wasm_bg.wasm -Oz -o pkg/sclabel_wasm_bg.wasm
 fi

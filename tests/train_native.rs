@@ -64,6 +64,10 @@ fn bad_options_give_clear_errors() {
     let options = HoldoutOptions { train: TrainOptions { n_layers: 7, ..TrainOptions::default() }, ..HoldoutOptions::default() };
     let e = block_on(train_holdout(&data, &options, &device, &mut Silent)).unwrap_err();
     assert!(e.to_string().contains("n_layers"), "{e}");
+    // pbmc3k-sized gene lists would make a G → G/2 MLP of ~500M parameters: refused up front.
+    let wide = synthetic_counts(&SyntheticSpec { n_cells: 20, n_genes: 20_000, n_classes: 2, ..Default::default() });
+    let e = block_on(train_holdout(&wide, &HoldoutOptions::default(), &device, &mut Silent)).unwrap_err();
+    assert!(e.to_string().contains("highly variable genes"), "{e}");
 }
 
 #[test]

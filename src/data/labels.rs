@@ -29,9 +29,10 @@ impl LabelEncoding {
     }
 }
 
-/// Encodes a label column. A missing value is an error that names the cell, since silently
-/// treating it as a class or as unlabelled would both be guesses.
-pub fn encode_labels(column: &Column, column_name: &str, obs_names: &[String]) -> Result<LabelEncoding> {
+/// Encodes a label column. Cells labelled `Unlabeled` or with a label in `exclude` (e.g.
+/// `unlabeled_QCfail`) get code −1. A missing value is an error that names the cell, since
+/// silently treating it as a class or as unlabelled would both be guesses.
+pub fn encode_labels(column: &Column, column_name: &str, obs_names: &[String], exclude: &[String]) -> Result<LabelEncoding> {
     let values = column.to_strings();
     if let Some(i) = values.iter().position(Option::is_none) {
         let cell = obs_names.get(i).map(String::as_str).unwrap_or("?");
@@ -39,14 +40,14 @@ pub fn encode_labels(column: &Column, column_name: &str, obs_names: &[String]) -
             "cell '{cell}' (row {i}) has no value in label column '{column_name}'; set it to '{UNLABELED}' to treat it as unlabelled, or drop the cell"
         )));
     }
-    let mut class_names: Vec<String> =
-        values.iter().flatten().filter(|v| v.as_str() != UNLABELED).cloned().collect();
+    let is_class = |v: &String| v.as_str() != UNLABELED && !exclude.contains(v);
+    let mut class_names: Vec<String> = values.iter().flatten().filter(|v| is_class(v)).cloned().collect();
     class_names.sort();
     class_names.dedup();
     let codes: Vec<i32> = values
         .iter()
         .flatten()
-        .map(|v| if v == UNLABELED { -1 } else { class_names.binary_search(v).unwrap() as i32 })
+        .map(|v| if is_class(v) { class_names.binary_search(v).unwrap() as i32 } else { -1 })
         .collect();
     let mut counts = vec![0usize; class_names.len()];
     for &c in codes.iter().filter(|&&c| c >= 0) {
@@ -116,7 +117,7 @@ mod tests {
     #[test]
     fn sorted_classes_and_unlabeled() {
         let names: Vec<String> = (0..5).map(|i| i.to_string()).collect();
-        let l = encode_labels(&col(&["T", "B", "Unlabeled", "T", "NK"]), "ct", &names).unwrap();
+        let l = encode_labels(&col(&["T", "B", "Unlabeled", "T", "NK"]), "ct", &names, &[]).unwrap();
         assert_eq!(l.class_names, vec!["B", "NK", "T"]);
         assert_eq!(l.codes, vec![2, 0, -1, 2, 1]);
         assert_eq!(l.counts, vec![1, 1, 2]);
@@ -131,9 +132,10 @@ mod tests {
     #[test]
     fn missing_label_and_single_class_are_errors() {
         let c = Column::Categorical { codes: vec![0, -1], categories: vec!["T".into()] };
-        let e = encode_labels(&c, "ct", &["a".into(), "b".into()]).unwrap_err();
+        let e = encode_labels(&c, "ct", &["a".into(), "b".into()], &[]).unwrap_err();
         assert!(e.to_string().contains("cell 'b'"), "{e}");
-        let l = encode_labels(&col(&["T", "T"]), "ct", &["a".into(), "b".into()]).unwrap();
+        let l = encode_labels(&col(&["T", "T", "QC"]), "ct", &["a".into(), "b".into(), "c".into()], &["QC".into()]).unwrap();
+        assert_eq!(l.codes, vec![0, 0, -1]);
         assert!(check_trainable(&l, "ct").unwrap_err().to_string().contains("single class"));
     }
 }

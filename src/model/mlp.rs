@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SclabelError};
 
+/// The G → G/2 layer makes the MLP quadratic in the gene count: 10k genes are 50M weights
+/// (200 MB in f32, plus gradients and optimiser state). Beyond this, refuse rather than run out of
+/// memory in a browser tab.
+const MAX_PARAMS: usize = 60_000_000;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MlpConfig {
     pub n_genes: usize,
@@ -30,6 +35,16 @@ impl MlpConfig {
             });
         }
         w.push(self.n_classes);
+        let params: usize = w.windows(2).map(|p| p[0] * p[1] + p[1]).sum();
+        if params > MAX_PARAMS {
+            return Err(SclabelError::InvalidOption {
+                option: "n_genes".into(),
+                reason: format!(
+                    "{} genes make a {}-parameter MLP (G → G/2 → …), too big to train here; select highly variable genes (a few thousand) first",
+                    self.n_genes, params
+                ),
+            });
+        }
         Ok(w)
     }
 

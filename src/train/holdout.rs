@@ -71,17 +71,7 @@ pub async fn train_holdout<O: Observer>(adata: &AnnData, options: &HoldoutOption
     let data = if options.use_raw { adata.use_raw()? } else { adata.clone() };
     let (x, normalization) = to_log_normalized(&data.x, &data.var_names, options.normalize)?;
     let column = data.obs.get(&options.label_key)?;
-    let mut labels = encode_labels(column, &options.label_key, &data.obs_names)?;
-    // Excluded labels become unlabelled, then classes are re-encoded without them.
-    if !options.exclude_labels.is_empty() {
-        let names: Vec<Option<String>> = column
-            .to_strings()
-            .into_iter()
-            .map(|v| v.map(|s| if options.exclude_labels.contains(&s) { crate::data::labels::UNLABELED.to_string() } else { s }))
-            .collect();
-        let col = crate::data::anndata::Column::Strings(names.into_iter().map(|v| v.unwrap_or_default()).collect());
-        labels = encode_labels(&col, &options.label_key, &data.obs_names)?;
-    }
+    let labels = encode_labels(column, &options.label_key, &data.obs_names, &options.exclude_labels)?;
     check_trainable(&labels, &options.label_key)?;
 
     let mut rows: Vec<usize> = (0..x.n_rows).filter(|&r| labels.codes[r] >= 0).collect();

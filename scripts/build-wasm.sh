@@ -12,7 +12,7 @@ strip=(--remove-name-section --remove-producers-section)
 [ "${SCLABEL_WASM_KEEP_NAMES:-0}" = 1 ] && strip=()
 wasm-bindgen --target web "${strip[@]}" --out-dir pkg --out-name sclabel_wasm target/wasm32-unknown-unknown/wasm/sclabel.wasm
 if [ "${1:-}" = --release-size ]; then
-  npx --yes binaryen@latest pkg/sclabel_wasm_bg.wasm -Oz -o pkg/sclabel_wasm_bg.wasm
+  npx --yes binaryen@132.0.0 pkg/sclabel_wasm_bg.wasm -Oz -o pkg/sclabel_wasm_bg.wasm
 fi
 cp src/js/*.js src/js/*.d.ts pkg/
 raw=$(stat -c %s pkg/sclabel_wasm_bg.wasm)

@@ -89,3 +89,27 @@ fn real_cells_symphony_holdout() {
     assert!(r.test_accuracy > r.majority_accuracy + 0.4);
     assert_eq!(r.class_names.len(), 9);
 }
+
+/// Native wgpu (Vulkan / Metal / DX12). Built only with `--features wgpu`; skips when the
+/// machine has no adapter (e.g. CI without a GPU or lavapipe).
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_native_trains_synthetic() {
+    let device = match block_on(sclabel::backend::select(BackendRequest::Webgpu, Ok(()))) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("skipped: no wgpu adapter here ({e})");
+            return;
+        }
+    };
+    eprintln!("wgpu adapter: {:?}", device.info.adapter);
+    let data = synthetic_counts(&SyntheticSpec { n_cells: 300, n_genes: 64, n_classes: 3, seed: 5, ..Default::default() });
+    let options = HoldoutOptions {
+        train: TrainOptions { epochs: 8, batch_size: 64, learning_rate: 0.05, seed: 1, ..TrainOptions::default() },
+        ..HoldoutOptions::default()
+    };
+    let r = block_on(train_holdout(&data, &options, &device, &mut Silent)).unwrap();
+    assert_eq!(r.backend.backend, sclabel::backend::Backend::Webgpu);
+    assert!(r.history.last().unwrap().loss < r.history[0].loss);
+    assert!(r.test_accuracy > 0.8, "{}", r.test_accuracy);
+}

@@ -119,10 +119,9 @@ impl AnnData {
 
     /// The same cells with `.raw` as X (for files whose X is scaled but raw is log-normalised).
     pub fn use_raw(&self) -> Result<AnnData> {
-        let raw = self.raw.as_ref().ok_or_else(|| SclabelError::UnsupportedLayout {
-            file: String::new(),
-            element: "raw".into(),
-            reason: "the file has no .raw".into(),
+        let raw = self.raw.as_ref().ok_or_else(|| SclabelError::InvalidOption {
+            option: "use_raw".into(),
+            reason: "the data set has no .raw".into(),
         })?;
         Ok(AnnData { x: raw.x.clone(), obs: self.obs.clone(), obs_names: self.obs_names.clone(), var_names: raw.var_names.clone(), raw: None })
     }

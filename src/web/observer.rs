@@ -54,7 +54,7 @@ impl Observer for JsObserver {
             if let Ok(v) = crate::web::convert::to_js(progress) {
                 // A throwing callback must not kill the run; it's the host's bug, reported in the console.
                 if let Err(e) = f.call1(&JsValue::NULL, &v) {
-                    web_sys_console_error(&e);
+                    console_error(&e);
                 }
             }
         }
@@ -66,7 +66,7 @@ impl Observer for JsObserver {
     }
 }
 
-fn web_sys_console_error(e: &JsValue) {
+fn console_error(e: &JsValue) {
     let console = Reflect::get(&js_sys::global(), &"console".into()).ok();
     if let Some(error) = console.and_then(|c| Reflect::get(&c, &"error".into()).ok()).and_then(|f| f.dyn_into::<Function>().ok()) {
         let _ = error.call2(&JsValue::NULL, &"sclabel: onProgress threw".into(), e);

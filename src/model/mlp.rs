@@ -1,9 +1,11 @@
 //! The plain MLP of Annotatability (Linear + ReLU, no dropout, no batch norm): widths
 //! G → ⌊G/2⌋ → ⌊G/4⌋ (→ ⌊G/8⌋ → ⌊G/16⌋) → C, for 3, 4 or 5 Linear layers.
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::nn::{Linear, LinearConfig};
-use burn::prelude::{Device, Tensor};
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::prelude::{Device, Tensor, TensorData};
 use burn::tensor::activation::relu;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SclabelError};
@@ -48,15 +50,28 @@ impl MlpConfig {
         Ok(w)
     }
 
-    /// Builds the model with parameters drawn from the device's RNG (seed it first with
-    /// `device.seed`). Parameters are drawn here, in layer order, so the same seed gives the same
-    /// weights however the model is used afterwards.
-    pub fn init(&self, device: &Device) -> Result<Mlp> {
+    /// Builds the model with PyTorch's default Linear initialisation (weights and biases
+    /// ~ U(−1/√fan_in, 1/√fan_in)), drawn from our own RNG seeded with `seed` — not from burn's
+    /// process-global RNG, which concurrent runs would share — so a seed gives the same weights on
+    /// every backend and in every thread.
+    pub fn init(&self, device: &Device, seed: u64) -> Result<Mlp> {
         let widths = self.widths()?;
-        let layers = widths.windows(2).map(|w| LinearConfig::new(w[0], w[1]).init(device)).collect();
-        let model = Mlp { layers };
-        model.visit(&mut Materialize);
-        Ok(model)
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut uniform = |n: usize, bound: f32| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
+        let layers = widths
+            .windows(2)
+            .map(|w| {
+                let (fan_in, fan_out) = (w[0], w[1]);
+                let bound = 1.0 / (fan_in as f32).sqrt();
+                let weight = uniform(fan_in * fan_out, bound);
+                let bias = uniform(fan_out, bound);
+                Linear {
+                    weight: Param::from_tensor(Tensor::from_data(TensorData::new(weight, [fan_in, fan_out]), device)),
+                    bias: Some(Param::from_tensor(Tensor::from_data(TensorData::new(bias, [fan_out]), device))),
+                }
+            })
+            .collect();
+        Ok(Mlp { layers })
     }
 }
 
@@ -79,13 +94,5 @@ impl Mlp {
             }
         }
         x
-    }
-}
-
-/// burn initialises parameters lazily on first use; touching each one fixes the draw order.
-struct Materialize;
-impl ModuleVisitor for Materialize {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let _ = param.val();
     }
 }

@@ -99,9 +99,8 @@ pub async fn train_mlp<O: Observer>(
         return Err(SclabelError::InvalidOption { option: "learning_rate".into(), reason: "must be positive".into() });
     }
     let rows: Vec<usize> = rows.iter().copied().filter(|&r| labels[r] >= 0).collect();
-    device.seed(options.seed);
     let train_device = device.clone().autodiff();
-    let mut model = MlpConfig { n_genes: x.n_cols, n_classes, n_layers: options.n_layers }.init(&train_device)?;
+    let mut model = MlpConfig { n_genes: x.n_cols, n_classes, n_layers: options.n_layers }.init(&train_device, options.seed)?;
     let mut optim = optimizer(options.optimizer);
     let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
     let mut sampler = MinibatchSampler::new(rows.clone(), Some(labels), options.sampling, options.batch_size, options.drop_last, options.seed)?;

@@ -68,10 +68,19 @@ pub async fn train_holdout<O: Observer>(adata: &AnnData, options: &HoldoutOption
     if !(0.0..1.0).contains(&options.test_fraction) || options.test_fraction.is_nan() {
         return Err(SclabelError::InvalidOption { option: "test_fraction".into(), reason: "must be in [0, 1)".into() });
     }
-    let data = if options.use_raw { adata.use_raw()? } else { adata.clone() };
-    let (x, normalization) = to_log_normalized(&data.x, &data.var_names, options.normalize)?;
-    let column = data.obs.get(&options.label_key)?;
-    let labels = encode_labels(column, &options.label_key, &data.obs_names, &options.exclude_labels)?;
+    // Borrow X (or .raw) rather than copying the data set: normalisation makes the one copy.
+    let (source_x, var_names) = if options.use_raw {
+        let raw = adata.raw.as_ref().ok_or_else(|| SclabelError::InvalidOption {
+            option: "use_raw".into(),
+            reason: "the data set has no .raw".into(),
+        })?;
+        (&raw.x, &raw.var_names)
+    } else {
+        (&adata.x, &adata.var_names)
+    };
+    let (x, normalization) = to_log_normalized(source_x, var_names, options.normalize)?;
+    let column = adata.obs.get(&options.label_key)?;
+    let labels = encode_labels(column, &options.label_key, &adata.obs_names, &options.exclude_labels)?;
     check_trainable(&labels, &options.label_key)?;
 
     let mut rows: Vec<usize> = (0..x.n_rows).filter(|&r| labels.codes[r] >= 0).collect();

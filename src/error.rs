@@ -7,7 +7,7 @@ pub type Result<T> = std::result::Result<T, SclabelError>;
 #[derive(Debug, Error)]
 pub enum SclabelError {
     /// The bytes are not a readable HDF5 / h5ad file (truncated, wrong format, corrupt).
-    #[error("{file}: not a readable h5ad file: {reason}")]
+    #[error("{file}: can't be read: {reason}")]
     InvalidFile { file: String, reason: String },
     /// The file is HDF5 but an AnnData element is missing or laid out in a way we don't read.
     #[error("{file}: unsupported or malformed AnnData element '{element}': {reason}")]

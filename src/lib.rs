@@ -7,6 +7,7 @@ pub mod backend;
 pub mod data;
 pub mod error;
 pub mod model;
+pub mod scnym;
 pub mod train;
 
 #[cfg(all(feature = "web", target_family = "wasm"))]

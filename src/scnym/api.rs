@@ -1,0 +1,270 @@
+//! scNym on AnnData: prepare the input as scNym does (ln(CPM+1), labels with `Unlabeled`, domains,
+//! splits), train, and predict with gene alignment. What the CLI and the wasm bindings call.
+use serde::{Deserialize, Serialize};
+
+use crate::data::align::{align_genes, check_unique, GeneOverlap};
+use crate::data::anndata::AnnData;
+use crate::data::labels::{check_trainable, encode_labels, UNLABELED};
+use crate::data::matrix::CsrMatrix;
+use crate::data::normalize::{detect, to_log_normalized, Normalization, NormalizationReport, TargetScale};
+use crate::error::{Result, SclabelError};
+use crate::scnym::bundle::{InputSpec, Provenance, ScnymModel};
+use crate::scnym::config::ScnymConfig;
+use crate::scnym::predict::{predict, PredictOptions, Prediction};
+use crate::scnym::train::{train, Split, TrainingData};
+use crate::train::progress::Observer;
+use burn::prelude::Device;
+
+/// ln(1e6 + 1): the largest value ln(CPM+1) can take (scNym's upper check).
+pub const MAX_LOG_CPM: f32 = 13.815_512;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransferOptions {
+    /// obs column with cell types; `Unlabeled` marks the cells to transfer labels to.
+    pub label_key: String,
+    /// obs column with the domain (batch, chemistry, donor) of each cell, for the adversary.
+    pub domain_key: Option<String>,
+    /// obs column with `train` / `test` / `val` per labelled cell (scNym's `scNym_split`).
+    pub split_key: Option<String>,
+    /// Labels treated like `Unlabeled`... but left out of training entirely (e.g. `unlabeled_QCfail`).
+    pub exclude_labels: Vec<String>,
+    pub preset: String,
+    /// scNym-style config (JSON object) merged into a copy of the preset.
+    pub config: Option<serde_json::Value>,
+    /// Convert whatever scale X is on (counts, ln(CP10k+1), …) to ln(CPM+1). When false, data
+    /// that isn't ln(CPM+1) is refused with a message saying so (scNym's checks).
+    pub normalize: bool,
+    /// Use `.raw` instead of X.
+    pub use_raw: bool,
+}
+
+impl Default for TransferOptions {
+    fn default() -> Self {
+        Self {
+            label_key: "cell_type".into(),
+            domain_key: None,
+            split_key: None,
+            exclude_labels: Vec::new(),
+            preset: "new_identity_discovery".into(),
+            config: None,
+            normalize: false,
+            use_raw: false,
+        }
+    }
+}
+
+/// Brings X to ln(CPM+1), or explains why it isn't and how to fix it.
+pub fn prepare_input(x: &CsrMatrix, genes: &[String], normalize: bool, what: &str) -> Result<(CsrMatrix, NormalizationReport)> {
+    if normalize {
+        return to_log_normalized(x, genes, TargetScale::Cpm);
+    }
+    let report = detect(x, genes)?;
+    let fix = "convert it to ln(CPM+1) first, or ask sclabel to (normalize: true / --normalize)";
+    match &report.normalization {
+        Normalization::Scaled => Err(SclabelError::InvalidValues(format!("{what}: {}", report.description))),
+        Normalization::RawCounts => Err(SclabelError::InvalidValues(format!("{what}: X holds raw counts (all values are integers); scNym models expect ln(CPM+1): {fix}"))),
+        Normalization::LinearNormalized => Err(SclabelError::InvalidValues(format!("{what}: {}; scNym models expect ln(CPM+1): {fix}", report.description))),
+        Normalization::LogNormalized { scale: Some(s) } if (s / 1e6 - 1.0).abs() > 0.01 => Err(SclabelError::InvalidValues(format!(
+            "{what}: X holds ln(x+1) of counts normalised to {s:.0} per cell, not 1e6; scNym models expect ln(CPM+1): {fix}"
+        ))),
+        _ if report.max > MAX_LOG_CPM * 1.0001 => Err(SclabelError::InvalidValues(format!(
+            "{what}: max value {:.2} exceeds ln(1e6+1) = 13.82, so X is not ln(CPM+1): {fix}",
+            report.max
+        ))),
+        _ => Ok((x.clone(), report)),
+    }
+}
+
+fn source<'a>(adata: &'a AnnData, use_raw: bool) -> Result<(&'a CsrMatrix, &'a Vec<String>)> {
+    if use_raw {
+        let raw = adata.raw.as_ref().ok_or_else(|| SclabelError::InvalidOption { option: "use_raw".into(), reason: "the data set has no .raw".into() })?;
+        Ok((&raw.x, &raw.var_names))
+    } else {
+        Ok((&adata.x, &adata.var_names))
+    }
+}
+
+fn strings_of(adata: &AnnData, key: &str, what: &str) -> Result<Vec<String>> {
+    let col = adata.obs.get(key)?;
+    col.to_strings()
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| v.ok_or_else(|| SclabelError::Labels(format!("cell '{}' (row {i}) has no value in {what} column '{key}'", adata.obs_names.get(i).map(String::as_str).unwrap_or("?")))))
+        .collect()
+}
+
+/// Trains on `reference` (labelled, plus any `Unlabeled` cells) and, optionally, a `query` whose
+/// cells are all unlabelled. With a query the model's genes are the reference genes the query also
+/// has, in the reference's order (as scNym's atlas workflow). Warnings go to the returned list.
+pub async fn train_transfer<O: Observer>(
+    reference: &AnnData,
+    query: Option<&AnnData>,
+    options: &TransferOptions,
+    device: &Device,
+    observer: &mut O,
+) -> Result<(ScnymModel, Vec<String>)> {
+    let config = ScnymConfig::from_preset_and_json(&options.preset, options.config.as_ref())?;
+    let mut warnings = Vec::new();
+    let (rx, rgenes) = source(reference, options.use_raw)?;
+    check_unique(rgenes, "the reference")?;
+    let (rx, rnorm) = prepare_input(rx, rgenes, options.normalize, "reference")?;
+    let column = reference.obs.get(&options.label_key)?;
+    let mut labels = encode_labels(column, &options.label_key, &reference.obs_names, &options.exclude_labels)?;
+    check_trainable(&labels, &options.label_key)?;
+    for (k, &n) in labels.counts.iter().enumerate() {
+        if n < 2 {
+            warnings.push(format!("class '{}' has a single labelled cell; it may land in a held-out split and is hard to learn", labels.class_names[k]));
+        }
+    }
+    let excluded: Vec<bool> = column.to_strings().iter().map(|v| v.as_ref().is_some_and(|v| options.exclude_labels.contains(v))).collect();
+    let mut domain_strings: Option<Vec<String>> = options.domain_key.as_ref().map(|k| strings_of(reference, k, "domain")).transpose()?;
+    let mut splits: Option<Vec<Option<Split>>> = match &options.split_key {
+        Some(k) => Some(
+            strings_of(reference, k, "split")?
+                .iter()
+                .enumerate()
+                .map(|(i, s)| match s.as_str() {
+                    "train" => Ok(Some(Split::Train)),
+                    "test" => Ok(Some(Split::Test)),
+                    "val" => Ok(Some(Split::Val)),
+                    _ if labels.codes[i] < 0 => Ok(None),
+                    other => Err(SclabelError::Labels(format!("split column '{k}' has '{other}' at row {i}; use train, test or val"))),
+                })
+                .collect::<Result<_>>()?,
+        ),
+        None => None,
+    };
+    let (x, genes, normalization) = match query {
+        None => (rx, rgenes.clone(), vec![rnorm]),
+        Some(q) => {
+            let (qx, qgenes) = source(q, options.use_raw)?;
+            check_unique(qgenes, "the query")?;
+            let (qx, qnorm) = prepare_input(qx, qgenes, options.normalize, "query")?;
+            let qset: std::collections::HashSet<&String> = qgenes.iter().collect();
+            let shared: Vec<String> = rgenes.iter().filter(|g| qset.contains(g)).cloned().collect();
+            if shared.is_empty() {
+                return Err(SclabelError::Genes("the reference and the query share no gene names (are both gene symbols of one species?)".into()));
+            }
+            if shared.len() < 100 {
+                warnings.push(format!("the reference and the query share only {} genes", shared.len()));
+            }
+            let (ra, _) = align_genes(&rx, rgenes, &shared)?;
+            let (qa, _) = align_genes(&qx, qgenes, &shared)?;
+            labels.codes.extend(std::iter::repeat_n(-1, q.n_obs()));
+            if let Some(d) = domain_strings.as_mut() {
+                let k = options.domain_key.as_ref().expect("domain key");
+                match q.obs.get(k) {
+                    Ok(_) => d.extend(strings_of(q, k, "domain")?),
+                    Err(_) => d.extend(std::iter::repeat_n("query".to_string(), q.n_obs())),
+                }
+            }
+            if let Some(s) = splits.as_mut() {
+                s.extend(std::iter::repeat_n(None, q.n_obs()));
+            }
+            (vstack(&ra, &qa), shared, vec![rnorm, qnorm])
+        }
+    };
+    // Excluded cells (e.g. QC failures) take part in nothing: not even as unlabelled cells.
+    let n_total = x.n_rows;
+    let keep: Vec<usize> = (0..n_total).filter(|&i| i >= excluded.len() || !excluded[i]).collect();
+    let (x, codes, domain_strings, splits) = if keep.len() < n_total {
+        (
+            x.select_rows(&keep),
+            keep.iter().map(|&i| labels.codes[i]).collect::<Vec<_>>(),
+            domain_strings.map(|d| keep.iter().map(|&i| d[i].clone()).collect::<Vec<_>>()),
+            splits.map(|s| keep.iter().map(|&i| s[i]).collect::<Vec<_>>()),
+        )
+    } else {
+        (x, labels.codes.clone(), domain_strings, splits)
+    };
+    let (domain_names, domains) = match domain_strings {
+        Some(d) => {
+            let mut names = d.clone();
+            names.sort();
+            names.dedup();
+            let codes = d.iter().map(|v| names.binary_search(v).expect("present") as u32).collect::<Vec<_>>();
+            (names, codes)
+        }
+        None => {
+            let any_u = codes.iter().any(|&c| c < 0);
+            let names = if any_u { vec!["labeled".to_string(), "unlabeled".to_string()] } else { vec!["labeled".to_string()] };
+            (names, codes.iter().map(|&c| u32::from(c < 0)).collect())
+        }
+    };
+    let data = TrainingData { x: &x, labels: &codes, n_classes: labels.n_classes(), domains: &domains, n_domains: domain_names.len(), splits: splits.as_deref() };
+    let trained = train(&data, &config, device, observer).await?;
+    let mut details = std::collections::HashMap::new();
+    details.insert("label_key".into(), options.label_key.clone());
+    if let Some(k) = &options.domain_key {
+        details.insert("domain_key".into(), k.clone());
+    }
+    details.insert("domains".into(), serde_json::to_string(&domain_names).expect("json"));
+    details.insert("preset".into(), options.preset.clone());
+    details.insert("input_normalization".into(), serde_json::to_string(&normalization).expect("json"));
+    details.insert("n_cells".into(), n_total.to_string());
+    let model = ScnymModel {
+        arch: trained.arch,
+        net: trained.net,
+        bn: trained.bn,
+        genes,
+        classes: labels.class_names.clone(),
+        input: InputSpec::default(),
+        config: Some(config),
+        metrics: Some(trained.metrics),
+        provenance: Provenance { created_by: format!("sclabel {}", env!("CARGO_PKG_VERSION")), source: "trained".into(), details },
+    };
+    Ok((model, warnings))
+}
+
+/// Stacks two matrices with the same columns.
+fn vstack(a: &CsrMatrix, b: &CsrMatrix) -> CsrMatrix {
+    let mut indptr = a.indptr.clone();
+    let off = *a.indptr.last().unwrap_or(&0);
+    indptr.extend(b.indptr[1..].iter().map(|p| p + off));
+    let mut indices = a.indices.clone();
+    indices.extend_from_slice(&b.indices);
+    let mut data = a.data.clone();
+    data.extend_from_slice(&b.data);
+    CsrMatrix::new(a.n_rows + b.n_rows, a.n_cols, indptr, indices, data).expect("stacking valid matrices")
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictReport {
+    pub overlap: GeneOverlap,
+    pub normalization: NormalizationReport,
+    pub warnings: Vec<String>,
+}
+
+/// Aligns `adata` to the model's genes (missing genes are zero, with a warning when few are
+/// shared), brings it to ln(CPM+1) and predicts.
+pub async fn predict_adata<O: Observer>(
+    model: &ScnymModel,
+    adata: &AnnData,
+    normalize: bool,
+    use_raw: bool,
+    options: &PredictOptions,
+    device: &Device,
+    observer: &mut O,
+) -> Result<(Prediction, PredictReport)> {
+    let (x, genes) = source(adata, use_raw)?;
+    check_unique(genes, "the data")?;
+    // Normalise on all of the data's genes (library size is a whole-cell quantity), then align.
+    let (x, normalization) = prepare_input(x, genes, normalize, "data")?;
+    let (x, overlap) = align_genes(&x, genes, &model.genes)?;
+    let mut warnings = Vec::new();
+    if overlap.low {
+        warnings.push(format!(
+            "only {} of the model's {} genes are in the data ({:.0}%); predictions may be unreliable (missing genes are set to 0), e.g. missing: {}",
+            overlap.shared,
+            overlap.model_genes,
+            overlap.fraction * 100.0,
+            overlap.missing_examples.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let prediction = predict(model, &x, options, device, observer).await?;
+    Ok((prediction, PredictReport { overlap, normalization, warnings }))
+}
+
+/// Marks the label `Unlabeled` used by scNym (re-exported for callers building label columns).
+pub const UNLABELED_TOKEN: &str = UNLABELED;

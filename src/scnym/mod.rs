@@ -1,0 +1,12 @@
+//! scNym (Kimmel & Kelley 2021): semi-supervised, domain-adversarial cell-type label transfer.
+//! `config` (presets, merging) → `model` (classifier + adversary) → `train` (MixMatch, DAN, model
+//! selection) → `bundle` (safetensors model files) → `predict`; `api` ties them to AnnData.
+pub mod api;
+pub mod bundle;
+pub mod config;
+#[cfg(feature = "cli")]
+pub mod import;
+pub mod model;
+pub mod ops;
+pub mod predict;
+pub mod train;

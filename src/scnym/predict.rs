@@ -1,0 +1,115 @@
+//! Prediction with a trained or imported model: probabilities, label, confidence (max probability),
+//! an optional `Unassigned` label below a confidence threshold, and the embedding (`X_scnym`).
+//! Streams from CSR in batches; one async read per batch.
+use burn::prelude::{Device, Tensor, TensorData};
+use burn::tensor::activation::softmax;
+use burn::tensor::Transaction;
+use serde::{Deserialize, Serialize};
+
+use crate::data::matrix::CsrMatrix;
+use crate::error::{Result, SclabelError};
+use crate::scnym::bundle::ScnymModel;
+use crate::scnym::model::Mode;
+use crate::scnym::ops::argmax;
+use crate::train::progress::{Observer, Phase, Progress};
+
+pub const UNASSIGNED: &str = "Unassigned";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PredictOptions {
+    /// Cells whose confidence is below this get the label `Unassigned` (`None`: always the argmax).
+    pub unassigned_below: Option<f32>,
+    /// Also return the embedding (cells × n_hidden).
+    pub embedding: bool,
+    pub batch_size: usize,
+}
+
+impl Default for PredictOptions {
+    fn default() -> Self {
+        Self { unassigned_below: None, embedding: true, batch_size: 1024 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    pub classes: Vec<String>,
+    /// Row-major [cells × classes].
+    pub probabilities: Vec<f32>,
+    /// Index of the most probable class per cell.
+    pub predicted: Vec<u32>,
+    /// Class name per cell (`Unassigned` below the threshold).
+    pub labels: Vec<String>,
+    /// Max probability per cell (scNym_confidence).
+    pub confidence: Vec<f32>,
+    /// Row-major [cells × embedding_dim] (X_scnym), when asked for.
+    pub embedding: Option<Vec<f32>>,
+    pub embedding_dim: usize,
+}
+
+/// Runs `model` on `x`, whose columns are already the model's genes on its input scale.
+pub async fn predict<O: Observer>(model: &ScnymModel, x: &CsrMatrix, options: &PredictOptions, device: &Device, observer: &mut O) -> Result<Prediction> {
+    if x.n_cols != model.arch.n_genes {
+        return Err(SclabelError::ShapeMismatch(format!("{} genes in the data, {} in the model (align them first)", x.n_cols, model.arch.n_genes)));
+    }
+    if let Some(t) = options.unassigned_below {
+        if !(0.0..=1.0).contains(&t) {
+            return Err(SclabelError::InvalidOption { option: "unassigned_below".into(), reason: "must be between 0 and 1".into() });
+        }
+    }
+    let bs = options.batch_size.max(1);
+    let c = model.arch.n_classes;
+    let h = *model.arch.block_widths().last().expect("blocks");
+    let mut probabilities = Vec::with_capacity(x.n_rows * c);
+    let mut embedding = options.embedding.then(|| Vec::with_capacity(x.n_rows * h));
+    let mut buf = Vec::new();
+    let rows: Vec<usize> = (0..x.n_rows).collect();
+    let n_batches = rows.len().div_ceil(bs);
+    for (k, chunk) in rows.chunks(bs).enumerate() {
+        x.densify_rows_into(chunk, &mut buf);
+        let xb = Tensor::<2>::from_data(TensorData::new(std::mem::take(&mut buf), [chunk.len(), x.n_cols]), device);
+        let f = model.net.forward(xb, 0.0, Mode::Eval(&model.bn));
+        let mut tx = Transaction::default().register(softmax(f.logits, 1));
+        if embedding.is_some() {
+            tx = tx.register(f.embedding);
+        }
+        let mut out = tx.execute_async().await.map_err(|e| SclabelError::Backend { backend: format!("{device:?}"), reason: format!("{e:?}") })?.into_iter();
+        let mut read = |what: &str| -> Result<Vec<f32>> {
+            out.next()
+                .ok_or_else(|| SclabelError::Backend { backend: format!("{device:?}"), reason: format!("no {what} read back") })?
+                .try_into_vec_as::<f32>()
+                .map_err(|e| SclabelError::Backend { backend: format!("{device:?}"), reason: format!("{e:?}") })
+        };
+        probabilities.extend(read("probabilities")?);
+        if let Some(e) = embedding.as_mut() {
+            e.extend(read("embedding")?);
+        }
+        observer
+            .on_progress(&Progress {
+                phase: Phase::Predict,
+                epoch: 0,
+                n_epochs: 1,
+                step: k + 1,
+                steps_per_epoch: n_batches,
+                cells_done: (k * bs + chunk.len()).min(rows.len()),
+                cells_total: rows.len(),
+                loss: None,
+                accuracy: None,
+            })
+            .await?;
+    }
+    if let Some(i) = probabilities.iter().position(|p| !p.is_finite()) {
+        return Err(SclabelError::InvalidValues(format!("the model produced a non-finite probability for cell {}; check the input values", i / c)));
+    }
+    let predicted: Vec<u32> = probabilities.chunks(c).map(|p| argmax(p) as u32).collect();
+    let confidence: Vec<f32> = probabilities.chunks(c).zip(&predicted).map(|(p, &k)| p[k as usize]).collect();
+    let labels = predicted
+        .iter()
+        .zip(&confidence)
+        .map(|(&k, &conf)| match options.unassigned_below {
+            Some(t) if conf < t => UNASSIGNED.to_string(),
+            _ => model.classes[k as usize].clone(),
+        })
+        .collect();
+    Ok(Prediction { classes: model.classes.clone(), probabilities, predicted, labels, confidence, embedding, embedding_dim: h })
+}

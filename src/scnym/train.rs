@@ -1,0 +1,605 @@
+//! scNym training: supervised, or MixMatch + domain adversary when there are unlabelled cells
+//! (spec §3). Host work per step: sample rows, densify, augment, MixUp (all from one seeded RNG,
+//! so every backend sees the same draws). Device work: forwards, losses, backward, optimiser.
+//! One async read per step (the teacher's pseudolabels, needed to pick the confident cells), one
+//! per epoch for losses and validation.
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::prelude::{Device, Tensor, TensorData};
+use burn::tensor::activation::{relu, softmax};
+use burn::tensor::Transaction;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::matrix::CsrMatrix;
+use crate::data::sampler::{MinibatchSampler, Sampling};
+use crate::error::{Result, SclabelError};
+use crate::scnym::config::{Augmentation, OptimizerName, ScnymConfig, UnsupCriterion};
+use crate::scnym::model::{ArchSpec, BnState, DomainAdversary, Mode, ScnymNet};
+use crate::scnym::ops::{class_weights, gradient_reversal, log1p_drop, mixup_keep_dominant, ramp, sharpen, soft_cross_entropy};
+use crate::train::adadelta::Adadelta;
+use crate::train::progress::{Observer, Phase, Progress};
+
+/// Which split a labelled cell belongs to (scNym's `scNym_split` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// Trained on.
+    Train,
+    /// Model selection ("test" in scNym).
+    Test,
+    /// Final held-out evaluation ("val" in scNym).
+    Val,
+}
+
+/// Prepared inputs: ln(CPM+1) values in the model's gene order, class codes (−1 = unlabelled),
+/// a domain per cell.
+pub struct TrainingData<'a> {
+    pub x: &'a CsrMatrix,
+    pub labels: &'a [i32],
+    pub n_classes: usize,
+    pub domains: &'a [u32],
+    pub n_domains: usize,
+    /// User-given splits for labelled cells (`None` entries: unlabelled). Random 81/9/10 if absent.
+    pub splits: Option<&'a [Option<Split>]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub loss: f32,
+    pub sup_loss: f32,
+    pub unsup_loss: f32,
+    pub dan_loss: f32,
+    pub unsup_weight: f64,
+    pub dan_weight: f64,
+    /// Fraction of unlabelled cells whose pseudolabel passed the confidence threshold.
+    pub confident_fraction: f32,
+    pub val_loss: Option<f32>,
+    pub val_accuracy: Option<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainMetrics {
+    /// "supervised", "supervised+dan" or "mixmatch" (+ "+dan").
+    pub mode: String,
+    pub n_train: usize,
+    pub n_model_selection: usize,
+    pub n_holdout: usize,
+    pub n_unlabeled: usize,
+    pub epochs: Vec<EpochRecord>,
+    /// Epoch whose weights were kept (lowest model-selection loss from min_epochs on), or the last.
+    pub best_epoch: usize,
+    pub stopped_early: bool,
+    /// Accuracy and mean cross-entropy on the held-out split (scNym's final_acc / final_loss).
+    pub final_accuracy: Option<f32>,
+    pub final_loss: Option<f32>,
+}
+
+pub struct Trained {
+    pub arch: ArchSpec,
+    pub net: ScnymNet,
+    pub bn: BnState,
+    pub metrics: TrainMetrics,
+}
+
+#[derive(Module, Debug)]
+struct Trainable {
+    net: ScnymNet,
+    dan: Option<DomainAdversary>,
+}
+
+/// Independent random streams from one user seed (init, splits, sampling, augmentation).
+fn stream(seed: u64, k: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15u64.wrapping_mul(k + 1));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Splits labelled cells into train / model selection / held-out.
+pub fn make_splits(data: &TrainingData, config: &ScnymConfig) -> Result<(Vec<usize>, Vec<usize>, Vec<usize>)> {
+    let labelled: Vec<usize> = (0..data.labels.len()).filter(|&i| data.labels[i] >= 0).collect();
+    let (train, test, val) = match data.splits {
+        Some(splits) => {
+            let mut t = (Vec::new(), Vec::new(), Vec::new());
+            for &i in &labelled {
+                match splits[i] {
+                    Some(Split::Train) => t.0.push(i),
+                    Some(Split::Test) => t.1.push(i),
+                    Some(Split::Val) => t.2.push(i),
+                    None => {}
+                }
+            }
+            t
+        }
+        None => {
+            let mut rng = StdRng::seed_from_u64(stream(config.seed, 1));
+            let mut order = labelled.clone();
+            order.shuffle(&mut rng);
+            let n_val = (order.len() as f64 * config.holdout_fraction).round() as usize;
+            let rest = order.len() - n_val;
+            let n_test = (rest as f64 * config.model_selection_fraction).round() as usize;
+            let val = order[..n_val].to_vec();
+            let test = order[n_val..n_val + n_test].to_vec();
+            let train = order[n_val + n_test..].to_vec();
+            (train, test, val)
+        }
+    };
+    if train.len() < 2 {
+        return Err(SclabelError::Labels(format!(
+            "only {} labelled cells are left for training after the held-out splits; scNym needs at least 2 (it expects hundreds)",
+            train.len()
+        )));
+    }
+    Ok((train, test, val))
+}
+
+/// Unlabelled batches: shuffled passes with drop_last, cycled forever (scNym's unlabelled loader).
+struct Cycler {
+    rows: Vec<usize>,
+    pos: usize,
+    batch: usize,
+}
+
+impl Cycler {
+    fn next(&mut self, rng: &mut StdRng) -> Vec<usize> {
+        if self.pos == 0 || self.pos + self.batch > self.rows.len() {
+            self.rows.shuffle(rng);
+            self.pos = 0;
+        }
+        let b = self.rows[self.pos..self.pos + self.batch].to_vec();
+        self.pos += self.batch;
+        b
+    }
+}
+
+fn one_hot(codes: impl Iterator<Item = usize>, n: usize) -> Vec<f32> {
+    let mut out = Vec::new();
+    for c in codes {
+        let start = out.len();
+        out.resize(start + n, 0.0);
+        out[start + c] = 1.0;
+    }
+    out
+}
+
+fn tensor2(v: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(v, [rows, cols]), device)
+}
+
+fn tensor1(v: Vec<f32>, device: &Device) -> Tensor<1> {
+    let n = v.len();
+    Tensor::from_data(TensorData::new(v, [n]), device)
+}
+
+fn backend_error(device: &Device, e: impl std::fmt::Debug) -> SclabelError {
+    SclabelError::Backend { backend: format!("{device:?}"), reason: format!("{e:?}") }
+}
+
+fn optimizer(config: &ScnymConfig) -> ModuleOptimizer {
+    let wd = config.weight_decay;
+    let decay = (wd > 0.0).then(|| WeightDecayConfig::new(wd as f32));
+    match config.optimizer_name {
+        OptimizerName::Adadelta => Adadelta { rho: 0.9, eps: 1e-6, weight_decay: wd }.init(),
+        OptimizerName::Adam => AdamConfig::new().with_epsilon(1e-8).with_weight_decay(decay).init(),
+        OptimizerName::Adamw => AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(wd as f32).init(),
+        OptimizerName::Sgd => SgdConfig::new()
+            .with_momentum(Some(MomentumConfig::new().with_momentum(0.9).with_dampening(0.0).with_nesterov(false)))
+            .with_weight_decay(decay)
+            .init(),
+    }
+}
+
+/// Learning rate of an epoch: constant, or cosine annealing to lr/1e4 for SGD (as scNym).
+fn epoch_lr(config: &ScnymConfig, epoch: usize) -> f64 {
+    match config.optimizer_name {
+        OptimizerName::Sgd => {
+            let min = config.lr / 1e4;
+            min + (config.lr - min) * (1.0 + (std::f64::consts::PI * epoch as f64 / config.n_epochs as f64).cos()) / 2.0
+        }
+        _ => config.lr,
+    }
+}
+
+/// θ_T ← a·θ_T + (1 − a)·θ_S for every parameter (the mean teacher).
+fn ema(teacher: ScnymNet, student: &ScnymNet, a: f64) -> ScnymNet {
+    use burn::module::Param;
+    fn mix<const D: usize>(t: &Param<Tensor<D>>, s: &Param<Tensor<D>>, a: f64) -> Param<Tensor<D>> {
+        Param::from_tensor(t.val() * a + s.val().inner() * (1.0 - a))
+    }
+    fn lin(t: &burn::nn::Linear, s: &burn::nn::Linear, a: f64) -> burn::nn::Linear {
+        burn::nn::Linear { weight: mix(&t.weight, &s.weight, a), bias: t.bias.as_ref().zip(s.bias.as_ref()).map(|(t, s)| mix(t, s, a)) }
+    }
+    fn norm(t: &crate::scnym::model::Norm, s: &crate::scnym::model::Norm, a: f64) -> crate::scnym::model::Norm {
+        crate::scnym::model::Norm { gamma: mix(&t.gamma, &s.gamma, a), beta: mix(&t.beta, &s.beta, a) }
+    }
+    let blocks = teacher
+        .blocks
+        .iter()
+        .zip(&student.blocks)
+        .map(|(t, s)| crate::scnym::model::Block {
+            linear: lin(&t.linear, &s.linear, a),
+            norm: norm(&t.norm, &s.norm, a),
+            residual: t.residual.as_ref().zip(s.residual.as_ref()).map(|(t, s)| crate::scnym::model::ResidualTail {
+                linear: lin(&t.linear, &s.linear, a),
+                norm: norm(&t.norm, &s.norm, a),
+                outer: norm(&t.outer, &s.outer, a),
+            }),
+        })
+        .collect();
+    ScnymNet { blocks, output: lin(&teacher.output, &student.output, a) }
+}
+
+/// Mean cross-entropy and accuracy of `net` on `rows` (eval mode), in batches.
+async fn evaluate(net: &ScnymNet, bn: &BnState, arch: &ArchSpec, data: &TrainingData<'_>, rows: &[usize], batch: usize, device: &Device) -> Result<Option<(f32, f32)>> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut loss = Tensor::<1>::zeros([1], device);
+    let mut hits = Tensor::<1>::zeros([1], device);
+    let mut buf = Vec::new();
+    for chunk in rows.chunks(batch.max(1)) {
+        data.x.densify_rows_into(chunk, &mut buf);
+        let xb = tensor2(std::mem::take(&mut buf), chunk.len(), data.x.n_cols, device);
+        let y = tensor2(one_hot(chunk.iter().map(|&r| data.labels[r] as usize), arch.n_classes), chunk.len(), arch.n_classes, device);
+        let logits = net.forward(xb, 0.0, Mode::Eval(bn)).logits;
+        loss = loss + soft_cross_entropy(logits.clone(), y.clone()).sum();
+        let pred = logits.argmax(1).float();
+        let truth = y.argmax(1).float();
+        hits = hits + pred.equal(truth).float().sum();
+    }
+    let [l, h]: [TensorData; 2] = Transaction::default()
+        .register(loss)
+        .register(hits)
+        .execute_async()
+        .await
+        .map_err(|e| backend_error(device, e))?
+        .try_into()
+        .map_err(|_| backend_error(device, "transaction returned the wrong number of tensors"))?;
+    let l = l.try_into_vec_as::<f32>().map_err(|e| backend_error(device, e))?[0];
+    let h = h.try_into_vec_as::<f32>().map_err(|e| backend_error(device, e))?[0];
+    let n = rows.len() as f32;
+    if !l.is_finite() {
+        return Err(SclabelError::InvalidValues("the model-selection loss is not finite: training diverged (lower the learning rate)".into()));
+    }
+    Ok(Some((l / n, h / n)))
+}
+
+/// Trains an scNym model. `device` is the inner (non-autodiff) device.
+pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, device: &Device, observer: &mut O) -> Result<Trained> {
+    let n = data.x.n_rows;
+    if data.labels.len() != n || data.domains.len() != n || data.splits.is_some_and(|s| s.len() != n) {
+        return Err(SclabelError::ShapeMismatch(format!("labels, domains and splits must have one entry per cell ({n})")));
+    }
+    let arch = ArchSpec::new(data.x.n_cols, data.n_classes, &config.model_kwargs);
+    let (train_rows, test_rows, val_rows) = make_splits(data, config)?;
+    let unlabeled: Vec<usize> = (0..n).filter(|&i| data.labels[i] < 0).collect();
+    let unsup_max = config.effective_unsup_max_weight();
+    let ssl = !unlabeled.is_empty() && !(unsup_max == 0.0 && !config.ssl_kwargs.dan_criterion);
+    // Without unlabelled cells the adversary only has something to do with several domains.
+    let use_dan = config.ssl_kwargs.dan_criterion && (ssl || data.n_domains > 1);
+    let n_domains = data.n_domains.max(2);
+    let ad = device.clone().autodiff();
+    let mut model = Trainable {
+        net: ScnymNet::init(&arch, &ad, stream(config.seed, 0)),
+        dan: use_dan.then(|| DomainAdversary::with_domains(config.model_kwargs.n_hidden, n_domains, &ad, stream(config.seed, 0))),
+    };
+    let mut bn = BnState::init(&arch, device);
+    let mut optim = optimizer(config);
+    let mut rng = StdRng::seed_from_u64(stream(config.seed, 2));
+
+    let b = config.batch_size;
+    // fix: scNym drops the last partial batch even when it is the only one (0 steps per epoch
+    // with < 256 training cells); here an undersized training set is one batch.
+    let drop_last = train_rows.len() >= b;
+    let sampling = if config.balanced_classes { Sampling::Balanced } else { Sampling::Shuffle };
+    let mut sampler = MinibatchSampler::new(train_rows.clone(), Some(data.labels), sampling, b.min(train_rows.len()), drop_last, stream(config.seed, 3))?;
+    let mut cycler = Cycler { batch: b.min(unlabeled.len()), rows: unlabeled.clone(), pos: 0 };
+    let weights = if config.weighted_classes {
+        let mut counts = vec![0usize; arch.n_classes];
+        train_rows.iter().for_each(|&r| counts[data.labels[r] as usize] += 1);
+        Some(class_weights(&counts))
+    } else {
+        None
+    };
+    let min_epochs = config.min_epochs(ssl);
+    let patience = config.patience.unwrap_or(config.n_epochs);
+    let mode = match (ssl, use_dan) {
+        (true, true) => "mixmatch+dan",
+        (true, false) => "mixmatch",
+        (false, true) => "supervised+dan",
+        (false, false) => "supervised",
+    };
+    let mut metrics = TrainMetrics {
+        mode: mode.into(),
+        n_train: train_rows.len(),
+        n_model_selection: test_rows.len(),
+        n_holdout: val_rows.len(),
+        n_unlabeled: unlabeled.len(),
+        epochs: Vec::new(),
+        best_epoch: 0,
+        stopped_early: false,
+        final_accuracy: None,
+        final_loss: None,
+    };
+    let g = data.x.n_cols;
+    let c = arch.n_classes;
+    let mut best: Option<(ScnymNet, BnState, f32)> = None;
+    let mut teacher: Option<ScnymNet> = None;
+    let mut waiting = 0usize;
+    let mut global_step = 0usize;
+    let steps_per_epoch = sampler.batches_per_epoch();
+
+    for epoch in 0..config.n_epochs {
+        let lr = epoch_lr(config, epoch);
+        let w_u = if ssl { ramp(epoch, config.ssl_kwargs.ramp_epochs, config.ssl_kwargs.burn_in_epochs, unsup_max, false) } else { 0.0 };
+        let w_d = if use_dan { ramp(epoch, config.ssl_kwargs.dan_ramp_epochs, config.ssl_kwargs.dan_burn_in_epochs, config.ssl_kwargs.dan_max_weight, true) } else { 0.0 };
+        let mut sums = [Tensor::<1>::zeros([1], &ad), Tensor::<1>::zeros([1], &ad), Tensor::<1>::zeros([1], &ad), Tensor::<1>::zeros([1], &ad)];
+        let (mut n_conf_total, mut n_u_total) = (0usize, 0usize);
+        let batches = sampler.epoch();
+        for (step, lrows) in batches.iter().enumerate() {
+            let nl = lrows.len();
+            let mut xl = Vec::new();
+            data.x.densify_rows_into(lrows, &mut xl);
+            let yl = one_hot(lrows.iter().map(|&r| data.labels[r] as usize), c);
+            let mut stats = Vec::new();
+            let (sup, unsup, dan_loss);
+            if ssl {
+                if config.ssl_kwargs.augment == Augmentation::Log1pDrop {
+                    log1p_drop(&mut xl, g, 0.1, &mut rng);
+                }
+                let urows = cycler.next(&mut rng);
+                let nu = urows.len();
+                let mut xu = Vec::new();
+                data.x.densify_rows_into(&urows, &mut xu);
+                // (1) pseudolabels from an eval-mode teacher: the current model, or its EMA.
+                let student = model.net.valid();
+                let t_net = if config.unsup_mean_teacher {
+                    let a = (1.0 - 1.0 / (global_step as f64 + 1.0)).min(config.ssl_kwargs.decay_coef);
+                    let t = match teacher.take() {
+                        Some(t) => ema(t, &student, a),
+                        None => student.clone(),
+                    };
+                    teacher = Some(t.clone());
+                    t
+                } else {
+                    student
+                };
+                let n_aug = config.ssl_kwargs.n_augmentations;
+                let mut q_sum: Option<Tensor<2>> = None;
+                for _ in 0..n_aug {
+                    let mut xin = xu.clone();
+                    if config.ssl_kwargs.augment_pseudolabels && config.ssl_kwargs.augment == Augmentation::Log1pDrop {
+                        log1p_drop(&mut xin, g, 0.1, &mut rng);
+                    }
+                    let p = softmax(t_net.forward(tensor2(xin, nu, g, device), 0.0, Mode::Eval(&bn)).logits, 1);
+                    q_sum = Some(match q_sum {
+                        Some(s) => s + p,
+                        None => p,
+                    });
+                }
+                let q_t = q_sum.expect("n_augmentations ≥ 1") / n_aug as f64;
+                let mut q: Vec<f32> = q_t.into_data_async().await.map_err(|e| backend_error(device, e))?.try_into_vec_as::<f32>().map_err(|e| backend_error(device, e))?;
+                // (2) confidence test, then sharpening.
+                let tau = config.ssl_kwargs.pseudolabel_min_confidence as f32;
+                let confident: Vec<bool> = q.chunks(c).map(|r| r.iter().cloned().fold(f32::MIN, f32::max) >= tau).collect();
+                sharpen(&mut q, c, config.ssl_kwargs.t);
+                let conf_idx: Vec<usize> = (0..nu).filter(|&i| confident[i]).collect();
+                let unconf_idx: Vec<usize> = (0..nu).filter(|&i| !confident[i]).collect();
+                let n_conf = conf_idx.len();
+                n_conf_total += n_conf;
+                n_u_total += nu;
+                // (3) MixUp over [confident unlabelled ; augmented labelled].
+                let mut pool_x = Vec::with_capacity((n_conf + nl) * g);
+                let mut pool_y = Vec::with_capacity((n_conf + nl) * c);
+                for &i in &conf_idx {
+                    pool_x.extend_from_slice(&xu[i * g..(i + 1) * g]);
+                    pool_y.extend_from_slice(&q[i * c..(i + 1) * c]);
+                }
+                pool_x.extend_from_slice(&xl);
+                pool_y.extend_from_slice(&yl);
+                mixup_keep_dominant(&mut pool_x, g, &mut pool_y, c, config.mixup_alpha, &mut rng);
+                let mut u_in = pool_x[..n_conf * g].to_vec();
+                let mut u_tgt = pool_y[..n_conf * c].to_vec();
+                for &i in &unconf_idx {
+                    u_in.extend_from_slice(&xu[i * g..(i + 1) * g]);
+                    u_tgt.extend_from_slice(&q[i * c..(i + 1) * c]);
+                }
+                let l_x = pool_x[n_conf * g..].to_vec();
+                let l_y = pool_y[n_conf * c..].to_vec();
+                let sample_w = weights.as_ref().map(|w| l_y.chunks(c).map(|r| r.iter().zip(w).map(|(y, w)| y * w).fold(0f32, f32::max)).collect::<Vec<_>>());
+                let mask: Vec<f32> = (0..nu).map(|i| if i < n_conf { 1.0 } else { 0.0 }).collect();
+                // (4) two forwards, separate batch statistics.
+                let fu = model.net.forward(tensor2(u_in, nu, g, &ad), arch.init_dropout, Mode::Train { rng: &mut rng, stats: &mut stats });
+                let fl = model.net.forward(tensor2(l_x, nl, g, &ad), arch.init_dropout, Mode::Train { rng: &mut rng, stats: &mut stats });
+                // (5) losses
+                let ce = soft_cross_entropy(fl.logits, tensor2(l_y, nl, c, &ad));
+                sup = match sample_w {
+                    Some(w) => (ce * tensor1(w, &ad)).mean(),
+                    None => ce.mean(),
+                };
+                let u_tgt = tensor2(u_tgt, nu, c, &ad);
+                let per_cell = match config.ssl_kwargs.unsup_criterion {
+                    UnsupCriterion::Mse => (softmax(fu.logits, 1) - u_tgt).square().sum_dim(1).squeeze_dim::<1>(1),
+                    UnsupCriterion::Ce => soft_cross_entropy(fu.logits, u_tgt),
+                };
+                unsup = Some((per_cell * tensor1(mask, &ad)).sum() / nu as f64);
+                // (6) adversary on [augmented labelled ; unlabelled (confident or all)]
+                dan_loss = if use_dan {
+                    let du: Vec<usize> = if config.ssl_kwargs.dan_use_conf_pseudolabels { conf_idx.clone() } else { (0..nu).collect() };
+                    let mut xd = xl.clone();
+                    for &i in &du {
+                        xd.extend_from_slice(&xu[i * g..(i + 1) * g]);
+                    }
+                    let doms = lrows.iter().chain(du.iter().map(|&i| &urows[i])).map(|&r| data.domains[r] as usize);
+                    let nd = nl + du.len();
+                    let d = one_hot(doms, n_domains);
+                    let fd = model.net.forward(tensor2(xd, nd, g, &ad), arch.init_dropout, Mode::Train { rng: &mut rng, stats: &mut stats });
+                    let dl = model.dan.as_ref().expect("adversary").forward(gradient_reversal(relu(fd.embedding), w_d));
+                    let mut l = soft_cross_entropy(dl, tensor2(d, nd, n_domains, &ad)).mean();
+                    if config.ssl_kwargs.dan_scale_loss_pseudoconf {
+                        l = l * (n_conf as f64 / nu as f64);
+                    }
+                    Some(l)
+                } else {
+                    None
+                };
+            } else {
+                // Supervised: unaugmented, unmixed batches.
+                let sample_w = weights.as_ref().map(|w| lrows.iter().map(|&r| w[data.labels[r] as usize]).collect::<Vec<_>>());
+                let f = model.net.forward(tensor2(xl.clone(), nl, g, &ad), arch.init_dropout, Mode::Train { rng: &mut rng, stats: &mut stats });
+                let ce = soft_cross_entropy(f.logits, tensor2(yl, nl, c, &ad));
+                sup = match sample_w {
+                    Some(w) => (ce * tensor1(w, &ad)).mean(),
+                    None => ce.mean(),
+                };
+                unsup = None;
+                // fix: scNym's supervised multi-domain path applied softmax twice in its CE.
+                dan_loss = if use_dan {
+                    let d = one_hot(lrows.iter().map(|&r| data.domains[r] as usize), n_domains);
+                    let fd = model.net.forward(tensor2(xl, nl, g, &ad), arch.init_dropout, Mode::Train { rng: &mut rng, stats: &mut stats });
+                    let dl = model.dan.as_ref().expect("adversary").forward(gradient_reversal(relu(fd.embedding), w_d));
+                    Some(soft_cross_entropy(dl, tensor2(d, nl, n_domains, &ad)).mean())
+                } else {
+                    None
+                };
+            }
+            // (7) total loss: the DAN weight acts only through gradient reversal.
+            let mut loss = sup.clone();
+            if let Some(u) = &unsup {
+                loss = loss + u.clone() * w_u;
+            }
+            if let Some(d) = &dan_loss {
+                loss = loss + d.clone();
+            }
+            sums[0] = sums[0].clone() + loss.clone().detach();
+            sums[1] = sums[1].clone() + sup.detach();
+            if let Some(u) = unsup {
+                sums[2] = sums[2].clone() + u.detach();
+            }
+            if let Some(d) = dan_loss {
+                sums[3] = sums[3].clone() + d.detach();
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            let k = arch.n_norms();
+            for pass in stats.chunks(k) {
+                bn.update(pass);
+            }
+            global_step += 1;
+            observer
+                .on_progress(&Progress {
+                    phase: Phase::Train,
+                    epoch,
+                    n_epochs: config.n_epochs,
+                    step: step + 1,
+                    steps_per_epoch,
+                    cells_done: epoch * steps_per_epoch * b + (step + 1) * nl,
+                    cells_total: config.n_epochs * steps_per_epoch * b,
+                    loss: None,
+                    accuracy: None,
+                })
+                .await?;
+        }
+        // End of epoch: one read for the losses, then model selection.
+        let mut tx = Transaction::default();
+        for s in sums {
+            tx = tx.register(s.inner());
+        }
+        let read = tx.execute_async().await.map_err(|e| backend_error(device, e))?;
+        let vals: Vec<f32> = read.into_iter().map(|d| d.try_into_vec_as::<f32>().map(|v| v[0]).unwrap_or(f32::NAN)).collect();
+        let steps = batches.len().max(1) as f32;
+        if !vals[0].is_finite() {
+            return Err(SclabelError::InvalidValues(format!("the training loss became {} in epoch {epoch}: training diverged (lower lr, check the input values)", vals[0])));
+        }
+        let net = model.net.valid();
+        let val = evaluate(&net, &bn, &arch, data, &test_rows, b, device).await?;
+        metrics.epochs.push(EpochRecord {
+            epoch,
+            loss: vals[0] / steps,
+            sup_loss: vals[1] / steps,
+            unsup_loss: vals[2] / steps,
+            dan_loss: vals[3] / steps,
+            unsup_weight: w_u,
+            dan_weight: w_d,
+            confident_fraction: if n_u_total > 0 { n_conf_total as f32 / n_u_total as f32 } else { 0.0 },
+            val_loss: val.map(|v| v.0),
+            val_accuracy: val.map(|v| v.1),
+        });
+        observer
+            .on_progress(&Progress {
+                phase: Phase::Train,
+                epoch,
+                n_epochs: config.n_epochs,
+                step: steps_per_epoch,
+                steps_per_epoch,
+                cells_done: (epoch + 1) * steps_per_epoch * b,
+                cells_total: config.n_epochs * steps_per_epoch * b,
+                loss: Some(vals[0] / steps),
+                accuracy: val.map(|v| v.1),
+            })
+            .await?;
+        waiting += 1;
+        if let Some((val_loss, _)) = val {
+            if epoch >= min_epochs && best.as_ref().is_none_or(|b| val_loss < b.2) {
+                best = Some((net, bn.clone(), val_loss));
+                metrics.best_epoch = epoch;
+                waiting = 0;
+            }
+        }
+        if waiting > patience {
+            metrics.stopped_early = epoch + 1 < config.n_epochs;
+            break;
+        }
+    }
+    let (net, bn) = match best {
+        Some((net, bn, _)) => (net, bn),
+        None => {
+            metrics.best_epoch = metrics.epochs.len().saturating_sub(1);
+            (model.net.valid(), bn)
+        }
+    };
+    if let Some((loss, acc)) = evaluate(&net, &bn, &arch, data, &val_rows, b, device).await? {
+        metrics.final_loss = Some(loss);
+        metrics.final_accuracy = Some(acc);
+    }
+    Ok(Trained { arch, net, bn, metrics })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_sizes_follow_scnym() {
+        let x = CsrMatrix::from_dense(1000, 1, &vec![1.0; 1000]).unwrap();
+        let mut labels = vec![0i32; 1000];
+        labels[900..].iter_mut().for_each(|l| *l = -1); // 100 unlabelled
+        let domains = vec![0u32; 1000];
+        let data = TrainingData { x: &x, labels: &labels, n_classes: 1, domains: &domains, n_domains: 1, splits: None };
+        let (train, test, val) = make_splits(&data, &ScnymConfig::default()).unwrap();
+        // 900 labelled: 90 held out, 10% of 810 = 81 for model selection, 729 trained on
+        assert_eq!((train.len(), test.len(), val.len()), (729, 81, 90));
+        let mut all: Vec<usize> = train.iter().chain(&test).chain(&val).copied().collect();
+        all.sort();
+        assert_eq!(all, (0..900).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn gradient_reversal_sign_and_scale() {
+        let device = crate::backend::cpu(crate::backend::BackendRequest::Cpu, "test").unwrap().device.autodiff();
+        let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2]), &device).require_grad();
+        let y = gradient_reversal(x.clone(), 0.25);
+        let fwd: Vec<f32> = y.clone().inner().into_data().to_vec().unwrap();
+        assert_eq!(fwd, vec![1.0, 2.0, 3.0, 4.0]);
+        let loss = (y * Tensor::<2>::from_data(TensorData::new(vec![1.0f32, -2.0, 0.5, 3.0], [2, 2]), &device)).sum();
+        let grads = loss.backward();
+        let g: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
+        assert_eq!(g, vec![-0.25, 0.5, -0.125, -0.75]);
+    }
+}

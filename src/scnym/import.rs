@@ -1,38 +1,20 @@
 //! Import a model trained by scNym 0.4 in Python: its `torch.save`d state dict
-//! (`00_best_model_weights.pkl`) plus the gene and class lists, into a bundle. Native only (the
-//! PyTorch reader needs a file); the resulting bundle loads anywhere, the browser included.
-use std::path::Path;
-
+//! (`00_best_model_weights.pkl`) plus the gene and class lists, into a bundle. Works from bytes
+//! (native and wasm).
 use burn::prelude::Device;
-use pytorch_reader::{DType, PytorchReader};
 
 use crate::error::{Result, SclabelError};
 use crate::scnym::bundle::{HostTensors, Provenance, ScnymModel};
 use crate::scnym::model::ArchSpec;
+use crate::scnym::torch_file::read_state_dict;
 
-fn bad(path: &Path, reason: impl Into<String>) -> SclabelError {
-    SclabelError::InvalidFile { file: path.display().to_string(), reason: reason.into() }
-}
-
-/// Reads every floating-point tensor of a PyTorch checkpoint as f32.
-pub fn read_torch_state_dict(path: &Path) -> Result<HostTensors> {
-    let reader = PytorchReader::new(path).map_err(|e| bad(path, format!("not a PyTorch checkpoint: {e}")))?;
-    let mut out = HostTensors::new();
-    for (name, t) in reader.tensors() {
-        let bytes = t.read().map_err(|e| bad(path, e.to_string()))?;
-        let values: Vec<f32> = match t.dtype() {
-            DType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            DType::F64 => bytes.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32).collect(),
-            _ => continue, // num_batches_tracked and other integer buffers
-        };
-        out.insert(name.clone(), (t.shape().to_vec(), values));
-    }
-    Ok(out)
+fn bad(file: &str, reason: impl Into<String>) -> SclabelError {
+    SclabelError::InvalidFile { file: file.into(), reason: reason.into() }
 }
 
 /// Infers scNym's architecture from state-dict shapes (`embed.{0,4,8,…}` Linear layers,
 /// `classif.0` output). The 0.3.2 layout (`classif.{0,1,4,…}` with tied layers) is refused.
-pub fn infer_arch(t: &HostTensors, path: &Path) -> Result<ArchSpec> {
+pub fn infer_arch(t: &HostTensors, path: &str) -> Result<ArchSpec> {
     if t.contains_key("classif.1.weight") {
         return Err(bad(path, "this is a scNym 0.3 checkpoint (classif.* layout); only scNym 0.4 state dicts (embed.* + classif.0) are supported"));
     }
@@ -64,24 +46,22 @@ pub fn infer_arch(t: &HostTensors, path: &Path) -> Result<ArchSpec> {
     })
 }
 
-/// Reads a one-name-per-line list (genes, classes); blank trailing lines are ignored.
-pub fn read_list(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| bad(path, e.to_string()))?;
+/// Splits a one-name-per-line list (genes, classes); trailing blank lines are ignored.
+pub fn parse_list(text: &str) -> Vec<String> {
     let v: Vec<String> = text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect();
     let end = v.iter().rposition(|l| !l.is_empty()).map_or(0, |i| i + 1);
-    Ok(v[..end].to_vec())
+    v[..end].to_vec()
 }
 
-pub fn import_scnym(weights: &Path, genes: &Path, classes: &Path, device: &Device) -> Result<ScnymModel> {
-    let tensors = read_torch_state_dict(weights)?;
-    let arch = infer_arch(&tensors, weights)?;
-    let genes = read_list(genes)?;
-    let classes = read_list(classes)?;
+/// `weights`: the bytes of scNym's `00_best_model_weights.pkl` (named `weights_name` in errors).
+pub fn import_scnym(weights: &[u8], weights_name: &str, genes: Vec<String>, classes: Vec<String>, device: &Device) -> Result<ScnymModel> {
+    let tensors = read_state_dict(weights).map_err(|e| bad(weights_name, format!("not a PyTorch state dict: {e}")))?;
+    let arch = infer_arch(&tensors, weights_name)?;
     let mut model = ScnymModel::from_host_tensors(arch, &tensors, genes, classes, device)?;
     model.provenance = Provenance {
         created_by: format!("sclabel {}", env!("CARGO_PKG_VERSION")),
         source: "imported from scNym".into(),
-        details: [("weights".to_string(), weights.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default())].into_iter().collect(),
+        details: [("weights".to_string(), weights_name.to_string())].into_iter().collect(),
     };
     Ok(model)
 }

@@ -4,9 +4,9 @@
 pub mod api;
 pub mod bundle;
 pub mod config;
-#[cfg(feature = "cli")]
 pub mod import;
 pub mod model;
 pub mod ops;
 pub mod predict;
+pub mod torch_file;
 pub mod train;

@@ -1,0 +1,275 @@
+//! Reads the tensors of a PyTorch state dict saved with `torch.save` (the zip container of
+//! PyTorch ≥ 1.6: `<name>/data.pkl` + one stored entry per storage). A small pickle reader that
+//! understands only what a state dict contains and never runs anything; works from bytes, so
+//! imports run in the browser too. (The `zip` crate refuses the archives PyTorch writes with a
+//! zip64 end record, hence the ~40 lines of zip reading here.)
+use std::collections::HashMap;
+
+use crate::scnym::bundle::HostTensors;
+
+type R<T> = std::result::Result<T, String>;
+
+fn u16le(b: &[u8], at: usize) -> R<usize> {
+    b.get(at..at + 2).map(|s| u16::from_le_bytes([s[0], s[1]]) as usize).ok_or_else(|| "truncated zip".to_string())
+}
+fn u32le(b: &[u8], at: usize) -> R<usize> {
+    b.get(at..at + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize).ok_or_else(|| "truncated zip".to_string())
+}
+
+/// Entries of a zip archive whose members are stored (PyTorch never compresses).
+fn zip_entries(b: &[u8]) -> R<HashMap<String, &[u8]>> {
+    let eocd = (0..b.len().saturating_sub(21)).rev().find(|&i| b[i..].starts_with(b"PK\x05\x06")).ok_or("not a zip archive (no end record)")?;
+    let n = u16le(b, eocd + 10)?;
+    let mut at = u32le(b, eocd + 16)?;
+    let mut out = HashMap::new();
+    for _ in 0..n {
+        if !b.get(at..).is_some_and(|s| s.starts_with(b"PK\x01\x02")) {
+            return Err("bad central directory".into());
+        }
+        let method = u16le(b, at + 10)?;
+        let size = u32le(b, at + 20)?;
+        let (nl, el, cl) = (u16le(b, at + 28)?, u16le(b, at + 30)?, u16le(b, at + 32)?);
+        let local = u32le(b, at + 42)?;
+        let name = String::from_utf8_lossy(b.get(at + 46..at + 46 + nl).ok_or("truncated zip")?).into_owned();
+        if size == 0xFFFF_FFFF || local == 0xFFFF_FFFF {
+            return Err(format!("entry '{name}' needs zip64 sizes (over 4 GB): not supported"));
+        }
+        if method != 0 {
+            return Err(format!("entry '{name}' is compressed (method {method}); PyTorch stores entries uncompressed"));
+        }
+        let data_at = local + 30 + u16le(b, local + 26)? + u16le(b, local + 28)?;
+        out.insert(name, b.get(data_at..data_at + size).ok_or("truncated zip entry")?);
+        at += 46 + nl + el + cl;
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone)]
+#[allow(dead_code)] // scalar payloads are parsed but a state dict never needs them
+enum Obj {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Tuple(Vec<Obj>),
+    List(Vec<Obj>),
+    Dict(Vec<(Obj, Obj)>),
+    Global(String),
+    Storage { key: String, dtype: String },
+    Tensor { key: String, dtype: String, offset: usize, shape: Vec<usize>, stride: Vec<usize> },
+    Mark,
+    Other,
+}
+
+fn ints(o: &Obj) -> R<Vec<usize>> {
+    match o {
+        Obj::Tuple(v) | Obj::List(v) => v.iter().map(|x| if let Obj::Int(i) = x { Ok(*i as usize) } else { Err("expected an int".to_string()) }).collect(),
+        _ => Err("expected a tuple of ints".into()),
+    }
+}
+
+/// A tiny pickle machine for protocol ≤ 4 state dicts.
+fn unpickle(p: &[u8]) -> R<Obj> {
+    let mut stack: Vec<Obj> = Vec::new();
+    let mut memo: HashMap<usize, Obj> = HashMap::new();
+    let mut i = 0;
+    let take = |i: &mut usize, n: usize| -> R<&[u8]> {
+        let s = p.get(*i..*i + n).ok_or("truncated pickle")?;
+        *i += n;
+        Ok(s)
+    };
+    let pop_mark = |stack: &mut Vec<Obj>| -> R<Vec<Obj>> {
+        let m = stack.iter().rposition(|o| matches!(o, Obj::Mark)).ok_or("pickle MARK missing")?;
+        let items = stack.split_off(m + 1);
+        stack.pop();
+        Ok(items)
+    };
+    loop {
+        let op = *p.get(i).ok_or("pickle ended without STOP")?;
+        i += 1;
+        match op {
+            0x80 => i += 1,                   // PROTO
+            0x95 => i += 8,                   // FRAME
+            b'.' => return stack.pop().ok_or_else(|| "empty pickle".to_string()),
+            b'(' => stack.push(Obj::Mark),
+            b'N' => stack.push(Obj::None),
+            0x88 => stack.push(Obj::Bool(true)),
+            0x89 => stack.push(Obj::Bool(false)),
+            b'}' => stack.push(Obj::Dict(Vec::new())),
+            b']' => stack.push(Obj::List(Vec::new())),
+            b')' => stack.push(Obj::Tuple(Vec::new())),
+            b'K' => stack.push(Obj::Int(take(&mut i, 1)?[0] as i64)),
+            b'M' => stack.push(Obj::Int(u16::from_le_bytes(take(&mut i, 2)?.try_into().unwrap()) as i64)),
+            b'J' => stack.push(Obj::Int(i32::from_le_bytes(take(&mut i, 4)?.try_into().unwrap()) as i64)),
+            0x8a => {
+                let n = take(&mut i, 1)?[0] as usize;
+                let bytes = take(&mut i, n)?;
+                let mut v: i64 = 0;
+                for (k, &byte) in bytes.iter().enumerate().take(8) {
+                    v |= (byte as i64) << (8 * k);
+                }
+                if n > 0 && n < 8 && bytes[n - 1] & 0x80 != 0 {
+                    v -= 1i64 << (8 * n);
+                }
+                stack.push(Obj::Int(v));
+            }
+            b'G' => stack.push(Obj::Float(f64::from_be_bytes(take(&mut i, 8)?.try_into().unwrap()))),
+            b'X' => {
+                let n = u32::from_le_bytes(take(&mut i, 4)?.try_into().unwrap()) as usize;
+                stack.push(Obj::Str(String::from_utf8_lossy(take(&mut i, n)?).into_owned()));
+            }
+            0x8c | b'U' | b'C' => {
+                let n = take(&mut i, 1)?[0] as usize;
+                stack.push(Obj::Str(String::from_utf8_lossy(take(&mut i, n)?).into_owned()));
+            }
+            b'T' | b'B' => {
+                let n = u32::from_le_bytes(take(&mut i, 4)?.try_into().unwrap()) as usize;
+                stack.push(Obj::Str(String::from_utf8_lossy(take(&mut i, n)?).into_owned()));
+            }
+            b'c' => {
+                let end1 = p[i..].iter().position(|&c| c == b'\n').ok_or("bad GLOBAL")? + i;
+                let end2 = p[end1 + 1..].iter().position(|&c| c == b'\n').ok_or("bad GLOBAL")? + end1 + 1;
+                let name = format!("{}.{}", String::from_utf8_lossy(&p[i..end1]), String::from_utf8_lossy(&p[end1 + 1..end2]));
+                i = end2 + 1;
+                stack.push(Obj::Global(name));
+            }
+            0x93 => {
+                let name = stack.pop().ok_or("stack underflow")?;
+                let module = stack.pop().ok_or("stack underflow")?;
+                match (module, name) {
+                    (Obj::Str(m), Obj::Str(n)) => stack.push(Obj::Global(format!("{m}.{n}"))),
+                    _ => return Err("bad STACK_GLOBAL".into()),
+                }
+            }
+            b'q' => {
+                let k = take(&mut i, 1)?[0] as usize;
+                memo.insert(k, stack.last().cloned().ok_or("stack underflow")?);
+            }
+            b'r' => {
+                let k = u32::from_le_bytes(take(&mut i, 4)?.try_into().unwrap()) as usize;
+                memo.insert(k, stack.last().cloned().ok_or("stack underflow")?);
+            }
+            0x94 => {
+                let k = memo.len();
+                memo.insert(k, stack.last().cloned().ok_or("stack underflow")?);
+            }
+            b'h' => {
+                let k = take(&mut i, 1)?[0] as usize;
+                stack.push(memo.get(&k).cloned().ok_or("bad memo reference")?);
+            }
+            b'j' => {
+                let k = u32::from_le_bytes(take(&mut i, 4)?.try_into().unwrap()) as usize;
+                stack.push(memo.get(&k).cloned().ok_or("bad memo reference")?);
+            }
+            b't' => {
+                let items = pop_mark(&mut stack)?;
+                stack.push(Obj::Tuple(items));
+            }
+            0x85..=0x87 => {
+                let n = (op - 0x84) as usize;
+                let at = stack.len().checked_sub(n).ok_or("stack underflow")?;
+                let items = stack.split_off(at);
+                stack.push(Obj::Tuple(items));
+            }
+            b'Q' => {
+                // persistent id: ('storage', <StorageType>, key, location, numel)
+                let pid = stack.pop().ok_or("stack underflow")?;
+                let Obj::Tuple(v) = pid else { return Err("bad persistent id".into()) };
+                match (v.get(1), v.get(2)) {
+                    (Some(Obj::Global(t)), Some(Obj::Str(key))) => stack.push(Obj::Storage { key: key.clone(), dtype: t.clone() }),
+                    _ => return Err("unsupported persistent id".into()),
+                }
+            }
+            b'R' => {
+                let args = stack.pop().ok_or("stack underflow")?;
+                let f = stack.pop().ok_or("stack underflow")?;
+                let Obj::Tuple(a) = args else { return Err("REDUCE arguments are not a tuple".into()) };
+                let out = match &f {
+                    Obj::Global(g) if g == "torch._utils._rebuild_tensor_v2" || g == "torch._utils._rebuild_tensor" => {
+                        let Some(Obj::Storage { key, dtype }) = a.first() else { return Err("tensor without storage".into()) };
+                        let offset = match a.get(1) {
+                            Some(Obj::Int(o)) => *o as usize,
+                            _ => return Err("tensor offset".into()),
+                        };
+                        Obj::Tensor { key: key.clone(), dtype: dtype.clone(), offset, shape: ints(a.get(2).ok_or("tensor shape")?)?, stride: ints(a.get(3).ok_or("tensor stride")?)? }
+                    }
+                    Obj::Global(g) if g == "torch._utils._rebuild_parameter" => a.into_iter().next().unwrap_or(Obj::Other),
+                    Obj::Global(g) if g == "collections.OrderedDict" => Obj::Dict(Vec::new()),
+                    _ => Obj::Other,
+                };
+                stack.push(out);
+            }
+            b'b' => {
+                stack.pop().ok_or("stack underflow")?; // BUILD state (e.g. OrderedDict._metadata): ignored
+            }
+            b's' => {
+                let v = stack.pop().ok_or("stack underflow")?;
+                let k = stack.pop().ok_or("stack underflow")?;
+                if let Some(Obj::Dict(d)) = stack.last_mut() {
+                    d.push((k, v));
+                }
+            }
+            b'u' => {
+                let items = pop_mark(&mut stack)?;
+                if let Some(Obj::Dict(d)) = stack.last_mut() {
+                    let mut it = items.into_iter();
+                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                        d.push((k, v));
+                    }
+                }
+            }
+            b'a' => {
+                let v = stack.pop().ok_or("stack underflow")?;
+                if let Some(Obj::List(l)) = stack.last_mut() {
+                    l.push(v);
+                }
+            }
+            b'e' => {
+                let items = pop_mark(&mut stack)?;
+                if let Some(Obj::List(l)) = stack.last_mut() {
+                    l.extend(items);
+                }
+            }
+            b'0' => {
+                stack.pop();
+            }
+            other => return Err(format!("unsupported pickle opcode 0x{other:02x}")),
+        }
+    }
+}
+
+/// Floating-point tensors of a `torch.save`d state dict, as f32 in PyTorch layout.
+pub fn read_state_dict(bytes: &[u8]) -> R<HostTensors> {
+    let entries = zip_entries(bytes)?;
+    let pkl_name = entries.keys().find(|k| k.ends_with("/data.pkl") || k.as_str() == "data.pkl").cloned().ok_or("no data.pkl in the archive: not a torch.save file")?;
+    let prefix = &pkl_name[..pkl_name.len() - "data.pkl".len()];
+    let Obj::Dict(items) = unpickle(entries[&pkl_name])? else { return Err("the checkpoint is not a dict of tensors".into()) };
+    let mut out = HostTensors::new();
+    for (k, v) in items {
+        let (Obj::Str(name), Obj::Tensor { key, dtype, offset, shape, stride }) = (k, v) else { continue };
+        let width = match dtype.as_str() {
+            "torch.FloatStorage" => 4,
+            "torch.DoubleStorage" => 8,
+            _ => continue, // integer buffers such as num_batches_tracked
+        };
+        let raw = entries.get(&format!("{prefix}data/{key}")).ok_or_else(|| format!("storage {key} of '{name}' is missing"))?;
+        let numel: usize = shape.iter().product();
+        let mut values = Vec::with_capacity(numel);
+        let mut idx = vec![0usize; shape.len()];
+        for _ in 0..numel {
+            let at = offset + idx.iter().zip(&stride).map(|(i, s)| i * s).sum::<usize>();
+            let b = raw.get(at * width..(at + 1) * width).ok_or_else(|| format!("storage of '{name}' is too short"))?;
+            values.push(if width == 4 { f32::from_le_bytes(b.try_into().unwrap()) } else { f64::from_le_bytes(b.try_into().unwrap()) as f32 });
+            for d in (0..shape.len()).rev() {
+                idx[d] += 1;
+                if idx[d] < shape[d] {
+                    break;
+                }
+                idx[d] = 0;
+            }
+        }
+        out.insert(name, (shape, values));
+    }
+    Ok(out)
+}

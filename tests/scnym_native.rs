@@ -1,0 +1,227 @@
+//! scNym natively on the CPU backend: fidelity with the reference scNym (an imported model must
+//! reproduce scNym's own probabilities and embedding), label transfer across Symphony's
+//! chemistries, bundles, input errors. Tests that need ../shared say so and pass when it is absent.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use sclabel::backend::{cpu, BackendRequest};
+use sclabel::block_on;
+use sclabel::data::anndata::AnnData;
+use sclabel::data::h5ad::read_h5ad;
+use sclabel::data::synthetic::{synthetic_counts, SyntheticSpec};
+use sclabel::scnym::api::{predict_adata, train_transfer, TransferOptions};
+use sclabel::scnym::bundle::ScnymModel;
+use sclabel::scnym::predict::PredictOptions;
+use sclabel::train::progress::Silent;
+use sclabel::SclabelError;
+
+fn shared(rel: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(rel);
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("skipped: ../shared/{rel} not found (the shared data sets sit beside the project, not in it)");
+        None
+    }
+}
+
+fn load(path: &Path) -> AnnData {
+    read_h5ad(&std::fs::read(path).unwrap(), &path.display().to_string()).unwrap()
+}
+
+/// Rows of the cells whose `column` equals / differs from `value`.
+fn rows_where(ad: &AnnData, column: &str, value: &str, equal: bool) -> Vec<usize> {
+    let v = ad.obs.get(column).unwrap().to_strings();
+    (0..ad.n_obs()).filter(|&i| (v[i].as_deref() == Some(value)) == equal).collect()
+}
+
+fn subset(ad: &AnnData, rows: &[usize]) -> AnnData {
+    use sclabel::data::anndata::{Column, ObsTable};
+    let columns = ad
+        .obs
+        .columns
+        .iter()
+        .map(|(name, col)| {
+            let vals = col.to_strings();
+            (name.clone(), Column::Strings(rows.iter().map(|&r| vals[r].clone().unwrap_or_default()).collect()))
+        })
+        .collect();
+    AnnData {
+        x: ad.x.select_rows(rows),
+        obs: ObsTable { columns },
+        obs_names: rows.iter().map(|&r| ad.obs_names[r].clone()).collect(),
+        var_names: ad.var_names.clone(),
+        raw: None,
+    }
+}
+
+fn read_csv(path: &Path) -> (Vec<String>, HashMap<String, Vec<f32>>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap().split(',').skip(1).map(String::from).collect();
+    let rows = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let mut it = l.split(',');
+            let name = it.next().unwrap().to_string();
+            (name, it.map(|v| v.parse::<f32>().unwrap()).collect())
+        })
+        .collect();
+    (header, rows)
+}
+
+#[test]
+fn imported_scnym_model_reproduces_scnym_probabilities_and_embedding() {
+    use sclabel::scnym::import::{import_scnym, parse_list};
+    let (Some(dir), Some(data)) = (shared("reference-outputs/scnym-symphony-3pv1"), shared("data/pbmc_symphony_3chemistries.h5ad")) else { return };
+    let device = cpu(BackendRequest::Cpu, "test").unwrap().device;
+    let list = |f: &str| parse_list(&std::fs::read_to_string(dir.join(f)).unwrap());
+    let weights = std::fs::read(dir.join("00_best_model_weights.pkl")).unwrap();
+    let model = import_scnym(&weights, "00_best_model_weights.pkl", list("gene_names.txt"), list("class_names.txt"), &device).unwrap();
+    assert_eq!(model.arch.n_genes, 1767);
+    assert_eq!(model.classes.len(), 9);
+    let ad = load(&data);
+    let query = subset(&ad, &rows_where(&ad, "donor", "3pv1", true));
+    assert_eq!(query.n_obs(), 290);
+    let (pred, report) = block_on(predict_adata(&model, &query, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();
+    assert_eq!(report.overlap.shared, 1767);
+    let (classes, probs) = read_csv(&dir.join("scnym_probabilities.csv"));
+    assert_eq!(classes, model.classes);
+    let (_, emb) = read_csv(&dir.join("scnym_embedding.csv"));
+    let embedding = pred.embedding.as_ref().unwrap();
+    let (mut max_p, mut max_e) = (0f32, 0f32);
+    for (i, cell) in query.obs_names.iter().enumerate() {
+        let want = &probs[cell];
+        for k in 0..9 {
+            max_p = max_p.max((pred.probabilities[i * 9 + k] - want[k]).abs());
+        }
+        let want = &emb[cell];
+        for k in 0..256 {
+            let (a, b) = (embedding[i * 256 + k], want[k]);
+            max_e = max_e.max((a - b).abs() / b.abs().max(1.0));
+        }
+    }
+    eprintln!("max |Δp| = {max_p:e}, max relative |Δembedding| = {max_e:e}");
+    assert!(max_p < 1e-5, "probabilities differ from scNym's by {max_p}");
+    assert!(max_e < 1e-4, "embedding differs from scNym's by {max_e}");
+    // The same model through a bundle round trip predicts identically; keep the bundle for the
+    // browser test.
+    let bytes = block_on(model.to_bytes()).unwrap();
+    let back = ScnymModel::from_bytes(&bytes, &device).unwrap();
+    let (again, _) = block_on(predict_adata(&back, &query, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();
+    assert_eq!(again.probabilities, pred.probabilities);
+    assert_eq!(back.genes, model.genes);
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::write(tmp.join("scnym_3pv1.safetensors"), &bytes).unwrap();
+}
+
+#[test]
+fn symphony_two_chemistries_label_the_third() {
+    let Some(data) = shared("data/pbmc_symphony_3chemistries.h5ad") else { return };
+    let ad = load(&data);
+    let device = cpu(BackendRequest::Cpu, "test").unwrap().device;
+    let reference = subset(&ad, &rows_where(&ad, "donor", "3pv1", false));
+    let query = subset(&ad, &rows_where(&ad, "donor", "3pv1", true));
+    let options = TransferOptions { label_key: "cell_type".into(), domain_key: Some("donor".into()), preset: "no_new_identity".into(), normalize: true, ..Default::default() };
+    let (model, warnings) = block_on(train_transfer(&reference, Some(&query), &options, &device, &mut Silent)).unwrap();
+    // HSC has 3 cells, one of them outside 3pv1: the user is told.
+    assert!(warnings.iter().any(|w| w.contains("'HSC' has a single labelled cell")), "{warnings:?}");
+    let metrics = model.metrics.as_ref().unwrap();
+    assert_eq!(metrics.mode, "mixmatch+dan");
+    let (pred, _) = block_on(predict_adata(&model, &query, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();
+    let truth = query.obs.get("cell_type").unwrap().to_strings();
+    let hits = pred.labels.iter().zip(&truth).filter(|(p, t)| Some(p.as_str()) == t.as_deref()).count();
+    let acc = hits as f32 / query.n_obs() as f32;
+    eprintln!("3pv1 accuracy {acc:.4}, best epoch {}, held-out accuracy {:?}", metrics.best_epoch, metrics.final_accuracy);
+    assert!(acc > 0.85, "accuracy on the held-out chemistry {acc}");
+}
+
+fn small_transfer_options() -> TransferOptions {
+    TransferOptions {
+        label_key: "cell_type".into(),
+        preset: "default".into(),
+        normalize: true,
+        config: Some(serde_json::json!({"n_epochs": 4, "batch_size": 64, "seed": 5})),
+        ..Default::default()
+    }
+}
+
+fn synthetic_with_unlabeled() -> AnnData {
+    use sclabel::data::anndata::Column;
+    let mut ad = synthetic_counts(&SyntheticSpec { n_cells: 400, n_genes: 120, n_classes: 3, seed: 11, ..Default::default() });
+    let idx = ad.obs.columns.iter().position(|(n, _)| n == "cell_type").unwrap();
+    let mut labels: Vec<String> = ad.obs.columns[idx].1.to_strings().into_iter().map(Option::unwrap).collect();
+    labels.iter_mut().skip(300).for_each(|l| *l = "Unlabeled".into());
+    ad.obs.columns[idx].1 = Column::Strings(labels);
+    ad
+}
+
+#[test]
+fn synthetic_transfer_is_deterministic_and_bundles_round_trip() {
+    let ad = synthetic_with_unlabeled();
+    let device = cpu(BackendRequest::Cpu, "test").unwrap().device;
+    let options = small_transfer_options();
+    let (a, _) = block_on(train_transfer(&ad, None, &options, &device, &mut Silent)).unwrap();
+    let (b, _) = block_on(train_transfer(&ad, None, &options, &device, &mut Silent)).unwrap();
+    let losses = |m: &ScnymModel| m.metrics.as_ref().unwrap().epochs.iter().map(|e| (e.loss, e.val_loss)).collect::<Vec<_>>();
+    assert_eq!(losses(&a), losses(&b), "same seed, same training");
+    assert_eq!(a.metrics.as_ref().unwrap().mode, "mixmatch+dan");
+    let opts = PredictOptions { unassigned_below: Some(0.999), ..Default::default() };
+    let (pa, _) = block_on(predict_adata(&a, &ad, true, false, &opts, &device, &mut Silent)).unwrap();
+    assert!(pa.labels.iter().any(|l| l == "Unassigned"));
+    assert!(pa.probabilities.iter().all(|p| p.is_finite()));
+    let bytes = block_on(a.to_bytes()).unwrap();
+    let back = ScnymModel::from_bytes(&bytes, &device).unwrap();
+    assert_eq!(back.config, a.config);
+    assert_eq!(back.metrics, a.metrics);
+    let (pb, _) = block_on(predict_adata(&back, &ad, true, false, &opts, &device, &mut Silent)).unwrap();
+    assert_eq!(pa, pb);
+    // For the wasm tests: the same training must give these probabilities there too.
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::write(tmp.join("native_scnym_probabilities.json"), serde_json::to_string(&pa.probabilities).unwrap()).unwrap();
+}
+
+#[test]
+fn supervised_presets_and_no_ssl_are_really_supervised() {
+    let ad = synthetic_with_unlabeled();
+    let device = cpu(BackendRequest::Cpu, "test").unwrap().device;
+    let options = TransferOptions { preset: "no_ssl".into(), ..small_transfer_options() };
+    let (m, _) = block_on(train_transfer(&ad, None, &options, &device, &mut Silent)).unwrap();
+    assert_eq!(m.metrics.as_ref().unwrap().mode, "supervised");
+    let options = TransferOptions { config: Some(serde_json::json!({"n_epochs": 2, "optimizer_name": "adamw", "weighted_classes": true, "unsup_mean_teacher": true, "model_kwargs": {"residual": true, "n_layers": 3, "init_dropout": 0.1}})), ..small_transfer_options() };
+    let (m, _) = block_on(train_transfer(&ad, None, &options, &device, &mut Silent)).unwrap();
+    assert_eq!(m.arch.n_norms(), 2 + 2 * 3);
+    let bytes = block_on(m.to_bytes()).unwrap();
+    ScnymModel::from_bytes(&bytes, &device).unwrap();
+}
+
+#[test]
+fn bad_inputs_give_clear_errors() {
+    let device = cpu(BackendRequest::Cpu, "test").unwrap().device;
+    let ad = synthetic_with_unlabeled();
+    // raw counts without normalize
+    let options = TransferOptions { normalize: false, ..small_transfer_options() };
+    let e = block_on(train_transfer(&ad, None, &options, &device, &mut Silent)).unwrap_err();
+    assert!(e.to_string().contains("raw counts") && e.to_string().contains("normalize"), "{e}");
+    // unknown config key, unknown preset
+    let options = TransferOptions { config: Some(serde_json::json!({"n_epoch": 3})), ..small_transfer_options() };
+    assert!(block_on(train_transfer(&ad, None, &options, &device, &mut Silent)).unwrap_err().to_string().contains("n_epoch"));
+    let options = TransferOptions { preset: "fast".into(), ..small_transfer_options() };
+    assert!(matches!(block_on(train_transfer(&ad, None, &options, &device, &mut Silent)).unwrap_err(), SclabelError::InvalidOption { .. }));
+    // missing label column
+    let options = TransferOptions { label_key: "celltype".into(), ..small_transfer_options() };
+    assert!(matches!(block_on(train_transfer(&ad, None, &options, &device, &mut Silent)).unwrap_err(), SclabelError::ColumnNotFound { .. }));
+    // duplicate genes
+    let mut dup = synthetic_with_unlabeled();
+    dup.var_names[1] = dup.var_names[0].clone();
+    let e = block_on(train_transfer(&dup, None, &small_transfer_options(), &device, &mut Silent)).unwrap_err();
+    assert!(e.to_string().contains("duplicate gene"), "{e}");
+    // a bundle that isn't one
+    assert!(ScnymModel::from_bytes(b"not a bundle", &device).is_err());
+    // prediction on data sharing no gene with the model
+    let (m, _) = block_on(train_transfer(&ad, None, &TransferOptions { config: Some(serde_json::json!({"n_epochs": 1})), ..small_transfer_options() }, &device, &mut Silent)).unwrap();
+    let mut other = synthetic_with_unlabeled();
+    other.var_names.iter_mut().for_each(|g| g.insert_str(0, "X_"));
+    let e = block_on(predict_adata(&m, &other, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap_err();
+    assert!(matches!(e, SclabelError::Genes(_)), "{e}");
+}

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "== native tests (cargo test)"
-cargo test --features ndarray
+cargo test --features ndarray,cli
 echo "== wasm build"
 bash scripts/build-wasm.sh
 echo "== Node and browser tests"

@@ -1,1 +1,342 @@
-fn main() {}
+//! `sclabel`: the native command line over the same core as the browser package.
+//!   sclabel train   --reference ref.h5ad [--query q.h5ad] --label-key cell_type [--domain-key donor] --out model.safetensors
+//!   sclabel predict --model model.safetensors --input q.h5ad --out predictions.csv
+//!   sclabel import-scnym --weights 00_best_model_weights.pkl --genes gene_names.txt --classes class_names.txt --out model.safetensors
+//!   sclabel info model.safetensors
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use sclabel::backend::{select, BackendRequest, ComputeDevice};
+use sclabel::block_on;
+use sclabel::data::anndata::AnnData;
+use sclabel::data::h5ad::read_h5ad_owned;
+use sclabel::scnym::api::{predict_adata, train_transfer, TransferOptions};
+use sclabel::scnym::bundle::ScnymModel;
+use sclabel::scnym::config::PRESETS;
+use sclabel::scnym::import::{import_scnym, parse_list};
+use sclabel::scnym::predict::{PredictOptions, Prediction};
+use sclabel::train::progress::{FnObserver, Phase, Progress};
+use sclabel::{Result, SclabelError};
+
+#[derive(Parser)]
+#[command(name = "sclabel", version, about = "Single-cell label transfer (scNym) on h5ad files")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Compute backend: cpu, wgpu (Vulkan/Metal/DX12; needs a build with --features wgpu) or auto.
+    #[arg(long, global = true, value_enum, default_value_t = BackendArg::Cpu)]
+    backend: BackendArg,
+    /// No progress bar.
+    #[arg(long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Cpu,
+    Wgpu,
+    Auto,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train an scNym model: labelled reference cells (cells labelled `Unlabeled` and all query
+    /// cells are used as unlabelled data for MixMatch and the domain adversary).
+    Train {
+        #[arg(long)]
+        reference: PathBuf,
+        /// Cells to transfer labels to (all treated as `Unlabeled`).
+        #[arg(long)]
+        query: Option<PathBuf>,
+        #[arg(long, default_value = "cell_type")]
+        label_key: String,
+        /// obs column with each cell's domain (batch, chemistry, donor, study).
+        #[arg(long)]
+        domain_key: Option<String>,
+        /// obs column with train / test / val per labelled cell.
+        #[arg(long)]
+        split_key: Option<String>,
+        /// Labels to leave out entirely (repeatable), e.g. unlabeled_QCfail.
+        #[arg(long)]
+        exclude_label: Vec<String>,
+        /// One of: default, no_new_identity, new_identity_discovery, no_dan, no_ssl.
+        #[arg(long, default_value = "new_identity_discovery")]
+        preset: String,
+        /// JSON file with scNym config keys to change (merged into a copy of the preset).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Convert X from whatever scale it is on to ln(CPM+1).
+        #[arg(long)]
+        normalize: bool,
+        /// Use .raw instead of X.
+        #[arg(long)]
+        use_raw: bool,
+        /// Where to write the model bundle (.safetensors).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also predict the query (or the reference's Unlabeled cells) and write a CSV.
+        #[arg(long)]
+        predictions: Option<PathBuf>,
+        #[arg(long)]
+        unassigned_below: Option<f32>,
+    },
+    /// Label cells with a trained model; writes cell, scNym, scNym_confidence and one probability
+    /// column per class.
+    Predict {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        normalize: bool,
+        #[arg(long)]
+        use_raw: bool,
+        /// Cells less confident than this get the label Unassigned.
+        #[arg(long)]
+        unassigned_below: Option<f32>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write the embedding (X_scnym) as CSV.
+        #[arg(long)]
+        embedding: Option<PathBuf>,
+    },
+    /// Turn a model trained by scNym 0.4 in Python into a bundle.
+    ImportScnym {
+        /// scNym's 00_best_model_weights.pkl (a torch.save'd state dict).
+        #[arg(long)]
+        weights: PathBuf,
+        /// Genes in the model's input order, one per line.
+        #[arg(long)]
+        genes: PathBuf,
+        /// Class names in the model's output order, one per line.
+        #[arg(long)]
+        classes: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a bundle's metadata.
+    Info { model: PathBuf },
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| SclabelError::InvalidFile { file: path.display().to_string(), reason: e.to_string() })
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| SclabelError::InvalidFile { file: path.display().to_string(), reason: format!("can't write: {e}") })
+}
+
+fn load_h5ad(path: &Path) -> Result<AnnData> {
+    read_h5ad_owned(read(path)?, &path.display().to_string())
+}
+
+fn device(arg: BackendArg) -> Result<ComputeDevice> {
+    let request = match arg {
+        BackendArg::Cpu => BackendRequest::Cpu,
+        BackendArg::Wgpu => BackendRequest::Webgpu,
+        BackendArg::Auto => BackendRequest::Auto,
+    };
+    let support = if cfg!(feature = "wgpu") { Ok(()) } else { Err("this build has no wgpu backend (rebuild with --features wgpu)".to_string()) };
+    let d = block_on(select(request, support))?;
+    eprintln!("backend: {:?} ({})", d.info.backend, d.info.reason);
+    Ok(d)
+}
+
+/// A progress bar fed by the core's progress events.
+fn bar(quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(1);
+    b.set_style(ProgressStyle::with_template("{prefix:>8} [{bar:40}] {pos}/{len} {msg} ({eta})").expect("template").progress_chars("=> "));
+    b
+}
+
+fn observe(bar: &ProgressBar) -> FnObserver<impl FnMut(&Progress) -> Result<()> + '_> {
+    FnObserver(move |p: &Progress| {
+        match p.phase {
+            Phase::Train => {
+                bar.set_prefix("train");
+                bar.set_length((p.n_epochs * p.steps_per_epoch) as u64);
+                bar.set_position((p.epoch * p.steps_per_epoch + p.step) as u64);
+                if let Some(l) = p.loss {
+                    bar.set_message(format!("epoch {}/{} loss {l:.4}{}", p.epoch + 1, p.n_epochs, p.accuracy.map(|a| format!(" val acc {a:.3}")).unwrap_or_default()));
+                }
+            }
+            Phase::Predict => {
+                bar.set_prefix("predict");
+                bar.set_length(p.cells_total as u64);
+                bar.set_position(p.cells_done as u64);
+            }
+        }
+        Ok(())
+    })
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn write_predictions(path: &Path, cells: &[String], p: &Prediction) -> Result<()> {
+    let mut out = String::from("cell,scNym,scNym_confidence");
+    for c in &p.classes {
+        out.push(',');
+        out.push_str(&csv_field(c));
+    }
+    out.push('\n');
+    let k = p.classes.len();
+    for (i, cell) in cells.iter().enumerate() {
+        out.push_str(&format!("{},{},{}", csv_field(cell), csv_field(&p.labels[i]), p.confidence[i]));
+        for v in &p.probabilities[i * k..(i + 1) * k] {
+            out.push_str(&format!(",{v}"));
+        }
+        out.push('\n');
+    }
+    write(path, out.as_bytes())
+}
+
+fn write_embedding(path: &Path, cells: &[String], p: &Prediction) -> Result<()> {
+    let e = p.embedding.as_ref().expect("embedding requested");
+    let d = p.embedding_dim;
+    let mut out = String::from("cell");
+    (0..d).for_each(|j| out.push_str(&format!(",X_scnym_{j}")));
+    out.push('\n');
+    for (i, cell) in cells.iter().enumerate() {
+        out.push_str(&csv_field(cell));
+        e[i * d..(i + 1) * d].iter().for_each(|v| out.push_str(&format!(",{v}")));
+        out.push('\n');
+    }
+    write(path, out.as_bytes())
+}
+
+fn summary(model: &ScnymModel) {
+    if let Some(m) = &model.metrics {
+        eprintln!(
+            "trained ({}): {} train / {} model-selection / {} held-out cells, {} unlabelled; best epoch {}; held-out accuracy {}",
+            m.mode,
+            m.n_train,
+            m.n_model_selection,
+            m.n_holdout,
+            m.n_unlabeled,
+            m.best_epoch,
+            m.final_accuracy.map(|a| format!("{a:.4}")).unwrap_or_else(|| "n/a".into())
+        );
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train { reference, query, label_key, domain_key, split_key, exclude_label, preset, config, seed, normalize, use_raw, out, predictions, unassigned_below } => {
+            let mut config: Option<serde_json::Value> = match &config {
+                Some(p) => Some(serde_json::from_slice(&read(p)?).map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("not JSON: {e}") })?),
+                None => None,
+            };
+            if let Some(s) = seed {
+                config.get_or_insert_with(|| serde_json::json!({}))["seed"] = s.into();
+            }
+            let options = TransferOptions { label_key, domain_key, split_key, exclude_labels: exclude_label, preset, config, normalize, use_raw };
+            let dev = device(cli.backend)?;
+            let r = load_h5ad(&reference)?;
+            let q = query.as_deref().map(load_h5ad).transpose()?;
+            let bar = bar(cli.quiet);
+            let (mut model, warnings) = block_on(train_transfer(&r, q.as_ref(), &options, &dev.device, &mut observe(&bar)))?;
+            bar.finish_and_clear();
+            warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+            model.provenance.details.insert("reference".into(), reference.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
+            model.provenance.details.insert("backend".into(), format!("{:?}", dev.info.backend));
+            summary(&model);
+            write(&out, &block_on(model.to_bytes())?)?;
+            eprintln!("model written to {}", out.display());
+            if let Some(path) = predictions {
+                let (target, rows): (&AnnData, Option<Vec<usize>>) = match &q {
+                    Some(q) => (q, None),
+                    None => {
+                        let labels = r.obs.get(&options.label_key)?.to_strings();
+                        (&r, Some((0..r.n_obs()).filter(|&i| labels[i].as_deref() == Some("Unlabeled")).collect()))
+                    }
+                };
+                let (pred, report) = block_on(predict_adata(&model, target, options.normalize, options.use_raw, &PredictOptions { unassigned_below, embedding: false, ..Default::default() }, &dev.device, &mut observe(&bar)))?;
+                report.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+                match rows {
+                    None => write_predictions(&path, &target.obs_names, &pred)?,
+                    Some(rows) => {
+                        let k = pred.classes.len();
+                        let sub = Prediction {
+                            probabilities: rows.iter().flat_map(|&i| pred.probabilities[i * k..(i + 1) * k].to_vec()).collect(),
+                            predicted: rows.iter().map(|&i| pred.predicted[i]).collect(),
+                            labels: rows.iter().map(|&i| pred.labels[i].clone()).collect(),
+                            confidence: rows.iter().map(|&i| pred.confidence[i]).collect(),
+                            embedding: None,
+                            ..pred
+                        };
+                        write_predictions(&path, &rows.iter().map(|&i| target.obs_names[i].clone()).collect::<Vec<_>>(), &sub)?
+                    }
+                }
+                eprintln!("predictions written to {}", path.display());
+            }
+        }
+        Command::Predict { model, input, normalize, use_raw, unassigned_below, out, embedding } => {
+            let dev = device(cli.backend)?;
+            let m = ScnymModel::from_bytes(&read(&model)?, &dev.device).map_err(|e| match e {
+                SclabelError::InvalidFile { reason, .. } => SclabelError::InvalidFile { file: model.display().to_string(), reason },
+                e => e,
+            })?;
+            let ad = load_h5ad(&input)?;
+            let bar = bar(cli.quiet);
+            let options = PredictOptions { unassigned_below, embedding: embedding.is_some(), ..Default::default() };
+            let (pred, report) = block_on(predict_adata(&m, &ad, normalize, use_raw, &options, &dev.device, &mut observe(&bar)))?;
+            bar.finish_and_clear();
+            report.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+            eprintln!("{} of the model's {} genes found; input: {}", report.overlap.shared, report.overlap.model_genes, report.normalization.description);
+            write_predictions(&out, &ad.obs_names, &pred)?;
+            if let Some(e) = embedding {
+                write_embedding(&e, &ad.obs_names, &pred)?;
+            }
+            eprintln!("predictions for {} cells written to {}", ad.n_obs(), out.display());
+        }
+        Command::ImportScnym { weights, genes, classes, out } => {
+            let list = |p: &Path| -> Result<Vec<String>> {
+                String::from_utf8(read(p)?).map(|t| parse_list(&t)).map_err(|_| SclabelError::InvalidFile { file: p.display().to_string(), reason: "not UTF-8 text".into() })
+            };
+            let dev = device(cli.backend)?;
+            let name = weights.display().to_string();
+            let model = import_scnym(&read(&weights)?, &name, list(&genes)?, list(&classes)?, &dev.device)?;
+            write(&out, &block_on(model.to_bytes())?)?;
+            eprintln!("imported {} genes → {} classes; bundle written to {}", model.arch.n_genes, model.arch.n_classes, out.display());
+        }
+        Command::Info { model } => {
+            let dev = sclabel::backend::cpu(BackendRequest::Cpu, "info")?;
+            let m = ScnymModel::from_bytes(&read(&model)?, &dev.device)?;
+            let info = serde_json::json!({
+                "arch": m.arch, "n_genes": m.genes.len(), "classes": m.classes, "input": m.input,
+                "provenance": m.provenance, "config": m.config, "metrics": m.metrics.as_ref().map(|x| serde_json::json!({
+                    "mode": x.mode, "best_epoch": x.best_epoch, "final_accuracy": x.final_accuracy, "n_train": x.n_train, "epochs_run": x.epochs.len()})),
+            });
+            println!("{}", serde_json::to_string_pretty(&info).expect("json"));
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if !PRESETS.is_empty() && matches!(e, SclabelError::InvalidOption { .. }) {
+                eprintln!("(presets: {})", PRESETS.join(", "));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

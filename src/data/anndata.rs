@@ -25,6 +25,16 @@ impl Column {
         self.len() == 0
     }
 
+    /// The values at `rows`, in that order.
+    pub fn select(&self, rows: &[usize]) -> Column {
+        match self {
+            Column::Categorical { codes, categories } => Column::Categorical { codes: rows.iter().map(|&r| codes[r]).collect(), categories: categories.clone() },
+            Column::Strings(v) => Column::Strings(rows.iter().map(|&r| v[r].clone()).collect()),
+            Column::Numeric(v) => Column::Numeric(rows.iter().map(|&r| v[r]).collect()),
+            Column::Bool(v) => Column::Bool(rows.iter().map(|&r| v[r]).collect()),
+        }
+    }
+
     /// Every value as a string (`None` where missing), whatever the column's type.
     pub fn to_strings(&self) -> Vec<Option<String>> {
         match self {
@@ -115,6 +125,33 @@ impl AnnData {
             }
         }
         Ok(())
+    }
+
+    /// A new data set with the cells at `rows` (in that order); `self` is left as it is.
+    pub fn select_obs(&self, rows: &[usize]) -> Result<AnnData> {
+        if let Some(&r) = rows.iter().find(|&&r| r >= self.n_obs()) {
+            return Err(SclabelError::InvalidOption { option: "rows".into(), reason: format!("row {r} is out of range (the data set has {} cells)", self.n_obs()) });
+        }
+        Ok(AnnData {
+            x: self.x.select_rows(rows),
+            obs: ObsTable { columns: self.obs.columns.iter().map(|(n, c)| (n.clone(), c.select(rows))).collect() },
+            obs_names: rows.iter().map(|&r| self.obs_names[r].clone()).collect(),
+            var_names: self.var_names.clone(),
+            raw: self.raw.as_ref().map(|raw| Raw { x: raw.x.select_rows(rows), var_names: raw.var_names.clone() }),
+        })
+    }
+
+    /// A new data set with obs column `name` set to `values` (added, or replaced in place).
+    pub fn with_obs_column(&self, name: &str, column: Column) -> Result<AnnData> {
+        if column.len() != self.n_obs() {
+            return Err(SclabelError::ShapeMismatch(format!("{} values for obs column '{name}', the data set has {} cells", column.len(), self.n_obs())));
+        }
+        let mut out = self.clone();
+        match out.obs.columns.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = column,
+            None => out.obs.columns.push((name.to_string(), column)),
+        }
+        Ok(out)
     }
 
     /// The same cells with `.raw` as X (for files whose X is scaled but raw is log-normalised).

@@ -97,12 +97,99 @@ export declare class Dataset {
   summary(): DatasetSummary;
   varNames(): string[];
   obsNames(): string[];
+  /** Values of an obs column as strings (null where missing). */
+  obs(name: string): (string | null)[];
+  /** A new data set with only these cells. */
+  subset(rows: number[] | Uint32Array): Dataset;
+  /** A new data set with obs column `name` set to `values` (e.g. 'Unlabeled' for cells to annotate). */
+  withObs(name: string, values: string[]): Dataset;
+  free(): void;
+}
+
+/** scNym's configuration keys (all optional; merged into a copy of the preset). */
+export interface ScnymConfig {
+  n_epochs?: number;
+  patience?: number | null;
+  lr?: number;
+  optimizer_name?: 'adadelta' | 'adam' | 'adamw' | 'sgd';
+  weight_decay?: number;
+  batch_size?: number;
+  balanced_classes?: boolean;
+  weighted_classes?: boolean;
+  mixup_alpha?: number;
+  unsup_max_weight?: number;
+  unsup_mean_teacher?: boolean;
+  model_kwargs?: { n_hidden?: number; n_hidden_init?: number; n_layers?: number; init_dropout?: number; residual?: boolean };
+  ssl_kwargs?: {
+    augment_pseudolabels?: boolean; augment?: 'log1p_drop' | 'none'; unsup_criterion?: 'mse' | 'ce'; n_augmentations?: number;
+    T?: number; ramp_epochs?: number; burn_in_epochs?: number; dan_criterion?: boolean; dan_ramp_epochs?: number;
+    dan_max_weight?: number; dan_burn_in_epochs?: number; min_epochs?: number | null; pseudolabel_min_confidence?: number;
+    dan_use_conf_pseudolabels?: boolean; dan_scale_loss_pseudoconf?: boolean; decay_coef?: number; unsup_max_weight?: number | null;
+  };
+  holdout_fraction?: number;
+  model_selection_fraction?: number;
+  seed?: number;
+  description?: string | null;
+}
+
+export type ScnymPreset = 'default' | 'no_new_identity' | 'new_identity_discovery' | 'no_dan' | 'no_ssl';
+
+export interface TransferOptions {
+  label_key?: string;
+  domain_key?: string | null;
+  split_key?: string | null;
+  exclude_labels?: string[];
+  /** Default 'new_identity_discovery' (scNym's API default). */
+  preset?: ScnymPreset;
+  config?: ScnymConfig | null;
+  /** Convert X to ln(CPM+1) from whatever scale it is on; otherwise non-ln(CPM+1) input is an error. */
+  normalize?: boolean;
+  use_raw?: boolean;
+}
+
+export interface ScnymPredictOptions {
+  normalize?: boolean;
+  use_raw?: boolean;
+  /** Cells less confident than this are labelled 'Unassigned'. */
+  unassigned_below?: number | null;
+  embedding?: boolean;
+  batch_size?: number;
+}
+
+export interface GeneOverlap { model_genes: number; data_genes: number; shared: number; fraction: number; missing_examples: string[]; low: boolean }
+
+export interface ScnymPrediction {
+  classes: string[];
+  /** Per cell: a class name, or 'Unassigned'. */
+  labels: string[];
+  predicted: Uint32Array;
+  /** Max probability per cell (scNym_confidence). */
+  confidence: Float32Array;
+  /** cells × classes, row-major. */
+  probabilities: Float32Array;
+  /** cells × embeddingDim, row-major (X_scnym); null when not asked for. */
+  embedding: Float32Array | null;
+  embeddingDim: number;
+  report: { overlap: GeneOverlap; normalization: NormalizationReport; warnings: string[] };
+}
+
+export declare class ScnymModel {
+  readonly classes: string[];
+  readonly genes: string[];
+  readonly warnings: string[];
+  readonly info: { arch: Record<string, unknown>; input: { transform: string; target_total: number }; provenance: Record<string, unknown>; config: ScnymConfig | null; metrics: Record<string, unknown> | null };
+  /** The model bundle (safetensors with JSON metadata). */
+  toBytes(): Promise<Uint8Array>;
   free(): void;
 }
 
 export interface SclabelSession {
   readonly backend: BackendInfo;
   trainHoldout(dataset: Dataset, options?: HoldoutOptions, controls?: RunControls): Promise<HoldoutReport>;
+  trainScnym(reference: Dataset, query?: Dataset | null, options?: TransferOptions, controls?: RunControls): Promise<ScnymModel>;
+  predictScnym(model: ScnymModel, dataset: Dataset, options?: ScnymPredictOptions, controls?: RunControls): Promise<ScnymPrediction>;
+  loadScnymModel(source: ArrayBuffer | ArrayBufferView | Blob | string | URL): Promise<ScnymModel>;
+  importScnym(weights: ArrayBuffer | ArrayBufferView | Blob | string | URL, genes: string[], classes: string[]): Promise<ScnymModel>;
   dispose(): void;
 }
 

@@ -39,8 +39,36 @@ function wrapSession(session) {
     trainHoldout(dataset, options = {}, { onProgress, signal } = {}) {
       return session.trainHoldout(dataset, options, onProgress, signal);
     },
+    /** Trains scNym: `reference` cells labelled 'Unlabeled' and all `query` cells are unlabelled. */
+    trainScnym(reference, query = null, options = {}, { onProgress, signal } = {}) {
+      return session.trainScnym(reference, query ?? undefined, options, onProgress, signal);
+    },
+    /** Labels, confidence, probabilities and embedding of `dataset`'s cells. */
+    predictScnym(model, dataset, options = {}, { onProgress, signal } = {}) {
+      return session.predictScnym(model, dataset, options, onProgress, signal);
+    },
+    /** Loads a model bundle from bytes, a Blob or a URL (e.g. a pretrained atlas model). */
+    async loadScnymModel(source) {
+      return session.loadScnymModel(await bytesOf(source, 'model bundle'));
+    },
+    /** Imports scNym 0.4 weights (torch.save'd state dict) with its gene and class lists. */
+    async importScnym(weights, genes, classes) {
+      return session.importScnym(await bytesOf(weights, 'scNym weights'), genes, classes);
+    },
     dispose() { session.free(); },
   };
+}
+
+async function bytesOf(source, what) {
+  if (source instanceof ArrayBuffer) return new Uint8Array(source);
+  if (ArrayBuffer.isView(source)) return new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
+  if (typeof Blob !== 'undefined' && source instanceof Blob) return new Uint8Array(await source.arrayBuffer());
+  if (typeof source === 'string' || source instanceof URL) {
+    const response = await fetch(source);
+    if (!response.ok) throw Object.assign(new Error(`${source}: HTTP ${response.status}`), { code: 'invalid_file' });
+    return new Uint8Array(await response.arrayBuffer());
+  }
+  throw Object.assign(new TypeError(`${what}: expected an ArrayBuffer, typed array, Blob or URL`), { code: 'invalid_option' });
 }
 
 /** Reads an .h5ad file from an ArrayBuffer, typed array, Blob/File or URL. */

@@ -108,6 +108,25 @@ impl JsDataset {
         convert::to_js(&summary)
     }
 
+    /// A new data set with only the cells at `rows` (this one is unchanged).
+    pub fn subset(&self, rows: Vec<u32>) -> Result<JsDataset, JsValue> {
+        let rows: Vec<usize> = rows.into_iter().map(|r| r as usize).collect();
+        self.inner.select_obs(&rows).map(|a| JsDataset { inner: Rc::new(a) }).map_err(to_js)
+    }
+
+    /// A new data set with obs column `name` set to `values` (e.g. labels with `Unlabeled` for
+    /// the cells to annotate); this one is unchanged.
+    #[wasm_bindgen(js_name = withObs)]
+    pub fn with_obs(&self, name: &str, values: Vec<String>) -> Result<JsDataset, JsValue> {
+        self.inner.with_obs_column(name, Column::Strings(values)).map(|a| JsDataset { inner: Rc::new(a) }).map_err(to_js)
+    }
+
+    /// The values of obs column `name` as strings (missing values are null).
+    pub fn obs(&self, name: &str) -> Result<JsValue, JsValue> {
+        let col = self.inner.obs.get(name).map_err(to_js)?;
+        convert::to_js(&col.to_strings())
+    }
+
     #[wasm_bindgen(js_name = varNames)]
     pub fn var_names(&self) -> Vec<String> {
         self.inner.var_names.clone()

@@ -3,6 +3,7 @@ mod convert;
 mod dataset;
 mod error;
 mod observer;
+mod scnym;
 mod session;
 
 use wasm_bindgen::prelude::*;

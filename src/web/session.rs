@@ -31,7 +31,7 @@ fn webgpu_support() -> Result<(), String> {
 
 #[wasm_bindgen(js_name = Session)]
 pub struct JsSession {
-    device: ComputeDevice,
+    pub(crate) device: ComputeDevice,
 }
 
 #[wasm_bindgen(js_class = Session)]

@@ -110,3 +110,43 @@ test('the demo page trains on the CPU and shows accuracy and backend', async (t)
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+import { SYNTHETIC, TRANSFER, PREDICT, syntheticTransfer, nativeProbabilities, maxAbsDiff, scnymReference, importAndPredict, compareWithScnym } from './scnym_cases.mjs';
+
+/** Runs one of scnym_cases.mjs's self-contained scenario functions inside the page. */
+async function inPage(page, fn, backend, args) {
+  return page.evaluate(async ([src, backend, args]) => {
+    const scenario = (0, eval)(`(${src})`);
+    return scenario(await import('sclabel'), backend, args);
+  }, [fn.toString(), backend, args]);
+}
+
+for (const [backend, tolerance] of [['cpu', 1e-4], ['webgpu', 1e-3]]) {
+  test(`scNym training in Chromium on ${backend} matches the native build`, async () => {
+    const { page, errors } = await harness();
+    const out = await inPage(page, syntheticTransfer, backend, { SYNTHETIC, TRANSFER, PREDICT });
+    assert.equal(out.backend, backend === 'cpu' ? 'flex' : 'webgpu');
+    assert.equal(out.mode, 'mixmatch+dan');
+    assert.ok(maxAbsDiff(out.reloaded, out.probabilities) < 1e-6, 'a bundle round trip predicts the same');
+    const d = maxAbsDiff(out.probabilities, nativeProbabilities());
+    console.log(`# scNym ${backend} in Chromium vs native: max |Δp| = ${d.toExponential(2)}`);
+    assert.ok(d < tolerance, `max |Δp| ${d} ≥ ${tolerance}`);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+  test(`an imported scNym model reproduces scNym in Chromium on ${backend}`, async (t) => {
+    const ref = scnymReference();
+    if (!ref || !sharedFile('pbmc_symphony_3chemistries.h5ad', t)) return;
+    const { page, errors } = await harness();
+    const { probabilities, embedding, ...rest } = ref;
+    const out = await inPage(page, importAndPredict, backend, { ...rest, h5ad: '/shared-data/pbmc_symphony_3chemistries.h5ad' });
+    assert.equal(out.backend, backend === 'cpu' ? 'flex' : 'webgpu');
+    const { maxP, maxE, cells } = compareWithScnym(ref, out);
+    console.log(`# imported scNym in Chromium (${backend}): ${cells} cells, max |Δp| = ${maxP.toExponential(2)}, max rel |Δemb| = ${maxE.toExponential(2)}`);
+    assert.equal(cells, 290);
+    assert.ok(maxP < 1e-4 && maxE < 1e-3, `${maxP} ${maxE}`);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+}

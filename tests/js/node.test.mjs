@@ -74,3 +74,26 @@ for (const [name, [nObs, nVars, key, counts]] of Object.entries(SHAPES)) {
     }
   });
 }
+
+import * as sclabel from 'sclabel';
+import { SYNTHETIC, TRANSFER, PREDICT, syntheticTransfer, nativeProbabilities, maxAbsDiff, scnymReference, importAndPredict, compareWithScnym } from './scnym_cases.mjs';
+
+test('scNym training in wasm (Node, CPU) matches the native build', async () => {
+  const out = await syntheticTransfer(sclabel, 'cpu', { SYNTHETIC, TRANSFER, PREDICT });
+  assert.equal(out.mode, 'mixmatch+dan');
+  assert.deepEqual(out.reloaded, out.probabilities, 'a bundle round trip predicts the same');
+  const d = maxAbsDiff(out.probabilities, nativeProbabilities());
+  console.log(`# scNym wasm-CPU vs native: max |Δp| = ${d.toExponential(2)}`);
+  assert.ok(d < 1e-4, `max |Δp| ${d}`);
+});
+
+test('an imported scNym model reproduces scNym in wasm (Node)', async (t) => {
+  const ref = scnymReference();
+  const h5ad = sharedFile('pbmc_symphony_3chemistries.h5ad', t);
+  if (!ref || !h5ad) return;
+  const out = await importAndPredict(sclabel, 'cpu', { ...ref, h5ad: readFileSync(h5ad) });
+  const { maxP, maxE, cells } = compareWithScnym(ref, out);
+  console.log(`# imported scNym in Node: ${cells} cells, max |Δp| = ${maxP.toExponential(2)}, max rel |Δemb| = ${maxE.toExponential(2)}`);
+  assert.equal(cells, 290);
+  assert.ok(maxP < 1e-5 && maxE < 1e-4, `${maxP} ${maxE}`);
+});

@@ -1,0 +1,227 @@
+//! scNym benchmarks (../shared/data/README.md): `symphony-loco` (leave one chemistry out, three
+//! folds), `pancreas-novel` (Xin → Wang with novel types) and `speed` (seconds per epoch on
+//! synthetic cells resampled from Symphony, 1767 genes, 10k and 100k cells). Writes JSON under
+//! bench/results/.
+//!   cargo run --example bench_scnym -- [symphony-loco] [pancreas-novel] [speed] [--seeds N]
+//! For one-thread timings run with RAYON_NUM_THREADS=1.
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, Poisson};
+use sclabel::backend::{cpu, BackendRequest};
+use sclabel::block_on;
+use sclabel::data::anndata::{AnnData, Column, ObsTable};
+use sclabel::data::h5ad::read_h5ad;
+use sclabel::data::matrix::CsrMatrix;
+use sclabel::scnym::api::{predict_adata, train_transfer, TransferOptions};
+use sclabel::scnym::predict::PredictOptions;
+use sclabel::train::progress::{FnObserver, Silent};
+use serde_json::json;
+
+fn load(file: &str) -> AnnData {
+    let path = format!("{}/../shared/data/{file}", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (benchmarks need ../shared/data)"));
+    read_h5ad(&bytes, file).unwrap()
+}
+
+fn strings(ad: &AnnData, key: &str) -> Vec<String> {
+    ad.obs.get(key).unwrap().to_strings().into_iter().map(|v| v.unwrap_or_default()).collect()
+}
+
+fn subset(ad: &AnnData, rows: &[usize]) -> AnnData {
+    let columns = ad
+        .obs
+        .columns
+        .iter()
+        .map(|(n, c)| {
+            let v = c.to_strings();
+            (n.clone(), Column::Strings(rows.iter().map(|&r| v[r].clone().unwrap_or_default()).collect()))
+        })
+        .collect();
+    AnnData { x: ad.x.select_rows(rows), obs: ObsTable { columns }, obs_names: rows.iter().map(|&r| ad.obs_names[r].clone()).collect(), var_names: ad.var_names.clone(), raw: None }
+}
+
+/// Accuracy, Cohen's kappa and macro-F1 (over labels seen in truth or prediction, as sklearn).
+fn scores(truth: &[String], pred: &[String]) -> (f64, f64, f64) {
+    let mut labels: Vec<&String> = truth.iter().chain(pred).collect();
+    labels.sort();
+    labels.dedup();
+    let idx = |s: &String| labels.binary_search(&s).unwrap();
+    let k = labels.len();
+    let mut cm = vec![vec![0f64; k]; k];
+    truth.iter().zip(pred).for_each(|(t, p)| cm[idx(t)][idx(p)] += 1.0);
+    let n = truth.len() as f64;
+    let po = (0..k).map(|i| cm[i][i]).sum::<f64>() / n;
+    let pe = (0..k).map(|i| cm[i].iter().sum::<f64>() * (0..k).map(|r| cm[r][i]).sum::<f64>()).sum::<f64>() / (n * n);
+    let f1 = (0..k)
+        .map(|i| {
+            let tp = cm[i][i];
+            let (row, col) = (cm[i].iter().sum::<f64>(), (0..k).map(|r| cm[r][i]).sum::<f64>());
+            if row + col == 0.0 { 0.0 } else { 2.0 * tp / (row + col) }
+        })
+        .sum::<f64>()
+        / k as f64;
+    (po, (po - pe) / (1.0 - pe), f1)
+}
+
+/// AUROC of `score` for positives (ties count half).
+fn auroc(score: &[f64], positive: &[bool]) -> f64 {
+    let (mut num, mut pairs) = (0f64, 0f64);
+    for (i, &si) in score.iter().enumerate().filter(|(i, _)| positive[*i]) {
+        let _ = i;
+        for (j, &sj) in score.iter().enumerate() {
+            if !positive[j] {
+                pairs += 1.0;
+                num += if si > sj { 1.0 } else if si == sj { 0.5 } else { 0.0 };
+            }
+        }
+    }
+    num / pairs
+}
+
+fn transfer(reference: &AnnData, query: &AnnData, options: &TransferOptions) -> (Vec<String>, Vec<f32>, f64, serde_json::Value) {
+    let device = cpu(BackendRequest::Cpu, "bench").unwrap().device;
+    let t = Instant::now();
+    let (model, warnings) = block_on(train_transfer(reference, Some(query), options, &device, &mut Silent)).unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let (pred, _) = block_on(predict_adata(&model, query, options.normalize, false, &PredictOptions { embedding: false, ..Default::default() }, &device, &mut Silent)).unwrap();
+    let m = model.metrics.unwrap();
+    let info = json!({"best_epoch": m.best_epoch, "epochs_run": m.epochs.len(), "mode": m.mode, "n_genes": model.genes.len(), "warnings": warnings});
+    (pred.labels, pred.confidence, secs, info)
+}
+
+fn config(seed: u64) -> serde_json::Value {
+    json!({ "seed": seed })
+}
+
+fn symphony_loco(seeds: u64) -> serde_json::Value {
+    let ad = load("pbmc_symphony_3chemistries.h5ad");
+    let donor = strings(&ad, "donor");
+    let mut folds = Vec::new();
+    for fold in ["3pv1", "3pv2", "5p"] {
+        for seed in 0..seeds {
+            let r: Vec<usize> = (0..ad.n_obs()).filter(|&i| donor[i] != fold).collect();
+            let q: Vec<usize> = (0..ad.n_obs()).filter(|&i| donor[i] == fold).collect();
+            let (reference, query) = (subset(&ad, &r), subset(&ad, &q));
+            let options = TransferOptions { label_key: "cell_type".into(), domain_key: Some("donor".into()), preset: "no_new_identity".into(), normalize: true, config: Some(config(seed)), ..Default::default() };
+            let (pred, _, secs, info) = transfer(&reference, &query, &options);
+            let (acc, kappa, f1) = scores(&strings(&query, "cell_type"), &pred);
+            eprintln!("symphony-loco {fold} seed {seed}: accuracy {acc:.4} kappa {kappa:.4} macro-F1 {f1:.4} ({secs:.1} s)");
+            folds.push(json!({"fold": fold, "seed": seed, "n_query": q.len(), "accuracy": acc, "kappa": kappa, "macro_f1": f1, "train_seconds": secs, "info": info}));
+        }
+    }
+    let mean = |k: &str| folds.iter().map(|f| f[k].as_f64().unwrap()).sum::<f64>() / folds.len() as f64;
+    json!({"task": "symphony-loco", "preset": "no_new_identity", "folds": folds,
+           "mean": {"accuracy": mean("accuracy"), "kappa": mean("kappa"), "macro_f1": mean("macro_f1")},
+           "reference_scnym_0_4": {"accuracy": 0.940, "kappa": 0.924, "macro_f1": 0.772}})
+}
+
+fn pancreas_novel(seeds: u64) -> serde_json::Value {
+    let (xin, wang) = (load("pancreas_xin.h5ad"), load("pancreas_wang.h5ad"));
+    let shared = ["alpha", "beta", "gamma", "delta"];
+    let mut runs = Vec::new();
+    for seed in 0..seeds {
+        let options = TransferOptions { label_key: "cell_type".into(), preset: "new_identity_discovery".into(), normalize: true, config: Some(config(seed)), ..Default::default() };
+        let (pred, conf, secs, info) = transfer(&xin, &wang, &options);
+        let truth = strings(&wang, "cell_type");
+        let is_shared: Vec<bool> = truth.iter().map(|t| shared.contains(&t.as_str())).collect();
+        let hits = (0..truth.len()).filter(|&i| is_shared[i] && pred[i] == truth[i]).count();
+        let acc = hits as f64 / is_shared.iter().filter(|&&s| s).count() as f64;
+        let novel: Vec<bool> = is_shared.iter().map(|s| !s).collect();
+        let auc = auroc(&conf.iter().map(|&c| 1.0 - c as f64).collect::<Vec<_>>(), &novel);
+        eprintln!("pancreas-novel seed {seed}: shared-type accuracy {acc:.4}, novel AUROC {auc:.4} ({secs:.1} s)");
+        runs.push(json!({"seed": seed, "shared_accuracy": acc, "novel_auroc": auc, "train_seconds": secs, "info": info}));
+    }
+    let mean = |k: &str| runs.iter().map(|f| f[k].as_f64().unwrap()).sum::<f64>() / runs.len() as f64;
+    json!({"task": "pancreas-novel", "preset": "new_identity_discovery", "runs": runs,
+           "mean": {"shared_accuracy": mean("shared_accuracy"), "novel_auroc": mean("novel_auroc")},
+           "reference_scnym_0_4": {"shared_accuracy": 1.0, "novel_auroc": 0.986}})
+}
+
+/// n cells resampled from Symphony: pick a cell, Poisson counts around its profile at a
+/// library size of 2500, then ln(CPM+1). 80% keep their label, 20% are Unlabeled (domain B).
+fn resampled(src: &AnnData, n: usize, seed: u64) -> AnnData {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let labels = strings(src, "cell_type");
+    let (mut indptr, mut indices, mut data) = (vec![0u64], Vec::new(), Vec::new());
+    let mut obs_labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = rng.random_range(0..src.n_obs());
+        let (idx, val) = src.x.row(c);
+        let total: f64 = val.iter().map(|&v| (v as f64).exp_m1()).sum();
+        for (&g, &v) in idx.iter().zip(val) {
+            let lambda = (v as f64).exp_m1() / total * 2500.0;
+            let k: f64 = Poisson::new(lambda.max(1e-9)).unwrap().sample(&mut rng);
+            if k > 0.0 {
+                indices.push(g);
+                data.push(k as f32);
+            }
+        }
+        indptr.push(indices.len() as u64);
+        obs_labels.push(if i % 5 == 4 { "Unlabeled".to_string() } else { labels[c].clone() });
+    }
+    let x = CsrMatrix::new(n, src.n_vars(), indptr, indices, data).unwrap();
+    AnnData {
+        x,
+        obs: ObsTable { columns: vec![("cell_type".into(), Column::Strings(obs_labels))] },
+        obs_names: (0..n).map(|i| format!("cell{i}")).collect(),
+        var_names: src.var_names.clone(),
+        raw: None,
+    }
+}
+
+fn speed() -> serde_json::Value {
+    let src = load("pbmc_symphony_3chemistries.h5ad");
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
+    let mut out = Vec::new();
+    for (n, epochs) in [(10_000usize, 3usize), (100_000, 2)] {
+        let ad = resampled(&src, n, 1);
+        let options = TransferOptions { label_key: "cell_type".into(), preset: "default".into(), normalize: true, config: Some(json!({"n_epochs": epochs, "seed": 0})), ..Default::default() };
+        let device = cpu(BackendRequest::Cpu, "bench").unwrap().device;
+        let mut marks: Vec<Instant> = Vec::new();
+        let mut last_epoch = usize::MAX;
+        let mut obs = FnObserver(|p: &sclabel::train::progress::Progress| {
+            if p.epoch != last_epoch {
+                marks.push(Instant::now());
+                last_epoch = p.epoch;
+            }
+            Ok(())
+        });
+        let t = Instant::now();
+        let (model, _) = block_on(train_transfer(&ad, None, &options, &device, &mut obs)).unwrap();
+        let total = t.elapsed().as_secs_f64();
+        // Epoch k runs from its first progress event to the next epoch's first (first epoch skipped as warm-up when there are more).
+        let per: Vec<f64> = marks.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
+        let steady = if per.is_empty() { total / epochs as f64 } else { per.iter().sum::<f64>() / per.len() as f64 };
+        let m = model.metrics.unwrap();
+        eprintln!("speed {n} cells: {steady:.2} s/epoch ({} steps/epoch, mode {}, threads {threads})", m.n_train / 256, m.mode);
+        out.push(json!({"cells": n, "seconds_per_epoch": steady, "epoch_seconds": per, "total_seconds": total, "steps_per_epoch": m.n_train / 256, "mode": m.mode, "n_train": m.n_train, "n_unlabeled": m.n_unlabeled}));
+    }
+    json!({"task": "speed", "genes": 1767, "threads": threads, "backend": "flex (CPU), native", "runs": out,
+           "reference_scnym_0_4_one_torch_thread": {"10000": 1.8, "100000": 18.0}})
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let seeds = args.iter().position(|a| a == "--seeds").and_then(|i| args.get(i + 1)).map(|s| s.parse().unwrap()).unwrap_or(1u64);
+    let want = |t: &str| args.is_empty() || args.iter().any(|a| a == t);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/results");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut results = BTreeMap::new();
+    if want("symphony-loco") {
+        results.insert("symphony-loco", symphony_loco(seeds));
+    }
+    if want("pancreas-novel") {
+        results.insert("pancreas-novel", pancreas_novel(seeds));
+    }
+    if want("speed") {
+        results.insert("speed", speed());
+    }
+    for (name, v) in results {
+        let path = dir.join(format!("scnym_{}.json", name.replace('-', "_")));
+        std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+        eprintln!("wrote {}", path.display());
+    }
+}

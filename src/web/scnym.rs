@@ -1,0 +1,137 @@
+//! scNym in the browser: train, predict, load / save / import bundles. Conversion only; the work is
+//! in `crate::scnym`. Large numeric results cross as typed arrays, not JS arrays.
+use std::rc::Rc;
+
+use js_sys::{Float32Array, Function, Object, Promise, Reflect, Uint32Array, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::scnym::api::{predict_adata, train_transfer, TransferOptions};
+use crate::scnym::bundle::ScnymModel;
+use crate::scnym::import::import_scnym;
+use crate::scnym::predict::PredictOptions;
+use crate::web::dataset::JsDataset;
+use crate::web::observer::JsObserver;
+use crate::web::session::JsSession;
+use crate::web::{convert, error::to_js};
+
+/// A trained or loaded scNym model, living on its session's device.
+#[wasm_bindgen(js_name = ScnymModel)]
+pub struct JsScnymModel {
+    pub(crate) inner: Rc<ScnymModel>,
+    warnings: Vec<String>,
+}
+
+#[wasm_bindgen(js_class = ScnymModel)]
+impl JsScnymModel {
+    #[wasm_bindgen(getter)]
+    pub fn classes(&self) -> Vec<String> {
+        self.inner.classes.clone()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn genes(&self) -> Vec<String> {
+        self.inner.genes.clone()
+    }
+
+    /// Warnings from training (e.g. a class with a single cell).
+    #[wasm_bindgen(getter)]
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
+    }
+
+    /// Architecture, input scale, provenance, config and training metrics.
+    #[wasm_bindgen(getter)]
+    pub fn info(&self) -> Result<JsValue, JsValue> {
+        let m = &self.inner;
+        convert::to_js(&serde_json::json!({
+            "arch": m.arch, "input": m.input, "provenance": m.provenance, "config": m.config, "metrics": m.metrics,
+        }))
+    }
+
+    /// The model bundle (safetensors bytes); async because the weights are read back from the GPU.
+    #[wasm_bindgen(js_name = toBytes)]
+    pub fn to_bytes(&self) -> Promise {
+        let model = self.inner.clone();
+        future_to_promise(async move {
+            let bytes = model.to_bytes().await.map_err(to_js)?;
+            Ok(Uint8Array::from(&bytes[..]).into())
+        })
+    }
+}
+
+fn set(obj: &Object, key: &str, value: impl Into<JsValue>) -> Result<(), JsValue> {
+    Reflect::set(obj, &key.into(), &value.into()).map(|_| ())
+}
+
+fn signal_of(signal: JsValue) -> Option<JsValue> {
+    (!signal.is_undefined() && !signal.is_null()).then_some(signal)
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct JsPredictOptions {
+    normalize: bool,
+    use_raw: bool,
+    unassigned_below: Option<f32>,
+    embedding: Option<bool>,
+    batch_size: Option<usize>,
+}
+
+#[wasm_bindgen(js_class = Session)]
+impl JsSession {
+    /// Trains scNym on `reference` (cells labelled `Unlabeled` are unlabelled) and an optional
+    /// `query` (all unlabelled). Resolves to a `ScnymModel`.
+    #[wasm_bindgen(js_name = trainScnym)]
+    pub fn train_scnym(&self, reference: &JsDataset, query: Option<JsDataset>, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
+        let options: TransferOptions = convert::options(options, "options")?;
+        let (reference, query, device) = (reference.inner.clone(), query.map(|q| q.inner.clone()), self.device.device.clone());
+        let signal = signal_of(signal);
+        Ok(future_to_promise(async move {
+            let mut observer = JsObserver::new(on_progress, signal);
+            let (model, warnings) = train_transfer(&reference, query.as_deref(), &options, &device, &mut observer).await.map_err(to_js)?;
+            Ok(JsScnymModel { inner: Rc::new(model), warnings }.into())
+        }))
+    }
+
+    /// Predicts `dataset` with `model`: { classes, labels, predicted (Uint32Array), confidence
+    /// (Float32Array), probabilities (Float32Array, cells × classes), embedding (Float32Array,
+    /// cells × embeddingDim), embeddingDim, report { overlap, normalization, warnings } }.
+    #[wasm_bindgen(js_name = predictScnym)]
+    pub fn predict_scnym(&self, model: &JsScnymModel, dataset: &JsDataset, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
+        let o: JsPredictOptions = convert::options(options, "options")?;
+        let (model, data, device) = (model.inner.clone(), dataset.inner.clone(), self.device.device.clone());
+        let signal = signal_of(signal);
+        Ok(future_to_promise(async move {
+            let mut observer = JsObserver::new(on_progress, signal);
+            let defaults = PredictOptions::default();
+            let options = PredictOptions { unassigned_below: o.unassigned_below, embedding: o.embedding.unwrap_or(true), batch_size: o.batch_size.unwrap_or(defaults.batch_size) };
+            let (p, report) = predict_adata(&model, &data, o.normalize, o.use_raw, &options, &device, &mut observer).await.map_err(to_js)?;
+            let out = Object::new();
+            set(&out, "classes", convert::to_js(&p.classes)?)?;
+            set(&out, "labels", convert::to_js(&p.labels)?)?;
+            set(&out, "predicted", Uint32Array::from(&p.predicted[..]))?;
+            set(&out, "confidence", Float32Array::from(&p.confidence[..]))?;
+            set(&out, "probabilities", Float32Array::from(&p.probabilities[..]))?;
+            set(&out, "embedding", p.embedding.as_deref().map(|e| JsValue::from(Float32Array::from(e))).unwrap_or(JsValue::NULL))?;
+            set(&out, "embeddingDim", p.embedding_dim as u32)?;
+            set(&out, "report", convert::to_js(&report)?)?;
+            Ok(out.into())
+        }))
+    }
+
+    /// Loads a model bundle (bytes from `ScnymModel.toBytes()` or the CLI).
+    #[wasm_bindgen(js_name = loadScnymModel)]
+    pub fn load_scnym_model(&self, bytes: &[u8]) -> Result<JsScnymModel, JsValue> {
+        let model = ScnymModel::from_bytes(bytes, &self.device.device).map_err(to_js)?;
+        Ok(JsScnymModel { inner: Rc::new(model), warnings: Vec::new() })
+    }
+
+    /// Imports a model trained by scNym 0.4 in Python: the bytes of its `torch.save`d weights and
+    /// its gene and class lists.
+    #[wasm_bindgen(js_name = importScnym)]
+    pub fn import_scnym(&self, weights: &[u8], genes: Vec<String>, classes: Vec<String>) -> Result<JsScnymModel, JsValue> {
+        let model = import_scnym(weights, "scNym weights", genes, classes, &self.device.device).map_err(to_js)?;
+        Ok(JsScnymModel { inner: Rc::new(model), warnings: Vec::new() })
+    }
+}

@@ -31,16 +31,7 @@ fn strings(ad: &AnnData, key: &str) -> Vec<String> {
 }
 
 fn subset(ad: &AnnData, rows: &[usize]) -> AnnData {
-    let columns = ad
-        .obs
-        .columns
-        .iter()
-        .map(|(n, c)| {
-            let v = c.to_strings();
-            (n.clone(), Column::Strings(rows.iter().map(|&r| v[r].clone().unwrap_or_default()).collect()))
-        })
-        .collect();
-    AnnData { x: ad.x.select_rows(rows), obs: ObsTable { columns }, obs_names: rows.iter().map(|&r| ad.obs_names[r].clone()).collect(), var_names: ad.var_names.clone(), raw: None }
+    ad.select_obs(rows).unwrap()
 }
 
 /// Accuracy, Cohen's kappa and macro-F1 (over labels seen in truth or prediction, as sklearn).

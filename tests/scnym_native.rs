@@ -36,23 +36,7 @@ fn rows_where(ad: &AnnData, column: &str, value: &str, equal: bool) -> Vec<usize
 }
 
 fn subset(ad: &AnnData, rows: &[usize]) -> AnnData {
-    use sclabel::data::anndata::{Column, ObsTable};
-    let columns = ad
-        .obs
-        .columns
-        .iter()
-        .map(|(name, col)| {
-            let vals = col.to_strings();
-            (name.clone(), Column::Strings(rows.iter().map(|&r| vals[r].clone().unwrap_or_default()).collect()))
-        })
-        .collect();
-    AnnData {
-        x: ad.x.select_rows(rows),
-        obs: ObsTable { columns },
-        obs_names: rows.iter().map(|&r| ad.obs_names[r].clone()).collect(),
-        var_names: ad.var_names.clone(),
-        raw: None,
-    }
+    ad.select_obs(rows).unwrap()
 }
 
 fn read_csv(path: &Path) -> (Vec<String>, HashMap<String, Vec<f32>>) {

@@ -595,11 +595,11 @@ mod tests {
         let device = crate::backend::cpu(crate::backend::BackendRequest::Cpu, "test").unwrap().device.autodiff();
         let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2]), &device).require_grad();
         let y = gradient_reversal(x.clone(), 0.25);
-        let fwd: Vec<f32> = y.clone().inner().into_data().to_vec().unwrap();
+        let fwd: Vec<f32> = y.clone().inner().into_data().try_into_vec_as::<f32>().unwrap();
         assert_eq!(fwd, vec![1.0, 2.0, 3.0, 4.0]);
         let loss = (y * Tensor::<2>::from_data(TensorData::new(vec![1.0f32, -2.0, 0.5, 3.0], [2, 2]), &device)).sum();
         let grads = loss.backward();
-        let g: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
+        let g: Vec<f32> = x.grad(&grads).unwrap().into_data().try_into_vec_as::<f32>().unwrap();
         assert_eq!(g, vec![-0.25, 0.5, -0.125, -0.75]);
     }
 }

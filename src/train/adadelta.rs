@@ -92,7 +92,7 @@ mod tests {
             t = nt;
             state = ns;
         }
-        let got: Vec<f32> = t.into_data().to_vec().unwrap();
+        let got: Vec<f32> = t.into_data().try_into_vec_as::<f32>().unwrap();
         for (g, e) in got.iter().zip(&th) {
             assert!((*g as f64 - e).abs() < 1e-6, "{got:?} vs {th:?}");
         }

@@ -11,7 +11,7 @@ use crate::error::{Result, SclabelError};
 use crate::scnym::bundle::ScnymModel;
 use crate::scnym::model::Mode;
 use crate::scnym::ops::argmax;
-use crate::train::progress::{Observer, Phase, Progress};
+use crate::train::progress::{Observer, Progress};
 
 pub const UNASSIGNED: &str = "Unassigned";
 
@@ -85,17 +85,7 @@ pub async fn predict<O: Observer>(model: &ScnymModel, x: &CsrMatrix, options: &P
             e.extend(read("embedding")?);
         }
         observer
-            .on_progress(&Progress {
-                phase: Phase::Predict,
-                epoch: 0,
-                n_epochs: 1,
-                step: k + 1,
-                steps_per_epoch: n_batches,
-                cells_done: (k * bs + chunk.len()).min(rows.len()),
-                cells_total: rows.len(),
-                loss: None,
-                accuracy: None,
-            })
+            .on_progress(&Progress::predicting(k + 1, n_batches, (k * bs + chunk.len()).min(rows.len()), rows.len()))
             .await?;
     }
     if let Some(i) = probabilities.iter().position(|p| !p.is_finite()) {

@@ -180,17 +180,7 @@ pub async fn predict_proba<O: Observer>(model: &Mlp, x: &CsrMatrix, rows: &[usiz
         let data = p.into_data_async().await.map_err(|e| backend_error(device, e))?;
         out.extend(data.try_into_vec_as::<f32>().map_err(|e| backend_error(device, format!("{e:?}")))?);
         observer
-            .on_progress(&Progress {
-                phase: Phase::Predict,
-                epoch: 0,
-                n_epochs: 1,
-                step: k + 1,
-                steps_per_epoch: n_batches,
-                cells_done: (k * batch_size + batch.len()).min(rows.len()),
-                cells_total: rows.len(),
-                loss: None,
-                accuracy: None,
-            })
+            .on_progress(&Progress::predicting(k + 1, n_batches, (k * batch_size + batch.len()).min(rows.len()), rows.len()))
             .await?;
     }
     Ok(out)

@@ -27,6 +27,13 @@ pub struct Progress {
     pub accuracy: Option<f32>,
 }
 
+impl Progress {
+    /// A prediction batch finished (prediction has no epochs or losses).
+    pub fn predicting(step: usize, steps: usize, cells_done: usize, cells_total: usize) -> Self {
+        Self { phase: Phase::Predict, epoch: 0, n_epochs: 1, step, steps_per_epoch: steps, cells_done, cells_total, loss: None, accuracy: None }
+    }
+}
+
 /// Called between steps. Returning `Err(SclabelError::Cancelled)` stops the run.
 pub trait Observer {
     fn on_progress(&mut self, progress: &Progress) -> impl Future<Output = Result<()>>;

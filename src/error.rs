@@ -39,6 +39,11 @@ pub enum SclabelError {
 }
 
 impl SclabelError {
+    /// A device operation (read-back, transaction) failed.
+    pub fn backend(device: &impl std::fmt::Debug, reason: impl std::fmt::Debug) -> Self {
+        Self::Backend { backend: format!("{device:?}"), reason: format!("{reason:?}") }
+    }
+
     /// Stable machine-readable code for each variant (used by the JS layer as `error.code`).
     pub fn code(&self) -> &'static str {
         match self {

@@ -15,7 +15,6 @@ use sclabel::data::anndata::AnnData;
 use sclabel::data::h5ad::read_h5ad_owned;
 use sclabel::scnym::api::{predict_adata, train_transfer, TransferOptions};
 use sclabel::scnym::bundle::ScnymModel;
-use sclabel::scnym::config::PRESETS;
 use sclabel::scnym::import::{import_scnym, parse_list};
 use sclabel::scnym::predict::{PredictOptions, Prediction};
 use sclabel::train::progress::{FnObserver, Phase, Progress};
@@ -257,30 +256,20 @@ fn run(cli: Cli) -> Result<()> {
             write(&out, &block_on(model.to_bytes())?)?;
             eprintln!("model written to {}", out.display());
             if let Some(path) = predictions {
-                let (target, rows): (&AnnData, Option<Vec<usize>>) = match &q {
-                    Some(q) => (q, None),
+                // The query, or else the reference's Unlabeled cells (only those are predicted).
+                let unlabeled;
+                let target = match &q {
+                    Some(q) => q,
                     None => {
                         let labels = r.obs.get(&options.label_key)?.to_strings();
-                        (&r, Some((0..r.n_obs()).filter(|&i| labels[i].as_deref() == Some("Unlabeled")).collect()))
+                        unlabeled = r.select_obs(&(0..r.n_obs()).filter(|&i| labels[i].as_deref() == Some("Unlabeled")).collect::<Vec<_>>())?;
+                        &unlabeled
                     }
                 };
-                let (pred, report) = block_on(predict_adata(&model, target, options.normalize, options.use_raw, &PredictOptions { unassigned_below, embedding: false, ..Default::default() }, &dev.device, &mut observe(&bar)))?;
+                let predict_options = PredictOptions { unassigned_below, embedding: false, ..Default::default() };
+                let (pred, report) = block_on(predict_adata(&model, target, options.normalize, options.use_raw, &predict_options, &dev.device, &mut observe(&bar)))?;
                 report.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
-                match rows {
-                    None => write_predictions(&path, &target.obs_names, &pred)?,
-                    Some(rows) => {
-                        let k = pred.classes.len();
-                        let sub = Prediction {
-                            probabilities: rows.iter().flat_map(|&i| pred.probabilities[i * k..(i + 1) * k].to_vec()).collect(),
-                            predicted: rows.iter().map(|&i| pred.predicted[i]).collect(),
-                            labels: rows.iter().map(|&i| pred.labels[i].clone()).collect(),
-                            confidence: rows.iter().map(|&i| pred.confidence[i]).collect(),
-                            embedding: None,
-                            ..pred
-                        };
-                        write_predictions(&path, &rows.iter().map(|&i| target.obs_names[i].clone()).collect::<Vec<_>>(), &sub)?
-                    }
-                }
+                write_predictions(&path, &target.obs_names, &pred)?;
                 eprintln!("predictions written to {}", path.display());
             }
         }
@@ -332,10 +321,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // The core's messages name the problem and the fix (an unknown preset lists them all).
             eprintln!("error: {e}");
-            if !PRESETS.is_empty() && matches!(e, SclabelError::InvalidOption { .. }) {
-                eprintln!("(presets: {})", PRESETS.join(", "));
-            }
             ExitCode::FAILURE
         }
     }

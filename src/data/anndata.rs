@@ -154,6 +154,15 @@ impl AnnData {
         Ok(out)
     }
 
+    /// X or `.raw` (its matrix and gene names), borrowed.
+    pub fn matrix(&self, use_raw: bool) -> Result<(&CsrMatrix, &Vec<String>)> {
+        if !use_raw {
+            return Ok((&self.x, &self.var_names));
+        }
+        let raw = self.raw.as_ref().ok_or_else(|| SclabelError::InvalidOption { option: "use_raw".into(), reason: "the data set has no .raw".into() })?;
+        Ok((&raw.x, &raw.var_names))
+    }
+
     /// The same cells with `.raw` as X (for files whose X is scaled but raw is log-normalised).
     pub fn use_raw(&self) -> Result<AnnData> {
         let raw = self.raw.as_ref().ok_or_else(|| SclabelError::InvalidOption {

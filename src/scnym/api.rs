@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::align::{align_genes, check_unique, GeneOverlap};
 use crate::data::anndata::AnnData;
-use crate::data::labels::{check_trainable, encode_labels, UNLABELED};
+use crate::data::labels::{check_trainable, encode_labels};
 use crate::data::matrix::CsrMatrix;
 use crate::data::normalize::{detect, to_log_normalized, Normalization, NormalizationReport, TargetScale};
 use crate::error::{Result, SclabelError};
@@ -76,15 +76,6 @@ pub fn prepare_input(x: &CsrMatrix, genes: &[String], normalize: bool, what: &st
     }
 }
 
-fn source<'a>(adata: &'a AnnData, use_raw: bool) -> Result<(&'a CsrMatrix, &'a Vec<String>)> {
-    if use_raw {
-        let raw = adata.raw.as_ref().ok_or_else(|| SclabelError::InvalidOption { option: "use_raw".into(), reason: "the data set has no .raw".into() })?;
-        Ok((&raw.x, &raw.var_names))
-    } else {
-        Ok((&adata.x, &adata.var_names))
-    }
-}
-
 fn strings_of(adata: &AnnData, key: &str, what: &str) -> Result<Vec<String>> {
     let col = adata.obs.get(key)?;
     col.to_strings()
@@ -106,7 +97,7 @@ pub async fn train_transfer<O: Observer>(
 ) -> Result<(ScnymModel, Vec<String>)> {
     let config = ScnymConfig::from_preset_and_json(&options.preset, options.config.as_ref())?;
     let mut warnings = Vec::new();
-    let (rx, rgenes) = source(reference, options.use_raw)?;
+    let (rx, rgenes) = reference.matrix(options.use_raw)?;
     check_unique(rgenes, "the reference")?;
     let (rx, rnorm) = prepare_input(rx, rgenes, options.normalize, "reference")?;
     let column = reference.obs.get(&options.label_key)?;
@@ -138,7 +129,7 @@ pub async fn train_transfer<O: Observer>(
     let (x, genes, normalization) = match query {
         None => (rx, rgenes.clone(), vec![rnorm]),
         Some(q) => {
-            let (qx, qgenes) = source(q, options.use_raw)?;
+            let (qx, qgenes) = q.matrix(options.use_raw)?;
             check_unique(qgenes, "the query")?;
             let (qx, qnorm) = prepare_input(qx, qgenes, options.normalize, "query")?;
             let qset: std::collections::HashSet<&String> = qgenes.iter().collect();
@@ -247,7 +238,7 @@ pub async fn predict_adata<O: Observer>(
     device: &Device,
     observer: &mut O,
 ) -> Result<(Prediction, PredictReport)> {
-    let (x, genes) = source(adata, use_raw)?;
+    let (x, genes) = adata.matrix(use_raw)?;
     check_unique(genes, "the data")?;
     // Normalise on all of the data's genes (library size is a whole-cell quantity), then align.
     let (x, normalization) = prepare_input(x, genes, normalize, "data")?;
@@ -265,6 +256,3 @@ pub async fn predict_adata<O: Observer>(
     let prediction = predict(model, &x, options, device, observer).await?;
     Ok((prediction, PredictReport { overlap, normalization, warnings }))
 }
-
-/// Marks the label `Unlabeled` used by scNym (re-exported for callers building label columns).
-pub const UNLABELED_TOKEN: &str = UNLABELED;

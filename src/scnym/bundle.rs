@@ -152,11 +152,11 @@ impl ScnymModel {
             }
         }
         let device = self.bn.mean[0].device();
-        let datas = tx.execute_async().await.map_err(|e| SclabelError::Backend { backend: format!("{device:?}"), reason: format!("{e:?}") })?;
+        let datas = tx.execute_async().await.map_err(|e| SclabelError::backend(&device, e))?;
         let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         for ((name, transpose), data) in names.into_iter().zip(datas) {
             let shape = data.shape().to_vec();
-            let mut v: Vec<f32> = data.try_into_vec_as::<f32>().map_err(|e| SclabelError::Backend { backend: format!("{device:?}"), reason: format!("{e:?}") })?;
+            let mut v: Vec<f32> = data.try_into_vec_as::<f32>().map_err(|e| SclabelError::backend(&device, e))?;
             let shape = if transpose {
                 // burn keeps [in, out]; PyTorch and the file use [out, in].
                 let (r, c) = (shape[0], shape[1]);
@@ -181,7 +181,6 @@ impl ScnymModel {
         for (name, bytes) in &counters {
             views.push((name.clone(), TensorView::new(Dtype::I64, vec![], bytes).map_err(|e| bad(format!("{e}")))?));
         }
-        let json = |v: &dyn erased::Json| v.json();
         let mut meta = HashMap::new();
         meta.insert("format".to_string(), FORMAT.to_string());
         meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
@@ -234,7 +233,7 @@ impl ScnymModel {
             }
         }
         let updates = st
-            .tensor(&format!("{}.num_batches_tracked", "embed.1"))
+            .tensor("embed.1.num_batches_tracked")
             .ok()
             .filter(|v| v.dtype() == Dtype::I64 && v.data().len() == 8)
             .map(|v| i64::from_le_bytes(v.data().try_into().expect("8 bytes")) as u64)
@@ -276,11 +275,12 @@ impl ScnymModel {
                 bias: Some(Param::from_tensor(take(&format!("{name}.bias"), &[fan_out])?)),
             })
         };
-        let mut norms: Vec<(Norm, Tensor<1>, Tensor<1>)> = Vec::new();
+        // Running statistics in forward order, collected as the norms are built.
+        let (mut means, mut vars) = (Vec::new(), Vec::new());
         let mut norm = |name: &str, width: usize| -> Result<Norm> {
-            let n = Norm { gamma: Param::from_tensor(take(&format!("{name}.weight"), &[width])?), beta: Param::from_tensor(take(&format!("{name}.bias"), &[width])?) };
-            norms.push((Norm { gamma: n.gamma.clone(), beta: n.beta.clone() }, take(&format!("{name}.running_mean"), &[width])?, take(&format!("{name}.running_var"), &[width])?));
-            Ok(n)
+            means.push(take(&format!("{name}.running_mean"), &[width])?);
+            vars.push(take(&format!("{name}.running_var"), &[width])?);
+            Ok(Norm { gamma: Param::from_tensor(take(&format!("{name}.weight"), &[width])?), beta: Param::from_tensor(take(&format!("{name}.bias"), &[width])?) })
         };
         let widths = arch.block_widths();
         let mut blocks = Vec::new();
@@ -303,7 +303,7 @@ impl ScnymModel {
             fan_in = w;
         }
         let output = linear("classif.0", fan_in, arch.n_classes)?;
-        let bn = BnState { mean: norms.iter().map(|n| n.1.clone()).collect(), var: norms.iter().map(|n| n.2.clone()).collect(), updates: 0 };
+        let bn = BnState { mean: means, var: vars, updates: 0 };
         Ok(Self {
             arch,
             net: ScnymNet { blocks, output },
@@ -328,13 +328,6 @@ pub fn transpose_host(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-mod erased {
-    pub trait Json {
-        fn json(&self) -> String;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> String {
-            serde_json::to_string(self).expect("metadata serialises")
-        }
-    }
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("metadata serialises")
 }

@@ -73,12 +73,12 @@ pub async fn predict<O: Observer>(model: &ScnymModel, x: &CsrMatrix, options: &P
         if embedding.is_some() {
             tx = tx.register(f.embedding);
         }
-        let mut out = tx.execute_async().await.map_err(|e| SclabelError::Backend { backend: format!("{device:?}"), reason: format!("{e:?}") })?.into_iter();
+        let mut out = tx.execute_async().await.map_err(|e| SclabelError::backend(device, e))?.into_iter();
         let mut read = |what: &str| -> Result<Vec<f32>> {
             out.next()
-                .ok_or_else(|| SclabelError::Backend { backend: format!("{device:?}"), reason: format!("no {what} read back") })?
+                .ok_or_else(|| SclabelError::backend(device, format!("no {what} read back")))?
                 .try_into_vec_as::<f32>()
-                .map_err(|e| SclabelError::Backend { backend: format!("{device:?}"), reason: format!("{e:?}") })
+                .map_err(|e| SclabelError::backend(device, e))
         };
         probabilities.extend(read("probabilities")?);
         if let Some(e) = embedding.as_mut() {

@@ -177,10 +177,6 @@ fn tensor1(v: Vec<f32>, device: &Device) -> Tensor<1> {
     Tensor::from_data(TensorData::new(v, [n]), device)
 }
 
-fn backend_error(device: &Device, e: impl std::fmt::Debug) -> SclabelError {
-    SclabelError::Backend { backend: format!("{device:?}"), reason: format!("{e:?}") }
-}
-
 fn optimizer(config: &ScnymConfig) -> ModuleOptimizer {
     let wd = config.weight_decay;
     let decay = (wd > 0.0).then(|| WeightDecayConfig::new(wd as f32));
@@ -258,11 +254,11 @@ async fn evaluate(net: &ScnymNet, bn: &BnState, arch: &ArchSpec, data: &Training
         .register(hits)
         .execute_async()
         .await
-        .map_err(|e| backend_error(device, e))?
+        .map_err(|e| SclabelError::backend(device, e))?
         .try_into()
-        .map_err(|_| backend_error(device, "transaction returned the wrong number of tensors"))?;
-    let l = l.try_into_vec_as::<f32>().map_err(|e| backend_error(device, e))?[0];
-    let h = h.try_into_vec_as::<f32>().map_err(|e| backend_error(device, e))?[0];
+        .map_err(|_| SclabelError::backend(device, "transaction returned the wrong number of tensors"))?;
+    let l = l.try_into_vec_as::<f32>().map_err(|e| SclabelError::backend(device, e))?[0];
+    let h = h.try_into_vec_as::<f32>().map_err(|e| SclabelError::backend(device, e))?[0];
     let n = rows.len() as f32;
     if !l.is_finite() {
         return Err(SclabelError::InvalidValues("the model-selection loss is not finite: training diverged (lower the learning rate)".into()));
@@ -384,7 +380,7 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, d
                     });
                 }
                 let q_t = q_sum.expect("n_augmentations ≥ 1") / n_aug as f64;
-                let mut q: Vec<f32> = q_t.into_data_async().await.map_err(|e| backend_error(device, e))?.try_into_vec_as::<f32>().map_err(|e| backend_error(device, e))?;
+                let mut q: Vec<f32> = q_t.into_data_async().await.map_err(|e| SclabelError::backend(device, e))?.try_into_vec_as::<f32>().map_err(|e| SclabelError::backend(device, e))?;
                 // (2) confidence test, then sharpening.
                 let tau = config.ssl_kwargs.pseudolabel_min_confidence as f32;
                 let confident: Vec<bool> = q.chunks(c).map(|r| r.iter().cloned().fold(f32::MIN, f32::max) >= tau).collect();
@@ -511,7 +507,7 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, d
         for s in sums {
             tx = tx.register(s.inner());
         }
-        let read = tx.execute_async().await.map_err(|e| backend_error(device, e))?;
+        let read = tx.execute_async().await.map_err(|e| SclabelError::backend(device, e))?;
         let vals: Vec<f32> = read.into_iter().map(|d| d.try_into_vec_as::<f32>().map(|v| v[0]).unwrap_or(f32::NAN)).collect();
         let steps = batches.len().max(1) as f32;
         if !vals[0].is_finite() {

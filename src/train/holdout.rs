@@ -69,15 +69,7 @@ pub async fn train_holdout<O: Observer>(adata: &AnnData, options: &HoldoutOption
         return Err(SclabelError::InvalidOption { option: "test_fraction".into(), reason: "must be in [0, 1)".into() });
     }
     // Borrow X (or .raw) rather than copying the data set: normalisation makes the one copy.
-    let (source_x, var_names) = if options.use_raw {
-        let raw = adata.raw.as_ref().ok_or_else(|| SclabelError::InvalidOption {
-            option: "use_raw".into(),
-            reason: "the data set has no .raw".into(),
-        })?;
-        (&raw.x, &raw.var_names)
-    } else {
-        (&adata.x, &adata.var_names)
-    };
+    let (source_x, var_names) = adata.matrix(options.use_raw)?;
     let (x, normalization) = to_log_normalized(source_x, var_names, options.normalize)?;
     let column = adata.obs.get(&options.label_key)?;
     let labels = encode_labels(column, &options.label_key, &adata.obs_names, &options.exclude_labels)?;

@@ -22,7 +22,7 @@ fn main() {
         for (backend, t) in times.iter_mut() {
             let device = cpu_of(*backend, BackendRequest::Cpu, "bench").expect("backend compiled in");
             let start = Instant::now();
-            block_on(train_mlp(&data.x, &labels, 10, &rows, &options, &device.device, &mut Silent)).unwrap();
+            block_on(train_mlp(&data.x, &labels, 10, &rows, &options, None, &device.device, &mut Silent)).unwrap();
             let ms = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
             if round > 0 {
                 t.push(ms); // round 0 warms up

@@ -82,21 +82,45 @@ fn label_tensor(labels: &[i32], rows: &[usize], device: &Device) -> Tensor<1, In
     Tensor::from_data(TensorData::new(y, [rows.len()]), device)
 }
 
-/// Trains the plain MLP on `rows` of `x` (labels per row of `x`, −1 = unlabelled and skipped).
+/// Cells whose label probabilities are recorded before every epoch — Annotatability's training
+/// dynamics. Snapshot 0 is the untrained network; the last epoch's updates are never measured.
+pub struct Record<'a> {
+    pub rows: &'a [usize],
+    /// One or more label columns: per row of `x`, the class whose probability is recorded (a
+    /// class of the model, ≥ 0, for every recorded row).
+    pub labels: Vec<&'a [i32]>,
+}
+
+/// What `train_mlp` returns.
+pub struct TrainedMlp {
+    pub model: Mlp,
+    pub history: Vec<EpochStats>,
+    /// Per recorded label column: the probabilities, epoch-major `[epochs × record.rows.len()]`.
+    /// Empty without a `Record`.
+    pub trajectories: Vec<Vec<f32>>,
+}
+
+/// Trains the plain MLP on `rows` of `x` (labels per row of `x`, −1 = unlabelled and skipped),
+/// recording label probabilities before every epoch when asked. The records stay on the device
+/// and are read back once, after training.
 pub async fn train_mlp<O: Observer>(
     x: &CsrMatrix,
     labels: &[i32],
     n_classes: usize,
     rows: &[usize],
     options: &TrainOptions,
+    record: Option<&Record<'_>>,
     device: &Device,
     observer: &mut O,
-) -> Result<(Mlp, Vec<EpochStats>)> {
+) -> Result<TrainedMlp> {
     if labels.len() != x.n_rows {
         return Err(SclabelError::ShapeMismatch(format!("{} labels for {} cells", labels.len(), x.n_rows)));
     }
     if options.learning_rate.is_nan() || options.learning_rate <= 0.0 {
         return Err(SclabelError::InvalidOption { option: "learning_rate".into(), reason: "must be positive".into() });
+    }
+    if let Some(rec) = record {
+        check_record(rec, x.n_rows, n_classes)?;
     }
     let rows: Vec<usize> = rows.iter().copied().filter(|&r| labels[r] >= 0).collect();
     let train_device = device.clone().autodiff();
@@ -107,7 +131,12 @@ pub async fn train_mlp<O: Observer>(
     let steps_per_epoch = sampler.batches_per_epoch();
     let mut history = Vec::with_capacity(options.epochs);
     let mut buf = Vec::new();
+    // Per epoch, per label column: the recorded probabilities (on the device).
+    let mut recorded: Vec<Vec<Tensor<1>>> = Vec::new();
     for epoch in 0..options.epochs {
+        if let Some(rec) = record {
+            recorded.push(label_probabilities(&model.valid(), x, rec, &mut buf, device));
+        }
         let batches = sampler.epoch();
         let mut loss_sum = Tensor::<1>::zeros([1], &train_device);
         let mut correct = Tensor::<1, Int>::zeros([1], &train_device);
@@ -167,7 +196,62 @@ pub async fn train_mlp<O: Observer>(
             })
             .await?;
     }
-    Ok((model.valid(), history))
+    let trajectories = match record {
+        Some(rec) => read_trajectories(recorded, rec.labels.len(), device).await?,
+        None => Vec::new(),
+    };
+    Ok(TrainedMlp { model: model.valid(), history, trajectories })
+}
+
+fn check_record(rec: &Record<'_>, n_rows: usize, n_classes: usize) -> Result<()> {
+    if let Some(&r) = rec.rows.iter().find(|&&r| r >= n_rows) {
+        return Err(SclabelError::ShapeMismatch(format!("recorded row {r} is outside the {n_rows} cells")));
+    }
+    for labels in &rec.labels {
+        if labels.len() != n_rows {
+            return Err(SclabelError::ShapeMismatch(format!("{} recorded labels for {n_rows} cells", labels.len())));
+        }
+        if let Some(&r) = rec.rows.iter().find(|&&r| labels[r] < 0 || labels[r] as usize >= n_classes) {
+            return Err(SclabelError::Labels(format!("cell {r} has no class of the model to record (code {})", labels[r])));
+        }
+    }
+    Ok(())
+}
+
+/// Rows per batch of the recording pass (inference only, so larger than training batches).
+const RECORD_BATCH: usize = 1024;
+
+/// One snapshot: for each label column, the probability of that label for every recorded row,
+/// left on the device.
+fn label_probabilities(model: &Mlp, x: &CsrMatrix, rec: &Record<'_>, buf: &mut Vec<f32>, device: &Device) -> Vec<Tensor<1>> {
+    let mut parts: Vec<Vec<Tensor<1>>> = vec![Vec::new(); rec.labels.len()];
+    for batch in rec.rows.chunks(RECORD_BATCH) {
+        let p = softmax(model.forward(batch_tensor(x, batch, buf, device)), 1);
+        for (k, labels) in rec.labels.iter().enumerate() {
+            let idx = label_tensor(labels, batch, device).reshape([batch.len(), 1]);
+            parts[k].push(p.clone().gather(1, idx).reshape([batch.len()]));
+        }
+    }
+    parts.into_iter().map(|p| Tensor::cat(p, 0)).collect()
+}
+
+/// Reads every snapshot of every label column in one transaction.
+async fn read_trajectories(recorded: Vec<Vec<Tensor<1>>>, n_columns: usize, device: &Device) -> Result<Vec<Vec<f32>>> {
+    if recorded.is_empty() {
+        return Ok(vec![Vec::new(); n_columns]);
+    }
+    let mut per_column: Vec<Vec<Tensor<1>>> = vec![Vec::new(); n_columns];
+    for snapshot in recorded {
+        for (k, t) in snapshot.into_iter().enumerate() {
+            per_column[k].push(t);
+        }
+    }
+    let mut tx = Transaction::default();
+    for column in per_column {
+        tx = tx.register(Tensor::cat(column, 0));
+    }
+    let data = tx.execute_async().await.map_err(|e| backend_error(device, e))?;
+    data.into_iter().map(|d| d.try_into_vec_as::<f32>().map_err(|e| backend_error(device, format!("{e:?}")))).collect()
 }
 
 /// Class probabilities for `rows`, row-major `[rows.len(), n_classes]`, computed in batches.

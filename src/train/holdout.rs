@@ -83,8 +83,8 @@ pub async fn train_holdout<O: Observer>(adata: &AnnData, options: &HoldoutOption
     test_rows.sort_unstable();
     train_rows.sort_unstable();
 
-    let (model, history) =
-        train_mlp(&x, &labels.codes, labels.n_classes(), &train_rows, &options.train, &device.device, observer).await?;
+    let trained = train_mlp(&x, &labels.codes, labels.n_classes(), &train_rows, &options.train, None, &device.device, observer).await?;
+    let (model, history) = (trained.model, trained.history);
     let proba = predict_proba(&model, &x, &test_rows, 1024, &device.device, observer).await?;
     let c = labels.n_classes();
     let test_predicted: Vec<i32> = proba

@@ -1,0 +1,252 @@
+//! The annotation audit on an AnnData: training dynamics on the given labels, data-driven cutoffs
+//! from a run with simulated label noise, categories, re-annotation of untrusted cells, dynamics
+//! against a second label column, and trainability gene scores.
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::audit::categories::{auroc, categorize, flip_labels, percentile, trusted, Category, Cutoffs, EasyThresholds};
+use crate::audit::dynamics::{follow_training_dynamics, Dynamics};
+use crate::audit::genes::{gene_scores, GeneScoreOptions, GeneScores};
+use crate::backend::{BackendInfo, ComputeDevice};
+use crate::data::anndata::AnnData;
+use crate::data::labels::{check_trainable, encode_labels};
+use crate::data::matrix::CsrMatrix;
+use crate::data::normalize::{to_log_normalized, NormalizationReport, TargetScale};
+use crate::error::{Result, SclabelError};
+use crate::train::classifier::{predict_proba, train_mlp, EpochStats, TrainOptions};
+use crate::train::progress::Observer;
+
+/// How the trusted / untrusted cutoffs are found.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CutoffRule {
+    /// Annotatability's `find_cutoff_paramter`: flip `fraction` of the labels, train a fresh
+    /// network on them, take the `percentile` of the flipped cells' confidence and variability.
+    /// Defaults are the PBMC notebook's (0.1, 25); the package's function defaults are (0.05, 90).
+    Simulated { fraction: f64, percentile: f64 },
+    /// Given thresholds.
+    Fixed { confidence: f32, variability: f32 },
+}
+
+impl Default for CutoffRule {
+    fn default() -> Self {
+        CutoffRule::Simulated { fraction: 0.1, percentile: 25.0 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditOptions {
+    /// obs column with the annotations to audit.
+    pub label_key: String,
+    /// Optional second label column recorded alongside (`follow_train_dyn_two_lables`): the
+    /// network trains on `label_key` and the probability of this column's label is followed too.
+    /// Its classes must be classes of `label_key`.
+    pub second_label_key: Option<String>,
+    /// Cells with these labels are not audited (e.g. `unlabeled_QCfail`); `Unlabeled` never is.
+    pub exclude_labels: Vec<String>,
+    pub use_raw: bool,
+    /// Annotatability expects ln(CP10k + 1).
+    pub normalize: TargetScale,
+    /// Training of every network (dynamics, cutoff run, re-annotation). Defaults are
+    /// Annotatability's: SGD lr 1e-3 momentum 0.9, balanced sampling, batch 256, 3 layers,
+    /// 50 epochs (the package's README and cutoff function; `follow_training_dyn` defaults to 100).
+    pub train: TrainOptions,
+    pub cutoffs: CutoffRule,
+    pub easy: EasyThresholds,
+    /// Re-annotate untrusted cells with a network trained on the trusted ones.
+    pub reannotate: bool,
+    /// Trainability gene scores (`None`: skip).
+    pub gene_scores: Option<GeneScoreOptions>,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        Self {
+            label_key: "cell_type".into(),
+            second_label_key: None,
+            exclude_labels: Vec::new(),
+            use_raw: false,
+            normalize: TargetScale::Cp10k,
+            train: TrainOptions::default(),
+            cutoffs: CutoffRule::default(),
+            easy: EasyThresholds::default(),
+            reannotate: true,
+            gene_scores: Some(GeneScoreOptions::default()),
+        }
+    }
+}
+
+/// The simulated-noise run behind data-driven cutoffs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoiseRun {
+    /// Positions (into `AuditReport::cells`) of the cells whose label was flipped.
+    pub flipped: Vec<usize>,
+    /// Confidence and variability against the flipped labels.
+    pub dynamics: Dynamics,
+    /// How well 1 − confidence finds the flipped cells (a check that the audit works on this data).
+    pub auroc: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditReport {
+    pub backend: BackendInfo,
+    pub normalization: NormalizationReport,
+    pub class_names: Vec<String>,
+    /// Rows of the AnnData that were audited (cells with a label not excluded), in order; every
+    /// per-cell vector below is aligned with it.
+    pub cells: Vec<usize>,
+    /// Annotated label of each audited cell.
+    pub labels: Vec<String>,
+    /// `conf` / `var` against `label_key`.
+    pub dynamics: Dynamics,
+    /// `conf` / `var` against `second_label_key`, when given.
+    pub second: Option<Dynamics>,
+    pub cutoffs: Cutoffs,
+    pub noise_run: Option<NoiseRun>,
+    pub trusted: Vec<bool>,
+    pub categories: Vec<Category>,
+    /// Given label for trusted cells, the re-annotation network's label for untrusted ones.
+    pub corrected_labels: Option<Vec<String>>,
+    pub gene_scores: Option<GeneScores>,
+    pub history: Vec<EpochStats>,
+    pub options: AuditOptions,
+}
+
+/// Seeds of the separate networks, derived from the user's seed so one seed fixes the run.
+fn derived(options: &TrainOptions, stream: u64) -> TrainOptions {
+    TrainOptions { seed: options.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(stream), ..options.clone() }
+}
+
+pub async fn audit_adata<O: Observer>(adata: &AnnData, options: &AuditOptions, device: &ComputeDevice, observer: &mut O) -> Result<AuditReport> {
+    let (source_x, var_names) = adata.matrix(options.use_raw)?;
+    let (x, normalization) = to_log_normalized(source_x, var_names, options.normalize)?;
+    let labels = encode_labels(adata.obs.get(&options.label_key)?, &options.label_key, &adata.obs_names, &options.exclude_labels)?;
+    check_trainable(&labels, &options.label_key)?;
+    let n_classes = labels.n_classes();
+    let cells: Vec<usize> = (0..x.n_rows).filter(|&r| labels.codes[r] >= 0).collect();
+
+    // Second label column, coded in the first column's classes.
+    let second_codes = match &options.second_label_key {
+        Some(key) => {
+            let values = adata.obs.get(key)?.to_strings();
+            let mut codes = vec![-1i32; x.n_rows];
+            for &r in &cells {
+                let v = values[r].as_deref().ok_or_else(|| SclabelError::Labels(format!("obs '{key}' has no value for cell '{}'", adata.obs_names[r])))?;
+                let k = labels.class_names.iter().position(|c| c == v).ok_or_else(|| {
+                    SclabelError::Labels(format!(
+                        "obs '{key}': cell '{}' has label '{v}', which is not a class of '{}' ({})",
+                        adata.obs_names[r],
+                        options.label_key,
+                        labels.class_names.join(", ")
+                    ))
+                })?;
+                codes[r] = k as i32;
+            }
+            Some(codes)
+        }
+        None => None,
+    };
+
+    let mut recorded: Vec<&[i32]> = vec![&labels.codes];
+    if let Some(s) = &second_codes {
+        recorded.push(s);
+    }
+    let main = follow_training_dynamics(&x, &labels.codes, n_classes, &cells, &recorded, &options.train, &device.device, observer).await?;
+    let mut dynamics = main.dynamics.into_iter();
+    let (dynamics, second) = (dynamics.next().expect("one recorded column"), dynamics.next());
+
+    let (cutoffs, noise_run) = match options.cutoffs {
+        CutoffRule::Fixed { confidence, variability } => (Cutoffs { confidence, variability }, None),
+        CutoffRule::Simulated { fraction, percentile: q } => {
+            let mut rng = StdRng::seed_from_u64(derived(&options.train, 1).seed);
+            let (noisy, flipped_rows) = flip_labels(&labels.codes, &cells, n_classes, fraction, &mut rng)?;
+            if flipped_rows.is_empty() {
+                return Err(SclabelError::InvalidOption {
+                    option: "cutoffs.fraction".into(),
+                    reason: format!("flipping {fraction} of {} cells flipped none; use a larger fraction", cells.len()),
+                });
+            }
+            let run = follow_training_dynamics(&x, &noisy, n_classes, &cells, &[&noisy], &derived(&options.train, 2), &device.device, observer).await?;
+            let d = run.dynamics.into_iter().next().expect("one recorded column");
+            let is_flipped = flag(&cells, &flipped_rows);
+            let flipped: Vec<usize> = (0..cells.len()).filter(|&k| is_flipped[k]).collect();
+            let pick = |v: &[f32]| flipped.iter().map(|&k| v[k]).collect::<Vec<f32>>();
+            let cutoffs = Cutoffs { confidence: percentile(&pick(&d.confidence), q)?, variability: percentile(&pick(&d.variability), q)? };
+            let score: Vec<f64> = d.confidence.iter().map(|&c| 1.0 - c as f64).collect();
+            let auroc = auroc(&score, &is_flipped);
+            (cutoffs, Some(NoiseRun { flipped, dynamics: d, auroc }))
+        }
+    };
+
+    let trusted = trusted(&dynamics.confidence, &dynamics.variability, cutoffs);
+    let categories = categorize(&dynamics.confidence, &dynamics.variability, &trusted, options.easy);
+    let label_names: Vec<String> = cells.iter().map(|&r| labels.class_names[labels.codes[r] as usize].clone()).collect();
+
+    let corrected_labels = if options.reannotate {
+        Some(reannotate(&x, &labels.codes, n_classes, &cells, &trusted, &labels.class_names, &derived(&options.train, 3), device, observer).await?)
+    } else {
+        None
+    };
+    let gene_scores = match &options.gene_scores {
+        Some(o) => Some(gene_scores(&x.select_rows(&cells), var_names, &dynamics.confidence, o)?),
+        None => None,
+    };
+    Ok(AuditReport {
+        backend: device.info.clone(),
+        normalization,
+        class_names: labels.class_names,
+        cells,
+        labels: label_names,
+        dynamics,
+        second,
+        cutoffs,
+        noise_run,
+        trusted,
+        categories,
+        corrected_labels,
+        gene_scores,
+        history: main.history,
+        options: options.clone(),
+    })
+}
+
+/// Per position in `cells`, whether its row is in `rows` (both sorted ascending).
+fn flag(cells: &[usize], rows: &[usize]) -> Vec<bool> {
+    cells.iter().map(|r| rows.binary_search(r).is_ok()).collect()
+}
+
+/// Annotatability's `predict_true_labels`: a fresh network trained on the trusted cells labels the
+/// untrusted ones. Classes keep the full data set's indices even when a class has no trusted cell
+/// (the reference re-encodes the trusted subset, which shifts indices in that case).
+#[allow(clippy::too_many_arguments)]
+async fn reannotate<O: Observer>(
+    x: &CsrMatrix,
+    codes: &[i32],
+    n_classes: usize,
+    cells: &[usize],
+    trusted: &[bool],
+    class_names: &[String],
+    options: &TrainOptions,
+    device: &ComputeDevice,
+    observer: &mut O,
+) -> Result<Vec<String>> {
+    let trusted_rows: Vec<usize> = cells.iter().zip(trusted).filter(|(_, t)| **t).map(|(&r, _)| r).collect();
+    let untrusted: Vec<usize> = cells.iter().zip(trusted).filter(|(_, t)| !**t).map(|(&r, _)| r).collect();
+    let mut out: Vec<String> = cells.iter().map(|&r| class_names[codes[r] as usize].clone()).collect();
+    if untrusted.is_empty() {
+        return Ok(out);
+    }
+    if trusted_rows.is_empty() {
+        return Err(SclabelError::Labels("no cell is trusted, so there is nothing to re-annotate from".into()));
+    }
+    let model = train_mlp(x, codes, n_classes, &trusted_rows, options, None, &device.device, observer).await?.model;
+    let proba = predict_proba(&model, x, &untrusted, 1024, &device.device, observer).await?;
+    let predicted = proba.chunks(n_classes).map(|p| p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(k, _)| k));
+    let positions: Vec<usize> = (0..cells.len()).filter(|&k| !trusted[k]).collect();
+    for (k, c) in positions.into_iter().zip(predicted) {
+        out[k] = class_names[c].clone();
+    }
+    Ok(out)
+}

@@ -140,3 +140,19 @@ async fn gpu_device(requested: BackendRequest) -> Result<ComputeDevice> {
         Err(SclabelError::Backend { backend: "webgpu".into(), reason: "this build has no GPU support (feature wgpu)".into() })
     }
 }
+
+/// Whether `device` computes on the CPU (where host-side sparse kernels beat dense ones).
+pub fn is_cpu(device: &Device) -> bool {
+    let inner = device.clone().inner();
+    #[cfg(feature = "flex")]
+    if inner == Device::flex() {
+        return true;
+    }
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    if inner == Device::ndarray() {
+        return true;
+    }
+    let _ = inner;
+    false
+}

@@ -81,6 +81,18 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    /// The first layer and the rest (whose input is the first layer's output after its ReLU).
+    pub fn split_first(mut self) -> (Linear, Mlp) {
+        let first = self.layers.remove(0);
+        (first, self)
+    }
+
+    /// Inverse of `split_first`.
+    pub fn join(first: Linear, mut rest: Mlp) -> Mlp {
+        rest.layers.insert(0, first);
+        rest
+    }
+
     /// Logits.
     ///
     /// # Shapes

@@ -1,2 +1,3 @@
 //! Neural network modules.
 pub mod mlp;
+pub mod host_linear;

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod bundle;
 pub mod config;
+pub mod explain;
 pub mod import;
 pub mod model;
 pub mod ops;

@@ -153,7 +153,7 @@ fn main() -> sclabel::Result<()> {
     let label = if n == 100_000 { "100k".to_string() } else { n.to_string() };
     let out = json!({
         "benchmark": "trainability-aware graph (audit::graph::make_conf_graph) and CSR PCA (audit::pca::pca) on synthetic data",
-        "command": format!("cargo run --features ndarray,cli --example bench_graph -- {}", args[1..].join(" ")),
+        "command": format!("cargo run --features ndarray,cli --example bench_graph{}", if args.len() > 1 { format!(" -- {}", args[1..].join(" ")) } else { String::new() }),
         "profile": profile,
         "threads_available": threads,
         "graph": {

@@ -150,7 +150,7 @@ pub async fn make_conf_graph<O: Observer>(
         }
     }
     let m_d = total / (n as f64 * n as f64);
-    if !(m_d > 0.0) || !m_d.is_finite() {
+    if !m_d.is_finite() || m_d <= 0.0 {
         return Err(SclabelError::InvalidValues("all cells have the same embedding (mean distance 0), so distances can't be normalised".into()));
     }
     // m' = α·mean(D)/m_D + (1−α)·mean(|r_i − r_j|)/m_R over n² entries = α + (1−α)(n−1)/n.

@@ -3,25 +3,32 @@
 //!   sclabel predict --model model.safetensors --input q.h5ad --out predictions.csv
 //!   sclabel import-scnym --weights 00_best_model_weights.pkl --genes gene_names.txt --classes class_names.txt --out model.safetensors
 //!   sclabel info model.safetensors
+//!   sclabel audit   --input data.h5ad --label-key cell_type --out audit.csv [--genes genes.csv]
+//!   sclabel explain --model model.safetensors --input data.h5ad --groupby cell_type --target B --out saliency.csv
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use sclabel::audit::api::{audit_adata, AuditOptions, AuditReport, CutoffRule};
+use sclabel::audit::categories::Category;
+use sclabel::audit::genes::{GeneScoreOptions, GeneScores};
 use sclabel::backend::{select, BackendRequest, ComputeDevice};
 use sclabel::block_on;
 use sclabel::data::anndata::AnnData;
 use sclabel::data::h5ad::read_h5ad_owned;
 use sclabel::scnym::api::{predict_adata, train_transfer, TransferOptions};
 use sclabel::scnym::bundle::ScnymModel;
+use sclabel::scnym::explain::{explain_adata, ExplainOptions, Explanation};
 use sclabel::scnym::import::{import_scnym, parse_list};
 use sclabel::scnym::predict::{PredictOptions, Prediction};
+use sclabel::train::classifier::TrainOptions;
 use sclabel::train::progress::{FnObserver, Phase, Progress};
 use sclabel::{Result, SclabelError};
 
 #[derive(Parser)]
-#[command(name = "sclabel", version, about = "Single-cell label transfer (scNym) on h5ad files")]
+#[command(name = "sclabel", version, about = "Single-cell label transfer (scNym), annotation audits (Annotatability) and gene explanations on h5ad files")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -120,6 +127,88 @@ enum Command {
     },
     /// Print a bundle's metadata.
     Info { model: PathBuf },
+    /// Audit annotations from training dynamics (Annotatability): per cell conf, var, trusted,
+    /// category and a corrected label; optionally gene scores.
+    Audit {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long, default_value = "cell_type")]
+        label_key: String,
+        /// A second label column whose probabilities are followed too (same classes).
+        #[arg(long)]
+        second_label_key: Option<String>,
+        /// Labels to leave out entirely (repeatable), e.g. unlabeled_QCfail.
+        #[arg(long)]
+        exclude_label: Vec<String>,
+        #[arg(long, default_value_t = 50)]
+        epochs: usize,
+        /// 3, 4 or 5 Linear layers.
+        #[arg(long, default_value_t = 3)]
+        layers: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        use_raw: bool,
+        /// Fraction of labels flipped in the run that sets the cutoffs.
+        #[arg(long, default_value_t = 0.1)]
+        flip_fraction: f64,
+        /// Percentile of the flipped cells' scores taken as the cutoffs.
+        #[arg(long, default_value_t = 25.0)]
+        percentile: f64,
+        /// Fixed cutoffs instead of the simulated-noise run (both needed).
+        #[arg(long, requires = "cutoff_var")]
+        cutoff_conf: Option<f32>,
+        #[arg(long, requires = "cutoff_conf")]
+        cutoff_var: Option<f32>,
+        /// Don't re-annotate untrusted cells.
+        #[arg(long)]
+        no_reannotate: bool,
+        /// Per-cell CSV: cell, label, conf, var, trusted, category, corrected label.
+        #[arg(long)]
+        out: PathBuf,
+        /// Gene scores CSV (conf_score_high, conf_score_low, conf_score_mid).
+        #[arg(long)]
+        genes: Option<PathBuf>,
+        /// Genes with a column sum below this are not scored.
+        #[arg(long, default_value_t = 100.0)]
+        min_counts: f64,
+    },
+    /// Expected-gradient gene attributions of a class's logit (scNym's interpret): per-gene
+    /// saliency ranked, optionally the per-cell attributions.
+    Explain {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        /// obs column that says which cells are of the target (and source) class.
+        #[arg(long)]
+        groupby: String,
+        #[arg(long)]
+        target: String,
+        /// Reference class; default: all other cells.
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        n_samples: usize,
+        /// Explain a random subset of this many target cells.
+        #[arg(long)]
+        n_cells: Option<usize>,
+        /// scNym's |x − x′| scaling instead of the signed difference.
+        #[arg(long)]
+        abs_scale: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        normalize: bool,
+        #[arg(long)]
+        use_raw: bool,
+        /// Saliency CSV: gene, saliency, rank.
+        #[arg(long)]
+        out: PathBuf,
+        /// Per-cell attributions CSV (cells × genes).
+        #[arg(long)]
+        attributions: Option<PathBuf>,
+    },
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -232,6 +321,65 @@ fn summary(model: &ScnymModel) {
     }
 }
 
+fn write_audit(path: &Path, obs_names: &[String], r: &AuditReport) -> Result<()> {
+    let mut out = String::from("cell,label,conf,var,trusted,category");
+    if r.corrected_labels.is_some() {
+        out.push_str(",corrected_label");
+    }
+    if r.second.is_some() {
+        out.push_str(",conf_second,var_second");
+    }
+    out.push('\n');
+    for (k, &row) in r.cells.iter().enumerate() {
+        out.push_str(&format!(
+            "{},{},{},{},{},{}",
+            csv_field(&obs_names[row]),
+            csv_field(&r.labels[k]),
+            r.dynamics.confidence[k],
+            r.dynamics.variability[k],
+            r.trusted[k],
+            r.categories[k].as_str()
+        ));
+        if let Some(c) = &r.corrected_labels {
+            out.push_str(&format!(",{}", csv_field(&c[k])));
+        }
+        if let Some(d) = &r.second {
+            out.push_str(&format!(",{},{}", d.confidence[k], d.variability[k]));
+        }
+        out.push('\n');
+    }
+    write(path, out.as_bytes())
+}
+
+fn write_gene_scores(path: &Path, g: &GeneScores) -> Result<()> {
+    let mut out = String::from("gene,conf_score_high,conf_score_low,conf_score_mid\n");
+    for (i, gene) in g.genes.iter().enumerate() {
+        out.push_str(&format!("{},{},{},{}\n", csv_field(gene), g.conf_score_high[i], g.conf_score_low[i], g.conf_score_mid[i]));
+    }
+    write(path, out.as_bytes())
+}
+
+fn write_saliency(path: &Path, e: &Explanation) -> Result<()> {
+    let mut out = String::from("gene,saliency,rank\n");
+    for (rank, &g) in e.ranking.iter().enumerate() {
+        out.push_str(&format!("{},{},{}\n", csv_field(&e.genes[g]), e.saliency[g], rank + 1));
+    }
+    write(path, out.as_bytes())
+}
+
+fn write_attributions(path: &Path, obs_names: &[String], e: &Explanation) -> Result<()> {
+    let mut out = String::from("cell");
+    e.genes.iter().for_each(|g| out.push_str(&format!(",{}", csv_field(g))));
+    out.push('\n');
+    let n = e.genes.len();
+    for (k, &row) in e.cells.iter().enumerate() {
+        out.push_str(&csv_field(&obs_names[row]));
+        e.attributions[k * n..(k + 1) * n].iter().for_each(|v| out.push_str(&format!(",{v}")));
+        out.push('\n');
+    }
+    write(path, out.as_bytes())
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train { reference, query, label_key, domain_key, split_key, exclude_label, preset, config, seed, normalize, use_raw, out, predictions, unassigned_below } => {
@@ -311,6 +459,68 @@ fn run(cli: Cli) -> Result<()> {
                     "mode": x.mode, "best_epoch": x.best_epoch, "final_accuracy": x.final_accuracy, "n_train": x.n_train, "epochs_run": x.epochs.len()})),
             });
             println!("{}", serde_json::to_string_pretty(&info).expect("json"));
+        }
+        Command::Audit {
+            input, label_key, second_label_key, exclude_label, epochs, layers, seed, use_raw, flip_fraction, percentile, cutoff_conf, cutoff_var, no_reannotate, out, genes, min_counts,
+        } => {
+            let cutoffs = match (cutoff_conf, cutoff_var) {
+                (Some(confidence), Some(variability)) => CutoffRule::Fixed { confidence, variability },
+                _ => CutoffRule::Simulated { fraction: flip_fraction, percentile },
+            };
+            let options = AuditOptions {
+                label_key,
+                second_label_key,
+                exclude_labels: exclude_label,
+                use_raw,
+                train: TrainOptions { epochs, n_layers: layers, seed, ..TrainOptions::default() },
+                cutoffs,
+                reannotate: !no_reannotate,
+                gene_scores: genes.as_ref().map(|_| GeneScoreOptions { min_counts, ..GeneScoreOptions::default() }),
+                ..AuditOptions::default()
+            };
+            let dev = device(cli.backend)?;
+            let ad = load_h5ad(&input)?;
+            let bar = bar(cli.quiet);
+            let report = block_on(audit_adata(&ad, &options, &dev, &mut observe(&bar)))?;
+            bar.finish_and_clear();
+            let count = |c: Category| report.categories.iter().filter(|&&x| x == c).count();
+            eprintln!(
+                "{} cells audited; cutoffs conf {:.3} var {:.3}; easy-to-learn {}, ambiguous {}, hard-to-learn {}",
+                report.cells.len(),
+                report.cutoffs.confidence,
+                report.cutoffs.variability,
+                count(Category::EasyToLearn),
+                count(Category::Ambiguous),
+                count(Category::HardToLearn)
+            );
+            if let Some(a) = report.noise_run.as_ref().and_then(|n| n.auroc) {
+                eprintln!("simulated-noise run: AUROC of 1 − conf for the flipped cells {a:.3}");
+            }
+            write_audit(&out, &ad.obs_names, &report)?;
+            eprintln!("audit written to {}", out.display());
+            if let (Some(path), Some(g)) = (genes, &report.gene_scores) {
+                write_gene_scores(&path, g)?;
+                let top = |s: &[f32]| GeneScores::top(s, 10).into_iter().map(|i| g.genes[i].as_str()).collect::<Vec<_>>().join(" ");
+                eprintln!("top conf_score_high: {}\ntop conf_score_low: {}", top(&g.conf_score_high), top(&g.conf_score_low));
+                eprintln!("gene scores written to {}", path.display());
+            }
+        }
+        Command::Explain { model, input, groupby, target, source, n_samples, n_cells, abs_scale, seed, normalize, use_raw, out, attributions } => {
+            let dev = device(cli.backend)?;
+            let m = ScnymModel::from_bytes(&read(&model)?, &dev.device)?;
+            let ad = load_h5ad(&input)?;
+            let options = ExplainOptions { target, source, n_samples, n_cells, abs_scale, seed, normalize, use_raw, ..ExplainOptions::default() };
+            let bar = bar(cli.quiet);
+            let e = block_on(explain_adata(&ad, &m, &groupby, &options, &dev, &mut observe(&bar)))?;
+            bar.finish_and_clear();
+            e.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+            let top: Vec<&str> = e.ranking.iter().take(10).map(|&g| e.genes[g].as_str()).collect();
+            eprintln!("{} cells of '{}' explained; top genes: {}", e.cells.len(), e.target, top.join(" "));
+            write_saliency(&out, &e)?;
+            if let Some(path) = attributions {
+                write_attributions(&path, &ad.obs_names, &e)?;
+            }
+            eprintln!("saliency written to {}", out.display());
         }
     }
     Ok(())

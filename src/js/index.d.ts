@@ -183,6 +183,78 @@ export declare class ScnymModel {
   free(): void;
 }
 
+/** Options of `audit` (Annotatability); every field optional, defaults as the package's. */
+export interface AuditOptions {
+  label_key?: string;
+  /** A second label column whose probabilities are followed too (classes of `label_key`). */
+  second_label_key?: string | null;
+  exclude_labels?: string[];
+  use_raw?: boolean;
+  normalize?: 'cpm' | 'cp10k';
+  train?: HoldoutOptions['train'];
+  /** Simulated label noise (default { kind: 'simulated', fraction: 0.1, percentile: 25 }) or fixed cutoffs. */
+  cutoffs?: { kind: 'simulated'; fraction: number; percentile: number } | { kind: 'fixed'; confidence: number; variability: number };
+  /** Thresholds of "easy-to-learn" (default 0.95 / 0.15). */
+  easy?: { confidence?: number; variability?: number };
+  reannotate?: boolean;
+  gene_scores?: { power?: number; power_low?: number; min_counts?: number } | null;
+}
+
+export interface AuditResult {
+  /** Rows of the dataset that were audited; every per-cell array is aligned with it. */
+  cells: Uint32Array;
+  labels: string[];
+  /** Mean probability of the annotated label over the epochs. */
+  conf: Float32Array;
+  /** Population standard deviation of it. */
+  var: Float32Array;
+  /** 1 = trusted (conf or var above its cutoff). */
+  trusted: Uint8Array;
+  category: Array<'easy-to-learn' | 'ambiguous' | 'hard-to-learn'>;
+  /** Given label for trusted cells, a re-annotation network's label for untrusted ones; null when off. */
+  corrected_label: string[] | null;
+  conf_second?: Float32Array;
+  var_second?: Float32Array;
+  cutoffs: { confidence: number; variability: number };
+  /** The simulated-noise run: positions (into `cells`) of flipped cells, AUROC of 1 − conf for them. */
+  noise_run: { flipped: number[]; auroc: number | null } | null;
+  gene_scores: { genes: string[]; conf_score_high: Float32Array; conf_score_low: Float32Array; conf_score_mid: Float32Array } | null;
+  class_names: string[];
+  history: Array<{ epoch: number; loss: number; accuracy: number }>;
+  backend: BackendInfo;
+  normalization: NormalizationReport;
+}
+
+export interface ExplainOptions {
+  /** The class whose logit is explained (required). */
+  target: string;
+  /** Reference class; null / 'all' = all other cells. */
+  source?: string | null;
+  n_samples?: number;
+  batch_size?: number;
+  /** scNym's |x − x′| scaling instead of the signed difference. */
+  abs_scale?: boolean;
+  n_cells?: number | null;
+  seed?: number;
+  normalize?: boolean;
+  use_raw?: boolean;
+}
+
+export interface Explanation {
+  genes: string[];
+  cells: Uint32Array;
+  /** cells × genes, row-major. */
+  attributions: Float32Array;
+  /** Mean attribution per gene. */
+  saliency: Float32Array;
+  /** Gene indices, highest saliency first. */
+  ranking: Uint32Array;
+  target: string;
+  n_samples: number;
+  abs_scale: boolean;
+  warnings: string[];
+}
+
 export interface SclabelSession {
   readonly backend: BackendInfo;
   trainHoldout(dataset: Dataset, options?: HoldoutOptions, controls?: RunControls): Promise<HoldoutReport>;
@@ -190,6 +262,8 @@ export interface SclabelSession {
   predictScnym(model: ScnymModel, dataset: Dataset, options?: ScnymPredictOptions, controls?: RunControls): Promise<ScnymPrediction>;
   loadScnymModel(source: ArrayBuffer | ArrayBufferView | Blob | string | URL): Promise<ScnymModel>;
   importScnym(weights: ArrayBuffer | ArrayBufferView | Blob | string | URL, genes: string[], classes: string[]): Promise<ScnymModel>;
+  audit(dataset: Dataset, options?: AuditOptions, controls?: RunControls): Promise<AuditResult>;
+  explainScnym(model: ScnymModel, dataset: Dataset, groupby: string, options: ExplainOptions, controls?: RunControls): Promise<Explanation>;
   dispose(): void;
 }
 

@@ -47,6 +47,14 @@ function wrapSession(session) {
     predictScnym(model, dataset, options = {}, { onProgress, signal } = {}) {
       return session.predictScnym(model, dataset, options, onProgress, signal);
     },
+    /** Audits `dataset`'s annotations from training dynamics (Annotatability): conf, var, categories, corrected labels, gene scores. */
+    audit(dataset, options = {}, { onProgress, signal } = {}) {
+      return session.audit(dataset, options, onProgress, signal);
+    },
+    /** Expected-gradient gene attributions of `model`'s logit for `options.target` on the cells labelled so in obs `groupby`. */
+    explainScnym(model, dataset, groupby, options = {}, { onProgress, signal } = {}) {
+      return session.explainScnym(model, dataset, groupby, options, onProgress, signal);
+    },
     /** Loads a model bundle from bytes, a Blob or a URL (e.g. a pretrained atlas model). */
     async loadScnymModel(source) {
       return session.loadScnymModel(await bytesOf(source, 'model bundle'));

@@ -1,4 +1,5 @@
 //! wasm-bindgen layer: converts JS values to core types and back. No logic lives here.
+mod audit;
 mod convert;
 mod dataset;
 mod error;

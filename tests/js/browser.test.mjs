@@ -150,3 +150,17 @@ for (const [backend, tolerance] of [['cpu', 1e-4], ['webgpu', 1e-3]]) {
     await page.close();
   });
 }
+
+import { AUDIT_DATA, AUDIT, syntheticAudit, compareAudit } from './audit_cases.mjs';
+
+for (const [backend, tolerance] of [['cpu', 1e-4], ['webgpu', 1e-3]]) {
+  test(`the annotation audit in Chromium on ${backend} matches the native build`, async () => {
+    const { page, errors } = await harness();
+    const out = await inPage(page, syntheticAudit, backend, { AUDIT_DATA, AUDIT });
+    assert.equal(out.backend, backend === 'cpu' ? 'flex' : 'webgpu');
+    const { dc, dv } = compareAudit(out, tolerance);
+    console.log(`# audit in Chromium (${backend}) vs native: max |Δconf| = ${dc.toExponential(2)}, |Δvar| = ${dv.toExponential(2)}`);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+}

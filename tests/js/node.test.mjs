@@ -97,3 +97,12 @@ test('an imported scNym model reproduces scNym in wasm (Node)', async (t) => {
   assert.equal(cells, 290);
   assert.ok(maxP < 1e-5 && maxE < 1e-4, `${maxP} ${maxE}`);
 });
+
+import { AUDIT_DATA, AUDIT, syntheticAudit, compareAudit } from './audit_cases.mjs';
+
+test('the annotation audit in Node (wasm CPU) matches the native build', async () => {
+  const out = await syntheticAudit(sclabel, 'cpu', { AUDIT_DATA, AUDIT });
+  assert.equal(out.backend, 'flex');
+  const { dc, dv } = compareAudit(out, 1e-4);
+  console.log(`# audit in Node vs native: max |Δconf| = ${dc.toExponential(2)}, |Δvar| = ${dv.toExponential(2)}`);
+});

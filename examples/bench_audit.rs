@@ -12,7 +12,7 @@ use std::time::Instant;
 use sclabel::audit::categories::auroc;
 use sclabel::audit::dynamics::{follow_training_dynamics, Dynamics};
 use sclabel::audit::genes::{gene_scores, GeneScoreOptions, GeneScores};
-use sclabel::backend::{cpu, BackendRequest};
+use sclabel::backend::{cpu, cpu_of, Backend, BackendRequest};
 use sclabel::block_on;
 use sclabel::data::align::align_genes;
 use sclabel::data::h5ad::read_h5ad;
@@ -102,7 +102,11 @@ fn load_task() -> Task {
 }
 
 fn run(task: &Task, codes: &[i32], seed: u64) -> (Dynamics, f64) {
-    let device = cpu(BackendRequest::Cpu, "bench").unwrap().device;
+    // SCLABEL_CPU=ndarray compares burn's older CPU backend.
+    let device = match std::env::var("SCLABEL_CPU").as_deref() {
+        Ok("ndarray") => cpu_of(Backend::Ndarray, BackendRequest::Cpu, "bench").unwrap().device,
+        _ => cpu(BackendRequest::Cpu, "bench").unwrap().device,
+    };
     let rows: Vec<usize> = (0..task.x.n_rows).collect();
     let options = TrainOptions { epochs: 50, seed, ..TrainOptions::default() };
     let t = Instant::now();

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::audit::categories::{auroc, categorize, flip_labels, percentile, trusted, Category, Cutoffs, EasyThresholds};
 use crate::audit::dynamics::{follow_training_dynamics, Dynamics};
 use crate::audit::genes::{gene_scores, GeneScoreOptions, GeneScores};
+use crate::audit::graph::{make_conf_graph, ConfGraph, ConfGraphOptions};
+use crate::audit::pca::{pca, PcaOptions};
 use crate::backend::{BackendInfo, ComputeDevice};
 use crate::data::anndata::AnnData;
 use crate::data::labels::{check_trainable, encode_labels};
@@ -249,4 +251,26 @@ async fn reannotate<O: Observer>(
         out[k] = class_names[c].clone();
     }
     Ok(out)
+}
+
+/// The trainability-aware graph of an audit's cells (Annotatability's `make_conf_graph`): PCA of
+/// the audited cells' log-normalised matrix (when the caller has no embedding of its own), then
+/// the blended-distance kNN graph. Rows and columns of the result follow `report.cells`.
+pub async fn trainability_graph<O: Observer>(
+    adata: &AnnData,
+    report: &AuditReport,
+    pca_options: &PcaOptions,
+    graph_options: &ConfGraphOptions,
+    device: &ComputeDevice,
+    observer: &mut O,
+) -> Result<ConfGraph> {
+    let (source_x, var_names) = adata.matrix(report.options.use_raw)?;
+    if source_x.n_rows != adata.n_obs() || report.cells.iter().any(|&r| r >= source_x.n_rows) {
+        return Err(SclabelError::ShapeMismatch("the audit report does not belong to this data set".into()));
+    }
+    let (x, _) = to_log_normalized(source_x, var_names, report.options.normalize)?;
+    let sub = x.select_rows(&report.cells);
+    let options = PcaOptions { n_components: pca_options.n_components.min(sub.n_rows.min(sub.n_cols)), ..*pca_options };
+    let embedding = pca(&sub, &options)?;
+    make_conf_graph(&embedding.scores, embedding.n_components, &report.dynamics.confidence, graph_options, &device.device, observer).await
 }

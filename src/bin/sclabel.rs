@@ -11,7 +11,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use sclabel::audit::api::{audit_adata, AuditOptions, AuditReport, CutoffRule};
+use sclabel::audit::api::{audit_adata, trainability_graph, AuditOptions, AuditReport, CutoffRule};
+use sclabel::audit::graph::ConfGraphOptions;
+use sclabel::audit::pca::PcaOptions;
 use sclabel::audit::categories::Category;
 use sclabel::audit::genes::{GeneScoreOptions, GeneScores};
 use sclabel::backend::{select, BackendRequest, ComputeDevice};
@@ -172,6 +174,17 @@ enum Command {
         /// Genes with a column sum below this are not scored.
         #[arg(long, default_value_t = 100.0)]
         min_counts: f64,
+        /// Trainability-aware kNN graph as an edge list CSV (cell, neighbor, weight, distance),
+        /// built on a PCA of the audited cells.
+        #[arg(long)]
+        graph: Option<PathBuf>,
+        /// Weight of expression distance against confidence-rank distance in the graph.
+        #[arg(long, default_value_t = 0.9)]
+        alpha: f64,
+        #[arg(long, default_value_t = 15)]
+        k: usize,
+        #[arg(long, default_value_t = 50)]
+        n_pcs: usize,
     },
     /// Expected-gradient gene attributions of a class's logit (scNym's interpret): per-gene
     /// saliency ranked, optionally the per-cell attributions.
@@ -461,7 +474,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&info).expect("json"));
         }
         Command::Audit {
-            input, label_key, second_label_key, exclude_label, epochs, layers, seed, use_raw, flip_fraction, percentile, cutoff_conf, cutoff_var, no_reannotate, out, genes, min_counts,
+            input, label_key, second_label_key, exclude_label, epochs, layers, seed, use_raw, flip_fraction, percentile, cutoff_conf, cutoff_var, no_reannotate, out, genes, min_counts, graph, alpha, k, n_pcs,
         } => {
             let cutoffs = match (cutoff_conf, cutoff_var) {
                 (Some(confidence), Some(variability)) => CutoffRule::Fixed { confidence, variability },
@@ -503,6 +516,23 @@ fn run(cli: Cli) -> Result<()> {
                 let top = |s: &[f32]| GeneScores::top(s, 10).into_iter().map(|i| g.genes[i].as_str()).collect::<Vec<_>>().join(" ");
                 eprintln!("top conf_score_high: {}\ntop conf_score_low: {}", top(&g.conf_score_high), top(&g.conf_score_low));
                 eprintln!("gene scores written to {}", path.display());
+            }
+            if let Some(path) = graph {
+                let pca_options = PcaOptions { n_components: n_pcs, seed, ..PcaOptions::default() };
+                let graph_options = ConfGraphOptions { alpha, k, ..ConfGraphOptions::default() };
+                let g = block_on(trainability_graph(&ad, &report, &pca_options, &graph_options, &dev, &mut observe(&bar)))?;
+                bar.finish_and_clear();
+                let mut csv = String::from("cell,neighbor,weight,distance\n");
+                let c = &g.connectivities;
+                for i in 0..c.n_rows {
+                    let (idx, w) = c.row(i);
+                    let d = g.distances.row(i).1;
+                    for ((&j, &w), &d) in idx.iter().zip(w).zip(d) {
+                        csv.push_str(&format!("{},{},{w},{d}\n", csv_field(&ad.obs_names[report.cells[i]]), csv_field(&ad.obs_names[report.cells[j as usize]])));
+                    }
+                }
+                write(&path, csv.as_bytes())?;
+                eprintln!("graph ({} edges, symmetric) written to {}", c.nnz(), path.display());
             }
         }
         Command::Explain { model, input, groupby, target, source, n_samples, n_cells, abs_scale, seed, normalize, use_raw, out, attributions } => {

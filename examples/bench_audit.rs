@@ -102,13 +102,18 @@ fn load_task() -> Task {
 }
 
 fn run(task: &Task, codes: &[i32], seed: u64) -> (Dynamics, f64) {
+    run_with(task, codes, seed, true)
+}
+
+/// `host_first_layer: false` is the dense baseline the sparse host layer is measured against.
+fn run_with(task: &Task, codes: &[i32], seed: u64, host_first_layer: bool) -> (Dynamics, f64) {
     // SCLABEL_CPU=ndarray compares burn's older CPU backend.
     let device = match std::env::var("SCLABEL_CPU").as_deref() {
         Ok("ndarray") => cpu_of(Backend::Ndarray, BackendRequest::Cpu, "bench").unwrap().device,
         _ => cpu(BackendRequest::Cpu, "bench").unwrap().device,
     };
     let rows: Vec<usize> = (0..task.x.n_rows).collect();
-    let options = TrainOptions { epochs: 50, seed, ..TrainOptions::default() };
+    let options = TrainOptions { epochs: 50, seed, host_first_layer, ..TrainOptions::default() };
     let t = Instant::now();
     let out = block_on(follow_training_dynamics(&task.x, codes, task.classes.len(), &rows, &[codes], &options, &device, &mut Silent)).unwrap();
     (out.dynamics.into_iter().next().unwrap(), t.elapsed().as_secs_f64())
@@ -130,6 +135,10 @@ fn main() {
         println!("seed {seed}: AUROC {a:.4}, {secs:.2} s, Spearman(conf, reference) {rho:.4}");
         per_seed.push(json!({"seed": seed, "auroc": a, "seconds": secs, "spearman_conf_vs_reference": rho}));
     }
+    // Same run with the dense first layer, in this process: the speed-up of the sparse host layer.
+    let (_, dense_secs) = run_with(&task, &task.given_codes, 0, false);
+    let speedup = dense_secs / per_seed[0]["seconds"].as_f64().unwrap();
+    println!("dense first layer (baseline): {dense_secs:.2} s → sparse host layer {speedup:.2}× faster");
     let mean = |k: &str| per_seed.iter().map(|v| v[k].as_f64().unwrap()).sum::<f64>() / per_seed.len() as f64;
 
     // Clean run: fidelity of confidence and the gene rankings.
@@ -159,6 +168,8 @@ fn main() {
         "mean_auroc": mean("auroc"),
         "mean_seconds": mean("seconds"),
         "mean_spearman_conf_vs_reference": mean("spearman_conf_vs_reference"),
+        "dense_first_layer_seconds_seed0": dense_secs,
+        "host_layer_speedup_vs_dense": speedup,
         "clean_run": {"seconds": clean_secs, "spearman_conf_vs_reference": rho_clean},
         "gene_scores_seconds": gene_secs,
         "top20_conf_score_high": high, "top20_conf_score_high_overlap": overlap(&high, &ref_high),

@@ -294,13 +294,13 @@ mod tests {
         let mut dense = Vec::new();
         x.densify_rows_into(&rows, &mut dense);
         let xt = Tensor::<2>::from_data(TensorData::new(dense.clone(), [rows.len(), g]), &device);
-        let want: Vec<f32> = linear.forward(xt).into_data().to_vec().unwrap();
+        let want: Vec<f32> = linear.forward(xt).into_data().try_into_vec_as::<f32>().unwrap();
         let max = out.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(max < 1e-5, "forward differs by {max}");
 
         // Two SGD steps against the rule written densely.
         let grad: Vec<f32> = (0..rows.len() * h).map(|i| ((i * 7919) % 101) as f32 / 101.0 - 0.5).collect();
-        let w0: Vec<f32> = linear.weight.val().into_data().to_vec().unwrap();
+        let w0: Vec<f32> = linear.weight.val().into_data().try_into_vec_as::<f32>().unwrap();
         let mut dw = vec![0f32; g * h];
         for (k, _) in rows.iter().enumerate() {
             for gi in 0..g {
@@ -313,7 +313,7 @@ mod tests {
         host.sgd_step(&x, &rows, &grad, 0.1, 0.9);
         host.sgd_step(&x, &rows, &grad, 0.1, 0.9);
         // v1 = g, w1 = w0 − 0.1 g; v2 = 0.9 g + g, w2 = w1 − 0.1 · 1.9 g = w0 − 0.29 g.
-        let w2: Vec<f32> = host.to_linear(&device).weight.val().into_data().to_vec().unwrap();
+        let w2: Vec<f32> = host.to_linear(&device).weight.val().into_data().try_into_vec_as::<f32>().unwrap();
         let max = w2.iter().zip(&w0).zip(&dw).map(|((a, w), d)| (a - (w - 0.29 * d)).abs()).fold(0f32, f32::max);
         assert!(max < 1e-5, "weights differ by {max}");
     }

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use sclabel::audit::categories::auroc;
+use sclabel::audit::categories::{auroc, mid_ranks};
 use sclabel::audit::dynamics::{follow_training_dynamics, Dynamics};
 use sclabel::audit::genes::{gene_scores, GeneScoreOptions, GeneScores};
 use sclabel::backend::{cpu, cpu_of, Backend, BackendRequest};
@@ -33,25 +33,8 @@ fn read_csv(path: &str) -> Vec<HashMap<String, String>> {
     lines.map(|l| header.iter().cloned().zip(l.split(',').map(str::to_string)).collect()).collect()
 }
 
-/// Average ranks (ties share their mean rank).
-fn ranks(v: &[f64]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..v.len()).collect();
-    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-    let mut r = vec![0.0; v.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
-            j += 1;
-        }
-        order[i..=j].iter().for_each(|&k| r[k] = (i + j) as f64 / 2.0);
-        i = j + 1;
-    }
-    r
-}
-
 fn spearman(a: &[f64], b: &[f64]) -> f64 {
-    let (ra, rb) = (ranks(a), ranks(b));
+    let (ra, rb) = (mid_ranks(a), mid_ranks(b));
     let n = a.len() as f64;
     let (ma, mb) = (ra.iter().sum::<f64>() / n, rb.iter().sum::<f64>() / n);
     let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();

@@ -10,6 +10,7 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Poisson};
+use sclabel::audit::categories::auroc;
 use sclabel::backend::{cpu, BackendRequest};
 use sclabel::block_on;
 use sclabel::data::anndata::{AnnData, Column, ObsTable};
@@ -55,21 +56,6 @@ fn scores(truth: &[String], pred: &[String]) -> (f64, f64, f64) {
         .sum::<f64>()
         / k as f64;
     (po, (po - pe) / (1.0 - pe), f1)
-}
-
-/// AUROC of `score` for positives (ties count half).
-fn auroc(score: &[f64], positive: &[bool]) -> f64 {
-    let (mut num, mut pairs) = (0f64, 0f64);
-    for (i, &si) in score.iter().enumerate().filter(|(i, _)| positive[*i]) {
-        let _ = i;
-        for (j, &sj) in score.iter().enumerate() {
-            if !positive[j] {
-                pairs += 1.0;
-                num += if si > sj { 1.0 } else if si == sj { 0.5 } else { 0.0 };
-            }
-        }
-    }
-    num / pairs
 }
 
 fn transfer(reference: &AnnData, query: &AnnData, options: &TransferOptions) -> (Vec<String>, Vec<f32>, f64, serde_json::Value) {
@@ -121,7 +107,7 @@ fn pancreas_novel(seeds: u64) -> serde_json::Value {
         let hits = (0..truth.len()).filter(|&i| is_shared[i] && pred[i] == truth[i]).count();
         let acc = hits as f64 / is_shared.iter().filter(|&&s| s).count() as f64;
         let novel: Vec<bool> = is_shared.iter().map(|s| !s).collect();
-        let auc = auroc(&conf.iter().map(|&c| 1.0 - c as f64).collect::<Vec<_>>(), &novel);
+        let auc = auroc(&conf.iter().map(|&c| 1.0 - c as f64).collect::<Vec<_>>(), &novel).expect("novel and shared cells");
         eprintln!("pancreas-novel seed {seed}: shared-type accuracy {acc:.4}, novel AUROC {auc:.4} ({secs:.1} s)");
         runs.push(json!({"seed": seed, "shared_accuracy": acc, "novel_auroc": auc, "train_seconds": secs, "info": info}));
     }

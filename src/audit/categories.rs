@@ -105,23 +105,28 @@ pub fn categorize(confidence: &[f32], variability: &[f32], trusted: &[bool], eas
         .collect()
 }
 
-/// Area under the ROC curve of `score` for telling `positive` cells from the rest (ties count
-/// one half), by ranks in O(n log n). `None` when either group is empty.
-pub fn auroc(score: &[f64], positive: &[bool]) -> Option<f64> {
-    let mut order: Vec<usize> = (0..score.len()).collect();
-    order.sort_by(|&a, &b| score[a].total_cmp(&score[b]));
-    // Mid-ranks (1-based) with ties averaged.
-    let mut rank = vec![0f64; score.len()];
+/// Ranks 1..=n of `values` in ascending order, tied values sharing their mean rank.
+pub fn mid_ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut rank = vec![0f64; values.len()];
     let mut i = 0;
     while i < order.len() {
         let mut j = i;
-        while j + 1 < order.len() && score[order[j + 1]] == score[order[i]] {
+        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
             j += 1;
         }
         let mid = (i + j) as f64 / 2.0 + 1.0;
         order[i..=j].iter().for_each(|&k| rank[k] = mid);
         i = j + 1;
     }
+    rank
+}
+
+/// Area under the ROC curve of `score` for telling `positive` cells from the rest (ties count
+/// one half), by ranks in O(n log n). `None` when either group is empty.
+pub fn auroc(score: &[f64], positive: &[bool]) -> Option<f64> {
+    let rank = mid_ranks(score);
     let n_pos = positive.iter().filter(|&&p| p).count() as f64;
     let n_neg = score.len() as f64 - n_pos;
     if n_pos == 0.0 || n_neg == 0.0 {

@@ -227,6 +227,17 @@ pub struct PredictReport {
     pub warnings: Vec<String>,
 }
 
+/// `adata`'s matrix as `model` takes it: ln(CPM+1) (checked, or converted when `normalize`),
+/// columns aligned to the model's genes (missing genes are zero).
+pub fn model_input(model: &ScnymModel, adata: &AnnData, normalize: bool, use_raw: bool) -> Result<(CsrMatrix, NormalizationReport, GeneOverlap)> {
+    let (x, genes) = adata.matrix(use_raw)?;
+    check_unique(genes, "the data")?;
+    // Normalise on all of the data's genes (library size is a whole-cell quantity), then align.
+    let (x, normalization) = prepare_input(x, genes, normalize, "data")?;
+    let (x, overlap) = align_genes(&x, genes, &model.genes)?;
+    Ok((x, normalization, overlap))
+}
+
 /// Aligns `adata` to the model's genes (missing genes are zero, with a warning when few are
 /// shared), brings it to ln(CPM+1) and predicts.
 pub async fn predict_adata<O: Observer>(
@@ -238,11 +249,7 @@ pub async fn predict_adata<O: Observer>(
     device: &Device,
     observer: &mut O,
 ) -> Result<(Prediction, PredictReport)> {
-    let (x, genes) = adata.matrix(use_raw)?;
-    check_unique(genes, "the data")?;
-    // Normalise on all of the data's genes (library size is a whole-cell quantity), then align.
-    let (x, normalization) = prepare_input(x, genes, normalize, "data")?;
-    let (x, overlap) = align_genes(&x, genes, &model.genes)?;
+    let (x, normalization, overlap) = model_input(model, adata, normalize, use_raw)?;
     let mut warnings = Vec::new();
     if overlap.low {
         warnings.push(format!(

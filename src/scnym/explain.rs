@@ -15,11 +15,10 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::ComputeDevice;
-use crate::data::align::{align_genes, check_unique};
 use crate::data::anndata::AnnData;
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
-use crate::scnym::api::prepare_input;
+use crate::scnym::api::model_input;
 use crate::scnym::bundle::ScnymModel;
 use crate::scnym::model::Mode;
 use crate::train::progress::{Observer, Progress};
@@ -284,11 +283,7 @@ pub async fn explain_adata<O: Observer>(
             None => format!("every cell is '{}' in obs column '{groupby}', so there are no reference cells", options.target),
         }));
     }
-    let (x, genes) = adata.matrix(options.use_raw)?;
-    check_unique(genes, "the data")?;
-    // Normalise on all of the data's genes (library size is a whole-cell quantity), then align.
-    let (x, _) = prepare_input(x, genes, options.normalize, "data")?;
-    let (x, overlap) = align_genes(&x, genes, &model.genes)?;
+    let (x, _, overlap) = model_input(model, adata, options.normalize, options.use_raw)?;
     let mut warnings = Vec::new();
     if overlap.low {
         warnings.push(format!(
@@ -590,9 +585,7 @@ mod tests {
         let top: Vec<&str> = e.ranking.iter().take(15).map(|&j| e.genes[j].as_str()).collect();
         eprintln!("top genes for {target}: {top:?}");
         // Completeness against the whole pool: Σ_g a_ig vs z_c(x_i) − mean z_c(r).
-        let (x, genes) = ad.matrix(false).unwrap();
-        let (x, _) = prepare_input(x, genes, true, "data").unwrap();
-        let (x, _) = align_genes(&x, genes, &model.genes).unwrap();
+        let (x, _, _) = model_input(&model, &ad, true, false).unwrap();
         let c = model.classes.iter().position(|k| k == target).unwrap();
         let z = logit(&model, &x, c, &cd.device);
         let pool: Vec<usize> = (0..ad.n_obs()).filter(|&i| labels[i].as_deref() != Some(target)).collect();

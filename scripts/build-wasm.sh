@@ -14,7 +14,18 @@ wasm-bindgen --target web "${strip[@]}" --out-dir pkg --out-name sclabel_wasm ta
 if [ "${1:-}" = --release-size ]; then
   npx --yes binaryen@132.0.0 pkg/sclabel_wasm_bg.wasm -Oz -o pkg/sclabel_wasm_bg.wasm
 fi
+# The JS layer: our modules as written, the package version stamped in, and zarrita (the Zarr
+# reader) bundled into one self-contained file, so the package has no bare imports and runs
+# unbundled in a browser as well as under Vite / webpack / Node.
 cp src/js/*.js src/js/*.d.ts pkg/
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
+sed -i "s/__SCLABEL_VERSION__/$version/" pkg/index.js
+mkdir -p pkg/vendor
+# Codecs (blosc, zstd, lz4) are split into chunks loaded only when a store uses them; unzipit's
+# optional worker_threads import is stubbed out for the browser.
+npx --no-install esbuild zarrita=src/js/vendor/zarrita.entry.js --bundle --format=esm --platform=browser \
+  --splitting --minify --alias:worker_threads=./src/js/vendor/no-worker-threads.js \
+  --chunk-names='zarrita-[name]-[hash]' --outdir=pkg/vendor --log-level=warning
 raw=$(stat -c %s pkg/sclabel_wasm_bg.wasm)
 gz=$(gzip -9 -c pkg/sclabel_wasm_bg.wasm | wc -c)
 echo "wasm: $raw bytes raw, $gz bytes gzipped"

@@ -47,6 +47,15 @@ pub struct BackendInfo {
     pub reason: String,
 }
 
+impl ComputeDevice {
+    /// Hands pooled buffers back to the driver (GPU memory after a cancelled or finished run; a
+    /// no-op on CPU backends). Tensors still alive keep theirs.
+    pub fn release_memory(&self) {
+        use burn::backend::Backend as _;
+        burn::backend::Dispatch::memory_cleanup(self.device.clone().inner().as_dispatch());
+    }
+}
+
 /// The CPU backend this build uses by default: flex when compiled in, else ndarray.
 pub fn cpu(requested: BackendRequest, reason: impl Into<String>) -> Result<ComputeDevice> {
     #[cfg(feature = "flex")]

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use sclabel::data::anndata::{AnnData, Column};
-use sclabel::data::h5ad::read_h5ad;
+use sclabel::data::h5ad::{read_h5ad, read_h5ad_source, ReadSeekSource};
 use sclabel::error::SclabelError;
 
 macro_rules! data_path {
@@ -317,5 +317,18 @@ fn corrupted_files_do_not_panic() {
             m[p] ^= (next() as u8) | 1;
         }
         let _ = read_h5ad(&m, "fuzzed.h5ad");
+    }
+}
+
+/// Reading on demand through a `Source` (as the CLI and the browser's `Blob` reader do) gives
+/// exactly what reading the whole file's bytes gives.
+#[test]
+fn every_file_reads_the_same_through_a_source() {
+    for file in ["pbmc3k_raw_labeled.h5ad", "pbmc_symphony_3chemistries.h5ad", "pbmc8k_200hvg.h5ad", "pbmc68k_reduced.h5ad", "pancreas_xin.h5ad", "pancreas_wang.h5ad"] {
+        let path = format!("{}/../shared/data/{file}", env!("CARGO_MANIFEST_DIR"));
+        let Some(whole) = load(&path, file) else { continue };
+        let source = ReadSeekSource::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let streamed = read_h5ad_source(source, file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert!(streamed == whole, "{file}: streamed read differs");
     }
 }

@@ -118,6 +118,10 @@ fn symphony_two_chemistries_label_the_third() {
     let acc = hits as f32 / query.n_obs() as f32;
     eprintln!("3pv1 accuracy {acc:.4}, best epoch {}, held-out accuracy {:?}", metrics.best_epoch, metrics.final_accuracy);
     assert!(acc > 0.85, "accuracy on the held-out chemistry {acc}");
+    // The browser test (tests/js/package.test.mjs) runs the same transfer in a worker and compares.
+    let tmp = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(tmp.join("native_symphony_3pv1.json"), serde_json::json!({ "accuracy": acc, "cells": query.n_obs() }).to_string()).unwrap();
 }
 
 fn small_transfer_options() -> TransferOptions {

@@ -1,23 +1,35 @@
 // The demo: built only on sclabel's public JS API, as a host application would use it.
-import { startSession, readH5ad } from 'sclabel';
+import { open } from 'sclabel';
 
 const $ = (id) => document.getElementById(id);
 const DEMO_URL = 'data/pbmc68k_reduced.h5ad';
+let sl = null;
 let dataset = null;
 let controller = null;
 
+/** The sclabel client (its worker owns the data): reopened when the backend choice changes. */
+async function client() {
+  if (sl?.requested !== $('backend').value) {
+    sl?.client.close();
+    dataset = null;
+    sl = { requested: $('backend').value, client: await open({ backend: $('backend').value }) };
+  }
+  return sl.client;
+}
+
 async function loadDataset() {
   $('summary').textContent = 'Loading…';
+  const c = await client();
   if ($('dataset').value === 'demo') {
-    dataset = await readH5ad(DEMO_URL, 'pbmc68k_reduced.h5ad');
+    dataset = await c.load(new URL(DEMO_URL, location.href), { name: 'pbmc68k_reduced.h5ad' });
     $('use-raw').checked = true; // X is scaled (z-scores); .raw holds log-normalised values
   } else {
     const file = $('file').files[0];
     if (!file) { $('file').click(); return; }
-    dataset = await readH5ad(file);
+    dataset = await c.load(file);
     $('use-raw').checked = false;
   }
-  const summary = dataset.summary();
+  const summary = dataset.summary;
   const categorical = summary.obs.filter((c) => c.kind === 'categorical' || c.kind === 'string');
   $('label-key').replaceChildren(...categorical.map((c) => new Option(c.name, c.name)));
   const preferred = ['bulk_labels', 'cell_type', 'celltype', 'labels'].find((k) => categorical.some((c) => c.name === k));
@@ -52,8 +64,8 @@ async function train() {
   controller = new AbortController();
   const started = performance.now();
   try {
+    const session = await client();
     if (!dataset) await loadDataset();
-    const session = await startSession({ backend: $('backend').value });
     const info = session.backend;
     const gpu = info.backend === 'webgpu';
     $('backend-badge').textContent = gpu ? `WebGPU${info.adapter ? ` · ${info.adapter}` : ''}` : `CPU (${info.backend})`;
@@ -75,7 +87,6 @@ async function train() {
           + (p.loss !== null ? ` · loss ${p.loss.toFixed(3)}` : '') + (Number.isFinite(eta) ? ` · ETA ${eta.toFixed(0)} s` : '');
       },
     });
-    session.dispose();
     const secs = ((performance.now() - started) / 1000).toFixed(1);
     $('summary').textContent = `Held-out accuracy ${(100 * report.test_accuracy).toFixed(1)}% on ${report.n_test} cells `
       + `(always guessing the commonest type: ${(100 * report.majority_accuracy).toFixed(1)}%), trained on ${report.n_train} cells `

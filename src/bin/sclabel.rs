@@ -1,6 +1,6 @@
 //! `sclabel`: the native command line over the same core as the browser package.
 //!   sclabel train   --reference ref.h5ad [--query q.h5ad] --label-key cell_type [--domain-key donor] --out model.safetensors
-//!   sclabel predict --model model.safetensors --input q.h5ad --out predictions.csv
+//!   sclabel predict --model model.safetensors --input q.h5ad --out predictions.csv [--annotate-h5ad q_annotated.h5ad]
 //!   sclabel import-scnym --weights 00_best_model_weights.pkl --genes gene_names.txt --classes class_names.txt --out model.safetensors
 //!   sclabel info model.safetensors
 //!   sclabel audit   --input data.h5ad --label-key cell_type --out audit.csv [--genes genes.csv]
@@ -19,7 +19,8 @@ use sclabel::audit::genes::{GeneScoreOptions, GeneScores};
 use sclabel::backend::{select, BackendRequest, ComputeDevice};
 use sclabel::block_on;
 use sclabel::data::anndata::AnnData;
-use sclabel::data::h5ad::read_h5ad_owned;
+use sclabel::data::h5ad::{read_h5ad_source, ReadSeekSource};
+use sclabel::data::h5ad_export::{annotate_h5ad, DenseF32, H5adAdditions, ObsValues};
 use sclabel::scnym::api::{predict_adata, train_transfer, TransferOptions};
 use sclabel::scnym::bundle::ScnymModel;
 use sclabel::scnym::explain::{explain_adata, ExplainOptions, Explanation};
@@ -112,6 +113,10 @@ enum Command {
         /// Also write the embedding (X_scnym) as CSV.
         #[arg(long)]
         embedding: Option<PathBuf>,
+        /// Also write a copy of the input .h5ad with obs scNym / scNym_confidence and obsm X_scnym
+        /// added (everything else as it was).
+        #[arg(long, value_name = "OUT")]
+        annotate_h5ad: Option<PathBuf>,
     },
     /// Turn a model trained by scNym 0.4 in Python into a bundle.
     ImportScnym {
@@ -232,8 +237,12 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(|e| SclabelError::InvalidFile { file: path.display().to_string(), reason: format!("can't write: {e}") })
 }
 
+/// Reads on demand from disk, so a big file is never held whole next to its decoded matrix.
 fn load_h5ad(path: &Path) -> Result<AnnData> {
-    read_h5ad_owned(read(path)?, &path.display().to_string())
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| SclabelError::InvalidFile { file: name.clone(), reason: e.to_string() })?;
+    let source = ReadSeekSource::new(std::io::BufReader::new(file)).map_err(|e| SclabelError::InvalidFile { file: name.clone(), reason: e.to_string() })?;
+    read_h5ad_source(source, &name)
 }
 
 fn device(arg: BackendArg) -> Result<ComputeDevice> {
@@ -317,6 +326,16 @@ fn write_embedding(path: &Path, cells: &[String], p: &Prediction) -> Result<()> 
         out.push('\n');
     }
     write(path, out.as_bytes())
+}
+
+/// The input file's bytes with the prediction written in as scNym writes it to an AnnData.
+fn annotated_h5ad(input: &Path, p: Prediction) -> Result<Vec<u8>> {
+    let obs = vec![
+        ("scNym".to_string(), ObsValues::Categorical(p.labels.into_iter().map(Some).collect())),
+        ("scNym_confidence".to_string(), ObsValues::F32(p.confidence)),
+    ];
+    let obsm = p.embedding.map(|values| vec![("X_scnym".to_string(), DenseF32 { n_cols: p.embedding_dim, values })]).unwrap_or_default();
+    annotate_h5ad(read(input)?, &input.display().to_string(), &H5adAdditions { obs, obsm })
 }
 
 fn summary(model: &ScnymModel) {
@@ -434,7 +453,7 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("predictions written to {}", path.display());
             }
         }
-        Command::Predict { model, input, normalize, use_raw, unassigned_below, out, embedding } => {
+        Command::Predict { model, input, normalize, use_raw, unassigned_below, out, embedding, annotate_h5ad } => {
             let dev = device(cli.backend)?;
             let m = ScnymModel::from_bytes(&read(&model)?, &dev.device).map_err(|e| match e {
                 SclabelError::InvalidFile { reason, .. } => SclabelError::InvalidFile { file: model.display().to_string(), reason },
@@ -442,7 +461,7 @@ fn run(cli: Cli) -> Result<()> {
             })?;
             let ad = load_h5ad(&input)?;
             let bar = bar(cli.quiet);
-            let options = PredictOptions { unassigned_below, embedding: embedding.is_some(), ..Default::default() };
+            let options = PredictOptions { unassigned_below, embedding: embedding.is_some() || annotate_h5ad.is_some(), ..Default::default() };
             let (pred, report) = block_on(predict_adata(&m, &ad, normalize, use_raw, &options, &dev.device, &mut observe(&bar)))?;
             bar.finish_and_clear();
             report.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
@@ -452,6 +471,10 @@ fn run(cli: Cli) -> Result<()> {
                 write_embedding(&e, &ad.obs_names, &pred)?;
             }
             eprintln!("predictions for {} cells written to {}", ad.n_obs(), out.display());
+            if let Some(path) = annotate_h5ad {
+                write(&path, &annotated_h5ad(&input, pred)?)?;
+                eprintln!("{} with scNym, scNym_confidence and X_scnym written to {}", input.display(), path.display());
+            }
         }
         Command::ImportScnym { weights, genes, classes, out } => {
             let list = |p: &Path| -> Result<Vec<String>> {

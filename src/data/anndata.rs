@@ -57,6 +57,26 @@ fn format_number(x: f64) -> String {
     }
 }
 
+/// Strings with missing entries (`missing[i]` true) as a categorical, categories in order of first
+/// appearance: how the readers keep anndata's nullable string (and boolean) columns.
+pub fn categorical_from_strings(values: &[String], missing: &[bool]) -> Column {
+    let mut categories: Vec<String> = Vec::new();
+    let mut lookup: std::collections::HashMap<&str, i32> = std::collections::HashMap::new();
+    let mut codes = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        if missing.get(i).copied().unwrap_or(false) {
+            codes.push(-1);
+            continue;
+        }
+        let code = *lookup.entry(v.as_str()).or_insert_with(|| {
+            categories.push(v.clone());
+            (categories.len() - 1) as i32
+        });
+        codes.push(code);
+    }
+    Column::Categorical { codes, categories }
+}
+
 /// Ordered obs table: (name, column) pairs, all of length n_obs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ObsTable {

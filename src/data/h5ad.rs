@@ -17,10 +17,11 @@
 //! allocation or indexes a slice, and hdf5-pure errors become [`SclabelError`]s.
 use std::collections::HashMap;
 
-use hdf5_pure::{AttrValue, Dataset, Datatype, DatatypeByteOrder, File, Group, StringPadding, VlenStringReadOptions};
+use hdf5_pure::{AttrValue, Dataset, Datatype, DatatypeByteOrder, File, FileAccessProperties, Group, MetadataCacheConfig, StringPadding, VlenStringReadOptions};
+pub use hdf5_pure::{FormatError as SourceError, ReadSeekSource, Source};
 
-use crate::data::anndata::{AnnData, Column, ObsTable, Raw};
-use crate::data::matrix::CsrMatrix;
+use crate::data::anndata::{categorical_from_strings, AnnData, Column, ObsTable, Raw};
+use crate::data::matrix::{csc_to_csr, CsrMatrix};
 use crate::error::{Result, SclabelError};
 
 /// Largest decoded size allowed per byte of file (deflate tops out near 1032:1). A dataset that
@@ -32,6 +33,8 @@ const MIN_DECODED_BUDGET: u64 = 1 << 26;
 const DENSE_WINDOW_VALUES: u64 = 1 << 22;
 /// Elements per window when 64-bit integers are narrowed to `u32`.
 const INT_WINDOW: u64 = 1 << 20;
+/// Metadata cache for sources read on demand (each miss is a callback to JS or a disk read).
+const SOURCE_METADATA_CACHE: usize = 8 << 20;
 
 /// Reads an AnnData `.h5ad` file from its bytes. `file_name` is used in error messages only.
 ///
@@ -44,6 +47,12 @@ pub fn read_h5ad(bytes: &[u8], file_name: &str) -> Result<AnnData> {
 /// [`read_h5ad`] taking ownership of the bytes (no copy of the file is made).
 pub fn read_h5ad_owned(bytes: Vec<u8>, file_name: &str) -> Result<AnnData> {
     Reader::open(bytes, file_name)?.read()
+}
+
+/// Reads an `.h5ad` through a [`Source`] (a file on disk, a browser `Blob`, …) without holding the
+/// whole file: peak memory is the decoded AnnData plus one dataset's worth of decoding.
+pub fn read_h5ad_source<S: Source + Send + Sync + 'static>(source: S, file_name: &str) -> Result<AnnData> {
+    Reader::open_source(source, file_name)?.read()
 }
 
 type Attrs = HashMap<String, AttrValue>;
@@ -110,8 +119,36 @@ impl Reader {
         if !hdf5_pure::is_hdf5_bytes(&bytes) {
             return Err(invalid(format!("no HDF5 signature in its {} bytes (not an HDF5 file)", bytes.len())));
         }
-        let len = bytes.len();
+        let len = bytes.len() as u64;
         let file = File::from_bytes(bytes).map_err(|e| invalid(format!("cannot open as HDF5: {e}")))?;
+        Self::with_file(file, len, file_name)
+    }
+
+    /// Reads through `source` on demand: only metadata and the datasets read are ever resident.
+    fn open_source<S: Source + Send + Sync + 'static>(source: S, file_name: &str) -> Result<Self> {
+        let invalid = |reason: String| SclabelError::InvalidFile { file: file_name.to_string(), reason };
+        let len = source.len();
+        // The signature sits at 0 or, after a user block (anndata writes one), at 512, 1024, 2048 …
+        let mut found = false;
+        let mut offset = 0u64;
+        while offset + 8 <= len && !found {
+            let mut head = [0u8; 8];
+            source.read_at(offset, &mut head).map_err(|e| invalid(format!("cannot read: {e}")))?;
+            found = hdf5_pure::is_hdf5_bytes(&head);
+            offset = if offset == 0 { 512 } else { offset * 2 };
+        }
+        if len == 0 {
+            return Err(invalid("the file is empty".into()));
+        }
+        if !found {
+            return Err(invalid(format!("no HDF5 signature in its {len} bytes (not an HDF5 file)")));
+        }
+        let options = FileAccessProperties::new().with_metadata_cache(MetadataCacheConfig::new(SOURCE_METADATA_CACHE));
+        let file = File::from_source_with_options(source, options).map_err(|e| invalid(format!("cannot open as HDF5: {e}")))?;
+        Self::with_file(file, len, file_name)
+    }
+
+    fn with_file(file: File, len: u64, file_name: &str) -> Result<Self> {
         let sb = file.superblock();
         // The superblock records where the file ends; fewer bytes than that means a truncated
         // copy (an interrupted download or upload), which would otherwise fail somewhere deep.
@@ -119,12 +156,12 @@ impl Reader {
         // check in H5Fsuper.c), so it is compared with the byte count as is.
         if sb.eof_address != u64::MAX {
             let end = sb.eof_address;
-            if end > len as u64 {
-                return Err(invalid(format!("truncated: the file declares {end} bytes but only {len} are present")));
+            if end > len {
+                return Err(SclabelError::InvalidFile { file: file_name.to_string(), reason: format!("truncated: the file declares {end} bytes but only {len} are present") });
             }
         }
-        let budget = (len as u64).saturating_mul(MAX_INFLATION).max(MIN_DECODED_BUDGET);
-        Ok(Self { file, name: file_name.to_string(), budget, len })
+        let budget = len.saturating_mul(MAX_INFLATION).max(MIN_DECODED_BUDGET);
+        Ok(Self { file, name: file_name.to_string(), budget, len: to_usize(len) })
     }
 
     fn read(&self) -> Result<AnnData> {
@@ -836,65 +873,6 @@ fn format_number(x: f64) -> String {
     } else {
         format!("{x}")
     }
-}
-
-/// Strings with missing entries as a categorical (categories in order of first appearance).
-fn categorical_from_strings(values: &[String], missing: &[bool]) -> Column {
-    let mut categories: Vec<String> = Vec::new();
-    let mut lookup: HashMap<&str, i32> = HashMap::new();
-    let mut codes = Vec::with_capacity(values.len());
-    for (i, v) in values.iter().enumerate() {
-        if missing.get(i).copied().unwrap_or(false) {
-            codes.push(-1);
-            continue;
-        }
-        let code = *lookup.entry(v.as_str()).or_insert_with(|| {
-            categories.push(v.clone());
-            (categories.len() - 1) as i32
-        });
-        codes.push(code);
-    }
-    Column::Categorical { codes, categories }
-}
-
-/// CSC (column pointers, row indices) to CSR, validating as it goes.
-fn csc_to_csr(n_rows: usize, n_cols: usize, colptr: &[u64], rows: &[u32], data: &[f32]) -> Result<CsrMatrix> {
-    let bad = |m: String| SclabelError::ShapeMismatch(m);
-    if colptr.len() != n_cols.saturating_add(1) || rows.len() != data.len() {
-        return Err(bad(format!("CSC has {} column pointers for {n_cols} columns", colptr.len())));
-    }
-    if colptr.first() != Some(&0) || colptr.last().copied() != Some(data.len() as u64) {
-        return Err(bad("CSC column pointers must run from 0 to nnz".into()));
-    }
-    if colptr.windows(2).any(|w| w[1] < w[0]) {
-        return Err(bad("CSC column pointers decrease".into()));
-    }
-    let mut counts = vec![0u64; n_rows.saturating_add(1)];
-    for &r in rows {
-        let r = r as usize;
-        if r >= n_rows {
-            return Err(bad(format!("CSC row index {r} out of range for {n_rows} rows")));
-        }
-        counts[r + 1] += 1;
-    }
-    for i in 0..n_rows {
-        counts[i + 1] += counts[i];
-    }
-    let indptr = counts.clone();
-    let mut next = counts;
-    let mut indices = vec![0u32; data.len()];
-    let mut values = vec![0f32; data.len()];
-    for j in 0..n_cols {
-        let (a, b) = (colptr[j] as usize, colptr[j + 1] as usize);
-        for k in a..b {
-            let r = rows[k] as usize;
-            let dst = next[r] as usize;
-            indices[dst] = j as u32;
-            values[dst] = data[k];
-            next[r] += 1;
-        }
-    }
-    CsrMatrix::new(n_rows, n_cols, indptr, indices, values)
 }
 
 /// One decoded field of a compound record.

@@ -118,3 +118,70 @@ impl CsrMatrix {
         (0..self.n_rows).map(|i| self.row(i).1.iter().map(|&v| v as f64).sum()).collect()
     }
 }
+
+/// CSC (column pointers, row indices) to CSR, validating as it goes. Used by the readers for
+/// `csc_matrix` X; the CSR copy is built before the CSC one is dropped, so the peak is both.
+pub fn csc_to_csr(n_rows: usize, n_cols: usize, colptr: &[u64], rows: &[u32], data: &[f32]) -> Result<CsrMatrix> {
+    let bad = |m: String| SclabelError::ShapeMismatch(m);
+    if colptr.len() != n_cols.saturating_add(1) || rows.len() != data.len() {
+        return Err(bad(format!("CSC has {} column pointers for {n_cols} columns", colptr.len())));
+    }
+    if colptr.first() != Some(&0) || colptr.last().copied() != Some(data.len() as u64) {
+        return Err(bad("CSC column pointers must run from 0 to nnz".into()));
+    }
+    if colptr.windows(2).any(|w| w[1] < w[0]) {
+        return Err(bad("CSC column pointers decrease".into()));
+    }
+    let mut counts = vec![0u64; n_rows.saturating_add(1)];
+    for &r in rows {
+        let r = r as usize;
+        if r >= n_rows {
+            return Err(bad(format!("CSC row index {r} out of range for {n_rows} rows")));
+        }
+        counts[r + 1] += 1;
+    }
+    for i in 0..n_rows {
+        counts[i + 1] += counts[i];
+    }
+    let indptr = counts.clone();
+    let mut next = counts;
+    let mut indices = vec![0u32; data.len()];
+    let mut values = vec![0f32; data.len()];
+    for j in 0..n_cols {
+        let (a, b) = (colptr[j] as usize, colptr[j + 1] as usize);
+        for k in a..b {
+            let r = rows[k] as usize;
+            let dst = next[r] as usize;
+            indices[dst] = j as u32;
+            values[dst] = data[k];
+            next[r] += 1;
+        }
+    }
+    CsrMatrix::new(n_rows, n_cols, indptr, indices, values)
+}
+
+/// Order-sensitive fingerprint of a matrix, to check that two readers produced the same one.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct MatrixChecksum {
+    pub n_rows: usize,
+    pub n_cols: usize,
+    pub nnz: usize,
+    /// Sum of the stored values (f64).
+    pub sum: f64,
+    /// Sum of value × (column + 1) × (row + 1) (f64): moves if a value changes place.
+    pub weighted: f64,
+}
+
+impl CsrMatrix {
+    pub fn checksum(&self) -> MatrixChecksum {
+        let (mut sum, mut weighted) = (0f64, 0f64);
+        for i in 0..self.n_rows {
+            let (idx, val) = self.row(i);
+            for (&j, &v) in idx.iter().zip(val) {
+                sum += f64::from(v);
+                weighted += f64::from(v) * (f64::from(j) + 1.0) * (i as f64 + 1.0);
+            }
+        }
+        MatrixChecksum { n_rows: self.n_rows, n_cols: self.n_cols, nnz: self.nnz(), sum, weighted }
+    }
+}

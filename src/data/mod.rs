@@ -2,7 +2,9 @@
 //! minibatch sampling. No burn, no I/O beyond bytes.
 pub mod align;
 pub mod anndata;
+pub mod builder;
 pub mod h5ad;
+pub mod h5ad_export;
 pub mod labels;
 pub mod matrix;
 pub mod normalize;

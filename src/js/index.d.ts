@@ -91,19 +91,16 @@ export interface DatasetSummary {
   normalization: NormalizationReport | null;
 }
 
-export declare class Dataset {
+/** A data set held by the engine (in its worker). Pass it back to the client's methods. */
+export interface DatasetHandle {
+  readonly kind: 'dataset';
+  readonly id: number;
+  readonly name: string | null;
+  /** 'h5ad' | 'zarr' for loaded files, null for derived or synthetic data sets. */
+  readonly format: 'h5ad' | 'zarr' | null;
   readonly nObs: number;
   readonly nVars: number;
-  summary(): DatasetSummary;
-  varNames(): string[];
-  obsNames(): string[];
-  /** Values of an obs column as strings (null where missing). */
-  obs(name: string): (string | null)[];
-  /** A new data set with only these cells. */
-  subset(rows: number[] | Uint32Array): Dataset;
-  /** A new data set with obs column `name` set to `values` (e.g. 'Unlabeled' for cells to annotate). */
-  withObs(name: string, values: string[]): Dataset;
-  free(): void;
+  readonly summary: DatasetSummary;
 }
 
 /** scNym's configuration keys (all optional; merged into a copy of the preset). */
@@ -159,28 +156,32 @@ export interface ScnymPredictOptions {
 export interface GeneOverlap { model_genes: number; data_genes: number; shared: number; fraction: number; missing_examples: string[]; low: boolean }
 
 export interface ScnymPrediction {
+  cells: number;
   classes: string[];
-  /** Per cell: a class name, or 'Unassigned'. */
-  labels: string[];
+  /** Per cell: a class name, or 'Unassigned' (adata.obs['scNym']). */
+  scNym: string[];
+  /** Max probability per cell (adata.obs['scNym_confidence']). */
+  scNym_confidence: Float32Array;
+  /** cells × classes, row-major, columns in `classes` order. */
+  scNym_probabilities: Float32Array;
+  /** Index into `classes` of each cell's most probable class. */
   predicted: Uint32Array;
-  /** Max probability per cell (scNym_confidence). */
-  confidence: Float32Array;
-  /** cells × classes, row-major. */
-  probabilities: Float32Array;
-  /** cells × embeddingDim, row-major (X_scnym); null when not asked for. */
-  embedding: Float32Array | null;
+  /** cells × embeddingDim, row-major (adata.obsm['X_scnym']); null when not asked for. */
+  X_scnym: Float32Array | null;
   embeddingDim: number;
   report: { overlap: GeneOverlap; normalization: NormalizationReport; warnings: string[] };
+  backend: BackendInfo;
 }
 
-export declare class ScnymModel {
+/** A model held by the engine. */
+export interface ModelHandle {
+  readonly kind: 'model';
+  readonly id: number;
   readonly classes: string[];
   readonly genes: string[];
+  /** Warnings from training (e.g. a class with a single cell). */
   readonly warnings: string[];
   readonly info: { arch: Record<string, unknown>; input: { transform: string; target_total: number }; provenance: Record<string, unknown>; config: ScnymConfig | null; metrics: Record<string, unknown> | null };
-  /** The model bundle (safetensors with JSON metadata). */
-  toBytes(): Promise<Uint8Array>;
-  free(): void;
 }
 
 /** Options of `audit` (Annotatability); every field optional, defaults as the package's. */
@@ -253,28 +254,86 @@ export interface Explanation {
   n_samples: number;
   abs_scale: boolean;
   warnings: string[];
+  backend: BackendInfo;
 }
 
-export interface SclabelSession {
+/** Anything `load` reads: a file, bytes, a URL, a Zarr directory or store (and a path in Node). */
+export type DataSource =
+  | Blob | ArrayBuffer | ArrayBufferView | string | URL
+  | FileSystemDirectoryHandle | FileList | File[]
+  | { get(key: string): Promise<Uint8Array | undefined> };
+
+export type BundleSource = ArrayBuffer | ArrayBufferView | Blob | string | URL;
+
+export interface LoadProgress { phase: 'loading'; done: number; total: number }
+
+/** obs columns and obsm matrices to write into a user's .h5ad (`exportH5ad`). */
+export interface H5adAdditions {
+  obs?: Record<string, { categorical: (string | null)[] } | { f32: Float32Array | number[] } | { i32: Int32Array | number[] } | { bool: boolean[] }>;
+  obsm?: Record<string, { n_cols: number; values: Float32Array | number[] }>;
+}
+
+export interface AtlasEntry {
+  id: string;
+  name?: string;
+  /** Absolute after loadRegistry (relative ones resolve against the registry's URL). */
+  url: string;
+  /** The atlas's version: the cache key, so a new version is fetched once and an old one dropped. */
+  version: string;
+  bundle_format_version: number;
+  /** Hex SHA-256 of the bundle; checked after download when given. */
+  sha256?: string;
+  species?: string;
+  tissue?: string;
+  classes?: string[];
+  [extra: string]: unknown;
+}
+
+export interface Registry { format: 'sclabel-registry'; version?: number; atlases: AtlasEntry[] }
+
+export interface OpenOptions {
+  backend?: BackendRequest;
+  /** Run in a Web Worker (default in browsers; Node always runs in-process). */
+  worker?: boolean;
+  /** Where the .wasm is, when a bundler moved it. */
+  wasm?: string | URL | Response | BufferSource | WebAssembly.Module;
+}
+
+export interface Sclabel {
+  /** Which backend runs and why (e.g. why 'auto' fell back to the CPU). */
   readonly backend: BackendInfo;
-  trainHoldout(dataset: Dataset, options?: HoldoutOptions, controls?: RunControls): Promise<HoldoutReport>;
-  trainScnym(reference: Dataset, query?: Dataset | null, options?: TransferOptions, controls?: RunControls): Promise<ScnymModel>;
-  predictScnym(model: ScnymModel, dataset: Dataset, options?: ScnymPredictOptions, controls?: RunControls): Promise<ScnymPrediction>;
-  loadScnymModel(source: ArrayBuffer | ArrayBufferView | Blob | string | URL): Promise<ScnymModel>;
-  importScnym(weights: ArrayBuffer | ArrayBufferView | Blob | string | URL, genes: string[], classes: string[]): Promise<ScnymModel>;
-  audit(dataset: Dataset, options?: AuditOptions, controls?: RunControls): Promise<AuditResult>;
-  explainScnym(model: ScnymModel, dataset: Dataset, groupby: string, options: ExplainOptions, controls?: RunControls): Promise<Explanation>;
-  dispose(): void;
+  load(source: DataSource, options?: { name?: string; format?: 'auto' | 'h5ad' | 'zarr' | 'zarr-zip'; onProgress?: (p: LoadProgress) => void; signal?: AbortSignal }): Promise<DatasetHandle>;
+  synthetic(spec?: { nCells?: number; nGenes?: number; nClasses?: number; seed?: number }): Promise<DatasetHandle>;
+  subset(dataset: DatasetHandle, rows: ArrayLike<number>): Promise<DatasetHandle>;
+  withObs(dataset: DatasetHandle, column: string, values: string[]): Promise<DatasetHandle>;
+  obs(dataset: DatasetHandle, column: string): Promise<(string | null)[]>;
+  obsNames(dataset: DatasetHandle): Promise<string[]>;
+  varNames(dataset: DatasetHandle): Promise<string[]>;
+  trainHoldout(dataset: DatasetHandle, options?: HoldoutOptions, controls?: RunControls): Promise<HoldoutReport>;
+  trainScnym(reference: DatasetHandle, query?: DatasetHandle | null, options?: TransferOptions, controls?: RunControls): Promise<ModelHandle>;
+  predictScnym(model: ModelHandle, dataset: DatasetHandle, options?: ScnymPredictOptions, controls?: RunControls): Promise<ScnymPrediction>;
+  audit(dataset: DatasetHandle, options?: AuditOptions, controls?: RunControls): Promise<AuditResult>;
+  explainScnym(model: ModelHandle, dataset: DatasetHandle, groupby: string, options: ExplainOptions, controls?: RunControls): Promise<Explanation>;
+  saveModel(model: ModelHandle): Promise<Uint8Array>;
+  loadModel(source: BundleSource, options?: { cache?: string }): Promise<ModelHandle>;
+  loadAtlas(entry: AtlasEntry): Promise<ModelHandle>;
+  importScnym(weights: BundleSource, genes: string[], classes: string[]): Promise<ModelHandle>;
+  exportH5ad(dataset: DatasetHandle, additions: H5adAdditions): Promise<Uint8Array>;
+  memoryUsage(): Promise<{ wasmBytes: number }>;
+  free(handle: DatasetHandle | ModelHandle): Promise<void>;
+  close(): void;
 }
 
 /** Errors thrown by sclabel carry a stable `code`. */
 export interface SclabelError extends Error {
   code: 'invalid_file' | 'unsupported_layout' | 'column_not_found' | 'invalid_values' | 'shape_mismatch' | 'genes'
-    | 'labels' | 'invalid_option' | 'backend' | 'cancelled';
+    | 'labels' | 'invalid_option' | 'backend' | 'cancelled' | 'crashed' | 'worker_failed' | 'closed' | 'unsupported_version' | 'internal';
 }
 
-export function initialize(options?: { wasm?: string | URL | Response | BufferSource | WebAssembly.Module }): Promise<void>;
-export function startSession(options?: { backend?: BackendRequest }): Promise<SclabelSession>;
-export function readH5ad(source: ArrayBuffer | ArrayBufferView | Blob | string | URL, name?: string): Promise<Dataset>;
-export function syntheticDataset(options?: { nCells?: number; nGenes?: number; nClasses?: number; seed?: number }): Promise<Dataset>;
-export function version(): string;
+export function open(options?: OpenOptions): Promise<Sclabel>;
+export function predictionAdditions(prediction: ScnymPrediction): H5adAdditions;
+export function auditAdditions(audit: AuditResult, nObs: number): H5adAdditions;
+export function toCsv(columns: Record<string, ArrayLike<unknown>>, index?: ArrayLike<string>): string;
+export function loadRegistry(source: string | URL | Registry): Promise<Registry>;
+export const version: string;
+export const BUNDLE_FORMAT_VERSION: number;

@@ -1,109 +1,261 @@
-// sclabel's public JS entry point: a thin layer over the wasm bindings. Works in browsers (the wasm
-// file is fetched next to this module) and in Node (read from disk; CPU backend).
-import init, { Dataset, Session, version } from './sclabel_wasm.js';
+// sclabel's public JS API. `open()` starts an engine (engine.js) that owns the wasm module, the
+// compute device and every data set and model: in a Web Worker in browsers, so the page never
+// blocks; in the caller's thread in Node (CPU backend). Everything else here is plain JS.
+import { fail } from './errors.js';
 
-let ready = null;
+export const version = '__SCLABEL_VERSION__';
+/** Newest model-bundle format this package reads (the core refuses newer ones too). */
+export const BUNDLE_FORMAT_VERSION = 1;
 
-const isNode = typeof process !== 'undefined' && process.versions != null && process.versions.node != null;
+const isNode = typeof process !== 'undefined' && process.versions?.node != null;
 
-/** Loads the wasm module once. `wasm` may be a URL, Response, BufferSource or WebAssembly.Module. */
-export function initialize({ wasm } = {}) {
-  ready ??= (async () => {
-    let source = wasm;
-    if (source === undefined && isNode) {
-      const { readFile } = await import('node:fs/promises');
-      source = await readFile(new URL('./sclabel_wasm_bg.wasm', import.meta.url));
-    }
-    await init(source === undefined ? undefined : { module_or_path: source });
-  })();
-  return ready;
-}
-
+/** Relative URLs mean the page's location, not the worker's: resolve them before they cross. */
+const resolved = (source) => (!isNode && typeof source === 'string' && globalThis.location ? new URL(source, location.href).href : source);
 const BACKENDS = Object.freeze(['auto', 'webgpu', 'cpu']);
 
-/** Starts a compute session. `backend`: 'auto' (WebGPU, else CPU, with the reason), 'webgpu' or 'cpu'. */
-export async function startSession({ backend = 'auto' } = {}) {
-  if (!BACKENDS.includes(backend)) {
-    throw Object.assign(new Error(`unknown backend '${backend}'; use one of ${BACKENDS.join(', ')}`), { code: 'invalid_option' });
+/**
+ * Starts sclabel. `backend`: 'auto' (WebGPU, else CPU — the result says why), 'webgpu' or 'cpu'.
+ * `worker`: run in a Web Worker (default in browsers; Node always runs in-process).
+ * `wasm`: where the .wasm is, when a bundler moved it (a URL, Response, bytes or Module).
+ */
+export async function open({ backend = 'auto', worker = !isNode && typeof Worker !== 'undefined', wasm } = {}) {
+  if (!BACKENDS.includes(backend)) throw fail('invalid_option', `unknown backend '${backend}'; use one of ${BACKENDS.join(', ')}`);
+  const transport = worker ? new WorkerTransport() : await InProcess.create();
+  try {
+    const info = await transport.call('open', [{ backend, wasm: typeof wasm === 'object' && !(wasm instanceof URL) ? wasm : wasm && String(wasm) }]);
+    return new Client(transport, info);
+  } catch (e) {
+    transport.close();
+    throw e;
   }
-  await initialize();
-  const session = await Session.start(backend);
-  return wrapSession(session);
 }
 
-function wrapSession(session) {
+/** Runs the engine in a dedicated module worker; calls are messages, progress comes back as messages. */
+class WorkerTransport {
+  constructor() {
+    // This exact `new Worker(new URL(..., import.meta.url))` form is what Vite and webpack 5
+    // recognise to bundle the worker with its imports.
+    this.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'sclabel' });
+    this.pending = new Map();
+    this.nextId = 1;
+    this.worker.onmessage = ({ data }) => {
+      const call = this.pending.get(data.id);
+      if (!call) return;
+      if (data.type === 'progress') {
+        try { call.onProgress?.(data.progress); } catch (e) { console.error('sclabel: onProgress threw', e); }
+        return;
+      }
+      this.pending.delete(data.id);
+      call.cleanup();
+      if (data.type === 'result') call.resolve(data.result);
+      else call.reject(fail(data.error.code, data.error.message));
+    };
+    // The worker script failed to load or threw outside a call: nothing pending can finish.
+    this.worker.onerror = (event) => {
+      event.preventDefault?.();
+      this.failAll(fail('worker_failed', `the sclabel worker failed: ${event.message ?? 'could not start (is worker.js served next to index.js?)'}`));
+    };
+  }
+
+  call(op, args, { onProgress, signal } = {}) {
+    if (signal?.aborted) return Promise.reject(fail('cancelled', 'cancelled before it started'));
+    if (!this.worker) return Promise.reject(fail('closed', 'this sclabel client was closed'));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const abort = () => this.worker?.postMessage({ id, type: 'abort' });
+      signal?.addEventListener('abort', abort, { once: true });
+      const cleanup = () => signal?.removeEventListener('abort', abort);
+      this.pending.set(id, { resolve, reject, onProgress, cleanup });
+      this.worker.postMessage({ id, type: 'call', op, args });
+    });
+  }
+
+  failAll(error) {
+    for (const call of this.pending.values()) { call.cleanup(); call.reject(error); }
+    this.pending.clear();
+  }
+
+  close() {
+    this.worker?.terminate();
+    this.worker = null;
+    this.failAll(fail('closed', 'this sclabel client was closed'));
+  }
+}
+
+/** The engine in this thread (Node, or a page that asked for `worker: false`). */
+class InProcess {
+  static async create() {
+    const { Engine } = await import('./engine.js');
+    return new InProcess(Engine);
+  }
+
+  constructor(Engine) {
+    this.Engine = Engine;
+    this.engine = null;
+  }
+
+  async call(op, args, controls = {}) {
+    if (controls.signal?.aborted) throw fail('cancelled', 'cancelled before it started');
+    if (op === 'open') {
+      this.engine = await this.Engine.create(args[0]);
+      return this.engine.backend;
+    }
+    if (!this.engine) throw fail('closed', 'this sclabel client was closed');
+    return (await this.engine.call(op, args, controls)).result;
+  }
+
+  close() {
+    this.engine?.call('dispose', []);
+    this.engine = null;
+  }
+}
+
+/** What `open()` resolves to. Data sets and models are handles; results are plain objects of typed arrays. */
+class Client {
+  constructor(transport, backend) {
+    this.transport = transport;
+    /** Which backend runs and why: { requested, backend, adapter, reason }. */
+    this.backend = backend;
+  }
+
+  /** Reads an .h5ad or AnnData-Zarr (File/Blob, ArrayBuffer, typed array, URL, directory handle, file list, zarr store; a path in Node). */
+  load(source, { name, format, onProgress, signal } = {}) {
+    return this.transport.call('load', [resolved(source), { name, format }], { onProgress, signal });
+  }
+
+  /** Seeded synthetic raw counts with `cell_type` and `batch` obs columns. */
+  synthetic(spec = {}) { return this.transport.call('synthetic', [spec]); }
+  /** A new data set with only the cells at `rows`. */
+  subset(dataset, rows) { return this.transport.call('subset', [dataset, Array.from(rows)]); }
+  /** A new data set with obs column `column` set to `values` (e.g. 'Unlabeled' for cells to annotate). */
+  withObs(dataset, column, values) { return this.transport.call('withObs', [dataset, column, values]); }
+  /** An obs column as strings (missing values are null). */
+  obs(dataset, column) { return this.transport.call('obs', [dataset, column]); }
+  obsNames(dataset) { return this.transport.call('obsNames', [dataset]); }
+  varNames(dataset) { return this.transport.call('varNames', [dataset]); }
+
+  /** scNym: trains on `reference` (cells labelled 'Unlabeled' are unlabelled) and an optional unlabelled `query`. */
+  trainScnym(reference, query, options = {}, controls = {}) {
+    return this.transport.call('trainScnym', [reference, query ?? null, options], controls);
+  }
+
+  /** scNym labels (`scNym`), `scNym_confidence`, `scNym_probabilities` (cells × classes) and the embedding `X_scnym`. */
+  predictScnym(model, dataset, options = {}, controls = {}) {
+    return this.transport.call('predictScnym', [model, dataset, options], controls);
+  }
+
+  /** Annotatability: conf, var, categories, corrected labels and gene scores from training dynamics. */
+  audit(dataset, options = {}, controls = {}) {
+    return this.transport.call('audit', [dataset, options], controls);
+  }
+
+  /** Expected-gradient gene attributions of `model`'s logit for `options.target` on the cells labelled so in obs `groupby`. */
+  explainScnym(model, dataset, groupby, options = {}, controls = {}) {
+    return this.transport.call('explainScnym', [model, dataset, groupby, options], controls);
+  }
+
+  /** A plain MLP on part of the labelled cells, tested on the rest (a quick check of a data set). */
+  trainHoldout(dataset, options = {}, controls = {}) {
+    return this.transport.call('trainHoldout', [dataset, options], controls);
+  }
+
+  /** The model bundle's bytes (safetensors), to download and load again later. */
+  saveModel(model) { return this.transport.call('saveModel', [model]); }
+
+  /** A model bundle from bytes, a Blob or a URL; with `cache` (a version key) a URL is kept in the Cache API. */
+  loadModel(source, { cache } = {}) { return this.transport.call('loadModel', [resolved(source), { cache }]); }
+
+  /** A registry entry's bundle (see loadRegistry), cached per atlas version and checked against its sha256. */
+  async loadAtlas(entry) {
+    if (entry.bundle_format_version > BUNDLE_FORMAT_VERSION) {
+      throw fail('unsupported_version', `atlas '${entry.id}' ${entry.version} needs bundle format ${entry.bundle_format_version}; this sclabel (${version}) reads up to ${BUNDLE_FORMAT_VERSION} — update sclabel`);
+    }
+    return this.transport.call('loadModel', [entry.url, { cache: `${entry.id}@${entry.version}`, sha256: entry.sha256 }]);
+  }
+
+  /** Imports scNym 0.4 weights (its torch.save'd state dict) with its gene and class lists. */
+  importScnym(weights, genes, classes) { return this.transport.call('importScnym', [resolved(weights), genes, classes]); }
+
+  /**
+   * The .h5ad `dataset` was loaded from, with obs columns and obsm matrices added (see
+   * `predictionAdditions` / `auditAdditions`); every other object in the file is kept as it was.
+   */
+  exportH5ad(dataset, additions) { return this.transport.call('exportH5ad', [dataset, additions]); }
+
+  /** Bytes of wasm memory in use (its high-water mark: wasm memory never shrinks). */
+  memoryUsage() { return this.transport.call('memoryUsage', []); }
+
+  /** Frees a data set or model in the engine. */
+  free(handle) { return this.transport.call('free', [handle]); }
+
+  /** Stops the worker (or frees everything in-process); pending calls reject with code 'closed'. */
+  close() { this.transport.close(); }
+}
+
+// ------------------------------------------------------------------------------- results
+
+/** obs / obsm additions for exportH5ad from a predictScnym result (scNym's own column names). */
+export function predictionAdditions(p) {
   return {
-    /** Which backend runs: { requested, backend, adapter, reason }. */
-    get backend() { return session.backend; },
-    /** Trains the plain MLP on part of the labelled cells and reports held-out accuracy. */
-    trainHoldout(dataset, options = {}, { onProgress, signal } = {}) {
-      return session.trainHoldout(dataset, options, onProgress, signal);
-    },
-    /** Trains scNym: `reference` cells labelled 'Unlabeled' and all `query` cells are unlabelled. */
-    trainScnym(reference, query = null, options = {}, { onProgress, signal } = {}) {
-      return session.trainScnym(reference, query ?? undefined, options, onProgress, signal);
-    },
-    /** Labels, confidence, probabilities and embedding of `dataset`'s cells. */
-    predictScnym(model, dataset, options = {}, { onProgress, signal } = {}) {
-      return session.predictScnym(model, dataset, options, onProgress, signal);
-    },
-    /** Audits `dataset`'s annotations from training dynamics (Annotatability): conf, var, categories, corrected labels, gene scores. */
-    audit(dataset, options = {}, { onProgress, signal } = {}) {
-      return session.audit(dataset, options, onProgress, signal);
-    },
-    /** Expected-gradient gene attributions of `model`'s logit for `options.target` on the cells labelled so in obs `groupby`. */
-    explainScnym(model, dataset, groupby, options = {}, { onProgress, signal } = {}) {
-      return session.explainScnym(model, dataset, groupby, options, onProgress, signal);
-    },
-    /** Loads a model bundle from bytes, a Blob or a URL (e.g. a pretrained atlas model). */
-    async loadScnymModel(source) {
-      return session.loadScnymModel(await bytesOf(source, 'model bundle'));
-    },
-    /** Imports scNym 0.4 weights (torch.save'd state dict) with its gene and class lists. */
-    async importScnym(weights, genes, classes) {
-      return session.importScnym(await bytesOf(weights, 'scNym weights'), genes, classes);
-    },
-    dispose() { session.free(); },
+    obs: { scNym: { categorical: p.scNym }, scNym_confidence: { f32: p.scNym_confidence } },
+    obsm: p.X_scnym ? { X_scnym: { n_cols: p.embeddingDim, values: p.X_scnym } } : {},
   };
 }
 
-async function bytesOf(source, what) {
-  if (source instanceof ArrayBuffer) return new Uint8Array(source);
-  if (ArrayBuffer.isView(source)) return new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
-  if (typeof Blob !== 'undefined' && source instanceof Blob) return new Uint8Array(await source.arrayBuffer());
+/**
+ * obs additions from an audit result (Annotatability's names). Cells the audit left out (excluded
+ * labels) get NaN / missing values, so the columns line up with the file's cells.
+ */
+export function auditAdditions(a, nObs) {
+  const f32 = (values) => { const out = new Float32Array(nObs).fill(NaN); a.cells.forEach((c, i) => { out[c] = values[i]; }); return { f32: out }; };
+  const cat = (values) => { const out = new Array(nObs).fill(null); a.cells.forEach((c, i) => { out[c] = values[i]; }); return { categorical: out }; };
+  return {
+    obs: { conf: f32(a.conf), var: f32(a.var), Annotation: cat(a.category), corrected_label: cat(a.corrected_label) },
+    obsm: {},
+  };
+}
+
+/** CSV text: one row per cell, `index` first (cell names), then each column (arrays / typed arrays). */
+export function toCsv(columns, index) {
+  const names = Object.keys(columns);
+  const n = index?.length ?? columns[names[0]]?.length ?? 0;
+  for (const k of names) {
+    if (columns[k].length !== n) throw fail('invalid_option', `toCsv: column '${k}' has ${columns[k].length} values, expected ${n}`);
+  }
+  const quote = (v) => {
+    if (v === null || v === undefined || (typeof v === 'number' && Number.isNaN(v))) return '';
+    const s = String(v);
+    return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  };
+  const lines = [['cell', ...names].map(quote).join(',')];
+  for (let i = 0; i < n; i++) lines.push([index ? index[i] : i, ...names.map((k) => columns[k][i])].map(quote).join(','));
+  return `${lines.join('\n')}\n`;
+}
+
+// ------------------------------------------------------------------------------ registry
+
+/**
+ * A registry of atlas bundles, `{ format: 'sclabel-registry', version: 1, atlases: [{ id, name,
+ * url, version, bundle_format_version, ... }] }`, from a URL (relative bundle URLs resolve against
+ * it) or an object a host app built with its own URLs.
+ */
+export async function loadRegistry(source) {
+  let registry = source;
+  let base = globalThis.location?.href;
   if (typeof source === 'string' || source instanceof URL) {
-    const response = await fetch(source);
-    if (!response.ok) throw Object.assign(new Error(`${source}: HTTP ${response.status}`), { code: 'invalid_file' });
-    return new Uint8Array(await response.arrayBuffer());
+    base = new URL(String(source), base).href;
+    const response = await fetch(base);
+    if (!response.ok) throw fail('invalid_file', `${source}: HTTP ${response.status}`);
+    registry = await response.json().catch((e) => { throw fail('invalid_file', `${source}: not JSON (${e.message})`); });
   }
-  throw Object.assign(new TypeError(`${what}: expected an ArrayBuffer, typed array, Blob or URL`), { code: 'invalid_option' });
-}
-
-/** Reads an .h5ad file from an ArrayBuffer, typed array, Blob/File or URL. */
-export async function readH5ad(source, name) {
-  await initialize();
-  let bytes;
-  let label = name;
-  if (source instanceof ArrayBuffer) bytes = new Uint8Array(source);
-  else if (ArrayBuffer.isView(source)) bytes = new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
-  else if (typeof Blob !== 'undefined' && source instanceof Blob) {
-    bytes = new Uint8Array(await source.arrayBuffer());
-    label ??= source.name;
-  } else if (typeof source === 'string' || source instanceof URL) {
-    const response = await fetch(source);
-    if (!response.ok) throw Object.assign(new Error(`${source}: HTTP ${response.status}`), { code: 'invalid_file' });
-    bytes = new Uint8Array(await response.arrayBuffer());
-    label ??= String(source).split('/').pop();
-  } else {
-    throw Object.assign(new TypeError('readH5ad: expected an ArrayBuffer, typed array, Blob or URL'), { code: 'invalid_option' });
+  if (registry?.format !== 'sclabel-registry' || !Array.isArray(registry.atlases)) {
+    throw fail('invalid_file', 'registry: expected { format: "sclabel-registry", atlases: [...] }');
   }
-  return Dataset.fromH5ad(bytes, label ?? 'input.h5ad');
+  const atlases = registry.atlases.map((a, i) => {
+    for (const field of ['id', 'url', 'version']) {
+      if (typeof a[field] !== 'string' || !a[field]) throw fail('invalid_file', `registry: atlases[${i}] has no '${field}'`);
+    }
+    return { bundle_format_version: 1, ...a, url: base ? new URL(a.url, base).href : a.url };
+  });
+  return { ...registry, atlases };
 }
-
-/** Seeded synthetic raw counts with `cell_type` and `batch` obs columns (for trying things out). */
-export async function syntheticDataset({ nCells = 600, nGenes = 200, nClasses = 4, seed = 0 } = {}) {
-  await initialize();
-  return Dataset.synthetic(nCells, nGenes, nClasses, BigInt(seed));
-}
-
-export { version };

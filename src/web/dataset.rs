@@ -2,13 +2,55 @@
 use std::rc::Rc;
 
 use serde::Serialize;
+use js_sys::{Function, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use crate::data::anndata::{AnnData, Column};
-use crate::data::h5ad::read_h5ad_owned;
+use crate::data::h5ad::{read_h5ad_owned, read_h5ad_source, Source, SourceError};
 use crate::data::normalize::detect;
 use crate::data::synthetic::{synthetic_counts, SyntheticSpec};
 use crate::web::{convert, error::to_js};
+
+/// Bytes from JS on demand: `readAt(offset, length)` returns a `Uint8Array` of exactly `length`
+/// bytes (a worker reads a `Blob` slice with `FileReaderSync`, Node a file descriptor, or a view of
+/// an `ArrayBuffer`). The file is never copied whole into wasm memory.
+struct JsSource {
+    len: u64,
+    read_at: Function,
+}
+
+// hdf5-pure asks Send + Sync of a source because natively a `File` may be shared across threads.
+// This crate's wasm build has no threads (no `atomics` target feature), so a JS function can't be
+// reached from another thread.
+#[cfg(target_feature = "atomics")]
+compile_error!("JsSource assumes single-threaded wasm");
+// SAFETY: see above — wasm32 without atomics has exactly one thread.
+unsafe impl Send for JsSource {}
+// SAFETY: as above.
+unsafe impl Sync for JsSource {}
+
+impl Source for JsSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), SourceError> {
+        let out = self
+            .read_at
+            .call2(&JsValue::NULL, &(offset as f64).into(), &(buf.len() as f64).into())
+            .map_err(|e| SourceError::Source(format!("readAt({offset}, {}) threw: {}", buf.len(), js_message(&e))))?;
+        let bytes: Uint8Array = out.dyn_into().map_err(|_| SourceError::Source("readAt must return a Uint8Array".into()))?;
+        if bytes.length() as usize != buf.len() {
+            return Err(SourceError::Source(format!("readAt({offset}, {}) returned {} bytes", buf.len(), bytes.length())));
+        }
+        bytes.copy_to(buf);
+        Ok(())
+    }
+}
+
+fn js_message(e: &JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).or_else(|| e.as_string()).unwrap_or_else(|| format!("{e:?}"))
+}
 
 #[wasm_bindgen(js_name = Dataset)]
 pub struct JsDataset {
@@ -60,6 +102,14 @@ impl JsDataset {
         read_h5ad_owned(bytes, name).map(|a| JsDataset { inner: Rc::new(a) }).map_err(to_js)
     }
 
+    /// Reads an `.h5ad` on demand through `readAt(offset, length) -> Uint8Array` (see `JsSource`):
+    /// only the decoded data set is held, not the file.
+    #[wasm_bindgen(js_name = fromH5adReader)]
+    pub fn from_h5ad_reader(length: f64, read_at: Function, name: &str) -> Result<JsDataset, JsValue> {
+        let source = JsSource { len: length as u64, read_at };
+        read_h5ad_source(source, name).map(|a| JsDataset { inner: Rc::new(a) }).map_err(to_js)
+    }
+
     /// Seeded synthetic raw counts with `cell_type` and `batch` columns.
     pub fn synthetic(n_cells: usize, n_genes: usize, n_classes: usize, seed: u64) -> JsDataset {
         let spec = SyntheticSpec { n_cells, n_genes, n_classes, seed, ..SyntheticSpec::default() };
@@ -106,6 +156,12 @@ impl JsDataset {
             normalization: detect(&a.x, &a.var_names).ok(),
         };
         convert::to_js(&summary)
+    }
+
+    /// A second handle on the same data (nothing is copied), for bindings that take a data set by
+    /// value (an optional argument is consumed by wasm-bindgen).
+    pub fn share(&self) -> JsDataset {
+        JsDataset { inner: Rc::clone(&self.inner) }
     }
 
     /// A new data set with only the cells at `rows` (this one is unchanged).

@@ -1,8 +1,10 @@
 //! wasm-bindgen layer: converts JS values to core types and back. No logic lives here.
 mod audit;
+mod builder;
 mod convert;
 mod dataset;
 mod error;
+mod export;
 mod observer;
 mod scnym;
 mod session;

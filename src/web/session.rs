@@ -49,6 +49,12 @@ impl JsSession {
         convert::to_js(&self.device.info)
     }
 
+    /// Returns pooled GPU buffers to the browser (after a run ends or is cancelled).
+    #[wasm_bindgen(js_name = releaseMemory)]
+    pub fn release_memory(&self) {
+        self.device.release_memory();
+    }
+
     /// Trains the plain MLP on part of `dataset`'s labelled cells and tests on the rest.
     /// Resolves to the report (accuracy, loss per epoch, backend); rejects with an Error whose
     /// `.code` names the problem.

@@ -10,12 +10,13 @@ export const AUDIT = { train: { epochs: 6, batch_size: 64, learning_rate: 0.01, 
 
 /** Runs in the page or in Node: the `sclabel` module is passed in. */
 export async function syntheticAudit(sclabel, backend, { AUDIT_DATA, AUDIT }) {
-  const session = await sclabel.startSession({ backend });
-  const data = await sclabel.syntheticDataset(AUDIT_DATA);
+  const sl = await sclabel.open({ backend });
+  const data = await sl.synthetic(AUDIT_DATA);
   const progress = [];
-  const r = await session.audit(data, AUDIT, { onProgress: (p) => progress.push(p.phase) });
+  const r = await sl.audit(data, AUDIT, { onProgress: (p) => progress.push(p.phase) });
+  sl.close();
   return {
-    backend: session.backend.backend,
+    backend: sl.backend.backend,
     conf: Array.from(r.conf),
     var: Array.from(r.var),
     cells: r.cells.length,

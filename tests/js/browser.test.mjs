@@ -32,11 +32,12 @@ async function harness() {
 /** Trains in the page and returns the report (plus whether WebGPU existed in the page). */
 async function trainInPage(page, { backend, dataset, options }) {
   return page.evaluate(async ({ backend, dataset, options }) => {
-    const { startSession, readH5ad, syntheticDataset } = await import('sclabel');
-    const session = await startSession({ backend });
-    const data = dataset.url ? await readH5ad(dataset.url) : await syntheticDataset(dataset);
+    const { open } = await import('sclabel');
+    const sl = await open({ backend });
+    const data = dataset.url ? await sl.load(dataset.url) : await sl.synthetic(dataset);
     const events = [];
-    const report = await session.trainHoldout(data, options, { onProgress: (p) => events.push(p) });
+    const report = await sl.trainHoldout(data, options, { onProgress: (p) => events.push(p) });
+    sl.close();
     return { report, events: events.length, hasGpu: !!navigator.gpu };
   }, { backend, dataset, options });
 }

@@ -4,15 +4,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { startSession, syntheticDataset, readH5ad } from 'sclabel';
+import { open } from 'sclabel';
 import { root, sharedFile } from './helpers.mjs';
 
 test('wasm CPU training gives the native loss curve for the same seed', async () => {
-  const session = await startSession({ backend: 'cpu' });
-  assert.equal(session.backend.backend, 'flex');
+  const sl = await open({ backend: 'cpu' });
+  assert.equal(sl.backend.backend, 'flex');
   // Same data and options as tests/train_native.rs (synthetic seed 3, curve_options).
-  const data = await syntheticDataset({ nCells: 600, nGenes: 200, nClasses: 4, seed: 3 });
-  const report = await session.trainHoldout(data, { train: { epochs: 5, batch_size: 64, seed: 42 } });
+  const data = await sl.synthetic({ nCells: 600, nGenes: 200, nClasses: 4, seed: 3 });
+  const report = await sl.trainHoldout(data, { train: { epochs: 5, batch_size: 64, seed: 42 } });
   const wasm = report.history.map((e) => e.loss);
   const file = join(root, 'target', 'tmp', 'native_loss_curve.json');
   assert.ok(existsSync(file), `${file} is written by \`cargo test\` (tests/train_native.rs); run it first`);
@@ -24,30 +24,32 @@ test('wasm CPU training gives the native loss curve for the same seed', async ()
 });
 
 test('synthetic training in Node learns', async () => {
-  const session = await startSession({ backend: 'cpu' });
-  const data = await syntheticDataset({ nCells: 600, nGenes: 200, nClasses: 4, seed: 3 });
+  const sl = await open({ backend: 'cpu' });
+  const data = await sl.synthetic({ nCells: 600, nGenes: 200, nClasses: 4, seed: 3 });
   const progress = [];
-  const report = await session.trainHoldout(data, { train: { epochs: 30, batch_size: 64, learning_rate: 0.01, seed: 1 } }, { onProgress: (p) => progress.push(p) });
+  const report = await sl.trainHoldout(data, { train: { epochs: 30, batch_size: 64, learning_rate: 0.01, seed: 1 } }, { onProgress: (p) => progress.push(p) });
   assert.ok(report.test_accuracy > 0.9, `accuracy ${report.test_accuracy}`);
   assert.ok(progress.some((p) => p.loss !== null), 'epoch-end progress events carry the loss');
 });
 
 test('webgpu in Node is a clear error, and auto says why it fell back', async () => {
-  await assert.rejects(startSession({ backend: 'webgpu' }), (e) => e.code === 'backend' && /webgpu/i.test(e.message));
-  const auto = await startSession({ backend: 'auto' });
+  await assert.rejects(open({ backend: 'webgpu' }), (e) => e.code === 'backend' && /webgpu/i.test(e.message));
+  const auto = await open({ backend: 'auto' });
   assert.equal(auto.backend.backend, 'flex');
   assert.match(auto.backend.reason, /fell back to CPU because/);
-  await assert.rejects(startSession({ backend: 'cuda' }), (e) => e.code === 'invalid_option');
+  await assert.rejects(open({ backend: 'cuda' }), (e) => e.code === 'invalid_option');
 });
 
 test('non-HDF5 and truncated input give invalid_file errors', async () => {
-  await assert.rejects(readH5ad(new Uint8Array([1, 2, 3]), 'junk.h5ad'), (e) => e.code === 'invalid_file' && /junk\.h5ad/.test(e.message));
-  await assert.rejects(readH5ad(new Uint8Array(0), 'empty.h5ad'), (e) => e.code === 'invalid_file');
+  const sl = await open({ backend: 'cpu' });
+  await assert.rejects(sl.load(new Uint8Array([1, 2, 3]), { name: 'junk.h5ad' }), (e) => e.code === 'invalid_file' && /junk\.h5ad/.test(e.message));
+  await assert.rejects(sl.load(new Uint8Array(0), { name: 'empty.h5ad' }), (e) => e.code === 'invalid_file');
   const demo = join(root, 'www', 'data', 'pbmc68k_reduced.h5ad');
   if (existsSync(demo)) {
     const bytes = readFileSync(demo);
-    await assert.rejects(readH5ad(bytes.subarray(0, bytes.length >> 1), 'half.h5ad'), (e) => ['invalid_file', 'unsupported_layout'].includes(e.code));
+    await assert.rejects(sl.load(bytes.subarray(0, bytes.length >> 1), { name: 'half.h5ad' }), (e) => ['invalid_file', 'unsupported_layout'].includes(e.code));
   }
+  sl.close();
 });
 
 const SHAPES = {
@@ -60,13 +62,17 @@ const SHAPES = {
 };
 
 for (const [name, [nObs, nVars, key, counts]] of Object.entries(SHAPES)) {
-  test(`reads ${name} in wasm`, async (t) => {
+  test(`reads ${name} in wasm, from bytes and on demand from its path`, async (t) => {
     const path = sharedFile(name, t);
     if (!path) return;
-    const data = await readH5ad(readFileSync(path), name);
+    const sl = await open({ backend: 'cpu' });
+    const data = await sl.load(readFileSync(path), { name });
+    const streamed = await sl.load(path);
+    sl.close();
+    assert.deepEqual({ ...streamed, id: 0 }, { ...data, id: 0 });
     assert.equal(data.nObs, nObs);
     assert.equal(data.nVars, nVars);
-    const col = data.summary().obs.find((c) => c.name === key);
+    const col = data.summary.obs.find((c) => c.name === key);
     assert.ok(col, `obs column ${key}`);
     if (counts) {
       const got = Object.fromEntries(col.categories);

@@ -12,21 +12,25 @@ export const PREDICT = { normalize: true, unassigned_below: 0.999 };
 
 /** Runs in the page or in Node: the `sclabel` module is passed in. */
 export async function syntheticTransfer(sclabel, backend, { SYNTHETIC, TRANSFER, PREDICT }) {
-  const session = await sclabel.startSession({ backend });
-  const data = await sclabel.syntheticDataset(SYNTHETIC);
-  const labels = data.obs('cell_type').map((l, i) => (i >= 300 ? 'Unlabeled' : l));
-  const withUnlabeled = data.withObs('cell_type', labels);
-  const model = await session.trainScnym(withUnlabeled, null, TRANSFER);
-  const p = await session.predictScnym(model, withUnlabeled, PREDICT);
-  const bytes = await model.toBytes();
-  const again = await session.predictScnym(await session.loadScnymModel(bytes), withUnlabeled, PREDICT);
-  return {
-    backend: session.backend.backend,
-    probabilities: Array.from(p.probabilities),
-    reloaded: Array.from(again.probabilities),
-    mode: model.info.metrics.mode,
-    originalLabels: data.obs('cell_type').slice(300, 303),
-  };
+  const sl = await sclabel.open({ backend });
+  try {
+    const data = await sl.synthetic(SYNTHETIC);
+    const original = await sl.obs(data, 'cell_type');
+    const withUnlabeled = await sl.withObs(data, 'cell_type', original.map((l, i) => (i >= 300 ? 'Unlabeled' : l)));
+    const model = await sl.trainScnym(withUnlabeled, null, TRANSFER);
+    const p = await sl.predictScnym(model, withUnlabeled, PREDICT);
+    const bytes = await sl.saveModel(model);
+    const again = await sl.predictScnym(await sl.loadModel(bytes), withUnlabeled, PREDICT);
+    return {
+      backend: sl.backend.backend,
+      probabilities: Array.from(p.scNym_probabilities),
+      reloaded: Array.from(again.scNym_probabilities),
+      mode: model.info.metrics.mode,
+      originalLabels: original.slice(300, 303),
+    };
+  } finally {
+    sl.close();
+  }
 }
 
 export function nativeProbabilities() {
@@ -62,15 +66,18 @@ export function scnymReference() {
 
 /** In the page or Node: import scNym's weights, predict the 3pv1 cells. */
 export async function importAndPredict(sclabel, backend, { weights, genes, classes, h5ad }) {
-  const session = await sclabel.startSession({ backend });
-  const bytes = Uint8Array.from(atob(weights), (c) => c.charCodeAt(0));
-  const model = await session.importScnym(bytes, genes, classes);
-  const all = await sclabel.readH5ad(h5ad);
-  const donor = all.obs('donor');
-  const rows = donor.flatMap((d, i) => (d === '3pv1' ? [i] : []));
-  const query = all.subset(rows);
-  const p = await session.predictScnym(model, query, { normalize: true });
-  return { backend: session.backend.backend, cells: query.obsNames(), probabilities: Array.from(p.probabilities), embedding: Array.from(p.embedding), dim: p.embeddingDim };
+  const sl = await sclabel.open({ backend });
+  try {
+    const bytes = Uint8Array.from(atob(weights), (c) => c.charCodeAt(0));
+    const model = await sl.importScnym(bytes, genes, classes);
+    const all = await sl.load(h5ad);
+    const donor = await sl.obs(all, 'donor');
+    const query = await sl.subset(all, donor.flatMap((d, i) => (d === '3pv1' ? [i] : [])));
+    const p = await sl.predictScnym(model, query, { normalize: true });
+    return { backend: sl.backend.backend, cells: await sl.obsNames(query), probabilities: Array.from(p.scNym_probabilities), embedding: Array.from(p.X_scnym), dim: p.embeddingDim };
+  } finally {
+    sl.close();
+  }
 }
 
 export function compareWithScnym(ref, out) {

@@ -1,14 +1,16 @@
 // Compiled (not run) by types.test.mjs: the public API as a TypeScript user writes it.
-import { startSession, readH5ad, syntheticDataset, type HoldoutReport, type Progress, type SclabelError, type Dataset, type SclabelSession, type ScnymModel, type ScnymPrediction } from 'sclabel';
+import {
+  open, toCsv, predictionAdditions, auditAdditions, loadRegistry,
+  type HoldoutReport, type Progress, type SclabelError, type DatasetHandle, type Sclabel, type ModelHandle, type ScnymPrediction, type AuditResult,
+} from 'sclabel';
 
 export async function example(file: File): Promise<number> {
-  const data = file.size > 0 ? await readH5ad(file) : await syntheticDataset({ nCells: 100 });
-  const summary = data.summary();
-  const labels = summary.obs.filter((c) => c.kind === 'categorical').map((c) => c.name);
-  const session = await startSession({ backend: 'auto' });
+  const sl = await open({ backend: 'auto' });
+  const data = file.size > 0 ? await sl.load(file) : await sl.synthetic({ nCells: 100 });
+  const labels = data.summary.obs.filter((c) => c.kind === 'categorical').map((c) => c.name);
   const controller = new AbortController();
   try {
-    const report: HoldoutReport = await session.trainHoldout(data, { label_key: labels[0], train: { epochs: 5, optimizer: { kind: 'adam' } } }, {
+    const report: HoldoutReport = await sl.trainHoldout(data, { label_key: labels[0], train: { epochs: 5, optimizer: { kind: 'adam' } } }, {
       onProgress: (p: Progress) => console.log(p.epoch, p.loss ?? '…'),
       signal: controller.signal,
     });
@@ -17,22 +19,29 @@ export async function example(file: File): Promise<number> {
     if ((e as SclabelError).code === 'cancelled') return NaN;
     throw e;
   } finally {
-    session.dispose();
-    data.free();
+    sl.close();
   }
 }
 
-// scNym: train on a reference with a query, predict, save and reload the bundle.
-export async function transfer(reference: Dataset, query: Dataset): Promise<string[]> {
-  const session: SclabelSession = await startSession({ backend: 'auto' });
-  const model: ScnymModel = await session.trainScnym(reference, query, {
+// scNym: train on a reference with a query, predict, save and reload the bundle, export.
+export async function transfer(sl: Sclabel, reference: DatasetHandle, query: DatasetHandle): Promise<string> {
+  const model: ModelHandle = await sl.trainScnym(reference, query, {
     label_key: 'cell_type', domain_key: 'batch', preset: 'new_identity_discovery', normalize: true,
     config: { n_epochs: 20, ssl_kwargs: { T: 0.5 } },
   });
-  const bytes: Uint8Array = await model.toBytes();
-  const again = await session.loadScnymModel(bytes);
-  const p: ScnymPrediction = await session.predictScnym(again, query, { normalize: true, unassigned_below: 0.5 });
-  const firstProbabilities: Float32Array = p.probabilities.subarray(0, p.classes.length);
-  console.log(firstProbabilities, p.embeddingDim, p.report.overlap.shared, model.warnings);
-  return p.labels;
+  const bytes: Uint8Array = await sl.saveModel(model);
+  const again = await sl.loadModel(bytes);
+  const p: ScnymPrediction = await sl.predictScnym(again, query, { normalize: true, unassigned_below: 0.5 });
+  const firstProbabilities: Float32Array = p.scNym_probabilities.subarray(0, p.classes.length);
+  console.log(firstProbabilities, p.embeddingDim, p.report.overlap.shared, model.warnings, p.backend.reason);
+  const h5ad: Uint8Array = await sl.exportH5ad(query, predictionAdditions(p));
+  console.log(h5ad.byteLength);
+  const registry = await loadRegistry('/atlases/registry.json');
+  await sl.loadAtlas(registry.atlases[0]);
+  return toCsv({ scNym: p.scNym, scNym_confidence: p.scNym_confidence }, await sl.obsNames(query));
+}
+
+export async function auditToFile(sl: Sclabel, data: DatasetHandle): Promise<Uint8Array> {
+  const a: AuditResult = await sl.audit(data, { label_key: 'cell_type' });
+  return sl.exportH5ad(data, auditAdditions(a, data.nObs));
 }

@@ -1,0 +1,378 @@
+// The engine: owns the wasm module, the compute session and every loaded data set and model, and
+// runs the operations the public client (index.js) asks for. It runs inside a Web Worker in
+// browsers (worker.js), or in the caller's thread in Node. Objects never leave it: callers hold
+// plain handles ({ kind, id, ... }) that survive postMessage.
+import init, * as wasm from './sclabel_wasm.js';
+import { readZarr } from './zarr.js';
+import { fail } from './errors.js';
+
+const isNode = typeof process !== 'undefined' && process.versions?.node != null;
+
+let module = null;
+
+/** Instantiates the wasm module once per thread. `source`: URL, Response, bytes or Module. */
+async function instantiate(source) {
+  module ??= (async () => {
+    let s = source;
+    if (s === undefined && isNode) {
+      const { readFile } = await import('node:fs/promises');
+      s = await readFile(new URL('./sclabel_wasm_bg.wasm', import.meta.url));
+    }
+    return init(s === undefined ? undefined : { module_or_path: s });
+  })();
+  return module;
+}
+
+// --------------------------------------------------------------------------------- loading
+
+const HDF5_SIGNATURE = [0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a];
+const ZIP_SIGNATURE = [0x50, 0x4b, 0x03, 0x04];
+
+const startsWith = (bytes, sig) => bytes.length >= sig.length && sig.every((b, i) => bytes[i] === b);
+const isUrl = (s) => s instanceof URL || (typeof s === 'string' && /^(https?|blob|data):/i.test(s));
+const isBlob = (s) => typeof Blob !== 'undefined' && s instanceof Blob;
+const nameOf = (source) => (isBlob(source) && source.name) || (typeof source === 'string' || source instanceof URL ? String(source).split(/[/\\]/).filter(Boolean).pop() : undefined);
+
+/** A random-access byte reader over what the user gave: `{ length, readAt(offset, n) -> Uint8Array, head }`. */
+async function byteReader(source, what) {
+  if (source instanceof ArrayBuffer || ArrayBuffer.isView(source)) {
+    const bytes = source instanceof ArrayBuffer ? new Uint8Array(source) : new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
+    return { length: bytes.length, readAt: (o, n) => bytes.subarray(o, o + n), keep: source };
+  }
+  if (isBlob(source)) {
+    // In a worker, FileReaderSync reads slices of the file on demand: the file is never held whole.
+    if (typeof FileReaderSync !== 'undefined') {
+      const reader = new FileReaderSync();
+      return { length: source.size, readAt: (o, n) => new Uint8Array(reader.readAsArrayBuffer(source.slice(o, o + n))), keep: source };
+    }
+    return byteReader(await source.arrayBuffer(), what);
+  }
+  if (isUrl(source)) {
+    const response = await fetch(source);
+    if (!response.ok) throw fail('invalid_file', `${source}: HTTP ${response.status} ${response.statusText}`);
+    return byteReader(await response.arrayBuffer(), what);
+  }
+  if (isNode && typeof source === 'string') {
+    const fs = await import('node:fs');
+    const fd = fs.openSync(source, 'r');
+    const length = fs.fstatSync(fd).size;
+    const readAt = (o, n) => {
+      const out = new Uint8Array(n);
+      let done = 0;
+      while (done < n) {
+        const got = fs.readSync(fd, out, done, n - done, o + done);
+        if (got === 0) throw fail('invalid_file', `${source}: file ended at ${o + done} bytes`);
+        done += got;
+      }
+      return out;
+    };
+    return { length, readAt, keep: source, close: () => fs.closeSync(fd) };
+  }
+  throw fail('invalid_option', `${what}: expected a File/Blob, ArrayBuffer, typed array, URL${isNode ? ', file path' : ''} or AnnData-Zarr store`);
+}
+
+/** Whether the HDF5 signature is at 0 or after a user block (512, 1024, 2048 … bytes). */
+function isHdf5(reader) {
+  for (let offset = 0; offset + 8 <= reader.length; offset = offset ? offset * 2 : 512) {
+    if (startsWith(reader.readAt(offset, 8), HDF5_SIGNATURE)) return true;
+  }
+  return false;
+}
+
+/** Which reader a source needs: 'h5ad', 'zarr' (directory / store) or 'zarr-zip'. */
+function formatOf(source, reader, head, format) {
+  if (format && format !== 'auto') return format;
+  if (head) {
+    if (startsWith(head, ZIP_SIGNATURE)) return 'zarr-zip';
+    if (isHdf5(reader)) return 'h5ad';
+  }
+  const name = nameOf(source) ?? '';
+  if (/\.zip$/i.test(name)) return 'zarr-zip';
+  if (/\.h5ad$/i.test(name)) return 'h5ad'; // let the reader say what is wrong with it
+  if (/\.zarr\/?$/i.test(name)) return 'zarr';
+  return head ? 'unknown' : 'zarr';
+}
+
+function isDirectoryLike(source) {
+  return (typeof FileSystemDirectoryHandle !== 'undefined' && source instanceof FileSystemDirectoryHandle)
+    || (typeof FileList !== 'undefined' && source instanceof FileList)
+    || Array.isArray(source)
+    || (source && typeof source === 'object' && typeof source.get === 'function' && !isBlob(source));
+}
+
+// ---------------------------------------------------------------------------------- engine
+
+export class Engine {
+  /** Starts the wasm module and a compute session ('auto' | 'webgpu' | 'cpu'). */
+  static async create({ backend = 'auto', wasm: wasmSource } = {}) {
+    const exports = await instantiate(wasmSource);
+    const session = await wasm.Session.start(backend);
+    return new Engine(session, exports.memory);
+  }
+
+  constructor(session, memory) {
+    this.session = session;
+    this.memory = memory;
+    this.objects = new Map();
+    this.nextId = 1;
+  }
+
+  get backend() {
+    return this.session.backend;
+  }
+
+  /** Runs operation `op`; returns { result, transfer } (transfer: buffers to move, not copy). */
+  async call(op, args, controls = {}) {
+    const fn = OPS[op];
+    if (!fn) throw fail('invalid_option', `unknown operation '${op}'`);
+    try {
+      const result = await fn.call(this, ...args, controls);
+      return { result, transfer: transferables(result) };
+    } finally {
+      // A finished or cancelled run leaves pooled GPU buffers behind; hand them back.
+      if (LONG_RUNNING.has(op)) this.session.releaseMemory();
+    }
+  }
+
+  keep(kind, object, extra = {}) {
+    const id = this.nextId++;
+    this.objects.set(id, { kind, object, ...extra });
+    return id;
+  }
+
+  get(handle, kind) {
+    const entry = handle && this.objects.get(handle.id);
+    if (!entry || entry.kind !== kind) {
+      throw fail('invalid_option', `expected a ${kind} handle from this client${handle?.id ? ` (${kind} #${handle.id} was freed or belongs to another client)` : ''}`);
+    }
+    return entry;
+  }
+
+  datasetHandle(dataset, extra = {}) {
+    const id = this.keep('dataset', dataset, extra);
+    return { kind: 'dataset', id, name: extra.name ?? null, format: extra.format ?? null, nObs: dataset.nObs, nVars: dataset.nVars, summary: dataset.summary() };
+  }
+
+  modelHandle(model) {
+    const id = this.keep('model', model);
+    return { kind: 'model', id, classes: model.classes, genes: model.genes, info: model.info, warnings: model.warnings };
+  }
+}
+
+/** Operations that run long enough to take progress, cancellation and GPU memory. */
+const LONG_RUNNING = new Set(['trainScnym', 'predictScnym', 'audit', 'explainScnym', 'trainHoldout']);
+
+const OPS = {
+  backend() {
+    return this.session.backend;
+  },
+
+  /** Bytes of wasm memory (it grows, never shrinks: this is the peak so far). */
+  memoryUsage() {
+    return { wasmBytes: this.memory.buffer.byteLength };
+  },
+
+  async load(source, { name, format } = {}, { onProgress, signal } = {}) {
+    const label = name ?? nameOf(source) ?? 'input';
+    if (isNode && typeof source === 'string' && !isUrl(source)) {
+      const stat = (await import('node:fs')).statSync(source, { throwIfNoEntry: false });
+      if (!stat) throw fail('invalid_file', `${source}: no such file or directory`);
+      if (stat.isDirectory()) source = await nodeDirectoryStore(source);
+    }
+    if (!isDirectoryLike(source) || isBlob(source)) {
+      const reader = await byteReader(source, label);
+      try {
+        const head = reader.readAt(0, Math.min(8, reader.length));
+        const kind = formatOf(source, reader, head, format);
+        if (kind === 'h5ad') {
+          const dataset = wasm.Dataset.fromH5adReader(reader.length, reader.readAt, label);
+          // The source (a File, the caller's buffer or path) is kept — not copied — for exportH5ad.
+          return this.datasetHandle(dataset, { name: label, format: 'h5ad', source: reader.keep });
+        }
+        if (kind === 'zarr-zip') {
+          const bytes = reader.readAt(0, reader.length);
+          const dataset = await readZarr(bytes, { name: label, wasm, onProgress, signal });
+          return this.datasetHandle(dataset, { name: label, format: 'zarr' });
+        }
+        throw fail('invalid_file', `${label}: neither an HDF5 (.h5ad) file nor a zip (AnnData-Zarr) — its first bytes are ${Array.from(head, (b) => b.toString(16).padStart(2, '0')).join(' ')}`);
+      } finally {
+        reader.close?.();
+      }
+    }
+    const dataset = await readZarr(source, { name: label, wasm, onProgress, signal });
+    return this.datasetHandle(dataset, { name: label, format: 'zarr' });
+  },
+
+  synthetic({ nCells = 600, nGenes = 200, nClasses = 4, seed = 0 } = {}) {
+    return this.datasetHandle(wasm.Dataset.synthetic(nCells, nGenes, nClasses, BigInt(seed)), { name: 'synthetic' });
+  },
+
+  subset(dataset, rows) {
+    return this.datasetHandle(this.get(dataset, 'dataset').object.subset(Uint32Array.from(rows)));
+  },
+
+  withObs(dataset, column, values) {
+    return this.datasetHandle(this.get(dataset, 'dataset').object.withObs(column, values));
+  },
+
+  obs(dataset, column) {
+    return this.get(dataset, 'dataset').object.obs(column);
+  },
+
+  obsNames(dataset) {
+    return this.get(dataset, 'dataset').object.obsNames();
+  },
+
+  varNames(dataset) {
+    return this.get(dataset, 'dataset').object.varNames();
+  },
+
+  async trainHoldout(dataset, options, { onProgress, signal } = {}) {
+    return this.session.trainHoldout(this.get(dataset, 'dataset').object, options, onProgress, signal);
+  },
+
+  async trainScnym(reference, query, options, { onProgress, signal } = {}) {
+    // An optional wasm argument is consumed by the call: pass a second handle on the same data.
+    const q = query ? this.get(query, 'dataset').object.share() : undefined;
+    const model = await this.session.trainScnym(this.get(reference, 'dataset').object, q, options, onProgress, signal);
+    return this.modelHandle(model);
+  },
+
+  async predictScnym(model, dataset, options, { onProgress, signal } = {}) {
+    const p = await this.session.predictScnym(this.get(model, 'model').object, this.get(dataset, 'dataset').object, options, onProgress, signal);
+    // scNym's own names for what it writes to adata.obs / adata.obsm.
+    return {
+      cells: p.labels.length,
+      classes: p.classes,
+      scNym: p.labels,
+      scNym_confidence: p.confidence,
+      scNym_probabilities: p.probabilities,
+      predicted: p.predicted,
+      X_scnym: p.embedding,
+      embeddingDim: p.embeddingDim,
+      report: p.report,
+      backend: this.session.backend,
+    };
+  },
+
+  async audit(dataset, options, { onProgress, signal } = {}) {
+    return this.session.audit(this.get(dataset, 'dataset').object, options, onProgress, signal);
+  },
+
+  async explainScnym(model, dataset, groupby, options, { onProgress, signal } = {}) {
+    const e = await this.session.explainScnym(this.get(model, 'model').object, this.get(dataset, 'dataset').object, groupby, options, onProgress, signal);
+    return { ...e, backend: this.session.backend };
+  },
+
+  async saveModel(model) {
+    return this.get(model, 'model').object.toBytes();
+  },
+
+  /** A model bundle from bytes, a Blob or a URL (cached with the Cache API when `cache` names a key). */
+  async loadModel(source, { cache, sha256 } = {}) {
+    const bytes = await bundleBytes(source, cache);
+    if (sha256) await checkDigest(bytes, sha256, source);
+    return this.modelHandle(this.session.loadScnymModel(bytes));
+  },
+
+  async importScnym(weights, genes, classes) {
+    return this.modelHandle(this.session.importScnym(await bundleBytes(weights), genes, classes));
+  },
+
+  /** The data set's original .h5ad with `additions` written in (see index.d.ts: H5adAdditions). */
+  async exportH5ad(dataset, additions) {
+    const entry = this.get(dataset, 'dataset');
+    if (entry.format !== 'h5ad' || entry.source === undefined) {
+      throw fail('invalid_option', `exportH5ad writes into the .h5ad a data set was loaded from; ${entry.name ? `'${entry.name}'` : 'this data set'} ${entry.format === 'zarr' ? 'was read from AnnData-Zarr' : 'was derived in memory (subset / withObs / synthetic)'}`);
+    }
+    const reader = await byteReader(entry.source, entry.name);
+    try {
+      return wasm.annotateH5ad(reader.readAt(0, reader.length), entry.name, additions);
+    } finally {
+      reader.close?.();
+    }
+  },
+
+  free(handle) {
+    const entry = handle && this.objects.get(handle.id);
+    if (entry) {
+      entry.object.free?.();
+      this.objects.delete(handle.id);
+    }
+  },
+
+  dispose() {
+    for (const { object } of this.objects.values()) object.free?.();
+    this.objects.clear();
+    this.session.releaseMemory();
+  },
+};
+
+/** A zarr store over a directory on disk (Node). */
+async function nodeDirectoryStore(dir) {
+  const { readFile } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  return {
+    async get(key) {
+      try {
+        const b = await readFile(join(dir, ...key.replace(/^\//, '').split('/')));
+        return new Uint8Array(b.buffer, b.byteOffset, b.byteLength).slice();
+      } catch (e) {
+        if (e.code === 'ENOENT') return undefined;
+        throw e;
+      }
+    },
+  };
+}
+
+/** Model bundle bytes; URLs go through the Cache API when `cacheKey` is given and caches exist. */
+async function bundleBytes(source, cacheKey) {
+  if (source instanceof ArrayBuffer) return new Uint8Array(source);
+  if (ArrayBuffer.isView(source)) return new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
+  if (isBlob(source)) return new Uint8Array(await source.arrayBuffer());
+  if (isUrl(source) || (isNode && typeof source === 'string')) {
+    if (!isUrl(source)) return new Uint8Array((await import('node:fs')).readFileSync(source));
+    const store = cacheKey && typeof caches !== 'undefined' ? await caches.open('sclabel-models') : null;
+    // The Cache API ignores fragments, so the version goes into a query parameter of the key
+    // (a key only: that URL is never fetched).
+    const keyOf = (url) => {
+      const u = new URL(String(url), globalThis.location?.href);
+      const version = u.searchParams.get('sclabel-cache');
+      u.searchParams.delete('sclabel-cache');
+      return { base: u.href, version };
+    };
+    const key = store && (() => { const u = new URL(String(source), globalThis.location?.href); u.searchParams.set('sclabel-cache', cacheKey); return u.href; })();
+    let response = store && (await store.match(key));
+    if (!response) {
+      response = await fetch(source);
+      if (!response.ok) throw fail('invalid_file', `${source}: HTTP ${response.status} ${response.statusText}`);
+      if (store) {
+        // One version per URL: drop what older versions of this bundle left in the cache.
+        const base = keyOf(key).base;
+        for (const old of await store.keys()) if (keyOf(old.url).base === base) await store.delete(old);
+        await store.put(key, response.clone());
+      }
+    }
+    return new Uint8Array(await response.arrayBuffer());
+  }
+  throw fail('invalid_option', 'model bundle: expected bytes, a Blob or a URL');
+}
+
+async function checkDigest(bytes, expected, source) {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  const hex = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+  if (hex !== expected.toLowerCase()) throw fail('invalid_file', `${source}: sha256 is ${hex}, the registry says ${expected} (a corrupt or replaced bundle)`);
+}
+
+/** The ArrayBuffers under a result, to transfer rather than copy across postMessage. */
+function transferables(value, out = [], seen = new Set()) {
+  if (ArrayBuffer.isView(value)) {
+    if (!seen.has(value.buffer) && value.byteLength === value.buffer.byteLength) {
+      seen.add(value.buffer);
+      out.push(value.buffer);
+    }
+  } else if (value && typeof value === 'object' && !(value instanceof ArrayBuffer)) {
+    for (const v of Object.values(value)) transferables(v, out, seen);
+  }
+  return out;
+}

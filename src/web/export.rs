@@ -1,0 +1,107 @@
+//! `annotateH5ad`: a user's own `.h5ad` with obs columns / obsm matrices written in
+//! (`crate::data::h5ad_export`).
+//!
+//! The additions are a plain object, keys in order:
+//! `{ obs: { name: { categorical: (string|null)[] } | { categorical_codes: { categories: string[],
+//! codes: Int32Array|number[] } } | { f32: Float32Array|number[] } | { i32: Int32Array|number[] } |
+//! { bool: boolean[]|Uint8Array }, … }, obsm: { name: { n_cols: number, values: Float32Array|number[] }, … } }`.
+//! Typed arrays are copied in one go; anything else goes through serde (element by element).
+//! Unknown keys are refused.
+use js_sys::{Array, Float32Array, Int32Array, Object, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use crate::data::h5ad_export::{self, DenseF32, H5adAdditions, ObsValues};
+use crate::web::error::{invalid_option, to_js};
+
+/// Returns the file's bytes (a `Uint8Array`) with `additions` written in and everything else as
+/// it was; `name` is for error messages.
+#[wasm_bindgen(js_name = annotateH5ad)]
+pub fn annotate_h5ad(bytes: Vec<u8>, name: &str, additions: JsValue) -> Result<Vec<u8>, JsValue> {
+    let additions = parse(&additions)?;
+    h5ad_export::annotate_h5ad(bytes, name, &additions).map_err(to_js)
+}
+
+fn parse(value: &JsValue) -> Result<H5adAdditions, JsValue> {
+    let obj = object(value, "additions")?;
+    let mut out = H5adAdditions::default();
+    for key in keys(obj) {
+        let part = Reflect::get(obj, &key.as_str().into())?;
+        match key.as_str() {
+            "obs" => {
+                for name in keys(object(&part, "additions.obs")?) {
+                    let spec = Reflect::get(&part, &name.as_str().into())?;
+                    let values = obs_values(&spec, &format!("additions.obs.{name}"))?;
+                    out.obs.push((name, values));
+                }
+            }
+            "obsm" => {
+                for name in keys(object(&part, "additions.obsm")?) {
+                    let spec = Reflect::get(&part, &name.as_str().into())?;
+                    let m = dense(&spec, &format!("additions.obsm.{name}"))?;
+                    out.obsm.push((name, m));
+                }
+            }
+            other => return Err(invalid_option("additions", format!("unknown key '{other}' (expected obs, obsm)"))),
+        }
+    }
+    Ok(out)
+}
+
+fn object<'a>(value: &'a JsValue, what: &str) -> Result<&'a Object, JsValue> {
+    value.dyn_ref::<Object>().filter(|_| !value.is_null() && !Array::is_array(value)).ok_or_else(|| invalid_option(what, "expected an object"))
+}
+
+fn keys(obj: &Object) -> Vec<String> {
+    Object::keys(obj).iter().filter_map(|k| k.as_string()).collect()
+}
+
+/// Refuses keys other than `allowed` (serde_wasm_bindgen ignores unknown struct fields).
+fn only_keys(obj: &Object, allowed: &[&str], what: &str) -> Result<(), JsValue> {
+    match keys(obj).into_iter().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(invalid_option(what, format!("unknown key '{k}' (expected {})", allowed.join(", ")))),
+        None => Ok(()),
+    }
+}
+
+const KINDS: [&str; 5] = ["categorical", "categorical_codes", "f32", "i32", "bool"];
+
+fn obs_values(spec: &JsValue, what: &str) -> Result<ObsValues, JsValue> {
+    let obj = object(spec, what)?;
+    let [kind] = &keys(obj)[..] else {
+        return Err(invalid_option(what, format!("expected an object with one key of {}", KINDS.join(", "))));
+    };
+    let v = Reflect::get(obj, &kind.as_str().into())?;
+    // Typed arrays are copied in one go; anything else goes through serde.
+    match kind.as_str() {
+        "f32" if v.is_instance_of::<Float32Array>() => return Ok(ObsValues::F32(Float32Array::from(v).to_vec())),
+        "i32" if v.is_instance_of::<Int32Array>() => return Ok(ObsValues::I32(Int32Array::from(v).to_vec())),
+        "bool" if v.is_instance_of::<Uint8Array>() => return Ok(ObsValues::Bool(Uint8Array::from(v).to_vec().into_iter().map(|b| b != 0).collect())),
+        "categorical_codes" => {
+            let what = format!("{what}.categorical_codes");
+            only_keys(object(&v, &what)?, &["categories", "codes"], &what)?;
+            let codes = Reflect::get(&v, &"codes".into())?;
+            if codes.is_instance_of::<Int32Array>() {
+                let categories = Reflect::get(&v, &"categories".into())?;
+                let categories: Vec<String> = serde_wasm_bindgen::from_value(categories).map_err(|e| invalid_option(&format!("{what}.categories"), e))?;
+                return Ok(ObsValues::CategoricalCodes { categories, codes: Int32Array::from(codes).to_vec() });
+            }
+        }
+        _ => {}
+    }
+    serde_wasm_bindgen::from_value(spec.clone()).map_err(|e| invalid_option(what, e))
+}
+
+fn dense(spec: &JsValue, what: &str) -> Result<DenseF32, JsValue> {
+    let obj = object(spec, what)?;
+    only_keys(obj, &["n_cols", "values"], what)?;
+    let values = Reflect::get(obj, &"values".into())?;
+    if values.is_instance_of::<Float32Array>() {
+        let n_cols = Reflect::get(obj, &"n_cols".into())?
+            .as_f64()
+            .filter(|n| n.fract() == 0.0 && *n >= 0.0 && *n <= u32::MAX as f64)
+            .ok_or_else(|| invalid_option(&format!("{what}.n_cols"), "expected a non-negative integer"))?;
+        return Ok(DenseF32 { n_cols: n_cols as usize, values: Float32Array::from(values).to_vec() });
+    }
+    serde_wasm_bindgen::from_value(spec.clone()).map_err(|e| invalid_option(what, e))
+}

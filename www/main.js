@@ -3,33 +3,38 @@ import { open } from 'sclabel';
 
 const $ = (id) => document.getElementById(id);
 const DEMO_URL = 'data/pbmc68k_reduced.h5ad';
-let sl = null;
-let dataset = null;
+let current = null; // { requested, client: Promise<client> }
+let dataset = null; // { client, handle }: a data set belongs to the client (worker) that loaded it
 let controller = null;
 
-/** The sclabel client (its worker owns the data): reopened when the backend choice changes. */
-async function client() {
-  if (sl?.requested !== $('backend').value) {
-    sl?.client.close();
+/** The sclabel client for the chosen backend (its worker owns the data); reopened when the choice changes. */
+function client() {
+  const requested = $('backend').value;
+  if (current?.requested !== requested) {
+    const old = current;
+    current = { requested, client: open({ backend: requested }) };
     dataset = null;
-    sl = { requested: $('backend').value, client: await open({ backend: $('backend').value }) };
+    old?.client.then((c) => c.close(), () => {});
   }
-  return sl.client;
+  return current.client;
 }
 
 async function loadDataset() {
   $('summary').textContent = 'Loading…';
   const c = await client();
+  let handle;
   if ($('dataset').value === 'demo') {
-    dataset = await c.load(new URL(DEMO_URL, location.href), { name: 'pbmc68k_reduced.h5ad' });
+    handle = await c.load(new URL(DEMO_URL, location.href), { name: 'pbmc68k_reduced.h5ad' });
     $('use-raw').checked = true; // X is scaled (z-scores); .raw holds log-normalised values
   } else {
     const file = $('file').files[0];
     if (!file) { $('file').click(); return; }
-    dataset = await c.load(file);
+    handle = await c.load(file);
     $('use-raw').checked = false;
   }
-  const summary = dataset.summary;
+  if (c !== await client()) return; // the backend changed meanwhile; that load is stale
+  dataset = { client: c, handle };
+  const summary = handle.summary;
   const categorical = summary.obs.filter((c) => c.kind === 'categorical' || c.kind === 'string');
   $('label-key').replaceChildren(...categorical.map((c) => new Option(c.name, c.name)));
   const preferred = ['bulk_labels', 'cell_type', 'celltype', 'labels'].find((k) => categorical.some((c) => c.name === k));
@@ -65,14 +70,14 @@ async function train() {
   const started = performance.now();
   try {
     const session = await client();
-    if (!dataset) await loadDataset();
+    if (dataset?.client !== session) await loadDataset();
     const info = session.backend;
     const gpu = info.backend === 'webgpu';
     $('backend-badge').textContent = gpu ? `WebGPU${info.adapter ? ` · ${info.adapter}` : ''}` : `CPU (${info.backend})`;
     $('backend-badge').className = `badge ${gpu ? 'gpu' : 'cpu'}`;
     $('backend-badge').title = info.reason;
     const epochs = Number($('epochs').value);
-    const report = await session.trainHoldout(dataset, {
+    const report = await session.trainHoldout(dataset.handle, {
       label_key: $('label-key').value,
       use_raw: $('use-raw').checked,
       train: { epochs, learning_rate: 0.01, seed: 0 },
@@ -110,6 +115,7 @@ $('train').addEventListener('click', train);
 $('cancel').addEventListener('click', () => controller?.abort());
 
 function showError(e) {
+  if (e.code === 'closed') return; // a client replaced after a backend change; nothing went wrong
   const text = e.code === 'cancelled' ? 'Cancelled.' : `Error${e.code ? ` (${e.code})` : ''}: ${e.message}`;
   const span = Object.assign(document.createElement('span'), { className: 'error', textContent: text });
   $('summary').replaceChildren(span);

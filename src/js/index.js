@@ -9,8 +9,11 @@ export const BUNDLE_FORMAT_VERSION = 1;
 
 const isNode = typeof process !== 'undefined' && process.versions?.node != null;
 
-/** Relative URLs mean the page's location, not the worker's: resolve them before they cross. */
-const resolved = (source) => (!isNode && typeof source === 'string' && globalThis.location ? new URL(source, location.href).href : source);
+/** Relative URLs mean the page's location, not the worker's: resolve them before they cross (as strings: URL objects don't clone). */
+const resolved = (source) => {
+  if (source instanceof URL) return source.href;
+  return !isNode && typeof source === 'string' && globalThis.location ? new URL(source, location.href).href : source;
+};
 const BACKENDS = Object.freeze(['auto', 'webgpu', 'cpu']);
 
 /**

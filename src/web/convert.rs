@@ -6,12 +6,14 @@ use wasm_bindgen::JsValue;
 use crate::web::error::invalid_option;
 
 /// Parses options; `undefined` / `null` give the defaults. Unknown keys are rejected by the
-/// core types (`deny_unknown_fields`).
+/// core types (`deny_unknown_fields`) — which only works through serde_json: serde_wasm_bindgen
+/// reads a JS object by asking for each known field, so it never sees a misspelt one.
 pub fn options<T: DeserializeOwned + Default>(value: JsValue, name: &str) -> Result<T, JsValue> {
     if value.is_undefined() || value.is_null() {
         return Ok(T::default());
     }
-    serde_wasm_bindgen::from_value(value).map_err(|e| invalid_option(name, e))
+    let json: serde_json::Value = serde_wasm_bindgen::from_value(value).map_err(|e| invalid_option(name, e))?;
+    serde_json::from_value(json).map_err(|e| invalid_option(name, e))
 }
 
 /// Plain JS objects (not Maps); numeric vectors stay arrays.

@@ -112,3 +112,14 @@ test('the annotation audit in Node (wasm CPU) matches the native build', async (
   const { dc, dv } = compareAudit(out, 1e-4);
   console.log(`# audit in Node vs native: max |Δconf| = ${dc.toExponential(2)}, |Δvar| = ${dv.toExponential(2)}`);
 });
+
+test('misspelt option keys are refused, not ignored', async () => {
+  const sl = await open({ backend: 'cpu' });
+  const d = await sl.synthetic({ nCells: 100, nGenes: 20, nClasses: 2 });
+  const misspelt = (e) => e.code === 'invalid_option' && /unknown field/.test(e.message);
+  await assert.rejects(sl.trainHoldout(d, { bogus: 1 }), misspelt);
+  await assert.rejects(sl.trainHoldout(d, { train: { epochz: 2 } }), misspelt);
+  await assert.rejects(sl.audit(d, { label_keyy: 'cell_type' }), misspelt);
+  await assert.rejects(sl.trainScnym(d, null, { normalise: true }), misspelt);
+  sl.close();
+});

@@ -269,7 +269,10 @@ export interface LoadProgress { phase: 'loading'; done: number; total: number }
 
 /** obs columns and obsm matrices to write into a user's .h5ad (`exportH5ad`). */
 export interface H5adAdditions {
-  obs?: Record<string, { categorical: (string | null)[] } | { f32: Float32Array | number[] } | { i32: Int32Array | number[] } | { bool: boolean[] }>;
+  obs?: Record<string,
+    | { categorical: (string | null)[] }
+    | { categorical_codes: { categories: string[]; codes: Int32Array | number[] } }
+    | { f32: Float32Array | number[] } | { i32: Int32Array | number[] } | { bool: boolean[] | Uint8Array }>;
   obsm?: Record<string, { n_cols: number; values: Float32Array | number[] }>;
 }
 

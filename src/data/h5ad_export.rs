@@ -631,35 +631,25 @@ trait Sink {
     fn attr(&mut self, name: &str, v: AttrValue);
 }
 
-impl Sink for FileBuilder {
-    fn dataset(&mut self, name: &str) -> &mut DatasetBuilder {
-        self.create_dataset(name)
-    }
-    fn new_group(&mut self, name: &str) -> GroupBuilder {
-        self.create_group(name)
-    }
-    fn group(&mut self, g: FinishedGroup) {
-        self.add_group(g)
-    }
-    fn attr(&mut self, name: &str, v: AttrValue) {
-        self.set_attr(name, v)
-    }
+macro_rules! impl_sink {
+    ($($builder:ty),*) => {$(
+        impl Sink for $builder {
+            fn dataset(&mut self, name: &str) -> &mut DatasetBuilder {
+                self.create_dataset(name)
+            }
+            fn new_group(&mut self, name: &str) -> GroupBuilder {
+                self.create_group(name)
+            }
+            fn group(&mut self, g: FinishedGroup) {
+                self.add_group(g)
+            }
+            fn attr(&mut self, name: &str, v: AttrValue) {
+                self.set_attr(name, v)
+            }
+        }
+    )*};
 }
-
-impl Sink for GroupBuilder {
-    fn dataset(&mut self, name: &str) -> &mut DatasetBuilder {
-        self.create_dataset(name)
-    }
-    fn new_group(&mut self, name: &str) -> GroupBuilder {
-        self.create_group(name)
-    }
-    fn group(&mut self, g: FinishedGroup) {
-        self.add_group(g)
-    }
-    fn attr(&mut self, name: &str, v: AttrValue) {
-        self.set_attr(name, v)
-    }
-}
+impl_sink!(FileBuilder, GroupBuilder);
 
 /// anndata's `encoding-type` / `encoding-version`, as h5py writes strings (variable-length UTF-8).
 fn set_encoding(sink: &mut impl Sink, kind: &str, version: &str) {

@@ -33,7 +33,23 @@ const isUrl = (s) => s instanceof URL || (typeof s === 'string' && /^(https?|blo
 const isBlob = (s) => typeof Blob !== 'undefined' && s instanceof Blob;
 const nameOf = (source) => (isBlob(source) && source.name) || (typeof source === 'string' || source instanceof URL ? String(source).split(/[/\\]/).filter(Boolean).pop() : undefined);
 
-/** A random-access byte reader over what the user gave: `{ length, readAt(offset, n) -> Uint8Array, head }`. */
+async function fetchOk(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw fail('invalid_file', `${url}: HTTP ${response.status} ${response.statusText}`);
+  return response;
+}
+
+/** All of a source's bytes (a view, not a copy, when it already is bytes). */
+async function readAll(source, what) {
+  const reader = await byteReader(source, what);
+  try {
+    return reader.readAt(0, reader.length);
+  } finally {
+    reader.close?.();
+  }
+}
+
+/** A random-access byte reader over what the user gave: `{ length, readAt(offset, n) -> Uint8Array, keep, close? }`. */
 async function byteReader(source, what) {
   if (source instanceof ArrayBuffer || ArrayBuffer.isView(source)) {
     const bytes = source instanceof ArrayBuffer ? new Uint8Array(source) : new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
@@ -47,11 +63,7 @@ async function byteReader(source, what) {
     }
     return byteReader(await source.arrayBuffer(), what);
   }
-  if (isUrl(source)) {
-    const response = await fetch(source);
-    if (!response.ok) throw fail('invalid_file', `${source}: HTTP ${response.status} ${response.statusText}`);
-    return byteReader(await response.arrayBuffer(), what);
-  }
+  if (isUrl(source)) return byteReader(await (await fetchOk(source)).arrayBuffer(), what);
   if (isNode && typeof source === 'string') {
     const fs = await import('node:fs');
     const fd = fs.openSync(source, 'r');
@@ -285,12 +297,7 @@ const OPS = {
     if (entry.format !== 'h5ad' || entry.source === undefined) {
       throw fail('invalid_option', `exportH5ad writes into the .h5ad a data set was loaded from; ${entry.name ? `'${entry.name}'` : 'this data set'} ${entry.format === 'zarr' ? 'was read from AnnData-Zarr' : 'was derived in memory (subset / withObs / synthetic)'}`);
     }
-    const reader = await byteReader(entry.source, entry.name);
-    try {
-      return wasm.annotateH5ad(reader.readAt(0, reader.length), entry.name, additions);
-    } finally {
-      reader.close?.();
-    }
+    return wasm.annotateH5ad(await readAll(entry.source, entry.name), entry.name, additions);
   },
 
   free(handle) {
@@ -325,37 +332,34 @@ async function nodeDirectoryStore(dir) {
   };
 }
 
-/** Model bundle bytes; URLs go through the Cache API when `cacheKey` is given and caches exist. */
+/** Model bundle bytes. A URL with a cache key goes through the Cache API, one version per URL. */
 async function bundleBytes(source, cacheKey) {
-  if (source instanceof ArrayBuffer) return new Uint8Array(source);
-  if (ArrayBuffer.isView(source)) return new Uint8Array(source.buffer, source.byteOffset, source.byteLength);
-  if (isBlob(source)) return new Uint8Array(await source.arrayBuffer());
-  if (isUrl(source) || (isNode && typeof source === 'string')) {
-    if (!isUrl(source)) return new Uint8Array((await import('node:fs')).readFileSync(source));
-    const store = cacheKey && typeof caches !== 'undefined' ? await caches.open('sclabel-models') : null;
-    // The Cache API ignores fragments, so the version goes into a query parameter of the key
-    // (a key only: that URL is never fetched).
-    const keyOf = (url) => {
-      const u = new URL(String(url), globalThis.location?.href);
-      const version = u.searchParams.get('sclabel-cache');
-      u.searchParams.delete('sclabel-cache');
-      return { base: u.href, version };
-    };
-    const key = store && (() => { const u = new URL(String(source), globalThis.location?.href); u.searchParams.set('sclabel-cache', cacheKey); return u.href; })();
-    let response = store && (await store.match(key));
-    if (!response) {
-      response = await fetch(source);
-      if (!response.ok) throw fail('invalid_file', `${source}: HTTP ${response.status} ${response.statusText}`);
-      if (store) {
-        // One version per URL: drop what older versions of this bundle left in the cache.
-        const base = keyOf(key).base;
-        for (const old of await store.keys()) if (keyOf(old.url).base === base) await store.delete(old);
-        await store.put(key, response.clone());
-      }
-    }
-    return new Uint8Array(await response.arrayBuffer());
+  if (isUrl(source) && cacheKey && typeof caches !== 'undefined') return cachedBytes(String(source), cacheKey);
+  return readAll(source, 'model bundle');
+}
+
+const CACHE_PARAM = 'sclabel-cache';
+
+/** The Cache API ignores fragments, so the version goes into a query parameter of the key (a key only: never fetched). */
+function cacheKeyOf(url, version) {
+  const u = new URL(url, globalThis.location?.href);
+  u.searchParams.delete(CACHE_PARAM);
+  if (version !== undefined) u.searchParams.set(CACHE_PARAM, version);
+  return u.href;
+}
+
+async function cachedBytes(url, version) {
+  const store = await caches.open('sclabel-models');
+  const key = cacheKeyOf(url, version);
+  let response = await store.match(key);
+  if (!response) {
+    response = await fetchOk(url);
+    // One version per URL: drop what older versions of this bundle left in the cache.
+    const base = cacheKeyOf(url);
+    for (const old of await store.keys()) if (cacheKeyOf(old.url) === base) await store.delete(old);
+    await store.put(key, response.clone());
   }
-  throw fail('invalid_option', 'model bundle: expected bytes, a Blob or a URL');
+  return new Uint8Array(await response.arrayBuffer());
 }
 
 async function checkDigest(bytes, expected, source) {

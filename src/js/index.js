@@ -25,7 +25,7 @@ export async function open({ backend = 'auto', worker = !isNode && typeof Worker
   if (!BACKENDS.includes(backend)) throw fail('invalid_option', `unknown backend '${backend}'; use one of ${BACKENDS.join(', ')}`);
   const transport = worker ? new WorkerTransport() : await InProcess.create();
   try {
-    const info = await transport.call('open', [{ backend, wasm: typeof wasm === 'object' && !(wasm instanceof URL) ? wasm : wasm && String(wasm) }]);
+    const info = await transport.call('open', [{ backend, wasm: resolved(wasm) }]);
     return new Client(transport, info);
   } catch (e) {
     transport.close();

@@ -6,7 +6,7 @@ use js_sys::{Function, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use crate::data::anndata::{AnnData, Column};
-use crate::data::h5ad::{read_h5ad_owned, read_h5ad_source, Source, SourceError};
+use crate::data::h5ad::{read_h5ad_source, Source, SourceError};
 use crate::data::normalize::detect;
 use crate::data::synthetic::{synthetic_counts, SyntheticSpec};
 use crate::web::{convert, error::to_js};
@@ -95,13 +95,6 @@ fn string_counts(values: &[String]) -> Option<Vec<(String, usize)>> {
 
 #[wasm_bindgen(js_class = Dataset)]
 impl JsDataset {
-    /// Parses an `.h5ad` file's bytes (copied once into wasm memory, then parsed in place).
-    /// `name` is used in error messages.
-    #[wasm_bindgen(js_name = fromH5ad)]
-    pub fn from_h5ad(bytes: Vec<u8>, name: &str) -> Result<JsDataset, JsValue> {
-        read_h5ad_owned(bytes, name).map(|a| JsDataset { inner: Rc::new(a) }).map_err(to_js)
-    }
-
     /// Reads an `.h5ad` on demand through `readAt(offset, length) -> Uint8Array` (see `JsSource`):
     /// only the decoded data set is held, not the file.
     #[wasm_bindgen(js_name = fromH5adReader)]

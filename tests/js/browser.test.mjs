@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer } from '../../scripts/serve.mjs';
-import { launchChromium, artifacts, root, sharedFile } from './helpers.mjs';
+import { launchChromium, openHarness, artifacts, root, sharedFile } from './helpers.mjs';
 
 let server, base, browser;
 
@@ -21,13 +21,7 @@ after(async () => {
   server?.close();
 });
 
-async function harness() {
-  const page = await browser.context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e));
-  await page.goto(`${base}/tests/js/harness.html`);
-  return { page, errors };
-}
+const harness = () => openHarness(browser, base);
 
 /** Trains in the page and returns the report (plus whether WebGPU existed in the page). */
 async function trainInPage(page, { backend, dataset, options }) {

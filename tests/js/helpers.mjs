@@ -34,3 +34,14 @@ export async function launchChromium({ webgpu = true } = {}) {
   const close = async () => { await context.close(); rmSync(userDir, { recursive: true, force: true }); };
   return { context, close };
 }
+
+/** A page on the test harness (tests/js/harness.html): its uncaught errors and every request it or its workers make are recorded. */
+export async function openHarness(browser, base) {
+  const page = await browser.context.newPage();
+  const errors = [];
+  const requests = [];
+  page.on('pageerror', (e) => errors.push(e));
+  page.on('request', (r) => requests.push(r.url()));
+  await page.goto(`${base}/tests/js/harness.html`);
+  return { page, errors, requests };
+}

@@ -4,10 +4,11 @@
 // transfer against the native build, and no request leaving the page but the package's own.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer } from '../../scripts/serve.mjs';
-import { launchChromium, root, sharedFile } from './helpers.mjs';
+import { launchChromium, openHarness, artifacts, root, sharedFile } from './helpers.mjs';
 import { open } from 'sclabel';
 
 let server, base, browser;
@@ -23,17 +24,8 @@ after(async () => {
   server?.close();
 });
 
-/** A page on the harness; every request it (or its worker) makes is recorded. */
-async function harness(b = browser) {
-  const page = await b.context.newPage();
-  const errors = [];
-  const requests = [];
-  page.on('pageerror', (e) => errors.push(e));
-  page.on('request', (r) => requests.push(r.url()));
-  page.on('worker', (w) => w.on('console', () => {}));
-  await page.goto(`${base}/tests/js/harness.html`);
-  return { page, errors, requests };
-}
+/** A harness page (on another browser when given): errors and every request recorded. */
+const harness = (b = browser) => openHarness(b, base);
 
 for (const backend of ['cpu', 'webgpu']) {
   test(`worker on ${backend}: the page keeps drawing while scNym trains, progress arrives, abort stops it within a step, and it trains again`, async () => {
@@ -224,9 +216,6 @@ test('exportH5ad writes predictions into the user\'s file, which reads back with
 
 test('model bundles: save → load, an atlas registry with Cache API caching per version, format and sha256 checks', async () => {
   // A small trained bundle, made in Node and served like a host's atlas file.
-  const { createHash } = await import('node:crypto');
-  const { writeFileSync } = await import('node:fs');
-  const { artifacts } = await import('./helpers.mjs');
   const node = await open({ backend: 'cpu' });
   const data = await node.synthetic({ nCells: 300, nGenes: 60, nClasses: 3, seed: 4 });
   const model = await node.trainScnym(data, null, { label_key: 'cell_type', normalize: true, config: { n_epochs: 2, seed: 1 } });

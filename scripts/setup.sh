@@ -22,8 +22,11 @@ if [ "${SCLABEL_SKIP_BROWSER:-0}" != 1 ] && ! command -v chromium >/dev/null; th
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
 fi
 
+# `npm install`, not `npm ci`: the registry mirror these machines use lacks rollup's (vite's)
+# binaries for other platforms, so the lock file records only the linux ones and `npm ci` refuses it
+# as out of sync; `npm install` still installs exactly the locked versions and leaves the lock alone.
 if [ ! -d node_modules/playwright-core ]; then
-  npm ci --no-audit --no-fund --loglevel=error
+  npm install --no-audit --no-fund --loglevel=error
 fi
 
 # Demo data: scanpy's 10x_pbmc68k_reduced.h5ad from the PyPI wheel (BSD-3), never committed.

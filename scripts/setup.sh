@@ -29,17 +29,24 @@ if [ ! -d node_modules/playwright-core ]; then
   npm install --no-audit --no-fund --loglevel=error
 fi
 
-# Demo data: scanpy's 10x_pbmc68k_reduced.h5ad from the PyPI wheel (BSD-3), never committed.
-demo=www/data/pbmc68k_reduced.h5ad
-if [ ! -f "$demo" ]; then
-  echo "setup: fetching the demo data set from the PyPI scanpy 1.11.5 wheel"
+# Demo data, never committed, from PyPI wheels (nothing is fetched at run time):
+# - reference: scanpy's 10x_pbmc68k_reduced.h5ad (BSD-3; 700 cells, `bulk_labels`, log-normalised .raw)
+# - query: desc's pbmc.h5ad (MIT; 10x PBMC 3k, 2,700 cells of raw counts, unlabelled, anndata 0.6 layout)
+fetch_from_wheel() { # package==version, member in the wheel, destination
+  local dest=$3 tmp
+  [ -f "$dest" ] && return
+  echo "setup: fetching $dest from the PyPI $1 wheel"
   tmp=$(mktemp -d)
-  python3 -m pip download scanpy==1.11.5 --no-deps -d "$tmp" -q
-  mkdir -p www/data
-  python3 - "$tmp"/scanpy-1.11.5-py3-none-any.whl "$demo" <<'PY'
-import sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
-    out.write(z.read("scanpy/datasets/10x_pbmc68k_reduced.h5ad"))
+  python3 -m pip download "$1" --no-deps -d "$tmp" -q 2>/dev/null
+  mkdir -p "$(dirname "$dest")"
+  python3 - "$tmp" "$2" "$dest" <<'PY'
+import glob, sys, zipfile
+wheel, = glob.glob(sys.argv[1] + "/*.whl")
+with zipfile.ZipFile(wheel) as z, open(sys.argv[3] + ".part", "wb") as out:
+    out.write(z.read(sys.argv[2]))
 PY
+  mv "$dest.part" "$dest"
   rm -rf "$tmp"
-fi
+}
+fetch_from_wheel scanpy==1.11.5 scanpy/datasets/10x_pbmc68k_reduced.h5ad www/data/pbmc68k_reduced.h5ad
+fetch_from_wheel desc==2.1.1 desc/datasets/pbmc.h5ad www/data/pbmc3k_counts.h5ad

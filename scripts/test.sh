@@ -8,5 +8,6 @@ echo "== native tests (cargo test)"
 cargo test --features ndarray,cli
 echo "== wasm build"
 bash scripts/build-wasm.sh
+bash scripts/build-www.sh
 echo "== Node and browser tests"
 node --test --test-concurrency=1 tests/js/

@@ -1,124 +1,483 @@
-// The demo: built only on sclabel's public JS API, as a host application would use it.
-import { open } from 'sclabel';
+// The demo viewer: built only on sclabel's public JS API, as a host application would use it.
+// Flow: load a reference and a query (the bundled demo pair, or the user's files) → trainScnym →
+// predictScnym on both (labels, confidence, X_scnym) → audit the reference labels → views, exports.
+import { open, predictionAdditions, auditAdditions, toCsv } from 'sclabel';
+import { EmbeddingView } from './views/embedding.js';
+import * as charts from './views/charts.js';
+import { download, svgToPng, imageDataToPng } from './views/export.js';
 
 const $ = (id) => document.getElementById(id);
-const DEMO_URL = 'data/pbmc68k_reduced.h5ad';
-let current = null; // { requested, client: Promise<client> }
-let dataset = null; // { client, handle }: a data set belongs to the client (worker) that loaded it
-let controller = null;
+const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 
-/** The sclabel client for the chosen backend (its worker owns the data); reopened when the choice changes. */
+// The demo pair, fetched from the page's own server (setup extracts them from PyPI wheels).
+const DEMO = {
+  reference: { source: 'data/pbmc68k_reduced.h5ad', name: 'pbmc68k_reduced.h5ad', raw: true, labelKey: 'bulk_labels' },
+  query: { source: 'data/pbmc3k_counts.h5ad', name: 'pbmc3k_counts.h5ad', raw: false },
+};
+const LABEL_GUESSES = ['bulk_labels', 'cell_type', 'celltype', 'cell_ontology_class', 'labels', 'louvain', 'leiden'];
+
+const app = {
+  engine: null,      // { requested, client: Promise<Sclabel> }: one client (worker) per backend choice
+  inputs: { reference: null, query: null }, // { source, name } chosen by the user (own data)
+  data: null,        // { client, reference: handle, query: handle } loaded by that client
+  controller: null,
+  result: null,      // everything the views show (set by run())
+  plots: {},         // id → SVG text as drawn, for the exports
+  embedding: null,
+  projectionWorker: null,
+};
+
+/** The client for the chosen backend; a new choice closes the old worker and its data. */
 function client() {
   const requested = $('backend').value;
-  if (current?.requested !== requested) {
-    const old = current;
-    current = { requested, client: open({ backend: requested }) };
-    dataset = null;
+  if (app.engine?.requested !== requested) {
+    const old = app.engine;
+    app.engine = { requested, client: open({ backend: requested }) };
+    app.data = null;
     old?.client.then((c) => c.close(), () => {});
+    app.engine.client.then((c) => showBackend(c.backend), (e) => showError(e));
   }
-  return current.client;
+  return app.engine.client;
 }
 
-async function loadDataset() {
-  $('summary').textContent = 'Loading…';
+function showBackend(info) {
+  const badge = $('backend-badge');
+  badge.textContent = `backend: ${info.backend}${info.adapter ? ` (${info.adapter})` : ''}`;
+  badge.title = info.reason;
+  badge.className = `badge ${info.backend === 'webgpu' ? 'gpu' : 'cpu'}`;
+  badge.dataset.backend = info.backend;
+}
+
+function showError(e) {
+  if (e) console.error(e);
+  $('error').textContent = e ? `${e.code ? `[${e.code}] ` : ''}${e.message ?? e}` : '';
+}
+
+const sources = () => (document.querySelector('input[name=source]:checked').value === 'demo' ? DEMO : app.inputs);
+
+/** Loads the chosen reference and query with the current client (again after a backend change). */
+async function ensureData() {
   const c = await client();
-  let handle;
-  if ($('dataset').value === 'demo') {
-    handle = await c.load(new URL(DEMO_URL, location.href), { name: 'pbmc68k_reduced.h5ad' });
-    $('use-raw').checked = true; // X is scaled (z-scores); .raw holds log-normalised values
-  } else {
-    const file = $('file').files[0];
-    if (!file) { $('file').click(); return; }
-    handle = await c.load(file);
-    $('use-raw').checked = false;
-  }
-  if (c !== await client()) return; // the backend changed meanwhile; that load is stale
-  dataset = { client: c, handle };
-  const summary = handle.summary;
-  const categorical = summary.obs.filter((c) => c.kind === 'categorical' || c.kind === 'string');
-  $('label-key').replaceChildren(...categorical.map((c) => new Option(c.name, c.name)));
-  const preferred = ['bulk_labels', 'cell_type', 'celltype', 'labels'].find((k) => categorical.some((c) => c.name === k));
-  if (preferred) $('label-key').value = preferred;
-  $('summary').textContent = `${summary.n_obs} cells × ${summary.n_vars} genes. ${summary.normalization?.description ?? ''}`;
+  const chosen = sources();
+  if (app.data?.client === c && app.data.chosen === chosen && app.data.refSource === chosen.reference?.source && app.data.querySource === chosen.query?.source) return app.data;
+  if (!chosen.reference || !chosen.query) throw new Error('choose a reference and a query data set first');
+  setStatus('loading the reference and the query…', 0);
+  const onProgress = (p) => setStatus(`loading… ${(p.done / 2 ** 20).toFixed(1)} of ${(p.total / 2 ** 20).toFixed(1)} MiB`, p.done / (p.total || 1));
+  const load = (s) => c.load(typeof s.source === 'string' ? new URL(s.source, location.href) : s.source, { name: s.name, onProgress });
+  const reference = await load(chosen.reference);
+  const query = await load(chosen.query);
+  app.data = { client: c, chosen, refSource: chosen.reference.source, querySource: chosen.query.source, reference, query };
+  fillColumns(chosen);
+  setStatus('ready', 0);
+  return app.data;
 }
 
-function drawLoss(history) {
-  const svg = $('loss');
-  const w = 400, h = 160, pad = 20;
-  const losses = history.map((e) => e.loss);
-  const max = Math.max(...losses), min = Math.min(0, ...losses);
-  const pts = losses.map((l, i) => [pad + (i / Math.max(1, losses.length - 1)) * (w - 2 * pad), h - pad - ((l - min) / (max - min || 1)) * (h - 2 * pad)]);
-  svg.innerHTML = `<text x="${pad}" y="14" font-size="11">training loss per epoch (max ${max.toFixed(3)})</text>`
-    + `<polyline fill="none" stroke="#2b6cb0" stroke-width="2" points="${pts.map((p) => p.join(',')).join(' ')}"/>`
-    + pts.map(([x, y]) => `<circle cx="${x}" cy="${y}" r="2.5" fill="#2b6cb0"/>`).join('');
+function fillColumns(chosen) {
+  const { reference, query } = app.data;
+  const cats = (h) => h.summary.obs.filter((c) => c.kind === 'categorical' || c.kind === 'string').map((c) => c.name);
+  const refCats = cats(reference), queryCats = cats(query);
+  $('label-key').replaceChildren(...refCats.map((n) => new Option(n, n)));
+  const guess = chosen.reference.labelKey ?? LABEL_GUESSES.find((k) => refCats.includes(k));
+  if (guess) $('label-key').value = guess;
+  $('domain-key').replaceChildren(new Option('— reference vs query —', ''), ...refCats.map((n) => new Option(n, n)));
+  $('query-label-key').replaceChildren(new Option('— none —', ''), ...queryCats.map((n) => new Option(n, n)));
+  $('ref-raw').checked = chosen.reference.raw ?? (reference.summary.has_raw && isScaled(reference));
+  $('query-raw').checked = chosen.query.raw ?? (query.summary.has_raw && isScaled(query));
+  const line = (h, role) => `${role}: ${h.nObs.toLocaleString()} cells × ${h.nVars.toLocaleString()} genes${h.summary.has_raw ? ' (+ .raw)' : ''}`;
+  $('data-summary').textContent = `${line(reference, 'reference')}; ${line(query, 'query')}`;
 }
 
-function showPerClass(report) {
-  const rows = report.class_names.map((name, k) => {
-    const idx = report.test_true.map((t, i) => (t === k ? i : -1)).filter((i) => i >= 0);
-    const hits = idx.filter((i) => report.test_predicted[i] === k).length;
-    return `<tr><td>${name}</td><td>${idx.length}</td><td>${idx.length ? (hits / idx.length).toFixed(2) : '–'}</td></tr>`;
-  });
-  $('per-class').innerHTML = `<tr><th>cell type</th><th>held-out cells</th><th>recall</th></tr>${rows.join('')}`;
+/** X holding negative values (scaled / z-scored) is no input for scNym; .raw then is. */
+const isScaled = (h) => (h.summary.normalization?.min ?? 0) < 0;
+
+// ---- progress ------------------------------------------------------------------------------
+
+// Shares of the whole run per step, for one bar across training, prediction and the audit.
+const STEPS = { train: [0, 0.65], predict: [0.65, 0.72], audit: [0.72, 1] };
+let stepStart = 0;
+
+function setStatus(text, fraction) {
+  $('progress-text').textContent = text;
+  $('progress').value = fraction;
 }
 
-async function train() {
-  $('train').disabled = true;
-  $('cancel').disabled = false;
-  $('result').dataset.state = 'running';
-  controller = new AbortController();
-  const started = performance.now();
+function stepProgress(step, label) {
+  stepStart = performance.now();
+  const [a, b] = STEPS[step];
+  setStatus(label, a);
+  $('eta').textContent = '';
+  return (p) => {
+    const f = p.cells_total ? Math.min(1, p.cells_done / p.cells_total) : 0;
+    const detail = p.phase === 'train'
+      ? `epoch ${p.epoch + 1}/${p.n_epochs}${p.loss != null ? ` · loss ${p.loss.toFixed(3)}` : ''}`
+      : `${p.cells_done.toLocaleString()} / ${p.cells_total.toLocaleString()} cells`;
+    setStatus(`${label}: ${detail}`, a + (b - a) * f);
+    const elapsed = (performance.now() - stepStart) / 1000;
+    if (f > 0.02) $('eta').textContent = `ETA ${formatSeconds((elapsed * (1 - f)) / f)} for this step`;
+  };
+}
+
+const formatSeconds = (s) => (s < 60 ? `${Math.ceil(s)} s` : `${Math.floor(s / 60)} min ${Math.ceil(s % 60)} s`);
+
+// ---- the run -------------------------------------------------------------------------------
+
+/** A JSON options box: empty = null; a typo is an error naming the box. */
+function readJson(id, what) {
+  const text = $(id).value.trim();
+  if (!text) return null;
   try {
-    const session = await client();
-    if (dataset?.client !== session) await loadDataset();
-    const info = session.backend;
-    const gpu = info.backend === 'webgpu';
-    $('backend-badge').textContent = gpu ? `WebGPU${info.adapter ? ` · ${info.adapter}` : ''}` : `CPU (${info.backend})`;
-    $('backend-badge').className = `badge ${gpu ? 'gpu' : 'cpu'}`;
-    $('backend-badge').title = info.reason;
-    const epochs = Number($('epochs').value);
-    const report = await session.trainHoldout(dataset.handle, {
-      label_key: $('label-key').value,
-      use_raw: $('use-raw').checked,
-      train: { epochs, learning_rate: 0.01, seed: 0 },
-    }, {
-      signal: controller.signal,
-      onProgress: (p) => {
-        const done = p.phase === 'train' ? (p.epoch + p.step / p.steps_per_epoch) / p.n_epochs : 1;
-        $('progress').value = done;
-        const elapsed = (performance.now() - started) / 1000;
-        const eta = done > 0 ? elapsed * (1 / done - 1) : NaN;
-        $('progress-text').textContent = `${p.phase} · epoch ${p.epoch + 1}/${p.n_epochs}`
-          + (p.loss !== null ? ` · loss ${p.loss.toFixed(3)}` : '') + (Number.isFinite(eta) ? ` · ETA ${eta.toFixed(0)} s` : '');
-      },
-    });
-    const secs = ((performance.now() - started) / 1000).toFixed(1);
-    $('summary').textContent = `Held-out accuracy ${(100 * report.test_accuracy).toFixed(1)}% on ${report.n_test} cells `
-      + `(always guessing the commonest type: ${(100 * report.majority_accuracy).toFixed(1)}%), trained on ${report.n_train} cells `
-      + `× ${report.n_genes} genes in ${secs} s on ${gpu ? 'WebGPU' : 'the CPU'}.`;
-    drawLoss(report.history);
-    showPerClass(report);
-    $('result').dataset.accuracy = String(report.test_accuracy);
-    $('result').dataset.state = 'done';
+    return JSON.parse(text);
   } catch (e) {
-    showError(e);
-    $('result').dataset.state = 'error';
+    throw Object.assign(new Error(`${what} is not valid JSON: ${e.message}`), { code: 'invalid_option' });
+  }
+}
+
+async function run() {
+  showError(null);
+  $('run').disabled = true;
+  $('cancel').disabled = false;
+  app.controller = new AbortController();
+  const signal = app.controller.signal;
+  document.body.dataset.state = 'running';
+  try {
+    const { client: c, reference, query } = await ensureData();
+    const labelKey = $('label-key').value;
+    const refRaw = $('ref-raw').checked, queryRaw = $('query-raw').checked;
+    const unassignedBelow = Number($('unassigned').value);
+    const started = performance.now();
+    const model = await c.trainScnym(reference, query, {
+      label_key: labelKey, domain_key: $('domain-key').value || null, preset: $('preset').value,
+      config: readJson('config', 'the scNym config'), normalize: true, use_raw: refRaw, query_use_raw: queryRaw,
+    }, { signal, onProgress: stepProgress('train', 'training scNym') });
+    const predictOptions = { normalize: true, unassigned_below: unassignedBelow, embedding: true };
+    const onPredict = stepProgress('predict', 'labelling the cells');
+    const prediction = await c.predictScnym(model, query, { ...predictOptions, use_raw: queryRaw }, { signal, onProgress: onPredict });
+    const refPrediction = await c.predictScnym(model, reference, { ...predictOptions, use_raw: refRaw }, { signal, onProgress: onPredict });
+    let audit = null;
+    if ($('do-audit').checked) {
+      audit = await c.audit(reference, { ...readJson('audit-config', 'the Annotatability options'), label_key: labelKey, use_raw: refRaw },
+        { signal, onProgress: stepProgress('audit', 'auditing the reference labels (Annotatability)') });
+    }
+    const queryLabelKey = $('query-label-key').value;
+    app.result = {
+      client: c, reference, query, model, prediction, refPrediction, audit, labelKey,
+      refLabels: await c.obs(reference, labelKey),
+      queryLabels: queryLabelKey ? await c.obs(query, queryLabelKey) : null, queryLabelKey,
+      queryNames: await c.obsNames(query), refNames: await c.obsNames(reference), queryRaw, refRaw,
+      seconds: (performance.now() - started) / 1000,
+    };
+    setStatus(`done in ${formatSeconds(app.result.seconds)}`, 1);
+    $('eta').textContent = '';
+    await showResults();
+    document.body.dataset.state = 'done';
+  } catch (e) {
+    document.body.dataset.state = e.code === 'cancelled' ? 'cancelled' : 'failed';
+    setStatus(e.code === 'cancelled' ? 'cancelled' : 'failed', 0);
+    $('eta').textContent = '';
+    if (e.code !== 'cancelled') showError(e);
   } finally {
-    $('train').disabled = false;
+    $('run').disabled = false;
     $('cancel').disabled = true;
   }
 }
 
-$('dataset').addEventListener('change', () => { dataset = null; if ($('dataset').value === 'file') $('file').click(); else loadDataset().catch(showError); });
-$('file').addEventListener('change', () => { dataset = null; loadDataset().catch(showError); });
-$('train').addEventListener('click', train);
-$('cancel').addEventListener('click', () => controller?.abort());
+// ---- views ---------------------------------------------------------------------------------
 
-function showError(e) {
-  if (e.code === 'closed') return; // a client replaced after a backend change; nothing went wrong
-  const text = e.code === 'cancelled' ? 'Cancelled.' : `Error${e.code ? ` (${e.code})` : ''}: ${e.message}`;
-  const span = Object.assign(document.createElement('span'), { className: 'error', textContent: text });
-  $('summary').replaceChildren(span);
+async function showResults() {
+  const r = app.result;
+  const { prediction: p } = r;
+  const unassigned = p.scNym.filter((l) => l === 'Unassigned').length;
+  $('summary').innerHTML = `Labelled <b>${p.cells.toLocaleString()}</b> query cells with ${p.classes.length} reference classes`
+    + ` (${unassigned.toLocaleString()} Unassigned below ${$('unassigned').value}); genes shared: ${p.report.overlap.shared.toLocaleString()}`
+    + ` of the model's ${p.report.overlap.model_genes.toLocaleString()}; ran on <b>${esc(p.backend.backend)}</b>.`
+    + (p.report.warnings.length ? ` <span class="warn">${p.report.warnings.map(esc).join(' ')}</span>` : '');
+  $('results').hidden = false;
+  const h5ad = r.query.format === 'h5ad';
+  $('export-h5ad').disabled = !h5ad;
+  $('export-h5ad').title = h5ad ? 'the query file with obs scNym, scNym_confidence and obsm X_scnym added' : 'the query was read from AnnData-Zarr: export the CSV instead';
+  $('export-audit').disabled = !r.audit;
+  fillColorBy();
+  drawConfidence();
+  drawConfusion();
+  drawDataMap();
+  drawTrainability();
+  drawLowConfidence();
+  $('explain-class').replaceChildren(...p.classes.map((n) => new Option(n, n)));
+  const counts = p.classes.map((_, k) => p.predicted.filter((v) => v === k).length);
+  $('explain-class').value = p.classes[counts.indexOf(Math.max(...counts))];
+  await showEmbedding();
+  await explain();
 }
 
-loadDataset().catch(showError);
+/** Every cell of both data sets: reference rows first, then query rows. */
+const allCells = (r) => r.refNames.length + r.queryNames.length;
+
+function fillColorBy() {
+  const r = app.result;
+  const options = [['predicted', 'predicted label (scNym)'], ['confidence', 'confidence'], ['dataset', 'data set'],
+    ['reference-label', `reference label (${r.labelKey})`]];
+  if ($('domain-key').value) options.push(['domain', `domain (${$('domain-key').value})`]);
+  if (r.queryLabels) options.push(['query-label', `query label (${r.queryLabelKey})`]);
+  if (r.audit) options.push(['audit', 'Annotatability category (reference)']);
+  $('color-by').replaceChildren(...options.map(([v, t]) => new Option(t, v)));
+}
+
+/** Categorical colour from per-cell strings (null = missing); `order` fixes the colours of known names (the class order, as in the other plots). */
+function categorical(values, order = []) {
+  const present = new Set(values.filter((v) => v != null));
+  const names = [...order, ...[...present].filter((n) => !order.includes(n)).sort()];
+  const index = new Map(names.map((n, k) => [n, k]));
+  return { kind: 'categorical', names, codes: Int32Array.from(values, (v) => (v == null ? -1 : index.get(v))) };
+}
+
+async function colorFor(key) {
+  const r = app.result, nRef = r.refNames.length, nQuery = r.queryNames.length;
+  const both = (refValues, queryValues) => [...refValues, ...queryValues];
+  switch (key) {
+    case 'predicted': return categorical(both(r.refPrediction.scNym, r.prediction.scNym), [...r.prediction.classes, 'Unassigned']);
+    case 'reference-label': return categorical(both(r.refLabels, new Array(nQuery).fill(null)), r.prediction.classes);
+    case 'confidence': {
+      const values = Float32Array.from(both(r.refPrediction.scNym_confidence, r.prediction.scNym_confidence));
+      return { kind: 'continuous', values, min: Math.min(...values), max: 1, name: 'scNym confidence' };
+    }
+    case 'dataset': return categorical(both(new Array(nRef).fill('reference'), new Array(nQuery).fill('query')));
+    case 'query-label': return categorical(both(new Array(nRef).fill(null), r.queryLabels), r.prediction.classes);
+    case 'domain': {
+      const k = $('domain-key').value;
+      const queryDomain = r.query.summary.obs.some((c) => c.name === k) ? await r.client.obs(r.query, k) : new Array(nQuery).fill('query');
+      return categorical(both(await r.client.obs(r.reference, k), queryDomain));
+    }
+    case 'audit': {
+      const values = new Array(nRef + nQuery).fill(null);
+      r.audit.cells.forEach((row, i) => { values[row] = r.audit.category[i]; });
+      return categorical(values);
+    }
+    default: throw new Error(`unknown colour ${key}`);
+  }
+}
+
+function describeCell(i) {
+  const r = app.result, nRef = r.refNames.length;
+  const [set, row, pred] = i < nRef ? ['reference', i, r.refPrediction] : ['query', i - nRef, r.prediction];
+  const name = (set === 'reference' ? r.refNames : r.queryNames)[row];
+  const c = app.embedding.color;
+  const value = c.kind === 'categorical' ? (c.codes[i] < 0 ? '—' : c.names[c.codes[i]]) : c.values[i].toFixed(3);
+  return `<b>${esc(name)}</b> <small>${set}</small><br>scNym: ${esc(pred.scNym[row])} (${pred.scNym_confidence[row].toFixed(3)})`
+    + (set === 'reference' ? `<br>${esc(r.labelKey)}: ${esc(r.refLabels[row] ?? '—')}` : '')
+    + `<br>${esc($('color-by').selectedOptions[0].text)}: ${esc(value)}`;
+}
+
+async function showEmbedding() {
+  const r = app.result;
+  app.embedding ??= new EmbeddingView($('embedding'), describeCell);
+  const d = r.prediction.embeddingDim, n = allCells(r);
+  const x = new Float32Array(n * d);
+  x.set(r.refPrediction.X_scnym);
+  x.set(r.prediction.X_scnym, r.refPrediction.X_scnym.length);
+  await app.embedding.setColor(await colorFor($('color-by').value));
+  app.projectionWorker?.terminate();
+  const worker = new Worker(new URL('./projection-worker.js', import.meta.url), { type: 'module' });
+  app.projectionWorker = worker;
+  $('projection-status').textContent = 'projecting (PCA, then UMAP)…';
+  await new Promise((resolve) => {
+    worker.onmessage = async ({ data }) => {
+      if (data.kind === 'pca') {
+        await app.embedding.setPositions(data.xy);
+        $('embedding').dataset.projection = 'pca';
+        $('projection-status').textContent = 'PCA shown; UMAP running…';
+        resolve();
+      } else if (data.kind === 'progress') {
+        $('projection-status').textContent = `PCA shown; UMAP epoch ${data.epoch}/${data.nEpochs}…`;
+      } else if (data.kind === 'umap') {
+        await app.embedding.setPositions(data.xy);
+        $('embedding').dataset.projection = 'umap';
+        $('projection-status').textContent = `UMAP of X_scnym (${n.toLocaleString()} cells)`;
+        worker.terminate();
+      } else {
+        $('projection-status').textContent = `projection failed: ${data.message}`;
+        resolve();
+      }
+    };
+    worker.onerror = (e) => { $('projection-status').textContent = `projection failed: ${e.message}`; resolve(); };
+    worker.postMessage({ embedding: x, n, d, seed: 0 }, [x.buffer]);
+  });
+}
+
+function show(id, svgText) {
+  app.plots[id] = svgText;
+  $(id).innerHTML = svgText;
+}
+
+function drawConfidence() {
+  const p = app.result.prediction;
+  show('confidence', charts.confidenceHistograms(p.classes, p.predicted, p.scNym_confidence, { threshold: Number($('low-threshold').value) }));
+}
+
+function drawConfusion() {
+  const r = app.result;
+  if (!r.queryLabels) {
+    delete app.plots.confusion;
+    $('confusion').innerHTML = '<p class="muted">Choose the query\'s own label column above (and run again) to compare it with the predictions. The demo query is unlabelled.</p>';
+    return;
+  }
+  const { svg } = charts.confusionMatrix(r.queryLabels, r.prediction.scNym);
+  show('confusion', svg);
+}
+
+function drawDataMap() {
+  const a = app.result.audit;
+  if (!a) {
+    delete app.plots.datamap;
+    $('datamap').innerHTML = '<p class="muted">The audit was switched off.</p>';
+    return;
+  }
+  show('datamap', charts.dataMap(a));
+  const auroc = a.noise_run?.auroc;
+  $('datamap').insertAdjacentHTML('beforeend', `<p class="muted">cutoffs: confidence ${a.cutoffs.confidence.toFixed(3)}, variability ${a.cutoffs.variability.toFixed(3)}`
+    + (auroc != null ? `; simulated-noise check: 1 − confidence finds flipped labels with AUROC ${auroc.toFixed(3)}` : '') + '</p>');
+}
+
+function drawTrainability() {
+  const g = app.result.audit?.gene_scores;
+  if (!g) {
+    delete app.plots.trainability;
+    $('trainability').innerHTML = '<p class="muted">No trainability scores (the audit was switched off).</p>';
+    return;
+  }
+  show('trainability', charts.geneBars('genes associated with easy-to-learn cells (conf_score_high)', g.genes, g.conf_score_high, { color: '#2f855a' }));
+}
+
+async function explain() {
+  const r = app.result, target = $('explain-class').value;
+  $('saliency').innerHTML = `<p class="muted">explaining ${esc(target)}…</p>`;
+  $('explain').disabled = true;
+  try {
+    // The query with its predicted labels as the groups: explain why cells were called `target`.
+    r.labelled ??= await r.client.withObs(r.query, 'scNym', r.prediction.scNym);
+    const e = await r.client.explainScnym(r.model, r.labelled, 'scNym', { target, n_samples: 50, n_cells: 300, normalize: true, use_raw: r.queryRaw });
+    show('saliency', charts.geneBars(`expected-gradient saliency for ${target} (${e.cells.length} cells)`, e.genes, e.saliency));
+  } catch (err) {
+    $('saliency').innerHTML = `<p class="error">${esc(err.message)}</p>`;
+  } finally {
+    $('explain').disabled = false;
+  }
+}
+
+function lowConfidenceRows() {
+  const p = app.result.prediction, threshold = Number($('low-threshold').value);
+  const rows = [];
+  for (let i = 0; i < p.cells; i++) {
+    if (p.scNym[i] === 'Unassigned' || p.scNym_confidence[i] < threshold) rows.push(i);
+  }
+  return rows.sort((a, b) => p.scNym_confidence[a] - p.scNym_confidence[b]);
+}
+
+function drawLowConfidence() {
+  const r = app.result, p = r.prediction, rows = lowConfidenceRows(), shown = rows.slice(0, 500);
+  const best2 = (i) => {
+    const probs = p.scNym_probabilities.subarray(i * p.classes.length, (i + 1) * p.classes.length);
+    const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a]);
+    return order.slice(0, 2).map((k) => `${esc(p.classes[k])} ${probs[k].toFixed(2)}`).join(', ');
+  };
+  $('low-count').textContent = `${rows.length.toLocaleString()} of ${p.cells.toLocaleString()} cells${rows.length > shown.length ? ` (the ${shown.length} least confident listed)` : ''}`;
+  $('low-table').innerHTML = '<tr><th>cell</th><th>scNym</th><th>confidence</th><th>top classes</th>' + (r.queryLabels ? '<th>query label</th>' : '') + '</tr>'
+    + shown.map((i) => `<tr><td>${esc(r.queryNames[i])}</td><td>${esc(p.scNym[i])}</td><td>${p.scNym_confidence[i].toFixed(3)}</td><td>${best2(i)}</td>`
+      + (r.queryLabels ? `<td>${esc(r.queryLabels[i] ?? '—')}</td>` : '') + '</tr>').join('');
+}
+
+// ---- exports -------------------------------------------------------------------------------
+
+const stem = (name) => String(name ?? 'data').replace(/\.(h5ad|zarr|zip)$/i, '').replace(/\.zarr$/i, '');
+
+function predictionColumns(p) {
+  const columns = { scNym: p.scNym, scNym_confidence: p.scNym_confidence };
+  p.classes.forEach((name, k) => {
+    columns[`p_${name}`] = Float32Array.from({ length: p.cells }, (_, i) => p.scNym_probabilities[i * p.classes.length + k]);
+  });
+  return columns;
+}
+
+async function exportPlot(id, format) {
+  if (id === 'embedding') {
+    const blob = format === 'png' ? await imageDataToPng(await app.embedding.png()) : new Blob([app.embedding.svg()], { type: 'image/svg+xml' });
+    return download(blob, `sclabel-embedding.${format}`);
+  }
+  const svgText = app.plots[id];
+  if (!svgText) return showError(new Error(`the ${id} plot is empty`));
+  download(format === 'png' ? await svgToPng(svgText) : new Blob([svgText], { type: 'image/svg+xml' }), `sclabel-${id}.${format}`);
+}
+
+const exporters = {
+  'export-csv': async (r) => download(toCsv(predictionColumns(r.prediction), r.queryNames), `${stem(r.query.name)}-scnym.csv`, 'text/csv'),
+  'export-h5ad': async (r) => download(await r.client.exportH5ad(r.query, predictionAdditions(r.prediction)), `${stem(r.query.name)}-scnym.h5ad`),
+  'export-audit': async (r) => {
+    if (!r.audit) throw new Error('the audit was switched off');
+    const a = r.audit, names = Array.from(a.cells, (row) => r.refNames[row]);
+    const columns = { label: a.labels, conf: a.conf, var: a.var, category: a.category, trusted: a.trusted };
+    if (a.corrected_label) columns.corrected_label = a.corrected_label;
+    download(toCsv(columns, names), `${stem(r.reference.name)}-annotatability.csv`, 'text/csv');
+  },
+  'export-model': async (r) => download(await r.client.saveModel(r.model), 'sclabel-scnym-model.safetensors'),
+};
+
+// ---- wiring --------------------------------------------------------------------------------
+
+function chooseInput(role, source, name) {
+  app.inputs[role] = { source, name };
+  document.querySelector(`.drop[data-role=${role}] .drop-name`).textContent = name;
+  app.data = null;
+  if (app.inputs.reference && app.inputs.query) ensureData().catch(showError);
+}
+
+for (const drop of document.querySelectorAll('.drop')) {
+  const role = drop.dataset.role;
+  drop.querySelector('.pick-file').addEventListener('change', (e) => {
+    const f = e.target.files[0];
+    if (f) chooseInput(role, f, f.name);
+  });
+  drop.querySelector('.pick-dir').addEventListener('change', (e) => {
+    const files = [...e.target.files];
+    if (files.length) chooseInput(role, files, files[0].webkitRelativePath.split('/')[0]);
+  });
+  drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', async (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    const item = [...e.dataTransfer.items].find((i) => i.kind === 'file');
+    const handle = await item?.getAsFileSystemHandle?.();
+    if (handle?.kind === 'directory') return chooseInput(role, handle, handle.name); // a Zarr folder
+    const f = e.dataTransfer.files[0];
+    if (f) chooseInput(role, f, f.name);
+  });
+}
+
+for (const radio of document.querySelectorAll('input[name=source]')) {
+  radio.addEventListener('change', () => {
+    $('own').hidden = radio.value === 'demo' ? radio.checked : !radio.checked;
+    app.data = null;
+    if (sources().reference && sources().query) ensureData().catch(showError);
+  });
+}
+$('backend').addEventListener('change', () => { ensureData().catch(showError); });
+$('preset').addEventListener('change', () => {
+  // scNym's new-identity preset is meant to leave cells unassigned; no_new_identity needs no threshold.
+  $('unassigned').value = $('preset').value === 'new_identity_discovery' ? '0.5' : '0';
+});
+$('run').addEventListener('click', run);
+$('cancel').addEventListener('click', () => app.controller?.abort());
+$('color-by').addEventListener('change', async () => app.embedding.setColor(await colorFor($('color-by').value)));
+$('explain').addEventListener('click', explain);
+$('low-threshold').addEventListener('input', () => { drawLowConfidence(); drawConfidence(); });
+document.addEventListener('click', async (e) => {
+  const b = e.target.closest('[data-export]');
+  if (b) exportPlot(b.dataset.export, b.dataset.format).catch(showError);
+  const ex = exporters[e.target.id];
+  if (ex && app.result) {
+    e.target.disabled = true;
+    try { await ex(app.result); } catch (err) { showError(err); } finally { e.target.disabled = false; }
+  }
+});
+
+$('unassigned').value = $('preset').value === 'new_identity_discovery' ? '0.5' : '0';
+ensureData().catch(showError);

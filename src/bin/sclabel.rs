@@ -85,6 +85,9 @@ enum Command {
         /// Use .raw instead of X.
         #[arg(long)]
         use_raw: bool,
+        /// Whether the query's .raw is used (default: as --use-raw), e.g. `false` for a query of counts.
+        #[arg(long)]
+        query_use_raw: Option<bool>,
         /// Where to write the model bundle (.safetensors).
         #[arg(long)]
         out: PathBuf,
@@ -414,7 +417,7 @@ fn write_attributions(path: &Path, obs_names: &[String], e: &Explanation) -> Res
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train { reference, query, label_key, domain_key, split_key, exclude_label, preset, config, seed, normalize, use_raw, out, predictions, unassigned_below } => {
+        Command::Train { reference, query, label_key, domain_key, split_key, exclude_label, preset, config, seed, normalize, use_raw, query_use_raw, out, predictions, unassigned_below } => {
             let mut config: Option<serde_json::Value> = match &config {
                 Some(p) => Some(serde_json::from_slice(&read(p)?).map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("not JSON: {e}") })?),
                 None => None,
@@ -422,7 +425,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(s) = seed {
                 config.get_or_insert_with(|| serde_json::json!({}))["seed"] = s.into();
             }
-            let options = TransferOptions { label_key, domain_key, split_key, exclude_labels: exclude_label, preset, config, normalize, use_raw };
+            let options = TransferOptions { label_key, domain_key, split_key, exclude_labels: exclude_label, preset, config, normalize, use_raw, query_use_raw };
             let dev = device(cli.backend)?;
             let r = load_h5ad(&reference)?;
             let q = query.as_deref().map(load_h5ad).transpose()?;
@@ -438,16 +441,16 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(path) = predictions {
                 // The query, or else the reference's Unlabeled cells (only those are predicted).
                 let unlabeled;
-                let target = match &q {
-                    Some(q) => q,
+                let (target, target_raw) = match &q {
+                    Some(q) => (q, options.query_use_raw.unwrap_or(options.use_raw)),
                     None => {
                         let labels = r.obs.get(&options.label_key)?.to_strings();
                         unlabeled = r.select_obs(&(0..r.n_obs()).filter(|&i| labels[i].as_deref() == Some("Unlabeled")).collect::<Vec<_>>())?;
-                        &unlabeled
+                        (&unlabeled, options.use_raw)
                     }
                 };
                 let predict_options = PredictOptions { unassigned_below, embedding: false, ..Default::default() };
-                let (pred, report) = block_on(predict_adata(&model, target, options.normalize, options.use_raw, &predict_options, &dev.device, &mut observe(&bar)))?;
+                let (pred, report) = block_on(predict_adata(&model, target, options.normalize, target_raw, &predict_options, &dev.device, &mut observe(&bar)))?;
                 report.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
                 write_predictions(&path, &target.obs_names, &pred)?;
                 eprintln!("predictions written to {}", path.display());

@@ -142,6 +142,8 @@ export interface TransferOptions {
   /** Convert X to ln(CPM+1) from whatever scale it is on; otherwise non-ln(CPM+1) input is an error. */
   normalize?: boolean;
   use_raw?: boolean;
+  /** Whether the query's `.raw` is used; default as `use_raw` (e.g. false for a query of counts). */
+  query_use_raw?: boolean | null;
 }
 
 export interface ScnymPredictOptions {

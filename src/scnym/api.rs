@@ -37,6 +37,9 @@ pub struct TransferOptions {
     pub normalize: bool,
     /// Use `.raw` instead of X.
     pub use_raw: bool,
+    /// Use the query's `.raw` instead of its X; `None` = as `use_raw`. A reference and a query often
+    /// differ: an atlas with scaled X and log-normalised `.raw` against a query of raw counts.
+    pub query_use_raw: Option<bool>,
 }
 
 impl Default for TransferOptions {
@@ -50,6 +53,7 @@ impl Default for TransferOptions {
             config: None,
             normalize: false,
             use_raw: false,
+            query_use_raw: None,
         }
     }
 }
@@ -129,7 +133,7 @@ pub async fn train_transfer<O: Observer>(
     let (x, genes, normalization) = match query {
         None => (rx, rgenes.clone(), vec![rnorm]),
         Some(q) => {
-            let (qx, qgenes) = q.matrix(options.use_raw)?;
+            let (qx, qgenes) = q.matrix(options.query_use_raw.unwrap_or(options.use_raw))?;
             check_unique(qgenes, "the query")?;
             let (qx, qnorm) = prepare_input(qx, qgenes, options.normalize, "query")?;
             let qset: std::collections::HashSet<&String> = qgenes.iter().collect();

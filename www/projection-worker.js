@@ -1,0 +1,71 @@
+// 2-D projections of the scNym embedding (X_scnym), off the page's thread: PCA first (a second or
+// less even at 100k cells, shown at once), then UMAP (umap-js, PAIR's port) epoch by epoch.
+// Messages in: { embedding: Float32Array, n, d, seed }. Out: { kind: 'pca' | 'umap', xy },
+// { kind: 'progress', epoch, nEpochs }, { kind: 'error', message }.
+import { UMAP } from './vendor/umap-js.js';
+
+/** mulberry32: a small seeded RNG, so the same cells give the same layout. */
+function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Top-2 principal components by power iteration with deflation: O(n·d) per iteration. */
+function pca2(x, n, d, random) {
+  const mean = new Float64Array(d);
+  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) mean[j] += x[i * d + j] / n;
+  const comps = [];
+  const xy = new Float32Array(n * 2);
+  for (let c = 0; c < 2; c++) {
+    let v = Float64Array.from({ length: d }, () => random() - 0.5);
+    const proj = new Float64Array(n);
+    for (let it = 0; it < 60; it++) {
+      for (let i = 0; i < n; i++) {
+        let s = 0;
+        for (let j = 0; j < d; j++) s += (x[i * d + j] - mean[j]) * v[j];
+        proj[i] = s;
+      }
+      const next = new Float64Array(d);
+      for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) next[j] += (x[i * d + j] - mean[j]) * proj[i];
+      for (const u of comps) { // deflate: stay orthogonal to earlier components
+        let dot = 0;
+        for (let j = 0; j < d; j++) dot += next[j] * u[j];
+        for (let j = 0; j < d; j++) next[j] -= dot * u[j];
+      }
+      const norm = Math.hypot(...next) || 1;
+      v = next.map((t) => t / norm);
+    }
+    comps.push(v);
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let j = 0; j < d; j++) s += (x[i * d + j] - mean[j]) * v[j];
+      xy[i * 2 + c] = s;
+    }
+  }
+  return xy;
+}
+
+self.onmessage = ({ data: { embedding, n, d, seed = 0 } }) => {
+  try {
+    const random = rng(seed);
+    const pca = pca2(embedding, n, d, random);
+    self.postMessage({ kind: 'pca', xy: pca }, [pca.buffer]);
+    if (n < 5) return; // UMAP needs neighbours; PCA is the projection of tiny sets
+    const rows = Array.from({ length: n }, (_, i) => Array.from(embedding.subarray(i * d, (i + 1) * d)));
+    const umap = new UMAP({ nComponents: 2, nNeighbors: Math.min(15, n - 1), minDist: 0.3, random });
+    const nEpochs = umap.initializeFit(rows);
+    for (let e = 0; e < nEpochs; e++) {
+      umap.step();
+      if (e % 10 === 0) self.postMessage({ kind: 'progress', epoch: e, nEpochs });
+    }
+    const xy = Float32Array.from(umap.getEmbedding().flat());
+    self.postMessage({ kind: 'umap', xy }, [xy.buffer]);
+  } catch (e) {
+    self.postMessage({ kind: 'error', message: String(e?.message ?? e) });
+  }
+};

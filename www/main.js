@@ -19,7 +19,8 @@ const LABEL_GUESSES = ['bulk_labels', 'cell_type', 'celltype', 'cell_ontology_cl
 const app = {
   engine: null,      // { requested, client: Promise<Sclabel> }: one client (worker) per backend choice
   inputs: { reference: null, query: null }, // { source, name } chosen by the user (own data)
-  data: null,        // { client, reference: handle, query: handle } loaded by that client
+  inputsVersion: 0,  // bumped on every new choice of file
+  loading: null,     // { key, promise of { client, reference, query } } for the current choices
   controller: null,
   result: null,      // everything the views show (set by run())
   plots: {},         // id → SVG text as drawn, for the exports
@@ -33,7 +34,6 @@ function client() {
   if (app.engine?.requested !== requested) {
     const old = app.engine;
     app.engine = { requested, client: open({ backend: requested }) };
-    app.data = null;
     old?.client.then((c) => c.close(), () => {});
     app.engine.client.then((c) => showBackend(c.backend), (e) => showError(e));
   }
@@ -53,27 +53,41 @@ function showError(e) {
   $('error').textContent = e ? `${e.code ? `[${e.code}] ` : ''}${e.message ?? e}` : '';
 }
 
-const sources = () => (document.querySelector('input[name=source]:checked').value === 'demo' ? DEMO : app.inputs);
+/** What to load: the demo pair, or the user's query with their reference (else the demo's). */
+const sources = () => (document.querySelector('input[name=source]:checked').value === 'demo'
+  ? DEMO
+  : { reference: app.inputs.reference ?? DEMO.reference, query: app.inputs.query });
 
-/** Loads the chosen reference and query with the current client (again after a backend change). */
-async function ensureData() {
+/**
+ * The loaded reference and query for the current choices (backend, demo or own, files): loaded once
+ * per choice, so a run started while a load is under way waits for that load instead of repeating it.
+ */
+function ensureData() {
+  const key = `${$('backend').value}|${document.querySelector('input[name=source]:checked').value}|${app.inputsVersion}`;
+  if (app.loading?.key !== key) {
+    const promise = loadData();
+    app.loading = { key, promise };
+    promise.catch(() => { if (app.loading?.promise === promise) app.loading = null; });
+  }
+  return app.loading.promise;
+}
+
+async function loadData() {
   const c = await client();
   const chosen = sources();
-  if (app.data?.client === c && app.data.chosen === chosen && app.data.refSource === chosen.reference?.source && app.data.querySource === chosen.query?.source) return app.data;
-  if (!chosen.reference || !chosen.query) throw new Error('choose a reference and a query data set first');
+  if (!chosen.query) throw Object.assign(new Error('choose a query data set first (a reference is optional)'), { code: 'invalid_option' });
   setStatus('loading the reference and the query…', 0);
   const onProgress = (p) => setStatus(`loading… ${(p.done / 2 ** 20).toFixed(1)} of ${(p.total / 2 ** 20).toFixed(1)} MiB`, p.done / (p.total || 1));
   const load = (s) => c.load(typeof s.source === 'string' ? new URL(s.source, location.href) : s.source, { name: s.name, onProgress });
   const reference = await load(chosen.reference);
   const query = await load(chosen.query);
-  app.data = { client: c, chosen, refSource: chosen.reference.source, querySource: chosen.query.source, reference, query };
-  fillColumns(chosen);
+  const data = { client: c, reference, query };
+  fillColumns(chosen, data);
   setStatus('ready', 0);
-  return app.data;
+  return data;
 }
 
-function fillColumns(chosen) {
-  const { reference, query } = app.data;
+function fillColumns(chosen, { reference, query }) {
   const cats = (h) => h.summary.obs.filter((c) => c.kind === 'categorical' || c.kind === 'string').map((c) => c.name);
   const refCats = cats(reference), queryCats = cats(query);
   $('label-key').replaceChildren(...refCats.map((n) => new Option(n, n)));
@@ -354,7 +368,7 @@ async function explain() {
   try {
     // The query with its predicted labels as the groups: explain why cells were called `target`.
     r.labelled ??= await r.client.withObs(r.query, 'scNym', r.prediction.scNym);
-    const e = await r.client.explainScnym(r.model, r.labelled, 'scNym', { target, n_samples: 50, n_cells: 300, normalize: true, use_raw: r.queryRaw });
+    const e = await r.client.explainScnym(r.model, r.labelled, 'scNym', { target, n_samples: 32, n_cells: 200, normalize: true, use_raw: r.queryRaw });
     show('saliency', charts.geneBars(`expected-gradient saliency for ${target} (${e.cells.length} cells)`, e.genes, e.saliency));
   } catch (err) {
     $('saliency').innerHTML = `<p class="error">${esc(err.message)}</p>`;
@@ -425,8 +439,8 @@ const exporters = {
 function chooseInput(role, source, name) {
   app.inputs[role] = { source, name };
   document.querySelector(`.drop[data-role=${role}] .drop-name`).textContent = name;
-  app.data = null;
-  if (app.inputs.reference && app.inputs.query) ensureData().catch(showError);
+  app.inputsVersion++;
+  if (app.inputs.query) ensureData().catch(showError);
 }
 
 for (const drop of document.querySelectorAll('.drop')) {
@@ -455,8 +469,7 @@ for (const drop of document.querySelectorAll('.drop')) {
 for (const radio of document.querySelectorAll('input[name=source]')) {
   radio.addEventListener('change', () => {
     $('own').hidden = radio.value === 'demo' ? radio.checked : !radio.checked;
-    app.data = null;
-    if (sources().reference && sources().query) ensureData().catch(showError);
+    if (sources().query) ensureData().catch(showError);
   });
 }
 $('backend').addEventListener('change', () => { ensureData().catch(showError); });

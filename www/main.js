@@ -233,6 +233,10 @@ function fillColorBy() {
   if ($('domain-key').value) options.push(['domain', `domain (${$('domain-key').value})`]);
   if (r.queryLabels) options.push(['query-label', `query label (${r.queryLabelKey})`]);
   if (r.audit) options.push(['audit', 'Annotatability category (reference)']);
+  // Any other obs column of either data set (cells of the other one are grey).
+  const columns = new Map();
+  for (const c of [...r.reference.summary.obs, ...r.query.summary.obs]) columns.set(c.name, c.kind);
+  for (const [name, kind] of columns) options.push([`obs:${name}`, `obs: ${name}${kind === 'numeric' ? ' (numeric)' : ''}`]);
   $('color-by').replaceChildren(...options.map(([v, t]) => new Option(t, v)));
 }
 
@@ -252,7 +256,7 @@ async function colorFor(key) {
     case 'reference-label': return categorical(both(r.refLabels, new Array(nQuery).fill(null)), r.prediction.classes);
     case 'confidence': {
       const values = Float32Array.from(both(r.refPrediction.scNym_confidence, r.prediction.scNym_confidence));
-      return { kind: 'continuous', values, min: Math.min(...values), max: 1, name: 'scNym confidence' };
+      return { kind: 'continuous', values, min: values.reduce((a, b) => Math.min(a, b), 1), max: 1, name: 'scNym confidence' };
     }
     case 'dataset': return categorical(both(new Array(nRef).fill('reference'), new Array(nQuery).fill('query')));
     case 'query-label': return categorical(both(new Array(nRef).fill(null), r.queryLabels), r.prediction.classes);
@@ -266,8 +270,25 @@ async function colorFor(key) {
       r.audit.cells.forEach((row, i) => { values[row] = r.audit.category[i]; });
       return categorical(values);
     }
-    default: throw new Error(`unknown colour ${key}`);
+    default: {
+      const name = key.replace(/^obs:/, '');
+      const of = async (h, n) => (h.summary.obs.some((c) => c.name === name) ? r.client.obs(h, name) : new Array(n).fill(null));
+      const values = both(await of(r.reference, nRef), await of(r.query, nQuery));
+      const numeric = [r.reference, r.query].some((h) => h.summary.obs.find((c) => c.name === name)?.kind === 'numeric');
+      if (!numeric) return categorical(values.map((v) => (v == null ? null : String(v))));
+      const x = Float32Array.from(values, (v) => (v == null || v === '' ? NaN : Number(v)));
+      const finite = x.filter(Number.isFinite);
+      const [min, max] = finite.length ? [finite.reduce((a, b) => Math.min(a, b)), finite.reduce((a, b) => Math.max(a, b))] : [0, 1];
+      return { kind: 'continuous', values: x, min, max, name };
+    }
   }
+}
+
+/** Colours the scatter by the chosen value; `data-color-by` says when it is drawn. */
+async function recolor() {
+  const key = $('color-by').value;
+  await app.embedding.setColor(await colorFor(key));
+  $('embedding').dataset.colorBy = key;
 }
 
 function describeCell(i) {
@@ -275,7 +296,7 @@ function describeCell(i) {
   const [set, row, pred] = i < nRef ? ['reference', i, r.refPrediction] : ['query', i - nRef, r.prediction];
   const name = (set === 'reference' ? r.refNames : r.queryNames)[row];
   const c = app.embedding.color;
-  const value = c.kind === 'categorical' ? (c.codes[i] < 0 ? '—' : c.names[c.codes[i]]) : c.values[i].toFixed(3);
+  const value = c.kind === 'categorical' ? (c.codes[i] < 0 ? '—' : c.names[c.codes[i]]) : (Number.isFinite(c.values[i]) ? c.values[i].toPrecision(4) : '—');
   return `<b>${esc(name)}</b> <small>${set}</small><br>scNym: ${esc(pred.scNym[row])} (${pred.scNym_confidence[row].toFixed(3)})`
     + (set === 'reference' ? `<br>${esc(r.labelKey)}: ${esc(r.refLabels[row] ?? '—')}` : '')
     + `<br>${esc($('color-by').selectedOptions[0].text)}: ${esc(value)}`;
@@ -288,7 +309,7 @@ async function showEmbedding() {
   const x = new Float32Array(n * d);
   x.set(r.refPrediction.X_scnym);
   x.set(r.prediction.X_scnym, r.refPrediction.X_scnym.length);
-  await app.embedding.setColor(await colorFor($('color-by').value));
+  await recolor();
   app.projectionWorker?.terminate();
   const worker = new Worker(new URL('./projection-worker.js', import.meta.url), { type: 'module' });
   app.projectionWorker = worker;
@@ -479,7 +500,7 @@ $('preset').addEventListener('change', () => {
 });
 $('run').addEventListener('click', run);
 $('cancel').addEventListener('click', () => app.controller?.abort());
-$('color-by').addEventListener('change', async () => app.embedding.setColor(await colorFor($('color-by').value)));
+$('color-by').addEventListener('change', () => recolor().catch(showError));
 $('explain').addEventListener('click', explain);
 $('low-threshold').addEventListener('input', () => { drawLowConfidence(); drawConfidence(); });
 document.addEventListener('click', async (e) => {

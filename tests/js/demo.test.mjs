@@ -108,6 +108,7 @@ test('ready demo on WebGPU: transfer + audit, every view drawn, every export re-
 
     // Hover card on a point.
     await page.selectOption('#color-by', 'confidence');
+    await page.waitForSelector('#embedding[data-color-by="confidence"]');
     const box = await page.locator('#embedding canvas').boundingBox();
     let hovered = false;
     for (let dy = 0; dy < box.height / 2 && !hovered; dy += 10) { // rows from the middle outwards
@@ -193,8 +194,12 @@ test('own data with WebGPU off: h5ad reference + Zarr-folder query with labels, 
     await page.waitForSelector('#embedding[data-projection]', { timeout: 180_000 });
     assert.equal(await page.getAttribute('#embedding', 'data-points'), String(700 + 175));
     await page.selectOption('#color-by', 'query-label');
+    await page.waitForSelector('#embedding[data-color-by="query-label"]');
     assert.ok(await count(page, '#embedding .legend li') >= 5);
     assert.ok(await page.isDisabled('#export-h5ad'), 'a Zarr query has no .h5ad to annotate');
+    await page.selectOption('#color-by', 'obs:n_genes'); // any obs column; numeric ones on a colour ramp
+    await page.waitForSelector('#embedding[data-color-by="obs:n_genes"]');
+    assert.equal(await count(page, '#embedding .legend .ramp'), 1);
     const confusion = await pngStats(page, (await downloadOf(page, '[data-export=confusion][data-format=png]')).bytes);
     assert.ok(confusion.ink > 2000 && confusion.colors > 3, `confusion PNG: ${JSON.stringify(confusion)}`);
     const csv = (await downloadOf(page, '#export-csv')).bytes.toString().trim().split('\n');

@@ -102,7 +102,7 @@ const CATEGORY_COLORS = { 'easy-to-learn': '#2f855a', ambiguous: '#d69e2e', 'har
 export function dataMap(audit, { maxPoints = 6000 } = {}) {
   const n = audit.conf.length, stride = Math.max(1, Math.ceil(n / maxPoints));
   const left = 50, top = 30, pw = 420, ph = 320, w = left + pw + 150, h = top + ph + 45;
-  const maxVar = Math.max(0.5, ...Array.from(audit.var));
+  const maxVar = audit.var.reduce((a, b) => Math.max(a, b), 0.5);
   const X = (v) => left + (v / maxVar) * pw, Y = (c) => top + (1 - c) * ph;
   let body = `<text x="${left}" y="16" font-weight="600">data map of the reference's labels (${stride > 1 ? `every ${stride}th of ` : ''}${n} cells)</text>`;
   body += `<rect x="${left}" y="${top}" width="${pw}" height="${ph}" fill="none" stroke="#cbd5e0"/>`;

@@ -61,13 +61,14 @@ export class EmbeddingView {
       x[i] = this.xy[2 * i];
       y[i] = this.xy[2 * i + 1];
       if (c.kind === 'categorical') z[i] = c.codes[i] < 0 ? missing : c.codes[i];
-      else w[i] = (c.values[i] - c.min) / (c.max - c.min || 1);
+      // Continuous: ramp entry 0 is grey for missing values, the rest viridis.
+      else w[i] = Number.isFinite(c.values[i]) ? (1 + 62 * ((c.values[i] - c.min) / (c.max - c.min || 1))) / 63 : 0;
     }
     if (c.kind === 'categorical') {
       const colors = c.names.map((_, k) => categoryColor(k)).concat('#d0d0d0');
       this.plot.set({ colorBy: 'valueA', pointColor: colors, pointColorActive: colors });
     } else {
-      const ramp = Array.from({ length: 64 }, (_, k) => viridis(k / 63));
+      const ramp = ['#d0d0d0', ...Array.from({ length: 63 }, (_, k) => viridis(k / 62))];
       this.plot.set({ colorBy: 'valueB', pointColor: ramp, pointColorActive: ramp });
     }
     await this.plot.draw({ x, y, valueA: z, valueB: w }, {
@@ -108,7 +109,7 @@ export class EmbeddingView {
     for (let i = 0; i < n; i++) {
       const fill = c.kind === 'categorical'
         ? (c.codes[i] < 0 ? '#d0d0d0' : categoryColor(c.codes[i]))
-        : viridis((c.values[i] - c.min) / (c.max - c.min || 1));
+        : Number.isFinite(c.values[i]) ? viridis((c.values[i] - c.min) / (c.max - c.min || 1)) : '#d0d0d0';
       parts.push(`<circle cx="${((this.xy[2 * i] + 1) * size / 2).toFixed(1)}" cy="${((1 - this.xy[2 * i + 1]) * size / 2).toFixed(1)}" r="1.6" fill="${fill}"/>`);
     }
     parts.push('</svg>');

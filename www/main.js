@@ -20,7 +20,8 @@ const app = {
   engine: null,      // { requested, client: Promise<Sclabel> }: one client (worker) per backend choice
   inputs: { reference: null, query: null }, // { source, name } chosen by the user (own data)
   inputsVersion: 0,  // bumped on every new choice of file
-  loading: null,     // { key, promise of { client, reference, query } } for the current choices
+  loading: null,     // { key, promise of { client, reference, query }, controller } for the current choices
+  loaded: null,      // the last finished load
   controller: null,
   result: null,      // everything the views show (set by run())
   plots: {},         // id → SVG text as drawn, for the exports
@@ -33,12 +34,31 @@ function client() {
   const requested = $('backend').value;
   if (app.engine?.requested !== requested) {
     const old = app.engine;
-    app.engine = { requested, client: open({ backend: requested }) };
+    const engine = { requested, client: open({ backend: requested }) };
+    app.engine = engine;
+    clearResults(); // they live in the old worker, which closes with their data sets and model
     old?.client.then((c) => c.close(), () => {});
-    app.engine.client.then((c) => showBackend(c.backend), (e) => showError(e));
+    engine.client.then((c) => { if (app.engine === engine) showBackend(c.backend); }, (e) => { if (app.engine === engine) showError(e); });
   }
   return app.engine.client;
 }
+
+function clearResults() {
+  app.result = null;
+  app.plots = {};
+  app.projectionWorker?.terminate();
+  app.projectionWorker = null;
+  $('results').hidden = true;
+}
+
+/** Frees engine objects nothing shows or will use any more (wasm memory is finite: 4 GB at most). */
+function release(c, handles) {
+  const kept = new Set([app.result?.reference, app.result?.query, app.result?.model, app.result?.labelled, app.loaded?.reference, app.loaded?.query]);
+  for (const h of handles) if (h && !kept.has(h)) c.free(h).catch(() => {});
+}
+
+/** Errors of work a newer choice replaced are not the user's concern. */
+const reportUnlessReplaced = (e) => { if (e?.code !== 'replaced') showError(e); };
 
 function showBackend(info) {
   const badge = $('backend-badge');
@@ -65,26 +85,44 @@ const sources = () => (document.querySelector('input[name=source]:checked').valu
 function ensureData() {
   const key = `${$('backend').value}|${document.querySelector('input[name=source]:checked').value}|${app.inputsVersion}`;
   if (app.loading?.key !== key) {
-    const promise = loadData();
-    app.loading = { key, promise };
+    app.loading?.controller.abort(); // a replaced load stops reading
+    const controller = new AbortController();
+    const promise = loadData(key, controller.signal);
+    app.loading = { key, promise, controller };
     promise.catch(() => { if (app.loading?.promise === promise) app.loading = null; });
   }
   return app.loading.promise;
 }
 
-async function loadData() {
+async function loadData(key, signal) {
+  delete document.body.dataset.loaded;
   const c = await client();
   const chosen = sources();
   if (!chosen.query) throw Object.assign(new Error('choose a query data set first (a reference is optional)'), { code: 'invalid_option' });
+  const stale = () => app.loading?.key !== key;
+  const replaced = () => Object.assign(new Error('replaced by a newer choice'), { code: 'replaced' });
   setStatus('loading the reference and the query…', 0);
-  const onProgress = (p) => setStatus(`loading… ${(p.done / 2 ** 20).toFixed(1)} of ${(p.total / 2 ** 20).toFixed(1)} MiB`, p.done / (p.total || 1));
-  const load = (s) => c.load(typeof s.source === 'string' ? new URL(s.source, location.href) : s.source, { name: s.name, onProgress });
-  const reference = await load(chosen.reference);
-  const query = await load(chosen.query);
-  const data = { client: c, reference, query };
-  fillColumns(chosen, data);
+  const onProgress = (p) => { if (!stale()) setStatus(`loading… ${(p.done / 2 ** 20).toFixed(1)} of ${(p.total / 2 ** 20).toFixed(1)} MiB`, p.done / (p.total || 1)); };
+  const load = (s) => c.load(typeof s.source === 'string' ? new URL(s.source, location.href) : s.source, { name: s.name, onProgress, signal });
+  let reference, query;
+  try {
+    reference = await load(chosen.reference);
+    query = await load(chosen.query);
+  } catch (e) {
+    release(c, [reference]);
+    throw stale() ? replaced() : e;
+  }
+  if (stale()) {
+    release(c, [reference, query]);
+    throw replaced();
+  }
+  const previous = app.loaded;
+  app.loaded = { client: c, reference, query };
+  if (previous?.client === c) release(c, [previous.reference, previous.query]);
+  fillColumns(chosen, app.loaded);
   setStatus('ready', 0);
-  return data;
+  document.body.dataset.loaded = key;
+  return app.loaded;
 }
 
 function fillColumns(chosen, { reference, query }) {
@@ -107,7 +145,7 @@ const isScaled = (h) => (h.summary.normalization?.min ?? 0) < 0;
 // ---- progress ------------------------------------------------------------------------------
 
 // Shares of the whole run per step, for one bar across training, prediction and the audit.
-const STEPS = { train: [0, 0.65], predict: [0.65, 0.72], audit: [0.72, 1] };
+const STEPS = { train: [0, 0.65], predict: [0.65, 0.69], predictRef: [0.69, 0.72], audit: [0.72, 1] };
 let stepStart = 0;
 
 function setStatus(text, fraction) {
@@ -121,7 +159,10 @@ function stepProgress(step, label) {
   setStatus(label, a);
   $('eta').textContent = '';
   return (p) => {
-    const f = p.cells_total ? Math.min(1, p.cells_done / p.cells_total) : 0;
+    // Training: by epochs and steps (the audit trains several networks, each reporting its own epochs).
+    const f = p.phase === 'train'
+      ? Math.min(1, (p.epoch + (p.step + 1) / (p.steps_per_epoch || 1)) / (p.n_epochs || 1))
+      : (p.cells_total ? Math.min(1, p.cells_done / p.cells_total) : 0);
     const detail = p.phase === 'train'
       ? `epoch ${p.epoch + 1}/${p.n_epochs}${p.loss != null ? ` · loss ${p.loss.toFixed(3)}` : ''}`
       : `${p.cells_done.toLocaleString()} / ${p.cells_total.toLocaleString()} cells`;
@@ -148,51 +189,72 @@ function readJson(id, what) {
 
 async function run() {
   showError(null);
-  $('run').disabled = true;
-  $('cancel').disabled = false;
   app.controller = new AbortController();
   const signal = app.controller.signal;
-  document.body.dataset.state = 'running';
+  setBusy(true);
+  let model = null, client_ = null;
   try {
     const { client: c, reference, query } = await ensureData();
-    const labelKey = $('label-key').value;
-    const refRaw = $('ref-raw').checked, queryRaw = $('query-raw').checked;
-    const unassignedBelow = Number($('unassigned').value);
+    client_ = c;
+    // Every choice is read now: the controls are locked during the run, and a typo fails at once.
+    const o = {
+      labelKey: $('label-key').value, domainKey: $('domain-key').value || null, queryLabelKey: $('query-label-key').value || null,
+      refRaw: $('ref-raw').checked, queryRaw: $('query-raw').checked, unassignedBelow: Number($('unassigned').value),
+      preset: $('preset').value, config: readJson('config', 'the scNym config'),
+      audit: $('do-audit').checked ? readJson('audit-config', 'the Annotatability options') ?? {} : null,
+    };
     const started = performance.now();
-    const model = await c.trainScnym(reference, query, {
-      label_key: labelKey, domain_key: $('domain-key').value || null, preset: $('preset').value,
-      config: readJson('config', 'the scNym config'), normalize: true, use_raw: refRaw, query_use_raw: queryRaw,
+    model = await c.trainScnym(reference, query, {
+      label_key: o.labelKey, domain_key: o.domainKey, preset: o.preset,
+      config: o.config, normalize: true, use_raw: o.refRaw, query_use_raw: o.queryRaw,
     }, { signal, onProgress: stepProgress('train', 'training scNym') });
-    const predictOptions = { normalize: true, unassigned_below: unassignedBelow, embedding: true };
-    const onPredict = stepProgress('predict', 'labelling the cells');
-    const prediction = await c.predictScnym(model, query, { ...predictOptions, use_raw: queryRaw }, { signal, onProgress: onPredict });
-    const refPrediction = await c.predictScnym(model, reference, { ...predictOptions, use_raw: refRaw }, { signal, onProgress: onPredict });
-    let audit = null;
-    if ($('do-audit').checked) {
-      audit = await c.audit(reference, { ...readJson('audit-config', 'the Annotatability options'), label_key: labelKey, use_raw: refRaw },
-        { signal, onProgress: stepProgress('audit', 'auditing the reference labels (Annotatability)') });
-    }
-    const queryLabelKey = $('query-label-key').value;
+    const predictOptions = { normalize: true, unassigned_below: o.unassignedBelow, embedding: true };
+    const prediction = await c.predictScnym(model, query, { ...predictOptions, use_raw: o.queryRaw },
+      { signal, onProgress: stepProgress('predict', 'labelling the query') });
+    const refPrediction = await c.predictScnym(model, reference, { ...predictOptions, use_raw: o.refRaw },
+      { signal, onProgress: stepProgress('predictRef', 'placing the reference in the embedding') });
+    const audit = o.audit && await c.audit(reference, { ...o.audit, label_key: o.labelKey, use_raw: o.refRaw },
+      { signal, onProgress: stepProgress('audit', 'auditing the reference labels (Annotatability)') });
+    const previous = app.result;
     app.result = {
-      client: c, reference, query, model, prediction, refPrediction, audit, labelKey,
-      refLabels: await c.obs(reference, labelKey),
-      queryLabels: queryLabelKey ? await c.obs(query, queryLabelKey) : null, queryLabelKey,
-      queryNames: await c.obsNames(query), refNames: await c.obsNames(reference), queryRaw, refRaw,
+      ...o, client: c, reference, query, model, prediction, refPrediction, audit,
+      refLabels: await c.obs(reference, o.labelKey),
+      queryLabels: o.queryLabelKey ? await c.obs(query, o.queryLabelKey) : null,
+      queryNames: await c.obsNames(query), refNames: await c.obsNames(reference),
       seconds: (performance.now() - started) / 1000,
     };
+    if (previous?.client === c) release(c, [previous.model, previous.labelled, previous.reference, previous.query]);
     setStatus(`done in ${formatSeconds(app.result.seconds)}`, 1);
     $('eta').textContent = '';
     await showResults();
     document.body.dataset.state = 'done';
   } catch (e) {
+    if (model && app.result?.model !== model) release(client_, [model]);
     document.body.dataset.state = e.code === 'cancelled' ? 'cancelled' : 'failed';
     setStatus(e.code === 'cancelled' ? 'cancelled' : 'failed', 0);
     $('eta').textContent = '';
-    if (e.code !== 'cancelled') showError(e);
+    if (e.code !== 'cancelled') reportUnlessReplaced(e);
   } finally {
-    $('run').disabled = false;
-    $('cancel').disabled = true;
+    setBusy(false);
   }
+}
+
+/** While a run goes, every control that would change its inputs is locked; Cancel is not. */
+function setBusy(busy) {
+  document.body.dataset.state = busy ? 'running' : document.body.dataset.state;
+  for (const el of document.querySelectorAll('#data input, #data select, #data textarea, #data button, #backend, #explain')) el.disabled = busy;
+  $('cancel').disabled = !busy;
+  updateExportButtons(busy);
+}
+
+function updateExportButtons(busy = document.body.dataset.state === 'running') {
+  const r = app.result;
+  for (const b of document.querySelectorAll('#exports-card button, [data-export]')) b.disabled = busy || !r;
+  if (!r) return;
+  const h5ad = r.query.format === 'h5ad';
+  $('export-h5ad').disabled ||= !h5ad;
+  $('export-h5ad').title = h5ad ? 'the query file with obs scNym, scNym_confidence and obsm X_scnym added' : 'the query was read from AnnData-Zarr: export the CSV instead';
+  $('export-audit').disabled ||= !r.audit;
 }
 
 // ---- views ---------------------------------------------------------------------------------
@@ -202,14 +264,11 @@ async function showResults() {
   const { prediction: p } = r;
   const unassigned = p.scNym.filter((l) => l === 'Unassigned').length;
   $('summary').innerHTML = `Labelled <b>${p.cells.toLocaleString()}</b> query cells with ${p.classes.length} reference classes`
-    + ` (${unassigned.toLocaleString()} Unassigned below ${$('unassigned').value}); genes shared: ${p.report.overlap.shared.toLocaleString()}`
+    + ` (${unassigned.toLocaleString()} Unassigned below ${r.unassignedBelow}); genes shared: ${p.report.overlap.shared.toLocaleString()}`
     + ` of the model's ${p.report.overlap.model_genes.toLocaleString()}; ran on <b>${esc(p.backend.backend)}</b>.`
     + (p.report.warnings.length ? ` <span class="warn">${p.report.warnings.map(esc).join(' ')}</span>` : '');
   $('results').hidden = false;
-  const h5ad = r.query.format === 'h5ad';
-  $('export-h5ad').disabled = !h5ad;
-  $('export-h5ad').title = h5ad ? 'the query file with obs scNym, scNym_confidence and obsm X_scnym added' : 'the query was read from AnnData-Zarr: export the CSV instead';
-  $('export-audit').disabled = !r.audit;
+  updateExportButtons();
   fillColorBy();
   drawConfidence();
   drawConfusion();
@@ -217,7 +276,8 @@ async function showResults() {
   drawTrainability();
   drawLowConfidence();
   $('explain-class').replaceChildren(...p.classes.map((n) => new Option(n, n)));
-  const counts = p.classes.map((_, k) => p.predicted.filter((v) => v === k).length);
+  const counts = new Array(p.classes.length).fill(0);
+  for (const k of p.predicted) counts[k]++;
   $('explain-class').value = p.classes[counts.indexOf(Math.max(...counts))];
   await showEmbedding();
   await explain();
@@ -230,7 +290,7 @@ function fillColorBy() {
   const r = app.result;
   const options = [['predicted', 'predicted label (scNym)'], ['confidence', 'confidence'], ['dataset', 'data set'],
     ['reference-label', `reference label (${r.labelKey})`]];
-  if ($('domain-key').value) options.push(['domain', `domain (${$('domain-key').value})`]);
+  if (r.domainKey) options.push(['domain', `domain (${r.domainKey})`]);
   if (r.queryLabels) options.push(['query-label', `query label (${r.queryLabelKey})`]);
   if (r.audit) options.push(['audit', 'Annotatability category (reference)']);
   // Any other obs column of either data set (cells of the other one are grey).
@@ -242,10 +302,20 @@ function fillColorBy() {
 
 /** Categorical colour from per-cell strings (null = missing); `order` fixes the colours of known names (the class order, as in the other plots). */
 function categorical(values, order = []) {
-  const present = new Set(values.filter((v) => v != null));
-  const names = [...order, ...[...present].filter((n) => !order.includes(n)).sort()];
+  const counts = new Map();
+  for (const v of values) if (v != null) counts.set(v, (counts.get(v) ?? 0) + 1);
+  let names = [...order, ...[...counts.keys()].filter((n) => !order.includes(n)).sort()];
+  // A column of (nearly) unique values (barcodes …) would need a colour and a legend row per cell:
+  // the most frequent categories keep theirs, the rest share one.
+  const MAX = 30;
+  if (names.length > MAX) {
+    const top = new Set(names.filter((n) => counts.has(n)).sort((a, b) => counts.get(b) - counts.get(a)).slice(0, MAX - 1));
+    const rest = names.length - top.size;
+    names = [...names.filter((n) => top.has(n)), `other (${rest.toLocaleString()} categories)`];
+  }
   const index = new Map(names.map((n, k) => [n, k]));
-  return { kind: 'categorical', names, codes: Int32Array.from(values, (v) => (v == null ? -1 : index.get(v))) };
+  const other = names.length - 1;
+  return { kind: 'categorical', names, codes: Int32Array.from(values, (v) => (v == null ? -1 : index.get(v) ?? other)) };
 }
 
 async function colorFor(key) {
@@ -261,7 +331,7 @@ async function colorFor(key) {
     case 'dataset': return categorical(both(new Array(nRef).fill('reference'), new Array(nQuery).fill('query')));
     case 'query-label': return categorical(both(new Array(nRef).fill(null), r.queryLabels), r.prediction.classes);
     case 'domain': {
-      const k = $('domain-key').value;
+      const k = r.domainKey;
       const queryDomain = r.query.summary.obs.some((c) => c.name === k) ? await r.client.obs(r.query, k) : new Array(nQuery).fill('query');
       return categorical(both(await r.client.obs(r.reference, k), queryDomain));
     }
@@ -287,7 +357,10 @@ async function colorFor(key) {
 /** Colours the scatter by the chosen value; `data-color-by` says when it is drawn. */
 async function recolor() {
   const key = $('color-by').value;
-  await app.embedding.setColor(await colorFor(key));
+  delete $('embedding').dataset.colorBy;
+  const color = await colorFor(key);
+  if ($('color-by').value !== key) return; // a newer choice is being drawn
+  await app.embedding.setColor(color);
   $('embedding').dataset.colorBy = key;
 }
 
@@ -309,13 +382,17 @@ async function showEmbedding() {
   const x = new Float32Array(n * d);
   x.set(r.refPrediction.X_scnym);
   x.set(r.prediction.X_scnym, r.refPrediction.X_scnym.length);
-  await recolor();
+  r.refPrediction.X_scnym = null; // copied; the query's stays for the h5ad export
   app.projectionWorker?.terminate();
+  app.embedding.clear();
+  delete $('embedding').dataset.projection;
+  await recolor();
   const worker = new Worker(new URL('./projection-worker.js', import.meta.url), { type: 'module' });
   app.projectionWorker = worker;
   $('projection-status').textContent = 'projecting (PCA, then UMAP)…';
   await new Promise((resolve) => {
     worker.onmessage = async ({ data }) => {
+      if (app.projectionWorker !== worker) return resolve(); // an older run's projection
       if (data.kind === 'pca') {
         await app.embedding.setPositions(data.xy);
         $('embedding').dataset.projection = 'pca';
@@ -323,8 +400,12 @@ async function showEmbedding() {
         resolve();
       } else if (data.kind === 'progress') {
         $('projection-status').textContent = `PCA shown; UMAP epoch ${data.epoch}/${data.nEpochs}…`;
+      } else if (data.kind === 'skipped') {
+        $('projection-status').textContent = `PCA of X_scnym (${n.toLocaleString()} cells; ${data.reason})`;
+        worker.terminate();
       } else if (data.kind === 'umap') {
         await app.embedding.setPositions(data.xy);
+        if (app.projectionWorker !== worker) return;
         $('embedding').dataset.projection = 'umap';
         $('projection-status').textContent = `UMAP of X_scnym (${n.toLocaleString()} cells)`;
         worker.terminate();
@@ -353,6 +434,12 @@ function drawConfusion() {
   if (!r.queryLabels) {
     delete app.plots.confusion;
     $('confusion').innerHTML = '<p class="muted">Choose the query\'s own label column above (and run again) to compare it with the predictions. The demo query is unlabelled.</p>';
+    return;
+  }
+  const kinds = new Set(r.queryLabels).size;
+  if (kinds > 80) {
+    delete app.plots.confusion;
+    $('confusion').innerHTML = `<p class="muted">'${esc(r.queryLabelKey)}' has ${kinds.toLocaleString()} values: not a label column to compare with.</p>`;
     return;
   }
   const { svg } = charts.confusionMatrix(r.queryLabels, r.prediction.scNym);
@@ -384,17 +471,19 @@ function drawTrainability() {
 
 async function explain() {
   const r = app.result, target = $('explain-class').value;
+  delete app.plots.saliency;
   $('saliency').innerHTML = `<p class="muted">explaining ${esc(target)}…</p>`;
   $('explain').disabled = true;
   try {
     // The query with its predicted labels as the groups: explain why cells were called `target`.
     r.labelled ??= await r.client.withObs(r.query, 'scNym', r.prediction.scNym);
     const e = await r.client.explainScnym(r.model, r.labelled, 'scNym', { target, n_samples: 32, n_cells: 200, normalize: true, use_raw: r.queryRaw });
+    if (app.result !== r || $('explain-class').value !== target) return; // a newer run or class is shown
     show('saliency', charts.geneBars(`expected-gradient saliency for ${target} (${e.cells.length} cells)`, e.genes, e.saliency));
   } catch (err) {
-    $('saliency').innerHTML = `<p class="error">${esc(err.message)}</p>`;
+    if (app.result === r) $('saliency').innerHTML = `<p class="error">${esc(err.message)}</p>`;
   } finally {
-    $('explain').disabled = false;
+    if (app.result === r) $('explain').disabled = document.body.dataset.state === 'running';
   }
 }
 
@@ -442,15 +531,27 @@ async function exportPlot(id, format) {
   download(format === 'png' ? await svgToPng(svgText) : new Blob([svgText], { type: 'image/svg+xml' }), `sclabel-${id}.${format}`);
 }
 
+/** CSV built in blocks of rows: one string for a million cells would pass the engine's string limit. */
+function csvBlob(columns, names, block = 50_000) {
+  const parts = [];
+  for (let a = 0; a < names.length || a === 0; a += block) {
+    const b = Math.min(names.length, a + block);
+    const slice = Object.fromEntries(Object.entries(columns).map(([k, v]) => [k, v.slice(a, b)]));
+    const text = toCsv(slice, names.slice(a, b));
+    parts.push(a === 0 ? text : text.slice(text.indexOf('\n') + 1)); // the header once
+  }
+  return new Blob(parts, { type: 'text/csv' });
+}
+
 const exporters = {
-  'export-csv': async (r) => download(toCsv(predictionColumns(r.prediction), r.queryNames), `${stem(r.query.name)}-scnym.csv`, 'text/csv'),
+  'export-csv': async (r) => download(csvBlob(predictionColumns(r.prediction), r.queryNames), `${stem(r.query.name)}-scnym.csv`),
   'export-h5ad': async (r) => download(await r.client.exportH5ad(r.query, predictionAdditions(r.prediction)), `${stem(r.query.name)}-scnym.h5ad`),
   'export-audit': async (r) => {
     if (!r.audit) throw new Error('the audit was switched off');
     const a = r.audit, names = Array.from(a.cells, (row) => r.refNames[row]);
     const columns = { label: a.labels, conf: a.conf, var: a.var, category: a.category, trusted: a.trusted };
     if (a.corrected_label) columns.corrected_label = a.corrected_label;
-    download(toCsv(columns, names), `${stem(r.reference.name)}-annotatability.csv`, 'text/csv');
+    download(csvBlob(columns, names), `${stem(r.reference.name)}-annotatability.csv`);
   },
   'export-model': async (r) => download(await r.client.saveModel(r.model), 'sclabel-scnym-model.safetensors'),
 };
@@ -461,7 +562,7 @@ function chooseInput(role, source, name) {
   app.inputs[role] = { source, name };
   document.querySelector(`.drop[data-role=${role}] .drop-name`).textContent = name;
   app.inputsVersion++;
-  if (app.inputs.query) ensureData().catch(showError);
+  if (app.inputs.query) ensureData().catch(reportUnlessReplaced);
 }
 
 for (const drop of document.querySelectorAll('.drop')) {
@@ -470,6 +571,7 @@ for (const drop of document.querySelectorAll('.drop')) {
     const f = e.target.files[0];
     if (f) chooseInput(role, f, f.name);
   });
+  drop.querySelector('.pick-dir-button').addEventListener('click', () => drop.querySelector('.pick-dir').click());
   drop.querySelector('.pick-dir').addEventListener('change', (e) => {
     const files = [...e.target.files];
     if (files.length) chooseInput(role, files, files[0].webkitRelativePath.split('/')[0]);
@@ -479,21 +581,22 @@ for (const drop of document.querySelectorAll('.drop')) {
   drop.addEventListener('drop', async (e) => {
     e.preventDefault();
     drop.classList.remove('over');
-    const item = [...e.dataTransfer.items].find((i) => i.kind === 'file');
-    const handle = await item?.getAsFileSystemHandle?.();
+    // Read the drop's contents before any await: the browser empties dataTransfer afterwards.
+    const file = e.dataTransfer.files[0];
+    const pending = [...e.dataTransfer.items].find((i) => i.kind === 'file')?.getAsFileSystemHandle?.();
+    const handle = await pending?.catch(() => null);
     if (handle?.kind === 'directory') return chooseInput(role, handle, handle.name); // a Zarr folder
-    const f = e.dataTransfer.files[0];
-    if (f) chooseInput(role, f, f.name);
+    if (file) chooseInput(role, file, file.name);
   });
 }
 
 for (const radio of document.querySelectorAll('input[name=source]')) {
   radio.addEventListener('change', () => {
     $('own').hidden = radio.value === 'demo' ? radio.checked : !radio.checked;
-    if (sources().query) ensureData().catch(showError);
+    if (sources().query) ensureData().catch(reportUnlessReplaced);
   });
 }
-$('backend').addEventListener('change', () => { ensureData().catch(showError); });
+$('backend').addEventListener('change', () => { ensureData().catch(reportUnlessReplaced); });
 $('preset').addEventListener('change', () => {
   // scNym's new-identity preset is meant to leave cells unassigned; no_new_identity needs no threshold.
   $('unassigned').value = $('preset').value === 'new_identity_discovery' ? '0.5' : '0';
@@ -502,16 +605,23 @@ $('run').addEventListener('click', run);
 $('cancel').addEventListener('click', () => app.controller?.abort());
 $('color-by').addEventListener('change', () => recolor().catch(showError));
 $('explain').addEventListener('click', explain);
-$('low-threshold').addEventListener('input', () => { drawLowConfidence(); drawConfidence(); });
+let thresholdTimer = 0;
+$('low-threshold').addEventListener('input', () => {
+  clearTimeout(thresholdTimer);
+  thresholdTimer = setTimeout(() => { if (app.result) { drawLowConfidence(); drawConfidence(); } }, 150);
+});
+for (const b of document.querySelectorAll('[data-export]')) {
+  b.setAttribute('aria-label', `export the ${b.dataset.export} plot as ${b.dataset.format.toUpperCase()}`);
+}
 document.addEventListener('click', async (e) => {
   const b = e.target.closest('[data-export]');
   if (b) exportPlot(b.dataset.export, b.dataset.format).catch(showError);
   const ex = exporters[e.target.id];
   if (ex && app.result) {
     e.target.disabled = true;
-    try { await ex(app.result); } catch (err) { showError(err); } finally { e.target.disabled = false; }
+    try { await ex(app.result); } catch (err) { showError(err); } finally { updateExportButtons(); }
   }
 });
 
 $('unassigned').value = $('preset').value === 'new_identity_discovery' ? '0.5' : '0';
-ensureData().catch(showError);
+ensureData().catch(reportUnlessReplaced);

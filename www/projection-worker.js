@@ -1,7 +1,7 @@
-// 2-D projections of the scNym embedding (X_scnym), off the page's thread: PCA first (a second or
-// less even at 100k cells, shown at once), then UMAP (umap-js, PAIR's port) epoch by epoch.
+// 2-D projections of the scNym embedding (X_scnym), off the page's thread: PCA first (fitted on
+// ≤ 20k cells, shown at once), then UMAP (umap-js, PAIR's port) epoch by epoch up to 50k cells.
 // Messages in: { embedding: Float32Array, n, d, seed }. Out: { kind: 'pca' | 'umap', xy },
-// { kind: 'progress', epoch, nEpochs }, { kind: 'error', message }.
+// { kind: 'progress', epoch, nEpochs }, { kind: 'skipped', reason }, { kind: 'error', message }.
 import { UMAP } from './vendor/umap-js.js';
 
 /** mulberry32: a small seeded RNG, so the same cells give the same layout. */
@@ -15,23 +15,33 @@ function rng(seed) {
   };
 }
 
-/** Top-2 principal components by power iteration with deflation: O(n·d) per iteration. */
+const PCA_FIT_CELLS = 20_000; // the components are fitted on at most this many cells, all are projected
+const UMAP_MAX_CELLS = 50_000; // umap-js (exact NN descent, JS arrays) gets too slow and large beyond this
+
+/** Top-2 principal components by power iteration with deflation, fitted on a seeded sample of rows. */
 function pca2(x, n, d, random) {
+  const rows = n <= PCA_FIT_CELLS ? null : Uint32Array.from({ length: PCA_FIT_CELLS }, () => Math.floor(random() * n));
+  const fitN = rows ? rows.length : n;
+  const at = rows ? (i) => rows[i] : (i) => i;
   const mean = new Float64Array(d);
   for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) mean[j] += x[i * d + j] / n;
   const comps = [];
   const xy = new Float32Array(n * 2);
   for (let c = 0; c < 2; c++) {
     let v = Float64Array.from({ length: d }, () => random() - 0.5);
-    const proj = new Float64Array(n);
+    const proj = new Float64Array(fitN);
     for (let it = 0; it < 60; it++) {
-      for (let i = 0; i < n; i++) {
+      for (let i = 0; i < fitN; i++) {
+        const r = at(i);
         let s = 0;
-        for (let j = 0; j < d; j++) s += (x[i * d + j] - mean[j]) * v[j];
+        for (let j = 0; j < d; j++) s += (x[r * d + j] - mean[j]) * v[j];
         proj[i] = s;
       }
       const next = new Float64Array(d);
-      for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) next[j] += (x[i * d + j] - mean[j]) * proj[i];
+      for (let i = 0; i < fitN; i++) {
+        const r = at(i);
+        for (let j = 0; j < d; j++) next[j] += (x[r * d + j] - mean[j]) * proj[i];
+      }
       for (const u of comps) { // deflate: stay orthogonal to earlier components
         let dot = 0;
         for (let j = 0; j < d; j++) dot += next[j] * u[j];
@@ -56,6 +66,10 @@ self.onmessage = ({ data: { embedding, n, d, seed = 0 } }) => {
     const pca = pca2(embedding, n, d, random);
     self.postMessage({ kind: 'pca', xy: pca }, [pca.buffer]);
     if (n < 5) return; // UMAP needs neighbours; PCA is the projection of tiny sets
+    if (n > UMAP_MAX_CELLS) {
+      self.postMessage({ kind: 'skipped', reason: `UMAP runs up to ${UMAP_MAX_CELLS.toLocaleString()} cells` });
+      return;
+    }
     const rows = Array.from({ length: n }, (_, i) => Array.from(embedding.subarray(i * d, (i + 1) * d)));
     const umap = new UMAP({ nComponents: 2, nNeighbors: Math.min(15, n - 1), minDist: 0.3, random });
     const nEpochs = umap.initializeFit(rows);

@@ -230,8 +230,18 @@ export function toCsv(columns, index) {
     const s = String(v);
     return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   };
+  // float32 values as the shortest decimal that reads back to the same float32 (0.3, not 0.30000001192092896).
+  const f32 = (v) => {
+    if (!Number.isFinite(v)) return v;
+    for (let p = 1; p < 9; p++) {
+      const t = Number(v.toPrecision(p));
+      if (Math.fround(t) === v) return t;
+    }
+    return v;
+  };
+  const cell = names.map((k) => (columns[k] instanceof Float32Array ? (i) => f32(columns[k][i]) : (i) => columns[k][i]));
   const lines = [['cell', ...names].map(quote).join(',')];
-  for (let i = 0; i < n; i++) lines.push([index ? index[i] : i, ...names.map((k) => columns[k][i])].map(quote).join(','));
+  for (let i = 0; i < n; i++) lines.push([index ? index[i] : i, ...cell.map((c) => c(i))].map(quote).join(','));
   return `${lines.join('\n')}\n`;
 }
 

@@ -25,6 +25,7 @@ async function openDemo(browser) {
   const page = await browser.context.newPage();
   const errors = [], requests = [];
   page.on('pageerror', (e) => errors.push(e));
+  page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource.*404/.test(m.text())) errors.push(m.text()); });
   page.on('request', (r) => requests.push(r.url()));
   await page.goto(`${base}/www/`);
   return { page, errors, requests };
@@ -77,7 +78,8 @@ test('ready demo on WebGPU: transfer + audit, every view drawn, every export re-
   try {
     const { page, errors, requests } = await openDemo(browser);
     await page.selectOption('#backend', 'webgpu');
-    await page.waitForFunction(() => /query: 2,700 cells/.test(document.getElementById('data-summary').textContent), null, { timeout: 120_000 });
+    await page.waitForSelector('body[data-loaded^="webgpu|demo"]', { timeout: 120_000 });
+    assert.match(await page.textContent('#data-summary'), /query: 2,700 cells/);
     assert.equal(await page.inputValue('#label-key'), 'bulk_labels');
     assert.ok(await page.isChecked('#ref-raw'), 'the reference X is scaled: .raw is used');
     assert.ok(!(await page.isChecked('#query-raw')), 'the counts query has no .raw');
@@ -103,8 +105,11 @@ test('ready demo on WebGPU: transfer + audit, every view drawn, every export re-
     await page.waitForSelector('#saliency rect.bar', { timeout: 180_000 });
     assert.equal(await count(page, '#saliency rect.bar'), 20);
     assert.match(await page.textContent('#confusion'), /unlabelled/);
-    const low = await page.textContent('#low-count');
-    assert.match(low, /of 2,700 cells/);
+    // The low-confidence list: min(500, n) rows, least confident first, all below the threshold.
+    const n = Number((await page.textContent('#low-count')).match(/^([\d,]+) of 2,700 cells/)[1].replace(/,/g, ''));
+    const shown = await page.$$eval('#low-table tr', (rows) => rows.slice(1).map((r) => Number(r.children[2].textContent)));
+    assert.equal(shown.length, Math.min(500, n));
+    assert.ok(shown.every((c, i) => c < 0.5 && (i === 0 || c >= shown[i - 1])), 'ascending confidences below 0.5');
 
     // Hover card on a point.
     await page.selectOption('#color-by', 'confidence');
@@ -120,7 +125,7 @@ test('ready demo on WebGPU: transfer + audit, every view drawn, every export re-
       }
     }
     assert.ok(hovered, 'hovering the scatter shows a cell card');
-    assert.match(await page.textContent('#embedding .hover-card'), /scNym: .+ \(0\.\d+\)/);
+    assert.match(await page.textContent('#embedding .hover-card'), /scNym: .+ \([01]\.\d{3}\)/);
     await page.screenshot({ path: join(artifacts, 'demo-webgpu.png'), fullPage: true });
 
     // Plot exports: PNGs with ink in several colours, SVGs that are SVG.
@@ -140,6 +145,7 @@ test('ready demo on WebGPU: transfer + audit, every view drawn, every export re-
     const labelColumn = header.indexOf('scNym');
     assert.ok(labelColumn > 0 && header.includes('scNym_confidence'));
     const csvLabels = csv.slice(1).map((line) => line.split(',')[labelColumn]);
+    const csvConf = csv.slice(1).map((line) => Number(line.split(',')[header.indexOf('scNym_confidence')]));
     const h5ad = await downloadOf(page, '#export-h5ad');
     assert.match(h5ad.name, /pbmc3k_counts-scnym\.h5ad$/);
     const bundle = await downloadOf(page, '#export-model');
@@ -152,15 +158,17 @@ test('ready demo on WebGPU: transfer + audit, every view drawn, every export re-
       const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
       const d = await sl.load(bytes(h5), { name: 'exported.h5ad' });
       const m = await sl.loadModel(bytes(model));
-      const out = { nObs: d.nObs, labels: await sl.obs(d, 'scNym'), conf: await sl.obs(d, 'scNym_confidence'), classes: m.classes };
+      const out = { nObs: d.nObs, labels: await sl.obs(d, 'scNym'), conf: (await sl.obs(d, 'scNym_confidence')).map(Number), classes: m.classes };
       sl.close();
       return out;
     }, [h5ad.bytes.toString('base64'), bundle.bytes.toString('base64')]);
     assert.equal(reopened.nObs, 2700);
     assert.deepEqual(reopened.labels.map(String), csvLabels);
+    assert.ok(reopened.conf.every((c, i) => Math.abs(c - csvConf[i]) < 1e-6), 'the h5ad and the CSV hold the same confidences');
     assert.equal(reopened.classes.length, 10);
 
     assert.deepEqual(errors, []);
+    assert.equal(await page.textContent('#error'), '');
     const foreign = requests.filter((u) => !u.startsWith(base) && !u.startsWith('blob:') && !u.startsWith('data:'));
     assert.deepEqual(foreign, [], 'the demo requests nothing but its own files');
     await page.close();
@@ -177,7 +185,8 @@ test('own data with WebGPU off: h5ad reference + Zarr-folder query with labels, 
     await page.check('input[name=source][value=own]');
     await page.setInputFiles('.drop[data-role=reference] .pick-file', REFERENCE);
     await page.setInputFiles('.drop[data-role=query] .pick-dir', ZARR_QUERY);
-    await page.waitForFunction(() => /query: 175 cells/.test(document.getElementById('data-summary').textContent), null, { timeout: 120_000 });
+    await page.waitForSelector('body[data-loaded^="auto|own"]', { timeout: 120_000 });
+    assert.match(await page.textContent('#data-summary'), /query: 175 cells/);
     assert.equal(await page.inputValue('#label-key'), 'bulk_labels');
     assert.ok(await page.isChecked('#query-raw'), 'the Zarr query X is scaled: its .raw is used');
     await page.selectOption('#query-label-key', 'bulk_labels');
@@ -207,6 +216,7 @@ test('own data with WebGPU off: h5ad reference + Zarr-folder query with labels, 
     await page.waitForSelector('#saliency rect.bar', { timeout: 180_000 });
     await page.screenshot({ path: join(artifacts, 'demo-cpu.png'), fullPage: true });
     assert.deepEqual(errors, []);
+    assert.equal(await page.textContent('#error'), '');
     await page.close();
   } finally {
     await browser.close();

@@ -22,9 +22,9 @@ const svg = (w, h, body, label) =>
 const fmt = (v, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : '–');
 
 /**
- * One confidence histogram per class (rows), of the cells predicted as that class.
- * `classes`: names; `predicted`: class index per cell (−1 / ≥ classes.length = Unassigned);
- * `confidence`: max probability per cell.
+ * One confidence histogram per class (rows), of the cells whose most probable class it is
+ * (Unassigned cells included: the histogram shows where the threshold cuts).
+ * `classes`: names; `predicted`: argmax class index per cell; `confidence`: max probability per cell.
  */
 export function confidenceHistograms(classes, predicted, confidence, { bins = 20, threshold = null } = {}) {
   const rowH = 34, left = 190, width = 300, w = left + width + 70;
@@ -63,7 +63,10 @@ export function confidenceHistograms(classes, predicted, confidence, { bins = 20
 /** Row-normalised confusion matrix: rows = the query's own labels, columns = predicted labels. */
 export function confusionMatrix(trueLabels, predictedLabels) {
   const rows = [...new Set(trueLabels.filter((v) => v != null))].sort();
-  const cols = [...new Set(predictedLabels)].sort();
+  // Columns follow the rows where names agree (agreement on the diagonal), then the rest, Unassigned last.
+  const predicted = new Set(predictedLabels);
+  const cols = [...rows.filter((r) => predicted.has(r)), ...[...predicted].filter((c) => !rows.includes(c) && c !== 'Unassigned').sort(),
+    ...(predicted.has('Unassigned') ? ['Unassigned'] : [])];
   const ri = new Map(rows.map((r, i) => [r, i])), ci = new Map(cols.map((c, i) => [c, i]));
   const m = rows.map(() => new Array(cols.length).fill(0));
   let agree = 0, n = 0;

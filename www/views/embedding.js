@@ -27,6 +27,13 @@ export class EmbeddingView {
     this.color = null;
   }
 
+  /** Forgets the points (a new result is coming; its cells are not the old ones). */
+  clear() {
+    this.xy = null;
+    this.card.hidden = true;
+    this.plot.clear();
+  }
+
   /** Positions (n × 2, row-major), rescaled into the plot's [-1, 1] square keeping the aspect. */
   async setPositions(xy) {
     const n = xy.length / 2;
@@ -92,6 +99,7 @@ export class EmbeddingView {
   }
 
   #hover(i) {
+    if (!this.xy || i >= this.xy.length / 2) return;
     this.card.innerHTML = this.describe(i);
     this.card.style.left = `${this.mouse[0] + 14}px`;
     this.card.style.top = `${this.mouse[1] + 14}px`;

@@ -22,7 +22,9 @@ export async function svgToPng(svgText, scale = 2) {
     const ctx = canvas.getContext('2d');
     ctx.scale(scale, scale);
     ctx.drawImage(img, 0, 0);
-    return await new Promise((ok) => canvas.toBlob(ok, 'image/png'));
+    const png = await new Promise((ok) => canvas.toBlob(ok, 'image/png'));
+    if (!png) throw new Error(`the plot is too large for a PNG (${canvas.width} × ${canvas.height} pixels): export it as SVG`);
+    return png;
   } finally {
     URL.revokeObjectURL(url);
   }

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { open } from 'sclabel';
+import { open, toCsv } from 'sclabel';
 import { root, sharedFile } from './helpers.mjs';
 
 test('wasm CPU training gives the native loss curve for the same seed', async () => {
@@ -122,4 +122,20 @@ test('misspelt option keys are refused, not ignored', async () => {
   await assert.rejects(sl.audit(d, { label_keyy: 'cell_type' }), misspelt);
   await assert.rejects(sl.trainScnym(d, null, { normalise: true }), misspelt);
   sl.close();
+});
+
+test('toCsv writes float32 columns as the shortest decimals that read back to the same float32', () => {
+  const values = Float32Array.from([0.3, 1 / 3, 0, 1, 1e-8, 0.1 + 0.2, NaN, 123456.789]);
+  const csv = toCsv({ p: values, label: ['a', 'b,c', 'd"e', null, 'f', 'g', 'h', 'i'] });
+  const lines = csv.trim().split('\n');
+  assert.equal(lines[0], 'cell,p,label');
+  assert.equal(lines[1], '0,0.3,a');
+  assert.equal(lines[2], '1,0.33333334,"b,c"');
+  assert.equal(lines[3], '2,0,"d""e"');
+  assert.equal(lines[4], '3,1,');
+  assert.equal(lines[7], '6,,h');
+  lines.slice(1).forEach((line, i) => {
+    const text = line.split(',')[1];
+    if (!Number.isNaN(values[i])) assert.equal(Math.fround(Number(text)), values[i], `row ${i}: ${text}`);
+  });
 });

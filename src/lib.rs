@@ -3,6 +3,7 @@
 //!
 //! The core (everything but `web`) is backend-agnostic, has no JS types and no file I/O: it takes
 //! bytes and returns plain Rust values. `web` is the thin wasm-bindgen layer over it.
+pub mod atlas;
 pub mod audit;
 pub mod backend;
 pub mod data;

@@ -11,6 +11,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use sclabel::atlas::build::{build_atlas, AtlasOptions, MATRIX_FILE, MODEL_FILE};
+use sclabel::atlas::matrix::ValueEncoding;
 use sclabel::audit::api::{audit_adata, trainability_graph, AuditOptions, AuditReport, CutoffRule};
 use sclabel::audit::graph::ConfGraphOptions;
 use sclabel::audit::pca::PcaOptions;
@@ -137,6 +139,9 @@ enum Command {
     },
     /// Print a bundle's metadata.
     Info { model: PathBuf },
+    /// Atlases: a labelled reference preconverted for browsers, with a model trained on it.
+    #[command(subcommand)]
+    Atlas(AtlasCommand),
     /// Audit annotations from training dynamics (Annotatability): per cell conf, var, trusted,
     /// category and a corrected label; optionally gene scores.
     Audit {
@@ -229,6 +234,60 @@ enum Command {
         /// Per-cell attributions CSV (cells × genes).
         #[arg(long)]
         attributions: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AtlasCommand {
+    /// Reference h5ad → OUT/ with matrix.safetensors.zlib (the compact reference), model.safetensors
+    /// (scNym trained on exactly that matrix) and atlas.json (classes, counts, genes, provenance,
+    /// licence, training metrics, sizes and SHA-256 of each file).
+    Build {
+        #[arg(long)]
+        reference: PathBuf,
+        /// Atlas identifier (letters, digits, '-', '_', '.').
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        species: Option<String>,
+        #[arg(long)]
+        tissue: Option<String>,
+        /// Licence of the source data (travels with the atlas).
+        #[arg(long)]
+        license: Option<String>,
+        /// Where the source data come from (citation, URL).
+        #[arg(long)]
+        source: Option<String>,
+        /// JSON file mapping labels to Cell Ontology IDs ({"B cell": "CL:0000236", …}).
+        #[arg(long)]
+        ontology: Option<PathBuf>,
+        #[arg(long, default_value = "cell_type")]
+        label_key: String,
+        #[arg(long)]
+        domain_key: Option<String>,
+        #[arg(long)]
+        use_raw: bool,
+        /// Convert X from whatever scale it is on to ln(CPM+1).
+        #[arg(long)]
+        normalize: bool,
+        /// Keep at most this many cells per class (seeded random subset).
+        #[arg(long)]
+        max_cells_per_class: Option<usize>,
+        /// How values are stored: q8 (1 byte, error ≤ max/510), f16 or f32.
+        #[arg(long, default_value = "q8")]
+        values: String,
+        /// scNym preset of the shipped model.
+        #[arg(long, default_value = "no_new_identity")]
+        preset: String,
+        /// JSON file with scNym config keys.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -488,6 +547,42 @@ fn run(cli: Cli) -> Result<()> {
             let model = import_scnym(&read(&weights)?, &name, list(&genes)?, list(&classes)?, &dev.device)?;
             write(&out, &block_on(model.to_bytes())?)?;
             eprintln!("imported {} genes → {} classes; bundle written to {}", model.arch.n_genes, model.arch.n_classes, out.display());
+        }
+        Command::Atlas(AtlasCommand::Build {
+            reference, id, name, species, tissue, license, source, ontology, label_key, domain_key, use_raw, normalize,
+            max_cells_per_class, values, preset, config, seed, out,
+        }) => {
+            let json_file = |p: &Path| -> Result<serde_json::Value> {
+                serde_json::from_slice(&read(p)?).map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("not JSON: {e}") })
+            };
+            let values = match values.as_str() {
+                "q8" => ValueEncoding::Q8,
+                "f16" => ValueEncoding::F16,
+                "f32" => ValueEncoding::F32,
+                other => return Err(SclabelError::InvalidOption { option: "values".into(), reason: format!("'{other}': use q8, f16 or f32") }),
+            };
+            let ontology = match &ontology {
+                Some(p) => serde_json::from_value(json_file(p)?).map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("expected {{\"label\": \"CL:…\"}}: {e}") })?,
+                None => Default::default(),
+            };
+            let config = config.as_deref().map(json_file).transpose()?;
+            let options = AtlasOptions {
+                id, name, species, tissue, license, source, ontology, label_key, domain_key, use_raw, normalize, max_cells_per_class, values, preset, config, seed,
+            };
+            let dev = device(cli.backend)?;
+            let r = load_h5ad(&reference)?;
+            let bar = bar(cli.quiet);
+            let package = block_on(build_atlas(&r, &options, &dev.device, &mut observe(&bar)))?;
+            bar.finish_and_clear();
+            package.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+            std::fs::create_dir_all(&out).map_err(|e| SclabelError::InvalidFile { file: out.display().to_string(), reason: format!("can't create: {e}") })?;
+            write(&out.join(MATRIX_FILE), &package.matrix)?;
+            write(&out.join(MODEL_FILE), &package.model)?;
+            write(&out.join("atlas.json"), serde_json::to_string_pretty(&package.manifest).expect("json").as_bytes())?;
+            eprintln!(
+                "atlas '{}' written to {}: {} cells × {} genes, matrix {} bytes, model {} bytes",
+                options.id, out.display(), package.manifest["n_cells"], package.manifest["n_genes"], package.matrix.len(), package.model.len()
+            );
         }
         Command::Info { model } => {
             let dev = sclabel::backend::cpu(BackendRequest::Cpu, "info")?;

@@ -287,6 +287,13 @@ const OPS = {
     return this.modelHandle(this.session.loadScnymModel(bytes));
   },
 
+  /** An atlas's reference matrix (bytes, Blob or URL; cached like bundles), its SHA-256 checked. */
+  async loadAtlasMatrix(source, { cache, sha256, name } = {}) {
+    const bytes = await bundleBytes(source, cache);
+    if (sha256) await checkDigest(bytes, sha256, source);
+    return this.datasetHandle(wasm.Dataset.fromAtlasMatrix(bytes), { name: name ?? 'atlas matrix', format: 'atlas' });
+  },
+
   async importScnym(weights, genes, classes) {
     return this.modelHandle(this.session.importScnym(await bundleBytes(weights), genes, classes));
   },

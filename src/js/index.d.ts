@@ -96,8 +96,8 @@ export interface DatasetHandle {
   readonly kind: 'dataset';
   readonly id: number;
   readonly name: string | null;
-  /** 'h5ad' | 'zarr' for loaded files, null for derived or synthetic data sets. */
-  readonly format: 'h5ad' | 'zarr' | null;
+  /** 'h5ad' | 'zarr' for loaded files, 'atlas' for an atlas's reference, null for derived or synthetic data sets. */
+  readonly format: 'h5ad' | 'zarr' | 'atlas' | null;
   readonly nObs: number;
   readonly nVars: number;
   readonly summary: DatasetSummary;
@@ -294,6 +294,33 @@ export interface AtlasEntry {
   [extra: string]: unknown;
 }
 
+/** An atlas package's atlas.json (`sclabel atlas build`). */
+export interface AtlasManifest {
+  format: 'sclabel-atlas';
+  format_version: number;
+  id: string;
+  name?: string | null;
+  species?: string | null;
+  tissue?: string | null;
+  license?: string | null;
+  source?: string | null;
+  label_key: string;
+  domain_key: string | null;
+  domains: string[];
+  classes: { label: string; cells: number; ontology_id: string | null }[];
+  n_cells: number;
+  n_genes: number;
+  nnz: number;
+  input: 'ln(CPM+1)';
+  values: 'q8' | 'f16' | 'f32';
+  training: { preset: string; metrics: Record<string, unknown> | null };
+  files: {
+    matrix: { path: string; bytes: number; sha256: string; format: string; format_version: number };
+    model: { path: string; bytes: number; sha256: string; bundle_format_version: number };
+  };
+  [extra: string]: unknown;
+}
+
 export interface Registry { format: 'sclabel-registry'; version?: number; atlases: AtlasEntry[] }
 
 export interface OpenOptions {
@@ -322,6 +349,11 @@ export interface Sclabel {
   saveModel(model: ModelHandle): Promise<Uint8Array>;
   loadModel(source: BundleSource, options?: { cache?: string }): Promise<ModelHandle>;
   loadAtlas(entry: AtlasEntry): Promise<ModelHandle>;
+  /**
+   * An atlas package from its atlas.json (URL, a path in Node, or `{ manifest }`): the model for
+   * instant annotation and the preconverted reference (unless `reference: false`) to train with.
+   */
+  openAtlas(source: string | URL | { manifest: string | URL }, options?: { reference?: boolean }): Promise<{ manifest: AtlasManifest; model: ModelHandle; reference: DatasetHandle | null }>;
   importScnym(weights: BundleSource, genes: string[], classes: string[]): Promise<ModelHandle>;
   exportH5ad(dataset: DatasetHandle, additions: H5adAdditions): Promise<Uint8Array>;
   memoryUsage(): Promise<{ wasmBytes: number }>;
@@ -342,3 +374,4 @@ export function toCsv(columns: Record<string, ArrayLike<unknown>>, index?: Array
 export function loadRegistry(source: string | URL | Registry): Promise<Registry>;
 export const version: string;
 export const BUNDLE_FORMAT_VERSION: number;
+export const ATLAS_FORMAT_VERSION: number;

@@ -6,6 +6,9 @@ import { fail } from './errors.js';
 export const version = '__SCLABEL_VERSION__';
 /** Newest model-bundle format this package reads (the core refuses newer ones too). */
 export const BUNDLE_FORMAT_VERSION = 1;
+/** Newest atlas manifest format this package reads (`sclabel atlas build`'s atlas.json). */
+export const ATLAS_FORMAT_VERSION = 1;
+const ATLAS_FORMAT = 'sclabel-atlas';
 
 const isNode = typeof process !== 'undefined' && process.versions?.node != null;
 
@@ -15,6 +18,19 @@ const resolved = (source) => {
   return !isNode && typeof source === 'string' && globalThis.location ? new URL(source, location.href).href : source;
 };
 const BACKENDS = Object.freeze(['auto', 'webgpu', 'cpu']);
+
+/** An atlas.json's text (a URL, or a path in Node) and how its files' paths resolve. */
+async function readManifest(location) {
+  if (isNode && typeof location === 'string' && !/^[a-z][a-z0-9+.-]*:/i.test(location)) {
+    const { readFile } = await import('node:fs/promises');
+    const { resolve, dirname, join } = await import('node:path');
+    const text = await readFile(location, 'utf8').catch((e) => { throw fail('invalid_file', `${location}: ${e.message}`); });
+    return { text, file: (p) => join(dirname(resolve(location)), p) };
+  }
+  const response = await fetch(location).catch((e) => { throw fail('invalid_file', `${location}: ${e.message}`); });
+  if (!response.ok) throw fail('invalid_file', `${location}: HTTP ${response.status}`);
+  return { text: await response.text(), file: (p) => new URL(p, location).href };
+}
 
 /**
  * Starts sclabel. `backend`: 'auto' (WebGPU, else CPU — the result says why), 'webgpu' or 'cpu'.
@@ -174,6 +190,39 @@ class Client {
       throw fail('unsupported_version', `atlas '${entry.id}' ${entry.version} needs bundle format ${entry.bundle_format_version}; this sclabel (${version}) reads up to ${BUNDLE_FORMAT_VERSION} — update sclabel`);
     }
     return this.transport.call('loadModel', [entry.url, { cache: `${entry.id}@${entry.version}`, sha256: entry.sha256 }]);
+  }
+
+  /**
+   * An atlas package built by `sclabel atlas build` (its atlas.json URL, or a registry entry with
+   * `manifest`): the model for instant annotation and, unless `reference: false`, the preconverted
+   * reference as a data set for fine-tuning (`trainScnym(reference, query)`). Both are cached per
+   * atlas version and checked against the manifest's SHA-256; the manifest's format version is
+   * checked before anything else is fetched.
+   */
+  async openAtlas(source, { reference = true } = {}) {
+    const location = resolved(typeof source === 'object' && !(source instanceof URL) ? source.manifest : source);
+    const { text, file } = await readManifest(location);
+    let manifest;
+    try {
+      manifest = JSON.parse(text);
+    } catch {
+      throw fail('invalid_file', `${location}: not JSON (an atlas.json was expected)`);
+    }
+    if (manifest?.format !== ATLAS_FORMAT) throw fail('invalid_file', `${location}: format is '${manifest?.format}', not '${ATLAS_FORMAT}'`);
+    if (!(manifest.format_version <= ATLAS_FORMAT_VERSION)) {
+      throw fail('unsupported_version', `atlas '${manifest.id}' has format version ${manifest.format_version}; this sclabel (${version}) reads up to ${ATLAS_FORMAT_VERSION} — update sclabel`);
+    }
+    const { model: m, matrix } = manifest.files ?? {};
+    if (!m?.path || !matrix?.path) throw fail('invalid_file', `${location}: 'files' must name the model and the matrix`);
+    if (!(m.bundle_format_version <= BUNDLE_FORMAT_VERSION)) {
+      throw fail('unsupported_version', `atlas '${manifest.id}' needs bundle format ${m.bundle_format_version}; this sclabel (${version}) reads up to ${BUNDLE_FORMAT_VERSION} — update sclabel`);
+    }
+    // Cached per file content: a rebuilt atlas (new SHA-256) is fetched once, the old copy dropped.
+    const model = await this.transport.call('loadModel', [file(m.path), { cache: m.sha256, sha256: m.sha256 }]);
+    const data = reference
+      ? await this.transport.call('loadAtlasMatrix', [file(matrix.path), { cache: matrix.sha256, sha256: matrix.sha256, name: `${manifest.id} reference` }])
+      : null;
+    return { manifest, model, reference: data };
   }
 
   /** Imports scNym 0.4 weights (its torch.save'd state dict) with its gene and class lists. */

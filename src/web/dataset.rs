@@ -103,6 +103,13 @@ impl JsDataset {
         read_h5ad_source(source, name).map(|a| JsDataset { inner: Rc::new(a) }).map_err(to_js)
     }
 
+    /// An atlas's preconverted reference matrix (`sclabel atlas build`): X = ln(CPM+1), obs = its
+    /// label (and domain) column.
+    #[wasm_bindgen(js_name = fromAtlasMatrix)]
+    pub fn from_atlas_matrix(bytes: &[u8]) -> Result<JsDataset, JsValue> {
+        crate::atlas::matrix::AtlasMatrix::from_bytes(bytes).map(|m| JsDataset { inner: Rc::new(m.to_anndata()) }).map_err(to_js)
+    }
+
     /// Seeded synthetic raw counts with `cell_type` and `batch` columns.
     pub fn synthetic(n_cells: usize, n_genes: usize, n_classes: usize, seed: u64) -> JsDataset {
         let spec = SyntheticSpec { n_cells, n_genes, n_classes, seed, ..SyntheticSpec::default() };

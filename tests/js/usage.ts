@@ -38,6 +38,11 @@ export async function transfer(sl: Sclabel, reference: DatasetHandle, query: Dat
   console.log(h5ad.byteLength);
   const registry = await loadRegistry('/atlases/registry.json');
   await sl.loadAtlas(registry.atlases[0]);
+  const atlas = await sl.openAtlas('/atlases/pbmc/atlas.json');
+  const classes: string[] = atlas.manifest.classes.map((c) => `${c.label} (${c.ontology_id ?? 'no CL id'})`);
+  const instant = await sl.predictScnym(atlas.model, query, { normalize: true });
+  if (atlas.reference) await sl.trainScnym(atlas.reference, query, { label_key: atlas.manifest.label_key, normalize: true });
+  console.log(classes, instant.scNym.length);
   return toCsv({ scNym: p.scNym, scNym_confidence: p.scNym_confidence }, await sl.obsNames(query));
 }
 

@@ -1,0 +1,84 @@
+// Atlas packages (`sclabel atlas build`; tests/atlas_native.rs writes one to target/tmp/atlas/ from
+// synthetic cells): opened in Node and in headless Chromium, instant annotation, the reference as a
+// data set for training, damaged and newer-version packages refused, no request but the atlas's.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { open } from 'sclabel';
+import { startServer } from '../../scripts/serve.mjs';
+import { launchChromium, openHarness, root } from './helpers.mjs';
+
+const ATLAS = join(root, 'target', 'tmp', 'atlas');
+const SYNTHETIC = { nCells: 400, nGenes: 120, nClasses: 3, seed: 11 }; // the cells the atlas was built from
+const missing = (t) => !existsSync(join(ATLAS, 'atlas.json')) && t.skip('target/tmp/atlas/ missing: run cargo test --features ndarray,cli first');
+
+test('an atlas opens in Node: its model labels cells, its reference trains, damage and newer versions are refused', async (t) => {
+  if (missing(t)) return;
+  const sl = await open({ backend: 'cpu' });
+  try {
+    const { manifest, model, reference } = await sl.openAtlas(join(ATLAS, 'atlas.json'));
+    assert.equal(manifest.id, 'synthetic-test');
+    assert.equal(model.classes.length, 3);
+    assert.equal(reference.nObs, 400);
+    assert.equal(reference.format, 'atlas');
+    const query = await sl.synthetic(SYNTHETIC);
+    const p = await sl.predictScnym(model, query, { normalize: true });
+    const truth = await sl.obs(query, 'cell_type');
+    const accuracy = p.scNym.filter((l, i) => l === truth[i]).length / truth.length;
+    assert.ok(accuracy > 0.9, `instant annotation accuracy ${accuracy}`);
+    assert.equal(p.report.overlap.shared, 120);
+    // The reference is a labelled data set like any other (ln(CPM+1) already).
+    const labels = await sl.obs(reference, 'cell_type');
+    assert.equal(labels.filter((l) => l !== 'Unlabeled').length, 400);
+    const tuned = await sl.trainScnym(reference, query, { label_key: 'cell_type', normalize: true, config: { n_epochs: 2 } });
+    assert.deepEqual(tuned.classes, model.classes);
+
+    const dir = mkdtempSync(join(tmpdir(), 'sclabel-atlas-'));
+    cpSync(ATLAS, dir, { recursive: true });
+    const matrix = join(dir, manifest.files.matrix.path);
+    const bytes = readFileSync(matrix);
+    bytes[bytes.length >> 1] ^= 0xff;
+    writeFileSync(matrix, bytes);
+    await assert.rejects(sl.openAtlas(join(dir, 'atlas.json')), (e) => e.code === 'invalid_file' && /sha256/.test(e.message));
+    writeFileSync(join(dir, 'atlas.json'), JSON.stringify({ ...manifest, format_version: 99 }));
+    await assert.rejects(sl.openAtlas(join(dir, 'atlas.json')), (e) => e.code === 'unsupported_version' && /update sclabel/.test(e.message));
+    writeFileSync(join(dir, 'atlas.json'), '{ not json');
+    await assert.rejects(sl.openAtlas(join(dir, 'atlas.json')), (e) => e.code === 'invalid_file' && /not JSON/.test(e.message));
+  } finally {
+    sl.close();
+  }
+});
+
+test('an atlas opens in Chromium from its URL (CPU): labels cells; only the atlas files are requested', async (t) => {
+  if (missing(t)) return;
+  const server = await startServer(0);
+  const base = `http://127.0.0.1:${server.address().port}`;
+  const browser = await launchChromium({ webgpu: false });
+  try {
+    const { page, errors, requests } = await openHarness(browser, base);
+    const out = await page.evaluate(async (synthetic) => {
+      const { open } = await import('sclabel');
+      const sl = await open({ backend: 'cpu' });
+      const { model, reference } = await sl.openAtlas('/target/tmp/atlas/atlas.json');
+      const query = await sl.synthetic(synthetic);
+      const p = await sl.predictScnym(model, query, { normalize: true });
+      const truth = await sl.obs(query, 'cell_type');
+      const again = await sl.openAtlas('/target/tmp/atlas/atlas.json', { reference: false }); // from the cache
+      sl.close();
+      return { accuracy: p.scNym.filter((l, i) => l === truth[i]).length / truth.length, nObs: reference.nObs, again: again.reference };
+    }, SYNTHETIC);
+    assert.ok(out.accuracy > 0.9, `accuracy ${out.accuracy}`);
+    assert.equal(out.nObs, 400);
+    assert.equal(out.again, null);
+    const atlasRequests = requests.filter((u) => u.includes('/target/tmp/atlas/'));
+    assert.deepEqual([...new Set(atlasRequests.map((u) => u.split('/').pop()))].sort(), ['atlas.json', 'matrix.safetensors.zlib', 'model.safetensors']);
+    assert.equal(atlasRequests.filter((u) => u.endsWith('model.safetensors')).length, 1, 'the second open reads the model from the cache');
+    assert.ok(requests.every((u) => u.startsWith(base)), 'nothing but the page origin');
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    server.close();
+  }
+});

@@ -1,13 +1,13 @@
 // The demo viewer: built only on sclabel's public JS API, as a host application would use it.
 // Flow: load a reference and a query (the bundled demo pair, or the user's files) → trainScnym →
 // predictScnym on both (labels, confidence, X_scnym) → audit the reference labels → views, exports.
-import { open, predictionAdditions, auditAdditions, toCsv } from 'sclabel';
+import { open, predictionAdditions, toCsv } from 'sclabel';
 import { EmbeddingView } from './views/embedding.js';
 import * as charts from './views/charts.js';
+import { esc } from './views/charts.js';
 import { download, svgToPng, imageDataToPng } from './views/export.js';
 
 const $ = (id) => document.getElementById(id);
-const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 
 // The demo pair, fetched from the page's own server (setup extracts them from PyPI wheels).
 const DEMO = {
@@ -283,8 +283,6 @@ async function showResults() {
   await explain();
 }
 
-/** Every cell of both data sets: reference rows first, then query rows. */
-const allCells = (r) => r.refNames.length + r.queryNames.length;
 
 function fillColorBy() {
   const r = app.result;
@@ -378,7 +376,7 @@ function describeCell(i) {
 async function showEmbedding() {
   const r = app.result;
   app.embedding ??= new EmbeddingView($('embedding'), describeCell);
-  const d = r.prediction.embeddingDim, n = allCells(r);
+  const d = r.prediction.embeddingDim, n = r.refNames.length + r.queryNames.length; // reference rows first
   const x = new Float32Array(n * d);
   x.set(r.refPrediction.X_scnym);
   x.set(r.prediction.X_scnym, r.refPrediction.X_scnym.length);

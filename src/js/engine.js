@@ -282,16 +282,12 @@ const OPS = {
 
   /** A model bundle from bytes, a Blob or a URL (cached with the Cache API when `cache` names a key). */
   async loadModel(source, { cache, sha256 } = {}) {
-    const bytes = await bundleBytes(source, cache);
-    if (sha256) await checkDigest(bytes, sha256, source);
-    return this.modelHandle(this.session.loadScnymModel(bytes));
+    return this.modelHandle(this.session.loadScnymModel(await bundleBytes(source, cache, sha256)));
   },
 
   /** An atlas's reference matrix (bytes, Blob or URL; cached like bundles), its SHA-256 checked. */
   async loadAtlasMatrix(source, { cache, sha256, name } = {}) {
-    const bytes = await bundleBytes(source, cache);
-    if (sha256) await checkDigest(bytes, sha256, source);
-    return this.datasetHandle(wasm.Dataset.fromAtlasMatrix(bytes), { name: name ?? 'atlas matrix', format: 'atlas' });
+    return this.datasetHandle(wasm.Dataset.fromAtlasMatrix(await bundleBytes(source, cache, sha256)), { name: name ?? 'atlas matrix', format: 'atlas' });
   },
 
   async importScnym(weights, genes, classes) {
@@ -339,10 +335,14 @@ async function nodeDirectoryStore(dir) {
   };
 }
 
-/** Model bundle bytes. A URL with a cache key goes through the Cache API, one version per URL. */
-async function bundleBytes(source, cacheKey) {
-  if (isUrl(source) && cacheKey && typeof caches !== 'undefined') return cachedBytes(String(source), cacheKey);
-  return readAll(source, 'model bundle');
+/**
+ * Bundle (or atlas matrix) bytes. A URL with a cache key goes through the Cache API, one version
+ * per URL; with `sha256` the bytes are checked against it.
+ */
+async function bundleBytes(source, cacheKey, sha256) {
+  const bytes = isUrl(source) && cacheKey && typeof caches !== 'undefined' ? await cachedBytes(String(source), cacheKey) : await readAll(source, 'model bundle');
+  if (sha256) await checkDigest(bytes, sha256, source);
+  return bytes;
 }
 
 const CACHE_PARAM = 'sclabel-cache';
@@ -372,7 +372,7 @@ async function cachedBytes(url, version) {
 async function checkDigest(bytes, expected, source) {
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
   const hex = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
-  if (hex !== expected.toLowerCase()) throw fail('invalid_file', `${source}: sha256 is ${hex}, the registry says ${expected} (a corrupt or replaced bundle)`);
+  if (hex !== expected.toLowerCase()) throw fail('invalid_file', `${source}: sha256 is ${hex}, expected ${expected} (a corrupt or replaced file)`);
 }
 
 /** The ArrayBuffers under a result, to transfer rather than copy across postMessage. */

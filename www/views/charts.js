@@ -16,7 +16,8 @@ export function viridis(t) {
   return `#${c.map((v) => v.toString(16).padStart(2, '0')).join('')}`;
 }
 
-const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+/** Text for HTML / SVG markup (labels, gene and file names come from the user's data). */
+export const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 const svg = (w, h, body, label) =>
   `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" role="img" aria-label="${esc(label)}" font-family="system-ui, sans-serif" font-size="11"><rect width="${w}" height="${h}" fill="#fff"/>${body}</svg>`;
 const fmt = (v, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : '–');

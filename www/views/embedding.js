@@ -2,9 +2,7 @@
 // 100k+ points), coloured by a categorical or continuous per-cell value, with a legend and a
 // hover card. Exports PNG (the WebGL canvas) and SVG (one circle per cell).
 import createScatterplot from 'regl-scatterplot';
-import { categoryColor, viridis } from './charts.js';
-
-const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+import { categoryColor, esc, viridis } from './charts.js';
 
 export class EmbeddingView {
   /** `container` holds a canvas, a legend and a hover card; `describe(i)` → HTML of cell i's card. */

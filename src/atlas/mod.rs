@@ -2,3 +2,4 @@
 //! bundle trained on it, for instant annotation and for fine-tuning in the browser.
 pub mod build;
 pub mod matrix;
+pub mod open;

@@ -13,17 +13,19 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use sclabel::atlas::build::{build_atlas, AtlasOptions, MATRIX_FILE, MODEL_FILE};
 use sclabel::atlas::matrix::ValueEncoding;
+use sclabel::atlas::open::open_atlas;
 use sclabel::audit::api::{audit_adata, trainability_graph, AuditOptions, AuditReport, CutoffRule};
 use sclabel::audit::graph::ConfGraphOptions;
 use sclabel::audit::pca::PcaOptions;
 use sclabel::audit::categories::Category;
 use sclabel::audit::genes::{GeneScoreOptions, GeneScores};
 use sclabel::backend::{select, BackendRequest, ComputeDevice};
+use burn::prelude::Device;
 use sclabel::block_on;
 use sclabel::data::anndata::AnnData;
 use sclabel::data::h5ad::{read_h5ad_source, ReadSeekSource};
 use sclabel::data::h5ad_export::{annotate_h5ad, DenseF32, H5adAdditions, ObsValues};
-use sclabel::scnym::api::{predict_adata, train_transfer, TransferOptions};
+use sclabel::scnym::api::{fine_tune, predict_adata, train_transfer, TransferOptions};
 use sclabel::scnym::bundle::ScnymModel;
 use sclabel::scnym::explain::{explain_adata, ExplainOptions, Explanation};
 use sclabel::scnym::import::{import_scnym, parse_list};
@@ -57,8 +59,16 @@ enum Command {
     /// Train an scNym model: labelled reference cells (cells labelled `Unlabeled` and all query
     /// cells are used as unlabelled data for MixMatch and the domain adversary).
     Train {
+        /// Labelled reference .h5ad (or --atlas).
+        #[arg(long, required_unless_present = "atlas")]
+        reference: Option<PathBuf>,
+        /// Fine-tune from an atlas package (a folder from `sclabel atlas build`): its matrix is the
+        /// labelled reference, its model the starting weights, its label/domain columns are used.
+        #[arg(long, conflicts_with_all = ["reference", "init"])]
+        atlas: Option<PathBuf>,
+        /// Fine-tune from this model bundle's weights (genes and classes matched by name).
         #[arg(long)]
-        reference: PathBuf,
+        init: Option<PathBuf>,
         /// Cells to transfer labels to (all treated as `Unlabeled`).
         #[arg(long)]
         query: Option<PathBuf>,
@@ -90,6 +100,9 @@ enum Command {
         /// Whether the query's .raw is used (default: as --use-raw), e.g. `false` for a query of counts.
         #[arg(long)]
         query_use_raw: Option<bool>,
+        /// Whether the query is converted to ln(CPM+1) (default: as --normalize; with --atlas, true).
+        #[arg(long)]
+        query_normalize: Option<bool>,
         /// Where to write the model bundle (.safetensors).
         #[arg(long)]
         out: PathBuf,
@@ -300,6 +313,13 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Reads on demand from disk, so a big file is never held whole next to its decoded matrix.
+fn load_model(path: &Path, device: &Device) -> Result<ScnymModel> {
+    ScnymModel::from_bytes(&read(path)?, device).map_err(|e| match e {
+        SclabelError::InvalidFile { reason, .. } => SclabelError::InvalidFile { file: path.display().to_string(), reason },
+        e => e,
+    })
+}
+
 fn load_h5ad(path: &Path) -> Result<AnnData> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| SclabelError::InvalidFile { file: name.clone(), reason: e.to_string() })?;
@@ -476,7 +496,7 @@ fn write_attributions(path: &Path, obs_names: &[String], e: &Explanation) -> Res
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train { reference, query, label_key, domain_key, split_key, exclude_label, preset, config, seed, normalize, use_raw, query_use_raw, out, predictions, unassigned_below } => {
+        Command::Train { reference, atlas, init, query, label_key, domain_key, split_key, exclude_label, preset, config, seed, normalize, use_raw, query_use_raw, query_normalize, out, predictions, unassigned_below } => {
             let mut config: Option<serde_json::Value> = match &config {
                 Some(p) => Some(serde_json::from_slice(&read(p)?).map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("not JSON: {e}") })?),
                 None => None,
@@ -484,12 +504,26 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(s) = seed {
                 config.get_or_insert_with(|| serde_json::json!({}))["seed"] = s.into();
             }
-            let options = TransferOptions { label_key, domain_key, split_key, exclude_labels: exclude_label, preset, config, normalize, use_raw, query_use_raw };
             let dev = device(cli.backend)?;
-            let r = load_h5ad(&reference)?;
+            let (r, pretrained, options, reference) = match (&atlas, reference) {
+                (Some(dir), _) => {
+                    let a = open_atlas(&read(&dir.join("atlas.json"))?, |p| read(&dir.join(p)), &dev.device)?;
+                    let options = TransferOptions { exclude_labels: exclude_label, use_raw: false, query_use_raw: Some(query_use_raw.unwrap_or(use_raw)), ..a.transfer_options(query_normalize.unwrap_or(true), &preset, config) };
+                    (a.matrix.to_anndata(), Some(a.model), options, dir.clone())
+                }
+                (None, Some(reference)) => {
+                    let pretrained = init.as_deref().map(|p| load_model(p, &dev.device)).transpose()?;
+                    let options = TransferOptions { label_key, domain_key, split_key, exclude_labels: exclude_label, preset, config, normalize, use_raw, query_use_raw, query_normalize };
+                    (load_h5ad(&reference)?, pretrained, options, reference)
+                }
+                (None, None) => unreachable!("clap requires --reference or --atlas"),
+            };
             let q = query.as_deref().map(load_h5ad).transpose()?;
             let bar = bar(cli.quiet);
-            let (mut model, warnings) = block_on(train_transfer(&r, q.as_ref(), &options, &dev.device, &mut observe(&bar)))?;
+            let (mut model, warnings) = match &pretrained {
+                Some(m) => block_on(fine_tune(m, &r, q.as_ref(), &options, &dev.device, &mut observe(&bar)))?,
+                None => block_on(train_transfer(&r, q.as_ref(), &options, &dev.device, &mut observe(&bar)))?,
+            };
             bar.finish_and_clear();
             warnings.iter().for_each(|w| eprintln!("warning: {w}"));
             model.provenance.details.insert("reference".into(), reference.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
@@ -500,16 +534,16 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(path) = predictions {
                 // The query, or else the reference's Unlabeled cells (only those are predicted).
                 let unlabeled;
-                let (target, target_raw) = match &q {
-                    Some(q) => (q, options.query_use_raw.unwrap_or(options.use_raw)),
+                let (target, target_raw, target_normalize) = match &q {
+                    Some(q) => (q, options.query_use_raw.unwrap_or(options.use_raw), options.query_normalize.unwrap_or(options.normalize)),
                     None => {
                         let labels = r.obs.get(&options.label_key)?.to_strings();
                         unlabeled = r.select_obs(&(0..r.n_obs()).filter(|&i| labels[i].as_deref() == Some("Unlabeled")).collect::<Vec<_>>())?;
-                        (&unlabeled, options.use_raw)
+                        (&unlabeled, options.use_raw, options.normalize)
                     }
                 };
                 let predict_options = PredictOptions { unassigned_below, embedding: false, ..Default::default() };
-                let (pred, report) = block_on(predict_adata(&model, target, options.normalize, target_raw, &predict_options, &dev.device, &mut observe(&bar)))?;
+                let (pred, report) = block_on(predict_adata(&model, target, target_normalize, target_raw, &predict_options, &dev.device, &mut observe(&bar)))?;
                 report.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
                 write_predictions(&path, &target.obs_names, &pred)?;
                 eprintln!("predictions written to {}", path.display());
@@ -517,10 +551,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Predict { model, input, normalize, use_raw, unassigned_below, out, embedding, annotate_h5ad } => {
             let dev = device(cli.backend)?;
-            let m = ScnymModel::from_bytes(&read(&model)?, &dev.device).map_err(|e| match e {
-                SclabelError::InvalidFile { reason, .. } => SclabelError::InvalidFile { file: model.display().to_string(), reason },
-                e => e,
-            })?;
+            let m = load_model(&model, &dev.device)?;
             let ad = load_h5ad(&input)?;
             let bar = bar(cli.quiet);
             let options = PredictOptions { unassigned_below, embedding: embedding.is_some() || annotate_h5ad.is_some(), ..Default::default() };
@@ -586,7 +617,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Info { model } => {
             let dev = sclabel::backend::cpu(BackendRequest::Cpu, "info")?;
-            let m = ScnymModel::from_bytes(&read(&model)?, &dev.device)?;
+            let m = load_model(&model, &dev.device)?;
             let info = serde_json::json!({
                 "arch": m.arch, "n_genes": m.genes.len(), "classes": m.classes, "input": m.input,
                 "provenance": m.provenance, "config": m.config, "metrics": m.metrics.as_ref().map(|x| serde_json::json!({
@@ -658,7 +689,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Explain { model, input, groupby, target, source, n_samples, n_cells, abs_scale, seed, normalize, use_raw, out, attributions } => {
             let dev = device(cli.backend)?;
-            let m = ScnymModel::from_bytes(&read(&model)?, &dev.device)?;
+            let m = load_model(&model, &dev.device)?;
             let ad = load_h5ad(&input)?;
             let options = ExplainOptions { target, source, n_samples, n_cells, abs_scale, seed, normalize, use_raw, ..ExplainOptions::default() };
             let bar = bar(cli.quiet);

@@ -172,7 +172,7 @@ export class Engine {
 }
 
 /** Operations that run long enough to take progress, cancellation and GPU memory. */
-const LONG_RUNNING = new Set(['trainScnym', 'predictScnym', 'audit', 'explainScnym', 'trainHoldout']);
+const LONG_RUNNING = new Set(['trainScnym', 'fineTuneScnym', 'predictScnym', 'audit', 'explainScnym', 'trainHoldout']);
 
 const OPS = {
   backend() {
@@ -247,6 +247,12 @@ const OPS = {
     // An optional wasm argument is consumed by the call: pass a second handle on the same data.
     const q = query ? this.get(query, 'dataset').object.share() : undefined;
     const model = await this.session.trainScnym(this.get(reference, 'dataset').object, q, options, onProgress, signal);
+    return this.modelHandle(model);
+  },
+
+  async fineTuneScnym(pretrained, reference, query, options, { onProgress, signal } = {}) {
+    const q = query ? this.get(query, 'dataset').object.share() : undefined;
+    const model = await this.session.fineTuneScnym(this.get(pretrained, 'model').object, this.get(reference, 'dataset').object, q, options, onProgress, signal);
     return this.modelHandle(model);
   },
 

@@ -144,6 +144,20 @@ export interface TransferOptions {
   use_raw?: boolean;
   /** Whether the query's `.raw` is used; default as `use_raw` (e.g. false for a query of counts). */
   query_use_raw?: boolean | null;
+  /** Whether the query is converted to ln(CPM+1); default as `normalize` (an atlas reference is already ln(CPM+1), a query may hold counts). */
+  query_normalize?: boolean | null;
+}
+
+export interface OpenedAtlas { manifest: AtlasManifest; model: ModelHandle; reference: DatasetHandle | null }
+
+export interface FineTuneAtlasOptions {
+  /** Convert the query to ln(CPM+1) (e.g. when it holds counts). */
+  normalize?: boolean;
+  /** Use the query's `.raw`. */
+  use_raw?: boolean;
+  /** Default 'no_new_identity'. */
+  preset?: ScnymPreset;
+  config?: ScnymConfig | null;
 }
 
 export interface ScnymPredictOptions {
@@ -281,8 +295,10 @@ export interface H5adAdditions {
 export interface AtlasEntry {
   id: string;
   name?: string;
-  /** Absolute after loadRegistry (relative ones resolve against the registry's URL). */
-  url: string;
+  /** A model bundle (loadAtlas); absolute after loadRegistry (relative ones resolve against the registry's URL). */
+  url?: string;
+  /** An atlas package's atlas.json (openAtlas): instant annotation and fine-tuning; resolved like `url`. */
+  manifest?: string;
   /** The atlas's version: the cache key, so a new version is fetched once and an old one dropped. */
   version: string;
   bundle_format_version: number;
@@ -353,7 +369,11 @@ export interface Sclabel {
    * An atlas package from its atlas.json (URL, a path in Node, or `{ manifest }`): the model for
    * instant annotation and the preconverted reference (unless `reference: false`) to train with.
    */
-  openAtlas(source: string | URL | { manifest: string | URL }, options?: { reference?: boolean }): Promise<{ manifest: AtlasManifest; model: ModelHandle; reference: DatasetHandle | null }>;
+  openAtlas(source: string | URL | { manifest: string | URL }, options?: { reference?: boolean }): Promise<OpenedAtlas>;
+  /** As trainScnym, from `pretrained`'s weights (genes and classes matched by name; the rest is in the model's warnings). */
+  fineTuneScnym(pretrained: ModelHandle, reference: DatasetHandle, query?: DatasetHandle | null, options?: TransferOptions, controls?: RunControls): Promise<ModelHandle>;
+  /** scNym's atlas → target path: the atlas model fine-tuned on its reference (labelled) and `query` (unlabelled). */
+  fineTuneAtlas(atlas: OpenedAtlas, query: DatasetHandle, options?: FineTuneAtlasOptions, controls?: RunControls): Promise<ModelHandle>;
   importScnym(weights: BundleSource, genes: string[], classes: string[]): Promise<ModelHandle>;
   exportH5ad(dataset: DatasetHandle, additions: H5adAdditions): Promise<Uint8Array>;
   memoryUsage(): Promise<{ wasmBytes: number }>;

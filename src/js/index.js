@@ -158,6 +158,28 @@ class Client {
     return this.transport.call('trainScnym', [reference, query ?? null, options], controls);
   }
 
+  /**
+   * scNym fine-tuning: as trainScnym, starting from `pretrained`'s weights (genes and classes
+   * matched by name; what could not be carried over is in the model's warnings).
+   */
+  fineTuneScnym(pretrained, reference, query, options = {}, controls = {}) {
+    return this.transport.call('fineTuneScnym', [pretrained, reference, query ?? null, options], controls);
+  }
+
+  /**
+   * Fine-tunes an opened atlas (see openAtlas) on the user's `query` as the unlabelled target —
+   * scNym's atlas → target path. The atlas's label and domain columns are used and its stored
+   * ln(CPM+1) values are taken as they are; `normalize` / `use_raw` apply to the query.
+   */
+  async fineTuneAtlas(atlas, query, { normalize = false, use_raw = false, preset = 'no_new_identity', config } = {}, controls = {}) {
+    if (!atlas?.model || !atlas?.reference) {
+      throw fail('invalid_option', 'fineTuneAtlas needs an atlas opened with its reference (openAtlas(source) without { reference: false })');
+    }
+    const { label_key, domain_key } = atlas.manifest;
+    const options = { label_key, domain_key: domain_key ?? null, preset, config, normalize: false, query_normalize: normalize, use_raw: false, query_use_raw: use_raw };
+    return this.fineTuneScnym(atlas.model, atlas.reference, query, options, controls);
+  }
+
   /** scNym labels (`scNym`), `scNym_confidence`, `scNym_probabilities` (cells × classes) and the embedding `X_scnym`. */
   predictScnym(model, dataset, options = {}, controls = {}) {
     return this.transport.call('predictScnym', [model, dataset, options], controls);
@@ -186,6 +208,9 @@ class Client {
 
   /** A registry entry's bundle (see loadRegistry), cached per atlas version and checked against its sha256. */
   async loadAtlas(entry) {
+    if (typeof entry?.url !== 'string') {
+      throw fail('invalid_option', `registry entry '${entry?.id}' names an atlas package (manifest), not a bundle: open it with openAtlas(entry)`);
+    }
     if (entry.bundle_format_version > BUNDLE_FORMAT_VERSION) {
       throw fail('unsupported_version', `atlas '${entry.id}' ${entry.version} needs bundle format ${entry.bundle_format_version}; this sclabel (${version}) reads up to ${BUNDLE_FORMAT_VERSION} — update sclabel`);
     }
@@ -313,11 +338,22 @@ export async function loadRegistry(source) {
   if (registry?.format !== 'sclabel-registry' || !Array.isArray(registry.atlases)) {
     throw fail('invalid_file', 'registry: expected { format: "sclabel-registry", atlases: [...] }');
   }
+  const absolute = (u) => (base ? new URL(u, base).href : u);
+  // An entry names a model bundle (`url`, for loadAtlas) or an atlas package (`manifest`, its
+  // atlas.json, for openAtlas); relative locations resolve against the registry's URL.
   const atlases = registry.atlases.map((a, i) => {
-    for (const field of ['id', 'url', 'version']) {
+    for (const field of ['id', 'version']) {
       if (typeof a[field] !== 'string' || !a[field]) throw fail('invalid_file', `registry: atlases[${i}] has no '${field}'`);
     }
-    return { bundle_format_version: 1, ...a, url: base ? new URL(a.url, base).href : a.url };
+    if (typeof a.url !== 'string' && typeof a.manifest !== 'string') {
+      throw fail('invalid_file', `registry: atlases[${i}] ('${a.id}') has neither 'url' (a model bundle) nor 'manifest' (an atlas package)`);
+    }
+    return {
+      bundle_format_version: 1,
+      ...a,
+      ...(a.url !== undefined && { url: absolute(a.url) }),
+      ...(a.manifest !== undefined && { manifest: absolute(a.manifest) }),
+    };
   });
   return { ...registry, atlases };
 }

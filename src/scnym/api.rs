@@ -10,6 +10,8 @@ use crate::data::normalize::{detect, to_log_normalized, Normalization, Normaliza
 use crate::error::{Result, SclabelError};
 use crate::scnym::bundle::{InputSpec, Provenance, ScnymModel};
 use crate::scnym::config::ScnymConfig;
+use crate::scnym::finetune::pretrained_for;
+use crate::scnym::model::ArchSpec;
 use crate::scnym::predict::{predict, PredictOptions, Prediction};
 use crate::scnym::train::{train, Split, TrainingData};
 use crate::train::progress::Observer;
@@ -40,6 +42,10 @@ pub struct TransferOptions {
     /// Use the query's `.raw` instead of its X; `None` = as `use_raw`. A reference and a query often
     /// differ: an atlas with scaled X and log-normalised `.raw` against a query of raw counts.
     pub query_use_raw: Option<bool>,
+    /// `normalize` for the query; `None` = as `normalize`. An atlas reference is already ln(CPM+1)
+    /// over all of its source's genes (re-normalising its gene subset would change it), while a
+    /// user's query often holds counts.
+    pub query_normalize: Option<bool>,
 }
 
 impl Default for TransferOptions {
@@ -54,6 +60,7 @@ impl Default for TransferOptions {
             normalize: false,
             use_raw: false,
             query_use_raw: None,
+            query_normalize: None,
         }
     }
 }
@@ -99,6 +106,32 @@ pub async fn train_transfer<O: Observer>(
     device: &Device,
     observer: &mut O,
 ) -> Result<(ScnymModel, Vec<String>)> {
+    transfer(reference, query, options, None, device, observer).await
+}
+
+/// As [`train_transfer`], starting from `pretrained`'s weights (scNym's atlas → target path: an
+/// atlas model fine-tuned on the atlas's cells as the labelled set and the user's as the
+/// unlabelled target). The pretrained architecture is kept; genes and classes are matched by name
+/// (see [`crate::scnym::finetune`]), and what could not be carried over is in the warnings.
+pub async fn fine_tune<O: Observer>(
+    pretrained: &ScnymModel,
+    reference: &AnnData,
+    query: Option<&AnnData>,
+    options: &TransferOptions,
+    device: &Device,
+    observer: &mut O,
+) -> Result<(ScnymModel, Vec<String>)> {
+    transfer(reference, query, options, Some(pretrained), device, observer).await
+}
+
+async fn transfer<O: Observer>(
+    reference: &AnnData,
+    query: Option<&AnnData>,
+    options: &TransferOptions,
+    pretrained: Option<&ScnymModel>,
+    device: &Device,
+    observer: &mut O,
+) -> Result<(ScnymModel, Vec<String>)> {
     let config = ScnymConfig::from_preset_and_json(&options.preset, options.config.as_ref())?;
     let mut warnings = Vec::new();
     let (rx, rgenes) = reference.matrix(options.use_raw)?;
@@ -135,7 +168,7 @@ pub async fn train_transfer<O: Observer>(
         Some(q) => {
             let (qx, qgenes) = q.matrix(options.query_use_raw.unwrap_or(options.use_raw))?;
             check_unique(qgenes, "the query")?;
-            let (qx, qnorm) = prepare_input(qx, qgenes, options.normalize, "query")?;
+            let (qx, qnorm) = prepare_input(qx, qgenes, options.query_normalize.unwrap_or(options.normalize), "query")?;
             let qset: std::collections::HashSet<&String> = qgenes.iter().collect();
             let shared: Vec<String> = rgenes.iter().filter(|g| qset.contains(g)).cloned().collect();
             if shared.is_empty() {
@@ -188,7 +221,18 @@ pub async fn train_transfer<O: Observer>(
         }
     };
     let data = TrainingData { x: &x, labels: &codes, n_classes: labels.n_classes(), domains: &domains, n_domains: domain_names.len(), splits: splits.as_deref() };
-    let trained = train(&data, &config, device, observer).await?;
+    let init = match pretrained {
+        Some(m) => {
+            let p = pretrained_for(m, &genes, &labels.class_names, config.seed).await?;
+            warnings.extend(p.report.warnings());
+            if ArchSpec::new(p.arch.n_genes, p.arch.n_classes, &config.model_kwargs) != p.arch {
+                warnings.push("fine-tuning keeps the pretrained model's architecture; the config's model_kwargs are ignored".into());
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    let trained = train(&data, &config, init.as_ref(), device, observer).await?;
     let mut details = std::collections::HashMap::new();
     details.insert("label_key".into(), options.label_key.clone());
     if let Some(k) = &options.domain_key {
@@ -198,6 +242,11 @@ pub async fn train_transfer<O: Observer>(
     details.insert("preset".into(), options.preset.clone());
     details.insert("input_normalization".into(), serde_json::to_string(&normalization).expect("json"));
     details.insert("n_cells".into(), n_total.to_string());
+    if let (Some(m), Some(p)) = (pretrained, &init) {
+        let from = m.provenance.details.get("atlas").map(|a| format!("atlas {a}")).unwrap_or_else(|| m.provenance.created_by.clone());
+        details.insert("fine_tuned_from".into(), from);
+        details.insert("fine_tune_init".into(), serde_json::to_string(&p.report).expect("json"));
+    }
     let model = ScnymModel {
         arch: trained.arch,
         net: trained.net,
@@ -207,7 +256,7 @@ pub async fn train_transfer<O: Observer>(
         input: InputSpec::default(),
         config: Some(config),
         metrics: Some(trained.metrics),
-        provenance: Provenance { created_by: format!("sclabel {}", env!("CARGO_PKG_VERSION")), source: "trained".into(), details },
+        provenance: Provenance { created_by: format!("sclabel {}", env!("CARGO_PKG_VERSION")), source: if pretrained.is_some() { "fine-tuned".into() } else { "trained".into() }, details },
     };
     Ok((model, warnings))
 }

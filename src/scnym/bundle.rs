@@ -122,8 +122,9 @@ fn bad(reason: impl Into<String>) -> SclabelError {
 }
 
 impl ScnymModel {
-    /// Serialises to safetensors bytes (async: reads the weights back from the device).
-    pub async fn to_bytes(&self) -> Result<Vec<u8>> {
+    /// The weights and running statistics as named host tensors in PyTorch layout (async: one
+    /// read-back transaction, WebGPU-safe), in the bundle's order.
+    pub async fn host_tensors(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
         let parts = layout(&self.arch);
         let norms = norms_in_order(&self.net);
         // Gather every tensor in a fixed order for one transaction.
@@ -153,7 +154,7 @@ impl ScnymModel {
         }
         let device = self.bn.mean[0].device();
         let datas = tx.execute_async().await.map_err(|e| SclabelError::backend(&device, e))?;
-        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut tensors = Vec::new();
         for ((name, transpose), data) in names.into_iter().zip(datas) {
             let shape = data.shape().to_vec();
             let mut v: Vec<f32> = data.try_into_vec_as::<f32>().map_err(|e| SclabelError::backend(&device, e))?;
@@ -165,8 +166,16 @@ impl ScnymModel {
             } else {
                 shape
             };
-            tensors.push((name, shape, v.iter().flat_map(|f| f.to_le_bytes()).collect()));
+            tensors.push((name, shape, v));
         }
+        Ok(tensors)
+    }
+
+    /// Serialises to safetensors bytes (async: reads the weights back from the device).
+    pub async fn to_bytes(&self) -> Result<Vec<u8>> {
+        let parts = layout(&self.arch);
+        let tensors: Vec<(String, Vec<usize>, Vec<u8>)> =
+            self.host_tensors().await?.into_iter().map(|(n, s, v)| (n, s, v.iter().flat_map(|f| f.to_le_bytes()).collect())).collect();
         // PyTorch's BatchNorm1d also has num_batches_tracked; keep it so load_state_dict is strict-clean.
         let mut counters = Vec::new();
         for (name, part) in &parts {

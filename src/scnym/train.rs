@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::data::matrix::CsrMatrix;
 use crate::data::sampler::{MinibatchSampler, Sampling};
 use crate::error::{Result, SclabelError};
+use crate::scnym::bundle::ScnymModel;
+use crate::scnym::finetune::Pretrained;
 use crate::scnym::config::{Augmentation, OptimizerName, ScnymConfig, UnsupCriterion};
 use crate::scnym::model::{ArchSpec, BnState, DomainAdversary, Mode, ScnymNet};
 use crate::scnym::ops::{class_weights, gradient_reversal, log1p_drop, mixup_keep_dominant, ramp, sharpen, soft_cross_entropy};
@@ -266,13 +268,23 @@ async fn evaluate(net: &ScnymNet, bn: &BnState, arch: &ArchSpec, data: &Training
     Ok(Some((l / n, h / n)))
 }
 
-/// Trains an scNym model. `device` is the inner (non-autodiff) device.
-pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, device: &Device, observer: &mut O) -> Result<Trained> {
+/// Trains an scNym model, from scratch or (fine-tuning) from `init`'s weights, whose architecture
+/// then replaces the config's. `device` is the inner (non-autodiff) device.
+pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, init: Option<&Pretrained>, device: &Device, observer: &mut O) -> Result<Trained> {
     let n = data.x.n_rows;
     if data.labels.len() != n || data.domains.len() != n || data.splits.is_some_and(|s| s.len() != n) {
         return Err(SclabelError::ShapeMismatch(format!("labels, domains and splits must have one entry per cell ({n})")));
     }
-    let arch = ArchSpec::new(data.x.n_cols, data.n_classes, &config.model_kwargs);
+    let arch = match init {
+        Some(p) if p.arch.n_genes != data.x.n_cols || p.arch.n_classes != data.n_classes => {
+            return Err(SclabelError::ShapeMismatch(format!(
+                "pretrained weights for {} genes × {} classes, data with {} × {}",
+                p.arch.n_genes, p.arch.n_classes, data.x.n_cols, data.n_classes
+            )))
+        }
+        Some(p) => p.arch.clone(),
+        None => ArchSpec::new(data.x.n_cols, data.n_classes, &config.model_kwargs),
+    };
     let (train_rows, test_rows, val_rows) = make_splits(data, config)?;
     let unlabeled: Vec<usize> = (0..n).filter(|&i| data.labels[i] < 0).collect();
     let unsup_max = config.effective_unsup_max_weight();
@@ -281,11 +293,18 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, d
     let use_dan = config.ssl_kwargs.dan_criterion && (ssl || data.n_domains > 1);
     let n_domains = data.n_domains.max(2);
     let ad = device.clone().autodiff();
-    let mut model = Trainable {
-        net: ScnymNet::init(&arch, &ad, stream(config.seed, 0)),
-        dan: use_dan.then(|| DomainAdversary::with_domains(config.model_kwargs.n_hidden, n_domains, &ad, stream(config.seed, 0))),
+    let (net, mut bn) = match init {
+        // Built on the autodiff device directly: its parameters are then trainable leaves.
+        Some(p) => (
+            ScnymModel::from_host_tensors(arch.clone(), &p.host, p.genes.clone(), p.classes.clone(), &ad)?.net,
+            ScnymModel::from_host_tensors(arch.clone(), &p.host, p.genes.clone(), p.classes.clone(), device)?.bn,
+        ),
+        None => (ScnymNet::init(&arch, &ad, stream(config.seed, 0)), BnState::init(&arch, device)),
     };
-    let mut bn = BnState::init(&arch, device);
+    let mut model = Trainable {
+        net,
+        dan: use_dan.then(|| DomainAdversary::with_domains(arch.n_hidden, n_domains, &ad, stream(config.seed, 0))),
+    };
     let mut optim = optimizer(config);
     let mut rng = StdRng::seed_from_u64(stream(config.seed, 2));
 

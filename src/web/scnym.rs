@@ -6,7 +6,7 @@ use js_sys::{Float32Array, Function, Object, Promise, Reflect, Uint32Array, Uint
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::scnym::api::{predict_adata, train_transfer, TransferOptions};
+use crate::scnym::api::{fine_tune, predict_adata, train_transfer, TransferOptions};
 use crate::scnym::bundle::ScnymModel;
 use crate::scnym::import::import_scnym;
 use crate::scnym::predict::PredictOptions;
@@ -90,6 +90,20 @@ impl JsSession {
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
             let (model, warnings) = train_transfer(&reference, query.as_deref(), &options, &device, &mut observer).await.map_err(to_js)?;
+            Ok(JsScnymModel { inner: Rc::new(model), warnings }.into())
+        }))
+    }
+
+    /// As `trainScnym`, starting from `pretrained`'s weights (an atlas model fine-tuned on the
+    /// atlas's cells as the labelled set and the query as the unlabelled target).
+    #[wasm_bindgen(js_name = fineTuneScnym)]
+    pub fn fine_tune_scnym(&self, pretrained: &JsScnymModel, reference: &JsDataset, query: Option<JsDataset>, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
+        let options: TransferOptions = convert::options(options, "options")?;
+        let (pretrained, reference, query, device) = (pretrained.inner.clone(), reference.inner.clone(), query.map(|q| q.inner.clone()), self.device.device.clone());
+        let signal = signal_of(signal);
+        Ok(future_to_promise(async move {
+            let mut observer = JsObserver::new(on_progress, signal);
+            let (model, warnings) = fine_tune(&pretrained, &reference, query.as_deref(), &options, &device, &mut observer).await.map_err(to_js)?;
             Ok(JsScnymModel { inner: Rc::new(model), warnings }.into())
         }))
     }

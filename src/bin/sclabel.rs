@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use sclabel::atlas::build::{build_atlas, AtlasOptions, MATRIX_FILE, MODEL_FILE};
 use sclabel::atlas::matrix::ValueEncoding;
+use sclabel::atlas::combine::{combine_references, ReferencePart, DATASET_COLUMN, LABEL_COLUMN};
 use sclabel::atlas::open::open_atlas;
 use sclabel::audit::api::{audit_adata, trainability_graph, AuditOptions, AuditReport, CutoffRule};
 use sclabel::audit::graph::ConfGraphOptions;
@@ -256,8 +257,15 @@ enum AtlasCommand {
     /// (scNym trained on exactly that matrix) and atlas.json (classes, counts, genes, provenance,
     /// licence, training metrics, sizes and SHA-256 of each file).
     Build {
+        /// Labelled reference .h5ad; repeat it to combine several (normalised each on its own
+        /// genes, restricted to the genes all share, labels harmonised by --label-map; the atlas's
+        /// columns are then `cell_type` and `dataset`, the file name or file:domain).
+        #[arg(long, required = true)]
+        reference: Vec<PathBuf>,
+        /// JSON file mapping each source label to one vocabulary ({"Naive CD4 T": "CD4 T", "NA": null, …});
+        /// null drops the cells, an unmapped label is an error.
         #[arg(long)]
-        reference: PathBuf,
+        label_map: Option<PathBuf>,
         /// Atlas identifier (letters, digits, '-', '_', '.').
         #[arg(long)]
         id: String,
@@ -580,7 +588,7 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("imported {} genes → {} classes; bundle written to {}", model.arch.n_genes, model.arch.n_classes, out.display());
         }
         Command::Atlas(AtlasCommand::Build {
-            reference, id, name, species, tissue, license, source, ontology, label_key, domain_key, use_raw, normalize,
+            reference, label_map, id, name, species, tissue, license, source, ontology, label_key, domain_key, use_raw, normalize,
             max_cells_per_class, values, preset, config, seed, out,
         }) => {
             let json_file = |p: &Path| -> Result<serde_json::Value> {
@@ -597,11 +605,35 @@ fn run(cli: Cli) -> Result<()> {
                 None => Default::default(),
             };
             let config = config.as_deref().map(json_file).transpose()?;
-            let options = AtlasOptions {
+            let mut options = AtlasOptions {
                 id, name, species, tissue, license, source, ontology, label_key, domain_key, use_raw, normalize, max_cells_per_class, values, preset, config, seed,
             };
             let dev = device(cli.backend)?;
-            let r = load_h5ad(&reference)?;
+            let sources = reference.iter().map(|p| load_h5ad(p)).collect::<Result<Vec<_>>>()?;
+            let r = if sources.len() == 1 && label_map.is_none() {
+                sources.into_iter().next().expect("one")
+            } else {
+                let map = match &label_map {
+                    Some(p) => serde_json::from_value(json_file(p)?).map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("expected {{\"label\": \"harmonised label\" or null}}: {e}") })?,
+                    None => Default::default(),
+                };
+                let parts: Vec<ReferencePart> = reference
+                    .iter()
+                    .zip(&sources)
+                    .map(|(p, adata)| ReferencePart {
+                        name: p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+                        adata,
+                        label_key: options.label_key.clone(),
+                        domain_key: options.domain_key.clone().filter(|k| adata.obs.get(k).is_ok()),
+                        use_raw: options.use_raw,
+                        normalize: options.normalize,
+                    })
+                    .collect();
+                let (combined, warnings) = combine_references(&parts, &map)?;
+                warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+                options = AtlasOptions { label_key: LABEL_COLUMN.into(), domain_key: Some(DATASET_COLUMN.into()), use_raw: false, normalize: false, ..options };
+                combined
+            };
             let bar = bar(cli.quiet);
             let package = block_on(build_atlas(&r, &options, &dev.device, &mut observe(&bar)))?;
             bar.finish_and_clear();

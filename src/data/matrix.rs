@@ -98,6 +98,23 @@ impl CsrMatrix {
         }
     }
 
+    /// The rows of `parts` one after another (all with the same columns).
+    pub fn vstack(parts: &[&CsrMatrix]) -> Result<Self> {
+        let n_cols = parts.first().map_or(0, |p| p.n_cols);
+        if let Some(p) = parts.iter().find(|p| p.n_cols != n_cols) {
+            return Err(SclabelError::ShapeMismatch(format!("stacking matrices with {} and {n_cols} columns", p.n_cols)));
+        }
+        let mut indptr = vec![0u64];
+        let (mut indices, mut data) = (Vec::new(), Vec::new());
+        for p in parts {
+            let off = *indptr.last().expect("non-empty");
+            indptr.extend(p.indptr[1..].iter().map(|&q| q + off));
+            indices.extend_from_slice(&p.indices);
+            data.extend_from_slice(&p.data);
+        }
+        CsrMatrix::new(parts.iter().map(|p| p.n_rows).sum(), n_cols, indptr, indices, data)
+    }
+
     /// A new matrix with a subset of rows, in the given order.
     pub fn select_rows(&self, rows: &[usize]) -> Self {
         let mut indptr = Vec::with_capacity(rows.len() + 1);

@@ -190,7 +190,7 @@ async fn transfer<O: Observer>(
             if let Some(s) = splits.as_mut() {
                 s.extend(std::iter::repeat_n(None, q.n_obs()));
             }
-            (vstack(&ra, &qa), shared, vec![rnorm, qnorm])
+            (CsrMatrix::vstack(&[&ra, &qa])?, shared, vec![rnorm, qnorm])
         }
     };
     // Excluded cells (e.g. QC failures) take part in nothing: not even as unlabelled cells.
@@ -259,18 +259,6 @@ async fn transfer<O: Observer>(
         provenance: Provenance { created_by: format!("sclabel {}", env!("CARGO_PKG_VERSION")), source: if pretrained.is_some() { "fine-tuned".into() } else { "trained".into() }, details },
     };
     Ok((model, warnings))
-}
-
-/// Stacks two matrices with the same columns.
-fn vstack(a: &CsrMatrix, b: &CsrMatrix) -> CsrMatrix {
-    let mut indptr = a.indptr.clone();
-    let off = *a.indptr.last().unwrap_or(&0);
-    indptr.extend(b.indptr[1..].iter().map(|p| p + off));
-    let mut indices = a.indices.clone();
-    indices.extend_from_slice(&b.indices);
-    let mut data = a.data.clone();
-    data.extend_from_slice(&b.data);
-    CsrMatrix::new(a.n_rows + b.n_rows, a.n_cols, indptr, indices, data).expect("stacking valid matrices")
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -29,11 +29,20 @@ test('an atlas opens in Node: its model labels cells, its reference trains, dama
     const accuracy = p.scNym.filter((l, i) => l === truth[i]).length / truth.length;
     assert.ok(accuracy > 0.9, `instant annotation accuracy ${accuracy}`);
     assert.equal(p.report.overlap.shared, 120);
-    // The reference is a labelled data set like any other (ln(CPM+1) already).
+    // The reference is a labelled data set like any other (ln(CPM+1) already: not re-normalised).
     const labels = await sl.obs(reference, 'cell_type');
     assert.equal(labels.filter((l) => l !== 'Unlabeled').length, 400);
-    const tuned = await sl.trainScnym(reference, query, { label_key: 'cell_type', normalize: true, config: { n_epochs: 2 } });
+    const trained = await sl.trainScnym(reference, query, { label_key: 'cell_type', query_normalize: true, config: { n_epochs: 2 } });
+    assert.deepEqual(trained.classes, model.classes);
+    // Fine-tuning from the atlas model (genes matched by name: tests/atlas_native.rs covers a query with fewer).
+    const tuned = await sl.fineTuneAtlas({ manifest, model, reference }, await sl.synthetic({ ...SYNTHETIC, seed: 12 }), { normalize: true, config: { n_epochs: 2 } });
     assert.deepEqual(tuned.classes, model.classes);
+    assert.deepEqual(tuned.genes, model.genes);
+    assert.deepEqual(tuned.warnings, []);
+    const tunedP = await sl.predictScnym(tuned, query, { normalize: true });
+    const tunedAccuracy = tunedP.scNym.filter((l, i) => l === truth[i]).length / truth.length;
+    assert.ok(tunedAccuracy > 0.9, `fine-tuned accuracy ${tunedAccuracy}`);
+    await assert.rejects(sl.fineTuneAtlas({ manifest, model, reference: null }, query), (e) => e.code === 'invalid_option' && /reference/.test(e.message));
 
     const dir = mkdtempSync(join(tmpdir(), 'sclabel-atlas-'));
     cpSync(ATLAS, dir, { recursive: true });
@@ -75,6 +84,40 @@ test('an atlas opens in Chromium from its URL (CPU): labels cells; only the atla
     const atlasRequests = requests.filter((u) => u.includes('/target/tmp/atlas/'));
     assert.deepEqual([...new Set(atlasRequests.map((u) => u.split('/').pop()))].sort(), ['atlas.json', 'matrix.safetensors.zlib', 'model.safetensors']);
     assert.equal(atlasRequests.filter((u) => u.endsWith('model.safetensors')).length, 1, 'the second open reads the model from the cache');
+    assert.ok(requests.every((u) => u.startsWith(base)), 'nothing but the page origin');
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    server.close();
+  }
+});
+
+test('an atlas from a registry is fine-tuned on WebGPU in Chromium; the registry and its files are the only data requests', async (t) => {
+  if (missing(t)) return;
+  writeFileSync(join(ATLAS, 'registry.json'), JSON.stringify({ format: 'sclabel-registry', version: 1, atlases: [{ id: 'synthetic-test', version: '1', manifest: 'atlas.json' }] }));
+  const server = await startServer(0);
+  const base = `http://127.0.0.1:${server.address().port}`;
+  const browser = await launchChromium({ webgpu: true });
+  try {
+    const { page, errors, requests } = await openHarness(browser, base);
+    const out = await page.evaluate(async (synthetic) => {
+      const { open, loadRegistry } = await import('sclabel');
+      const sl = await open({ backend: 'webgpu' });
+      const registry = await loadRegistry('/target/tmp/atlas/registry.json');
+      const atlas = await sl.openAtlas(registry.atlases[0]);
+      const query = await sl.synthetic({ ...synthetic, nCells: 90, seed: 13 });
+      const tuned = await sl.fineTuneAtlas(atlas, query, { normalize: true, config: { n_epochs: 1, batch_size: 64 } });
+      const p = await sl.predictScnym(tuned, query, { normalize: true });
+      const truth = await sl.obs(query, 'cell_type');
+      sl.close();
+      return { backend: p.backend.backend, accuracy: p.scNym.filter((l, i) => l === truth[i]).length / truth.length, source: registry.atlases[0].manifest };
+    }, SYNTHETIC);
+    assert.equal(out.backend, 'webgpu');
+    assert.ok(out.accuracy > 0.9, `fine-tuned on WebGPU: accuracy ${out.accuracy}`);
+    assert.equal(out.source, `${base}/target/tmp/atlas/atlas.json`, 'relative manifest resolved against the registry');
+    const data = requests.filter((u) => !/\/(pkg|tests\/js)\//.test(new URL(u).pathname));
+    assert.deepEqual([...new Set(data.map((u) => new URL(u).pathname))].sort(),
+      ['/target/tmp/atlas/atlas.json', '/target/tmp/atlas/matrix.safetensors.zlib', '/target/tmp/atlas/model.safetensors', '/target/tmp/atlas/registry.json']);
     assert.ok(requests.every((u) => u.startsWith(base)), 'nothing but the page origin');
     assert.deepEqual(errors, []);
   } finally {

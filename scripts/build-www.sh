@@ -12,3 +12,5 @@ bundle() { # entry source, output file
 bundle "export { default } from 'regl-scatterplot';" www/vendor/regl-scatterplot.js
 # umap-js is CommonJS: re-export its class by name so the worker can `import { UMAP }`.
 bundle "export { UMAP } from 'umap-js';" www/vendor/umap-js.js
+# The demo's atlas and registry (www/data/atlases*), built with the package itself.
+node scripts/build-demo-atlas.mjs

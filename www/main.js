@@ -1,7 +1,9 @@
 // The demo viewer: built only on sclabel's public JS API, as a host application would use it.
 // Flow: load a reference and a query (the bundled demo pair, or the user's files) → trainScnym →
 // predictScnym on both (labels, confidence, X_scnym) → audit the reference labels → views, exports.
-import { open, predictionAdditions, toCsv } from 'sclabel';
+// With an atlas from the registry (data/atlases.json) as the reference: its pretrained model labels
+// the query at once, or is fine-tuned on the atlas + query (fineTuneAtlas) before predicting.
+import { open, loadRegistry, predictionAdditions, toCsv } from 'sclabel';
 import { EmbeddingView } from './views/embedding.js';
 import * as charts from './views/charts.js';
 import { esc } from './views/charts.js';
@@ -27,6 +29,7 @@ const app = {
   plots: {},         // id → SVG text as drawn, for the exports
   embedding: null,
   projectionWorker: null,
+  registry: null,    // the atlases the page lists (loadRegistry), or null when it has none
 };
 
 /** The client for the chosen backend; a new choice closes the old worker and its data. */
@@ -53,7 +56,7 @@ function clearResults() {
 
 /** Frees engine objects nothing shows or will use any more (wasm memory is finite: 4 GB at most). */
 function release(c, handles) {
-  const kept = new Set([app.result?.reference, app.result?.query, app.result?.model, app.result?.labelled, app.loaded?.reference, app.loaded?.query]);
+  const kept = new Set([app.result?.reference, app.result?.query, app.result?.model, app.result?.labelled, app.loaded?.reference, app.loaded?.query, app.loaded?.atlas?.model]);
   for (const h of handles) if (h && !kept.has(h)) c.free(h).catch(() => {});
 }
 
@@ -83,7 +86,7 @@ const sources = () => (document.querySelector('input[name=source]:checked').valu
  * per choice, so a run started while a load is under way waits for that load instead of repeating it.
  */
 function ensureData() {
-  const key = `${$('backend').value}|${document.querySelector('input[name=source]:checked').value}|${app.inputsVersion}`;
+  const key = `${$('backend').value}|${document.querySelector('input[name=source]:checked').value}|${app.inputsVersion}|${$('atlas').value}`;
   if (app.loading?.key !== key) {
     app.loading?.controller.abort(); // a replaced load stops reading
     const controller = new AbortController();
@@ -97,28 +100,37 @@ function ensureData() {
 async function loadData(key, signal) {
   delete document.body.dataset.loaded;
   const c = await client();
-  const chosen = sources();
+  const chosen = { ...sources() }; // a copy: an atlas replaces its reference entry
   if (!chosen.query) throw Object.assign(new Error('choose a query data set first (a reference is optional)'), { code: 'invalid_option' });
   const stale = () => app.loading?.key !== key;
   const replaced = () => Object.assign(new Error('replaced by a newer choice'), { code: 'replaced' });
   setStatus('loading the reference and the query…', 0);
   const onProgress = (p) => { if (!stale()) setStatus(`loading… ${(p.done / 2 ** 20).toFixed(1)} of ${(p.total / 2 ** 20).toFixed(1)} MiB`, p.done / (p.total || 1)); };
   const load = (s) => c.load(typeof s.source === 'string' ? new URL(s.source, location.href) : s.source, { name: s.name, onProgress, signal });
-  let reference, query;
+  const entry = app.registry?.atlases[$('atlas').value];
+  let reference, query, atlas;
   try {
-    reference = await load(chosen.reference);
+    if (entry) {
+      // The atlas's files are checked against its manifest and cached; its reference is ln(CPM+1).
+      atlas = await c.openAtlas(entry);
+      reference = atlas.reference;
+      chosen.reference = { labelKey: atlas.manifest.label_key, raw: false };
+    } else {
+      reference = await load(chosen.reference);
+    }
     query = await load(chosen.query);
   } catch (e) {
-    release(c, [reference]);
+    release(c, [reference, atlas?.model]);
     throw stale() ? replaced() : e;
   }
   if (stale()) {
-    release(c, [reference, query]);
+    release(c, [reference, query, atlas?.model]);
     throw replaced();
   }
   const previous = app.loaded;
-  app.loaded = { client: c, reference, query };
-  if (previous?.client === c) release(c, [previous.reference, previous.query]);
+  app.loaded = { client: c, reference, query, atlas };
+  if (previous?.client === c) release(c, [previous.reference, previous.query, previous.atlas?.model]);
+  $('atlas-info').textContent = atlas ? atlasLine(atlas.manifest) : '';
   fillColumns(chosen, app.loaded);
   setStatus('ready', 0);
   document.body.dataset.loaded = key;
@@ -138,6 +150,9 @@ function fillColumns(chosen, { reference, query }) {
   const line = (h, role) => `${role}: ${h.nObs.toLocaleString()} cells × ${h.nVars.toLocaleString()} genes${h.summary.has_raw ? ' (+ .raw)' : ''}`;
   $('data-summary').textContent = `${line(reference, 'reference')}; ${line(query, 'query')}`;
 }
+
+const atlasLine = (m) => `${m.name ?? m.id}: ${m.n_cells.toLocaleString()} cells × ${m.n_genes.toLocaleString()} genes, `
+  + `${m.classes.length} classes${m.license ? `; data licence: ${m.license}` : ''}`;
 
 /** X holding negative values (scaled / z-scored) is no input for scNym; .raw then is. */
 const isScaled = (h) => (h.summary.normalization?.min ?? 0) < 0;
@@ -194,7 +209,7 @@ async function run() {
   setBusy(true);
   let model = null, client_ = null;
   try {
-    const { client: c, reference, query } = await ensureData();
+    const { client: c, reference, query, atlas } = await ensureData();
     client_ = c;
     // Every choice is read now: the controls are locked during the run, and a typo fails at once.
     const o = {
@@ -202,28 +217,36 @@ async function run() {
       refRaw: $('ref-raw').checked, queryRaw: $('query-raw').checked, unassignedBelow: Number($('unassigned').value),
       preset: $('preset').value, config: readJson('config', 'the scNym config'),
       audit: $('do-audit').checked ? readJson('audit-config', 'the Annotatability options') ?? {} : null,
+      atlasMode: atlas ? $('atlas-mode').value : null,
     };
     const started = performance.now();
-    model = await c.trainScnym(reference, query, {
-      label_key: o.labelKey, domain_key: o.domainKey, preset: o.preset,
-      config: o.config, normalize: true, use_raw: o.refRaw, query_use_raw: o.queryRaw,
-    }, { signal, onProgress: stepProgress('train', 'training scNym') });
+    if (o.atlasMode === 'instant') {
+      model = atlas.model;
+    } else if (atlas) {
+      model = await c.fineTuneAtlas(atlas, query, { normalize: true, use_raw: o.queryRaw, preset: o.preset, config: o.config },
+        { signal, onProgress: stepProgress('train', `fine-tuning the atlas model on ${atlas.manifest.id} + the query`) });
+    } else {
+      model = await c.trainScnym(reference, query, {
+        label_key: o.labelKey, domain_key: o.domainKey, preset: o.preset,
+        config: o.config, normalize: true, use_raw: o.refRaw, query_use_raw: o.queryRaw,
+      }, { signal, onProgress: stepProgress('train', 'training scNym') });
+    }
     const predictOptions = { normalize: true, unassigned_below: o.unassignedBelow, embedding: true };
     const prediction = await c.predictScnym(model, query, { ...predictOptions, use_raw: o.queryRaw },
       { signal, onProgress: stepProgress('predict', 'labelling the query') });
-    const refPrediction = await c.predictScnym(model, reference, { ...predictOptions, use_raw: o.refRaw },
+    const refPrediction = await c.predictScnym(model, reference, { ...predictOptions, use_raw: o.refRaw, normalize: !atlas },
       { signal, onProgress: stepProgress('predictRef', 'placing the reference in the embedding') });
     const audit = o.audit && await c.audit(reference, { ...o.audit, label_key: o.labelKey, use_raw: o.refRaw },
       { signal, onProgress: stepProgress('audit', 'auditing the reference labels (Annotatability)') });
     const previous = app.result;
     app.result = {
-      ...o, client: c, reference, query, model, prediction, refPrediction, audit,
+      ...o, client: c, reference, query, model, prediction, refPrediction, audit, atlas: atlas?.manifest ?? null,
       refLabels: await c.obs(reference, o.labelKey),
       queryLabels: o.queryLabelKey ? await c.obs(query, o.queryLabelKey) : null,
       queryNames: await c.obsNames(query), refNames: await c.obsNames(reference),
       seconds: (performance.now() - started) / 1000,
     };
-    if (previous?.client === c) release(c, [previous.model, previous.labelled, previous.reference, previous.query]);
+    if (previous?.client === c) release(c, [previous.model, previous.labelled, previous.reference, previous.query]); // an atlas model stays (kept)
     setStatus(`done in ${formatSeconds(app.result.seconds)}`, 1);
     $('eta').textContent = '';
     await showResults();
@@ -244,6 +267,7 @@ function setBusy(busy) {
   document.body.dataset.state = busy ? 'running' : document.body.dataset.state;
   for (const el of document.querySelectorAll('#data input, #data select, #data textarea, #data button, #backend, #explain')) el.disabled = busy;
   $('cancel').disabled = !busy;
+  $('atlas-mode').disabled ||= !$('atlas').value;
   updateExportButtons(busy);
 }
 
@@ -263,7 +287,8 @@ async function showResults() {
   const r = app.result;
   const { prediction: p } = r;
   const unassigned = p.scNym.filter((l) => l === 'Unassigned').length;
-  $('summary').innerHTML = `Labelled <b>${p.cells.toLocaleString()}</b> query cells with ${p.classes.length} reference classes`
+  const how = r.atlas ? ` by atlas <b>${esc(r.atlas.id)}</b> (${r.atlasMode === 'instant' ? 'instant annotation' : 'fine-tuned'})` : '';
+  $('summary').innerHTML = `Labelled <b>${p.cells.toLocaleString()}</b> query cells${how} with ${p.classes.length} reference classes`
     + ` (${unassigned.toLocaleString()} Unassigned below ${r.unassignedBelow}); genes shared: ${p.report.overlap.shared.toLocaleString()}`
     + ` of the model's ${p.report.overlap.model_genes.toLocaleString()}; ran on <b>${esc(p.backend.backend)}</b>.`
     + (p.report.warnings.length ? ` <span class="warn">${p.report.warnings.map(esc).join(' ')}</span>` : '');
@@ -595,6 +620,10 @@ for (const radio of document.querySelectorAll('input[name=source]')) {
   });
 }
 $('backend').addEventListener('change', () => { ensureData().catch(reportUnlessReplaced); });
+$('atlas').addEventListener('change', () => {
+  $('atlas-mode').disabled = !$('atlas').value;
+  if (sources().query) ensureData().catch(reportUnlessReplaced);
+});
 $('preset').addEventListener('change', () => {
   // scNym's new-identity preset is meant to leave cells unassigned; no_new_identity needs no threshold.
   $('unassigned').value = $('preset').value === 'new_identity_discovery' ? '0.5' : '0';
@@ -622,4 +651,10 @@ document.addEventListener('click', async (e) => {
 });
 
 $('unassigned').value = $('preset').value === 'new_identity_discovery' ? '0.5' : '0';
+$('atlas-mode').disabled = true;
+// The atlases this page lists (scripts/build-demo-atlas.mjs builds one); a page without any still works.
+loadRegistry(new URL('data/atlases.json', location.href)).then((registry) => {
+  app.registry = registry;
+  $('atlas').append(...registry.atlases.map((a, i) => new Option(`atlas: ${a.name ?? a.id}`, String(i))));
+}, (e) => console.warn(`no atlas registry: ${e.message}`));
 ensureData().catch(reportUnlessReplaced);

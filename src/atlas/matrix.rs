@@ -109,7 +109,7 @@ impl AtlasMatrix {
             rows.sort_unstable();
         }
         Ok(Self {
-            x: x.select_rows(&rows),
+            x: x.select_rows(&rows).with_sorted_rows(),
             genes: genes.to_vec(),
             cell_names: rows.iter().map(|&r| adata.obs_names[r].clone()).collect(),
             label_key: label_key.to_string(),
@@ -359,6 +359,22 @@ mod tests {
             assert!(worst <= tol, "{enc:?}: max error {worst} > {tol}");
             assert!(back.x.data.iter().all(|&v| v > 0.0), "{enc:?}: a stored value became 0");
         }
+    }
+
+    #[test]
+    fn atlas_matrix_stores_rows_whose_columns_come_in_any_order() {
+        // scipy CSR may list a row's columns in any order (scanpy's pbmc68k_reduced .raw: descending).
+        let (adata, x) = sample();
+        let mut rev = x.clone();
+        for r in 0..rev.n_rows {
+            let (a, b) = (rev.indptr[r] as usize, rev.indptr[r + 1] as usize);
+            rev.indices[a..b].reverse();
+            rev.data[a..b].reverse();
+        }
+        let key = "cell_type".to_string();
+        let m = AtlasMatrix::from_reference(&adata, &rev, &adata.var_names, &key, None, None, 0).unwrap();
+        let back = AtlasMatrix::from_bytes(&m.to_bytes(ValueEncoding::F32).unwrap()).unwrap();
+        assert_eq!(back.x, x);
     }
 
     #[test]

@@ -115,6 +115,27 @@ impl CsrMatrix {
         CsrMatrix::new(parts.iter().map(|p| p.n_rows).sum(), n_cols, indptr, indices, data)
     }
 
+    /// The same matrix with each row's columns in increasing order (CSR from scipy may have them in
+    /// any order, e.g. descending).
+    pub fn with_sorted_rows(&self) -> Self {
+        let mut out = self.clone();
+        let mut pairs: Vec<(u32, f32)> = Vec::new();
+        for r in 0..self.n_rows {
+            let (a, b) = (self.indptr[r] as usize, self.indptr[r + 1] as usize);
+            if self.indices[a..b].windows(2).all(|w| w[0] < w[1]) {
+                continue;
+            }
+            pairs.clear();
+            pairs.extend(self.indices[a..b].iter().copied().zip(self.data[a..b].iter().copied()));
+            pairs.sort_by_key(|p| p.0);
+            for (k, (c, v)) in pairs.iter().enumerate() {
+                out.indices[a + k] = *c;
+                out.data[a + k] = *v;
+            }
+        }
+        out
+    }
+
     /// A new matrix with a subset of rows, in the given order.
     pub fn select_rows(&self, rows: &[usize]) -> Self {
         let mut indptr = Vec::with_capacity(rows.len() + 1);

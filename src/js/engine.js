@@ -172,7 +172,7 @@ export class Engine {
 }
 
 /** Operations that run long enough to take progress, cancellation and GPU memory. */
-const LONG_RUNNING = new Set(['trainScnym', 'fineTuneScnym', 'predictScnym', 'audit', 'explainScnym', 'trainHoldout']);
+const LONG_RUNNING = new Set(['trainScnym', 'fineTuneScnym', 'buildAtlas', 'predictScnym', 'audit', 'explainScnym', 'trainHoldout']);
 
 const OPS = {
   backend() {
@@ -294,6 +294,10 @@ const OPS = {
   /** An atlas's reference matrix (bytes, Blob or URL; cached like bundles), its SHA-256 checked. */
   async loadAtlasMatrix(source, { cache, sha256, name } = {}) {
     return this.datasetHandle(wasm.Dataset.fromAtlasMatrix(await bundleBytes(source, cache, sha256)), { name: name ?? 'atlas matrix', format: 'atlas' });
+  },
+
+  async buildAtlas(dataset, options, { onProgress, signal } = {}) {
+    return this.session.buildAtlas(this.get(dataset, 'dataset').object, options, onProgress, signal);
   },
 
   async importScnym(weights, genes, classes) {

@@ -148,6 +148,30 @@ export interface TransferOptions {
   query_normalize?: boolean | null;
 }
 
+export interface AtlasBuildOptions {
+  id: string;
+  name?: string | null;
+  species?: string | null;
+  tissue?: string | null;
+  license?: string | null;
+  source?: string | null;
+  /** Label → Cell Ontology ID. */
+  ontology?: Record<string, string>;
+  label_key?: string;
+  domain_key?: string | null;
+  use_raw?: boolean;
+  normalize?: boolean;
+  max_cells_per_class?: number | null;
+  /** Stored values: 'q8' (default), 'f16' or 'f32'. */
+  values?: 'q8' | 'f16' | 'f32';
+  /** Default 'no_new_identity'. */
+  preset?: ScnymPreset;
+  config?: ScnymConfig | null;
+  seed?: number;
+}
+
+export interface BuiltAtlas { manifest: AtlasManifest; matrix: Uint8Array; model: Uint8Array; warnings: string[] }
+
 export interface OpenedAtlas { manifest: AtlasManifest; model: ModelHandle; reference: DatasetHandle | null }
 
 export interface FineTuneAtlasOptions {
@@ -370,6 +394,8 @@ export interface Sclabel {
    * instant annotation and the preconverted reference (unless `reference: false`) to train with.
    */
   openAtlas(source: string | URL | { manifest: string | URL }, options?: { reference?: boolean }): Promise<OpenedAtlas>;
+  /** `sclabel atlas build` on a loaded data set (store manifest as atlas.json, the bytes under manifest.files). */
+  buildAtlas(dataset: DatasetHandle, options: AtlasBuildOptions, controls?: RunControls): Promise<BuiltAtlas>;
   /** As trainScnym, from `pretrained`'s weights (genes and classes matched by name; the rest is in the model's warnings). */
   fineTuneScnym(pretrained: ModelHandle, reference: DatasetHandle, query?: DatasetHandle | null, options?: TransferOptions, controls?: RunControls): Promise<ModelHandle>;
   /** scNym's atlas → target path: the atlas model fine-tuned on its reference (labelled) and `query` (unlabelled). */

@@ -250,6 +250,14 @@ class Client {
     return { manifest, model, reference: data };
   }
 
+  /**
+   * `sclabel atlas build` on a loaded data set: { manifest, matrix, model, warnings } — store
+   * `manifest` as atlas.json and the two byte arrays under `manifest.files.{matrix,model}.path`.
+   */
+  buildAtlas(dataset, options = {}, controls = {}) {
+    return this.transport.call('buildAtlas', [dataset, options], controls);
+  }
+
   /** Imports scNym 0.4 weights (its torch.save'd state dict) with its gene and class lists. */
   importScnym(weights, genes, classes) { return this.transport.call('importScnym', [resolved(weights), genes, classes]); }
 

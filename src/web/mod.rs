@@ -1,4 +1,5 @@
 //! wasm-bindgen layer: converts JS values to core types and back. No logic lives here.
+mod atlas;
 mod audit;
 mod builder;
 mod convert;

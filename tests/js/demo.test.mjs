@@ -222,3 +222,43 @@ test('own data with WebGPU off: h5ad reference + Zarr-folder query with labels, 
     await browser.close();
   }
 });
+
+test('an atlas from the page registry: instant annotation, then fine-tuning, on the CPU', async (t) => {
+  if (!existsSync(join(root, 'www', 'data', 'atlases.json'))) return t.skip('www/data/atlases.json missing: run scripts/build-www.sh');
+  const browser = await launchChromium({ webgpu: false });
+  try {
+    const { page, errors, requests } = await openDemo(browser);
+    await page.waitForSelector('#atlas option[value="0"]', { state: 'attached' });
+    assert.ok(await page.isDisabled('#atlas-mode'), 'no atlas chosen: nothing to choose how');
+    await page.selectOption('#backend', 'cpu');
+    await page.selectOption('#atlas', '0');
+    await page.waitForSelector('body[data-loaded$="|0"]', { timeout: 120_000 });
+    assert.match(await page.textContent('#atlas-info'), /700 cells × 765 genes, 10 classes/);
+    assert.equal(await page.inputValue('#label-key'), 'bulk_labels');
+    await page.uncheck('#do-audit');
+    await page.selectOption('#atlas-mode', 'instant');
+    await runToEnd(page);
+    assert.match(await page.textContent('#summary'), /2,700.*query cells by atlas pbmc68k-reduced \(instant annotation\)/);
+    const instant = (await downloadOf(page, '#export-csv')).bytes.toString().trim().split('\n');
+    assert.equal(instant.length, 2701);
+    await page.selectOption('#atlas-mode', 'fine-tune');
+    await page.fill('#config', JSON.stringify({ n_epochs: 3 }));
+    await runToEnd(page);
+    assert.match(await page.textContent('#summary'), /by atlas pbmc68k-reduced \(fine-tuned\)/);
+    // The two label the query alike (the fine-tuned model starts from the atlas's).
+    const tuned = (await downloadOf(page, '#export-csv')).bytes.toString().trim().split('\n');
+    const label = (row) => row.split(',')[1];
+    const agree = tuned.slice(1).filter((row, i) => label(row) === label(instant[i + 1])).length / 2700;
+    assert.ok(agree > 0.6, `instant and fine-tuned labels agree on ${agree}`);
+    await page.waitForSelector('#embedding[data-projection]', { timeout: 180_000 });
+    await page.screenshot({ path: join(artifacts, 'demo-atlas.png'), fullPage: true });
+    const atlasFiles = requests.filter((u) => u.includes('/www/data/atlases/')).map((u) => u.split('/').pop());
+    assert.deepEqual([...new Set(atlasFiles)].sort(), ['atlas.json', 'matrix.safetensors.zlib', 'model.safetensors']);
+    assert.ok(requests.every((u) => u.startsWith(base)), 'nothing but the page origin');
+    assert.deepEqual(errors, []);
+    assert.equal(await page.textContent('#error'), '');
+    await page.close();
+  } finally {
+    await browser.close();
+  }
+});

@@ -148,13 +148,17 @@ export interface TransferOptions {
   query_normalize?: boolean | null;
 }
 
-export interface AtlasBuildOptions {
+/** What an atlas is and where its data come from (they travel with it). */
+export interface AtlasDescription {
   id: string;
   name?: string | null;
   species?: string | null;
   tissue?: string | null;
   license?: string | null;
   source?: string | null;
+}
+
+export interface AtlasBuildOptions extends AtlasDescription {
   /** Label → Cell Ontology ID. */
   ontology?: Record<string, string>;
   label_key?: string;
@@ -335,15 +339,9 @@ export interface AtlasEntry {
 }
 
 /** An atlas package's atlas.json (`sclabel atlas build`). */
-export interface AtlasManifest {
+export interface AtlasManifest extends AtlasDescription {
   format: 'sclabel-atlas';
   format_version: number;
-  id: string;
-  name?: string | null;
-  species?: string | null;
-  tissue?: string | null;
-  license?: string | null;
-  source?: string | null;
   label_key: string;
   domain_key: string | null;
   domains: string[];

@@ -37,11 +37,14 @@ export async function transfer(sl: Sclabel, reference: DatasetHandle, query: Dat
   const h5ad: Uint8Array = await sl.exportH5ad(query, predictionAdditions(p));
   console.log(h5ad.byteLength);
   const registry = await loadRegistry('/atlases/registry.json');
-  await sl.loadAtlas(registry.atlases[0]);
-  const atlas = await sl.openAtlas('/atlases/pbmc/atlas.json');
+  if (registry.atlases[0].url) await sl.loadAtlas(registry.atlases[0]);
+  const atlas = await sl.openAtlas(registry.atlases[0].manifest ?? '/atlases/pbmc/atlas.json');
   const classes: string[] = atlas.manifest.classes.map((c) => `${c.label} (${c.ontology_id ?? 'no CL id'})`);
   const instant = await sl.predictScnym(atlas.model, query, { normalize: true });
-  if (atlas.reference) await sl.trainScnym(atlas.reference, query, { label_key: atlas.manifest.label_key, normalize: true });
+  const tuned = await sl.fineTuneAtlas(atlas, query, { normalize: true, config: { n_epochs: 20 } });
+  console.log(tuned.warnings);
+  const built = await sl.buildAtlas(query, { id: 'mine', label_key: 'cell_type', normalize: true, values: 'q8' });
+  console.log(built.manifest.files.matrix.path, built.matrix.byteLength, built.model.byteLength);
   console.log(classes, instant.scNym.length);
   return toCsv({ scNym: p.scNym, scNym_confidence: p.scNym_confidence }, await sl.obsNames(query));
 }

@@ -8,7 +8,7 @@
 //!   (c) by training from scratch on the same atlas matrix + held-out cells (the baseline for b).
 //! Scores are over the held-out cells whose harmonised label the atlas has. Writes
 //! bench/results/pbmc_atlas.json. Nothing derived from the data is committed.
-//!   cargo run --example pbmc_atlas --features ndarray -- [--epochs N] [--fold NAME]
+//!   cargo run --example pbmc_atlas --features ndarray -- [--epochs N] [--fold NAME] [--seed S]
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -54,11 +54,12 @@ fn main() {
     let arg = |k: &str| args.iter().position(|a| a == k).map(|i| args[i + 1].clone());
     let epochs: usize = arg("--epochs").map_or(100, |v| v.parse().unwrap());
     let only = arg("--fold");
+    let seed: u64 = arg("--seed").map_or(0, |v| v.parse().unwrap());
     let device = cpu(BackendRequest::Cpu, "pbmc-atlas").unwrap().device;
     let label_map: BTreeMap<String, Option<String>> = json_file("labels.json");
     let ontology: BTreeMap<String, String> = json_file("ontology.json");
     let data: Vec<AnnData> = SETS.iter().map(|(_, f, _)| load(f)).collect();
-    let config = json!({ "n_epochs": epochs });
+    let config = json!({ "n_epochs": epochs, "seed": seed });
     let mut folds = Vec::new();
     for (held, (held_name, _, _)) in SETS.iter().enumerate() {
         if only.as_deref().is_some_and(|o| o != *held_name) {
@@ -87,6 +88,7 @@ fn main() {
             label_key: LABEL_COLUMN.into(),
             domain_key: Some(DATASET_COLUMN.into()),
             config: Some(config.clone()),
+            seed,
             ..Default::default()
         };
         let package = block_on(build_atlas(&reference, &options, &device, &mut Silent)).unwrap();
@@ -149,14 +151,14 @@ fn main() {
     }
     let mean = |what: &str, k: &str| folds.iter().map(|f| f[what][k].as_f64().unwrap()).sum::<f64>() / folds.len() as f64;
     let summary = json!({
-        "task": "pbmc-atlas leave-one-dataset-out", "n_epochs": epochs, "label_map": "bench/pbmc_atlas/labels.json",
+        "task": "pbmc-atlas leave-one-dataset-out", "n_epochs": epochs, "seed": seed, "label_map": "bench/pbmc_atlas/labels.json",
         "mean_accuracy": { "instant": mean("instant", "accuracy"), "fine_tuned": mean("fine_tuned", "accuracy"), "scratch": mean("scratch", "accuracy") },
         "mean_macro_f1": { "instant": mean("instant", "macro_f1"), "fine_tuned": mean("fine_tuned", "macro_f1"), "scratch": mean("scratch", "macro_f1") },
         "folds": folds,
     });
     println!("{}", serde_json::to_string_pretty(&summary["mean_accuracy"]).unwrap());
     if only.is_none() {
-        let out = root().join("bench/results/pbmc_atlas.json");
+        let out = root().join(if seed == 0 { "bench/results/pbmc_atlas.json".to_string() } else { format!("bench/results/pbmc_atlas_seed{seed}.json") });
         std::fs::write(&out, serde_json::to_string_pretty(&summary).unwrap()).unwrap();
         eprintln!("written to {}", out.display());
     }

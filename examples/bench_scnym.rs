@@ -14,22 +14,15 @@ use sclabel::audit::categories::auroc;
 use sclabel::backend::{cpu, BackendRequest};
 use sclabel::block_on;
 use sclabel::data::anndata::{AnnData, Column, ObsTable};
-use sclabel::data::h5ad::read_h5ad;
 use sclabel::data::matrix::CsrMatrix;
 use sclabel::scnym::api::{predict_adata, train_transfer, TransferOptions};
 use sclabel::scnym::predict::PredictOptions;
 use sclabel::train::progress::{FnObserver, Silent};
 use serde_json::json;
 
-#[path = "common/metrics.rs"]
-mod metrics;
-use metrics::scores;
-
-fn load(file: &str) -> AnnData {
-    let path = format!("{}/../shared/data/{file}", env!("CARGO_MANIFEST_DIR"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (benchmarks need ../shared/data)"));
-    read_h5ad(&bytes, file).unwrap()
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::{load, scores};
 
 fn strings(ad: &AnnData, key: &str) -> Vec<String> {
     ad.obs.get(key).unwrap().to_strings().into_iter().map(|v| v.unwrap_or_default()).collect()

@@ -18,16 +18,15 @@ use sclabel::atlas::matrix::AtlasMatrix;
 use sclabel::backend::{cpu, BackendRequest};
 use sclabel::block_on;
 use sclabel::data::anndata::AnnData;
-use sclabel::data::h5ad::read_h5ad;
 use sclabel::scnym::api::{fine_tune, predict_adata, train_transfer, TransferOptions};
 use sclabel::scnym::bundle::ScnymModel;
 use sclabel::scnym::predict::PredictOptions;
 use sclabel::train::progress::Silent;
 use serde_json::json;
 
-#[path = "common/metrics.rs"]
-mod metrics;
-use metrics::scores;
+#[path = "common/mod.rs"]
+mod common;
+use common::{load, scores};
 
 const SETS: [(&str, &str, Option<&str>); 3] = [
     ("pbmc3k", "pbmc3k_raw_labeled.h5ad", None),
@@ -37,12 +36,6 @@ const SETS: [(&str, &str, Option<&str>); 3] = [
 
 fn root() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn load(file: &str) -> AnnData {
-    let path = root().join("../shared/data").join(file);
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (this example needs ../shared/data)", path.display()));
-    read_h5ad(&bytes, file).unwrap()
 }
 
 fn json_file<T: serde::de::DeserializeOwned>(name: &str) -> T {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::data::align::{align_genes, check_unique};
 use crate::data::anndata::{AnnData, Column, ObsTable};
+use crate::data::labels::sorted_codes;
 use crate::data::matrix::CsrMatrix;
 use crate::scnym::api::prepare_input;
 use crate::{Result, SclabelError};
@@ -90,10 +91,7 @@ pub fn combine_references(parts: &[ReferencePart], label_map: &BTreeMap<String, 
     }
     let x = CsrMatrix::vstack(&blocks.iter().collect::<Vec<_>>())?;
     let categorical = |values: &[String]| {
-        let mut categories = values.to_vec();
-        categories.sort();
-        categories.dedup();
-        let codes = values.iter().map(|v| categories.binary_search(v).expect("present") as i32).collect();
+        let (categories, codes) = sorted_codes(values);
         Column::Categorical { codes, categories }
     };
     let obs = ObsTable { columns: vec![(LABEL_COLUMN.into(), categorical(&labels)), (DATASET_COLUMN.into(), categorical(&datasets))] };

@@ -82,6 +82,15 @@ impl DomainEncoding {
     }
 }
 
+/// The distinct values in sorted order, and each value's index among them.
+pub fn sorted_codes(values: &[String]) -> (Vec<String>, Vec<i32>) {
+    let mut names = values.to_vec();
+    names.sort();
+    names.dedup();
+    let codes = values.iter().map(|v| names.binary_search(v).expect("present") as i32).collect();
+    (names, codes)
+}
+
 /// Encodes domains. With a column: its values over all cells in sorted order. Without one:
 /// labelled cells are domain 0 and unlabelled cells domain 1 when there are any, else one domain.
 pub fn encode_domains(column: Option<(&Column, &str)>, labels: &LabelEncoding) -> Result<DomainEncoding> {
@@ -91,10 +100,7 @@ pub fn encode_domains(column: Option<(&Column, &str)>, labels: &LabelEncoding) -
             if let Some(i) = values.iter().position(Option::is_none) {
                 return Err(SclabelError::Labels(format!("cell at row {i} has no value in domain column '{name}'")));
             }
-            let mut names: Vec<String> = values.iter().flatten().cloned().collect();
-            names.sort();
-            names.dedup();
-            let codes = values.iter().flatten().map(|v| names.binary_search(v).unwrap() as i32).collect();
+            let (names, codes) = sorted_codes(&values.into_iter().flatten().collect::<Vec<_>>());
             Ok(DomainEncoding { names, codes })
         }
         None => {

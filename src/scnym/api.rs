@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::align::{align_genes, check_unique, GeneOverlap};
 use crate::data::anndata::AnnData;
-use crate::data::labels::{check_trainable, encode_labels};
+use crate::data::labels::{check_trainable, encode_labels, sorted_codes};
 use crate::data::matrix::CsrMatrix;
 use crate::data::normalize::{detect, to_log_normalized, Normalization, NormalizationReport, TargetScale};
 use crate::error::{Result, SclabelError};
@@ -208,11 +208,8 @@ async fn transfer<O: Observer>(
     };
     let (domain_names, domains) = match domain_strings {
         Some(d) => {
-            let mut names = d.clone();
-            names.sort();
-            names.dedup();
-            let codes = d.iter().map(|v| names.binary_search(v).expect("present") as u32).collect::<Vec<_>>();
-            (names, codes)
+            let (names, codes) = sorted_codes(&d);
+            (names, codes.into_iter().map(|c| c as u32).collect::<Vec<_>>())
         }
         None => {
             let any_u = codes.iter().any(|&c| c < 0);

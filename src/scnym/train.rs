@@ -294,11 +294,13 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
     let n_domains = data.n_domains.max(2);
     let ad = device.clone().autodiff();
     let (net, mut bn) = match init {
-        // Built on the autodiff device directly: its parameters are then trainable leaves.
-        Some(p) => (
-            ScnymModel::from_host_tensors(arch.clone(), &p.host, p.genes.clone(), p.classes.clone(), &ad)?.net,
-            ScnymModel::from_host_tensors(arch.clone(), &p.host, p.genes.clone(), p.classes.clone(), device)?.bn,
-        ),
+        // Built on the autodiff device: its parameters are then trainable leaves; the running
+        // statistics are state, kept on the inner device like BnState::init's.
+        Some(p) => {
+            let m = ScnymModel::from_host_tensors(arch.clone(), &p.host, p.genes.clone(), p.classes.clone(), &ad)?;
+            let inner = |v: Vec<Tensor<1>>| v.into_iter().map(|t| t.inner()).collect();
+            (m.net, BnState { mean: inner(m.bn.mean), var: inner(m.bn.var), updates: m.bn.updates })
+        }
         None => (ScnymNet::init(&arch, &ad, stream(config.seed, 0)), BnState::init(&arch, device)),
     };
     let mut model = Trainable {

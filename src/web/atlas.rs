@@ -1,6 +1,6 @@
 //! Atlases in the browser (and in Node): building a package from a data set. Opening one is
 //! `Dataset.fromAtlasMatrix` + `Session.loadScnymModel`; the JS layer checks the manifest.
-use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Function, Object, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -18,15 +18,14 @@ impl JsSession {
     pub fn build_atlas(&self, dataset: &JsDataset, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
         let options: AtlasOptions = convert::options(options, "options")?;
         let (data, device) = (dataset.inner.clone(), self.device.device.clone());
-        let signal = (!signal.is_undefined() && !signal.is_null()).then_some(signal);
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
             let package = build_atlas(&data, &options, &device, &mut observer).await.map_err(to_js)?;
             let out = Object::new();
-            Reflect::set(&out, &"manifest".into(), &convert::to_js(&package.manifest)?)?;
-            Reflect::set(&out, &"matrix".into(), &Uint8Array::from(&package.matrix[..]).into())?;
-            Reflect::set(&out, &"model".into(), &Uint8Array::from(&package.model[..]).into())?;
-            Reflect::set(&out, &"warnings".into(), &convert::to_js(&package.warnings)?)?;
+            convert::set(&out, "manifest", convert::to_js(&package.manifest)?)?;
+            convert::set(&out, "matrix", Uint8Array::from(&package.matrix[..]))?;
+            convert::set(&out, "model", Uint8Array::from(&package.model[..]))?;
+            convert::set(&out, "warnings", convert::to_js(&package.warnings)?)?;
             Ok(out.into())
         }))
     }

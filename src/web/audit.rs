@@ -1,7 +1,7 @@
 //! Annotation audits and expected-gradient explanations in the browser. Conversion only; the work
 //! is in `crate::audit` and `crate::scnym::explain`. Per-cell results cross as typed arrays under
 //! Annotatability's / scNym's names (`conf`, `var`, `conf_score_high`, `saliency` …).
-use js_sys::{Float32Array, Function, Object, Promise, Reflect, Uint32Array, Uint8Array};
+use js_sys::{Float32Array, Function, Object, Promise, Uint32Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -13,14 +13,6 @@ use crate::web::scnym::JsScnymModel;
 use crate::web::session::JsSession;
 use crate::web::{convert, error::to_js};
 
-fn set(obj: &Object, key: &str, value: impl Into<JsValue>) -> Result<(), JsValue> {
-    Reflect::set(obj, &key.into(), &value.into()).map(|_| ())
-}
-
-fn signal_of(signal: JsValue) -> Option<JsValue> {
-    (!signal.is_undefined() && !signal.is_null()).then_some(signal)
-}
-
 #[wasm_bindgen(js_class = Session)]
 impl JsSession {
     /// Audits `dataset`'s annotations. Resolves to { cells (Uint32Array, audited rows), labels,
@@ -31,46 +23,45 @@ impl JsSession {
     pub fn audit(&self, dataset: &JsDataset, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
         let options: AuditOptions = convert::options(options, "options")?;
         let (data, device) = (dataset.inner.clone(), self.device.clone());
-        let signal = signal_of(signal);
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
             let r = audit_adata(&data, &options, &device, &mut observer).await.map_err(to_js)?;
             let out = Object::new();
             let cells: Vec<u32> = r.cells.iter().map(|&c| c as u32).collect();
-            set(&out, "cells", Uint32Array::from(&cells[..]))?;
-            set(&out, "labels", convert::to_js(&r.labels)?)?;
-            set(&out, "conf", Float32Array::from(&r.dynamics.confidence[..]))?;
-            set(&out, "var", Float32Array::from(&r.dynamics.variability[..]))?;
+            convert::set(&out, "cells", Uint32Array::from(&cells[..]))?;
+            convert::set(&out, "labels", convert::to_js(&r.labels)?)?;
+            convert::set(&out, "conf", Float32Array::from(&r.dynamics.confidence[..]))?;
+            convert::set(&out, "var", Float32Array::from(&r.dynamics.variability[..]))?;
             let trusted: Vec<u8> = r.trusted.iter().map(|&t| u8::from(t)).collect();
-            set(&out, "trusted", Uint8Array::from(&trusted[..]))?;
-            set(&out, "category", convert::to_js(&r.categories.iter().map(|c| c.as_str()).collect::<Vec<_>>())?)?;
-            set(&out, "corrected_label", convert::to_js(&r.corrected_labels)?)?;
+            convert::set(&out, "trusted", Uint8Array::from(&trusted[..]))?;
+            convert::set(&out, "category", convert::to_js(&r.categories.iter().map(|c| c.as_str()).collect::<Vec<_>>())?)?;
+            convert::set(&out, "corrected_label", convert::to_js(&r.corrected_labels)?)?;
             if let Some(d) = &r.second {
-                set(&out, "conf_second", Float32Array::from(&d.confidence[..]))?;
-                set(&out, "var_second", Float32Array::from(&d.variability[..]))?;
+                convert::set(&out, "conf_second", Float32Array::from(&d.confidence[..]))?;
+                convert::set(&out, "var_second", Float32Array::from(&d.variability[..]))?;
             }
-            set(&out, "cutoffs", convert::to_js(&r.cutoffs)?)?;
+            convert::set(&out, "cutoffs", convert::to_js(&r.cutoffs)?)?;
             let noise = match &r.noise_run {
                 Some(n) => convert::to_js(&serde_json::json!({ "flipped": n.flipped, "auroc": n.auroc }))?,
                 None => JsValue::NULL,
             };
-            set(&out, "noise_run", noise)?;
+            convert::set(&out, "noise_run", noise)?;
             let genes = match &r.gene_scores {
                 Some(g) => {
                     let o = Object::new();
-                    set(&o, "genes", convert::to_js(&g.genes)?)?;
-                    set(&o, "conf_score_high", Float32Array::from(&g.conf_score_high[..]))?;
-                    set(&o, "conf_score_low", Float32Array::from(&g.conf_score_low[..]))?;
-                    set(&o, "conf_score_mid", Float32Array::from(&g.conf_score_mid[..]))?;
+                    convert::set(&o, "genes", convert::to_js(&g.genes)?)?;
+                    convert::set(&o, "conf_score_high", Float32Array::from(&g.conf_score_high[..]))?;
+                    convert::set(&o, "conf_score_low", Float32Array::from(&g.conf_score_low[..]))?;
+                    convert::set(&o, "conf_score_mid", Float32Array::from(&g.conf_score_mid[..]))?;
                     o.into()
                 }
                 None => JsValue::NULL,
             };
-            set(&out, "gene_scores", genes)?;
-            set(&out, "class_names", convert::to_js(&r.class_names)?)?;
-            set(&out, "history", convert::to_js(&r.history)?)?;
-            set(&out, "backend", convert::to_js(&r.backend)?)?;
-            set(&out, "normalization", convert::to_js(&r.normalization)?)?;
+            convert::set(&out, "gene_scores", genes)?;
+            convert::set(&out, "class_names", convert::to_js(&r.class_names)?)?;
+            convert::set(&out, "history", convert::to_js(&r.history)?)?;
+            convert::set(&out, "backend", convert::to_js(&r.backend)?)?;
+            convert::set(&out, "normalization", convert::to_js(&r.normalization)?)?;
             Ok(out.into())
         }))
     }
@@ -83,22 +74,21 @@ impl JsSession {
     pub fn explain_scnym(&self, model: &JsScnymModel, dataset: &JsDataset, groupby: String, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
         let options: ExplainOptions = convert::options(options, "options")?;
         let (model, data, device) = (model.inner.clone(), dataset.inner.clone(), self.device.clone());
-        let signal = signal_of(signal);
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
             let e = explain_adata(&data, &model, &groupby, &options, &device, &mut observer).await.map_err(to_js)?;
             let out = Object::new();
-            set(&out, "genes", convert::to_js(&e.genes)?)?;
+            convert::set(&out, "genes", convert::to_js(&e.genes)?)?;
             let cells: Vec<u32> = e.cells.iter().map(|&c| c as u32).collect();
-            set(&out, "cells", Uint32Array::from(&cells[..]))?;
-            set(&out, "attributions", Float32Array::from(&e.attributions[..]))?;
-            set(&out, "saliency", Float32Array::from(&e.saliency[..]))?;
+            convert::set(&out, "cells", Uint32Array::from(&cells[..]))?;
+            convert::set(&out, "attributions", Float32Array::from(&e.attributions[..]))?;
+            convert::set(&out, "saliency", Float32Array::from(&e.saliency[..]))?;
             let ranking: Vec<u32> = e.ranking.iter().map(|&g| g as u32).collect();
-            set(&out, "ranking", Uint32Array::from(&ranking[..]))?;
-            set(&out, "target", e.target.clone())?;
-            set(&out, "n_samples", e.n_samples as u32)?;
-            set(&out, "abs_scale", e.abs_scale)?;
-            set(&out, "warnings", convert::to_js(&e.warnings)?)?;
+            convert::set(&out, "ranking", Uint32Array::from(&ranking[..]))?;
+            convert::set(&out, "target", e.target.clone())?;
+            convert::set(&out, "n_samples", e.n_samples as u32)?;
+            convert::set(&out, "abs_scale", e.abs_scale)?;
+            convert::set(&out, "warnings", convert::to_js(&e.warnings)?)?;
             Ok(out.into())
         }))
     }

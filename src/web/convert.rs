@@ -21,3 +21,8 @@ pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
     let serializer = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true);
     value.serialize(&serializer).map_err(|e| JsValue::from_str(&format!("could not convert a result to JS: {e}")))
 }
+
+/// `obj[key] = value` on a result object.
+pub fn set(obj: &js_sys::Object, key: &str, value: impl Into<JsValue>) -> Result<(), JsValue> {
+    js_sys::Reflect::set(obj, &key.into(), &value.into()).map(|_| ())
+}

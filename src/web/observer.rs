@@ -17,7 +17,9 @@ pub struct JsObserver {
 }
 
 impl JsObserver {
-    pub fn new(on_progress: Option<Function>, signal: Option<JsValue>) -> Self {
+    /// `signal`: the call's AbortSignal argument as JS passed it (undefined / null: none).
+    pub fn new(on_progress: Option<Function>, signal: JsValue) -> Self {
+        let signal = (!signal.is_undefined() && !signal.is_null()).then_some(signal);
         Self { on_progress, signal, last: 0.0 }
     }
 

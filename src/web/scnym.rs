@@ -2,7 +2,7 @@
 //! in `crate::scnym`. Large numeric results cross as typed arrays, not JS arrays.
 use std::rc::Rc;
 
-use js_sys::{Float32Array, Function, Object, Promise, Reflect, Uint32Array, Uint8Array};
+use js_sys::{Float32Array, Function, Object, Promise, Uint32Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -60,14 +60,6 @@ impl JsScnymModel {
     }
 }
 
-fn set(obj: &Object, key: &str, value: impl Into<JsValue>) -> Result<(), JsValue> {
-    Reflect::set(obj, &key.into(), &value.into()).map(|_| ())
-}
-
-fn signal_of(signal: JsValue) -> Option<JsValue> {
-    (!signal.is_undefined() && !signal.is_null()).then_some(signal)
-}
-
 #[derive(serde::Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct JsPredictOptions {
@@ -86,7 +78,6 @@ impl JsSession {
     pub fn train_scnym(&self, reference: &JsDataset, query: Option<JsDataset>, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
         let options: TransferOptions = convert::options(options, "options")?;
         let (reference, query, device) = (reference.inner.clone(), query.map(|q| q.inner.clone()), self.device.device.clone());
-        let signal = signal_of(signal);
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
             let (model, warnings) = train_transfer(&reference, query.as_deref(), &options, &device, &mut observer).await.map_err(to_js)?;
@@ -100,7 +91,6 @@ impl JsSession {
     pub fn fine_tune_scnym(&self, pretrained: &JsScnymModel, reference: &JsDataset, query: Option<JsDataset>, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
         let options: TransferOptions = convert::options(options, "options")?;
         let (pretrained, reference, query, device) = (pretrained.inner.clone(), reference.inner.clone(), query.map(|q| q.inner.clone()), self.device.device.clone());
-        let signal = signal_of(signal);
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
             let (model, warnings) = fine_tune(&pretrained, &reference, query.as_deref(), &options, &device, &mut observer).await.map_err(to_js)?;
@@ -115,21 +105,20 @@ impl JsSession {
     pub fn predict_scnym(&self, model: &JsScnymModel, dataset: &JsDataset, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
         let o: JsPredictOptions = convert::options(options, "options")?;
         let (model, data, device) = (model.inner.clone(), dataset.inner.clone(), self.device.device.clone());
-        let signal = signal_of(signal);
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
             let defaults = PredictOptions::default();
             let options = PredictOptions { unassigned_below: o.unassigned_below, embedding: o.embedding.unwrap_or(true), batch_size: o.batch_size.unwrap_or(defaults.batch_size) };
             let (p, report) = predict_adata(&model, &data, o.normalize, o.use_raw, &options, &device, &mut observer).await.map_err(to_js)?;
             let out = Object::new();
-            set(&out, "classes", convert::to_js(&p.classes)?)?;
-            set(&out, "labels", convert::to_js(&p.labels)?)?;
-            set(&out, "predicted", Uint32Array::from(&p.predicted[..]))?;
-            set(&out, "confidence", Float32Array::from(&p.confidence[..]))?;
-            set(&out, "probabilities", Float32Array::from(&p.probabilities[..]))?;
-            set(&out, "embedding", p.embedding.as_deref().map(|e| JsValue::from(Float32Array::from(e))).unwrap_or(JsValue::NULL))?;
-            set(&out, "embeddingDim", p.embedding_dim as u32)?;
-            set(&out, "report", convert::to_js(&report)?)?;
+            convert::set(&out, "classes", convert::to_js(&p.classes)?)?;
+            convert::set(&out, "labels", convert::to_js(&p.labels)?)?;
+            convert::set(&out, "predicted", Uint32Array::from(&p.predicted[..]))?;
+            convert::set(&out, "confidence", Float32Array::from(&p.confidence[..]))?;
+            convert::set(&out, "probabilities", Float32Array::from(&p.probabilities[..]))?;
+            convert::set(&out, "embedding", p.embedding.as_deref().map(|e| JsValue::from(Float32Array::from(e))).unwrap_or(JsValue::NULL))?;
+            convert::set(&out, "embeddingDim", p.embedding_dim as u32)?;
+            convert::set(&out, "report", convert::to_js(&report)?)?;
             Ok(out.into())
         }))
     }

@@ -62,7 +62,6 @@ impl JsSession {
     pub fn train_holdout(&self, dataset: &JsDataset, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
         let options: HoldoutOptions = convert::options(options, "options")?;
         let (data, device) = (dataset.inner.clone(), self.device.clone());
-        let signal = (!signal.is_undefined() && !signal.is_null()).then_some(signal);
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
             let report = train_holdout(&data, &options, &device, &mut observer).await.map_err(to_js)?;

@@ -1,4 +1,13 @@
-//! Label-transfer scores shared by the benchmark examples.
+//! What the benchmark examples share: reading ../shared/data, label-transfer scores.
+use sclabel::data::anndata::AnnData;
+use sclabel::data::h5ad::read_h5ad;
+
+/// A file of ../shared/data (benchmarks need it; a clear panic says so when it is missing).
+pub fn load(file: &str) -> AnnData {
+    let path = format!("{}/../shared/data/{file}", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (benchmarks need ../shared/data)"));
+    read_h5ad(&bytes, file).unwrap()
+}
 
 /// Accuracy, Cohen's kappa and macro-F1 (over labels seen in truth or prediction, as sklearn).
 pub fn scores(truth: &[String], pred: &[String]) -> (f64, f64, f64) {

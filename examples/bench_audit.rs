@@ -106,7 +106,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n_seeds: u64 = args.iter().position(|a| a == "--seeds").map_or(3, |i| args[i + 1].parse().unwrap());
     let task = load_task();
-    println!("pbmc3k-audit: {} cells × {} genes, {} flipped", task.x.n_rows, task.x.n_cols, task.flipped.iter().filter(|&&f| f).count());
+    println!("pbmc3k-audit: {} cells × {} genes ({:.0} stored values per cell), {} flipped", task.x.n_rows, task.x.n_cols, task.x.data.len() as f64 / task.x.n_rows as f64, task.flipped.iter().filter(|&&f| f).count());
 
     let mut per_seed = Vec::new();
     for seed in 0..n_seeds {

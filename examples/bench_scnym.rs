@@ -2,7 +2,7 @@
 //! folds), `pancreas-novel` (Xin → Wang with novel types) and `speed` (seconds per epoch on
 //! synthetic cells resampled from Symphony, 1767 genes, 10k and 100k cells). Writes JSON under
 //! bench/results/.
-//!   cargo run --example bench_scnym -- [symphony-loco] [pancreas-novel] [speed] [--seeds N]
+//!   cargo run --example bench_scnym -- [symphony-loco] [pancreas-novel] [speed [--cells 10000]] [--seeds N]
 //! For one-thread timings run with RAYON_NUM_THREADS=1.
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -123,11 +123,11 @@ fn resampled(src: &AnnData, n: usize, seed: u64) -> AnnData {
     }
 }
 
-fn speed() -> serde_json::Value {
+fn speed(sizes: &[usize]) -> serde_json::Value {
     let src = load("pbmc_symphony_3chemistries.h5ad");
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
     let mut out = Vec::new();
-    for (n, epochs) in [(10_000usize, 3usize), (100_000, 2)] {
+    for (n, epochs) in [(10_000usize, 3usize), (100_000, 2)].into_iter().filter(|(n, _)| sizes.contains(n)) {
         let ad = resampled(&src, n, 1);
         let options = TransferOptions { label_key: "cell_type".into(), preset: "default".into(), normalize: true, config: Some(json!({"n_epochs": epochs, "seed": 0})), ..Default::default() };
         let device = cpu(BackendRequest::Cpu, "bench").unwrap().device;
@@ -168,7 +168,12 @@ fn main() {
         results.insert("pancreas-novel", pancreas_novel(seeds));
     }
     if want("speed") {
-        results.insert("speed", speed());
+        // --cells N: one of the two sizes only (profiling).
+        let sizes = match args.iter().position(|a| a == "--cells").and_then(|i| args.get(i + 1)) {
+            Some(n) => vec![n.parse().unwrap()],
+            None => vec![10_000, 100_000],
+        };
+        results.insert("speed", speed(&sizes));
     }
     for (name, v) in results {
         let path = dir.join(format!("scnym_{}.json", name.replace('-', "_")));

@@ -87,10 +87,12 @@ impl Mlp {
         (first, self)
     }
 
-    /// Inverse of `split_first`.
-    pub fn join(first: Linear, mut rest: Mlp) -> Mlp {
-        rest.layers.insert(0, first);
-        rest
+    pub fn from_layers(layers: Vec<Linear>) -> Mlp {
+        Mlp { layers }
+    }
+
+    pub fn layers(&self) -> &[Linear] {
+        &self.layers
     }
 
     /// Logits.

@@ -6,7 +6,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::{Device, Int, Tensor, TensorData};
-use burn::tensor::activation::{relu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::Transaction;
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +14,7 @@ use crate::backend::is_cpu;
 use crate::data::matrix::CsrMatrix;
 use crate::data::sampler::{MinibatchSampler, Sampling};
 use crate::error::{Result, SclabelError};
-use crate::model::host_linear::HostLinear;
+use crate::model::host_mlp::{HostMlp, Scratch};
 use crate::model::mlp::{Mlp, MlpConfig};
 use crate::train::progress::{Observer, Phase, Progress};
 
@@ -38,9 +38,9 @@ pub struct TrainOptions {
     pub drop_last: bool,
     pub n_layers: usize,
     pub seed: u64,
-    /// On CPU backends with SGD, apply the first layer to the sparse rows on the host instead of
-    /// a dense matmul on the device: the same maths, several times faster on expression data.
-    /// `false` forces the dense layer (for comparisons).
+    /// On CPU backends with SGD, train the network on the host (`HostMlp`: the first layer applied
+    /// to the sparse rows, direct matrix products, no autodiff graph) instead of with burn's
+    /// autodiff: the same maths, several times faster. `false` forces burn's path (comparisons).
     pub host_first_layer: bool,
 }
 
@@ -133,10 +133,7 @@ pub async fn train_mlp<O: Observer>(
     let train_device = device.clone().autodiff();
     let model = MlpConfig { n_genes: x.n_cols, n_classes, n_layers: options.n_layers }.init(&train_device, options.seed)?;
     let mut net = match options.optimizer {
-        OptimizerConfig::Sgd { momentum } if options.host_first_layer && is_cpu(device) => {
-            let (first, rest) = model.split_first();
-            Net::Host { first: HostLinear::from_linear(&first).await?, momentum: momentum as f32, rest }
-        }
+        OptimizerConfig::Sgd { momentum } if options.host_first_layer && is_cpu(device) => Net::Host { mlp: HostMlp::from_mlp(model).await?, momentum: momentum as f32 },
         _ => Net::Device(model),
     };
     let mut optim = optimizer(options.optimizer);
@@ -144,7 +141,7 @@ pub async fn train_mlp<O: Observer>(
     let mut sampler = MinibatchSampler::new(rows.clone(), Some(labels), options.sampling, options.batch_size, options.drop_last, options.seed)?;
     let steps_per_epoch = sampler.batches_per_epoch();
     let mut history = Vec::with_capacity(options.epochs);
-    let (mut buf, mut host_out) = (Vec::new(), Vec::new());
+    let (mut buf, mut scratch) = (Vec::new(), Scratch::default());
     // Per epoch, per label column: the recorded probabilities (on the device).
     let mut recorded: Vec<Vec<Tensor<1>>> = Vec::new();
     for epoch in 0..options.epochs {
@@ -154,49 +151,34 @@ pub async fn train_mlp<O: Observer>(
                     let model = model.valid();
                     label_probabilities(rec, device, |batch| model.forward(batch_tensor(x, batch, &mut buf, device)))
                 }
-                Net::Host { first, rest, .. } => {
-                    let rest = rest.valid();
-                    label_probabilities(rec, device, |batch| {
-                        first.forward(x, batch, &mut host_out);
-                        rest.forward(relu(Tensor::from_data(TensorData::new(std::mem::take(&mut host_out), [batch.len(), first.n_out()]), device)))
-                    })
-                }
+                Net::Host { mlp, .. } => label_probabilities(rec, device, |batch| {
+                    let logits = mlp.forward(x, batch, &mut scratch).to_vec();
+                    Tensor::from_data(TensorData::new(logits, [batch.len(), mlp.n_classes()]), device)
+                }),
             });
         }
         let batches = sampler.epoch();
         let mut loss_sum = Tensor::<1>::zeros([1], &train_device);
         let mut correct = Tensor::<1, Int>::zeros([1], &train_device);
         let mut seen = 0usize;
+        // The host network's sums (the device's stay on the device until the epoch's one read).
+        let (mut host_loss, mut host_correct) = (0f64, 0usize);
         for (step, batch) in batches.iter().enumerate() {
-            let yb = label_tensor(labels, batch, &train_device);
-            // Logits, and for the host layer its output as a leaf whose gradient the host step needs.
-            let (logits, host_leaf) = match &net {
-                Net::Device(model) => (model.forward(batch_tensor(x, batch, &mut buf, &train_device)), None),
-                Net::Host { first, rest, .. } => {
-                    first.forward(x, batch, &mut host_out);
-                    let h = Tensor::<2>::from_data(TensorData::new(std::mem::take(&mut host_out), [batch.len(), first.n_out()]), &train_device).require_grad();
-                    (rest.forward(relu(h.clone())), Some(h))
-                }
-            };
-            let loss = loss_fn.forward(logits.clone(), yb.clone());
-            let hits = logits.detach().argmax(1).squeeze_dim::<1>(1).equal(yb).int().sum();
-            loss_sum = loss_sum + loss.clone().detach();
-            correct = correct + hits;
-            let grads = loss.backward();
             net = match net {
                 Net::Device(model) => {
-                    let grads = GradientsParams::from_grads(grads, &model);
+                    let yb = label_tensor(labels, batch, &train_device);
+                    let logits = model.forward(batch_tensor(x, batch, &mut buf, &train_device));
+                    let loss = loss_fn.forward(logits.clone(), yb.clone());
+                    correct = correct + logits.detach().argmax(1).squeeze_dim::<1>(1).equal(yb).int().sum();
+                    loss_sum = loss_sum + loss.clone().detach();
+                    let grads = GradientsParams::from_grads(loss.backward(), &model);
                     Net::Device(optim.step(options.learning_rate, model, grads))
                 }
-                Net::Host { mut first, rest, momentum } => {
-                    let leaf = host_leaf.expect("host path has a leaf");
-                    let dh = leaf.grad(&grads).ok_or_else(|| backend_error(device, "no gradient reached the first layer"))?;
-                    let params = GradientsParams::from_grads(grads, &rest);
-                    let rest = optim.step(options.learning_rate, rest, params);
-                    let dh = dh.into_data_async().await.map_err(|e| backend_error(device, e))?;
-                    let dh = dh.try_into_vec_as::<f32>().map_err(|e| backend_error(device, format!("{e:?}")))?;
-                    first.sgd_step(x, batch, &dh, options.learning_rate as f32, momentum);
-                    Net::Host { first, rest, momentum }
+                Net::Host { mut mlp, momentum } => {
+                    let stats = mlp.train_step(x, batch, labels, options.learning_rate as f32, momentum, &mut scratch);
+                    host_loss += stats.loss_sum / batch.len() as f64;
+                    host_correct += stats.correct;
+                    Net::Host { mlp, momentum }
                 }
             };
             seen += batch.len();
@@ -222,8 +204,12 @@ pub async fn train_mlp<O: Observer>(
             .map_err(|e| backend_error(device, e))?
             .try_into()
             .map_err(|_| SclabelError::Backend { backend: format!("{device:?}"), reason: "read returned the wrong number of tensors".into() })?;
-        let loss = scalar_f32(l, device)? / batches.len().max(1) as f32;
-        let accuracy = scalar_f32(c, device)? / seen.max(1) as f32;
+        let (loss, correct) = match net {
+            Net::Device(_) => (scalar_f32(l, device)?, scalar_f32(c, device)?),
+            Net::Host { .. } => (host_loss as f32, host_correct as f32),
+        };
+        let loss = loss / batches.len().max(1) as f32;
+        let accuracy = correct / seen.max(1) as f32;
         if !loss.is_finite() {
             return Err(SclabelError::InvalidValues(format!(
                 "training diverged at epoch {epoch} (loss {loss}); lower the learning rate or check the input scale"
@@ -250,7 +236,7 @@ pub async fn train_mlp<O: Observer>(
     };
     let model = match net {
         Net::Device(model) => model.valid(),
-        Net::Host { first, rest, .. } => Mlp::join(first.to_linear(device), rest.valid()),
+        Net::Host { mlp, .. } => mlp.to_mlp(device),
     };
     Ok(TrainedMlp { model, history, trajectories })
 }
@@ -273,11 +259,12 @@ fn check_record(rec: &Record<'_>, n_rows: usize, n_classes: usize) -> Result<()>
 /// Rows per batch of the recording pass (inference only, so larger than training batches).
 const RECORD_BATCH: usize = 1024;
 
-/// The network in training: all on the device, or — on CPU backends with SGD — with the first
-/// layer applied to CSR rows on the host (`HostLinear`: same maths, no multiplications by zero).
+/// The network in training: on the device (burn's autodiff and optimiser), or — on CPU backends
+/// with SGD — on the host (`HostMlp`: the same maths, the first layer straight from the CSR rows
+/// and the dense layers as direct matrix products).
 enum Net {
     Device(Mlp),
-    Host { first: HostLinear, rest: Mlp, momentum: f32 },
+    Host { mlp: HostMlp, momentum: f32 },
 }
 
 /// One snapshot: for each label column, the probability of that label for every recorded row,

@@ -1,0 +1,281 @@
+//! The whole plain MLP trained on the host, for CPU backends with SGD: the sparse first layer
+//! ([`HostLinear`]), then each dense layer as direct gemm calls on buffers kept for the backward
+//! pass. The maths is `Mlp` + cross-entropy + PyTorch's SGD with momentum, step for step; what
+//! it saves is burn's autodiff graph around small matmuls (an allocation per op and per
+//! gradient, transposed operands copied), which ran gemm at about half the speed it reaches when
+//! called directly on these shapes (bench/results/README.md).
+use burn::module::Param;
+use burn::nn::Linear;
+use burn::prelude::{Device, Tensor, TensorData};
+
+use crate::data::matrix::CsrMatrix;
+use crate::error::{Result, SclabelError};
+use crate::model::host_linear::HostLinear;
+use crate::model::mlp::Mlp;
+
+/// A dense Linear layer with its SGD momentum buffers. Weight `[n_in, n_out]`, row-major (burn's
+/// layout).
+struct DenseLayer {
+    n_in: usize,
+    n_out: usize,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    velocity: Vec<f32>,
+    bias_velocity: Vec<f32>,
+    /// Momentum buffers start at the first gradient (PyTorch: buf = g on the first step).
+    stepped: bool,
+}
+
+impl DenseLayer {
+    async fn from_linear(linear: &Linear) -> Result<Self> {
+        let w = linear.weight.val();
+        let device = w.device();
+        let [n_in, n_out] = w.dims();
+        let read = |d: TensorData| d.try_into_vec_as::<f32>().map_err(|e| SclabelError::backend(&device, e));
+        let weight = read(w.into_data_async().await.map_err(|e| SclabelError::backend(&device, e))?)?;
+        let bias = match &linear.bias {
+            Some(b) => read(b.val().into_data_async().await.map_err(|e| SclabelError::backend(&device, e))?)?,
+            None => vec![0.0; n_out],
+        };
+        Ok(Self { n_in, n_out, velocity: vec![0.0; weight.len()], bias_velocity: vec![0.0; n_out], weight, bias, stepped: false })
+    }
+
+    fn to_linear(&self, device: &Device) -> Linear {
+        Linear {
+            weight: Param::from_tensor(Tensor::from_data(TensorData::new(self.weight.clone(), [self.n_in, self.n_out]), device)),
+            bias: Some(Param::from_tensor(Tensor::from_data(TensorData::new(self.bias.clone(), [self.n_out]), device))),
+        }
+    }
+
+    /// `out = input · W + b` for `rows` rows (row-major).
+    fn forward(&self, input: &[f32], rows: usize, out: &mut Vec<f32>) {
+        out.clear();
+        for _ in 0..rows {
+            out.extend_from_slice(&self.bias);
+        }
+        matmul(out, rows, self.n_out, self.n_in, Operand::RowMajor(input), Operand::RowMajor(&self.weight), 1.0, true);
+    }
+
+    /// Gradient with respect to the input (`grad_out · Wᵀ`), zeroed where the input (a ReLU
+    /// output) is 0 — so it is the gradient before that ReLU. Call before `sgd_step`.
+    fn input_grad(&self, input: &[f32], grad_out: &[f32], rows: usize, out: &mut Vec<f32>) {
+        out.clear();
+        out.resize(rows * self.n_in, 0.0);
+        matmul(out, rows, self.n_in, self.n_out, Operand::RowMajor(grad_out), Operand::Transposed(&self.weight), 0.0, false);
+        out.iter_mut().zip(input).for_each(|(g, &a)| {
+            if a <= 0.0 {
+                *g = 0.0
+            }
+        });
+    }
+
+    /// v ← μ·v + inputᵀ·grad_out (v = the gradient on the first step), W ← W − lr·v; same for b.
+    fn sgd_step(&mut self, input: &[f32], grad_out: &[f32], rows: usize, learning_rate: f32, momentum: f32) {
+        let first = !self.stepped;
+        let (decay, read) = if first { (0.0, false) } else { (momentum, true) };
+        matmul(&mut self.velocity, self.n_in, self.n_out, rows, Operand::Transposed(input), Operand::RowMajor(grad_out), decay, read);
+        self.weight.iter_mut().zip(&self.velocity).for_each(|(w, v)| *w -= learning_rate * v);
+        let mut db = vec![0f32; self.n_out];
+        grad_out.chunks_exact(self.n_out).for_each(|row| db.iter_mut().zip(row).for_each(|(s, g)| *s += g));
+        for ((w, v), g) in self.bias.iter_mut().zip(self.bias_velocity.iter_mut()).zip(&db) {
+            *v = if first { *g } else { momentum * *v + g };
+            *w -= learning_rate * *v;
+        }
+        self.stepped = true;
+    }
+}
+
+/// A gemm operand stored row-major: as it is, or read transposed. `RowMajor(a)` with a of shape
+/// [r, c] is the matrix a; `Transposed(a)` is aᵀ, shape [c, r].
+#[derive(Clone, Copy)]
+enum Operand<'a> {
+    RowMajor(&'a [f32]),
+    Transposed(&'a [f32]),
+}
+
+/// dst[m, n] (row-major) ← decay·dst + lhs[m, k] · rhs[k, n]; `read_dst = false` ignores dst's
+/// contents. Large products use rayon's pool natively (burn's CPU kernels share it).
+fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: Operand, rhs: Operand, decay: f32, read_dst: bool) {
+    assert_eq!(dst.len(), m * n, "matmul destination");
+    // (pointer, column stride, row stride) of an operand of logical shape [rows, cols].
+    let strides = |op: Operand, rows: usize, cols: usize| match op {
+        Operand::RowMajor(a) => {
+            assert_eq!(a.len(), rows * cols, "matmul operand");
+            (a.as_ptr(), 1isize, cols as isize)
+        }
+        Operand::Transposed(a) => {
+            assert_eq!(a.len(), rows * cols, "matmul operand");
+            (a.as_ptr(), rows as isize, 1isize)
+        }
+    };
+    let (lp, lcs, lrs) = strides(lhs, m, k);
+    let (rp, rcs, rrs) = strides(rhs, k, n);
+    #[cfg(not(target_family = "wasm"))]
+    let parallelism = match rayon::current_num_threads() {
+        threads if threads > 1 && m * n * k >= 192 * 192 * 192 => gemm::Parallelism::Rayon(threads),
+        _ => gemm::Parallelism::None,
+    };
+    #[cfg(target_family = "wasm")]
+    let parallelism = gemm::Parallelism::None;
+    // SAFETY: every operand's length was checked against the shape its strides describe, and dst
+    // is an exclusive borrow that the operands (shared borrows) cannot alias.
+    unsafe {
+        gemm::gemm(m, n, k, dst.as_mut_ptr(), 1, n as isize, read_dst, lp, lcs, lrs, rp, rcs, rrs, decay, 1.0, false, false, false, parallelism);
+    }
+}
+
+/// Per-layer buffers of one batch: post-ReLU activations (the last entry: logits) and gradients.
+#[derive(Default)]
+pub struct Scratch {
+    acts: Vec<Vec<f32>>,
+    grad: Vec<f32>,
+    grad_in: Vec<f32>,
+}
+
+pub struct HostMlp {
+    first: HostLinear,
+    dense: Vec<DenseLayer>,
+}
+
+/// Loss summed over a batch's cells and how many it classified right (before the update).
+pub struct StepStats {
+    pub loss_sum: f64,
+    pub correct: usize,
+}
+
+impl HostMlp {
+    /// Copies a burn MLP (on any device) to the host.
+    pub async fn from_mlp(mlp: Mlp) -> Result<Self> {
+        let (first, rest) = mlp.split_first();
+        let first = HostLinear::from_linear(&first).await?;
+        let mut dense = Vec::new();
+        for layer in rest.layers() {
+            dense.push(DenseLayer::from_linear(layer).await?);
+        }
+        Ok(Self { first, dense })
+    }
+
+    /// Back to a burn MLP on `device`.
+    pub fn to_mlp(&self, device: &Device) -> Mlp {
+        let mut layers = vec![self.first.to_linear(device)];
+        layers.extend(self.dense.iter().map(|l| l.to_linear(device)));
+        Mlp::from_layers(layers)
+    }
+
+    pub fn n_classes(&self) -> usize {
+        self.dense.last().map_or(self.first.n_out(), |l| l.n_out)
+    }
+
+    /// Logits of `rows` of `x`, row-major `[rows.len(), n_classes]`; the activations stay in
+    /// `scratch` for a backward pass.
+    pub fn forward<'s>(&self, x: &CsrMatrix, rows: &[usize], scratch: &'s mut Scratch) -> &'s [f32] {
+        let b = rows.len();
+        scratch.acts.resize_with(self.dense.len() + 1, Vec::new);
+        self.first.forward(x, rows, &mut scratch.acts[0]);
+        for (i, layer) in self.dense.iter().enumerate() {
+            relu(&mut scratch.acts[i]);
+            let (done, next) = scratch.acts.split_at_mut(i + 1);
+            layer.forward(&done[i], b, &mut next[0]);
+        }
+        scratch.acts.last().expect("at least the first layer")
+    }
+
+    /// One SGD step on the mean cross-entropy of `rows` against `labels` (per row of `x`, each a
+    /// class of the model).
+    pub fn train_step(&mut self, x: &CsrMatrix, rows: &[usize], labels: &[i32], learning_rate: f32, momentum: f32, scratch: &mut Scratch) -> StepStats {
+        let b = rows.len();
+        let c = self.n_classes();
+        self.forward(x, rows, scratch);
+        let logits = scratch.acts.last().expect("logits");
+        // d(mean CE)/d logits = (softmax − onehot) / b.
+        scratch.grad.clear();
+        scratch.grad.resize(b * c, 0.0);
+        let mut stats = StepStats { loss_sum: 0.0, correct: 0 };
+        for ((z, g), &r) in logits.chunks_exact(c).zip(scratch.grad.chunks_exact_mut(c)).zip(rows) {
+            let y = labels[r] as usize;
+            let (argmax, max) = z.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) });
+            let sum: f32 = z.iter().map(|&v| (v - max).exp()).sum();
+            stats.loss_sum += ((sum.ln() + max) - z[y]) as f64;
+            stats.correct += usize::from(argmax == y);
+            for (gi, &v) in g.iter_mut().zip(z) {
+                *gi = (v - max).exp() / sum / b as f32;
+            }
+            g[y] -= 1.0 / b as f32;
+        }
+        for i in (0..self.dense.len()).rev() {
+            let input = &scratch.acts[i];
+            self.dense[i].input_grad(input, &scratch.grad, b, &mut scratch.grad_in);
+            self.dense[i].sgd_step(input, &scratch.grad, b, learning_rate, momentum);
+            std::mem::swap(&mut scratch.grad, &mut scratch.grad_in);
+        }
+        self.first.sgd_step(x, rows, &scratch.grad, learning_rate, momentum);
+        stats
+    }
+}
+
+fn relu(v: &mut [f32]) {
+    v.iter_mut().for_each(|a| *a = a.max(0.0));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{cpu, BackendRequest};
+    use crate::block_on;
+    use crate::model::mlp::MlpConfig;
+    use burn::module::Module;
+    use burn::nn::loss::CrossEntropyLossConfig;
+    use burn::optim::momentum::MomentumConfig;
+    use burn::optim::{GradientsParams, SgdConfig};
+    use burn::prelude::Int;
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+
+    /// Three SGD steps of the host MLP against burn's autodiff + SGD on the same dense data.
+    #[test]
+    fn steps_match_burn_autodiff_and_sgd() {
+        let device = cpu(BackendRequest::Cpu, "test").unwrap().device;
+        let ad = device.clone().autodiff();
+        let (n, g, c) = (48, 90, 4);
+        let mut rng = StdRng::seed_from_u64(9);
+        let dense: Vec<f32> = (0..n * g).map(|_| if rng.random::<f32>() < 0.2 { rng.random::<f32>() * 3.0 } else { 0.0 }).collect();
+        let x = CsrMatrix::from_dense(n, g, &dense).unwrap();
+        let labels: Vec<i32> = (0..n).map(|i| (i * 7 % c) as i32).collect();
+        let config = MlpConfig { n_genes: g, n_classes: c, n_layers: 4 };
+        let mut burn_net = config.init(&ad, 4).unwrap();
+        let mut host = block_on(HostMlp::from_mlp(config.init(&device, 4).unwrap())).unwrap();
+        let mut optim = SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_momentum(0.9).with_dampening(0.0))).init();
+        let loss_fn = CrossEntropyLossConfig::new().init(&ad);
+        let mut scratch = Scratch::default();
+        for step in 0..3 {
+            let rows: Vec<usize> = (0..n).filter(|i| (i + step) % 3 != 0).collect();
+            let mut xb = Vec::new();
+            x.densify_rows_into(&rows, &mut xb);
+            let xt = Tensor::<2>::from_data(TensorData::new(xb, [rows.len(), g]), &ad);
+            let yt = Tensor::<1, Int>::from_data(TensorData::new(rows.iter().map(|&r| labels[r]).collect::<Vec<_>>(), [rows.len()]), &ad);
+            let loss = loss_fn.forward(burn_net.forward(xt), yt);
+            let want_loss: f32 = loss.clone().into_data().try_into_vec_as::<f32>().unwrap()[0];
+            let grads = GradientsParams::from_grads(loss.backward(), &burn_net);
+            burn_net = optim.step(0.05, burn_net, grads);
+            let stats = host.train_step(&x, &rows, &labels, 0.05, 0.9, &mut scratch);
+            let got_loss = (stats.loss_sum / rows.len() as f64) as f32;
+            assert!((got_loss - want_loss).abs() < 1e-5, "step {step}: loss {got_loss} vs {want_loss}");
+        }
+        let rows: Vec<usize> = (0..n).collect();
+        let got = host.forward(&x, &rows, &mut scratch).to_vec();
+        let mut xb = Vec::new();
+        x.densify_rows_into(&rows, &mut xb);
+        let want: Vec<f32> = burn_net.valid().forward(Tensor::from_data(TensorData::new(xb, [n, g]), &device)).into_data().try_into_vec_as::<f32>().unwrap();
+        let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(max < 1e-4, "logits after three steps differ by {max}");
+        // and the weights come back as the same network
+        let back: Vec<f32> = host.to_mlp(&device).forward(Tensor::from_data(TensorData::new(xb_of(&x, &rows), [n, g]), &device)).into_data().try_into_vec_as::<f32>().unwrap();
+        assert!(back.iter().zip(&got).all(|(a, b)| (a - b).abs() < 1e-5));
+    }
+
+    fn xb_of(x: &CsrMatrix, rows: &[usize]) -> Vec<f32> {
+        let mut v = Vec::new();
+        x.densify_rows_into(rows, &mut v);
+        v
+    }
+}

@@ -123,32 +123,53 @@ fn resampled(src: &AnnData, n: usize, seed: u64) -> AnnData {
     }
 }
 
+/// Seconds per epoch of one training run (the first epoch is warm-up when there are more).
+fn epoch_seconds(ad: &AnnData, epochs: usize, sparse_first_layer: bool) -> serde_json::Value {
+    let options = TransferOptions {
+        label_key: "cell_type".into(),
+        preset: "default".into(),
+        normalize: true,
+        config: Some(json!({"n_epochs": epochs, "seed": 0, "sparse_first_layer": sparse_first_layer})),
+        ..Default::default()
+    };
+    let device = cpu(BackendRequest::Cpu, "bench").unwrap().device;
+    let mut marks: Vec<Instant> = Vec::new();
+    let mut last_epoch = usize::MAX;
+    let mut obs = FnObserver(|p: &sclabel::train::progress::Progress| {
+        if p.epoch != last_epoch {
+            marks.push(Instant::now());
+            last_epoch = p.epoch;
+        }
+        Ok(())
+    });
+    let t = Instant::now();
+    let (model, _) = block_on(train_transfer(ad, None, &options, &device, &mut obs)).unwrap();
+    let total = t.elapsed().as_secs_f64();
+    // Epoch k runs from its first progress event to the next epoch's first.
+    let per: Vec<f64> = marks.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
+    let steady = if per.is_empty() { total / epochs as f64 } else { per.iter().sum::<f64>() / per.len() as f64 };
+    let m = model.metrics.unwrap();
+    json!({"seconds_per_epoch": steady, "epoch_seconds": per, "total_seconds": total, "steps_per_epoch": m.n_train / 256, "mode": m.mode, "n_train": m.n_train, "n_unlabeled": m.n_unlabeled})
+}
+
 fn speed(sizes: &[usize]) -> serde_json::Value {
     let src = load("pbmc_symphony_3chemistries.h5ad");
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
     let mut out = Vec::new();
     for (n, epochs) in [(10_000usize, 3usize), (100_000, 2)].into_iter().filter(|(n, _)| sizes.contains(n)) {
         let ad = resampled(&src, n, 1);
-        let options = TransferOptions { label_key: "cell_type".into(), preset: "default".into(), normalize: true, config: Some(json!({"n_epochs": epochs, "seed": 0})), ..Default::default() };
-        let device = cpu(BackendRequest::Cpu, "bench").unwrap().device;
-        let mut marks: Vec<Instant> = Vec::new();
-        let mut last_epoch = usize::MAX;
-        let mut obs = FnObserver(|p: &sclabel::train::progress::Progress| {
-            if p.epoch != last_epoch {
-                marks.push(Instant::now());
-                last_epoch = p.epoch;
-            }
-            Ok(())
-        });
-        let t = Instant::now();
-        let (model, _) = block_on(train_transfer(&ad, None, &options, &device, &mut obs)).unwrap();
-        let total = t.elapsed().as_secs_f64();
-        // Epoch k runs from its first progress event to the next epoch's first (first epoch skipped as warm-up when there are more).
-        let per: Vec<f64> = marks.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
-        let steady = if per.is_empty() { total / epochs as f64 } else { per.iter().sum::<f64>() / per.len() as f64 };
-        let m = model.metrics.unwrap();
-        eprintln!("speed {n} cells: {steady:.2} s/epoch ({} steps/epoch, mode {}, threads {threads})", m.n_train / 256, m.mode);
-        out.push(json!({"cells": n, "seconds_per_epoch": steady, "epoch_seconds": per, "total_seconds": total, "steps_per_epoch": m.n_train / 256, "mode": m.mode, "n_train": m.n_train, "n_unlabeled": m.n_unlabeled}));
+        let mut run = epoch_seconds(&ad, epochs, true);
+        let steady = run["seconds_per_epoch"].as_f64().unwrap();
+        eprintln!("speed {n} cells: {steady:.2} s/epoch ({} steps/epoch, mode {}, threads {threads})", run["steps_per_epoch"], run["mode"]);
+        // Baseline in this process: the first layer as a dense matmul in burn (10k only: time).
+        if n == 10_000 {
+            let dense = epoch_seconds(&ad, epochs, false)["seconds_per_epoch"].as_f64().unwrap();
+            eprintln!("  dense first layer (baseline): {dense:.2} s/epoch → sparse host layer {:.2}× faster", dense / steady);
+            run["dense_first_layer_seconds_per_epoch"] = json!(dense);
+            run["sparse_first_layer_speedup"] = json!(dense / steady);
+        }
+        run["cells"] = json!(n);
+        out.push(run);
     }
     json!({"task": "speed", "genes": 1767, "threads": threads, "backend": "flex (CPU), native", "runs": out,
            "reference_scnym_0_4_one_torch_thread": {"10000": 1.8, "100000": 18.0}})

@@ -102,14 +102,7 @@ impl HostLinear {
     pub fn sgd_step(&mut self, x: &CsrMatrix, rows: &[usize], grad_out: &[f32], learning_rate: f32, momentum: f32) {
         let (n_in, n_out, b) = (self.n_in, self.n_out, rows.len());
         let first = !self.stepped;
-        // dH in tile layout, so each tile reads contiguous rows.
-        let tiles = self.n_tiles();
-        let mut dh = vec![0f32; tiles * b * TILE];
-        for k in 0..b {
-            for j in 0..n_out {
-                dh[(j / TILE) * b * TILE + k * TILE + j % TILE] = grad_out[k * n_out + j];
-            }
-        }
+        let dh = tile_major(grad_out, b, n_out);
         // The batch by gene (CSC), so each gene's gradient row is summed in registers and written
         // once, fused with its update.
         let by_gene = Csc::of_rows(x, rows, n_in);
@@ -130,6 +123,48 @@ impl HostLinear {
         }
         self.stepped = true;
     }
+
+    /// Adds this batch's weight and bias gradients (dW = x[rows]ᵀ · grad_out, db = column sums)
+    /// to `grad`, for optimisers other than the fused SGD step.
+    pub fn add_grad(&self, x: &CsrMatrix, rows: &[usize], grad_out: &[f32], grad: &mut LinearGrad) {
+        let (n_in, n_out, b) = (self.n_in, self.n_out, rows.len());
+        let dh = tile_major(grad_out, b, n_out);
+        let by_gene = Csc::of_rows(x, rows, n_in);
+        let tile_len = n_in * TILE;
+        let parts = grad.weight.chunks_mut(tile_len).zip(dh.chunks(b * TILE)).collect::<Vec<_>>();
+        for_each_tile(parts, |(g, d)| kernels::grad_tile(g, d, &by_gene));
+        grad_out.chunks_exact(n_out).for_each(|row| grad.bias.iter_mut().zip(row).for_each(|(s, g)| *s += g));
+    }
+
+    /// A zero gradient in this layer's layout.
+    pub fn zero_grad(&self) -> LinearGrad {
+        LinearGrad { weight: vec![0.0; self.weight.len()], bias: vec![0.0; self.n_out] }
+    }
+
+    /// Weights (in the layer's tile layout, the same as `LinearGrad::weight`'s; padding stays 0
+    /// under any element-wise update of a zero gradient) and bias.
+    pub fn params_mut(&mut self) -> (&mut [f32], &mut [f32]) {
+        (&mut self.weight, &mut self.bias)
+    }
+}
+
+/// Gradients of a `HostLinear`'s parameters, in its layout.
+pub struct LinearGrad {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// `[rows, n_out]` row-major → per tile `[rows, TILE]` blocks (zero-padded), so each tile's kernel
+/// reads contiguous rows.
+fn tile_major(grad_out: &[f32], rows: usize, n_out: usize) -> Vec<f32> {
+    let tiles = n_out.div_ceil(TILE);
+    let mut dh = vec![0f32; tiles * rows * TILE];
+    for k in 0..rows {
+        for j in 0..n_out {
+            dh[(j / TILE) * rows * TILE + k * TILE + j % TILE] = grad_out[k * n_out + j];
+        }
+    }
+    dh
 }
 
 /// A minibatch's non-zeros grouped by gene: for gene g, (position in the batch, value) pairs at
@@ -224,7 +259,36 @@ mod kernels {
         update_tile_generic(w, vel, dh, by_gene, lr, momentum, first)
     }
 
-/// For every gene of one tile: g = Σ_cells v · dH[cell] (zero for genes absent from the batch),
+    pub fn grad_tile(grad: &mut [f32], dh: &[f32], by_gene: &Csc) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2(grad: &mut [f32], dh: &[f32], by_gene: &Csc) {
+                grad_tile_generic(grad, dh, by_gene)
+            }
+            // SAFETY: as above.
+            return unsafe { avx2(grad, dh, by_gene) };
+        }
+        grad_tile_generic(grad, dh, by_gene)
+    }
+
+    /// For every gene of one tile: grad += Σ_cells v · dH[cell].
+    #[inline(always)]
+    fn grad_tile_generic(grad: &mut [f32], dh: &[f32], by_gene: &Csc) {
+        for (gene, grad) in grad.chunks_exact_mut(TILE).enumerate() {
+            let mut acc = [0f32; TILE];
+            for p in by_gene.start[gene]..by_gene.start[gene + 1] {
+                let (c, v) = (by_gene.cell[p] as usize, by_gene.value[p]);
+                let d: &[f32; TILE] = dh[c * TILE..(c + 1) * TILE].try_into().expect("tile-sized");
+                for j in 0..TILE {
+                    acc[j] += v * d[j];
+                }
+            }
+            grad.iter_mut().zip(&acc).for_each(|(g, a)| *g += a);
+        }
+    }
+
+    /// For every gene of one tile: g = Σ_cells v · dH[cell] (zero for genes absent from the batch),
     /// then v ← μ·v + g (v = g on the first step), w ← w − lr·v.
     #[inline(always)]
     fn update_tile_generic(w: &mut [f32], vel: &mut [f32], dh: &[f32], by_gene: &Csc, lr: f32, momentum: f32, first: bool) {

@@ -105,7 +105,8 @@ pub fn log1p_drop(x: &mut [f32], g: usize, p: f64, rng: &mut StdRng) {
         }
         let scale = 1e6 / total;
         for (v, &c) in row.iter_mut().zip(&counts) {
-            *v = (c * scale).ln_1p() as f32;
+            // zeros (most of the row) stay zero: ln(1 + 0) = 0
+            *v = if c == 0.0 { 0.0 } else { (c * scale).ln_1p() as f32 };
         }
     }
 }

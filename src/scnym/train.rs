@@ -15,13 +15,15 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::is_cpu;
 use crate::data::matrix::CsrMatrix;
 use crate::data::sampler::{MinibatchSampler, Sampling};
 use crate::error::{Result, SclabelError};
 use crate::scnym::bundle::ScnymModel;
 use crate::scnym::finetune::Pretrained;
 use crate::scnym::config::{Augmentation, OptimizerName, ScnymConfig, UnsupCriterion};
-use crate::scnym::model::{ArchSpec, BnState, DomainAdversary, Mode, ScnymNet};
+use crate::scnym::host_first::HostFirstLayer;
+use crate::scnym::model::{ArchSpec, BnState, DomainAdversary, Forward, Mode, ScnymNet};
 use crate::scnym::ops::{class_weights, gradient_reversal, log1p_drop, mixup_keep_dominant, ramp, sharpen, soft_cross_entropy};
 use crate::train::adadelta::Adadelta;
 use crate::train::progress::{Observer, Phase, Progress};
@@ -183,7 +185,7 @@ fn optimizer(config: &ScnymConfig) -> ModuleOptimizer {
     let wd = config.weight_decay;
     let decay = (wd > 0.0).then(|| WeightDecayConfig::new(wd as f32));
     match config.optimizer_name {
-        OptimizerName::Adadelta => Adadelta { rho: 0.9, eps: 1e-6, weight_decay: wd }.init(),
+        OptimizerName::Adadelta => adadelta(config).init(),
         OptimizerName::Adam => AdamConfig::new().with_epsilon(1e-8).with_weight_decay(decay).init(),
         OptimizerName::Adamw => AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(wd as f32).init(),
         OptimizerName::Sgd => SgdConfig::new()
@@ -191,6 +193,20 @@ fn optimizer(config: &ScnymConfig) -> ModuleOptimizer {
             .with_weight_decay(decay)
             .init(),
     }
+}
+
+/// scNym's Adadelta: PyTorch's defaults, the config's weight decay.
+fn adadelta(config: &ScnymConfig) -> Adadelta {
+    Adadelta { rho: 0.9, eps: 1e-6, weight_decay: config.weight_decay }
+}
+
+/// A training-mode pass of the student, through the host's first layer when it has one.
+#[allow(clippy::too_many_arguments)]
+fn student_forward(net: &ScnymNet, host: &mut Option<HostFirstLayer>, x: Vec<f32>, n: usize, g: usize, init_dropout: f64, device: &Device, mode: Mode) -> Result<Forward> {
+    Ok(match host {
+        Some(h) => net.forward_after_first_linear(h.forward_train(&x, n, g, device)?, mode),
+        None => net.forward(tensor2(x, n, g, device), init_dropout, mode),
+    })
 }
 
 /// Learning rate of an epoch: constant, or cosine annealing to lr/1e4 for SGD (as scNym).
@@ -308,6 +324,14 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
         dan: use_dan.then(|| DomainAdversary::with_domains(arch.n_hidden, n_domains, &ad, stream(config.seed, 0))),
     };
     let mut optim = optimizer(config);
+    // CPU backends: the first layer from the stored values on the host (its own Adadelta); the
+    // dense path covers the options it does not (input dropout, other optimisers, mean teacher).
+    let mut host = match config.optimizer_name {
+        OptimizerName::Adadelta if config.sparse_first_layer && is_cpu(device) && arch.init_dropout == 0.0 && !config.unsup_mean_teacher => {
+            Some(HostFirstLayer::new(&model.net.blocks[0].linear, adadelta(config)).await?)
+        }
+        _ => None,
+    };
     let mut rng = StdRng::seed_from_u64(stream(config.seed, 2));
 
     let b = config.batch_size;
@@ -394,7 +418,11 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                     if config.ssl_kwargs.augment_pseudolabels && config.ssl_kwargs.augment == Augmentation::Log1pDrop {
                         log1p_drop(&mut xin, g, 0.1, &mut rng);
                     }
-                    let p = softmax(t_net.forward(tensor2(xin, nu, g, device), 0.0, Mode::Eval(&bn)).logits, 1);
+                    let logits = match &host {
+                        Some(h) => t_net.forward_after_first_linear(h.forward_eval(&xin, nu, g, device)?, Mode::Eval(&bn)).logits,
+                        None => t_net.forward(tensor2(xin, nu, g, device), 0.0, Mode::Eval(&bn)).logits,
+                    };
+                    let p = softmax(logits, 1);
                     q_sum = Some(match q_sum {
                         Some(s) => s + p,
                         None => p,
@@ -432,8 +460,8 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                 let sample_w = weights.as_ref().map(|w| l_y.chunks(c).map(|r| r.iter().zip(w).map(|(y, w)| y * w).fold(0f32, f32::max)).collect::<Vec<_>>());
                 let mask: Vec<f32> = (0..nu).map(|i| if i < n_conf { 1.0 } else { 0.0 }).collect();
                 // (4) two forwards, separate batch statistics.
-                let fu = model.net.forward(tensor2(u_in, nu, g, &ad), arch.init_dropout, Mode::Train { rng: &mut rng, stats: &mut stats });
-                let fl = model.net.forward(tensor2(l_x, nl, g, &ad), arch.init_dropout, Mode::Train { rng: &mut rng, stats: &mut stats });
+                let fu = student_forward(&model.net, &mut host, u_in, nu, g, arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats })?;
+                let fl = student_forward(&model.net, &mut host, l_x, nl, g, arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats })?;
                 // (5) losses
                 let ce = soft_cross_entropy(fl.logits, tensor2(l_y, nl, c, &ad));
                 sup = match sample_w {
@@ -456,7 +484,7 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                     let doms = lrows.iter().chain(du.iter().map(|&i| &urows[i])).map(|&r| data.domains[r] as usize);
                     let nd = nl + du.len();
                     let d = one_hot(doms, n_domains);
-                    let fd = model.net.forward(tensor2(xd, nd, g, &ad), arch.init_dropout, Mode::Train { rng: &mut rng, stats: &mut stats });
+                    let fd = student_forward(&model.net, &mut host, xd, nd, g, arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats })?;
                     let dl = model.dan.as_ref().expect("adversary").forward(gradient_reversal(relu(fd.embedding), w_d));
                     let mut l = soft_cross_entropy(dl, tensor2(d, nd, n_domains, &ad)).mean();
                     if config.ssl_kwargs.dan_scale_loss_pseudoconf {
@@ -469,7 +497,7 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
             } else {
                 // Supervised: unaugmented, unmixed batches.
                 let sample_w = weights.as_ref().map(|w| lrows.iter().map(|&r| w[data.labels[r] as usize]).collect::<Vec<_>>());
-                let f = model.net.forward(tensor2(xl.clone(), nl, g, &ad), arch.init_dropout, Mode::Train { rng: &mut rng, stats: &mut stats });
+                let f = student_forward(&model.net, &mut host, xl.clone(), nl, g, arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats })?;
                 let ce = soft_cross_entropy(f.logits, tensor2(yl, nl, c, &ad));
                 sup = match sample_w {
                     Some(w) => (ce * tensor1(w, &ad)).mean(),
@@ -479,7 +507,7 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                 // fix: scNym's supervised multi-domain path applied softmax twice in its CE.
                 dan_loss = if use_dan {
                     let d = one_hot(lrows.iter().map(|&r| data.domains[r] as usize), n_domains);
-                    let fd = model.net.forward(tensor2(xl, nl, g, &ad), arch.init_dropout, Mode::Train { rng: &mut rng, stats: &mut stats });
+                    let fd = student_forward(&model.net, &mut host, xl, nl, g, arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats })?;
                     let dl = model.dan.as_ref().expect("adversary").forward(gradient_reversal(relu(fd.embedding), w_d));
                     Some(soft_cross_entropy(dl, tensor2(d, nl, n_domains, &ad)).mean())
                 } else {
@@ -502,7 +530,11 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
             if let Some(d) = dan_loss {
                 sums[3] = sums[3].clone() + d.detach();
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let grads = loss.backward();
+            if let Some(h) = host.as_mut() {
+                h.step(&grads, lr).await?;
+            }
+            let grads = GradientsParams::from_grads(grads, &model);
             model = optim.step(lr, model, grads);
             let k = arch.n_norms();
             for pass in stats.chunks(k) {
@@ -533,6 +565,9 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
         let steps = batches.len().max(1) as f32;
         if !vals[0].is_finite() {
             return Err(SclabelError::InvalidValues(format!("the training loss became {} in epoch {epoch}: training diverged (lower lr, check the input values)", vals[0])));
+        }
+        if let Some(h) = &host {
+            model.net.blocks[0].linear = h.to_linear(&ad);
         }
         let net = model.net.valid();
         let val = evaluate(&net, &bn, &arch, data, &test_rows, b, device).await?;

@@ -23,6 +23,33 @@ impl Adadelta {
     }
 }
 
+/// Adadelta's state for parameters kept on the host (scNym's first layer on CPU backends).
+pub struct HostAdadeltaState {
+    square_avg: Vec<f32>,
+    acc_delta: Vec<f32>,
+}
+
+impl HostAdadeltaState {
+    pub fn new(len: usize) -> Self {
+        Self { square_avg: vec![0.0; len], acc_delta: vec![0.0; len] }
+    }
+}
+
+impl Adadelta {
+    /// The same rule on host slices, element-wise in f32 like the tensor version.
+    pub fn step_host(&self, lr: f32, params: &mut [f32], grad: &[f32], state: &mut HostAdadeltaState) {
+        assert!(params.len() == grad.len() && params.len() == state.square_avg.len(), "Adadelta: parameter, gradient and state sizes differ");
+        let (rho, eps, wd) = (self.rho as f32, self.eps as f32, self.weight_decay as f32);
+        for (((p, &g), s), a) in params.iter_mut().zip(grad).zip(state.square_avg.iter_mut()).zip(state.acc_delta.iter_mut()) {
+            let g = if wd > 0.0 { g + *p * wd } else { g };
+            *s = *s * rho + g * g * (1.0 - rho);
+            let delta = (*a + eps).sqrt() / (*s + eps).sqrt() * g;
+            *a = *a * rho + delta * delta * (1.0 - rho);
+            *p -= delta * lr;
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct AdadeltaState<const D: usize> {
     square_avg: Tensor<D>,
@@ -95,6 +122,15 @@ mod tests {
         let got: Vec<f32> = t.into_data().try_into_vec_as::<f32>().unwrap();
         for (g, e) in got.iter().zip(&th) {
             assert!((*g as f64 - e).abs() < 1e-6, "{got:?} vs {th:?}");
+        }
+        // the host version: the same three steps
+        let mut host: Vec<f32> = theta0.iter().map(|&v| v as f32).collect();
+        let mut state = HostAdadeltaState::new(3);
+        for g in grads {
+            opt.step_host(1.0, &mut host, &g.map(|v| v as f32), &mut state);
+        }
+        for (h, e) in host.iter().zip(&th) {
+            assert!((*h as f64 - e).abs() < 1e-6, "host {host:?} vs {th:?}");
         }
     }
 }

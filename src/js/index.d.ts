@@ -127,6 +127,8 @@ export interface ScnymConfig {
   model_selection_fraction?: number;
   seed?: number;
   description?: string | null;
+  /** CPU backend: the first layer from the batch's stored values only (default true; same maths). */
+  sparse_first_layer?: boolean;
 }
 
 export type ScnymPreset = 'default' | 'no_new_identity' | 'new_identity_discovery' | 'no_dan' | 'no_ssl';

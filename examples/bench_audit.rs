@@ -89,16 +89,16 @@ fn run(task: &Task, codes: &[i32], seed: u64) -> (Dynamics, f64) {
     run_with(task, codes, seed, true)
 }
 
-/// `host_first_layer: false` is the baseline the host network is measured against: burn's autodiff
+/// `host_network: false` is the baseline the host network is measured against: burn's autodiff
 /// and optimiser with the dense first layer.
-fn run_with(task: &Task, codes: &[i32], seed: u64, host_first_layer: bool) -> (Dynamics, f64) {
+fn run_with(task: &Task, codes: &[i32], seed: u64, host_network: bool) -> (Dynamics, f64) {
     // SCLABEL_CPU=ndarray compares burn's older CPU backend.
     let device = match std::env::var("SCLABEL_CPU").as_deref() {
         Ok("ndarray") => cpu_of(Backend::Ndarray, BackendRequest::Cpu, "bench").unwrap().device,
         _ => cpu(BackendRequest::Cpu, "bench").unwrap().device,
     };
     let rows: Vec<usize> = (0..task.x.n_rows).collect();
-    let options = TrainOptions { epochs: 50, seed, host_first_layer, ..TrainOptions::default() };
+    let options = TrainOptions { epochs: 50, seed, host_network, ..TrainOptions::default() };
     let t = Instant::now();
     let out = block_on(follow_training_dynamics(&task.x, codes, task.classes.len(), &rows, &[codes], &options, &device, &mut Silent)).unwrap();
     (out.dynamics.into_iter().next().unwrap(), t.elapsed().as_secs_f64())

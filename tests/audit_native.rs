@@ -59,20 +59,21 @@ fn audit_finds_flipped_labels_on_synthetic_blobs() {
 }
 
 #[test]
-fn host_first_layer_follows_the_dense_dynamics() {
+fn host_network_follows_burns_dynamics() {
     let data = synthetic_counts(&SyntheticSpec { n_cells: 400, n_genes: 150, n_classes: 3, seed: 2, ..Default::default() });
     let (x, _) = to_log_normalized(&data.x, &data.var_names, TargetScale::Cp10k).unwrap();
     let labels = encode_labels(data.obs.get("cell_type").unwrap(), "cell_type", &data.obs_names, &[]).unwrap();
     let rows: Vec<usize> = (0..x.n_rows).collect();
     let device = cpu(BackendRequest::Cpu, "test").unwrap().device;
     let run = |host| {
-        let options = TrainOptions { epochs: 8, batch_size: 64, learning_rate: 0.01, seed: 3, host_first_layer: host, ..TrainOptions::default() };
+        let options = TrainOptions { epochs: 8, batch_size: 64, learning_rate: 0.01, seed: 3, host_network: host, ..TrainOptions::default() };
         block_on(follow_training_dynamics(&x, &labels.codes, 3, &rows, &[&labels.codes], &options, &device, &mut Silent)).unwrap()
     };
     let (host, dense) = (run(true), run(false));
     let d = host.dynamics[0].confidence.iter().zip(&dense.dynamics[0].confidence).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    println!("host vs dense first layer: max |Δconf| = {d:.2e}");
+    println!("host network vs burn's autodiff path: max |Δconf| = {d:.2e}");
     assert!(d < 1e-4, "max |Δconf| {d}");
+    assert!(d > 0.0, "the host network was not used (bit-identical to burn's path)");
     assert_eq!(host.dynamics[0].n_snapshots, 8);
 }
 

@@ -41,6 +41,8 @@ export interface TrainOptions {
   /** Linear layers of the plain MLP: 3, 4 or 5. */
   n_layers?: number;
   seed?: number;
+  /** CPU backend with SGD: train on host kernels (sparse first layer; default true; same maths). */
+  host_network?: boolean;
 }
 
 export interface HoldoutOptions {

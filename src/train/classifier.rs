@@ -41,7 +41,7 @@ pub struct TrainOptions {
     /// On CPU backends with SGD, train the network on the host (`HostMlp`: the first layer applied
     /// to the sparse rows, direct matrix products, no autodiff graph) instead of with burn's
     /// autodiff: the same maths, several times faster. `false` forces burn's path (comparisons).
-    pub host_first_layer: bool,
+    pub host_network: bool,
 }
 
 impl Default for TrainOptions {
@@ -55,7 +55,7 @@ impl Default for TrainOptions {
             drop_last: false,
             n_layers: 3,
             seed: 0,
-            host_first_layer: true,
+            host_network: true,
         }
     }
 }
@@ -133,7 +133,7 @@ pub async fn train_mlp<O: Observer>(
     let train_device = device.clone().autodiff();
     let model = MlpConfig { n_genes: x.n_cols, n_classes, n_layers: options.n_layers }.init(&train_device, options.seed)?;
     let mut net = match options.optimizer {
-        OptimizerConfig::Sgd { momentum } if options.host_first_layer && is_cpu(device) => Net::Host { mlp: HostMlp::from_mlp(model).await?, momentum: momentum as f32 },
+        OptimizerConfig::Sgd { momentum } if options.host_network && is_cpu(device) => Net::Host { mlp: HostMlp::from_mlp(model).await?, momentum: momentum as f32 },
         _ => Net::Device(model),
     };
     let mut optim = optimizer(options.optimizer);

@@ -40,15 +40,7 @@ impl HostLinear {
 
     /// Copies a burn Linear (weight [n_in, n_out]) to the host.
     pub async fn from_linear(linear: &Linear) -> Result<Self> {
-        let w = linear.weight.val();
-        let device = w.device();
-        let [n_in, n_out] = w.dims();
-        let read = |d: TensorData| d.try_into_vec_as::<f32>().map_err(|e| SclabelError::backend(&device, e));
-        let dense = read(w.into_data_async().await.map_err(|e| SclabelError::backend(&device, e))?)?;
-        let bias = match &linear.bias {
-            Some(b) => read(b.val().into_data_async().await.map_err(|e| SclabelError::backend(&device, e))?)?,
-            None => vec![0.0; n_out],
-        };
+        let HostParams { n_in, n_out, weight: dense, bias } = HostParams::read(linear).await?;
         let n_tiles = n_out.div_ceil(TILE);
         let mut weight = vec![0f32; n_tiles * n_in * TILE];
         for g in 0..n_in {
@@ -167,6 +159,30 @@ fn tile_major(grad_out: &[f32], rows: usize, n_out: usize) -> Vec<f32> {
     dh
 }
 
+/// A burn Linear's parameters read to the host: weight `[n_in, n_out]` row-major, bias (zeros
+/// when the layer has none).
+pub struct HostParams {
+    pub n_in: usize,
+    pub n_out: usize,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+impl HostParams {
+    pub async fn read(linear: &Linear) -> Result<Self> {
+        let w = linear.weight.val();
+        let device = w.device();
+        let [n_in, n_out] = w.dims();
+        let read = |d: TensorData| d.try_into_vec_as::<f32>().map_err(|e| SclabelError::backend(&device, e));
+        let weight = read(w.into_data_async().await.map_err(|e| SclabelError::backend(&device, e))?)?;
+        let bias = match &linear.bias {
+            Some(b) => read(b.val().into_data_async().await.map_err(|e| SclabelError::backend(&device, e))?)?,
+            None => vec![0.0; n_out],
+        };
+        Ok(Self { n_in, n_out, weight, bias })
+    }
+}
+
 /// A minibatch's non-zeros grouped by gene: for gene g, (position in the batch, value) pairs at
 /// `start[g]..start[g + 1]`.
 struct Csc {
@@ -272,18 +288,26 @@ mod kernels {
         grad_tile_generic(grad, dh, by_gene)
     }
 
-    /// For every gene of one tile: grad += Σ_cells v · dH[cell].
+    /// One gene's gradient row of a tile: Σ over the batch's cells with the gene of v · dH[cell],
+    /// summed in registers.
+    #[inline(always)]
+    fn gene_grad(gene: usize, dh: &[f32], by_gene: &Csc) -> [f32; TILE] {
+        let mut acc = [0f32; TILE];
+        for p in by_gene.start[gene]..by_gene.start[gene + 1] {
+            let (c, v) = (by_gene.cell[p] as usize, by_gene.value[p]);
+            let d: &[f32; TILE] = dh[c * TILE..(c + 1) * TILE].try_into().expect("tile-sized");
+            for j in 0..TILE {
+                acc[j] += v * d[j];
+            }
+        }
+        acc
+    }
+
+    /// For every gene of one tile: grad += its gradient row.
     #[inline(always)]
     fn grad_tile_generic(grad: &mut [f32], dh: &[f32], by_gene: &Csc) {
         for (gene, grad) in grad.chunks_exact_mut(TILE).enumerate() {
-            let mut acc = [0f32; TILE];
-            for p in by_gene.start[gene]..by_gene.start[gene + 1] {
-                let (c, v) = (by_gene.cell[p] as usize, by_gene.value[p]);
-                let d: &[f32; TILE] = dh[c * TILE..(c + 1) * TILE].try_into().expect("tile-sized");
-                for j in 0..TILE {
-                    acc[j] += v * d[j];
-                }
-            }
+            let acc = gene_grad(gene, dh, by_gene);
             grad.iter_mut().zip(&acc).for_each(|(g, a)| *g += a);
         }
     }
@@ -293,14 +317,7 @@ mod kernels {
     #[inline(always)]
     fn update_tile_generic(w: &mut [f32], vel: &mut [f32], dh: &[f32], by_gene: &Csc, lr: f32, momentum: f32, first: bool) {
         for (gene, (w, vel)) in w.chunks_exact_mut(TILE).zip(vel.chunks_exact_mut(TILE)).enumerate() {
-            let mut acc = [0f32; TILE];
-            for p in by_gene.start[gene]..by_gene.start[gene + 1] {
-                let (c, v) = (by_gene.cell[p] as usize, by_gene.value[p]);
-                let d: &[f32; TILE] = dh[c * TILE..(c + 1) * TILE].try_into().expect("tile-sized");
-                for j in 0..TILE {
-                    acc[j] += v * d[j];
-                }
-            }
+            let acc = gene_grad(gene, dh, by_gene);
             for j in 0..TILE {
                 vel[j] = if first { acc[j] } else { momentum * vel[j] + acc[j] };
                 w[j] -= lr * vel[j];

@@ -9,8 +9,8 @@ use burn::nn::Linear;
 use burn::prelude::{Device, Tensor, TensorData};
 
 use crate::data::matrix::CsrMatrix;
-use crate::error::{Result, SclabelError};
-use crate::model::host_linear::HostLinear;
+use crate::error::Result;
+use crate::model::host_linear::{HostLinear, HostParams};
 use crate::model::mlp::Mlp;
 
 /// A dense Linear layer with its SGD momentum buffers. Weight `[n_in, n_out]`, row-major (burn's
@@ -28,15 +28,7 @@ struct DenseLayer {
 
 impl DenseLayer {
     async fn from_linear(linear: &Linear) -> Result<Self> {
-        let w = linear.weight.val();
-        let device = w.device();
-        let [n_in, n_out] = w.dims();
-        let read = |d: TensorData| d.try_into_vec_as::<f32>().map_err(|e| SclabelError::backend(&device, e));
-        let weight = read(w.into_data_async().await.map_err(|e| SclabelError::backend(&device, e))?)?;
-        let bias = match &linear.bias {
-            Some(b) => read(b.val().into_data_async().await.map_err(|e| SclabelError::backend(&device, e))?)?,
-            None => vec![0.0; n_out],
-        };
+        let HostParams { n_in, n_out, weight, bias } = HostParams::read(linear).await?;
         Ok(Self { n_in, n_out, velocity: vec![0.0; weight.len()], bias_velocity: vec![0.0; n_out], weight, bias, stepped: false })
     }
 

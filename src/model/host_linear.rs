@@ -108,11 +108,8 @@ impl HostLinear {
             .collect::<Vec<_>>();
         for_each_tile(parts, |(w, v, d)| kernels::update_tile(w, v, d, &by_gene, learning_rate, momentum, first));
         let mut db = vec![0f32; n_out];
-        grad_out.chunks_exact(n_out).for_each(|row| db.iter_mut().zip(row).for_each(|(s, g)| *s += g));
-        for ((w, v), g) in self.bias.iter_mut().zip(self.bias_velocity.iter_mut()).zip(&db) {
-            *v = if first { *g } else { momentum * *v + g };
-            *w -= learning_rate * *v;
-        }
+        add_column_sums(grad_out, &mut db);
+        sgd_momentum(&mut self.bias, &mut self.bias_velocity, &db, learning_rate, momentum, first);
         self.stepped = true;
     }
 
@@ -125,7 +122,7 @@ impl HostLinear {
         let tile_len = n_in * TILE;
         let parts = grad.weight.chunks_mut(tile_len).zip(dh.chunks(b * TILE)).collect::<Vec<_>>();
         for_each_tile(parts, |(g, d)| kernels::grad_tile(g, d, &by_gene));
-        grad_out.chunks_exact(n_out).for_each(|row| grad.bias.iter_mut().zip(row).for_each(|(s, g)| *s += g));
+        add_column_sums(grad_out, &mut grad.bias);
     }
 
     /// A zero gradient in this layer's layout.
@@ -137,6 +134,19 @@ impl HostLinear {
     /// under any element-wise update of a zero gradient) and bias.
     pub fn params_mut(&mut self) -> (&mut [f32], &mut [f32]) {
         (&mut self.weight, &mut self.bias)
+    }
+}
+
+/// Adds the column sums of a row-major gradient `[rows, into.len()]` to `into` (a bias gradient).
+pub fn add_column_sums(grad_out: &[f32], into: &mut [f32]) {
+    grad_out.chunks_exact(into.len()).for_each(|row| into.iter_mut().zip(row).for_each(|(s, g)| *s += g));
+}
+
+/// PyTorch's SGD with momentum, element-wise: v ← μ·v + g (v = g on the first step), p ← p − lr·v.
+pub fn sgd_momentum(params: &mut [f32], velocity: &mut [f32], grad: &[f32], learning_rate: f32, momentum: f32, first: bool) {
+    for ((p, v), g) in params.iter_mut().zip(velocity.iter_mut()).zip(grad) {
+        *v = if first { *g } else { momentum * *v + g };
+        *p -= learning_rate * *v;
     }
 }
 

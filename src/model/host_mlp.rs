@@ -10,7 +10,7 @@ use burn::prelude::{Device, Tensor, TensorData};
 
 use crate::data::matrix::CsrMatrix;
 use crate::error::Result;
-use crate::model::host_linear::{HostLinear, HostParams};
+use crate::model::host_linear::{add_column_sums, sgd_momentum, HostLinear, HostParams};
 use crate::model::mlp::Mlp;
 
 /// A dense Linear layer with its SGD momentum buffers. Weight `[n_in, n_out]`, row-major (burn's
@@ -68,11 +68,8 @@ impl DenseLayer {
         matmul(&mut self.velocity, self.n_in, self.n_out, rows, Operand::Transposed(input), Operand::RowMajor(grad_out), decay, read);
         self.weight.iter_mut().zip(&self.velocity).for_each(|(w, v)| *w -= learning_rate * v);
         let mut db = vec![0f32; self.n_out];
-        grad_out.chunks_exact(self.n_out).for_each(|row| db.iter_mut().zip(row).for_each(|(s, g)| *s += g));
-        for ((w, v), g) in self.bias.iter_mut().zip(self.bias_velocity.iter_mut()).zip(&db) {
-            *v = if first { *g } else { momentum * *v + g };
-            *w -= learning_rate * *v;
-        }
+        add_column_sums(grad_out, &mut db);
+        sgd_momentum(&mut self.bias, &mut self.bias_velocity, &db, learning_rate, momentum, first);
         self.stepped = true;
     }
 }

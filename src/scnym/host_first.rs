@@ -23,11 +23,11 @@ pub struct HostFirstLayer {
 
 impl HostFirstLayer {
     pub async fn new(linear: &Linear, optim: Adadelta) -> Result<Self> {
-        let layer = HostLinear::from_linear(linear).await?;
-        let grad = layer.zero_grad();
+        let mut layer = HostLinear::from_linear(linear).await?;
+        let (weight, bias) = layer.params_mut();
         Ok(Self {
-            weight_state: HostAdadeltaState::new(grad.weight.len()),
-            bias_state: HostAdadeltaState::new(grad.bias.len()),
+            weight_state: HostAdadeltaState::new(weight.len()),
+            bias_state: HostAdadeltaState::new(bias.len()),
             layer,
             optim,
             passes: Vec::new(),

@@ -2,7 +2,7 @@
 //! folds), `pancreas-novel` (Xin → Wang with novel types) and `speed` (seconds per epoch on
 //! synthetic cells resampled from Symphony, 1767 genes, 10k and 100k cells). Writes JSON under
 //! bench/results/.
-//!   cargo run --example bench_scnym -- [symphony-loco] [pancreas-novel] [speed [--cells 10000]] [--seeds N]
+//!   cargo run --example bench_scnym -- [symphony-loco] [pancreas-novel] [speed [--cells 10000] [--no-baseline]] [--seeds N]
 //! For one-thread timings run with RAYON_NUM_THREADS=1.
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -152,7 +152,7 @@ fn epoch_seconds(ad: &AnnData, epochs: usize, sparse_first_layer: bool) -> serde
     json!({"seconds_per_epoch": steady, "epoch_seconds": per, "total_seconds": total, "steps_per_epoch": m.n_train / 256, "mode": m.mode, "n_train": m.n_train, "n_unlabeled": m.n_unlabeled})
 }
 
-fn speed(sizes: &[usize]) -> serde_json::Value {
+fn speed(sizes: &[usize], baseline: bool) -> serde_json::Value {
     let src = load("pbmc_symphony_3chemistries.h5ad");
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
     let mut out = Vec::new();
@@ -162,7 +162,7 @@ fn speed(sizes: &[usize]) -> serde_json::Value {
         let steady = run["seconds_per_epoch"].as_f64().unwrap();
         eprintln!("speed {n} cells: {steady:.2} s/epoch ({} steps/epoch, mode {}, threads {threads})", run["steps_per_epoch"], run["mode"]);
         // Baseline in this process: the first layer as a dense matmul in burn (10k only: time).
-        if n == 10_000 {
+        if n == 10_000 && baseline {
             let dense = epoch_seconds(&ad, epochs, false)["seconds_per_epoch"].as_f64().unwrap();
             eprintln!("  dense first layer (baseline): {dense:.2} s/epoch → sparse host layer {:.2}× faster", dense / steady);
             run["dense_first_layer_seconds_per_epoch"] = json!(dense);
@@ -189,12 +189,12 @@ fn main() {
         results.insert("pancreas-novel", pancreas_novel(seeds));
     }
     if want("speed") {
-        // --cells N: one of the two sizes only (profiling).
+        // --cells N: one of the two sizes only; --no-baseline: skip the dense baseline (profiling).
         let sizes = match args.iter().position(|a| a == "--cells").and_then(|i| args.get(i + 1)) {
             Some(n) => vec![n.parse().unwrap()],
             None => vec![10_000, 100_000],
         };
-        results.insert("speed", speed(&sizes));
+        results.insert("speed", speed(&sizes, !args.iter().any(|a| a == "--no-baseline")));
     }
     for (name, v) in results {
         let path = dir.join(format!("scnym_{}.json", name.replace('-', "_")));

@@ -41,18 +41,17 @@ impl HostFirstLayer {
         Tensor::from_data(TensorData::new(out, [x.n_rows, self.layer.n_out()]), device)
     }
 
-    /// The layer's output for a dense batch `x` (`[n, genes]`, row-major) as a leaf on the autodiff
-    /// `device`, remembered for this step's `step`.
-    pub fn forward_train(&mut self, x: &[f32], n: usize, genes: usize, device: &Device) -> Result<Tensor<2>> {
-        let csr = CsrMatrix::from_dense(n, genes, x)?;
-        let h = self.apply(&csr, device).require_grad();
-        self.passes.push((csr, h.clone()));
-        Ok(h)
+    /// The layer's output for a batch `x` as a leaf on the autodiff `device`, remembered for this
+    /// step's `step`.
+    pub fn forward_train(&mut self, x: CsrMatrix, device: &Device) -> Tensor<2> {
+        let h = self.apply(&x, device).require_grad();
+        self.passes.push((x, h.clone()));
+        h
     }
 
     /// The layer's output without a gradient (eval-mode passes such as the pseudolabels').
-    pub fn forward_eval(&self, x: &[f32], n: usize, genes: usize, device: &Device) -> Result<Tensor<2>> {
-        Ok(self.apply(&CsrMatrix::from_dense(n, genes, x)?, device))
+    pub fn forward_eval(&self, x: &CsrMatrix, device: &Device) -> Tensor<2> {
+        self.apply(x, device)
     }
 
     /// After `backward`: the gradient of every pass of this step, then one Adadelta step.

@@ -8,6 +8,8 @@ use rand::seq::SliceRandom;
 use rand::RngExt;
 use rand_distr::{Beta, Distribution};
 
+use crate::data::matrix::CsrMatrix;
+
 /// scNym's `ICLWeight` ramp, indexed by epoch (from 0).
 pub fn ramp(epoch: usize, ramp_epochs: usize, burn_in: usize, max_weight: f64, sigmoid: bool) -> f64 {
     if epoch < burn_in {
@@ -54,23 +56,60 @@ pub fn argmax(row: &[f32]) -> usize {
     best
 }
 
-/// Keep-dominant MixUp over a pool of rows, in place: for a random permutation π and
+/// The given rows of `x` as the step's sparse batch: each row's columns increasing and no stored
+/// zeros, the form `log1p_drop` and MixUp's row merge work on.
+pub fn gather_rows(x: &CsrMatrix, rows: &[usize]) -> CsrMatrix {
+    let mut out = x.select_rows(rows);
+    let clean = (0..out.n_rows).all(|r| {
+        let (idx, val) = out.row(r);
+        idx.windows(2).all(|w| w[0] < w[1]) && val.iter().all(|&v| v != 0.0)
+    });
+    if !clean {
+        out = out.with_sorted_rows();
+        retain_nonzero(&mut out);
+    }
+    out
+}
+
+/// Drops stored zeros, keeping the rows' order.
+fn retain_nonzero(x: &mut CsrMatrix) {
+    let mut w = 0usize;
+    let mut start = 0usize;
+    for r in 0..x.n_rows {
+        let end = x.indptr[r + 1] as usize;
+        for k in start..end {
+            if x.data[k] != 0.0 {
+                x.indices[w] = x.indices[k];
+                x.data[w] = x.data[k];
+                w += 1;
+            }
+        }
+        start = end;
+        x.indptr[r + 1] = w as u64;
+    }
+    x.indices.truncate(w);
+    x.data.truncate(w);
+}
+
+/// Keep-dominant MixUp over a pool of rows: for a random permutation π and
 /// λ'_i = max(λ_i, 1 − λ_i), λ_i ~ Beta(α, α), row_i ← λ'_i row_i + (1 − λ'_i) row_π(i), for the
-/// inputs `x` (`[n, g]`) and targets `y` (`[n, c]`) alike. α = 0 leaves the pool unchanged.
-pub fn mixup_keep_dominant(x: &mut [f32], g: usize, y: &mut [f32], c: usize, alpha: f64, rng: &mut StdRng) {
-    let n = y.len() / c;
+/// inputs `x` (a `gather_rows` batch; returned mixed) and the targets `y` (`[n, c]`, in place)
+/// alike. α = 0 leaves the pool unchanged.
+pub fn mixup_keep_dominant(x: &CsrMatrix, y: &mut [f32], c: usize, alpha: f64, rng: &mut StdRng) -> CsrMatrix {
+    let n = x.n_rows;
     if alpha <= 0.0 || n == 0 {
-        return;
+        return x.clone();
     }
     let mut perm: Vec<usize> = (0..n).collect();
     perm.shuffle(rng);
     let beta = Beta::new(alpha, alpha).expect("alpha > 0");
     let lambdas: Vec<f32> = (0..n).map(|_| beta.sample(rng)).map(|l: f64| l.max(1.0 - l) as f32).collect();
-    mix_rows(x, g, &perm, &lambdas);
     mix_rows(y, c, &perm, &lambdas);
+    mix_sparse_rows(x, &perm, &lambdas)
 }
 
-/// out_i = λ_i a_i + (1 − λ_i) a_π(i), reading from a copy so the permutation sees original rows.
+/// out_i = λ_i a_i + (1 − λ_i) a_π(i) for dense rows of `width`, reading from a copy so the
+/// permutation sees original rows.
 pub fn mix_rows(a: &mut [f32], width: usize, perm: &[usize], lambdas: &[f32]) {
     let orig = a.to_vec();
     for (i, row) in a.chunks_mut(width).enumerate() {
@@ -82,33 +121,82 @@ pub fn mix_rows(a: &mut [f32], width: usize, perm: &[usize], lambdas: &[f32]) {
     }
 }
 
-/// scNym's `log1p_drop` on dense ln(CPM+1) rows (`[rows, g]`), in place: expm1, drop each nonzero
-/// with probability `p` (survivors ×1/(1−p)), rescale each cell to 1e6, log1p. Zeros stay zero, so
-/// only nonzeros draw random numbers. fix: a cell whose every nonzero was dropped keeps its
-/// original values (scNym divides by a zero library size and gets NaN).
-pub fn log1p_drop(x: &mut [f32], g: usize, p: f64, rng: &mut StdRng) {
-    let keep_scale = 1.0 / (1.0 - p);
-    let mut counts = vec![0f64; g];
-    for row in x.chunks_mut(g) {
-        let mut total = 0f64;
-        for (c, &v) in counts.iter_mut().zip(row.iter()) {
-            *c = 0.0;
-            if v != 0.0 {
-                if rng.random::<f64>() >= p {
-                    *c = (v as f64).exp_m1() * keep_scale;
-                    total += *c;
+/// `mix_rows` for sparse rows with increasing columns: a merge over the union of the two rows'
+/// columns, with the same arithmetic as the dense form where both are stored.
+pub fn mix_sparse_rows(x: &CsrMatrix, perm: &[usize], lambdas: &[f32]) -> CsrMatrix {
+    let mut indptr = Vec::with_capacity(x.n_rows + 1);
+    indptr.push(0u64);
+    let (mut indices, mut data) = (Vec::with_capacity(2 * x.nnz()), Vec::with_capacity(2 * x.nnz()));
+    for i in 0..x.n_rows {
+        let (ia, va) = x.row(i);
+        let (ib, vb) = x.row(perm[i]);
+        let (l, m) = (lambdas[i], 1.0 - lambdas[i]);
+        let (mut a, mut b) = (0, 0);
+        while a < ia.len() || b < ib.len() {
+            let (col, v) = match (ia.get(a), ib.get(b)) {
+                (Some(&ca), Some(&cb)) if ca == cb => {
+                    a += 1;
+                    b += 1;
+                    (ca, l * va[a - 1] + m * vb[b - 1])
                 }
+                (Some(&ca), Some(&cb)) if ca < cb => {
+                    a += 1;
+                    (ca, l * va[a - 1])
+                }
+                (Some(&ca), None) => {
+                    a += 1;
+                    (ca, l * va[a - 1])
+                }
+                (_, Some(&cb)) => {
+                    b += 1;
+                    (cb, m * vb[b - 1])
+                }
+                (None, None) => unreachable!("loop condition"),
+            };
+            if v != 0.0 {
+                indices.push(col);
+                data.push(v);
+            }
+        }
+        indptr.push(data.len() as u64);
+    }
+    CsrMatrix { n_rows: x.n_rows, n_cols: x.n_cols, indptr, indices, data }
+}
+
+/// scNym's `log1p_drop` on a batch of ln(CPM+1) rows (from `gather_rows`), in place: expm1, drop
+/// each nonzero with probability `p` (survivors ×1/(1−p)), rescale each cell to 1e6, log1p.
+/// Dropped values leave the batch. fix: a cell whose every nonzero was dropped keeps its original
+/// values (scNym divides by a zero library size and gets NaN).
+pub fn log1p_drop(x: &mut CsrMatrix, p: f64, rng: &mut StdRng) {
+    let keep_scale = 1.0 / (1.0 - p);
+    let mut counts: Vec<(u32, f64)> = Vec::new();
+    let (mut indices, mut data) = (Vec::with_capacity(x.nnz()), Vec::with_capacity(x.nnz()));
+    let mut indptr = Vec::with_capacity(x.n_rows + 1);
+    indptr.push(0u64);
+    for r in 0..x.n_rows {
+        let (idx, val) = x.row(r);
+        counts.clear();
+        let mut total = 0f64;
+        for (&j, &v) in idx.iter().zip(val) {
+            if rng.random::<f64>() >= p {
+                let c = (v as f64).exp_m1() * keep_scale;
+                counts.push((j, c));
+                total += c;
             }
         }
         if total <= 0.0 {
-            continue;
+            indices.extend_from_slice(idx);
+            data.extend_from_slice(val);
+        } else {
+            let scale = 1e6 / total;
+            for &(j, c) in &counts {
+                indices.push(j);
+                data.push((c * scale).ln_1p() as f32);
+            }
         }
-        let scale = 1e6 / total;
-        for (v, &c) in row.iter_mut().zip(&counts) {
-            // zeros (most of the row) stay zero: ln(1 + 0) = 0
-            *v = if c == 0.0 { 0.0 } else { (c * scale).ln_1p() as f32 };
-        }
+        indptr.push(data.len() as u64);
     }
+    (x.indices, x.data, x.indptr) = (indices, data, indptr);
 }
 
 /// Class weights w_k = (1/p_k) / min_j (1/p_j) from training-split class counts (absent classes
@@ -135,8 +223,16 @@ pub fn gradient_reversal(x: Tensor<2>, w: f64) -> Tensor<2> {
 pub fn dropout_mask(rows: usize, width: usize, p: f64, rng: &mut StdRng) -> Vec<f32> {
     let keep = (1.0 / (1.0 - p)) as f32;
     // Compare 32-bit draws with a threshold: cheaper than a float per entry, same distribution.
+    // One bulk fill gives the same words as a draw per entry, without the per-draw overhead.
     let threshold = (p * (u32::MAX as f64 + 1.0)) as u64;
-    (0..rows * width).map(|_| if (rng.random::<u32>() as u64) < threshold { 0.0 } else { keep }).collect()
+    let mut draws = vec![0u32; rows * width];
+    rng.fill(&mut draws[..]);
+    if threshold > u32::MAX as u64 {
+        return vec![0.0; rows * width];
+    }
+    // Branch-free (the draws are random: a branch would mispredict half the time), so it vectorises.
+    let t = threshold as u32;
+    draws.into_iter().map(|d| keep * ((d >= t) as u32 as f32)).collect()
 }
 
 #[cfg(test)]
@@ -178,39 +274,64 @@ mod tests {
         }
     }
 
+    fn dense(x: &CsrMatrix) -> Vec<f32> {
+        let mut out = Vec::new();
+        x.densify_rows_into(&(0..x.n_rows).collect::<Vec<_>>(), &mut out);
+        out
+    }
+
     #[test]
     fn keep_dominant_mixup_by_hand() {
         // two rows swapped by the permutation, λ = 0.8 / 0.3 → λ' = 0.8 / 0.7
-        let mut x = vec![1.0, 0.0, 0.0, 1.0];
-        mix_rows(&mut x, 2, &[1, 0], &[0.8, 0.7]);
-        for (a, b) in x.iter().zip([0.8, 0.2, 0.3, 0.7]) {
-            assert!((a - b).abs() < 1e-6, "{x:?}");
+        let mut y = vec![1.0, 0.0, 0.0, 1.0];
+        mix_rows(&mut y, 2, &[1, 0], &[0.8, 0.7]);
+        for (a, b) in y.iter().zip([0.8, 0.2, 0.3, 0.7]) {
+            assert!((a - b).abs() < 1e-6, "{y:?}");
         }
-        // random draws: every row stays dominated by its original (λ' ≥ 0.5)
+        // the sparse merge: columns of either row, both, or neither; λ' = 1 stores no zero
+        let x = CsrMatrix::from_dense(3, 4, &[1.0, 0.0, 2.0, 0.0, 0.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0, 5.0]).unwrap();
+        let m = mix_sparse_rows(&x, &[1, 2, 0], &[0.75, 0.5, 1.0]);
+        let want = [0.75, 0.75, 2.5, 0.0, 0.0, 1.5, 2.0, 2.5, 0.0, 0.0, 0.0, 5.0];
+        assert_eq!(dense(&m), want);
+        assert_eq!(m.row(2).0, &[3]);
+        assert!(m.row(0).0.windows(2).all(|w| w[0] < w[1]));
+        // random draws: every row stays dominated by its original (λ' ≥ 0.5), and the sparse
+        // inputs mix exactly as the dense targets
         let mut rng = StdRng::seed_from_u64(1);
         let n = 50;
-        let mut x: Vec<f32> = (0..n).flat_map(|i| (0..n).map(move |j| if i == j { 1.0 } else { 0.0 })).collect();
-        let mut y = x.clone();
-        mixup_keep_dominant(&mut x, n, &mut y, n, 0.3, &mut rng);
+        let eye: Vec<f32> = (0..n).flat_map(|i| (0..n).map(move |j| if i == j { 1.0 } else { 0.0 })).collect();
+        let x = gather_rows(&CsrMatrix::from_dense(n, n, &eye).unwrap(), &(0..n).collect::<Vec<_>>());
+        let mut y = eye.clone();
+        let mixed = dense(&mixup_keep_dominant(&x, &mut y, n, 0.3, &mut rng));
         for i in 0..n {
-            assert!(x[i * n + i] >= 0.5, "row {i} lost dominance");
+            assert!(mixed[i * n + i] >= 0.5, "row {i} lost dominance");
             let s: f32 = y[i * n..(i + 1) * n].iter().sum();
             assert!((s - 1.0).abs() < 1e-5);
         }
-        assert_eq!(x, y);
-        let mut z = vec![1.0, 2.0];
+        assert_eq!(mixed, y);
+        let z = CsrMatrix::from_dense(1, 2, &[1.0, 2.0]).unwrap();
         let mut t = vec![1.0];
-        mixup_keep_dominant(&mut z, 2, &mut t, 1, 0.0, &mut rng);
-        assert_eq!(z, vec![1.0, 2.0]);
+        assert_eq!(mixup_keep_dominant(&z, &mut t, 1, 0.0, &mut rng), z);
+    }
+
+    #[test]
+    fn gather_rows_sorts_columns_and_drops_stored_zeros() {
+        let x = CsrMatrix::new(2, 4, vec![0, 3, 5], vec![3, 0, 1, 2, 1], vec![1.0, 2.0, 0.0, 3.0, 4.0]).unwrap();
+        let b = gather_rows(&x, &[1, 0, 1]);
+        assert_eq!(b.indptr, vec![0, 2, 4, 6]);
+        assert_eq!(b.indices, vec![1, 2, 0, 3, 1, 2]);
+        assert_eq!(b.data, vec![4.0, 3.0, 2.0, 1.0, 4.0, 3.0]);
     }
 
     #[test]
     fn log1p_drop_keeps_cpm_scale_and_zeros() {
         let mut rng = StdRng::seed_from_u64(3);
         let g = 200;
-        let mut x: Vec<f32> = (0..2 * g).map(|i| if i % 3 == 0 { 0.0 } else { ((i % 17) as f32 * 500.0).ln_1p() }).collect();
-        let orig = x.clone();
-        log1p_drop(&mut x, g, 0.1, &mut rng);
+        let orig: Vec<f32> = (0..2 * g).map(|i| if i % 3 == 0 { 0.0 } else { ((i % 17) as f32 * 500.0).ln_1p() }).collect();
+        let mut x = gather_rows(&CsrMatrix::from_dense(2, g, &orig).unwrap(), &[0, 1]);
+        log1p_drop(&mut x, 0.1, &mut rng);
+        assert!(x.data.iter().all(|&v| v != 0.0), "dropped values leave the batch");
+        let x = dense(&x);
         for (row, orow) in x.chunks(g).zip(orig.chunks(g)) {
             let total: f64 = row.iter().map(|&v| (v as f64).exp_m1()).sum();
             assert!((total - 1e6).abs() < 1.0, "{total}");
@@ -219,9 +340,9 @@ mod tests {
             assert!(dropped > 0 && dropped < g / 3);
         }
         // a cell that loses everything keeps its values instead of becoming NaN
-        let mut one = vec![1.0f32, 0.0];
-        log1p_drop(&mut one, 2, 0.999_999, &mut rng);
-        assert_eq!(one, vec![1.0, 0.0]);
+        let mut one = CsrMatrix::from_dense(1, 2, &[1.0f32, 0.0]).unwrap();
+        log1p_drop(&mut one, 0.999_999, &mut rng);
+        assert_eq!(dense(&one), vec![1.0, 0.0]);
     }
 
     #[test]
@@ -238,5 +359,15 @@ mod tests {
         let zeros = m.iter().filter(|&&v| v == 0.0).count();
         assert!((4500..5500).contains(&zeros), "{zeros}");
         assert!(m.iter().all(|&v| v == 0.0 || v == 2.0));
+        // the bulk fill draws the same words as one draw per entry
+        let mut a = StdRng::seed_from_u64(5);
+        let mut b = StdRng::seed_from_u64(5);
+        a.random::<u32>(); // start mid-block
+        b.random::<u32>();
+        let m = dropout_mask(7, 31, 0.3, &mut a);
+        let threshold = (0.3 * (u32::MAX as f64 + 1.0)) as u64;
+        let one_by_one: Vec<f32> = (0..7 * 31).map(|_| if (b.random::<u32>() as u64) < threshold { 0.0 } else { (1.0 / 0.7f64) as f32 }).collect();
+        assert_eq!(m, one_by_one);
+        assert_eq!(a.random::<u64>(), b.random::<u64>());
     }
 }

@@ -24,7 +24,7 @@ use crate::scnym::finetune::Pretrained;
 use crate::scnym::config::{Augmentation, OptimizerName, ScnymConfig, UnsupCriterion};
 use crate::scnym::host_first::HostFirstLayer;
 use crate::scnym::model::{ArchSpec, BnState, DomainAdversary, Forward, Mode, ScnymNet};
-use crate::scnym::ops::{class_weights, gradient_reversal, log1p_drop, mixup_keep_dominant, ramp, sharpen, soft_cross_entropy};
+use crate::scnym::ops::{class_weights, gather_rows, gradient_reversal, log1p_drop, mixup_keep_dominant, ramp, sharpen, soft_cross_entropy};
 use crate::train::adadelta::Adadelta;
 use crate::train::progress::{Observer, Phase, Progress};
 
@@ -200,13 +200,19 @@ fn adadelta(config: &ScnymConfig) -> Adadelta {
     Adadelta { rho: 0.9, eps: 1e-6, weight_decay: config.weight_decay }
 }
 
+/// A batch as a dense tensor, for the passes that run the whole network in burn.
+fn dense_tensor(x: &CsrMatrix, device: &Device) -> Tensor<2> {
+    let mut v = Vec::new();
+    x.densify_rows_into(&(0..x.n_rows).collect::<Vec<_>>(), &mut v);
+    tensor2(v, x.n_rows, x.n_cols, device)
+}
+
 /// A training-mode pass of the student, through the host's first layer when it has one.
-#[allow(clippy::too_many_arguments)]
-fn student_forward(net: &ScnymNet, host: &mut Option<HostFirstLayer>, x: Vec<f32>, n: usize, g: usize, init_dropout: f64, device: &Device, mode: Mode) -> Result<Forward> {
-    Ok(match host {
-        Some(h) => net.forward_after_first_linear(h.forward_train(&x, n, g, device)?, mode),
-        None => net.forward(tensor2(x, n, g, device), init_dropout, mode),
-    })
+fn student_forward(net: &ScnymNet, host: &mut Option<HostFirstLayer>, x: CsrMatrix, init_dropout: f64, device: &Device, mode: Mode) -> Forward {
+    match host {
+        Some(h) => net.forward_after_first_linear(h.forward_train(x, device), mode),
+        None => net.forward(dense_tensor(&x, device), init_dropout, mode),
+    }
 }
 
 /// Learning rate of an epoch: constant, or cosine annealing to lr/1e4 for SGD (as scNym).
@@ -368,7 +374,6 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
         final_accuracy: None,
         final_loss: None,
     };
-    let g = data.x.n_cols;
     let c = arch.n_classes;
     let mut best: Option<(ScnymNet, BnState, f32)> = None;
     let mut teacher: Option<ScnymNet> = None;
@@ -385,19 +390,17 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
         let batches = sampler.epoch();
         for (step, lrows) in batches.iter().enumerate() {
             let nl = lrows.len();
-            let mut xl = Vec::new();
-            data.x.densify_rows_into(lrows, &mut xl);
+            let mut xl = gather_rows(&data.x, lrows);
             let yl = one_hot(lrows.iter().map(|&r| data.labels[r] as usize), c);
             let mut stats = Vec::new();
             let (sup, unsup, dan_loss);
             if ssl {
                 if config.ssl_kwargs.augment == Augmentation::Log1pDrop {
-                    log1p_drop(&mut xl, g, 0.1, &mut rng);
+                    log1p_drop(&mut xl, 0.1, &mut rng);
                 }
                 let urows = cycler.next(&mut rng);
                 let nu = urows.len();
-                let mut xu = Vec::new();
-                data.x.densify_rows_into(&urows, &mut xu);
+                let xu = gather_rows(&data.x, &urows);
                 // (1) pseudolabels from an eval-mode teacher: the current model, or its EMA.
                 let student = model.net.valid();
                 let t_net = if config.unsup_mean_teacher {
@@ -414,13 +417,18 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                 let n_aug = config.ssl_kwargs.n_augmentations;
                 let mut q_sum: Option<Tensor<2>> = None;
                 for _ in 0..n_aug {
-                    let mut xin = xu.clone();
-                    if config.ssl_kwargs.augment_pseudolabels && config.ssl_kwargs.augment == Augmentation::Log1pDrop {
-                        log1p_drop(&mut xin, g, 0.1, &mut rng);
-                    }
+                    let augmented;
+                    let xin = if config.ssl_kwargs.augment_pseudolabels && config.ssl_kwargs.augment == Augmentation::Log1pDrop {
+                        let mut a = xu.clone();
+                        log1p_drop(&mut a, 0.1, &mut rng);
+                        augmented = a;
+                        &augmented
+                    } else {
+                        &xu
+                    };
                     let logits = match &host {
-                        Some(h) => t_net.forward_after_first_linear(h.forward_eval(&xin, nu, g, device)?, Mode::Eval(&bn)).logits,
-                        None => t_net.forward(tensor2(xin, nu, g, device), 0.0, Mode::Eval(&bn)).logits,
+                        Some(h) => t_net.forward_after_first_linear(h.forward_eval(xin, device), Mode::Eval(&bn)).logits,
+                        None => t_net.forward(dense_tensor(xin, device), 0.0, Mode::Eval(&bn)).logits,
                     };
                     let p = softmax(logits, 1);
                     q_sum = Some(match q_sum {
@@ -440,28 +448,25 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                 n_conf_total += n_conf;
                 n_u_total += nu;
                 // (3) MixUp over [confident unlabelled ; augmented labelled].
-                let mut pool_x = Vec::with_capacity((n_conf + nl) * g);
+                let pool_x = CsrMatrix::vstack(&[&xu.select_rows(&conf_idx), &xl])?;
                 let mut pool_y = Vec::with_capacity((n_conf + nl) * c);
                 for &i in &conf_idx {
-                    pool_x.extend_from_slice(&xu[i * g..(i + 1) * g]);
                     pool_y.extend_from_slice(&q[i * c..(i + 1) * c]);
                 }
-                pool_x.extend_from_slice(&xl);
                 pool_y.extend_from_slice(&yl);
-                mixup_keep_dominant(&mut pool_x, g, &mut pool_y, c, config.mixup_alpha, &mut rng);
-                let mut u_in = pool_x[..n_conf * g].to_vec();
+                let mixed = mixup_keep_dominant(&pool_x, &mut pool_y, c, config.mixup_alpha, &mut rng);
+                let u_in = CsrMatrix::vstack(&[&mixed.select_rows(&(0..n_conf).collect::<Vec<_>>()), &xu.select_rows(&unconf_idx)])?;
                 let mut u_tgt = pool_y[..n_conf * c].to_vec();
                 for &i in &unconf_idx {
-                    u_in.extend_from_slice(&xu[i * g..(i + 1) * g]);
                     u_tgt.extend_from_slice(&q[i * c..(i + 1) * c]);
                 }
-                let l_x = pool_x[n_conf * g..].to_vec();
+                let l_x = mixed.select_rows(&(n_conf..n_conf + nl).collect::<Vec<_>>());
                 let l_y = pool_y[n_conf * c..].to_vec();
                 let sample_w = weights.as_ref().map(|w| l_y.chunks(c).map(|r| r.iter().zip(w).map(|(y, w)| y * w).fold(0f32, f32::max)).collect::<Vec<_>>());
                 let mask: Vec<f32> = (0..nu).map(|i| if i < n_conf { 1.0 } else { 0.0 }).collect();
                 // (4) two forwards, separate batch statistics.
-                let fu = student_forward(&model.net, &mut host, u_in, nu, g, arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats })?;
-                let fl = student_forward(&model.net, &mut host, l_x, nl, g, arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats })?;
+                let fu = student_forward(&model.net, &mut host, u_in, arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats });
+                let fl = student_forward(&model.net, &mut host, l_x, arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats });
                 // (5) losses
                 let ce = soft_cross_entropy(fl.logits, tensor2(l_y, nl, c, &ad));
                 sup = match sample_w {
@@ -477,14 +482,11 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                 // (6) adversary on [augmented labelled ; unlabelled (confident or all)]
                 dan_loss = if use_dan {
                     let du: Vec<usize> = if config.ssl_kwargs.dan_use_conf_pseudolabels { conf_idx.clone() } else { (0..nu).collect() };
-                    let mut xd = xl.clone();
-                    for &i in &du {
-                        xd.extend_from_slice(&xu[i * g..(i + 1) * g]);
-                    }
+                    let xd = CsrMatrix::vstack(&[&xl, &xu.select_rows(&du)])?;
                     let doms = lrows.iter().chain(du.iter().map(|&i| &urows[i])).map(|&r| data.domains[r] as usize);
                     let nd = nl + du.len();
                     let d = one_hot(doms, n_domains);
-                    let fd = student_forward(&model.net, &mut host, xd, nd, g, arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats })?;
+                    let fd = student_forward(&model.net, &mut host, xd, arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats });
                     let dl = model.dan.as_ref().expect("adversary").forward(gradient_reversal(relu(fd.embedding), w_d));
                     let mut l = soft_cross_entropy(dl, tensor2(d, nd, n_domains, &ad)).mean();
                     if config.ssl_kwargs.dan_scale_loss_pseudoconf {
@@ -497,7 +499,7 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
             } else {
                 // Supervised: unaugmented, unmixed batches.
                 let sample_w = weights.as_ref().map(|w| lrows.iter().map(|&r| w[data.labels[r] as usize]).collect::<Vec<_>>());
-                let f = student_forward(&model.net, &mut host, xl.clone(), nl, g, arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats })?;
+                let f = student_forward(&model.net, &mut host, xl.clone(), arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats });
                 let ce = soft_cross_entropy(f.logits, tensor2(yl, nl, c, &ad));
                 sup = match sample_w {
                     Some(w) => (ce * tensor1(w, &ad)).mean(),
@@ -507,7 +509,7 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                 // fix: scNym's supervised multi-domain path applied softmax twice in its CE.
                 dan_loss = if use_dan {
                     let d = one_hot(lrows.iter().map(|&r| data.domains[r] as usize), n_domains);
-                    let fd = student_forward(&model.net, &mut host, xl, nl, g, arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats })?;
+                    let fd = student_forward(&model.net, &mut host, xl, arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats });
                     let dl = model.dan.as_ref().expect("adversary").forward(gradient_reversal(relu(fd.embedding), w_d));
                     Some(soft_cross_entropy(dl, tensor2(d, nl, n_domains, &ad)).mean())
                 } else {

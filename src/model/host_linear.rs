@@ -60,10 +60,7 @@ impl HostLinear {
                 dense[g * self.n_out + j] = self.weight[(j / TILE) * self.n_in * TILE + g * TILE + j % TILE];
             }
         }
-        Linear {
-            weight: Param::from_tensor(Tensor::from_data(TensorData::new(dense, [self.n_in, self.n_out]), device)),
-            bias: Some(Param::from_tensor(Tensor::from_data(TensorData::new(self.bias.clone(), [self.n_out]), device))),
-        }
+        HostParams { n_in: self.n_in, n_out: self.n_out, weight: dense, bias: self.bias.clone() }.to_linear(device)
     }
 
     /// `x[rows] · W + b`, row-major `[rows.len(), n_out]` into `out`.
@@ -190,6 +187,14 @@ impl HostParams {
             None => vec![0.0; n_out],
         };
         Ok(Self { n_in, n_out, weight, bias })
+    }
+
+    /// Back to a burn Linear on `device`.
+    pub fn to_linear(&self, device: &Device) -> Linear {
+        Linear {
+            weight: Param::from_tensor(Tensor::from_data(TensorData::new(self.weight.clone(), [self.n_in, self.n_out]), device)),
+            bias: Some(Param::from_tensor(Tensor::from_data(TensorData::new(self.bias.clone(), [self.n_out]), device))),
+        }
     }
 }
 

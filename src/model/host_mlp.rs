@@ -4,22 +4,18 @@
 //! it saves is burn's autodiff graph around small matmuls (an allocation per op and per
 //! gradient, transposed operands copied), which ran gemm at about half the speed it reaches when
 //! called directly on these shapes (bench/results/README.md).
-use burn::module::Param;
 use burn::nn::Linear;
-use burn::prelude::{Device, Tensor, TensorData};
+use burn::prelude::Device;
 
 use crate::data::matrix::CsrMatrix;
 use crate::error::Result;
 use crate::model::host_linear::{add_column_sums, sgd_momentum, HostLinear, HostParams};
 use crate::model::mlp::Mlp;
 
-/// A dense Linear layer with its SGD momentum buffers. Weight `[n_in, n_out]`, row-major (burn's
-/// layout).
+/// A dense Linear layer (weight `[n_in, n_out]`, row-major: burn's layout) with its SGD momentum
+/// buffers.
 struct DenseLayer {
-    n_in: usize,
-    n_out: usize,
-    weight: Vec<f32>,
-    bias: Vec<f32>,
+    params: HostParams,
     velocity: Vec<f32>,
     bias_velocity: Vec<f32>,
     /// Momentum buffers start at the first gradient (PyTorch: buf = g on the first step).
@@ -28,32 +24,27 @@ struct DenseLayer {
 
 impl DenseLayer {
     async fn from_linear(linear: &Linear) -> Result<Self> {
-        let HostParams { n_in, n_out, weight, bias } = HostParams::read(linear).await?;
-        Ok(Self { n_in, n_out, velocity: vec![0.0; weight.len()], bias_velocity: vec![0.0; n_out], weight, bias, stepped: false })
-    }
-
-    fn to_linear(&self, device: &Device) -> Linear {
-        Linear {
-            weight: Param::from_tensor(Tensor::from_data(TensorData::new(self.weight.clone(), [self.n_in, self.n_out]), device)),
-            bias: Some(Param::from_tensor(Tensor::from_data(TensorData::new(self.bias.clone(), [self.n_out]), device))),
-        }
+        let params = HostParams::read(linear).await?;
+        Ok(Self { velocity: vec![0.0; params.weight.len()], bias_velocity: vec![0.0; params.n_out], params, stepped: false })
     }
 
     /// `out = input · W + b` for `rows` rows (row-major).
     fn forward(&self, input: &[f32], rows: usize, out: &mut Vec<f32>) {
+        let HostParams { n_in, n_out, weight, bias } = &self.params;
         out.clear();
         for _ in 0..rows {
-            out.extend_from_slice(&self.bias);
+            out.extend_from_slice(bias);
         }
-        matmul(out, rows, self.n_out, self.n_in, Operand::RowMajor(input), Operand::RowMajor(&self.weight), 1.0, true);
+        matmul(out, rows, *n_out, *n_in, Operand::RowMajor(input), Operand::RowMajor(weight), 1.0, true);
     }
 
     /// Gradient with respect to the input (`grad_out · Wᵀ`), zeroed where the input (a ReLU
     /// output) is 0 — so it is the gradient before that ReLU. Call before `sgd_step`.
     fn input_grad(&self, input: &[f32], grad_out: &[f32], rows: usize, out: &mut Vec<f32>) {
+        let HostParams { n_in, n_out, weight, .. } = &self.params;
         out.clear();
-        out.resize(rows * self.n_in, 0.0);
-        matmul(out, rows, self.n_in, self.n_out, Operand::RowMajor(grad_out), Operand::Transposed(&self.weight), 0.0, false);
+        out.resize(rows * n_in, 0.0);
+        matmul(out, rows, *n_in, *n_out, Operand::RowMajor(grad_out), Operand::Transposed(weight), 0.0, false);
         out.iter_mut().zip(input).for_each(|(g, &a)| {
             if a <= 0.0 {
                 *g = 0.0
@@ -65,11 +56,12 @@ impl DenseLayer {
     fn sgd_step(&mut self, input: &[f32], grad_out: &[f32], rows: usize, learning_rate: f32, momentum: f32) {
         let first = !self.stepped;
         let (decay, read) = if first { (0.0, false) } else { (momentum, true) };
-        matmul(&mut self.velocity, self.n_in, self.n_out, rows, Operand::Transposed(input), Operand::RowMajor(grad_out), decay, read);
-        self.weight.iter_mut().zip(&self.velocity).for_each(|(w, v)| *w -= learning_rate * v);
-        let mut db = vec![0f32; self.n_out];
+        let p = &mut self.params;
+        matmul(&mut self.velocity, p.n_in, p.n_out, rows, Operand::Transposed(input), Operand::RowMajor(grad_out), decay, read);
+        p.weight.iter_mut().zip(&self.velocity).for_each(|(w, v)| *w -= learning_rate * v);
+        let mut db = vec![0f32; p.n_out];
         add_column_sums(grad_out, &mut db);
-        sgd_momentum(&mut self.bias, &mut self.bias_velocity, &db, learning_rate, momentum, first);
+        sgd_momentum(&mut p.bias, &mut self.bias_velocity, &db, learning_rate, momentum, first);
         self.stepped = true;
     }
 }
@@ -134,11 +126,11 @@ pub struct StepStats {
 
 impl HostMlp {
     /// Copies a burn MLP (on any device) to the host.
-    pub async fn from_mlp(mlp: Mlp) -> Result<Self> {
-        let (first, rest) = mlp.split_first();
-        let first = HostLinear::from_linear(&first).await?;
+    pub async fn from_mlp(mlp: &Mlp) -> Result<Self> {
+        let (first, rest) = mlp.layers().split_first().expect("an MLP has layers");
+        let first = HostLinear::from_linear(first).await?;
         let mut dense = Vec::new();
-        for layer in rest.layers() {
+        for layer in rest {
             dense.push(DenseLayer::from_linear(layer).await?);
         }
         Ok(Self { first, dense })
@@ -147,12 +139,12 @@ impl HostMlp {
     /// Back to a burn MLP on `device`.
     pub fn to_mlp(&self, device: &Device) -> Mlp {
         let mut layers = vec![self.first.to_linear(device)];
-        layers.extend(self.dense.iter().map(|l| l.to_linear(device)));
+        layers.extend(self.dense.iter().map(|l| l.params.to_linear(device)));
         Mlp::from_layers(layers)
     }
 
     pub fn n_classes(&self) -> usize {
-        self.dense.last().map_or(self.first.n_out(), |l| l.n_out)
+        self.dense.last().map_or(self.first.n_out(), |l| l.params.n_out)
     }
 
     /// Logits of `rows` of `x`, row-major `[rows.len(), n_classes]`; the activations stay in
@@ -216,7 +208,7 @@ mod tests {
     use burn::nn::loss::CrossEntropyLossConfig;
     use burn::optim::momentum::MomentumConfig;
     use burn::optim::{GradientsParams, SgdConfig};
-    use burn::prelude::Int;
+    use burn::prelude::{Int, Tensor, TensorData};
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
 
@@ -232,15 +224,13 @@ mod tests {
         let labels: Vec<i32> = (0..n).map(|i| (i * 7 % c) as i32).collect();
         let config = MlpConfig { n_genes: g, n_classes: c, n_layers: 4 };
         let mut burn_net = config.init(&ad, 4).unwrap();
-        let mut host = block_on(HostMlp::from_mlp(config.init(&device, 4).unwrap())).unwrap();
+        let mut host = block_on(HostMlp::from_mlp(&config.init(&device, 4).unwrap())).unwrap();
         let mut optim = SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_momentum(0.9).with_dampening(0.0))).init();
         let loss_fn = CrossEntropyLossConfig::new().init(&ad);
         let mut scratch = Scratch::default();
         for step in 0..3 {
             let rows: Vec<usize> = (0..n).filter(|i| (i + step) % 3 != 0).collect();
-            let mut xb = Vec::new();
-            x.densify_rows_into(&rows, &mut xb);
-            let xt = Tensor::<2>::from_data(TensorData::new(xb, [rows.len(), g]), &ad);
+            let xt = Tensor::<2>::from_data(TensorData::new(xb_of(&x, &rows), [rows.len(), g]), &ad);
             let yt = Tensor::<1, Int>::from_data(TensorData::new(rows.iter().map(|&r| labels[r]).collect::<Vec<_>>(), [rows.len()]), &ad);
             let loss = loss_fn.forward(burn_net.forward(xt), yt);
             let want_loss: f32 = loss.clone().into_data().try_into_vec_as::<f32>().unwrap()[0];
@@ -252,9 +242,7 @@ mod tests {
         }
         let rows: Vec<usize> = (0..n).collect();
         let got = host.forward(&x, &rows, &mut scratch).to_vec();
-        let mut xb = Vec::new();
-        x.densify_rows_into(&rows, &mut xb);
-        let want: Vec<f32> = burn_net.valid().forward(Tensor::from_data(TensorData::new(xb, [n, g]), &device)).into_data().try_into_vec_as::<f32>().unwrap();
+        let want: Vec<f32> = burn_net.valid().forward(Tensor::from_data(TensorData::new(xb_of(&x, &rows), [n, g]), &device)).into_data().try_into_vec_as::<f32>().unwrap();
         let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(max < 1e-4, "logits after three steps differ by {max}");
         // and the weights come back as the same network

@@ -81,12 +81,6 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// The first layer and the rest (whose input is the first layer's output after its ReLU).
-    pub fn split_first(mut self) -> (Linear, Mlp) {
-        let first = self.layers.remove(0);
-        (first, self)
-    }
-
     pub fn from_layers(layers: Vec<Linear>) -> Mlp {
         Mlp { layers }
     }

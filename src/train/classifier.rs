@@ -133,7 +133,7 @@ pub async fn train_mlp<O: Observer>(
     let train_device = device.clone().autodiff();
     let model = MlpConfig { n_genes: x.n_cols, n_classes, n_layers: options.n_layers }.init(&train_device, options.seed)?;
     let mut net = match options.optimizer {
-        OptimizerConfig::Sgd { momentum } if options.host_network && is_cpu(device) => Net::Host { mlp: HostMlp::from_mlp(model).await?, momentum: momentum as f32 },
+        OptimizerConfig::Sgd { momentum } if options.host_network && is_cpu(device) => Net::Host { mlp: HostMlp::from_mlp(&model).await?, momentum: momentum as f32 },
         _ => Net::Device(model),
     };
     let mut optim = optimizer(options.optimizer);

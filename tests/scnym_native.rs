@@ -169,15 +169,22 @@ fn synthetic_transfer_is_deterministic_and_bundles_round_trip() {
     std::fs::write(tmp.join("native_scnym_probabilities.json"), serde_json::to_string(&pa.probabilities).unwrap()).unwrap();
 }
 
-/// The first layer on the host (CPU backends: sparse rows, host Adadelta) is the same training as
-/// the dense layer in burn, in MixMatch + DAN and in supervised mode.
+/// The whole step on the host (CPU backends: sparse first layer, gemm, host Adadelta) is the same
+/// training as burn's autodiff, in MixMatch + DAN (with and without the discovery preset's
+/// confidence threshold, class weights and the CE criterion) and in supervised mode.
 #[test]
-fn sparse_host_first_layer_follows_the_dense_training() {
+fn host_network_follows_burn_training() {
     let ad = synthetic_with_unlabeled();
     let device = cpu(BackendRequest::Cpu, "test").unwrap().device;
-    for preset in ["default", "no_ssl"] {
-        let run = |sparse: bool| {
-            let config = serde_json::json!({"n_epochs": 4, "batch_size": 64, "seed": 5, "sparse_first_layer": sparse});
+    let variants = [
+        ("default", serde_json::json!({})),
+        ("no_ssl", serde_json::json!({})),
+        ("new_identity_discovery", serde_json::json!({"weighted_classes": true, "ssl_kwargs": {"unsup_criterion": "ce", "pseudolabel_min_confidence": 0.5, "dan_use_conf_pseudolabels": true, "dan_scale_loss_pseudoconf": true}})),
+    ];
+    for (preset, extra) in variants {
+        let run = |host: bool| {
+            let mut config = serde_json::json!({"n_epochs": 4, "batch_size": 64, "seed": 5, "host_network": host});
+            config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
             let options = TransferOptions { preset: preset.into(), config: Some(config), ..small_transfer_options() };
             let (m, _) = block_on(train_transfer(&ad, None, &options, &device, &mut Silent)).unwrap();
             let (p, _) = block_on(predict_adata(&m, &ad, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();
@@ -188,10 +195,10 @@ fn sparse_host_first_layer_follows_the_dense_training() {
             assert!((h.loss - d.loss).abs() < 1e-3 * d.loss.abs().max(1.0), "{preset}, epoch {}: loss {} vs {}", h.epoch, h.loss, d.loss);
         }
         let max = host_p.iter().zip(&dense_p).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        println!("{preset}: host vs dense first layer, max |Δp| = {max:.2e}");
+        println!("{preset}: host network vs burn, max |Δp| = {max:.2e}");
         assert!(max < 1e-3, "{preset}: probabilities differ by {max}");
         // …and really took the other path (sums in another order: not bit-identical).
-        assert!(max > 0.0, "{preset}: the host first layer was not used");
+        assert!(max > 0.0, "{preset}: the host network was not used");
         assert_ne!(host_epochs[3].loss, host_epochs[0].loss, "it trained");
     }
 }

@@ -129,8 +129,8 @@ export interface ScnymConfig {
   model_selection_fraction?: number;
   seed?: number;
   description?: string | null;
-  /** CPU backend: the first layer from the batch's stored values only (default true; same maths). */
-  sparse_first_layer?: boolean;
+  /** CPU backend: the whole training step on the host, first layer from the stored values only (default true; same maths). `sparse_first_layer` is read as an alias. */
+  host_network?: boolean;
 }
 
 export type ScnymPreset = 'default' | 'no_new_identity' | 'new_identity_discovery' | 'no_dan' | 'no_ssl';

@@ -12,6 +12,7 @@ use burn::prelude::{Device, Tensor, TensorData};
 
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
+use crate::model::host_mlp::{matmul, Operand};
 
 /// Output columns per tile: a tile of W for 2000 genes is 512 KB (fits L2), and a tile-wide
 /// accumulator fits in eight AVX registers.
@@ -187,6 +188,15 @@ impl HostParams {
             None => vec![0.0; n_out],
         };
         Ok(Self { n_in, n_out, weight, bias })
+    }
+
+    /// `out = input · W + b` for `rows` rows (row-major).
+    pub fn forward(&self, input: &[f32], rows: usize, out: &mut Vec<f32>) {
+        out.clear();
+        for _ in 0..rows {
+            out.extend_from_slice(&self.bias);
+        }
+        matmul(out, rows, self.n_out, self.n_in, Operand::RowMajor(input), Operand::RowMajor(&self.weight), 1.0, true);
     }
 
     /// Back to a burn Linear on `device`.

@@ -28,16 +28,6 @@ impl DenseLayer {
         Ok(Self { velocity: vec![0.0; params.weight.len()], bias_velocity: vec![0.0; params.n_out], params, stepped: false })
     }
 
-    /// `out = input · W + b` for `rows` rows (row-major).
-    fn forward(&self, input: &[f32], rows: usize, out: &mut Vec<f32>) {
-        let HostParams { n_in, n_out, weight, bias } = &self.params;
-        out.clear();
-        for _ in 0..rows {
-            out.extend_from_slice(bias);
-        }
-        matmul(out, rows, *n_out, *n_in, Operand::RowMajor(input), Operand::RowMajor(weight), 1.0, true);
-    }
-
     /// Gradient with respect to the input (`grad_out · Wᵀ`), zeroed where the input (a ReLU
     /// output) is 0 — so it is the gradient before that ReLU. Call before `sgd_step`.
     fn input_grad(&self, input: &[f32], grad_out: &[f32], rows: usize, out: &mut Vec<f32>) {
@@ -69,14 +59,14 @@ impl DenseLayer {
 /// A gemm operand stored row-major: as it is, or read transposed. `RowMajor(a)` with a of shape
 /// [r, c] is the matrix a; `Transposed(a)` is aᵀ, shape [c, r].
 #[derive(Clone, Copy)]
-enum Operand<'a> {
+pub(crate) enum Operand<'a> {
     RowMajor(&'a [f32]),
     Transposed(&'a [f32]),
 }
 
 /// dst[m, n] (row-major) ← decay·dst + lhs[m, k] · rhs[k, n]; `read_dst = false` ignores dst's
 /// contents. Large products use rayon's pool natively (burn's CPU kernels share it).
-fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: Operand, rhs: Operand, decay: f32, read_dst: bool) {
+pub(crate) fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: Operand, rhs: Operand, decay: f32, read_dst: bool) {
     assert_eq!(dst.len(), m * n, "matmul destination");
     // (pointer, column stride, row stride) of an operand of logical shape [rows, cols].
     let strides = |op: Operand, rows: usize, cols: usize| match op {
@@ -156,7 +146,7 @@ impl HostMlp {
         for (i, layer) in self.dense.iter().enumerate() {
             relu(&mut scratch.acts[i]);
             let (done, next) = scratch.acts.split_at_mut(i + 1);
-            layer.forward(&done[i], b, &mut next[0]);
+            layer.params.forward(&done[i], b, &mut next[0]);
         }
         scratch.acts.last().expect("at least the first layer")
     }

@@ -124,10 +124,11 @@ pub struct ScnymConfig {
     pub seed: u64,
     /// Free text carried into the bundle (scNym's preset descriptions).
     pub description: Option<String>,
-    /// CPU backends, Adadelta, no input dropout, no mean teacher: the first layer runs on the host
-    /// from the batch's stored values only (`scnym::host_first`), the same maths. `false` keeps
-    /// it a dense matmul in burn (for comparisons).
-    pub sparse_first_layer: bool,
+    /// CPU backends, Adadelta, no input dropout, no residual blocks, no mean teacher: the whole
+    /// training step runs on the host (`scnym::host_net`; the first layer from the batch's stored
+    /// values only), the same maths. `false` keeps it in burn's autodiff (for comparisons).
+    #[serde(alias = "sparse_first_layer")]
+    pub host_network: bool,
 }
 
 impl Default for ScnymConfig {
@@ -150,7 +151,7 @@ impl Default for ScnymConfig {
             model_selection_fraction: 0.1,
             seed: 0,
             description: None,
-            sparse_first_layer: true,
+            host_network: true,
         }
     }
 }

@@ -1,14 +1,13 @@
 //! scNym training: supervised, or MixMatch + domain adversary when there are unlabelled cells
-//! (spec §3). Host work per step: sample rows, densify, augment, MixUp (all from one seeded RNG,
-//! so every backend sees the same draws). Device work: forwards, losses, backward, optimiser.
+//! (spec §3). Host work per step: sample rows, augment, MixUp (all from one seeded RNG, so every
+//! backend sees the same draws). The student (`student`) does the forwards, losses, backward and
+//! update: in burn on the device, or all on the host for CPU backends.
 //! One async read per step (the teacher's pseudolabels, needed to pick the confident cells), one
 //! per epoch for losses and validation.
-use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamConfig, AdamWConfig, ModuleOptimizer, SgdConfig};
 use burn::prelude::{Device, Tensor, TensorData};
-use burn::tensor::activation::{relu, softmax};
 use burn::tensor::Transaction;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -21,10 +20,11 @@ use crate::data::sampler::{MinibatchSampler, Sampling};
 use crate::error::{Result, SclabelError};
 use crate::scnym::bundle::ScnymModel;
 use crate::scnym::finetune::Pretrained;
-use crate::scnym::config::{Augmentation, OptimizerName, ScnymConfig, UnsupCriterion};
-use crate::scnym::host_first::HostFirstLayer;
-use crate::scnym::model::{ArchSpec, BnState, DomainAdversary, Forward, Mode, ScnymNet};
-use crate::scnym::ops::{class_weights, gather_rows, gradient_reversal, log1p_drop, mixup_keep_dominant, ramp, sharpen, soft_cross_entropy};
+use crate::scnym::config::{Augmentation, OptimizerName, ScnymConfig};
+use crate::scnym::host_net::{DanPass, HostScnym, StepBatch, SupPass, UnsupPass};
+use crate::scnym::model::{ArchSpec, BnState, DomainAdversary, Mode, ScnymNet};
+use crate::scnym::ops::{class_weights, gather_rows, log1p_drop, mixup_keep_dominant, ramp, sharpen, soft_cross_entropy};
+use crate::scnym::student::{BurnStudent, Student, Trainable};
 use crate::train::adadelta::Adadelta;
 use crate::train::progress::{Observer, Phase, Progress};
 
@@ -89,12 +89,6 @@ pub struct Trained {
     pub net: ScnymNet,
     pub bn: BnState,
     pub metrics: TrainMetrics,
-}
-
-#[derive(Module, Debug)]
-struct Trainable {
-    net: ScnymNet,
-    dan: Option<DomainAdversary>,
 }
 
 /// Independent random streams from one user seed (init, splits, sampling, augmentation).
@@ -176,11 +170,6 @@ fn tensor2(v: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> 
     Tensor::from_data(TensorData::new(v, [rows, cols]), device)
 }
 
-fn tensor1(v: Vec<f32>, device: &Device) -> Tensor<1> {
-    let n = v.len();
-    Tensor::from_data(TensorData::new(v, [n]), device)
-}
-
 fn optimizer(config: &ScnymConfig) -> ModuleOptimizer {
     let wd = config.weight_decay;
     let decay = (wd > 0.0).then(|| WeightDecayConfig::new(wd as f32));
@@ -200,21 +189,6 @@ fn adadelta(config: &ScnymConfig) -> Adadelta {
     Adadelta { rho: 0.9, eps: 1e-6, weight_decay: config.weight_decay }
 }
 
-/// A batch as a dense tensor, for the passes that run the whole network in burn.
-fn dense_tensor(x: &CsrMatrix, device: &Device) -> Tensor<2> {
-    let mut v = Vec::new();
-    x.densify_rows_into(&(0..x.n_rows).collect::<Vec<_>>(), &mut v);
-    tensor2(v, x.n_rows, x.n_cols, device)
-}
-
-/// A training-mode pass of the student, through the host's first layer when it has one.
-fn student_forward(net: &ScnymNet, host: &mut Option<HostFirstLayer>, x: CsrMatrix, init_dropout: f64, device: &Device, mode: Mode) -> Forward {
-    match host {
-        Some(h) => net.forward_after_first_linear(h.forward_train(x, device), mode),
-        None => net.forward(dense_tensor(&x, device), init_dropout, mode),
-    }
-}
-
 /// Learning rate of an epoch: constant, or cosine annealing to lr/1e4 for SGD (as scNym).
 fn epoch_lr(config: &ScnymConfig, epoch: usize) -> f64 {
     match config.optimizer_name {
@@ -224,35 +198,6 @@ fn epoch_lr(config: &ScnymConfig, epoch: usize) -> f64 {
         }
         _ => config.lr,
     }
-}
-
-/// θ_T ← a·θ_T + (1 − a)·θ_S for every parameter (the mean teacher).
-fn ema(teacher: ScnymNet, student: &ScnymNet, a: f64) -> ScnymNet {
-    use burn::module::Param;
-    fn mix<const D: usize>(t: &Param<Tensor<D>>, s: &Param<Tensor<D>>, a: f64) -> Param<Tensor<D>> {
-        Param::from_tensor(t.val() * a + s.val().inner() * (1.0 - a))
-    }
-    fn lin(t: &burn::nn::Linear, s: &burn::nn::Linear, a: f64) -> burn::nn::Linear {
-        burn::nn::Linear { weight: mix(&t.weight, &s.weight, a), bias: t.bias.as_ref().zip(s.bias.as_ref()).map(|(t, s)| mix(t, s, a)) }
-    }
-    fn norm(t: &crate::scnym::model::Norm, s: &crate::scnym::model::Norm, a: f64) -> crate::scnym::model::Norm {
-        crate::scnym::model::Norm { gamma: mix(&t.gamma, &s.gamma, a), beta: mix(&t.beta, &s.beta, a) }
-    }
-    let blocks = teacher
-        .blocks
-        .iter()
-        .zip(&student.blocks)
-        .map(|(t, s)| crate::scnym::model::Block {
-            linear: lin(&t.linear, &s.linear, a),
-            norm: norm(&t.norm, &s.norm, a),
-            residual: t.residual.as_ref().zip(s.residual.as_ref()).map(|(t, s)| crate::scnym::model::ResidualTail {
-                linear: lin(&t.linear, &s.linear, a),
-                norm: norm(&t.norm, &s.norm, a),
-                outer: norm(&t.outer, &s.outer, a),
-            }),
-        })
-        .collect();
-    ScnymNet { blocks, output: lin(&teacher.output, &student.output, a) }
 }
 
 /// Mean cross-entropy and accuracy of `net` on `rows` (eval mode), in batches.
@@ -315,7 +260,7 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
     let use_dan = config.ssl_kwargs.dan_criterion && (ssl || data.n_domains > 1);
     let n_domains = data.n_domains.max(2);
     let ad = device.clone().autodiff();
-    let (net, mut bn) = match init {
+    let (net, bn) = match init {
         // Built on the autodiff device: its parameters are then trainable leaves; the running
         // statistics are state, kept on the inner device like BnState::init's.
         Some(p) => {
@@ -325,18 +270,29 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
         }
         None => (ScnymNet::init(&arch, &ad, stream(config.seed, 0)), BnState::init(&arch, device)),
     };
-    let mut model = Trainable {
-        net,
-        dan: use_dan.then(|| DomainAdversary::with_domains(arch.n_hidden, n_domains, &ad, stream(config.seed, 0))),
-    };
-    let mut optim = optimizer(config);
-    // CPU backends: the first layer from the stored values on the host (its own Adadelta); the
-    // dense path covers the options it does not (input dropout, other optimisers, mean teacher).
-    let mut host = match config.optimizer_name {
-        OptimizerName::Adadelta if config.sparse_first_layer && is_cpu(device) && arch.init_dropout == 0.0 && !config.unsup_mean_teacher => {
-            Some(HostFirstLayer::new(&model.net.blocks[0].linear, adadelta(config)).await?)
-        }
-        _ => None,
+    let dan = use_dan.then(|| DomainAdversary::with_domains(arch.n_hidden, n_domains, &ad, stream(config.seed, 0)));
+    // CPU backends with the default options: the whole step on the host; burn's autodiff covers
+    // the rest (WebGPU, input dropout, residual blocks, other optimisers, the mean teacher).
+    let on_host = config.host_network
+        && is_cpu(device)
+        && config.optimizer_name == OptimizerName::Adadelta
+        && arch.init_dropout == 0.0
+        && !arch.residual
+        && !config.unsup_mean_teacher;
+    let mut student = if on_host {
+        Student::Host { net: Box::new(HostScnym::new(&net, dan.as_ref(), &bn, adadelta(config)).await?), sums: [0.0; 4] }
+    } else {
+        Student::Burn(Box::new(BurnStudent {
+            model: Some(Trainable { net, dan }),
+            optim: optimizer(config),
+            bn,
+            init_dropout: arch.init_dropout,
+            mean_teacher: config.unsup_mean_teacher.then_some(config.ssl_kwargs.decay_coef),
+            teacher: None,
+            steps: 0,
+            sums: None,
+            device: ad.clone(),
+        }))
     };
     let mut rng = StdRng::seed_from_u64(stream(config.seed, 2));
 
@@ -376,25 +332,20 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
     };
     let c = arch.n_classes;
     let mut best: Option<(ScnymNet, BnState, f32)> = None;
-    let mut teacher: Option<ScnymNet> = None;
     let mut waiting = 0usize;
-    let mut global_step = 0usize;
     let steps_per_epoch = sampler.batches_per_epoch();
 
     for epoch in 0..config.n_epochs {
         let lr = epoch_lr(config, epoch);
         let w_u = if ssl { ramp(epoch, config.ssl_kwargs.ramp_epochs, config.ssl_kwargs.burn_in_epochs, unsup_max, false) } else { 0.0 };
         let w_d = if use_dan { ramp(epoch, config.ssl_kwargs.dan_ramp_epochs, config.ssl_kwargs.dan_burn_in_epochs, config.ssl_kwargs.dan_max_weight, true) } else { 0.0 };
-        let mut sums = [Tensor::<1>::zeros([1], &ad), Tensor::<1>::zeros([1], &ad), Tensor::<1>::zeros([1], &ad), Tensor::<1>::zeros([1], &ad)];
         let (mut n_conf_total, mut n_u_total) = (0usize, 0usize);
         let batches = sampler.epoch();
         for (step, lrows) in batches.iter().enumerate() {
             let nl = lrows.len();
             let mut xl = gather_rows(&data.x, lrows);
             let yl = one_hot(lrows.iter().map(|&r| data.labels[r] as usize), c);
-            let mut stats = Vec::new();
-            let (sup, unsup, dan_loss);
-            if ssl {
+            let batch = if ssl {
                 if config.ssl_kwargs.augment == Augmentation::Log1pDrop {
                     log1p_drop(&mut xl, 0.1, &mut rng);
                 }
@@ -402,42 +353,19 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                 let nu = urows.len();
                 let xu = gather_rows(&data.x, &urows);
                 // (1) pseudolabels from an eval-mode teacher: the current model, or its EMA.
-                let student = model.net.valid();
-                let t_net = if config.unsup_mean_teacher {
-                    let a = (1.0 - 1.0 / (global_step as f64 + 1.0)).min(config.ssl_kwargs.decay_coef);
-                    let t = match teacher.take() {
-                        Some(t) => ema(t, &student, a),
-                        None => student.clone(),
-                    };
-                    teacher = Some(t.clone());
-                    t
+                let n_aug = config.ssl_kwargs.n_augmentations.max(1);
+                let mut q = if config.ssl_kwargs.augment_pseudolabels && config.ssl_kwargs.augment == Augmentation::Log1pDrop {
+                    let augmented: Vec<CsrMatrix> = (0..n_aug)
+                        .map(|_| {
+                            let mut a = xu.clone();
+                            log1p_drop(&mut a, 0.1, &mut rng);
+                            a
+                        })
+                        .collect();
+                    student.teacher_probabilities(&augmented.iter().collect::<Vec<_>>()).await?
                 } else {
-                    student
+                    student.teacher_probabilities(&vec![&xu; n_aug]).await?
                 };
-                let n_aug = config.ssl_kwargs.n_augmentations;
-                let mut q_sum: Option<Tensor<2>> = None;
-                for _ in 0..n_aug {
-                    let augmented;
-                    let xin = if config.ssl_kwargs.augment_pseudolabels && config.ssl_kwargs.augment == Augmentation::Log1pDrop {
-                        let mut a = xu.clone();
-                        log1p_drop(&mut a, 0.1, &mut rng);
-                        augmented = a;
-                        &augmented
-                    } else {
-                        &xu
-                    };
-                    let logits = match &host {
-                        Some(h) => t_net.forward_after_first_linear(h.forward_eval(xin, device), Mode::Eval(&bn)).logits,
-                        None => t_net.forward(dense_tensor(xin, device), 0.0, Mode::Eval(&bn)).logits,
-                    };
-                    let p = softmax(logits, 1);
-                    q_sum = Some(match q_sum {
-                        Some(s) => s + p,
-                        None => p,
-                    });
-                }
-                let q_t = q_sum.expect("n_augmentations ≥ 1") / n_aug as f64;
-                let mut q: Vec<f32> = q_t.into_data_async().await.map_err(|e| SclabelError::backend(device, e))?.try_into_vec_as::<f32>().map_err(|e| SclabelError::backend(device, e))?;
                 // (2) confidence test, then sharpening.
                 let tau = config.ssl_kwargs.pseudolabel_min_confidence as f32;
                 let confident: Vec<bool> = q.chunks(c).map(|r| r.iter().cloned().fold(f32::MIN, f32::max) >= tau).collect();
@@ -462,87 +390,34 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                 }
                 let l_x = mixed.select_rows(&(n_conf..n_conf + nl).collect::<Vec<_>>());
                 let l_y = pool_y[n_conf * c..].to_vec();
-                let sample_w = weights.as_ref().map(|w| l_y.chunks(c).map(|r| r.iter().zip(w).map(|(y, w)| y * w).fold(0f32, f32::max)).collect::<Vec<_>>());
-                let mask: Vec<f32> = (0..nu).map(|i| if i < n_conf { 1.0 } else { 0.0 }).collect();
-                // (4) two forwards, separate batch statistics.
-                let fu = student_forward(&model.net, &mut host, u_in, arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats });
-                let fl = student_forward(&model.net, &mut host, l_x, arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats });
-                // (5) losses
-                let ce = soft_cross_entropy(fl.logits, tensor2(l_y, nl, c, &ad));
-                sup = match sample_w {
-                    Some(w) => (ce * tensor1(w, &ad)).mean(),
-                    None => ce.mean(),
-                };
-                let u_tgt = tensor2(u_tgt, nu, c, &ad);
-                let per_cell = match config.ssl_kwargs.unsup_criterion {
-                    UnsupCriterion::Mse => (softmax(fu.logits, 1) - u_tgt).square().sum_dim(1).squeeze_dim::<1>(1),
-                    UnsupCriterion::Ce => soft_cross_entropy(fu.logits, u_tgt),
-                };
-                unsup = Some((per_cell * tensor1(mask, &ad)).sum() / nu as f64);
+                let cell_weights = weights.as_ref().map(|w| l_y.chunks(c).map(|r| r.iter().zip(w).map(|(y, w)| y * w).fold(0f32, f32::max)).collect::<Vec<_>>());
                 // (6) adversary on [augmented labelled ; unlabelled (confident or all)]
-                dan_loss = if use_dan {
+                let dan = use_dan.then(|| {
                     let du: Vec<usize> = if config.ssl_kwargs.dan_use_conf_pseudolabels { conf_idx.clone() } else { (0..nu).collect() };
-                    let xd = CsrMatrix::vstack(&[&xl, &xu.select_rows(&du)])?;
                     let doms = lrows.iter().chain(du.iter().map(|&i| &urows[i])).map(|&r| data.domains[r] as usize);
-                    let nd = nl + du.len();
-                    let d = one_hot(doms, n_domains);
-                    let fd = student_forward(&model.net, &mut host, xd, arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats });
-                    let dl = model.dan.as_ref().expect("adversary").forward(gradient_reversal(relu(fd.embedding), w_d));
-                    let mut l = soft_cross_entropy(dl, tensor2(d, nd, n_domains, &ad)).mean();
-                    if config.ssl_kwargs.dan_scale_loss_pseudoconf {
-                        l = l * (n_conf as f64 / nu as f64);
-                    }
-                    Some(l)
-                } else {
-                    None
-                };
+                    let scale = if config.ssl_kwargs.dan_scale_loss_pseudoconf { n_conf as f64 / nu as f64 } else { 1.0 };
+                    CsrMatrix::vstack(&[&xl, &xu.select_rows(&du)]).map(|x| DanPass { x, domains: one_hot(doms, n_domains), scale, reversal: w_d })
+                });
+                StepBatch {
+                    unsup: Some(UnsupPass { x: u_in, targets: u_tgt, n_conf, criterion: config.ssl_kwargs.unsup_criterion, weight: w_u }),
+                    sup: SupPass { x: l_x, targets: l_y, cell_weights },
+                    dan: dan.transpose()?,
+                }
             } else {
                 // Supervised: unaugmented, unmixed batches.
-                let sample_w = weights.as_ref().map(|w| lrows.iter().map(|&r| w[data.labels[r] as usize]).collect::<Vec<_>>());
-                let f = student_forward(&model.net, &mut host, xl.clone(), arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats });
-                let ce = soft_cross_entropy(f.logits, tensor2(yl, nl, c, &ad));
-                sup = match sample_w {
-                    Some(w) => (ce * tensor1(w, &ad)).mean(),
-                    None => ce.mean(),
-                };
-                unsup = None;
+                let cell_weights = weights.as_ref().map(|w| lrows.iter().map(|&r| w[data.labels[r] as usize]).collect::<Vec<_>>());
                 // fix: scNym's supervised multi-domain path applied softmax twice in its CE.
-                dan_loss = if use_dan {
-                    let d = one_hot(lrows.iter().map(|&r| data.domains[r] as usize), n_domains);
-                    let fd = student_forward(&model.net, &mut host, xl, arch.init_dropout, &ad, Mode::Train { rng: &mut rng, stats: &mut stats });
-                    let dl = model.dan.as_ref().expect("adversary").forward(gradient_reversal(relu(fd.embedding), w_d));
-                    Some(soft_cross_entropy(dl, tensor2(d, nl, n_domains, &ad)).mean())
-                } else {
-                    None
-                };
-            }
-            // (7) total loss: the DAN weight acts only through gradient reversal.
-            let mut loss = sup.clone();
-            if let Some(u) = &unsup {
-                loss = loss + u.clone() * w_u;
-            }
-            if let Some(d) = &dan_loss {
-                loss = loss + d.clone();
-            }
-            sums[0] = sums[0].clone() + loss.clone().detach();
-            sums[1] = sums[1].clone() + sup.detach();
-            if let Some(u) = unsup {
-                sums[2] = sums[2].clone() + u.detach();
-            }
-            if let Some(d) = dan_loss {
-                sums[3] = sums[3].clone() + d.detach();
-            }
-            let grads = loss.backward();
-            if let Some(h) = host.as_mut() {
-                h.step(&grads, lr).await?;
-            }
-            let grads = GradientsParams::from_grads(grads, &model);
-            model = optim.step(lr, model, grads);
-            let k = arch.n_norms();
-            for pass in stats.chunks(k) {
-                bn.update(pass);
-            }
-            global_step += 1;
+                let dan = use_dan.then(|| DanPass {
+                    x: xl.clone(),
+                    domains: one_hot(lrows.iter().map(|&r| data.domains[r] as usize), n_domains),
+                    scale: 1.0,
+                    reversal: w_d,
+                });
+                StepBatch { unsup: None, sup: SupPass { x: xl, targets: yl, cell_weights }, dan }
+            };
+            // (4)–(7): the passes, loss = sup + w_u·unsup + dan (the DAN weight acts only through
+            // gradient reversal), backward, update.
+            student.step(batch, lr, &mut rng);
             observer
                 .on_progress(&Progress {
                     phase: Phase::Train,
@@ -558,27 +433,18 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                 .await?;
         }
         // End of epoch: one read for the losses, then model selection.
-        let mut tx = Transaction::default();
-        for s in sums {
-            tx = tx.register(s.inner());
-        }
-        let read = tx.execute_async().await.map_err(|e| SclabelError::backend(device, e))?;
-        let vals: Vec<f32> = read.into_iter().map(|d| d.try_into_vec_as::<f32>().map(|v| v[0]).unwrap_or(f32::NAN)).collect();
-        let steps = batches.len().max(1) as f32;
+        let vals = student.take_epoch_losses(batches.len()).await?;
         if !vals[0].is_finite() {
             return Err(SclabelError::InvalidValues(format!("the training loss became {} in epoch {epoch}: training diverged (lower lr, check the input values)", vals[0])));
         }
-        if let Some(h) = &host {
-            model.net.blocks[0].linear = h.to_linear(&ad);
-        }
-        let net = model.net.valid();
+        let (net, bn) = student.snapshot(device);
         let val = evaluate(&net, &bn, &arch, data, &test_rows, b, device).await?;
         metrics.epochs.push(EpochRecord {
             epoch,
-            loss: vals[0] / steps,
-            sup_loss: vals[1] / steps,
-            unsup_loss: vals[2] / steps,
-            dan_loss: vals[3] / steps,
+            loss: vals[0],
+            sup_loss: vals[1],
+            unsup_loss: vals[2],
+            dan_loss: vals[3],
             unsup_weight: w_u,
             dan_weight: w_d,
             confident_fraction: if n_u_total > 0 { n_conf_total as f32 / n_u_total as f32 } else { 0.0 },
@@ -594,14 +460,14 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                 steps_per_epoch,
                 cells_done: (epoch + 1) * steps_per_epoch * b,
                 cells_total: config.n_epochs * steps_per_epoch * b,
-                loss: Some(vals[0] / steps),
+                loss: Some(vals[0]),
                 accuracy: val.map(|v| v.1),
             })
             .await?;
         waiting += 1;
         if let Some((val_loss, _)) = val {
             if epoch >= min_epochs && best.as_ref().is_none_or(|b| val_loss < b.2) {
-                best = Some((net, bn.clone(), val_loss));
+                best = Some((net, bn, val_loss));
                 metrics.best_epoch = epoch;
                 waiting = 0;
             }
@@ -615,7 +481,7 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
         Some((net, bn, _)) => (net, bn),
         None => {
             metrics.best_epoch = metrics.epochs.len().saturating_sub(1);
-            (model.net.valid(), bn)
+            student.snapshot(device)
         }
     };
     if let Some((loss, acc)) = evaluate(&net, &bn, &arch, data, &val_rows, b, device).await? {
@@ -628,6 +494,7 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scnym::ops::gradient_reversal;
 
     #[test]
     fn split_sizes_follow_scnym() {

@@ -1,0 +1,455 @@
+//! The whole scNym training step on the host, for CPU backends with the default options
+//! (Adadelta, no input dropout, no residual blocks, no mean teacher): the first layer from the
+//! batch's stored values (`HostLinear`), the dense layers as direct gemm calls, batch norm,
+//! dropout, the losses, their gradients and Adadelta as plain loops over buffers kept for the
+//! backward pass. The maths is `ScnymNet` + `DomainAdversary` + the step's losses in burn's
+//! autodiff, with the same dropout draws in the same order; what it saves is burn's graph around
+//! small ops (an allocation per op and per gradient), which was about half of a step's time.
+use burn::module::Param;
+use burn::prelude::{Device, Tensor, TensorData};
+use rand::rngs::StdRng;
+
+use crate::data::matrix::CsrMatrix;
+use crate::error::{Result, SclabelError};
+use crate::model::host_linear::{add_column_sums, HostLinear, HostParams, LinearGrad};
+use crate::model::host_mlp::{matmul, Operand};
+use crate::scnym::config::UnsupCriterion;
+use crate::scnym::model::{Block, BnState, DomainAdversary, Norm, ScnymNet, BLOCK_DROPOUT, BN_EPS, BN_MOMENTUM};
+use crate::scnym::ops::dropout_mask;
+use crate::train::adadelta::{Adadelta, HostAdadeltaState};
+
+/// A dense layer with its gradient and Adadelta state.
+struct Dense {
+    params: HostParams,
+    grad_w: Vec<f32>,
+    grad_b: Vec<f32>,
+    state_w: HostAdadeltaState,
+    state_b: HostAdadeltaState,
+}
+
+impl Dense {
+    fn new(params: HostParams) -> Self {
+        let (w, b) = (params.weight.len(), params.bias.len());
+        Self { params, grad_w: vec![0.0; w], grad_b: vec![0.0; b], state_w: HostAdadeltaState::new(w), state_b: HostAdadeltaState::new(b) }
+    }
+
+    /// Adds this pass's gradients (dW += inputᵀ·g, db += column sums of g) and writes the
+    /// gradient with respect to the input (g·Wᵀ) to `grad_in`.
+    fn backward(&mut self, input: &[f32], g: &[f32], rows: usize, grad_in: &mut Vec<f32>) {
+        let HostParams { n_in, n_out, weight, .. } = &self.params;
+        matmul(&mut self.grad_w, *n_in, *n_out, rows, Operand::Transposed(input), Operand::RowMajor(g), 1.0, true);
+        add_column_sums(g, &mut self.grad_b);
+        grad_in.clear();
+        grad_in.resize(rows * n_in, 0.0);
+        matmul(grad_in, rows, *n_in, *n_out, Operand::RowMajor(g), Operand::Transposed(weight), 0.0, false);
+    }
+
+    fn step(&mut self, optim: &Adadelta, lr: f32) {
+        optim.step_host(lr, &mut self.params.weight, &self.grad_w, &mut self.state_w);
+        optim.step_host(lr, &mut self.params.bias, &self.grad_b, &mut self.state_b);
+        self.grad_w.fill(0.0);
+        self.grad_b.fill(0.0);
+    }
+}
+
+/// A batch norm's parameters, gradients, Adadelta state and running statistics.
+struct Norm1d {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    grad_gamma: Vec<f32>,
+    grad_beta: Vec<f32>,
+    state_gamma: HostAdadeltaState,
+    state_beta: HostAdadeltaState,
+    running_mean: Vec<f32>,
+    running_var: Vec<f32>,
+}
+
+impl Norm1d {
+    fn step(&mut self, optim: &Adadelta, lr: f32) {
+        optim.step_host(lr, &mut self.gamma, &self.grad_gamma, &mut self.state_gamma);
+        optim.step_host(lr, &mut self.beta, &self.grad_beta, &mut self.state_beta);
+        self.grad_gamma.fill(0.0);
+        self.grad_beta.fill(0.0);
+    }
+}
+
+/// What one training-mode pass keeps for its backward pass, per block: x̂ (normalised, before
+/// γ and β), 1/σ, the dropout mask and the block's output after its ReLU.
+struct Pass {
+    x: CsrMatrix,
+    xhat: Vec<Vec<f32>>,
+    inv_std: Vec<Vec<f32>>,
+    mask: Vec<Vec<f32>>,
+    act: Vec<Vec<f32>>,
+    /// Batch mean and unbiased variance per block, for the running statistics.
+    stats: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+/// The step's losses (for the epoch's record) — total, supervised, unsupervised, adversary.
+pub type StepLosses = [f64; 4];
+
+/// MixMatch's unlabelled pass: mixed confident cells first, then the unconfident ones, whose
+/// rows add 0 to the loss (they are there for batch norm).
+pub struct UnsupPass {
+    pub x: CsrMatrix,
+    pub targets: Vec<f32>,
+    pub n_conf: usize,
+    pub criterion: UnsupCriterion,
+    /// The ramp's weight this epoch.
+    pub weight: f64,
+}
+
+/// The labelled pass: inputs, soft targets, optional per-cell weights (class weighting).
+pub struct SupPass {
+    pub x: CsrMatrix,
+    pub targets: Vec<f32>,
+    pub cell_weights: Option<Vec<f32>>,
+}
+
+/// The adversary's pass: inputs, one-hot domains, a factor on its loss, the reversal weight.
+pub struct DanPass {
+    pub x: CsrMatrix,
+    pub domains: Vec<f32>,
+    pub scale: f64,
+    pub reversal: f64,
+}
+
+/// The student passes of one step, built on the host, in the order their forwards run (which is
+/// the order of their dropout draws and running-statistics updates).
+pub struct StepBatch {
+    pub unsup: Option<UnsupPass>,
+    pub sup: SupPass,
+    pub dan: Option<DanPass>,
+}
+
+pub struct HostScnym {
+    first: HostLinear,
+    first_grad: LinearGrad,
+    first_state: (HostAdadeltaState, HostAdadeltaState),
+    /// The Linear layers of blocks 1.., then the output layer.
+    dense: Vec<Dense>,
+    norms: Vec<Norm1d>,
+    /// The adversary's hidden and output layers.
+    dan: Option<[Dense; 2]>,
+    bn_updates: u64,
+    optim: Adadelta,
+    n_classes: usize,
+}
+
+async fn read1(t: Tensor<1>) -> Result<Vec<f32>> {
+    let device = t.device();
+    t.into_data_async().await.map_err(|e| SclabelError::backend(&device, e))?.try_into_vec_as::<f32>().map_err(|e| SclabelError::backend(&device, e))
+}
+
+impl HostScnym {
+    /// Copies a non-residual network, its adversary and running statistics to the host.
+    pub async fn new(net: &ScnymNet, dan: Option<&DomainAdversary>, bn: &BnState, optim: Adadelta) -> Result<Self> {
+        assert!(net.blocks.iter().all(|b| b.residual.is_none()), "the host network has no residual blocks");
+        let first = HostLinear::from_linear(&net.blocks[0].linear).await?;
+        let first_grad = first.zero_grad();
+        let first_state = (HostAdadeltaState::new(first_grad.weight.len()), HostAdadeltaState::new(first_grad.bias.len()));
+        let mut dense = Vec::new();
+        for block in &net.blocks[1..] {
+            dense.push(Dense::new(HostParams::read(&block.linear).await?));
+        }
+        dense.push(Dense::new(HostParams::read(&net.output).await?));
+        let n_classes = dense.last().expect("output layer").params.n_out;
+        let mut norms = Vec::new();
+        for (k, block) in net.blocks.iter().enumerate() {
+            let gamma = read1(block.norm.gamma.val()).await?;
+            let beta = read1(block.norm.beta.val()).await?;
+            let w = gamma.len();
+            norms.push(Norm1d {
+                grad_gamma: vec![0.0; w],
+                grad_beta: vec![0.0; w],
+                state_gamma: HostAdadeltaState::new(w),
+                state_beta: HostAdadeltaState::new(w),
+                running_mean: read1(bn.mean[k].clone()).await?,
+                running_var: read1(bn.var[k].clone()).await?,
+                gamma,
+                beta,
+            });
+        }
+        let dan = match dan {
+            Some(d) => Some([Dense::new(HostParams::read(&d.hidden).await?), Dense::new(HostParams::read(&d.output).await?)]),
+            None => None,
+        };
+        Ok(Self { first, first_grad, first_state, dense, norms, dan, bn_updates: bn.updates, optim, n_classes })
+    }
+
+    /// The classifier and its running statistics as burn modules on `device` (model selection,
+    /// snapshots, the saved model).
+    pub fn to_burn(&self, device: &Device) -> (ScnymNet, BnState) {
+        let vec1 = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), device);
+        let blocks = self
+            .norms
+            .iter()
+            .enumerate()
+            .map(|(k, n)| Block {
+                linear: if k == 0 { self.first.to_linear(device) } else { self.dense[k - 1].params.to_linear(device) },
+                norm: Norm { gamma: Param::from_tensor(vec1(&n.gamma)), beta: Param::from_tensor(vec1(&n.beta)) },
+                residual: None,
+            })
+            .collect();
+        let net = ScnymNet { blocks, output: self.dense.last().expect("output layer").params.to_linear(device) };
+        let bn = BnState {
+            mean: self.norms.iter().map(|n| vec1(&n.running_mean)).collect(),
+            var: self.norms.iter().map(|n| vec1(&n.running_var)).collect(),
+            updates: self.bn_updates,
+        };
+        (net, bn)
+    }
+
+    /// Eval-mode class probabilities of `x`'s rows (running statistics, no dropout), row-major.
+    pub fn predict_proba(&self, x: &CsrMatrix) -> Vec<f32> {
+        let n = x.n_rows;
+        let rows: Vec<usize> = (0..n).collect();
+        let mut h = Vec::new();
+        self.first.forward(x, &rows, &mut h);
+        let mut act = Vec::new();
+        for (k, norm) in self.norms.iter().enumerate() {
+            if k > 0 {
+                self.dense[k - 1].params.forward(&act, n, &mut h);
+            }
+            let w = norm.gamma.len();
+            let scale: Vec<f32> = norm.running_var.iter().zip(&norm.gamma).map(|(&v, &g)| g / (v + BN_EPS as f32).sqrt()).collect();
+            act.clear();
+            act.extend(h.chunks_exact(w).flat_map(|row| {
+                row.iter().zip(&norm.running_mean).zip(&scale).zip(&norm.beta).map(|(((&v, &m), &s), &b)| ((v - m) * s + b).max(0.0))
+            }));
+        }
+        let mut logits = Vec::new();
+        self.dense.last().expect("output layer").params.forward(&act, n, &mut logits);
+        for row in logits.chunks_exact_mut(self.n_classes) {
+            softmax_in_place(row);
+        }
+        logits
+    }
+
+    /// A training-mode pass (batch statistics, dropout drawn from `rng`): the activations it
+    /// keeps, and the logits.
+    fn forward_train(&self, x: CsrMatrix, rng: &mut StdRng) -> (Pass, Vec<f32>) {
+        let n = x.n_rows;
+        let rows: Vec<usize> = (0..n).collect();
+        let k_blocks = self.norms.len();
+        let (mut xhats, mut inv_stds, mut masks, mut acts, mut stats) =
+            (Vec::with_capacity(k_blocks), Vec::with_capacity(k_blocks), Vec::with_capacity(k_blocks), Vec::<Vec<f32>>::with_capacity(k_blocks), Vec::with_capacity(k_blocks));
+        let mut h = Vec::new();
+        self.first.forward(&x, &rows, &mut h);
+        for (k, norm) in self.norms.iter().enumerate() {
+            if k > 0 {
+                self.dense[k - 1].params.forward(&acts[k - 1], n, &mut h);
+            }
+            let w = norm.gamma.len();
+            let mut mean = vec![0f32; w];
+            add_column_sums(&h, &mut mean);
+            mean.iter_mut().for_each(|m| *m /= n as f32);
+            let mut var = vec![0f32; w];
+            for row in h.chunks_exact(w) {
+                var.iter_mut().zip(row).zip(&mean).for_each(|((s, &v), &m)| *s += (v - m) * (v - m));
+            }
+            var.iter_mut().for_each(|v| *v /= n as f32);
+            let inv_std: Vec<f32> = var.iter().map(|&v| 1.0 / (v + BN_EPS as f32).sqrt()).collect();
+            let mut xhat = h.clone();
+            for row in xhat.chunks_exact_mut(w) {
+                row.iter_mut().zip(&mean).zip(&inv_std).for_each(|((v, &m), &s)| *v = (*v - m) * s);
+            }
+            let mask = dropout_mask(n, w, BLOCK_DROPOUT, rng);
+            let mut act = vec![0f32; n * w];
+            for ((a, xr), mr) in act.chunks_exact_mut(w).zip(xhat.chunks_exact(w)).zip(mask.chunks_exact(w)) {
+                for ((((a, &xh), &m), &g), &b) in a.iter_mut().zip(xr).zip(mr).zip(&norm.gamma).zip(&norm.beta) {
+                    *a = ((g * xh + b) * m).max(0.0);
+                }
+            }
+            // PyTorch tracks the unbiased variance.
+            let unbiased = var.iter().map(|&v| v * (n as f32 / (n as f32 - 1.0).max(1.0))).collect();
+            stats.push((mean, unbiased));
+            xhats.push(xhat);
+            inv_stds.push(inv_std);
+            masks.push(mask);
+            acts.push(act);
+        }
+        let mut logits = Vec::new();
+        self.dense.last().expect("output layer").params.forward(acts.last().expect("a block"), n, &mut logits);
+        (Pass { x, xhat: xhats, inv_std: inv_stds, mask: masks, act: acts, stats }, logits)
+    }
+
+    /// Backward through the blocks from the gradient with respect to the last block's output
+    /// (after its ReLU), adding every parameter's gradient.
+    fn backward_blocks(&mut self, pass: &Pass, mut g_act: Vec<f32>) {
+        let n = pass.x.n_rows;
+        let mut g_in = Vec::new();
+        for k in (0..self.norms.len()).rev() {
+            let norm = &mut self.norms[k];
+            let w = norm.gamma.len();
+            let (xhat, act, mask, inv_std) = (&pass.xhat[k], &pass.act[k], &pass.mask[k], &pass.inv_std[k]);
+            // through the ReLU and dropout: g_y = g·mask where the output was > 0
+            let mut g_y = g_act;
+            g_y.iter_mut().zip(act).zip(mask).for_each(|((g, &a), &m)| *g = if a > 0.0 { *g * m } else { 0.0 });
+            let mut sum_g = vec![0f32; w];
+            let mut sum_gx = vec![0f32; w];
+            for (gr, xr) in g_y.chunks_exact(w).zip(xhat.chunks_exact(w)) {
+                for (((s, sx), &g), &x) in sum_g.iter_mut().zip(sum_gx.iter_mut()).zip(gr).zip(xr) {
+                    *s += g;
+                    *sx += g * x;
+                }
+            }
+            norm.grad_gamma.iter_mut().zip(&sum_gx).for_each(|(a, b)| *a += b);
+            norm.grad_beta.iter_mut().zip(&sum_g).for_each(|(a, b)| *a += b);
+            // through batch norm: dh = γ/(nσ) · (n·g − Σg − x̂·Σ(g·x̂))
+            let nf = n as f32;
+            let coef: Vec<f32> = norm.gamma.iter().zip(inv_std).map(|(&g, &s)| g * s / nf).collect();
+            for (gr, xr) in g_y.chunks_exact_mut(w).zip(xhat.chunks_exact(w)) {
+                for ((((g, &x), &c), &s), &sx) in gr.iter_mut().zip(xr).zip(&coef).zip(&sum_g).zip(&sum_gx) {
+                    *g = c * (nf * *g - s - x * sx);
+                }
+            }
+            if k > 0 {
+                self.dense[k - 1].backward(&pass.act[k - 1], &g_y, n, &mut g_in);
+                g_act = std::mem::take(&mut g_in);
+            } else {
+                let rows: Vec<usize> = (0..n).collect();
+                self.first.add_grad(&pass.x, &rows, &g_y, &mut self.first_grad);
+                return;
+            }
+        }
+    }
+
+    /// The gradient with respect to the last block's output from the output layer's `g_logits`.
+    fn backward_output(&mut self, pass: &Pass, g_logits: &[f32]) -> Vec<f32> {
+        let mut g = Vec::new();
+        let n = pass.x.n_rows;
+        self.dense.last_mut().expect("output layer").backward(pass.act.last().expect("a block"), g_logits, n, &mut g);
+        g
+    }
+
+    /// One training step: the passes' forwards (in order), the losses, the backward pass, one
+    /// Adadelta step for every parameter, and the running statistics (pass by pass).
+    pub fn step(&mut self, batch: StepBatch, lr: f64, rng: &mut StdRng) -> StepLosses {
+        let c = self.n_classes;
+        let StepBatch { unsup, sup, dan } = batch;
+        let u = unsup.map(|p| {
+            let (pass, logits) = self.forward_train(p.x, rng);
+            (pass, logits, p.targets, p.n_conf, p.criterion, p.weight)
+        });
+        let (l_pass, l_logits) = self.forward_train(sup.x, rng);
+        let d = dan.map(|p| {
+            let (pass, _) = self.forward_train(p.x, rng);
+            (pass, p.domains, p.scale, p.reversal)
+        });
+        let mut losses = [0f64; 4];
+        let mut all_stats = Vec::new();
+
+        if let Some((pass, logits, targets, n_conf, criterion, weight)) = u {
+            let nu = pass.x.n_rows;
+            let mut g = logits;
+            let mut loss = 0f64;
+            let scale = (weight / nu as f64) as f32;
+            for (i, (z, t)) in g.chunks_exact_mut(c).zip(targets.chunks_exact(c)).enumerate() {
+                if i >= n_conf {
+                    z.fill(0.0);
+                    continue;
+                }
+                let lse = log_sum_exp(z);
+                let p: Vec<f32> = z.iter().map(|&v| (v - lse).exp()).collect();
+                match criterion {
+                    UnsupCriterion::Mse => {
+                        loss += p.iter().zip(t).map(|(&p, &t)| ((p - t) * (p - t)) as f64).sum::<f64>();
+                        // d/dp of Σ(p−t)², then through the softmax: p ⊙ (g − Σ p·g)
+                        let gp: Vec<f32> = p.iter().zip(t).map(|(&p, &t)| 2.0 * (p - t) * scale).collect();
+                        let dot: f32 = p.iter().zip(&gp).map(|(a, b)| a * b).sum();
+                        z.iter_mut().zip(p.iter().zip(&gp)).for_each(|(v, (&p, &gp))| *v = p * (gp - dot));
+                    }
+                    UnsupCriterion::Ce => {
+                        loss += t.iter().zip(z.iter()).map(|(&t, &v)| t as f64 * (lse - v) as f64).sum::<f64>();
+                        let total: f32 = t.iter().sum();
+                        z.iter_mut().zip(p.iter().zip(t)).for_each(|(v, (&p, &t))| *v = (p * total - t) * scale);
+                    }
+                }
+            }
+            losses[2] = loss / nu as f64;
+            losses[0] += weight * losses[2];
+            let g_act = self.backward_output(&pass, &g);
+            self.backward_blocks(&pass, g_act);
+            all_stats.push(pass.stats);
+        }
+
+        let nl = l_pass.x.n_rows;
+        let mut g = l_logits;
+        losses[1] = soft_ce_grad(&mut g, &sup.targets, c, sup.cell_weights.as_deref(), 1.0 / nl as f64);
+        losses[0] += losses[1];
+        let g_act = self.backward_output(&l_pass, &g);
+        self.backward_blocks(&l_pass, g_act);
+        all_stats.push(l_pass.stats);
+
+        if let Some((pass, domains, scale, reversal)) = d {
+            let adversary = self.dan.as_mut().expect("an adversary for the domain pass");
+            let nd = pass.x.n_rows;
+            let emb = pass.act.last().expect("a block");
+            let (mut hidden, mut dl) = (Vec::new(), Vec::new());
+            adversary[0].params.forward(emb, nd, &mut hidden);
+            hidden.iter_mut().for_each(|v| *v = v.max(0.0));
+            adversary[1].params.forward(&hidden, nd, &mut dl);
+            let n_domains = adversary[1].params.n_out;
+            losses[3] = soft_ce_grad(&mut dl, &domains, n_domains, None, scale / nd as f64);
+            losses[0] += losses[3];
+            let mut g_hidden = Vec::new();
+            adversary[1].backward(&hidden, &dl, nd, &mut g_hidden);
+            g_hidden.iter_mut().zip(&hidden).for_each(|(g, &h)| {
+                if h <= 0.0 {
+                    *g = 0.0
+                }
+            });
+            let mut g_emb = Vec::new();
+            adversary[0].backward(emb, &g_hidden, nd, &mut g_emb);
+            // gradient reversal: −w on the way back into the classifier
+            let r = -reversal as f32;
+            g_emb.iter_mut().for_each(|g| *g *= r);
+            self.backward_blocks(&pass, g_emb);
+            all_stats.push(pass.stats);
+        }
+
+        let lr = lr as f32;
+        let optim = self.optim;
+        optim.step_host(lr, self.first.params_mut().0, &self.first_grad.weight, &mut self.first_state.0);
+        optim.step_host(lr, self.first.params_mut().1, &self.first_grad.bias, &mut self.first_state.1);
+        self.first_grad.weight.fill(0.0);
+        self.first_grad.bias.fill(0.0);
+        self.dense.iter_mut().chain(self.dan.iter_mut().flatten()).for_each(|d| d.step(&optim, lr));
+        self.norms.iter_mut().for_each(|n| n.step(&optim, lr));
+        let m = BN_MOMENTUM as f32;
+        for stats in all_stats {
+            for (norm, (mean, var)) in self.norms.iter_mut().zip(stats) {
+                norm.running_mean.iter_mut().zip(&mean).for_each(|(r, &b)| *r = *r * (1.0 - m) + b * m);
+                norm.running_var.iter_mut().zip(&var).for_each(|(r, &b)| *r = *r * (1.0 - m) + b * m);
+            }
+            self.bn_updates += 1;
+        }
+        losses
+    }
+}
+
+fn log_sum_exp(z: &[f32]) -> f32 {
+    let max = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    z.iter().map(|&v| (v - max).exp()).sum::<f32>().ln() + max
+}
+
+fn softmax_in_place(z: &mut [f32]) {
+    let lse = log_sum_exp(z);
+    z.iter_mut().for_each(|v| *v = (*v - lse).exp());
+}
+
+/// Soft-label cross-entropy of each row of `logits` (overwritten with the gradient of
+/// `factor · Σᵢ wᵢ·CEᵢ`), returning that loss. ∂CEᵢ/∂z = softmax(z)·Σt − t.
+fn soft_ce_grad(logits: &mut [f32], targets: &[f32], c: usize, weights: Option<&[f32]>, factor: f64) -> f64 {
+    let mut loss = 0f64;
+    for (i, (z, t)) in logits.chunks_exact_mut(c).zip(targets.chunks_exact(c)).enumerate() {
+        let w = weights.map_or(1.0, |w| w[i]);
+        let lse = log_sum_exp(z);
+        loss += w as f64 * t.iter().zip(z.iter()).map(|(&t, &v)| t as f64 * (lse - v) as f64).sum::<f64>();
+        let total: f32 = t.iter().sum();
+        let s = (w as f64 * factor) as f32;
+        z.iter_mut().zip(t).for_each(|(v, &t)| *v = ((*v - lse).exp() * total - t) * s);
+    }
+    loss * factor
+}

@@ -164,7 +164,7 @@ fn speed(sizes: &[usize], baseline: bool) -> serde_json::Value {
         // Baseline in this process: the first layer as a dense matmul in burn (10k only: time).
         if n == 10_000 && baseline {
             let dense = epoch_seconds(&ad, epochs, false)["seconds_per_epoch"].as_f64().unwrap();
-            eprintln!("  dense first layer (baseline): {dense:.2} s/epoch → sparse host layer {:.2}× faster", dense / steady);
+            eprintln!("  burn autodiff, dense first layer (baseline): {dense:.2} s/epoch → host network {:.2}× faster", dense / steady);
             run["dense_first_layer_seconds_per_epoch"] = json!(dense);
             run["host_network_speedup"] = json!(dense / steady);
         }

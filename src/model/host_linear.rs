@@ -1,5 +1,5 @@
-//! The first Linear layer of an MLP applied to CSR rows directly, on the host, with its own SGD
-//! (momentum) update — for CPU backends only. Expression matrices are ~90% zeros, and the first
+//! The first Linear layer of an MLP applied to CSR rows directly, on the host, with a fused SGD
+//! (momentum) update or its gradient for another optimiser — for CPU backends only. Expression matrices are ~90% zeros, and the first
 //! layer (G → G/2) holds most of the network's weights: a dense matmul spends most of its time
 //! multiplying zeros, while here each stored value costs one row of multiply-adds, forward and
 //! backward (no gradient is needed for the input). On a GPU the dense layer stays on the device.
@@ -49,8 +49,8 @@ impl HostLinear {
                 weight[(j / TILE) * n_in * TILE + g * TILE + j % TILE] = dense[g * n_out + j];
             }
         }
-        let len = weight.len();
-        Ok(Self { n_in, n_out, weight, bias, velocity: vec![0.0; len], bias_velocity: vec![0.0; n_out], stepped: false })
+        // The momentum buffers are allocated by the first SGD step (other optimisers never need them).
+        Ok(Self { n_in, n_out, weight, bias, velocity: Vec::new(), bias_velocity: Vec::new(), stepped: false })
     }
 
     /// Back to a burn Linear on `device`.
@@ -92,6 +92,10 @@ impl HostLinear {
     pub fn sgd_step(&mut self, x: &CsrMatrix, rows: &[usize], grad_out: &[f32], learning_rate: f32, momentum: f32) {
         let (n_in, n_out, b) = (self.n_in, self.n_out, rows.len());
         let first = !self.stepped;
+        if first {
+            self.velocity = vec![0.0; self.weight.len()];
+            self.bias_velocity = vec![0.0; n_out];
+        }
         let dh = tile_major(grad_out, b, n_out);
         // The batch by gene (CSC), so each gene's gradient row is summed in registers and written
         // once, fused with its update.

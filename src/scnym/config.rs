@@ -126,8 +126,10 @@ pub struct ScnymConfig {
     pub description: Option<String>,
     /// CPU backends, Adadelta, no input dropout, no residual blocks, no mean teacher: the whole
     /// training step runs on the host (`scnym::host_net`; the first layer from the batch's stored
-    /// values only), the same maths. `false` keeps it in burn's autodiff (for comparisons).
-    #[serde(alias = "sparse_first_layer")]
+    /// values only), the same maths. `false` keeps it in burn's autodiff (for comparisons). A
+    /// speed switch, not part of the model: not written to bundles (so a user's config can name it
+    /// by its earlier name, `sparse_first_layer`, without meeting the preset's copy).
+    #[serde(alias = "sparse_first_layer", skip_serializing)]
     pub host_network: bool,
 }
 

@@ -1,6 +1,7 @@
 //! The whole scNym training step on the host, for CPU backends with the default options
 //! (Adadelta, no input dropout, no residual blocks, no mean teacher): the first layer from the
-//! batch's stored values (`HostLinear`), the dense layers as direct gemm calls, batch norm,
+//! stored values of the step's source rows only (`HostLinear`; the passes mix its outputs, see
+//! `step`), the dense layers as direct gemm calls, batch norm,
 //! dropout, the losses, their gradients and Adadelta as plain loops over buffers kept for the
 //! backward pass. The maths is `ScnymNet` + `DomainAdversary` + the step's losses in burn's
 //! autodiff, with the same dropout draws in the same order; what it saves is burn's graph around
@@ -16,6 +17,7 @@ use crate::model::host_mlp::{matmul, Operand};
 use crate::scnym::config::UnsupCriterion;
 use crate::scnym::model::{Block, BnState, DomainAdversary, Norm, ScnymNet, BLOCK_DROPOUT, BN_EPS, BN_MOMENTUM};
 use crate::scnym::ops::dropout_mask;
+use crate::scnym::step::{RowMix, StepBatch};
 use crate::train::adadelta::{Adadelta, HostAdadeltaState};
 
 /// A dense layer with its gradient and Adadelta state.
@@ -73,10 +75,16 @@ impl Norm1d {
     }
 }
 
+/// The domain adversary: Linear → ReLU → Linear.
+struct Adversary {
+    hidden: Dense,
+    output: Dense,
+}
+
 /// What one training-mode pass keeps for its backward pass, per block: x̂ (normalised, before
 /// γ and β), 1/σ, the dropout mask and the block's output after its ReLU.
 struct Pass {
-    x: CsrMatrix,
+    n: usize,
     xhat: Vec<Vec<f32>>,
     inv_std: Vec<Vec<f32>>,
     mask: Vec<Vec<f32>>,
@@ -88,40 +96,6 @@ struct Pass {
 /// The step's losses (for the epoch's record) — total, supervised, unsupervised, adversary.
 pub type StepLosses = [f64; 4];
 
-/// MixMatch's unlabelled pass: mixed confident cells first, then the unconfident ones, whose
-/// rows add 0 to the loss (they are there for batch norm).
-pub struct UnsupPass {
-    pub x: CsrMatrix,
-    pub targets: Vec<f32>,
-    pub n_conf: usize,
-    pub criterion: UnsupCriterion,
-    /// The ramp's weight this epoch.
-    pub weight: f64,
-}
-
-/// The labelled pass: inputs, soft targets, optional per-cell weights (class weighting).
-pub struct SupPass {
-    pub x: CsrMatrix,
-    pub targets: Vec<f32>,
-    pub cell_weights: Option<Vec<f32>>,
-}
-
-/// The adversary's pass: inputs, one-hot domains, a factor on its loss, the reversal weight.
-pub struct DanPass {
-    pub x: CsrMatrix,
-    pub domains: Vec<f32>,
-    pub scale: f64,
-    pub reversal: f64,
-}
-
-/// The student passes of one step, built on the host, in the order their forwards run (which is
-/// the order of their dropout draws and running-statistics updates).
-pub struct StepBatch {
-    pub unsup: Option<UnsupPass>,
-    pub sup: SupPass,
-    pub dan: Option<DanPass>,
-}
-
 pub struct HostScnym {
     first: HostLinear,
     first_grad: LinearGrad,
@@ -129,8 +103,7 @@ pub struct HostScnym {
     /// The Linear layers of blocks 1.., then the output layer.
     dense: Vec<Dense>,
     norms: Vec<Norm1d>,
-    /// The adversary's hidden and output layers.
-    dan: Option<[Dense; 2]>,
+    dan: Option<Adversary>,
     bn_updates: u64,
     optim: Adadelta,
     n_classes: usize,
@@ -171,7 +144,7 @@ impl HostScnym {
             });
         }
         let dan = match dan {
-            Some(d) => Some([Dense::new(HostParams::read(&d.hidden).await?), Dense::new(HostParams::read(&d.output).await?)]),
+            Some(d) => Some(Adversary { hidden: Dense::new(HostParams::read(&d.hidden).await?), output: Dense::new(HostParams::read(&d.output).await?) }),
             None => None,
         };
         Ok(Self { first, first_grad, first_state, dense, norms, dan, bn_updates: bn.updates, optim, n_classes })
@@ -226,16 +199,12 @@ impl HostScnym {
         logits
     }
 
-    /// A training-mode pass (batch statistics, dropout drawn from `rng`): the activations it
-    /// keeps, and the logits.
-    fn forward_train(&self, x: CsrMatrix, rng: &mut StdRng) -> (Pass, Vec<f32>) {
-        let n = x.n_rows;
-        let rows: Vec<usize> = (0..n).collect();
+    /// A training-mode pass (batch statistics, dropout drawn from `rng`) from the first layer's
+    /// output `h` (`n` rows): the activations it keeps, and the logits.
+    fn forward_train(&self, mut h: Vec<f32>, n: usize, rng: &mut StdRng) -> (Pass, Vec<f32>) {
         let k_blocks = self.norms.len();
         let (mut xhats, mut inv_stds, mut masks, mut acts, mut stats) =
             (Vec::with_capacity(k_blocks), Vec::with_capacity(k_blocks), Vec::with_capacity(k_blocks), Vec::<Vec<f32>>::with_capacity(k_blocks), Vec::with_capacity(k_blocks));
-        let mut h = Vec::new();
-        self.first.forward(&x, &rows, &mut h);
         for (k, norm) in self.norms.iter().enumerate() {
             if k > 0 {
                 self.dense[k - 1].params.forward(&acts[k - 1], n, &mut h);
@@ -271,13 +240,14 @@ impl HostScnym {
         }
         let mut logits = Vec::new();
         self.dense.last().expect("output layer").params.forward(acts.last().expect("a block"), n, &mut logits);
-        (Pass { x, xhat: xhats, inv_std: inv_stds, mask: masks, act: acts, stats }, logits)
+        (Pass { n, xhat: xhats, inv_std: inv_stds, mask: masks, act: acts, stats }, logits)
     }
 
     /// Backward through the blocks from the gradient with respect to the last block's output
-    /// (after its ReLU), adding every parameter's gradient.
-    fn backward_blocks(&mut self, pass: &Pass, mut g_act: Vec<f32>) {
-        let n = pass.x.n_rows;
+    /// (after its ReLU), adding the blocks' parameter gradients; returns the gradient with respect
+    /// to the first layer's output.
+    fn backward_blocks(&mut self, pass: &Pass, mut g_act: Vec<f32>) -> Vec<f32> {
+        let n = pass.n;
         let mut g_in = Vec::new();
         for k in (0..self.norms.len()).rev() {
             let norm = &mut self.norms[k];
@@ -311,44 +281,50 @@ impl HostScnym {
                     g[j] = coef[j] * (nf * g[j] - sg[j] - x[j] * sgx[j]);
                 }
             }
-            if k > 0 {
-                self.dense[k - 1].backward(&pass.act[k - 1], &g_y, n, &mut g_in);
-                g_act = std::mem::take(&mut g_in);
-            } else {
-                let rows: Vec<usize> = (0..n).collect();
-                self.first.add_grad(&pass.x, &rows, &g_y, &mut self.first_grad);
-                return;
+            if k == 0 {
+                return g_y;
             }
+            self.dense[k - 1].backward(&pass.act[k - 1], &g_y, n, &mut g_in);
+            g_act = std::mem::take(&mut g_in);
         }
+        unreachable!("a network has at least one block")
     }
 
     /// The gradient with respect to the last block's output from the output layer's `g_logits`.
     fn backward_output(&mut self, pass: &Pass, g_logits: &[f32]) -> Vec<f32> {
         let mut g = Vec::new();
-        let n = pass.x.n_rows;
+        let n = pass.n;
         self.dense.last_mut().expect("output layer").backward(pass.act.last().expect("a block"), g_logits, n, &mut g);
         g
     }
 
-    /// One training step: the passes' forwards (in order), the losses, the backward pass, one
-    /// Adadelta step for every parameter, and the running statistics (pass by pass).
+    /// One training step: the first layer on the step's source rows, the passes' forwards (in
+    /// order) from their mixes of its output, the losses, the backward pass, one Adadelta step
+    /// for every parameter, and the running statistics (pass by pass).
     pub fn step(&mut self, batch: StepBatch, lr: f64, rng: &mut StdRng) -> StepLosses {
         let c = self.n_classes;
-        let StepBatch { unsup, sup, dan } = batch;
+        let StepBatch { sources, unsup, sup, dan } = batch;
+        let width = self.first.n_out();
+        let mut h_src = Vec::new();
+        self.first.forward(&sources, &(0..sources.n_rows).collect::<Vec<_>>(), &mut h_src);
+        let run_pass = |rows: &RowMix, rng: &mut StdRng| self.forward_train(rows.apply(&h_src, width), rows.len(), rng);
         let u = unsup.map(|p| {
-            let (pass, logits) = self.forward_train(p.x, rng);
-            (pass, logits, p.targets, p.n_conf, p.criterion, p.weight)
+            let (pass, logits) = run_pass(&p.rows, rng);
+            (pass, logits, p)
         });
-        let (l_pass, l_logits) = self.forward_train(sup.x, rng);
+        let (l_pass, l_logits) = run_pass(&sup.rows, rng);
         let d = dan.map(|p| {
-            let (pass, _) = self.forward_train(p.x, rng);
-            (pass, p.domains, p.scale, p.reversal)
+            let (pass, _) = run_pass(&p.rows, rng);
+            (pass, p)
         });
+        // the first layer's gradient, gathered per source row
+        let mut g_src = vec![0f32; h_src.len()];
         let mut losses = [0f64; 4];
         let mut all_stats = Vec::new();
 
-        if let Some((pass, logits, targets, n_conf, criterion, weight)) = u {
-            let nu = pass.x.n_rows;
+        if let Some((pass, logits, p)) = u {
+            let (targets, n_conf, criterion, weight) = (p.targets, p.n_conf, p.criterion, p.weight);
+            let nu = pass.n;
             let mut g = logits;
             let mut loss = 0f64;
             let scale = (weight / nu as f64) as f32;
@@ -376,45 +352,50 @@ impl HostScnym {
             }
             losses[2] = loss / nu as f64;
             losses[0] += weight * losses[2];
-            let g_act = self.backward_output(&pass, &g);
-            self.backward_blocks(&pass, g_act);
+            // at weight 0 (the ramp's first epoch) or with no confident cell every gradient of this
+            // pass is 0: only its forward counted (dropout draws, batch statistics)
+            if weight != 0.0 && n_conf > 0 {
+                let g_act = self.backward_output(&pass, &g);
+                p.rows.scatter_add(&self.backward_blocks(&pass, g_act), width, &mut g_src);
+            }
             all_stats.push(pass.stats);
         }
 
-        let nl = l_pass.x.n_rows;
+        let nl = l_pass.n;
         let mut g = l_logits;
         losses[1] = soft_ce_grad(&mut g, &sup.targets, c, sup.cell_weights.as_deref(), 1.0 / nl as f64);
         losses[0] += losses[1];
         let g_act = self.backward_output(&l_pass, &g);
-        self.backward_blocks(&l_pass, g_act);
+        sup.rows.scatter_add(&self.backward_blocks(&l_pass, g_act), width, &mut g_src);
         all_stats.push(l_pass.stats);
 
-        if let Some((pass, domains, scale, reversal)) = d {
+        if let Some((pass, p)) = d {
             let adversary = self.dan.as_mut().expect("an adversary for the domain pass");
-            let nd = pass.x.n_rows;
+            let nd = pass.n;
             let emb = pass.act.last().expect("a block");
             let (mut hidden, mut dl) = (Vec::new(), Vec::new());
-            adversary[0].params.forward(emb, nd, &mut hidden);
+            adversary.hidden.params.forward(emb, nd, &mut hidden);
             hidden.iter_mut().for_each(|v| *v = v.max(0.0));
-            adversary[1].params.forward(&hidden, nd, &mut dl);
-            let n_domains = adversary[1].params.n_out;
-            losses[3] = soft_ce_grad(&mut dl, &domains, n_domains, None, scale / nd as f64);
+            adversary.output.params.forward(&hidden, nd, &mut dl);
+            let n_domains = adversary.output.params.n_out;
+            losses[3] = soft_ce_grad(&mut dl, &p.domains, n_domains, None, p.scale / nd as f64);
             losses[0] += losses[3];
             let mut g_hidden = Vec::new();
-            adversary[1].backward(&hidden, &dl, nd, &mut g_hidden);
+            adversary.output.backward(&hidden, &dl, nd, &mut g_hidden);
             g_hidden.iter_mut().zip(&hidden).for_each(|(g, &h)| {
                 if h <= 0.0 {
                     *g = 0.0
                 }
             });
             let mut g_emb = Vec::new();
-            adversary[0].backward(emb, &g_hidden, nd, &mut g_emb);
+            adversary.hidden.backward(emb, &g_hidden, nd, &mut g_emb);
             // gradient reversal: −w on the way back into the classifier
-            let r = -reversal as f32;
+            let r = -p.reversal as f32;
             g_emb.iter_mut().for_each(|g| *g *= r);
-            self.backward_blocks(&pass, g_emb);
+            p.rows.scatter_add(&self.backward_blocks(&pass, g_emb), width, &mut g_src);
             all_stats.push(pass.stats);
         }
+        self.first.add_grad(&sources, &(0..sources.n_rows).collect::<Vec<_>>(), &g_src, &mut self.first_grad);
 
         let lr = lr as f32;
         let optim = self.optim;
@@ -422,7 +403,7 @@ impl HostScnym {
         optim.step_host(lr, self.first.params_mut().1, &self.first_grad.bias, &mut self.first_state.1);
         self.first_grad.weight.fill(0.0);
         self.first_grad.bias.fill(0.0);
-        self.dense.iter_mut().chain(self.dan.iter_mut().flatten()).for_each(|d| d.step(&optim, lr));
+        self.dense.iter_mut().chain(self.dan.iter_mut().flat_map(|a| [&mut a.hidden, &mut a.output])).for_each(|d| d.step(&optim, lr));
         self.norms.iter_mut().for_each(|n| n.step(&optim, lr));
         let m = BN_MOMENTUM as f32;
         for stats in all_stats {

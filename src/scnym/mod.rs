@@ -11,6 +11,7 @@ pub mod import;
 pub mod model;
 pub mod ops;
 pub mod predict;
+pub mod step;
 pub mod student;
 pub mod torch_file;
 pub mod train;

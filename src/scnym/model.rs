@@ -190,17 +190,10 @@ impl Norm {
 impl Block {
     /// Linear → BN → (residual tail) → Dropout; returns the pre-ReLU output.
     fn forward(&self, x: Tensor<2>, k: &mut usize, mode: &mut Mode) -> Tensor<2> {
-        let linear = self.linear.forward(x.clone());
-        self.after_linear(linear, Some(x), k, mode)
-    }
-
-    /// The block from its Linear layer's output on; `x` (the block's input) is needed only by a
-    /// residual block.
-    fn after_linear(&self, linear: Tensor<2>, x: Option<Tensor<2>>, k: &mut usize, mode: &mut Mode) -> Tensor<2> {
-        let mut z = self.norm.forward(linear, k, mode);
+        let mut z = self.norm.forward(self.linear.forward(x.clone()), k, mode);
         if let Some(res) = &self.residual {
             let y = res.norm.forward(res.linear.forward(relu(z)), k, mode);
-            z = res.outer.forward(relu(y + x.expect("a residual block's input")), k, mode);
+            z = res.outer.forward(relu(y + x), k, mode);
         }
         match mode {
             Mode::Train { rng, .. } => dropout(z, BLOCK_DROPOUT, rng),
@@ -237,16 +230,8 @@ impl ScnymNet {
             Mode::Train { rng, .. } if init_dropout > 0.0 => input_dropout(x, init_dropout, rng),
             _ => x,
         };
-        let first = self.blocks[0].linear.forward(x);
-        self.forward_after_first_linear(first, mode)
-    }
-
-    /// The network from the first Linear layer's output on (CPU backends compute that layer on
-    /// the host, straight from the sparse rows: `scnym::host_first`). The first block is never a
-    /// residual one, so its input is not needed.
-    pub fn forward_after_first_linear(&self, first: Tensor<2>, mut mode: Mode) -> Forward {
         let mut k = 0;
-        let mut z = self.blocks[0].after_linear(first, None, &mut k, &mut mode);
+        let mut z = self.blocks[0].forward(x, &mut k, &mut mode);
         for block in &self.blocks[1..] {
             z = block.forward(relu(z), &mut k, &mut mode);
         }

@@ -91,21 +91,25 @@ fn retain_nonzero(x: &mut CsrMatrix) {
     x.data.truncate(w);
 }
 
-/// Keep-dominant MixUp over a pool of rows: for a random permutation π and
-/// λ'_i = max(λ_i, 1 − λ_i), λ_i ~ Beta(α, α), row_i ← λ'_i row_i + (1 − λ'_i) row_π(i), for the
-/// inputs `x` (a `gather_rows` batch; returned mixed) and the targets `y` (`[n, c]`, in place)
-/// alike. α = 0 leaves the pool unchanged.
-pub fn mixup_keep_dominant(x: &CsrMatrix, y: &mut [f32], c: usize, alpha: f64, rng: &mut StdRng) -> CsrMatrix {
-    let n = x.n_rows;
-    if alpha <= 0.0 || n == 0 {
-        return x.clone();
+/// Keep-dominant MixUp's draws for a pool of `n` rows: a random permutation π and
+/// λ'_i = max(λ_i, 1 − λ_i), λ_i ~ Beta(α, α), so that row_i ← λ'_i row_i + (1 − λ'_i) row_π(i)
+/// stays dominated by its own row. `None` (and no draws) when α = 0: the pool is left unmixed.
+pub struct MixPlan {
+    pub perm: Vec<usize>,
+    pub lambdas: Vec<f32>,
+}
+
+impl MixPlan {
+    pub fn draw(n: usize, alpha: f64, rng: &mut StdRng) -> Option<Self> {
+        if alpha <= 0.0 || n == 0 {
+            return None;
+        }
+        let mut perm: Vec<usize> = (0..n).collect();
+        perm.shuffle(rng);
+        let beta = Beta::new(alpha, alpha).expect("alpha > 0");
+        let lambdas = (0..n).map(|_| beta.sample(rng)).map(|l: f64| l.max(1.0 - l) as f32).collect();
+        Some(Self { perm, lambdas })
     }
-    let mut perm: Vec<usize> = (0..n).collect();
-    perm.shuffle(rng);
-    let beta = Beta::new(alpha, alpha).expect("alpha > 0");
-    let lambdas: Vec<f32> = (0..n).map(|_| beta.sample(rng)).map(|l: f64| l.max(1.0 - l) as f32).collect();
-    mix_rows(y, c, &perm, &lambdas);
-    mix_sparse_rows(x, &perm, &lambdas)
 }
 
 /// out_i = λ_i a_i + (1 − λ_i) a_π(i) for dense rows of `width`, reading from a copy so the
@@ -119,48 +123,6 @@ pub fn mix_rows(a: &mut [f32], width: usize, perm: &[usize], lambdas: &[f32]) {
             *v = l * *v + (1.0 - l) * o;
         }
     }
-}
-
-/// `mix_rows` for sparse rows with increasing columns: a merge over the union of the two rows'
-/// columns, with the same arithmetic as the dense form where both are stored.
-pub fn mix_sparse_rows(x: &CsrMatrix, perm: &[usize], lambdas: &[f32]) -> CsrMatrix {
-    let mut indptr = Vec::with_capacity(x.n_rows + 1);
-    indptr.push(0u64);
-    let (mut indices, mut data) = (Vec::with_capacity(2 * x.nnz()), Vec::with_capacity(2 * x.nnz()));
-    for i in 0..x.n_rows {
-        let (ia, va) = x.row(i);
-        let (ib, vb) = x.row(perm[i]);
-        let (l, m) = (lambdas[i], 1.0 - lambdas[i]);
-        let (mut a, mut b) = (0, 0);
-        while a < ia.len() || b < ib.len() {
-            let (col, v) = match (ia.get(a), ib.get(b)) {
-                (Some(&ca), Some(&cb)) if ca == cb => {
-                    a += 1;
-                    b += 1;
-                    (ca, l * va[a - 1] + m * vb[b - 1])
-                }
-                (Some(&ca), Some(&cb)) if ca < cb => {
-                    a += 1;
-                    (ca, l * va[a - 1])
-                }
-                (Some(&ca), None) => {
-                    a += 1;
-                    (ca, l * va[a - 1])
-                }
-                (_, Some(&cb)) => {
-                    b += 1;
-                    (cb, m * vb[b - 1])
-                }
-                (None, None) => unreachable!("loop condition"),
-            };
-            if v != 0.0 {
-                indices.push(col);
-                data.push(v);
-            }
-        }
-        indptr.push(data.len() as u64);
-    }
-    CsrMatrix { n_rows: x.n_rows, n_cols: x.n_cols, indptr, indices, data }
 }
 
 /// scNym's `log1p_drop` on a batch of ln(CPM+1) rows (from `gather_rows`), in place: expm1, drop
@@ -293,30 +255,23 @@ mod tests {
         for (a, b) in y.iter().zip([0.8, 0.2, 0.3, 0.7]) {
             assert!((a - b).abs() < 1e-6, "{y:?}");
         }
-        // the sparse merge: columns of either row, both, or neither; λ' = 1 stores no zero
-        let x = CsrMatrix::from_dense(3, 4, &[1.0, 0.0, 2.0, 0.0, 0.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0, 5.0]).unwrap();
-        let m = mix_sparse_rows(&x, &[1, 2, 0], &[0.75, 0.5, 1.0]);
-        let want = [0.75, 0.75, 2.5, 0.0, 0.0, 1.5, 2.0, 2.5, 0.0, 0.0, 0.0, 5.0];
-        assert_eq!(dense(&m), want);
-        assert_eq!(m.row(2).0, &[3]);
-        assert!(m.row(0).0.windows(2).all(|w| w[0] < w[1]));
-        // random draws: every row stays dominated by its original (λ' ≥ 0.5), and the sparse
-        // inputs mix exactly as the dense targets
+        // random draws: a permutation, and every row stays dominated by its original (λ' ≥ 0.5)
         let mut rng = StdRng::seed_from_u64(1);
         let n = 50;
-        let eye: Vec<f32> = (0..n).flat_map(|i| (0..n).map(move |j| if i == j { 1.0 } else { 0.0 })).collect();
-        let x = gather_rows(&CsrMatrix::from_dense(n, n, &eye).unwrap(), &(0..n).collect::<Vec<_>>());
-        let mut y = eye.clone();
-        let mixed = dense(&mixup_keep_dominant(&x, &mut y, n, 0.3, &mut rng));
+        let plan = MixPlan::draw(n, 0.3, &mut rng).unwrap();
+        let mut seen = plan.perm.clone();
+        seen.sort();
+        assert_eq!(seen, (0..n).collect::<Vec<_>>());
+        assert!(plan.lambdas.iter().all(|&l| (0.5..=1.0).contains(&l)));
+        assert!(plan.lambdas.iter().any(|&l| l < 0.99), "Beta(0.3, 0.3) mixes some rows");
+        let mut y: Vec<f32> = (0..n).flat_map(|i| (0..n).map(move |j| if i == j { 1.0 } else { 0.0 })).collect();
+        mix_rows(&mut y, n, &plan.perm, &plan.lambdas);
         for i in 0..n {
-            assert!(mixed[i * n + i] >= 0.5, "row {i} lost dominance");
+            assert!(y[i * n + i] >= 0.5, "row {i} lost dominance");
             let s: f32 = y[i * n..(i + 1) * n].iter().sum();
             assert!((s - 1.0).abs() < 1e-5);
         }
-        assert_eq!(mixed, y);
-        let z = CsrMatrix::from_dense(1, 2, &[1.0, 2.0]).unwrap();
-        let mut t = vec![1.0];
-        assert_eq!(mixup_keep_dominant(&z, &mut t, 1, 0.0, &mut rng), z);
+        assert!(MixPlan::draw(1, 0.0, &mut rng).is_none());
     }
 
     #[test]
@@ -374,5 +329,19 @@ mod tests {
         let one_by_one: Vec<f32> = (0..7 * 31).map(|_| if (b.random::<u32>() as u64) < threshold { 0.0 } else { (1.0 / 0.7f64) as f32 }).collect();
         assert_eq!(m, one_by_one);
         assert_eq!(a.random::<u64>(), b.random::<u64>());
+    }
+
+    #[test]
+    fn gradient_reversal_sign_and_scale() {
+        use burn::prelude::TensorData;
+        let device = crate::backend::cpu(crate::backend::BackendRequest::Cpu, "test").unwrap().device.autodiff();
+        let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2]), &device).require_grad();
+        let y = gradient_reversal(x.clone(), 0.25);
+        let fwd: Vec<f32> = y.clone().inner().into_data().try_into_vec_as::<f32>().unwrap();
+        assert_eq!(fwd, vec![1.0, 2.0, 3.0, 4.0]);
+        let loss = (y * Tensor::<2>::from_data(TensorData::new(vec![1.0f32, -2.0, 0.5, 3.0], [2, 2]), &device)).sum();
+        let grads = loss.backward();
+        let g: Vec<f32> = x.grad(&grads).unwrap().into_data().try_into_vec_as::<f32>().unwrap();
+        assert_eq!(g, vec![-0.25, 0.5, -0.125, -0.75]);
     }
 }

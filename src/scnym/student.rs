@@ -14,7 +14,8 @@ use rand::rngs::StdRng;
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
 use crate::scnym::config::UnsupCriterion;
-use crate::scnym::host_net::{HostScnym, StepBatch};
+use crate::scnym::host_net::HostScnym;
+use crate::scnym::step::{RowMix, StepBatch};
 use crate::scnym::model::{BnState, DomainAdversary, Mode, ScnymNet};
 use crate::scnym::ops::{gradient_reversal, soft_cross_entropy};
 
@@ -46,13 +47,13 @@ pub enum Student {
 }
 
 /// A batch as a dense tensor.
-pub fn dense_tensor(x: &CsrMatrix, device: &Device) -> Tensor<2> {
+fn dense_tensor(x: &CsrMatrix, device: &Device) -> Tensor<2> {
     let mut v = Vec::new();
     x.densify_rows_into(&(0..x.n_rows).collect::<Vec<_>>(), &mut v);
     Tensor::from_data(TensorData::new(v, [x.n_rows, x.n_cols]), device)
 }
 
-fn tensor2(v: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
+pub(crate) fn tensor2(v: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(v, [rows, cols]), device)
 }
 
@@ -189,13 +190,19 @@ impl BurnStudent {
         let ad = self.device.clone();
         let net = &self.model().net;
         let mut stats = Vec::new();
-        let StepBatch { unsup, sup, dan } = batch;
-        let mut train = |x: &CsrMatrix, rng: &mut StdRng| net.forward(dense_tensor(x, &ad), self.init_dropout, Mode::Train { rng, stats: &mut stats });
-        let fu = unsup.as_ref().map(|u| train(&u.x, rng));
-        let fl = train(&sup.x, rng);
-        let fd = dan.as_ref().map(|d| train(&d.x, rng));
+        let StepBatch { sources, unsup, sup, dan } = batch;
+        let g = sources.n_cols;
+        let mut src = Vec::new();
+        sources.densify_rows_into(&(0..sources.n_rows).collect::<Vec<_>>(), &mut src);
+        let mut train = |rows: &RowMix, rng: &mut StdRng| {
+            let x = tensor2(rows.apply(&src, g), rows.len(), g, &ad);
+            net.forward(x, self.init_dropout, Mode::Train { rng, stats: &mut stats })
+        };
+        let fu = unsup.as_ref().map(|u| train(&u.rows, rng));
+        let fl = train(&sup.rows, rng);
+        let fd = dan.as_ref().map(|d| train(&d.rows, rng));
         let c = fl.logits.dims()[1];
-        let nl = sup.x.n_rows;
+        let nl = sup.rows.len();
         let ce = soft_cross_entropy(fl.logits, tensor2(sup.targets, nl, c, &ad));
         let sup_loss = match sup.cell_weights {
             Some(w) => (ce * tensor1(w, &ad)).mean(),
@@ -205,7 +212,7 @@ impl BurnStudent {
         let zero = || Tensor::<1>::zeros([1], &ad);
         let mut unsup_loss = zero();
         if let (Some(u), Some(fu)) = (unsup, fu) {
-            let nu = u.x.n_rows;
+            let nu = u.rows.len();
             let targets = tensor2(u.targets, nu, c, &ad);
             let per_cell = match u.criterion {
                 UnsupCriterion::Mse => (softmax(fu.logits, 1) - targets).square().sum_dim(1).squeeze_dim::<1>(1),
@@ -217,7 +224,7 @@ impl BurnStudent {
         }
         let mut dan_loss = zero();
         if let (Some(d), Some(fd)) = (dan, fd) {
-            let nd = d.x.n_rows;
+            let nd = d.rows.len();
             let n_domains = d.domains.len() / nd.max(1);
             let logits = self.model().dan.as_ref().expect("adversary").forward(gradient_reversal(relu(fd.embedding), d.reversal));
             dan_loss = soft_cross_entropy(logits, tensor2(d.domains, nd, n_domains, &ad)).mean() * d.scale;

@@ -21,10 +21,11 @@ use crate::error::{Result, SclabelError};
 use crate::scnym::bundle::ScnymModel;
 use crate::scnym::finetune::Pretrained;
 use crate::scnym::config::{Augmentation, OptimizerName, ScnymConfig};
-use crate::scnym::host_net::{DanPass, HostScnym, StepBatch, SupPass, UnsupPass};
+use crate::scnym::host_net::HostScnym;
+use crate::scnym::step::{DanPass, RowMix, StepBatch, SupPass, UnsupPass};
 use crate::scnym::model::{ArchSpec, BnState, DomainAdversary, Mode, ScnymNet};
-use crate::scnym::ops::{class_weights, gather_rows, log1p_drop, mixup_keep_dominant, ramp, sharpen, soft_cross_entropy};
-use crate::scnym::student::{BurnStudent, Student, Trainable};
+use crate::scnym::ops::{class_weights, gather_rows, log1p_drop, mix_rows, ramp, sharpen, soft_cross_entropy, MixPlan};
+use crate::scnym::student::{tensor2, BurnStudent, Student, Trainable};
 use crate::train::adadelta::Adadelta;
 use crate::train::progress::{Observer, Phase, Progress};
 
@@ -164,10 +165,6 @@ fn one_hot(codes: impl Iterator<Item = usize>, n: usize) -> Vec<f32> {
         out[start + c] = 1.0;
     }
     out
-}
-
-fn tensor2(v: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
-    Tensor::from_data(TensorData::new(v, [rows, cols]), device)
 }
 
 fn optimizer(config: &ScnymConfig) -> ModuleOptimizer {
@@ -364,7 +361,8 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                         .collect();
                     student.teacher_probabilities(&augmented.iter().collect::<Vec<_>>()).await?
                 } else {
-                    student.teacher_probabilities(&vec![&xu; n_aug]).await?
+                    // without augmentation every pass would see the same input
+                    student.teacher_probabilities(&[&xu]).await?
                 };
                 // (2) confidence test, then sharpening.
                 let tau = config.ssl_kwargs.pseudolabel_min_confidence as f32;
@@ -375,20 +373,30 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                 let n_conf = conf_idx.len();
                 n_conf_total += n_conf;
                 n_u_total += nu;
-                // (3) MixUp over [confident unlabelled ; augmented labelled].
-                let pool_x = CsrMatrix::vstack(&[&xu.select_rows(&conf_idx), &xl])?;
+                // (3) MixUp over the pool [confident unlabelled ; augmented labelled]: targets here,
+                // inputs as row recipes over the sources [unlabelled ; augmented labelled].
+                let src_of = |p: usize| if p < n_conf { conf_idx[p] } else { nu + p - n_conf };
+                let plan = MixPlan::draw(n_conf + nl, config.mixup_alpha, &mut rng);
                 let mut pool_y = Vec::with_capacity((n_conf + nl) * c);
                 for &i in &conf_idx {
                     pool_y.extend_from_slice(&q[i * c..(i + 1) * c]);
                 }
                 pool_y.extend_from_slice(&yl);
-                let mixed = mixup_keep_dominant(&pool_x, &mut pool_y, c, config.mixup_alpha, &mut rng);
-                let u_in = CsrMatrix::vstack(&[&mixed.select_rows(&(0..n_conf).collect::<Vec<_>>()), &xu.select_rows(&unconf_idx)])?;
+                let mixed = |p: usize, rows: &mut RowMix| match &plan {
+                    Some(plan) => rows.push(src_of(p), src_of(plan.perm[p]), plan.lambdas[p]),
+                    None => rows.push_copy(src_of(p)),
+                };
+                let (mut u_rows, mut l_rows) = (RowMix::default(), RowMix::default());
+                (0..n_conf).for_each(|p| mixed(p, &mut u_rows));
+                (n_conf..n_conf + nl).for_each(|p| mixed(p, &mut l_rows));
+                if let Some(plan) = &plan {
+                    mix_rows(&mut pool_y, c, &plan.perm, &plan.lambdas);
+                }
+                unconf_idx.iter().for_each(|&i| u_rows.push_copy(i));
                 let mut u_tgt = pool_y[..n_conf * c].to_vec();
                 for &i in &unconf_idx {
                     u_tgt.extend_from_slice(&q[i * c..(i + 1) * c]);
                 }
-                let l_x = mixed.select_rows(&(n_conf..n_conf + nl).collect::<Vec<_>>());
                 let l_y = pool_y[n_conf * c..].to_vec();
                 let cell_weights = weights.as_ref().map(|w| l_y.chunks(c).map(|r| r.iter().zip(w).map(|(y, w)| y * w).fold(0f32, f32::max)).collect::<Vec<_>>());
                 // (6) adversary on [augmented labelled ; unlabelled (confident or all)]
@@ -396,24 +404,27 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                     let du: Vec<usize> = if config.ssl_kwargs.dan_use_conf_pseudolabels { conf_idx.clone() } else { (0..nu).collect() };
                     let doms = lrows.iter().chain(du.iter().map(|&i| &urows[i])).map(|&r| data.domains[r] as usize);
                     let scale = if config.ssl_kwargs.dan_scale_loss_pseudoconf { n_conf as f64 / nu as f64 } else { 1.0 };
-                    CsrMatrix::vstack(&[&xl, &xu.select_rows(&du)]).map(|x| DanPass { x, domains: one_hot(doms, n_domains), scale, reversal: w_d })
+                    let mut rows = RowMix::default();
+                    (nu..nu + nl).chain(du.iter().copied()).for_each(|r| rows.push_copy(r));
+                    DanPass { rows, domains: one_hot(doms, n_domains), scale, reversal: w_d }
                 });
                 StepBatch {
-                    unsup: Some(UnsupPass { x: u_in, targets: u_tgt, n_conf, criterion: config.ssl_kwargs.unsup_criterion, weight: w_u }),
-                    sup: SupPass { x: l_x, targets: l_y, cell_weights },
-                    dan: dan.transpose()?,
+                    sources: CsrMatrix::vstack(&[&xu, &xl])?,
+                    unsup: Some(UnsupPass { rows: u_rows, targets: u_tgt, n_conf, criterion: config.ssl_kwargs.unsup_criterion, weight: w_u }),
+                    sup: SupPass { rows: l_rows, targets: l_y, cell_weights },
+                    dan,
                 }
             } else {
                 // Supervised: unaugmented, unmixed batches.
                 let cell_weights = weights.as_ref().map(|w| lrows.iter().map(|&r| w[data.labels[r] as usize]).collect::<Vec<_>>());
                 // fix: scNym's supervised multi-domain path applied softmax twice in its CE.
-                let dan = use_dan.then(|| DanPass {
-                    x: xl.clone(),
-                    domains: one_hot(lrows.iter().map(|&r| data.domains[r] as usize), n_domains),
-                    scale: 1.0,
-                    reversal: w_d,
-                });
-                StepBatch { unsup: None, sup: SupPass { x: xl, targets: yl, cell_weights }, dan }
+                let all = || {
+                    let mut rows = RowMix::default();
+                    (0..nl).for_each(|r| rows.push_copy(r));
+                    rows
+                };
+                let dan = use_dan.then(|| DanPass { rows: all(), domains: one_hot(lrows.iter().map(|&r| data.domains[r] as usize), n_domains), scale: 1.0, reversal: w_d });
+                StepBatch { sources: xl, unsup: None, sup: SupPass { rows: all(), targets: yl, cell_weights }, dan }
             };
             // (4)–(7): the passes, loss = sup + w_u·unsup + dan (the DAN weight acts only through
             // gradient reversal), backward, update.
@@ -494,7 +505,6 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scnym::ops::gradient_reversal;
 
     #[test]
     fn split_sizes_follow_scnym() {
@@ -509,18 +519,5 @@ mod tests {
         let mut all: Vec<usize> = train.iter().chain(&test).chain(&val).copied().collect();
         all.sort();
         assert_eq!(all, (0..900).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn gradient_reversal_sign_and_scale() {
-        let device = crate::backend::cpu(crate::backend::BackendRequest::Cpu, "test").unwrap().device.autodiff();
-        let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2]), &device).require_grad();
-        let y = gradient_reversal(x.clone(), 0.25);
-        let fwd: Vec<f32> = y.clone().inner().into_data().try_into_vec_as::<f32>().unwrap();
-        assert_eq!(fwd, vec![1.0, 2.0, 3.0, 4.0]);
-        let loss = (y * Tensor::<2>::from_data(TensorData::new(vec![1.0f32, -2.0, 0.5, 3.0], [2, 2]), &device)).sum();
-        let grads = loss.backward();
-        let g: Vec<f32> = x.grad(&grads).unwrap().into_data().try_into_vec_as::<f32>().unwrap();
-        assert_eq!(g, vec![-0.25, 0.5, -0.125, -0.75]);
     }
 }

@@ -23,7 +23,7 @@ impl Adadelta {
     }
 }
 
-/// Adadelta's state for parameters kept on the host (scNym's first layer on CPU backends).
+/// Adadelta's state for parameters kept on the host (scNym's host network on CPU backends).
 pub struct HostAdadeltaState {
     square_avg: Vec<f32>,
     acc_delta: Vec<f32>,

@@ -1,6 +1,7 @@
 //! scNym (Kimmel & Kelley 2021): semi-supervised, domain-adversarial cell-type label transfer.
 //! `config` (presets, merging) → `model` (classifier + adversary) → `train` (MixMatch, DAN, model
-//! selection; `student`: the step's network work, in burn or — `host_net` — on the host for CPU backends) → `bundle` (safetensors model files) → `predict`; `finetune` re-indexes a trained model to new data; `api` ties them to AnnData.
+//! selection; `step`: a step's inputs as row recipes; `student`: the step's network work, in burn or —
+//! `host_net` — on the host for CPU backends) → `bundle` (safetensors model files) → `predict`; `finetune` re-indexes a trained model to new data; `api` ties them to AnnData.
 pub mod api;
 pub mod bundle;
 pub mod config;

@@ -180,15 +180,18 @@ pub struct HostParams {
     pub bias: Vec<f32>,
 }
 
+/// A tensor's values read to the host (row-major), asynchronously (WebGPU cannot block).
+pub async fn read_to_host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    let device = t.device();
+    t.into_data_async().await.map_err(|e| SclabelError::backend(&device, e))?.try_into_vec_as::<f32>().map_err(|e| SclabelError::backend(&device, e))
+}
+
 impl HostParams {
     pub async fn read(linear: &Linear) -> Result<Self> {
-        let w = linear.weight.val();
-        let device = w.device();
-        let [n_in, n_out] = w.dims();
-        let read = |d: TensorData| d.try_into_vec_as::<f32>().map_err(|e| SclabelError::backend(&device, e));
-        let weight = read(w.into_data_async().await.map_err(|e| SclabelError::backend(&device, e))?)?;
+        let [n_in, n_out] = linear.weight.dims();
+        let weight = read_to_host(linear.weight.val()).await?;
         let bias = match &linear.bias {
-            Some(b) => read(b.val().into_data_async().await.map_err(|e| SclabelError::backend(&device, e))?)?,
+            Some(b) => read_to_host(b.val()).await?,
             None => vec![0.0; n_out],
         };
         Ok(Self { n_in, n_out, weight, bias })

@@ -11,8 +11,8 @@ use burn::prelude::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 
 use crate::data::matrix::CsrMatrix;
-use crate::error::{Result, SclabelError};
-use crate::model::host_linear::{add_column_sums, HostLinear, HostParams, LinearGrad};
+use crate::error::Result;
+use crate::model::host_linear::{add_column_sums, read_to_host, HostLinear, HostParams, LinearGrad};
 use crate::model::host_mlp::{matmul, Operand};
 use crate::scnym::config::UnsupCriterion;
 use crate::scnym::model::{Block, BnState, DomainAdversary, Norm, ScnymNet, BLOCK_DROPOUT, BN_EPS, BN_MOMENTUM};
@@ -109,11 +109,6 @@ pub struct HostScnym {
     n_classes: usize,
 }
 
-async fn read1(t: Tensor<1>) -> Result<Vec<f32>> {
-    let device = t.device();
-    t.into_data_async().await.map_err(|e| SclabelError::backend(&device, e))?.try_into_vec_as::<f32>().map_err(|e| SclabelError::backend(&device, e))
-}
-
 impl HostScnym {
     /// Copies a non-residual network, its adversary and running statistics to the host.
     pub async fn new(net: &ScnymNet, dan: Option<&DomainAdversary>, bn: &BnState, optim: Adadelta) -> Result<Self> {
@@ -129,16 +124,16 @@ impl HostScnym {
         let n_classes = dense.last().expect("output layer").params.n_out;
         let mut norms = Vec::new();
         for (k, block) in net.blocks.iter().enumerate() {
-            let gamma = read1(block.norm.gamma.val()).await?;
-            let beta = read1(block.norm.beta.val()).await?;
+            let gamma = read_to_host(block.norm.gamma.val()).await?;
+            let beta = read_to_host(block.norm.beta.val()).await?;
             let w = gamma.len();
             norms.push(Norm1d {
                 grad_gamma: vec![0.0; w],
                 grad_beta: vec![0.0; w],
                 state_gamma: HostAdadeltaState::new(w),
                 state_beta: HostAdadeltaState::new(w),
-                running_mean: read1(bn.mean[k].clone()).await?,
-                running_var: read1(bn.var[k].clone()).await?,
+                running_mean: read_to_host(bn.mean[k].clone()).await?,
+                running_var: read_to_host(bn.var[k].clone()).await?,
                 gamma,
                 beta,
             });

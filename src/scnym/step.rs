@@ -16,6 +16,13 @@ pub struct RowMix {
 }
 
 impl RowMix {
+    /// Unmixed source rows.
+    pub fn copies(rows: impl IntoIterator<Item = usize>) -> Self {
+        let mut m = Self::default();
+        rows.into_iter().for_each(|r| m.push_copy(r));
+        m
+    }
+
     /// Appends an unmixed source row.
     pub fn push_copy(&mut self, row: usize) {
         self.push(row, row, 1.0);

@@ -14,6 +14,7 @@ use rand::rngs::StdRng;
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
 use crate::scnym::config::UnsupCriterion;
+use crate::model::host_linear::read_to_host;
 use crate::scnym::host_net::HostScnym;
 use crate::scnym::step::{RowMix, StepBatch};
 use crate::scnym::model::{BnState, DomainAdversary, Mode, ScnymNet};
@@ -131,8 +132,7 @@ impl Student {
                         None => p,
                     });
                 }
-                let q = q_sum.expect("at least one input") / inputs.len() as f64;
-                q.into_data_async().await.map_err(|e| SclabelError::backend(&inner, e))?.try_into_vec_as::<f32>().map_err(|e| SclabelError::backend(&inner, e))
+                read_to_host(q_sum.expect("at least one input") / inputs.len() as f64).await
             }
         }
     }

@@ -404,8 +404,7 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                     let du: Vec<usize> = if config.ssl_kwargs.dan_use_conf_pseudolabels { conf_idx.clone() } else { (0..nu).collect() };
                     let doms = lrows.iter().chain(du.iter().map(|&i| &urows[i])).map(|&r| data.domains[r] as usize);
                     let scale = if config.ssl_kwargs.dan_scale_loss_pseudoconf { n_conf as f64 / nu as f64 } else { 1.0 };
-                    let mut rows = RowMix::default();
-                    (nu..nu + nl).chain(du.iter().copied()).for_each(|r| rows.push_copy(r));
+                    let rows = RowMix::copies((nu..nu + nl).chain(du.iter().copied()));
                     DanPass { rows, domains: one_hot(doms, n_domains), scale, reversal: w_d }
                 });
                 StepBatch {
@@ -418,13 +417,8 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                 // Supervised: unaugmented, unmixed batches.
                 let cell_weights = weights.as_ref().map(|w| lrows.iter().map(|&r| w[data.labels[r] as usize]).collect::<Vec<_>>());
                 // fix: scNym's supervised multi-domain path applied softmax twice in its CE.
-                let all = || {
-                    let mut rows = RowMix::default();
-                    (0..nl).for_each(|r| rows.push_copy(r));
-                    rows
-                };
-                let dan = use_dan.then(|| DanPass { rows: all(), domains: one_hot(lrows.iter().map(|&r| data.domains[r] as usize), n_domains), scale: 1.0, reversal: w_d });
-                StepBatch { sources: xl, unsup: None, sup: SupPass { rows: all(), targets: yl, cell_weights }, dan }
+                let dan = use_dan.then(|| DanPass { rows: RowMix::copies(0..nl), domains: one_hot(lrows.iter().map(|&r| data.domains[r] as usize), n_domains), scale: 1.0, reversal: w_d });
+                StepBatch { sources: xl, unsup: None, sup: SupPass { rows: RowMix::copies(0..nl), targets: yl, cell_weights }, dan }
             };
             // (4)–(7): the passes, loss = sup + w_u·unsup + dan (the DAN weight acts only through
             // gradient reversal), backward, update.

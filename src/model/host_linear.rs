@@ -13,6 +13,7 @@ use burn::prelude::{Device, Tensor, TensorData};
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
 use crate::model::host_mlp::{matmul, Operand};
+use crate::model::simd::{dispatch_avx2, tile_major};
 
 /// Output columns per tile: a tile of W for 2000 genes is 512 KB (fits L2), and a tile-wide
 /// accumulator fits in eight AVX registers.
@@ -96,7 +97,7 @@ impl HostLinear {
             self.velocity = vec![0.0; self.weight.len()];
             self.bias_velocity = vec![0.0; n_out];
         }
-        let dh = tile_major(grad_out, b, n_out);
+        let dh = tile_major::<TILE>(grad_out, b, n_out);
         // The batch by gene (CSC), so each gene's gradient row is summed in registers and written
         // once, fused with its update.
         let by_gene = Csc::of_rows(x, rows, n_in);
@@ -119,7 +120,7 @@ impl HostLinear {
     /// to `grad`, for optimisers other than the fused SGD step.
     pub fn add_grad(&self, x: &CsrMatrix, rows: &[usize], grad_out: &[f32], grad: &mut LinearGrad) {
         let (n_in, n_out, b) = (self.n_in, self.n_out, rows.len());
-        let dh = tile_major(grad_out, b, n_out);
+        let dh = tile_major::<TILE>(grad_out, b, n_out);
         let by_gene = Csc::of_rows(x, rows, n_in);
         let tile_len = n_in * TILE;
         let parts = grad.weight.chunks_mut(tile_len).zip(dh.chunks(b * TILE)).collect::<Vec<_>>();
@@ -156,19 +157,6 @@ pub fn sgd_momentum(params: &mut [f32], velocity: &mut [f32], grad: &[f32], lear
 pub struct LinearGrad {
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
-}
-
-/// `[rows, n_out]` row-major → per tile `[rows, TILE]` blocks (zero-padded), so each tile's kernel
-/// reads contiguous rows.
-fn tile_major(grad_out: &[f32], rows: usize, n_out: usize) -> Vec<f32> {
-    let tiles = n_out.div_ceil(TILE);
-    let mut dh = vec![0f32; tiles * rows * TILE];
-    for k in 0..rows {
-        for j in 0..n_out {
-            dh[(j / TILE) * rows * TILE + k * TILE + j % TILE] = grad_out[k * n_out + j];
-        }
-    }
-    dh
 }
 
 /// A burn Linear's parameters read to the host: weight `[n_in, n_out]` row-major, bias (zeros
@@ -270,55 +258,13 @@ fn map_tiles<R: Send, F: Fn(usize) -> R + Sync + Send>(n: usize, f: F) -> Vec<R>
     (0..n).map(f).collect()
 }
 
-/// The tile loops are plain Rust that LLVM vectorises. The default x86-64 target assumes only
-/// SSE2, so they are compiled a second time with AVX2 + FMA and picked at run time where the CPU
-/// has them (`#[inline(always)]` bodies take on the caller's target features).
+/// The tile loops, vectorised by LLVM (see `simd`).
 mod kernels {
     use super::*;
 
-    #[cfg(target_arch = "x86_64")]
-    fn has_avx2() -> bool {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-
-    pub fn forward_tile(block: &mut [f32], w: &[f32], x: &CsrMatrix, rows: &[usize]) {
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
-            #[target_feature(enable = "avx2,fma")]
-            fn avx2(block: &mut [f32], w: &[f32], x: &CsrMatrix, rows: &[usize]) {
-                forward_tile_generic(block, w, x, rows)
-            }
-            // SAFETY: the CPU has the features `avx2` is compiled for (checked above).
-            return unsafe { avx2(block, w, x, rows) };
-        }
-        forward_tile_generic(block, w, x, rows)
-    }
-
-    pub fn update_tile(w: &mut [f32], vel: &mut [f32], dh: &[f32], by_gene: &Csc, lr: f32, momentum: f32, first: bool) {
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
-            #[target_feature(enable = "avx2,fma")]
-            fn avx2(w: &mut [f32], vel: &mut [f32], dh: &[f32], by_gene: &Csc, lr: f32, momentum: f32, first: bool) {
-                update_tile_generic(w, vel, dh, by_gene, lr, momentum, first)
-            }
-            // SAFETY: as above.
-            return unsafe { avx2(w, vel, dh, by_gene, lr, momentum, first) };
-        }
-        update_tile_generic(w, vel, dh, by_gene, lr, momentum, first)
-    }
-
-    pub fn grad_tile(grad: &mut [f32], dh: &[f32], by_gene: &Csc) {
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
-            #[target_feature(enable = "avx2,fma")]
-            fn avx2(grad: &mut [f32], dh: &[f32], by_gene: &Csc) {
-                grad_tile_generic(grad, dh, by_gene)
-            }
-            // SAFETY: as above.
-            return unsafe { avx2(grad, dh, by_gene) };
-        }
-        grad_tile_generic(grad, dh, by_gene)
-    }
+    dispatch_avx2!(pub fn forward_tile(block: &mut [f32], w: &[f32], x: &CsrMatrix, rows: &[usize]) => forward_tile_generic);
+    dispatch_avx2!(pub fn update_tile(w: &mut [f32], vel: &mut [f32], dh: &[f32], by_gene: &Csc, lr: f32, momentum: f32, first: bool) => update_tile_generic);
+    dispatch_avx2!(pub fn grad_tile(grad: &mut [f32], dh: &[f32], by_gene: &Csc) => grad_tile_generic);
 
     /// One gene's gradient row of a tile: Σ over the batch's cells with the gene of v · dH[cell],
     /// summed in registers.

@@ -59,14 +59,14 @@ impl DenseLayer {
 /// A gemm operand stored row-major: as it is, or read transposed. `RowMajor(a)` with a of shape
 /// [r, c] is the matrix a; `Transposed(a)` is aᵀ, shape [c, r].
 #[derive(Clone, Copy)]
-pub(crate) enum Operand<'a> {
+pub enum Operand<'a> {
     RowMajor(&'a [f32]),
     Transposed(&'a [f32]),
 }
 
 /// dst[m, n] (row-major) ← decay·dst + lhs[m, k] · rhs[k, n]; `read_dst = false` ignores dst's
 /// contents. Large products use rayon's pool natively (burn's CPU kernels share it).
-pub(crate) fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: Operand, rhs: Operand, decay: f32, read_dst: bool) {
+pub fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: Operand, rhs: Operand, decay: f32, read_dst: bool) {
     assert_eq!(dst.len(), m * n, "matmul destination");
     // (pointer, column stride, row stride) of an operand of logical shape [rows, cols].
     let strides = |op: Operand, rows: usize, cols: usize| match op {

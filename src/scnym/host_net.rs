@@ -14,6 +14,8 @@ use crate::data::matrix::CsrMatrix;
 use crate::error::Result;
 use crate::model::host_linear::{add_column_sums, read_to_host, HostLinear, HostParams, LinearGrad};
 use crate::model::host_mlp::{matmul, Operand};
+use crate::model::simd::{tile_major, tile_major_into};
+use crate::model::sparse_act::{SparseAct, TILE};
 use crate::scnym::config::UnsupCriterion;
 use crate::scnym::model::{Block, BnState, DomainAdversary, Norm, ScnymNet, BLOCK_DROPOUT, BN_EPS, BN_MOMENTUM};
 use crate::scnym::ops::dropout_mask;
@@ -23,6 +25,10 @@ use crate::train::adadelta::{Adadelta, HostAdadeltaState};
 /// A dense layer with its gradient and Adadelta state.
 struct Dense {
     params: HostParams,
+    /// The weights' column tiles for `SparseAct::forward`, renewed by each step.
+    tiles: Vec<f32>,
+    /// The gradient's column tiles in `backward_sparse` (kept: an allocation per call faulted pages in).
+    scratch: Vec<f32>,
     grad_w: Vec<f32>,
     grad_b: Vec<f32>,
     state_w: HostAdadeltaState,
@@ -32,7 +38,13 @@ struct Dense {
 impl Dense {
     fn new(params: HostParams) -> Self {
         let (w, b) = (params.weight.len(), params.bias.len());
-        Self { params, grad_w: vec![0.0; w], grad_b: vec![0.0; b], state_w: HostAdadeltaState::new(w), state_b: HostAdadeltaState::new(b) }
+        let tiles = tile_major::<TILE>(&params.weight, params.n_in, params.n_out);
+        Self { params, tiles, scratch: Vec::new(), grad_w: vec![0.0; w], grad_b: vec![0.0; b], state_w: HostAdadeltaState::new(w), state_b: HostAdadeltaState::new(b) }
+    }
+
+    /// `input · W + b` for a training-mode activation input.
+    fn forward_sparse(&self, input: &SparseAct, out: &mut Vec<f32>) {
+        input.forward(&self.tiles, &self.params.bias, out);
     }
 
     /// Adds this pass's gradients (dW += inputᵀ·g, db += column sums of g) and writes the
@@ -46,11 +58,20 @@ impl Dense {
         matmul(grad_in, rows, *n_in, *n_out, Operand::RowMajor(g), Operand::Transposed(weight), 0.0, false);
     }
 
+    /// `backward` for a training-mode activation input: the weight gradient from its non-zeros,
+    /// the input gradient only where it is non-zero (what its ReLU and dropout let through).
+    fn backward_sparse(&mut self, input: &SparseAct, g: &[f32], grad_in: &mut Vec<f32>) {
+        input.add_weight_grad(g, &mut self.grad_w, &mut self.scratch);
+        add_column_sums(g, &mut self.grad_b);
+        input.masked_input_grad(g, &self.params.weight, grad_in);
+    }
+
     fn step(&mut self, optim: &Adadelta, lr: f32) {
         optim.step_host(lr, &mut self.params.weight, &self.grad_w, &mut self.state_w);
         optim.step_host(lr, &mut self.params.bias, &self.grad_b, &mut self.state_b);
         self.grad_w.fill(0.0);
         self.grad_b.fill(0.0);
+        tile_major_into::<TILE>(&self.params.weight, self.params.n_in, self.params.n_out, &mut self.tiles);
     }
 }
 
@@ -82,13 +103,15 @@ struct Adversary {
 }
 
 /// What one training-mode pass keeps for its backward pass, per block: x̂ (normalised, before
-/// γ and β), 1/σ, the dropout mask and the block's output after its ReLU.
+/// γ and β), 1/σ, the dropout mask and the block's output after its ReLU, dense and (as input to
+/// the next 256-wide layer: every block but the last) by its non-zeros.
 struct Pass {
     n: usize,
     xhat: Vec<Vec<f32>>,
     inv_std: Vec<Vec<f32>>,
     mask: Vec<Vec<f32>>,
     act: Vec<Vec<f32>>,
+    sparse: Vec<SparseAct>,
     /// Batch mean and unbiased variance per block, for the running statistics.
     stats: Vec<(Vec<f32>, Vec<f32>)>,
 }
@@ -200,9 +223,12 @@ impl HostScnym {
         let k_blocks = self.norms.len();
         let (mut xhats, mut inv_stds, mut masks, mut acts, mut stats) =
             (Vec::with_capacity(k_blocks), Vec::with_capacity(k_blocks), Vec::with_capacity(k_blocks), Vec::<Vec<f32>>::with_capacity(k_blocks), Vec::with_capacity(k_blocks));
+        let mut sparse: Vec<SparseAct> = Vec::with_capacity(k_blocks);
         for (k, norm) in self.norms.iter().enumerate() {
             if k > 0 {
-                self.dense[k - 1].params.forward(&acts[k - 1], n, &mut h);
+                let input = SparseAct::from_dense(&acts[k - 1], n, self.norms[k - 1].gamma.len());
+                self.dense[k - 1].forward_sparse(&input, &mut h);
+                sparse.push(input);
             }
             let w = norm.gamma.len();
             let mut mean = vec![0f32; w];
@@ -235,7 +261,7 @@ impl HostScnym {
         }
         let mut logits = Vec::new();
         self.dense.last().expect("output layer").params.forward(acts.last().expect("a block"), n, &mut logits);
-        (Pass { n, xhat: xhats, inv_std: inv_stds, mask: masks, act: acts, stats }, logits)
+        (Pass { n, xhat: xhats, inv_std: inv_stds, mask: masks, act: acts, sparse, stats }, logits)
     }
 
     /// Backward through the blocks from the gradient with respect to the last block's output
@@ -279,7 +305,7 @@ impl HostScnym {
             if k == 0 {
                 return g_y;
             }
-            self.dense[k - 1].backward(&pass.act[k - 1], &g_y, n, &mut g_in);
+            self.dense[k - 1].backward_sparse(&pass.sparse[k - 1], &g_y, &mut g_in);
             g_act = std::mem::take(&mut g_in);
         }
         unreachable!("a network has at least one block")
@@ -367,9 +393,10 @@ impl HostScnym {
         if let Some((pass, p)) = d {
             let adversary = self.dan.as_mut().expect("an adversary for the domain pass");
             let nd = pass.n;
-            let emb = pass.act.last().expect("a block");
+            let last = pass.act.last().expect("a block");
+            let emb = SparseAct::from_dense(last, nd, last.len() / nd.max(1));
             let (mut hidden, mut dl) = (Vec::new(), Vec::new());
-            adversary.hidden.params.forward(emb, nd, &mut hidden);
+            adversary.hidden.forward_sparse(&emb, &mut hidden);
             hidden.iter_mut().for_each(|v| *v = v.max(0.0));
             adversary.output.params.forward(&hidden, nd, &mut dl);
             let n_domains = adversary.output.params.n_out;
@@ -383,7 +410,7 @@ impl HostScnym {
                 }
             });
             let mut g_emb = Vec::new();
-            adversary.hidden.backward(emb, &g_hidden, nd, &mut g_emb);
+            adversary.hidden.backward_sparse(&emb, &g_hidden, &mut g_emb);
             // gradient reversal: −w on the way back into the classifier
             let r = -p.reversal as f32;
             g_emb.iter_mut().for_each(|g| *g *= r);

@@ -68,6 +68,7 @@ impl HostLinear {
     /// `x[rows] · W + b`, row-major `[rows.len(), n_out]` into `out`.
     pub fn forward(&self, x: &CsrMatrix, rows: &[usize], out: &mut Vec<f32>) {
         let (n_in, n_out, b) = (self.n_in, self.n_out, rows.len());
+        assert!(x.n_cols <= n_in, "{} genes for a layer of {n_in} inputs", x.n_cols);
         // Each tile writes its own columns of every row: compute per tile into a scratch block,
         // then scatter, so tiles can run in parallel without sharing output memory.
         let tiles: Vec<Vec<f32>> = map_tiles(self.n_tiles(), |t| {
@@ -262,7 +263,14 @@ fn map_tiles<R: Send, F: Fn(usize) -> R + Sync + Send>(n: usize, f: F) -> Vec<R>
 mod kernels {
     use super::*;
 
-    dispatch_avx2!(pub fn forward_tile(block: &mut [f32], w: &[f32], x: &CsrMatrix, rows: &[usize]) => forward_tile_generic);
+    pub fn forward_tile(block: &mut [f32], w: &[f32], x: &CsrMatrix, rows: &[usize]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            return unsafe { x86::forward_tile(block, w, x, rows) };
+        }
+        forward_tile_generic(block, w, x, rows, row_sum)
+    }
     dispatch_avx2!(pub fn update_tile(w: &mut [f32], vel: &mut [f32], dh: &[f32], by_gene: &Csc, lr: f32, momentum: f32, first: bool) => update_tile_generic);
     dispatch_avx2!(pub fn grad_tile(grad: &mut [f32], dh: &[f32], by_gene: &Csc) => grad_tile_generic);
 
@@ -271,9 +279,12 @@ mod kernels {
     #[inline(always)]
     fn gene_grad(gene: usize, dh: &[f32], by_gene: &Csc) -> [f32; TILE] {
         let mut acc = [0f32; TILE];
-        for p in by_gene.start[gene]..by_gene.start[gene + 1] {
-            let (c, v) = (by_gene.cell[p] as usize, by_gene.value[p]);
-            let d: &[f32; TILE] = dh[c * TILE..(c + 1) * TILE].try_into().expect("tile-sized");
+        let rows = dh.as_chunks::<TILE>().0;
+        let r = by_gene.start[gene]..by_gene.start[gene + 1];
+        for (&c, &v) in by_gene.cell[r.clone()].iter().zip(&by_gene.value[r]) {
+            // `get`, not indexing: with a panic path in the loop LLVM kept the accumulators in
+            // memory, a store per register per step (cells index the batch by construction)
+            let Some(d) = rows.get(c as usize) else { continue };
             for j in 0..TILE {
                 acc[j] += v * d[j];
             }
@@ -303,20 +314,61 @@ mod kernels {
         }
     }
     
-    /// block[k] = Σ val · w[gene] over row k's non-zeros, for one tile (w: [n_in][TILE]), summed in
-    /// registers.
+    /// Σ val · w[gene] over one row's non-zeros, for one tile (`w_rows`: [n_in][TILE]).
     #[inline(always)]
-    fn forward_tile_generic(block: &mut [f32], w: &[f32], x: &CsrMatrix, rows: &[usize]) {
+    fn row_sum(idx: &[u32], val: &[f32], w_rows: &[[f32; TILE]]) -> [f32; TILE] {
+        let mut acc = [0f32; TILE];
+        for (&g, &v) in idx.iter().zip(val) {
+            let row = &w_rows[g as usize];
+            for j in 0..TILE {
+                acc[j] += v * row[j];
+            }
+        }
+        acc
+    }
+
+    /// block[k] = the tile's row sum for row k.
+    #[inline(always)]
+    fn forward_tile_generic(block: &mut [f32], w: &[f32], x: &CsrMatrix, rows: &[usize], row_sum: impl Fn(&[u32], &[f32], &[[f32; TILE]]) -> [f32; TILE]) {
+        let w_rows = w.as_chunks::<TILE>().0;
         for (out, &r) in block.chunks_exact_mut(TILE).zip(rows) {
             let (idx, val) = x.row(r);
-            let mut acc = [0f32; TILE];
+            out.copy_from_slice(&row_sum(idx, val, w_rows));
+        }
+    }
+
+    /// The row sum in AVX2 + FMA intrinsics: LLVM's vectorised loop kept its accumulators in
+    /// memory, a store per register per non-zero.
+    #[cfg(target_arch = "x86_64")]
+    mod x86 {
+        use super::*;
+        use std::arch::x86_64::*;
+        use std::mem::transmute;
+
+        #[target_feature(enable = "avx2,fma")]
+        pub fn forward_tile(block: &mut [f32], w: &[f32], x: &CsrMatrix, rows: &[usize]) {
+            forward_tile_generic(block, w, x, rows, |idx, val, w_rows| row_sum(idx, val, w_rows))
+        }
+
+        const _: () = assert!(TILE == 64, "eight AVX registers per row");
+
+        #[target_feature(enable = "avx2,fma")]
+        fn row_sum(idx: &[u32], val: &[f32], w_rows: &[[f32; TILE]]) -> [f32; TILE] {
+            let z = _mm256_setzero_ps();
+            // named accumulators stay in registers
+            let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7) = (z, z, z, z, z, z, z, z);
             for (&g, &v) in idx.iter().zip(val) {
-                let row: &[f32; TILE] = w[g as usize * TILE..(g as usize + 1) * TILE].try_into().expect("tile-sized");
-                for j in 0..TILE {
-                    acc[j] += v * row[j];
-                }
+                // `get`: no panic path in the loop; genes < n_in is checked by `forward`
+                let Some(row) = w_rows.get(g as usize) else { continue };
+                // SAFETY: [f32; 64] and [__m256; 8] are the same bytes (a load by value: the
+                // pointer load carries checks in builds with debug assertions).
+                let [r0, r1, r2, r3, r4, r5, r6, r7] = unsafe { transmute::<[f32; TILE], [__m256; 8]>(*row) };
+                let v = _mm256_set1_ps(v);
+                (a0, a1, a2, a3) = (_mm256_fmadd_ps(v, r0, a0), _mm256_fmadd_ps(v, r1, a1), _mm256_fmadd_ps(v, r2, a2), _mm256_fmadd_ps(v, r3, a3));
+                (a4, a5, a6, a7) = (_mm256_fmadd_ps(v, r4, a4), _mm256_fmadd_ps(v, r5, a5), _mm256_fmadd_ps(v, r6, a6), _mm256_fmadd_ps(v, r7, a7));
             }
-            out.copy_from_slice(&acc);
+            // SAFETY: as above.
+            unsafe { transmute::<[__m256; 8], [f32; TILE]>([a0, a1, a2, a3, a4, a5, a6, a7]) }
         }
     }
 }

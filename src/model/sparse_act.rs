@@ -144,55 +144,55 @@ fn for_row_blocks<F: Fn(usize, &mut [f32]) + Sync + Send>(buf: &mut [f32], width
     f(0, buf)
 }
 
-/// Plain loops that LLVM vectorises, compiled again with AVX2 + FMA (see `simd`).
+/// The kernels, generic over the two inner loops (`Lanes`): plain Rust that LLVM vectorises
+/// (wasm's simd128, NEON), and AVX2 + FMA intrinsics on x86-64 CPUs that have them. Written out
+/// for x86 because LLVM kept auto-vectorised accumulators in memory (a store per register per
+/// step) and scrambled the lanes of reductions.
 mod kernels {
-    use super::SparseAct;
-    use super::TILE;
-    use crate::model::simd::dispatch_avx2;
+    use super::{SparseAct, TILE};
 
-    dispatch_avx2!(pub fn forward(out: &mut [f32], first: usize, a: &SparseAct, w: &[f32], bias: &[f32]) => forward_generic);
-    dispatch_avx2!(pub fn weight_grad(out: &mut [f32], first: usize, a: &SparseAct, g: &[f32], n_out: usize) => weight_grad_generic);
+    /// The inner loops.
+    pub trait Lanes {
+        /// `Σ vₚ · tile[idxₚ]` over two rows' (index, value) lists (`tile`: `[rows][TILE]`).
+        /// Two rows at once: twice the independent chains of adds for one stream of loads.
+        fn tile_sum2(a: (&[u32], &[f32]), b: (&[u32], &[f32]), tile: &[[f32; TILE]]) -> [[f32; TILE]; 2];
+        /// x · y for four y's (one load of x serves four).
+        fn dot4(x: &[f32], ys: [&[f32]; 4]) -> [f32; 4];
+    }
 
-    /// `Σ vₚ · tile[idxₚ]` over two rows' (index, value) lists (`tile`: `[rows][TILE]`), summed in
-    /// registers. Two rows at once: each accumulator gets one add per step of its row's list, and
-    /// two lists give the adds of the one tile twice the independent chains (latency, not loads,
-    /// bounded a single row).
-    #[inline(always)]
-    fn tile_sum2((ia, va): (&[u32], &[f32]), (ib, vb): (&[u32], &[f32]), tile: &[f32]) -> ([f32; TILE], [f32; TILE]) {
-        let rows = tile.as_chunks::<TILE>().0;
-        let (mut acc_a, mut acc_b) = ([0f32; TILE], [0f32; TILE]);
-        let common = ia.len().min(ib.len());
-        for (((&ka, &xa), &kb), &xb) in ia.iter().zip(va).zip(ib).zip(vb) {
-            let (ra, rb) = (&rows[ka as usize], &rows[kb as usize]);
-            for j in 0..TILE {
-                acc_a[j] += xa * ra[j];
-                acc_b[j] += xb * rb[j];
-            }
-        }
-        for (acc, idx, val) in [(&mut acc_a, ia, va), (&mut acc_b, ib, vb)] {
-            for (&k, &x) in idx[common..].iter().zip(&val[common..]) {
-                let r = &rows[k as usize];
-                for j in 0..TILE {
-                    acc[j] += x * r[j];
+    macro_rules! dispatch {
+        ($(pub fn $name:ident($($arg:ident: $ty:ty),*) => $generic:ident;)*) => {$(
+            pub fn $name($($arg: $ty),*) {
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has AVX2 and FMA (checked above).
+                    return unsafe { x86::$name($($arg),*) };
                 }
+                $generic::<Portable>($($arg),*)
             }
-        }
-        (acc_a, acc_b)
+        )*};
+    }
+
+    dispatch! {
+        pub fn forward(out: &mut [f32], first: usize, a: &SparseAct, w: &[f32], bias: &[f32]) => forward_generic;
+        pub fn weight_grad(out: &mut [f32], first: usize, a: &SparseAct, g: &[f32], n_out: usize) => weight_grad_generic;
+        pub fn masked_input_grad(out: &mut [f32], first: usize, a: &SparseAct, g: &[f32], w: &[f32]) => masked_input_grad_generic;
     }
 
     /// For every output row r of `out` (`[rows, n]`) and column tile t: `op(out[r, tile t],
     /// Σ vₚ · m[t][idxₚ])` with `(idx, v) = pairs(r)`, `m` tile-major (`[tiles][m_rows][TILE]`).
     /// Tile by tile, so one tile of m stays in cache over the rows; rows two at a time.
     #[inline(always)]
-    fn combine<'a>(out: &mut [f32], n: usize, m: &[f32], pairs: impl Fn(usize) -> (&'a [u32], &'a [f32]), op: impl Fn(&mut [f32], &[f32], usize)) {
+    fn combine<'a, L: Lanes>(out: &mut [f32], n: usize, m: &[f32], pairs: impl Fn(usize) -> (&'a [u32], &'a [f32]), op: impl Fn(&mut [f32], &[f32], usize)) {
         let tiles = n.div_ceil(TILE);
         let tile_len = m.len() / tiles;
         let empty: (&[u32], &[f32]) = (&[], &[]);
         for (t, tile) in m.chunks_exact(tile_len).enumerate() {
+            let tile = tile.as_chunks::<TILE>().0;
             let (c0, c1) = (t * TILE, (t * TILE + TILE).min(n));
             for (r2, o) in out.chunks_mut(2 * n).enumerate() {
                 let (r, two) = (2 * r2, o.len() == 2 * n);
-                let (acc_a, acc_b) = tile_sum2(pairs(r), if two { pairs(r + 1) } else { empty }, tile);
+                let [acc_a, acc_b] = L::tile_sum2(pairs(r), if two { pairs(r + 1) } else { empty }, tile);
                 let (oa, ob) = o.split_at_mut(n);
                 op(&mut oa[c0..c1], &acc_a[..c1 - c0], c0);
                 if two {
@@ -203,19 +203,18 @@ mod kernels {
     }
 
     #[inline(always)]
-    fn forward_generic(out: &mut [f32], first: usize, a: &SparseAct, w: &[f32], bias: &[f32]) {
-        combine(out, bias.len(), w, |r| a.row(first + r), |o, acc, c0| o.iter_mut().zip(acc).zip(&bias[c0..]).for_each(|((o, &s), &b)| *o = b + s));
+    fn forward_generic<L: Lanes>(out: &mut [f32], first: usize, a: &SparseAct, w: &[f32], bias: &[f32]) {
+        combine::<L>(out, bias.len(), w, |r| a.row(first + r), |o, acc, c0| o.iter_mut().zip(acc).zip(&bias[c0..]).for_each(|((o, &s), &b)| *o = b + s));
     }
 
     #[inline(always)]
-    fn weight_grad_generic(out: &mut [f32], first: usize, a: &SparseAct, g: &[f32], n_out: usize) {
-        combine(out, n_out, g, |r| a.col(first + r), |o, acc, _| o.iter_mut().zip(acc).for_each(|(o, &s)| *o += s));
+    fn weight_grad_generic<L: Lanes>(out: &mut [f32], first: usize, a: &SparseAct, g: &[f32], n_out: usize) {
+        combine::<L>(out, n_out, g, |r| a.col(first + r), |o, acc, _| o.iter_mut().zip(acc).for_each(|(o, &s)| *o += s));
     }
 
-    /// Dot products of g's row with the rows of W at the row's non-zeros, four at a time (one
-    /// load of g serves four rows of W).
+    /// Dot products of g's row with the rows of W at the row's non-zeros, four at a time.
     #[inline(always)]
-    fn masked_input_grad_generic<D: Dot4>(out: &mut [f32], first: usize, a: &SparseAct, g: &[f32], w: &[f32]) {
+    fn masked_input_grad_generic<L: Lanes>(out: &mut [f32], first: usize, a: &SparseAct, g: &[f32], w: &[f32]) {
         let width = a.width;
         let n_out = w.len() / width;
         for (r, o) in out.chunks_exact_mut(width).enumerate() {
@@ -224,27 +223,48 @@ mod kernels {
             let wrow = |k: u32| &w[k as usize * n_out..(k as usize + 1) * n_out];
             let (quads, rest) = a.row(i).0.as_chunks::<4>();
             for q in quads {
-                let d = D::dot4(gi, q.map(wrow));
+                let d = L::dot4(gi, q.map(wrow));
                 q.iter().zip(d).for_each(|(&k, d)| o[k as usize] = d);
             }
             for &k in rest {
-                o[k as usize] = D::dot4(gi, [wrow(k); 4])[0];
+                o[k as usize] = L::dot4(gi, [wrow(k); 4])[0];
             }
         }
     }
 
-    pub fn masked_input_grad(out: &mut [f32], first: usize, a: &SparseAct, g: &[f32], w: &[f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
-            return unsafe { x86::masked_input_grad(out, first, a, g, w) };
+    pub struct Portable;
+
+    impl Lanes for Portable {
+        #[inline(always)]
+        fn tile_sum2((ia, va): (&[u32], &[f32]), (ib, vb): (&[u32], &[f32]), tile: &[[f32; TILE]]) -> [[f32; TILE]; 2] {
+            let mut acc = [[0f32; TILE]; 2];
+            for (a, (idx, val)) in acc.iter_mut().zip([(ia, va), (ib, vb)]) {
+                for (&k, &x) in idx.iter().zip(val) {
+                    let r = &tile[k as usize];
+                    for j in 0..TILE {
+                        a[j] += x * r[j];
+                    }
+                }
+            }
+            acc
         }
-        masked_input_grad_generic::<Portable>(out, first, a, g, w)
+
+        #[inline(always)]
+        fn dot4(x: &[f32], ys: [&[f32]; 4]) -> [f32; 4] {
+            ys.map(|y| {
+                let (xc, xt) = x.as_chunks::<8>();
+                let (yc, yt) = y.as_chunks::<8>();
+                let mut acc = [0f32; 8];
+                for (x, y) in xc.iter().zip(yc) {
+                    for l in 0..8 {
+                        acc[l] += x[l] * y[l];
+                    }
+                }
+                ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + xt.iter().zip(yt).map(|(a, b)| a * b).sum::<f32>()
+            })
+        }
     }
 
-    /// Reductions are where LLVM's vectoriser scrambles lanes (it paired accumulators of different
-    /// rows of W in half-width registers with shuffles), so x86 has them written out: two FMA
-    /// accumulators per row of W, a horizontal-add tree at the end.
     #[cfg(target_arch = "x86_64")]
     mod x86 {
         use super::*;
@@ -252,83 +272,99 @@ mod kernels {
         use std::mem::transmute;
 
         #[target_feature(enable = "avx2,fma")]
+        pub fn forward(out: &mut [f32], first: usize, a: &SparseAct, w: &[f32], bias: &[f32]) {
+            forward_generic::<Avx2>(out, first, a, w, bias)
+        }
+
+        #[target_feature(enable = "avx2,fma")]
+        pub fn weight_grad(out: &mut [f32], first: usize, a: &SparseAct, g: &[f32], n_out: usize) {
+            weight_grad_generic::<Avx2>(out, first, a, g, n_out)
+        }
+
+        #[target_feature(enable = "avx2,fma")]
         pub fn masked_input_grad(out: &mut [f32], first: usize, a: &SparseAct, g: &[f32], w: &[f32]) {
             masked_input_grad_generic::<Avx2>(out, first, a, g, w)
         }
 
-        /// Loads by value from fixed-size chunks: `_mm256_loadu_ps` copies through memory with
-        /// precondition checks in builds with debug assertions.
+        /// Registers by value from arrays (`_mm256_loadu_ps` copies through memory with
+        /// precondition checks in builds with debug assertions); [f32; 8k] and [__m256; k] are
+        /// the same bytes.
         #[inline(always)]
-        fn halves(c: &[f32; 16]) -> (__m256, __m256) {
-            let (lo, hi): ([f32; 8], [f32; 8]) = (c[..8].try_into().expect("8"), c[8..].try_into().expect("8"));
-            // SAFETY: [f32; 8] and __m256 are the same 32 bytes.
-            unsafe { (transmute::<[f32; 8], __m256>(lo), transmute::<[f32; 8], __m256>(hi)) }
+        fn v4(r: &[f32; 32]) -> [__m256; 4] {
+            // SAFETY: same size, any bit pattern is valid for both.
+            unsafe { transmute::<[f32; 32], [__m256; 4]>(*r) }
+        }
+
+        #[inline(always)]
+        fn v2(r: &[f32; 16]) -> [__m256; 2] {
+            // SAFETY: as above.
+            unsafe { transmute::<[f32; 16], [__m256; 2]>(*r) }
         }
 
         pub struct Avx2;
 
-        impl Dot4 for Avx2 {
+        const _: () = assert!(TILE == 32, "the AVX2 tile sum holds 32 lanes per row");
+
+        // SAFETY (the intrinsics in this impl): its methods only run inside the `target_feature`
+        // functions above, on CPUs with AVX2 and FMA.
+        impl Lanes for Avx2 {
             #[inline(always)]
-            fn dot4(x: &[f32], ys: [&[f32]; 4]) -> [f32; 4] {
-                dot4(x, ys)
-            }
-        }
-
-        #[inline(always)]
-        fn dot4(x: &[f32], [ya, yb, yc, yd]: [&[f32]; 4]) -> [f32; 4] {
-            // SAFETY (all intrinsics below): the caller runs with AVX2 and FMA enabled.
-            unsafe {
-                let z = _mm256_setzero_ps();
-                // eight named accumulators stay in registers (an array of them was spilled)
-                let (mut a0, mut a1, mut b0, mut b1, mut c0, mut c1, mut d0, mut d1) = (z, z, z, z, z, z, z, z);
-                let (xc, xt) = x.as_chunks::<16>();
-                let whole = x.len() - xt.len();
-                for ((((x, a), b), c), d) in xc.iter().zip(ya.as_chunks::<16>().0).zip(yb.as_chunks::<16>().0).zip(yc.as_chunks::<16>().0).zip(yd.as_chunks::<16>().0) {
-                    let (x0, x1) = halves(x);
-                    let (p0, p1) = halves(a);
-                    (a0, a1) = (_mm256_fmadd_ps(x0, p0, a0), _mm256_fmadd_ps(x1, p1, a1));
-                    let (p0, p1) = halves(b);
-                    (b0, b1) = (_mm256_fmadd_ps(x0, p0, b0), _mm256_fmadd_ps(x1, p1, b1));
-                    let (p0, p1) = halves(c);
-                    (c0, c1) = (_mm256_fmadd_ps(x0, p0, c0), _mm256_fmadd_ps(x1, p1, c1));
-                    let (p0, p1) = halves(d);
-                    (d0, d1) = (_mm256_fmadd_ps(x0, p0, d0), _mm256_fmadd_ps(x1, p1, d1));
-                }
-                let (sa, sb, sc, sd) = (_mm256_add_ps(a0, a1), _mm256_add_ps(b0, b1), _mm256_add_ps(c0, c1), _mm256_add_ps(d0, d1));
-                // [a01 a23 b01 b23 | a45 a67 b45 b67], then [a b c d | a' b' c' d'], then halves summed
-                let t = _mm256_hadd_ps(_mm256_hadd_ps(sa, sb), _mm256_hadd_ps(sc, sd));
-                let sum = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps::<1>(t));
-                let mut out = transmute::<__m128, [f32; 4]>(sum);
-                for (o, y) in out.iter_mut().zip([ya, yb, yc, yd]) {
-                    *o += xt.iter().zip(&y[whole..]).map(|(p, q)| p * q).sum::<f32>();
-                }
-                out
-            }
-        }
-    }
-
-    /// x · y for four y's.
-    pub trait Dot4 {
-        fn dot4(x: &[f32], ys: [&[f32]; 4]) -> [f32; 4];
-    }
-
-    /// Eight lanes per row of W (wasm's simd128, NEON).
-    pub struct Portable;
-
-    impl Dot4 for Portable {
-        #[inline(always)]
-        fn dot4(x: &[f32], ys: [&[f32]; 4]) -> [f32; 4] {
-            ys.map(|y| {
-            let (xc, xt) = x.as_chunks::<8>();
-            let (yc, yt) = y.as_chunks::<8>();
-            let mut acc = [0f32; 8];
-            for (x, y) in xc.iter().zip(yc) {
-                for l in 0..8 {
-                    acc[l] += x[l] * y[l];
+            fn tile_sum2((ia, va): (&[u32], &[f32]), (ib, vb): (&[u32], &[f32]), tile: &[[f32; TILE]]) -> [[f32; TILE]; 2] {
+                unsafe {
+                    let z = _mm256_setzero_ps();
+                    // named accumulators stay in registers (arrays of them were spilled)
+                    let (mut a0, mut a1, mut a2, mut a3, mut b0, mut b1, mut b2, mut b3) = (z, z, z, z, z, z, z, z);
+                    let common = ia.len().min(ib.len());
+                    for (((&ka, &xa), &kb), &xb) in ia.iter().zip(va).zip(ib).zip(vb) {
+                        // `get`: no panic path in the loop (indices are < the tile's rows by
+                        // construction)
+                        let (Some(ra), Some(rb)) = (tile.get(ka as usize), tile.get(kb as usize)) else { continue };
+                        let ([r0, r1, r2, r3], x) = (v4(ra), _mm256_set1_ps(xa));
+                        (a0, a1, a2, a3) = (_mm256_fmadd_ps(x, r0, a0), _mm256_fmadd_ps(x, r1, a1), _mm256_fmadd_ps(x, r2, a2), _mm256_fmadd_ps(x, r3, a3));
+                        let ([r0, r1, r2, r3], x) = (v4(rb), _mm256_set1_ps(xb));
+                        (b0, b1, b2, b3) = (_mm256_fmadd_ps(x, r0, b0), _mm256_fmadd_ps(x, r1, b1), _mm256_fmadd_ps(x, r2, b2), _mm256_fmadd_ps(x, r3, b3));
+                    }
+                    let rest = |idx: &[u32], val: &[f32], mut acc: [__m256; 4]| {
+                        for (&k, &x) in idx[common..].iter().zip(&val[common..]) {
+                            let Some(r) = tile.get(k as usize) else { continue };
+                            let ([r0, r1, r2, r3], x) = (v4(r), _mm256_set1_ps(x));
+                            acc = [_mm256_fmadd_ps(x, r0, acc[0]), _mm256_fmadd_ps(x, r1, acc[1]), _mm256_fmadd_ps(x, r2, acc[2]), _mm256_fmadd_ps(x, r3, acc[3])];
+                        }
+                        transmute::<[__m256; 4], [f32; 32]>(acc)
+                    };
+                    [rest(ia, va, [a0, a1, a2, a3]), rest(ib, vb, [b0, b1, b2, b3])]
                 }
             }
-            ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + xt.iter().zip(yt).map(|(a, b)| a * b).sum::<f32>()
-            })
+
+            #[inline(always)]
+            fn dot4(x: &[f32], [ya, yb, yc, yd]: [&[f32]; 4]) -> [f32; 4] {
+                unsafe {
+                    let z = _mm256_setzero_ps();
+                    let (mut a0, mut a1, mut b0, mut b1, mut c0, mut c1, mut d0, mut d1) = (z, z, z, z, z, z, z, z);
+                    let (xc, xt) = x.as_chunks::<16>();
+                    let whole = x.len() - xt.len();
+                    for ((((x, a), b), c), d) in xc.iter().zip(ya.as_chunks::<16>().0).zip(yb.as_chunks::<16>().0).zip(yc.as_chunks::<16>().0).zip(yd.as_chunks::<16>().0) {
+                        let [x0, x1] = v2(x);
+                        let [p0, p1] = v2(a);
+                        (a0, a1) = (_mm256_fmadd_ps(x0, p0, a0), _mm256_fmadd_ps(x1, p1, a1));
+                        let [p0, p1] = v2(b);
+                        (b0, b1) = (_mm256_fmadd_ps(x0, p0, b0), _mm256_fmadd_ps(x1, p1, b1));
+                        let [p0, p1] = v2(c);
+                        (c0, c1) = (_mm256_fmadd_ps(x0, p0, c0), _mm256_fmadd_ps(x1, p1, c1));
+                        let [p0, p1] = v2(d);
+                        (d0, d1) = (_mm256_fmadd_ps(x0, p0, d0), _mm256_fmadd_ps(x1, p1, d1));
+                    }
+                    let (sa, sb, sc, sd) = (_mm256_add_ps(a0, a1), _mm256_add_ps(b0, b1), _mm256_add_ps(c0, c1), _mm256_add_ps(d0, d1));
+                    // [a01 a23 b01 b23 | a45 a67 b45 b67], then [a b c d | a' b' c' d'], then halves summed
+                    let t = _mm256_hadd_ps(_mm256_hadd_ps(sa, sb), _mm256_hadd_ps(sc, sd));
+                    let sum = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps::<1>(t));
+                    let mut out = transmute::<__m128, [f32; 4]>(sum);
+                    for (o, y) in out.iter_mut().zip([ya, yb, yc, yd]) {
+                        *o += xt.iter().zip(&y[whole..]).map(|(p, q)| p * q).sum::<f32>();
+                    }
+                    out
+                }
+            }
         }
     }
 }

@@ -316,7 +316,7 @@ mod kernels {
     
     /// Σ val · w[gene] over one row's non-zeros, for one tile (`w_rows`: [n_in][TILE]).
     #[inline(always)]
-    fn row_sum(idx: &[u32], val: &[f32], w_rows: &[[f32; TILE]]) -> [f32; TILE] {
+    pub(super) fn row_sum(idx: &[u32], val: &[f32], w_rows: &[[f32; TILE]]) -> [f32; TILE] {
         let mut acc = [0f32; TILE];
         for (&g, &v) in idx.iter().zip(val) {
             let row = &w_rows[g as usize];
@@ -329,7 +329,7 @@ mod kernels {
 
     /// block[k] = the tile's row sum for row k.
     #[inline(always)]
-    fn forward_tile_generic(block: &mut [f32], w: &[f32], x: &CsrMatrix, rows: &[usize], row_sum: impl Fn(&[u32], &[f32], &[[f32; TILE]]) -> [f32; TILE]) {
+    pub(super) fn forward_tile_generic(block: &mut [f32], w: &[f32], x: &CsrMatrix, rows: &[usize], row_sum: impl Fn(&[u32], &[f32], &[[f32; TILE]]) -> [f32; TILE]) {
         let w_rows = w.as_chunks::<TILE>().0;
         for (out, &r) in block.chunks_exact_mut(TILE).zip(rows) {
             let (idx, val) = x.row(r);
@@ -408,6 +408,13 @@ mod tests {
         let want: Vec<f32> = linear.forward(xt).into_data().try_into_vec_as::<f32>().unwrap();
         let max = out.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(max < 1e-5, "forward differs by {max}");
+        // the portable loops (wasm, NEON) on the first tile: the call above took the AVX2 ones here
+        let mut block = vec![0f32; rows.len() * TILE];
+        kernels::forward_tile_generic(&mut block, &host.weight[..g * TILE], &x, &rows, kernels::row_sum);
+        for (k, b) in block.chunks(TILE).enumerate() {
+            let max = b.iter().zip(&out[k * h..]).zip(&host.bias).map(|((v, o), bias)| (v + bias - o).abs()).fold(0f32, f32::max);
+            assert!(max < 1e-5, "portable forward differs by {max}");
+        }
 
         // Two SGD steps against the rule written densely.
         let grad: Vec<f32> = (0..rows.len() * h).map(|i| ((i * 7919) % 101) as f32 / 101.0 - 0.5).collect();

@@ -203,18 +203,18 @@ mod kernels {
     }
 
     #[inline(always)]
-    fn forward_generic<L: Lanes>(out: &mut [f32], first: usize, a: &SparseAct, w: &[f32], bias: &[f32]) {
+    pub(super) fn forward_generic<L: Lanes>(out: &mut [f32], first: usize, a: &SparseAct, w: &[f32], bias: &[f32]) {
         combine::<L>(out, bias.len(), w, |r| a.row(first + r), |o, acc, c0| o.iter_mut().zip(acc).zip(&bias[c0..]).for_each(|((o, &s), &b)| *o = b + s));
     }
 
     #[inline(always)]
-    fn weight_grad_generic<L: Lanes>(out: &mut [f32], first: usize, a: &SparseAct, g: &[f32], n_out: usize) {
+    pub(super) fn weight_grad_generic<L: Lanes>(out: &mut [f32], first: usize, a: &SparseAct, g: &[f32], n_out: usize) {
         combine::<L>(out, n_out, g, |r| a.col(first + r), |o, acc, _| o.iter_mut().zip(acc).for_each(|(o, &s)| *o += s));
     }
 
     /// Dot products of g's row with the rows of W at the row's non-zeros, four at a time.
     #[inline(always)]
-    fn masked_input_grad_generic<L: Lanes>(out: &mut [f32], first: usize, a: &SparseAct, g: &[f32], w: &[f32]) {
+    pub(super) fn masked_input_grad_generic<L: Lanes>(out: &mut [f32], first: usize, a: &SparseAct, g: &[f32], w: &[f32]) {
         let width = a.width;
         let n_out = w.len() / width;
         for (r, o) in out.chunks_exact_mut(width).enumerate() {
@@ -422,6 +422,20 @@ mod tests {
             let dense = naive(&g, &w, n, n_out, width, false, true);
             let want: Vec<f32> = dense.iter().zip(&a).map(|(&d, &x)| if x != 0.0 { d } else { 0.0 }).collect();
             assert!(max_diff(&out, &want) < 1e-4, "input grad {}", max_diff(&out, &want));
+
+            // The portable loops (wasm, NEON) directly: the calls above took the AVX2 ones here.
+            use kernels::Portable;
+            let mut fwd = vec![0f32; n * n_out];
+            kernels::forward_generic::<Portable>(&mut fwd, 0, &s, &tile_major::<TILE>(&w, width, n_out), &bias);
+            let mut o = Vec::new();
+            s.forward(&tile_major::<TILE>(&w, width, n_out), &bias, &mut o);
+            assert!(max_diff(&fwd, &o) < 1e-4, "portable forward");
+            let mut gw = vec![1f32; width * n_out];
+            kernels::weight_grad_generic::<Portable>(&mut gw, 0, &s, &tile_major::<TILE>(&g, n, n_out), n_out);
+            assert!(max_diff(&gw, &grad_w) < 1e-4, "portable weight grad");
+            let mut gi = vec![0f32; n * width];
+            kernels::masked_input_grad_generic::<Portable>(&mut gi, 0, &s, &g, &w);
+            assert!(max_diff(&gi, &out) < 1e-4, "portable input grad");
         }
     }
 }

@@ -130,6 +130,9 @@ pub struct HostScnym {
     bn_updates: u64,
     optim: Adadelta,
     n_classes: usize,
+    /// The last teacher input and the first layer's output on it: the step that follows starts
+    /// its sources with the same unlabelled rows, and the layer is the same in both modes.
+    teacher_first: Option<(CsrMatrix, Vec<f32>)>,
 }
 
 impl HostScnym {
@@ -165,7 +168,7 @@ impl HostScnym {
             Some(d) => Some(Adversary { hidden: Dense::new(HostParams::read(&d.hidden).await?), output: Dense::new(HostParams::read(&d.output).await?) }),
             None => None,
         };
-        Ok(Self { first, first_grad, first_state, dense, norms, dan, bn_updates: bn.updates, optim, n_classes })
+        Ok(Self { first, first_grad, first_state, dense, norms, dan, bn_updates: bn.updates, optim, n_classes, teacher_first: None })
     }
 
     /// The classifier and its running statistics as burn modules on `device` (model selection,
@@ -193,10 +196,39 @@ impl HostScnym {
 
     /// Eval-mode class probabilities of `x`'s rows (running statistics, no dropout), row-major.
     pub fn predict_proba(&self, x: &CsrMatrix) -> Vec<f32> {
-        let n = x.n_rows;
-        let rows: Vec<usize> = (0..n).collect();
         let mut h = Vec::new();
-        self.first.forward(x, &rows, &mut h);
+        self.first.forward(x, &(0..x.n_rows).collect::<Vec<_>>(), &mut h);
+        self.proba_from_first(h, x.n_rows)
+    }
+
+    /// `predict_proba` for the pseudolabels of the step that follows, which reuses the first
+    /// layer's output on `x`.
+    pub fn teacher_proba(&mut self, x: &CsrMatrix) -> Vec<f32> {
+        let mut h = Vec::new();
+        self.first.forward(x, &(0..x.n_rows).collect::<Vec<_>>(), &mut h);
+        let p = self.proba_from_first(h.clone(), x.n_rows);
+        self.teacher_first = Some((x.clone(), h));
+        p
+    }
+
+    /// The first layer's output on `sources`, reusing the teacher's on its leading rows when they
+    /// are the teacher's input (checked value by value: cheap beside the layer).
+    fn first_layer(&mut self, sources: &CsrMatrix) -> Vec<f32> {
+        let width = self.first.n_out();
+        let reuse = self.teacher_first.take().filter(|(x, _)| x.n_rows <= sources.n_rows && (0..x.n_rows).all(|i| x.row(i) == sources.row(i)));
+        let (mut h, done) = match reuse {
+            Some((x, h)) => (h, x.n_rows),
+            None => (Vec::new(), 0),
+        };
+        h.truncate(done * width);
+        let mut rest = Vec::new();
+        self.first.forward(sources, &(done..sources.n_rows).collect::<Vec<_>>(), &mut rest);
+        h.extend_from_slice(&rest);
+        h
+    }
+
+    /// Eval-mode probabilities from the first layer's output `h` (`n` rows).
+    fn proba_from_first(&self, mut h: Vec<f32>, n: usize) -> Vec<f32> {
         let mut act = Vec::new();
         for (k, norm) in self.norms.iter().enumerate() {
             if k > 0 {
@@ -326,8 +358,7 @@ impl HostScnym {
         let c = self.n_classes;
         let StepBatch { sources, unsup, sup, dan } = batch;
         let width = self.first.n_out();
-        let mut h_src = Vec::new();
-        self.first.forward(&sources, &(0..sources.n_rows).collect::<Vec<_>>(), &mut h_src);
+        let h_src = self.first_layer(&sources);
         let run_pass = |rows: &RowMix, rng: &mut StdRng| self.forward_train(rows.apply(&h_src, width), rows.len(), rng);
         let u = unsup.map(|p| {
             let (pass, logits) = run_pass(&p.rows, rng);

@@ -228,7 +228,33 @@ impl HostScnym {
     }
 
     /// Eval-mode probabilities from the first layer's output `h` (`n` rows).
-    fn proba_from_first(&self, mut h: Vec<f32>, n: usize) -> Vec<f32> {
+    fn proba_from_first(&self, h: Vec<f32>, n: usize) -> Vec<f32> {
+        let mut logits = self.logits_from_first(h, n);
+        for row in logits.chunks_exact_mut(self.n_classes) {
+            softmax_in_place(row);
+        }
+        logits
+    }
+
+    /// Model selection's numbers in eval mode: the mean cross-entropy and the accuracy of the
+    /// classes `labels` (one per row of `rows`) on those rows of `x`.
+    pub fn evaluate(&self, x: &CsrMatrix, rows: &[usize], labels: &[usize]) -> (f32, f32) {
+        let mut h = Vec::new();
+        self.first.forward(x, rows, &mut h);
+        let logits = self.logits_from_first(h, rows.len());
+        let (mut loss, mut hits) = (0f64, 0usize);
+        for (z, &y) in logits.chunks_exact(self.n_classes).zip(labels) {
+            loss += (log_sum_exp(z) - z[y]) as f64;
+            // the first maximum, as burn's argmax
+            let top = z.iter().enumerate().fold(0, |best, (k, &v)| if v > z[best] { k } else { best });
+            hits += (top == y) as usize;
+        }
+        let n = rows.len().max(1) as f64;
+        ((loss / n) as f32, (hits as f64 / n) as f32)
+    }
+
+    /// Eval-mode logits from the first layer's output `h` (`n` rows).
+    fn logits_from_first(&self, mut h: Vec<f32>, n: usize) -> Vec<f32> {
         let mut act = Vec::new();
         for (k, norm) in self.norms.iter().enumerate() {
             if k > 0 {
@@ -243,9 +269,6 @@ impl HostScnym {
         }
         let mut logits = Vec::new();
         self.dense.last().expect("output layer").params.forward(&act, n, &mut logits);
-        for row in logits.chunks_exact_mut(self.n_classes) {
-            softmax_in_place(row);
-        }
         logits
     }
 

@@ -172,6 +172,16 @@ impl Student {
         }
     }
 
+    /// Model selection's mean cross-entropy and accuracy on `rows` of `x` with classes `labels`,
+    /// computed on the host for the host network; None for the burn student (its caller
+    /// evaluates the snapshot on the device).
+    pub fn evaluate_on_host(&self, x: &CsrMatrix, rows: &[usize], labels: &[usize]) -> Option<(f32, f32)> {
+        match self {
+            Student::Host { net, .. } => Some(net.evaluate(x, rows, labels)),
+            Student::Burn(_) => None,
+        }
+    }
+
     /// The classifier and running statistics as they are now, on the inner `device`.
     pub fn snapshot(&self, device: &Device) -> (ScnymNet, BnState) {
         match self {

@@ -198,6 +198,10 @@ fn epoch_lr(config: &ScnymConfig, epoch: usize) -> f64 {
 }
 
 /// Mean cross-entropy and accuracy of `net` on `rows` (eval mode), in batches.
+fn diverged() -> SclabelError {
+    SclabelError::InvalidValues("the model-selection loss is not finite: training diverged (lower the learning rate)".into())
+}
+
 async fn evaluate(net: &ScnymNet, bn: &BnState, arch: &ArchSpec, data: &TrainingData<'_>, rows: &[usize], batch: usize, device: &Device) -> Result<Option<(f32, f32)>> {
     if rows.is_empty() {
         return Ok(None);
@@ -227,7 +231,7 @@ async fn evaluate(net: &ScnymNet, bn: &BnState, arch: &ArchSpec, data: &Training
     let h = h.try_into_vec_as::<f32>().map_err(|e| SclabelError::backend(device, e))?[0];
     let n = rows.len() as f32;
     if !l.is_finite() {
-        return Err(SclabelError::InvalidValues("the model-selection loss is not finite: training diverged (lower the learning rate)".into()));
+        return Err(diverged());
     }
     Ok(Some((l / n, h / n)))
 }
@@ -443,7 +447,13 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
             return Err(SclabelError::InvalidValues(format!("the training loss became {} in epoch {epoch}: training diverged (lower lr, check the input values)", vals[0])));
         }
         let (net, bn) = student.snapshot(device);
-        let val = evaluate(&net, &bn, &arch, data, &test_rows, b, device).await?;
+        let labels: Vec<usize> = test_rows.iter().map(|&r| data.labels[r] as usize).collect();
+        let val = match student.evaluate_on_host(data.x, &test_rows, &labels) {
+            _ if test_rows.is_empty() => None,
+            Some((loss, _)) if !loss.is_finite() => return Err(diverged()),
+            Some(v) => Some(v),
+            None => evaluate(&net, &bn, &arch, data, &test_rows, b, device).await?,
+        };
         metrics.epochs.push(EpochRecord {
             epoch,
             loss: vals[0],

@@ -68,8 +68,13 @@ for (const backend of ['cpu', 'webgpu']) {
     assert.ok(out.withLoss >= 1, 'epoch-end events carry the loss');
     assert.ok(out.frames >= 10, `only ${out.frames} frames while training`);
     assert.ok(out.maxGap < 1000, `the page froze for ${out.maxGap} ms`);
-    // The worker checks the signal at every reported step: at most one more event, at most one step.
-    assert.ok(out.stepsAfterAbort <= 1, `${out.stepsAfterAbort} events after abort`);
+    // The worker checks the signal at every reported step, but the page's abort message reaches it
+    // only while it yields there: an event can already be on its way, and when the page is busy
+    // (drawing) the next report can go out before the message arrives — seen with 2 once training
+    // got faster (epoch ends, always reported, came closer together). So: at most two more events,
+    // and a prompt stop.
+    assert.ok(out.stepsAfterAbort <= 2, `${out.stepsAfterAbort} events after abort`);
+    assert.ok(out.stopMs < 1000, `abort took ${out.stopMs} ms`);
     assert.equal(out.cells, 1500);
     assert.deepEqual(errors, []);
     await page.close();

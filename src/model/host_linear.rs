@@ -13,11 +13,7 @@ use burn::prelude::{Device, Tensor, TensorData};
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
 use crate::model::host_mlp::{matmul, Operand};
-use crate::model::simd::{dispatch_avx2, tile_major};
-
-/// Output columns per tile: a tile of W for 2000 genes is 512 KB (fits L2), and a tile-wide
-/// accumulator fits in eight AVX registers.
-const TILE: usize = 64;
+use crate::model::simd::{tile_major, TILE};
 
 pub struct HostLinear {
     n_in: usize,
@@ -259,116 +255,66 @@ fn map_tiles<R: Send, F: Fn(usize) -> R + Sync + Send>(n: usize, f: F) -> Vec<R>
     (0..n).map(f).collect()
 }
 
-/// The tile loops, vectorised by LLVM (see `simd`).
+/// The tile loops, on `simd::Lanes`.
 mod kernels {
     use super::*;
+    use crate::model::simd::{lanes_dispatch, Lanes};
 
-    pub fn forward_tile(block: &mut [f32], w: &[f32], x: &CsrMatrix, rows: &[usize]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
-            return unsafe { x86::forward_tile(block, w, x, rows) };
-        }
-        forward_tile_generic(block, w, x, rows, row_sum)
+    lanes_dispatch! {
+        pub fn forward_tile(block: &mut [f32], w: &[f32], x: &CsrMatrix, rows: &[usize]) => forward_tile_generic;
+        pub fn update_tile(w: &mut [f32], vel: &mut [f32], dh: &[f32], by_gene: &Csc, lr: f32, momentum: f32, first: bool) => update_tile_generic;
+        pub fn grad_tile(grad: &mut [f32], dh: &[f32], by_gene: &Csc) => grad_tile_generic;
     }
-    dispatch_avx2!(pub fn update_tile(w: &mut [f32], vel: &mut [f32], dh: &[f32], by_gene: &Csc, lr: f32, momentum: f32, first: bool) => update_tile_generic);
-    dispatch_avx2!(pub fn grad_tile(grad: &mut [f32], dh: &[f32], by_gene: &Csc) => grad_tile_generic);
 
-    /// One gene's gradient row of a tile: Σ over the batch's cells with the gene of v · dH[cell],
-    /// summed in registers.
+    const NONE: (&[u32], &[f32]) = (&[], &[]);
+
+    /// Two genes' gradient rows of a tile at a time: Σ over the batch's cells with the gene of
+    /// v · dH[cell] (zero for genes absent from the batch), then `apply(gene's rows, sums)`.
     #[inline(always)]
-    fn gene_grad(gene: usize, dh: &[f32], by_gene: &Csc) -> [f32; TILE] {
-        let mut acc = [0f32; TILE];
-        let rows = dh.as_chunks::<TILE>().0;
-        let r = by_gene.start[gene]..by_gene.start[gene + 1];
-        for (&c, &v) in by_gene.cell[r.clone()].iter().zip(&by_gene.value[r]) {
-            // `get`, not indexing: with a panic path in the loop LLVM kept the accumulators in
-            // memory, a store per register per step (cells index the batch by construction)
-            let Some(d) = rows.get(c as usize) else { continue };
-            for j in 0..TILE {
-                acc[j] += v * d[j];
+    fn gene_grads<L: Lanes, T>(rows: &mut [T], dh: &[f32], by_gene: &Csc, apply: impl Fn(&mut T, &[f32; TILE])) {
+        let dh = dh.as_chunks::<TILE>().0;
+        let list = |g: usize| {
+            let r = by_gene.start[g]..by_gene.start[g + 1];
+            (&by_gene.cell[r.clone()], &by_gene.value[r])
+        };
+        for (pair, rows) in rows.chunks_mut(2).enumerate() {
+            let g = 2 * pair;
+            let [a, b] = L::tile_sum2(list(g), if rows.len() == 2 { list(g + 1) } else { NONE }, dh);
+            for (row, sums) in rows.iter_mut().zip([a, b]) {
+                apply(row, &sums);
             }
         }
-        acc
     }
 
     /// For every gene of one tile: grad += its gradient row.
     #[inline(always)]
-    fn grad_tile_generic(grad: &mut [f32], dh: &[f32], by_gene: &Csc) {
-        for (gene, grad) in grad.chunks_exact_mut(TILE).enumerate() {
-            let acc = gene_grad(gene, dh, by_gene);
-            grad.iter_mut().zip(&acc).for_each(|(g, a)| *g += a);
-        }
+    fn grad_tile_generic<L: Lanes>(grad: &mut [f32], dh: &[f32], by_gene: &Csc) {
+        gene_grads::<L, _>(grad.as_chunks_mut::<TILE>().0, dh, by_gene, |g, s| g.iter_mut().zip(s).for_each(|(g, s)| *g += s));
     }
 
-    /// For every gene of one tile: g = Σ_cells v · dH[cell] (zero for genes absent from the batch),
-    /// then v ← μ·v + g (v = g on the first step), w ← w − lr·v.
+    /// For every gene of one tile: its gradient row g, then v ← μ·v + g (v = g on the first
+    /// step), w ← w − lr·v.
     #[inline(always)]
-    fn update_tile_generic(w: &mut [f32], vel: &mut [f32], dh: &[f32], by_gene: &Csc, lr: f32, momentum: f32, first: bool) {
-        for (gene, (w, vel)) in w.chunks_exact_mut(TILE).zip(vel.chunks_exact_mut(TILE)).enumerate() {
-            let acc = gene_grad(gene, dh, by_gene);
+    fn update_tile_generic<L: Lanes>(w: &mut [f32], vel: &mut [f32], dh: &[f32], by_gene: &Csc, lr: f32, momentum: f32, first: bool) {
+        let mut rows: Vec<(&mut [f32; TILE], &mut [f32; TILE])> = w.as_chunks_mut::<TILE>().0.iter_mut().zip(vel.as_chunks_mut::<TILE>().0.iter_mut()).collect();
+        gene_grads::<L, _>(&mut rows, dh, by_gene, |(w, vel), g| {
             for j in 0..TILE {
-                vel[j] = if first { acc[j] } else { momentum * vel[j] + acc[j] };
+                vel[j] = if first { g[j] } else { momentum * vel[j] + g[j] };
                 w[j] -= lr * vel[j];
             }
-        }
-    }
-    
-    /// Σ val · w[gene] over one row's non-zeros, for one tile (`w_rows`: [n_in][TILE]).
-    #[inline(always)]
-    pub(super) fn row_sum(idx: &[u32], val: &[f32], w_rows: &[[f32; TILE]]) -> [f32; TILE] {
-        let mut acc = [0f32; TILE];
-        for (&g, &v) in idx.iter().zip(val) {
-            let row = &w_rows[g as usize];
-            for j in 0..TILE {
-                acc[j] += v * row[j];
-            }
-        }
-        acc
+        });
     }
 
-    /// block[k] = the tile's row sum for row k.
+    /// block[k] = Σ val · w[gene] over row k's non-zeros, for one tile (`w`: [n_in][TILE]), two
+    /// rows at a time.
     #[inline(always)]
-    pub(super) fn forward_tile_generic(block: &mut [f32], w: &[f32], x: &CsrMatrix, rows: &[usize], row_sum: impl Fn(&[u32], &[f32], &[[f32; TILE]]) -> [f32; TILE]) {
+    pub(super) fn forward_tile_generic<L: Lanes>(block: &mut [f32], w: &[f32], x: &CsrMatrix, rows: &[usize]) {
         let w_rows = w.as_chunks::<TILE>().0;
-        for (out, &r) in block.chunks_exact_mut(TILE).zip(rows) {
-            let (idx, val) = x.row(r);
-            out.copy_from_slice(&row_sum(idx, val, w_rows));
-        }
-    }
-
-    /// The row sum in AVX2 + FMA intrinsics: LLVM's vectorised loop kept its accumulators in
-    /// memory, a store per register per non-zero.
-    #[cfg(target_arch = "x86_64")]
-    mod x86 {
-        use super::*;
-        use std::arch::x86_64::*;
-        use std::mem::transmute;
-
-        #[target_feature(enable = "avx2,fma")]
-        pub fn forward_tile(block: &mut [f32], w: &[f32], x: &CsrMatrix, rows: &[usize]) {
-            forward_tile_generic(block, w, x, rows, |idx, val, w_rows| row_sum(idx, val, w_rows))
-        }
-
-        const _: () = assert!(TILE == 64, "eight AVX registers per row");
-
-        #[target_feature(enable = "avx2,fma")]
-        fn row_sum(idx: &[u32], val: &[f32], w_rows: &[[f32; TILE]]) -> [f32; TILE] {
-            let z = _mm256_setzero_ps();
-            // named accumulators stay in registers
-            let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5, mut a6, mut a7) = (z, z, z, z, z, z, z, z);
-            for (&g, &v) in idx.iter().zip(val) {
-                // `get`: no panic path in the loop; genes < n_in is checked by `forward`
-                let Some(row) = w_rows.get(g as usize) else { continue };
-                // SAFETY: [f32; 64] and [__m256; 8] are the same bytes (a load by value: the
-                // pointer load carries checks in builds with debug assertions).
-                let [r0, r1, r2, r3, r4, r5, r6, r7] = unsafe { transmute::<[f32; TILE], [__m256; 8]>(*row) };
-                let v = _mm256_set1_ps(v);
-                (a0, a1, a2, a3) = (_mm256_fmadd_ps(v, r0, a0), _mm256_fmadd_ps(v, r1, a1), _mm256_fmadd_ps(v, r2, a2), _mm256_fmadd_ps(v, r3, a3));
-                (a4, a5, a6, a7) = (_mm256_fmadd_ps(v, r4, a4), _mm256_fmadd_ps(v, r5, a5), _mm256_fmadd_ps(v, r6, a6), _mm256_fmadd_ps(v, r7, a7));
+        for (out, rows) in block.chunks_mut(2 * TILE).zip(rows.chunks(2)) {
+            let sums = L::tile_sum2(x.row(rows[0]), rows.get(1).map_or(NONE, |&r| x.row(r)), w_rows);
+            for (o, s) in out.chunks_exact_mut(TILE).zip(sums) {
+                o.copy_from_slice(&s);
             }
-            // SAFETY: as above.
-            unsafe { transmute::<[__m256; 8], [f32; TILE]>([a0, a1, a2, a3, a4, a5, a6, a7]) }
         }
     }
 }
@@ -390,7 +336,7 @@ mod tests {
     #[test]
     fn forward_and_sgd_match_dense_burn() {
         let device = cpu(BackendRequest::Cpu, "test").unwrap().device;
-        let (n, g, h) = (40, 70, 300); // 300 outputs: two full tiles and a partial one
+        let (n, g, h) = (40, 70, 300); // 300 outputs: nine full tiles and a partial one
         let x = sparse(n, g, 1);
         let mut rng = StdRng::seed_from_u64(5);
         let mut random = |len: usize| (0..len).map(|_| rng.random::<f32>() - 0.5).collect::<Vec<f32>>();
@@ -410,7 +356,7 @@ mod tests {
         assert!(max < 1e-5, "forward differs by {max}");
         // the portable loops (wasm, NEON) on the first tile: the call above took the AVX2 ones here
         let mut block = vec![0f32; rows.len() * TILE];
-        kernels::forward_tile_generic(&mut block, &host.weight[..g * TILE], &x, &rows, kernels::row_sum);
+        kernels::forward_tile_generic::<crate::model::simd::Portable>(&mut block, &host.weight[..g * TILE], &x, &rows);
         for (k, b) in block.chunks(TILE).enumerate() {
             let max = b.iter().zip(&out[k * h..]).zip(&host.bias).map(|((v, o), bias)| (v + bias - o).abs()).fold(0f32, f32::max);
             assert!(max < 1e-5, "portable forward differs by {max}");

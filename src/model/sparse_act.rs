@@ -5,9 +5,7 @@
 //! mask zero the rest). Dense gemm does four times the work at its peak; these loops do the useful
 //! quarter at about half of it.
 use crate::model::simd::tile_major_into;
-
-/// Output columns a kernel accumulates per row: four AVX registers, twice (two rows at once).
-pub const TILE: usize = 32;
+pub use crate::model::simd::TILE;
 
 /// The non-zeros of a row-major `[n_rows, width]` matrix, by row and by column.
 pub struct SparseAct {
@@ -144,36 +142,12 @@ fn for_row_blocks<F: Fn(usize, &mut [f32]) + Sync + Send>(buf: &mut [f32], width
     f(0, buf)
 }
 
-/// The kernels, generic over the two inner loops (`Lanes`): plain Rust that LLVM vectorises
-/// (wasm's simd128, NEON), and AVX2 + FMA intrinsics on x86-64 CPUs that have them. Written out
-/// for x86 because LLVM kept auto-vectorised accumulators in memory (a store per register per
-/// step) and scrambled the lanes of reductions.
+/// The kernels, generic over the inner loops (`simd::Lanes`).
 mod kernels {
-    use super::{SparseAct, TILE};
+    use super::SparseAct;
+    use crate::model::simd::{lanes_dispatch, Lanes, TILE};
 
-    /// The inner loops.
-    pub trait Lanes {
-        /// `Σ vₚ · tile[idxₚ]` over two rows' (index, value) lists (`tile`: `[rows][TILE]`).
-        /// Two rows at once: twice the independent chains of adds for one stream of loads.
-        fn tile_sum2(a: (&[u32], &[f32]), b: (&[u32], &[f32]), tile: &[[f32; TILE]]) -> [[f32; TILE]; 2];
-        /// x · y for four y's (one load of x serves four).
-        fn dot4(x: &[f32], ys: [&[f32]; 4]) -> [f32; 4];
-    }
-
-    macro_rules! dispatch {
-        ($(pub fn $name:ident($($arg:ident: $ty:ty),*) => $generic:ident;)*) => {$(
-            pub fn $name($($arg: $ty),*) {
-                #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has AVX2 and FMA (checked above).
-                    return unsafe { x86::$name($($arg),*) };
-                }
-                $generic::<Portable>($($arg),*)
-            }
-        )*};
-    }
-
-    dispatch! {
+    lanes_dispatch! {
         pub fn forward(out: &mut [f32], first: usize, a: &SparseAct, w: &[f32], bias: &[f32]) => forward_generic;
         pub fn weight_grad(out: &mut [f32], first: usize, a: &SparseAct, g: &[f32], n_out: usize) => weight_grad_generic;
         pub fn masked_input_grad(out: &mut [f32], first: usize, a: &SparseAct, g: &[f32], w: &[f32]) => masked_input_grad_generic;
@@ -228,142 +202,6 @@ mod kernels {
             }
             for &k in rest {
                 o[k as usize] = L::dot4(gi, [wrow(k); 4])[0];
-            }
-        }
-    }
-
-    pub struct Portable;
-
-    impl Lanes for Portable {
-        #[inline(always)]
-        fn tile_sum2((ia, va): (&[u32], &[f32]), (ib, vb): (&[u32], &[f32]), tile: &[[f32; TILE]]) -> [[f32; TILE]; 2] {
-            let mut acc = [[0f32; TILE]; 2];
-            for (a, (idx, val)) in acc.iter_mut().zip([(ia, va), (ib, vb)]) {
-                for (&k, &x) in idx.iter().zip(val) {
-                    let r = &tile[k as usize];
-                    for j in 0..TILE {
-                        a[j] += x * r[j];
-                    }
-                }
-            }
-            acc
-        }
-
-        #[inline(always)]
-        fn dot4(x: &[f32], ys: [&[f32]; 4]) -> [f32; 4] {
-            ys.map(|y| {
-                let (xc, xt) = x.as_chunks::<8>();
-                let (yc, yt) = y.as_chunks::<8>();
-                let mut acc = [0f32; 8];
-                for (x, y) in xc.iter().zip(yc) {
-                    for l in 0..8 {
-                        acc[l] += x[l] * y[l];
-                    }
-                }
-                ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + xt.iter().zip(yt).map(|(a, b)| a * b).sum::<f32>()
-            })
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    mod x86 {
-        use super::*;
-        use std::arch::x86_64::*;
-        use std::mem::transmute;
-
-        #[target_feature(enable = "avx2,fma")]
-        pub fn forward(out: &mut [f32], first: usize, a: &SparseAct, w: &[f32], bias: &[f32]) {
-            forward_generic::<Avx2>(out, first, a, w, bias)
-        }
-
-        #[target_feature(enable = "avx2,fma")]
-        pub fn weight_grad(out: &mut [f32], first: usize, a: &SparseAct, g: &[f32], n_out: usize) {
-            weight_grad_generic::<Avx2>(out, first, a, g, n_out)
-        }
-
-        #[target_feature(enable = "avx2,fma")]
-        pub fn masked_input_grad(out: &mut [f32], first: usize, a: &SparseAct, g: &[f32], w: &[f32]) {
-            masked_input_grad_generic::<Avx2>(out, first, a, g, w)
-        }
-
-        /// Registers by value from arrays (`_mm256_loadu_ps` copies through memory with
-        /// precondition checks in builds with debug assertions); [f32; 8k] and [__m256; k] are
-        /// the same bytes.
-        #[inline(always)]
-        fn v4(r: &[f32; 32]) -> [__m256; 4] {
-            // SAFETY: same size, any bit pattern is valid for both.
-            unsafe { transmute::<[f32; 32], [__m256; 4]>(*r) }
-        }
-
-        #[inline(always)]
-        fn v2(r: &[f32; 16]) -> [__m256; 2] {
-            // SAFETY: as above.
-            unsafe { transmute::<[f32; 16], [__m256; 2]>(*r) }
-        }
-
-        pub struct Avx2;
-
-        const _: () = assert!(TILE == 32, "the AVX2 tile sum holds 32 lanes per row");
-
-        // SAFETY (the intrinsics in this impl): its methods only run inside the `target_feature`
-        // functions above, on CPUs with AVX2 and FMA.
-        impl Lanes for Avx2 {
-            #[inline(always)]
-            fn tile_sum2((ia, va): (&[u32], &[f32]), (ib, vb): (&[u32], &[f32]), tile: &[[f32; TILE]]) -> [[f32; TILE]; 2] {
-                unsafe {
-                    let z = _mm256_setzero_ps();
-                    // named accumulators stay in registers (arrays of them were spilled)
-                    let (mut a0, mut a1, mut a2, mut a3, mut b0, mut b1, mut b2, mut b3) = (z, z, z, z, z, z, z, z);
-                    let common = ia.len().min(ib.len());
-                    for (((&ka, &xa), &kb), &xb) in ia.iter().zip(va).zip(ib).zip(vb) {
-                        // `get`: no panic path in the loop (indices are < the tile's rows by
-                        // construction)
-                        let (Some(ra), Some(rb)) = (tile.get(ka as usize), tile.get(kb as usize)) else { continue };
-                        let ([r0, r1, r2, r3], x) = (v4(ra), _mm256_set1_ps(xa));
-                        (a0, a1, a2, a3) = (_mm256_fmadd_ps(x, r0, a0), _mm256_fmadd_ps(x, r1, a1), _mm256_fmadd_ps(x, r2, a2), _mm256_fmadd_ps(x, r3, a3));
-                        let ([r0, r1, r2, r3], x) = (v4(rb), _mm256_set1_ps(xb));
-                        (b0, b1, b2, b3) = (_mm256_fmadd_ps(x, r0, b0), _mm256_fmadd_ps(x, r1, b1), _mm256_fmadd_ps(x, r2, b2), _mm256_fmadd_ps(x, r3, b3));
-                    }
-                    let rest = |idx: &[u32], val: &[f32], mut acc: [__m256; 4]| {
-                        for (&k, &x) in idx[common..].iter().zip(&val[common..]) {
-                            let Some(r) = tile.get(k as usize) else { continue };
-                            let ([r0, r1, r2, r3], x) = (v4(r), _mm256_set1_ps(x));
-                            acc = [_mm256_fmadd_ps(x, r0, acc[0]), _mm256_fmadd_ps(x, r1, acc[1]), _mm256_fmadd_ps(x, r2, acc[2]), _mm256_fmadd_ps(x, r3, acc[3])];
-                        }
-                        transmute::<[__m256; 4], [f32; 32]>(acc)
-                    };
-                    [rest(ia, va, [a0, a1, a2, a3]), rest(ib, vb, [b0, b1, b2, b3])]
-                }
-            }
-
-            #[inline(always)]
-            fn dot4(x: &[f32], [ya, yb, yc, yd]: [&[f32]; 4]) -> [f32; 4] {
-                unsafe {
-                    let z = _mm256_setzero_ps();
-                    let (mut a0, mut a1, mut b0, mut b1, mut c0, mut c1, mut d0, mut d1) = (z, z, z, z, z, z, z, z);
-                    let (xc, xt) = x.as_chunks::<16>();
-                    let whole = x.len() - xt.len();
-                    for ((((x, a), b), c), d) in xc.iter().zip(ya.as_chunks::<16>().0).zip(yb.as_chunks::<16>().0).zip(yc.as_chunks::<16>().0).zip(yd.as_chunks::<16>().0) {
-                        let [x0, x1] = v2(x);
-                        let [p0, p1] = v2(a);
-                        (a0, a1) = (_mm256_fmadd_ps(x0, p0, a0), _mm256_fmadd_ps(x1, p1, a1));
-                        let [p0, p1] = v2(b);
-                        (b0, b1) = (_mm256_fmadd_ps(x0, p0, b0), _mm256_fmadd_ps(x1, p1, b1));
-                        let [p0, p1] = v2(c);
-                        (c0, c1) = (_mm256_fmadd_ps(x0, p0, c0), _mm256_fmadd_ps(x1, p1, c1));
-                        let [p0, p1] = v2(d);
-                        (d0, d1) = (_mm256_fmadd_ps(x0, p0, d0), _mm256_fmadd_ps(x1, p1, d1));
-                    }
-                    let (sa, sb, sc, sd) = (_mm256_add_ps(a0, a1), _mm256_add_ps(b0, b1), _mm256_add_ps(c0, c1), _mm256_add_ps(d0, d1));
-                    // [a01 a23 b01 b23 | a45 a67 b45 b67], then [a b c d | a' b' c' d'], then halves summed
-                    let t = _mm256_hadd_ps(_mm256_hadd_ps(sa, sb), _mm256_hadd_ps(sc, sd));
-                    let sum = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps::<1>(t));
-                    let mut out = transmute::<__m128, [f32; 4]>(sum);
-                    for (o, y) in out.iter_mut().zip([ya, yb, yc, yd]) {
-                        *o += xt.iter().zip(&y[whole..]).map(|(p, q)| p * q).sum::<f32>();
-                    }
-                    out
-                }
             }
         }
     }
@@ -424,7 +262,7 @@ mod tests {
             assert!(max_diff(&out, &want) < 1e-4, "input grad {}", max_diff(&out, &want));
 
             // The portable loops (wasm, NEON) directly: the calls above took the AVX2 ones here.
-            use kernels::Portable;
+            use crate::model::simd::Portable;
             let mut fwd = vec![0f32; n * n_out];
             kernels::forward_generic::<Portable>(&mut fwd, 0, &s, &tile_major::<TILE>(&w, width, n_out), &bias);
             let mut o = Vec::new();

@@ -3,7 +3,7 @@
 //! the non-zeros — the forward `A·W`, the weight gradient `Aᵀ·G`, and the input gradient `G·Wᵀ`,
 //! of which the backward pass keeps only the entries where A is non-zero (the ReLU and the dropout
 //! mask zero the rest). Dense gemm does four times the work at its peak; these loops do the useful
-//! quarter at about half of it.
+//! quarter, a layer in 0.60–0.66 of gemm's time (`examples/bench_sparse_act`).
 use crate::model::simd::tile_major_into;
 pub use crate::model::simd::TILE;
 

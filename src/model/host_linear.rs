@@ -1,8 +1,9 @@
 //! The first Linear layer of an MLP applied to CSR rows directly, on the host, with a fused SGD
-//! (momentum) update or its gradient for another optimiser — for CPU backends only. Expression matrices are ~90% zeros, and the first
-//! layer (G → G/2) holds most of the network's weights: a dense matmul spends most of its time
-//! multiplying zeros, while here each stored value costs one row of multiply-adds, forward and
-//! backward (no gradient is needed for the input). On a GPU the dense layer stays on the device.
+//! (momentum) update or its gradient for another optimiser — for CPU backends only. Expression
+//! matrices are ~90% zeros, and the first layer (G → G/2) holds most of the network's weights: a
+//! dense matmul spends most of its time multiplying zeros, while here each stored value costs one
+//! row of multiply-adds, forward and backward (no gradient is needed for the input). On a GPU the
+//! dense layer stays on the device.
 //!
 //! Weights are stored in column tiles ([tile][gene][TILE]) so that one tile of W (and of its
 //! gradient) stays in L2 cache while every cell of a batch passes over it; tiles run in parallel.

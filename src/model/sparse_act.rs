@@ -24,10 +24,9 @@ impl SparseAct {
         assert_eq!(a.len(), n_rows * width, "activation shape");
         assert!(a.len() < u32::MAX as usize, "activation size");
         // Counted first (per row, and per column as lane-wise adds), so the buffers are the size
-        // of the non-zeros (a quarter of the matrix), then filled by branch-free compaction (a
-        // branch on ~25% non-zeros mispredicts often): every entry is written, the cursor moves
-        // on non-zeros only (one slot of slack). Wrapping adds: counts stay below u32::MAX
-        // (asserted), and overflow checks kept these loops scalar.
+        // of the non-zeros (a quarter of the matrix), then filled row by row from a bit mask of
+        // its non-zeros (a branch per entry on ~25% non-zeros mispredicts often). Wrapping adds:
+        // counts stay below u32::MAX (asserted), and overflow checks kept these loops scalar.
         let mut row_start = vec![0u32; n_rows + 1];
         let mut col_start = vec![0u32; width + 1];
         for (i, row) in a.chunks_exact(width).enumerate() {
@@ -43,12 +42,12 @@ impl SparseAct {
             col_start[j + 1] = col_start[j + 1].wrapping_add(col_start[j]);
         }
         let nnz = row_start[n_rows] as usize;
-        let (mut row_col, mut row_val) = (vec![0u32; nnz + 1], vec![0f32; nnz + 1]);
+        let (mut row_col, mut row_val) = (vec![0u32; nnz], vec![0f32; nnz]);
         let (mut col_row, mut col_val) = (vec![0u32; nnz], vec![0f32; nnz]);
         let mut col_next = col_start.clone();
         for (i, row) in a.chunks_exact(width).enumerate() {
             let (start, end) = (row_start[i] as usize, row_start[i + 1] as usize);
-            let (cols, vals) = (&mut row_col[start..=end], &mut row_val[start..=end]);
+            let (cols, vals) = (&mut row_col[start..end], &mut row_val[start..end]);
             // the row's non-zeros as bits, 64 at a time (a vector compare and a move-mask), then
             // one store per set bit
             let mut p = 0usize;
@@ -65,15 +64,13 @@ impl SparseAct {
                     bits &= bits - 1;
                 }
             }
-            for (&j, &v) in cols[..end - start].iter().zip(&vals[..end - start]) {
+            for (&j, &v) in cols.iter().zip(vals.iter()) {
                 let slot = &mut col_next[j as usize];
                 col_row[*slot as usize] = i as u32;
                 col_val[*slot as usize] = v;
                 *slot = slot.wrapping_add(1);
             }
         }
-        row_col.truncate(nnz);
-        row_val.truncate(nnz);
         Self { n_rows, width, row_start, row_col, row_val, col_start, col_row, col_val }
     }
 

@@ -202,7 +202,7 @@ impl HostScnym {
     }
 
     /// `predict_proba` for the pseudolabels of the step that follows, which reuses the first
-    /// layer's output on `x`.
+    /// layer's output on `x` when its sources start with `x`'s rows (not so for augmented copies).
     pub fn teacher_proba(&mut self, x: &CsrMatrix) -> Vec<f32> {
         let mut h = Vec::new();
         self.first.forward(x, &(0..x.n_rows).collect::<Vec<_>>(), &mut h);
@@ -214,17 +214,17 @@ impl HostScnym {
     /// The first layer's output on `sources`, reusing the teacher's on its leading rows when they
     /// are the teacher's input (checked value by value: cheap beside the layer).
     fn first_layer(&mut self, sources: &CsrMatrix) -> Vec<f32> {
-        let width = self.first.n_out();
         let reuse = self.teacher_first.take().filter(|(x, _)| x.n_rows <= sources.n_rows && (0..x.n_rows).all(|i| x.row(i) == sources.row(i)));
-        let (mut h, done) = match reuse {
-            Some((x, h)) => (h, x.n_rows),
-            None => (Vec::new(), 0),
-        };
-        h.truncate(done * width);
+        let done = reuse.as_ref().map_or(0, |(x, _)| x.n_rows);
         let mut rest = Vec::new();
         self.first.forward(sources, &(done..sources.n_rows).collect::<Vec<_>>(), &mut rest);
-        h.extend_from_slice(&rest);
-        h
+        match reuse {
+            Some((_, mut h)) => {
+                h.extend_from_slice(&rest);
+                h
+            }
+            None => rest,
+        }
     }
 
     /// Eval-mode probabilities from the first layer's output `h` (`n` rows).

@@ -130,12 +130,10 @@ pub fn mix_rows(a: &mut [f32], width: usize, perm: &[usize], lambdas: &[f32]) {
 /// 1/(1−p) first; the rescale to 1e6 cancels it.) Dropped values leave the batch. fix: a cell whose
 /// every nonzero was dropped keeps its original values (scNym divides by a zero library size and
 /// gets NaN). The keep/drop draws are 32-bit words from a Xoshiro256++ stream seeded by one draw
-/// of `rng`, compared with a threshold, and expm1/log1p run in f32 (the values are f32): StdRng's
-/// ChaCha12 for a float per value and f64 libm calls were 8% of a training step.
+/// of `rng` (`drop_draws`), and expm1/log1p run in f32 (the values are f32): StdRng's ChaCha12
+/// for a float per value and f64 libm calls were 8% of a training step.
 pub fn log1p_drop(x: &mut CsrMatrix, p: f64, rng: &mut StdRng) {
-    let threshold = (p * (u32::MAX as f64 + 1.0)) as u64;
-    let mut draws = vec![0u32; x.nnz()];
-    Xoshiro256PlusPlus::seed_from_u64(rng.random::<u64>()).fill(&mut draws[..]);
+    let (draws, threshold) = drop_draws(x.nnz(), p, rng);
     let mut counts: Vec<(u32, f32)> = Vec::new();
     let (mut indices, mut data) = (Vec::with_capacity(x.nnz()), Vec::with_capacity(x.nnz()));
     let mut indptr = Vec::with_capacity(x.n_rows + 1);
@@ -187,15 +185,20 @@ pub fn gradient_reversal(x: Tensor<2>, w: f64) -> Tensor<2> {
     d.clone() + (x - d) * (-w)
 }
 
+/// `n` drop-or-keep draws at drop probability `p`: 32-bit words (entry dropped when word <
+/// threshold, the threshold returned; cheaper than a float per entry, same distribution) from a
+/// Xoshiro256++ stream seeded by one draw of `rng`, the same on every platform, wasm32 included
+/// (StdRng's ChaCha12 for every word was 7% of a training step).
+fn drop_draws(n: usize, p: f64, rng: &mut StdRng) -> (Vec<u32>, u64) {
+    let mut draws = vec![0u32; n];
+    Xoshiro256PlusPlus::seed_from_u64(rng.random::<u64>()).fill(&mut draws[..]);
+    (draws, (p * (u32::MAX as f64 + 1.0)) as u64)
+}
+
 /// Dropout mask `[rows, width]` with survivors scaled by 1/(1−p), drawn on the host.
 pub fn dropout_mask(rows: usize, width: usize, p: f64, rng: &mut StdRng) -> Vec<f32> {
     let keep = (1.0 / (1.0 - p)) as f32;
-    // Compare 32-bit draws with a threshold: cheaper than a float per entry, same distribution.
-    // The words come from a Xoshiro256++ stream seeded by one draw of `rng` (the same on every
-    // platform, wasm32 included): StdRng's ChaCha12 for every word was 7% of a training step.
-    let threshold = (p * (u32::MAX as f64 + 1.0)) as u64;
-    let mut draws = vec![0u32; rows * width];
-    Xoshiro256PlusPlus::seed_from_u64(rng.random::<u64>()).fill(&mut draws[..]);
+    let (draws, threshold) = drop_draws(rows * width, p, rng);
     if threshold > u32::MAX as u64 {
         return vec![0.0; rows * width];
     }

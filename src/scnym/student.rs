@@ -99,7 +99,7 @@ impl Student {
     pub async fn teacher_probabilities(&mut self, inputs: &[&CsrMatrix]) -> Result<Vec<f32>> {
         match self {
             Student::Host { net, .. } => {
-                let mut q = if inputs.len() == 1 { net.teacher_proba(inputs[0]) } else { net.predict_proba(inputs[0]) };
+                let mut q = net.teacher_proba(inputs[0]);
                 for x in &inputs[1..] {
                     q.iter_mut().zip(net.predict_proba(x)).for_each(|(a, b)| *a += b);
                 }

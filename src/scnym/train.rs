@@ -197,11 +197,11 @@ fn epoch_lr(config: &ScnymConfig, epoch: usize) -> f64 {
     }
 }
 
-/// Mean cross-entropy and accuracy of `net` on `rows` (eval mode), in batches.
 fn diverged() -> SclabelError {
     SclabelError::InvalidValues("the model-selection loss is not finite: training diverged (lower the learning rate)".into())
 }
 
+/// Mean cross-entropy and accuracy of `net` on `rows` (eval mode), in batches.
 async fn evaluate(net: &ScnymNet, bn: &BnState, arch: &ArchSpec, data: &TrainingData<'_>, rows: &[usize], batch: usize, device: &Device) -> Result<Option<(f32, f32)>> {
     if rows.is_empty() {
         return Ok(None);

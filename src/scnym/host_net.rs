@@ -295,15 +295,16 @@ impl HostScnym {
             }
             var.iter_mut().for_each(|v| *v /= n as f32);
             let inv_std: Vec<f32> = var.iter().map(|&v| 1.0 / (v + BN_EPS as f32).sqrt()).collect();
-            let mut xhat = h.clone();
-            for row in xhat.chunks_exact_mut(w) {
-                row.iter_mut().zip(&mean).zip(&inv_std).for_each(|((v, &m), &s)| *v = (*v - m) * s);
-            }
             let mask = dropout_mask(n, w, BLOCK_DROPOUT, rng);
+            // x̂ in h's buffer (the next layer writes a new h) and the block's output, in one pass
+            let mut xhat = std::mem::take(&mut h);
             let mut act = vec![0f32; n * w];
-            for ((a, xr), mr) in act.chunks_exact_mut(w).zip(xhat.chunks_exact(w)).zip(mask.chunks_exact(w)) {
-                for ((((a, &xh), &m), &g), &b) in a.iter_mut().zip(xr).zip(mr).zip(&norm.gamma).zip(&norm.beta) {
-                    *a = ((g * xh + b) * m).max(0.0);
+            let (mean_, inv_std_, gamma, beta) = (&mean[..w], &inv_std[..w], &norm.gamma[..w], &norm.beta[..w]);
+            for ((x, a), m) in xhat.chunks_exact_mut(w).zip(act.chunks_exact_mut(w)).zip(mask.chunks_exact(w)) {
+                for j in 0..w {
+                    let xh = (x[j] - mean_[j]) * inv_std_[j];
+                    x[j] = xh;
+                    a[j] = ((gamma[j] * xh + beta[j]) * m[j]).max(0.0);
                 }
             }
             // PyTorch tracks the unbiased variance.

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 /// Largest value a ln(x + 1) matrix can hold for counts scaled to at most 1e6 per cell, with slack.
 const MAX_LOG_VALUE: f32 = 16.0;
+/// The same for log2(x + 1) (log2(1e6 + 1) = 19.93): Bioconductor's logcounts and many published
+/// matrices are base 2, and their values above MAX_LOG_VALUE are not linear data.
+const MAX_LOG2_VALUE: f32 = 21.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -39,6 +42,9 @@ pub enum Normalization {
     /// the same for (almost) every cell — e.g. 1e4 or 1e6 — and `None` when totals vary (often a
     /// gene subset such as highly variable genes).
     LogNormalized { scale: Option<f64> },
+    /// log2(x + 1) of per-cell normalised counts: values above ln's bound (see `detect`), or per-cell
+    /// totals of 2^X − 1 that agree where those of expm1(X) do not. `scale` as for `LogNormalized`.
+    Log2Normalized { scale: Option<f64> },
     /// Negative values: centred / scaled data (z-scores), which cannot be turned back into counts.
     Scaled,
 }
@@ -78,6 +84,15 @@ fn median(mut v: Vec<f64>) -> f64 {
     if v.len() % 2 == 1 { v[m] } else { 0.5 * (v[m - 1] + v[m]) }
 }
 
+/// The per-cell total when (almost) every cell has the same one: the data were normalised on this
+/// gene set.
+fn consistent_total(totals: &[f64]) -> Option<f64> {
+    let med = median(totals.to_vec());
+    let nonzero = totals.iter().filter(|&&t| t > 0.0).count() as f64;
+    let agree = totals.iter().filter(|&&t| t > 0.0 && ((t - med) / med).abs() < 0.01).count() as f64;
+    (med > 0.0 && agree >= 0.95 * nonzero).then_some(med)
+}
+
 /// Detects what scale X is on. NaN / infinite values are an error.
 pub fn detect(x: &CsrMatrix, var_names: &[String]) -> Result<NormalizationReport> {
     check_finite(x, var_names)?;
@@ -94,47 +109,67 @@ pub fn detect(x: &CsrMatrix, var_names: &[String]) -> Result<NormalizationReport
         ))
     } else if all_integer {
         (Normalization::RawCounts, median(x.row_sums()), "X holds raw counts (all values are integers)".to_string())
-    } else if max > MAX_LOG_VALUE {
+    } else if max > MAX_LOG2_VALUE {
         (Normalization::LinearNormalized, median(x.row_sums()), format!(
-            "X holds normalised values that are not log-transformed (max {max:.1} > {MAX_LOG_VALUE})"
+            "X holds normalised values that are not log-transformed (max {max:.1} > {MAX_LOG2_VALUE})"
         ))
     } else {
-        let totals: Vec<f64> =
-            (0..x.n_rows).map(|i| x.row(i).1.iter().map(|&v| (v as f64).exp_m1()).sum()).collect();
-        let med = median(totals.clone());
-        // Same total for (almost) every cell: the data were normalised on this gene set.
-        let consistent = med > 0.0
-            && totals.iter().filter(|&&t| t > 0.0 && ((t - med) / med).abs() < 0.01).count() as f64
-                >= 0.95 * totals.iter().filter(|&&t| t > 0.0).count() as f64;
-        let scale = consistent.then_some(med);
-        let description = match scale {
-            Some(s) => format!("X holds ln(x+1) of counts normalised to {s:.0} per cell"),
-            None => format!(
-                "X holds ln(x+1) of normalised counts; per-cell totals vary (median {med:.0}), as for a gene subset"
-            ),
-        };
-        (Normalization::LogNormalized { scale }, med, description)
+        // Which inverse gives every cell the same total tells the scale when X was normalised on
+        // this gene set; a gene subset (HVGs, a panel) has varying totals, and then only the
+        // maximum can tell: above ln's bound, a non-integer matrix is log2 unless its plain sums agree.
+        let totals = |inverse: fn(f64) -> f64| -> Vec<f64> { (0..x.n_rows).map(|i| x.row(i).1.iter().map(|&v| inverse(v as f64)).sum()).collect() };
+        let (ln_totals, log2_totals) = (totals(f64::exp_m1), totals(|v| (v * std::f64::consts::LN_2).exp_m1()));
+        let (ln_scale, log2_scale) = (consistent_total(&ln_totals), consistent_total(&log2_totals));
+        if max > MAX_LOG_VALUE && consistent_total(&x.row_sums()).is_some() {
+            (Normalization::LinearNormalized, median(x.row_sums()), format!(
+                "X holds normalised values that are not log-transformed (max {max:.1}, the same total in every cell)"
+            ))
+        } else if max > MAX_LOG_VALUE || (ln_scale.is_none() && log2_scale.is_some()) {
+            let med = median(log2_totals);
+            let why = if max > MAX_LOG_VALUE {
+                format!("max {max:.2} is above ln(1e6+1) = 13.82, the most a natural-log matrix of per-million data holds")
+            } else {
+                "per-cell totals of 2^x − 1 agree, those of e^x − 1 do not".to_string()
+            };
+            let description = match log2_scale {
+                Some(s) => format!("X holds log2(x+1) of counts normalised to {s:.0} per cell ({why})"),
+                None => format!("X holds log2(x+1) of normalised counts ({why}); per-cell totals vary (median {med:.0}), as for a gene subset"),
+            };
+            (Normalization::Log2Normalized { scale: log2_scale }, med, description)
+        } else {
+            let med = median(ln_totals);
+            let description = match ln_scale {
+                Some(s) => format!("X holds ln(x+1) of counts normalised to {s:.0} per cell"),
+                None => format!(
+                    "X holds ln(x+1) of normalised counts; per-cell totals vary (median {med:.0}), as for a gene subset"
+                ),
+            };
+            (Normalization::LogNormalized { scale: ln_scale }, med, description)
+        }
     };
     Ok(NormalizationReport { normalization, min, max, median_total, description })
 }
 
 /// Returns X as ln(count / total · target + 1), where `count` is recovered from whatever scale X is
-/// on: raw and linear-normalised values are used directly, log values go through expm1. Cells with
+/// on: raw and linear-normalised values are used directly, ln values go through expm1, log2 values
+/// through 2^x − 1. Cells with
 /// no counts stay all-zero. Scaled (negative) data is refused with a message that says what to use.
 pub fn to_log_normalized(x: &CsrMatrix, var_names: &[String], target: TargetScale) -> Result<(CsrMatrix, NormalizationReport)> {
     let report = detect(x, var_names)?;
-    let is_log = match report.normalization {
+    // the factor that turns X into ln(x + 1) before expm1: 1 for ln, ln 2 for log2, none for linear
+    let log_factor = match report.normalization {
         Normalization::Scaled => return Err(SclabelError::InvalidValues(report.description)),
-        Normalization::LogNormalized { .. } => true,
-        Normalization::RawCounts | Normalization::LinearNormalized => false,
+        Normalization::LogNormalized { .. } => Some(1.0),
+        Normalization::Log2Normalized { .. } => Some(std::f64::consts::LN_2),
+        Normalization::RawCounts | Normalization::LinearNormalized => None,
     };
     let mut out = x.clone();
     let target = target.total();
     for i in 0..out.n_rows {
         let (a, b) = (out.indptr[i] as usize, out.indptr[i + 1] as usize);
         let row = &mut out.data[a..b];
-        if is_log {
-            row.iter_mut().for_each(|v| *v = (*v as f64).exp_m1() as f32);
+        if let Some(f) = log_factor {
+            row.iter_mut().for_each(|v| *v = (*v as f64 * f).exp_m1() as f32);
         }
         let total: f64 = row.iter().map(|&v| v as f64).sum();
         if total > 0.0 {
@@ -154,7 +189,7 @@ pub fn require_log_normalized(x: &CsrMatrix, var_names: &[String]) -> Result<Nor
         Normalization::RawCounts => Err(SclabelError::InvalidValues(
             "X holds raw counts; the model expects ln(CPM+1). Normalise first (normalize: \"cpm\") or pass log-normalised data".into(),
         )),
-        Normalization::LinearNormalized => Err(SclabelError::InvalidValues(format!(
+        Normalization::LinearNormalized | Normalization::Log2Normalized { .. } => Err(SclabelError::InvalidValues(format!(
             "{}; the model expects ln(CPM+1). Normalise first (normalize: \"cpm\")",
             report.description
         ))),
@@ -219,6 +254,55 @@ mod tests {
     #[test]
     fn linear_normalized_is_recognised() {
         let x = CsrMatrix::from_dense(1, 2, &[100.5, 899.5]).unwrap();
+        assert_eq!(detect(&x, &genes(2)).unwrap().normalization, Normalization::LinearNormalized);
+    }
+
+    /// log2(x + 1) of `counts()` normalised to `total` per cell.
+    fn log2_of(total: f64) -> CsrMatrix {
+        let mut x = counts();
+        for i in 0..x.n_rows {
+            let (a, b) = (x.indptr[i] as usize, x.indptr[i + 1] as usize);
+            let sum: f64 = x.data[a..b].iter().map(|&v| v as f64).sum();
+            x.data[a..b].iter_mut().for_each(|v| *v = (*v as f64 / sum * total + 1.0).log2() as f32);
+        }
+        x
+    }
+
+    #[test]
+    fn log2_is_told_from_ln_by_totals_and_converted_with_its_own_inverse() {
+        // Per-cell totals of 2^x − 1 agree (1e4), those of e^x − 1 do not: base 2, though every
+        // value is below ln's bound.
+        let x = log2_of(1e4);
+        match detect(&x, &genes(4)).unwrap().normalization {
+            Normalization::Log2Normalized { scale: Some(s) } => assert!((s - 1e4).abs() < 1.0, "{s}"),
+            other => panic!("{other:?}"),
+        }
+        let (a, _) = to_log_normalized(&x, &genes(4), TargetScale::Cpm).unwrap();
+        let (b, _) = to_log_normalized(&counts(), &genes(4), TargetScale::Cpm).unwrap();
+        for (u, v) in a.data.iter().zip(&b.data) {
+            assert!((u - v).abs() < 1e-4, "{u} vs {v}");
+        }
+        // A model input refuses it with the reason.
+        let e = require_log_normalized(&x, &genes(4)).unwrap_err();
+        assert!(e.to_string().contains("log2(x+1)"), "{e}");
+    }
+
+    #[test]
+    fn values_above_ln_bound_are_log2_unless_their_sums_agree() {
+        // A gene subset of log2 per-million data: totals vary, one value 18.5 > ln(1e6 + 1).
+        let x = CsrMatrix::from_dense(2, 3, &[18.5, 3.25, 0.0, 7.5, 0.0, 12.75]).unwrap();
+        let report = detect(&x, &genes(3)).unwrap();
+        assert_eq!(report.normalization, Normalization::Log2Normalized { scale: None }, "{}", report.description);
+        assert!(report.description.contains("13.82"), "{}", report.description);
+        let (y, _) = to_log_normalized(&x, &genes(3), TargetScale::Cpm).unwrap();
+        // cell 0: 2^18.5 − 1 and 2^3.25 − 1 rescaled to 1e6
+        let (c0, c1) = (18.5f64.exp2() - 1.0, 3.25f64.exp2() - 1.0);
+        assert!((y.row(0).1[1] as f64 - (c1 / (c0 + c1) * 1e6).ln_1p()).abs() < 1e-4);
+        // Linear data in the same range whose cells sum to the same total stay linear.
+        let x = CsrMatrix::from_dense(2, 3, &[18.5, 1.5, 0.0, 7.5, 0.0, 12.5]).unwrap();
+        assert_eq!(detect(&x, &genes(3)).unwrap().normalization, Normalization::LinearNormalized);
+        // Above log2's bound: linear.
+        let x = CsrMatrix::from_dense(1, 2, &[22.5, 1.5]).unwrap();
         assert_eq!(detect(&x, &genes(2)).unwrap().normalization, Normalization::LinearNormalized);
     }
 }

@@ -59,6 +59,7 @@ export interface NormalizationReport {
     | { kind: 'raw_counts' }
     | { kind: 'linear_normalized' }
     | { kind: 'log_normalized'; scale: number | null }
+    | { kind: 'log2_normalized'; scale: number | null }
     | { kind: 'scaled' };
   min: number;
   max: number;

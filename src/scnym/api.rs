@@ -75,7 +75,9 @@ pub fn prepare_input(x: &CsrMatrix, genes: &[String], normalize: bool, what: &st
     match &report.normalization {
         Normalization::Scaled => Err(SclabelError::InvalidValues(format!("{what}: {}", report.description))),
         Normalization::RawCounts => Err(SclabelError::InvalidValues(format!("{what}: X holds raw counts (all values are integers); scNym models expect ln(CPM+1): {fix}"))),
-        Normalization::LinearNormalized => Err(SclabelError::InvalidValues(format!("{what}: {}; scNym models expect ln(CPM+1): {fix}", report.description))),
+        Normalization::LinearNormalized | Normalization::Log2Normalized { .. } => {
+            Err(SclabelError::InvalidValues(format!("{what}: {}; scNym models expect ln(CPM+1): {fix}", report.description)))
+        }
         Normalization::LogNormalized { scale: Some(s) } if (s / 1e6 - 1.0).abs() > 0.01 => Err(SclabelError::InvalidValues(format!(
             "{what}: X holds ln(x+1) of counts normalised to {s:.0} per cell, not 1e6; scNym models expect ln(CPM+1): {fix}"
         ))),

@@ -15,6 +15,7 @@ use sclabel::backend::{cpu, BackendRequest};
 use sclabel::block_on;
 use sclabel::data::anndata::{AnnData, Column, ObsTable};
 use sclabel::data::matrix::CsrMatrix;
+use sclabel::data::normalize::{rescale_to_log, TargetScale};
 use sclabel::scnym::api::{predict_adata, train_transfer, TransferOptions};
 use sclabel::scnym::predict::PredictOptions;
 use sclabel::train::progress::{FnObserver, Silent};
@@ -74,15 +75,7 @@ fn symphony_loco(seeds: u64) -> serde_json::Value {
 /// reference runs did. (The pancreas files are log2: sclabel's own `normalize` inverts them with
 /// 2^x − 1, the benchmark's second set of runs.)
 fn task_normalized(ad: &AnnData) -> AnnData {
-    let mut out = ad.clone();
-    let x = &mut out.x;
-    for i in 0..x.n_rows {
-        let row = &mut x.data[x.indptr[i] as usize..x.indptr[i + 1] as usize];
-        row.iter_mut().for_each(|v| *v = (*v as f64).exp_m1() as f32);
-        let total: f64 = row.iter().map(|&v| v as f64).sum();
-        row.iter_mut().for_each(|v| *v = (*v as f64 * 1e6 / total).ln_1p() as f32);
-    }
-    out
+    AnnData { x: rescale_to_log(&ad.x, Some(1.0), TargetScale::Cpm), ..ad.clone() }
 }
 
 fn pancreas_novel(seeds: u64) -> serde_json::Value {

@@ -120,8 +120,9 @@ pub fn detect(x: &CsrMatrix, var_names: &[String]) -> Result<NormalizationReport
         let totals = |inverse: fn(f64) -> f64| -> Vec<f64> { (0..x.n_rows).map(|i| x.row(i).1.iter().map(|&v| inverse(v as f64)).sum()).collect() };
         let (ln_totals, log2_totals) = (totals(f64::exp_m1), totals(|v| (v * std::f64::consts::LN_2).exp_m1()));
         let (ln_scale, log2_scale) = (consistent_total(&ln_totals), consistent_total(&log2_totals));
-        if max > MAX_LOG_VALUE && consistent_total(&x.row_sums()).is_some() {
-            (Normalization::LinearNormalized, median(x.row_sums()), format!(
+        let sums = x.row_sums();
+        if max > MAX_LOG_VALUE && consistent_total(&sums).is_some() {
+            (Normalization::LinearNormalized, median(sums), format!(
                 "X holds normalised values that are not log-transformed (max {max:.1}, the same total in every cell)"
             ))
         } else if max > MAX_LOG_VALUE || (ln_scale.is_none() && log2_scale.is_some()) {
@@ -156,13 +157,19 @@ pub fn detect(x: &CsrMatrix, var_names: &[String]) -> Result<NormalizationReport
 /// no counts stay all-zero. Scaled (negative) data is refused with a message that says what to use.
 pub fn to_log_normalized(x: &CsrMatrix, var_names: &[String], target: TargetScale) -> Result<(CsrMatrix, NormalizationReport)> {
     let report = detect(x, var_names)?;
-    // the factor that turns X into ln(x + 1) before expm1: 1 for ln, ln 2 for log2, none for linear
     let log_factor = match report.normalization {
         Normalization::Scaled => return Err(SclabelError::InvalidValues(report.description)),
         Normalization::LogNormalized { .. } => Some(1.0),
         Normalization::Log2Normalized { .. } => Some(std::f64::consts::LN_2),
         Normalization::RawCounts | Normalization::LinearNormalized => None,
     };
+    Ok((rescale_to_log(x, log_factor, target), report))
+}
+
+/// X's values made linear again (`log_factor` turns them into ln(x + 1) before expm1: 1 for ln,
+/// ln 2 for log2, `None` for linear data), then ln(x / cell total · target + 1). Cells with no
+/// counts stay all-zero.
+pub fn rescale_to_log(x: &CsrMatrix, log_factor: Option<f64>, target: TargetScale) -> CsrMatrix {
     let mut out = x.clone();
     let target = target.total();
     for i in 0..out.n_rows {
@@ -177,7 +184,7 @@ pub fn to_log_normalized(x: &CsrMatrix, var_names: &[String], target: TargetScal
             row.iter_mut().for_each(|v| *v = ((*v as f64) * f).ln_1p() as f32);
         }
     }
-    Ok((out, report))
+    out
 }
 
 /// Checks that X is already on a ln(x+1) scale a model can use (what scNym's API checks), with an

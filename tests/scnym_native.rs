@@ -97,6 +97,18 @@ fn imported_scnym_model_reproduces_scnym_probabilities_and_embedding() {
     assert_eq!(back.genes, model.genes);
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     std::fs::write(tmp.join("scnym_3pv1.safetensors"), &bytes).unwrap();
+
+    // Streamed from the file a block of cells at a time (the CLI's predict): the same prediction
+    // as from the data set held whole.
+    use sclabel::data::h5ad::{open_h5ad_rows, ReadSeekSource};
+    use sclabel::scnym::api::predict_h5ad_rows;
+    let rows = open_h5ad_rows(ReadSeekSource::new(std::fs::File::open(&data).unwrap()).unwrap(), "symphony", false).unwrap();
+    let (streamed, report) = block_on(predict_h5ad_rows(&model, &rows, true, &PredictOptions::default(), &device, &mut Silent)).unwrap();
+    let (held, _) = block_on(predict_adata(&model, &ad, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();
+    assert_eq!(report.overlap.shared, 1767);
+    assert_eq!(streamed.labels, held.labels);
+    let worst = streamed.probabilities.iter().zip(&held.probabilities).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-6, "streamed prediction differs by {worst}");
 }
 
 #[test]

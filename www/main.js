@@ -479,7 +479,8 @@ function drawDataMap() {
   show('datamap', charts.dataMap(a));
   const auroc = a.noise_run?.auroc;
   $('datamap').insertAdjacentHTML('beforeend', `<p class="muted">cutoffs: confidence ${a.cutoffs.confidence.toFixed(3)}, variability ${a.cutoffs.variability.toFixed(3)}`
-    + (auroc != null ? `; simulated-noise check: 1 − confidence finds flipped labels with AUROC ${auroc.toFixed(3)}` : '') + '</p>');
+    + (auroc != null ? `; simulated-noise check: 1 − confidence finds flipped labels with AUROC ${auroc.toFixed(3)}` : '')
+    + `; trained on ${esc(a.gene_selection)}</p>`);
 }
 
 function drawTrainability() {

@@ -12,9 +12,10 @@ use crate::audit::graph::{make_conf_graph, ConfGraph, ConfGraphOptions};
 use crate::audit::pca::{pca, PcaOptions};
 use crate::backend::{BackendInfo, ComputeDevice};
 use crate::data::anndata::AnnData;
+use crate::data::hvg::{highly_variable_genes, HvgFlavor, HvgOptions};
 use crate::data::labels::{check_trainable, encode_labels};
 use crate::data::matrix::CsrMatrix;
-use crate::data::normalize::{to_log_normalized, NormalizationReport, TargetScale};
+use crate::data::normalize::{to_log_normalized, Normalization, NormalizationReport, TargetScale};
 use crate::error::{Result, SclabelError};
 use crate::train::classifier::{predict_proba, train_mlp, EpochStats, TrainOptions};
 use crate::train::progress::Observer;
@@ -51,6 +52,10 @@ pub struct AuditOptions {
     pub use_raw: bool,
     /// Annotatability expects ln(CP10k + 1).
     pub normalize: TargetScale,
+    /// Genes the networks train on: highly variable genes of the audited cells, selected after
+    /// normalising over all genes (Annotatability's notebooks: normalise → log → top 2000 HVGs →
+    /// train). `None`, or data with no more genes than `n_top_genes`: every gene.
+    pub hvg: Option<HvgOptions>,
     /// Training of every network (dynamics, cutoff run, re-annotation). Defaults are
     /// Annotatability's: SGD lr 1e-3 momentum 0.9, balanced sampling, batch 256, 3 layers,
     /// 50 epochs (the package's README and cutoff function; `follow_training_dyn` defaults to 100).
@@ -71,6 +76,7 @@ impl Default for AuditOptions {
             exclude_labels: Vec::new(),
             use_raw: false,
             normalize: TargetScale::Cp10k,
+            hvg: Some(HvgOptions::default()),
             train: TrainOptions::default(),
             cutoffs: CutoffRule::default(),
             easy: EasyThresholds::default(),
@@ -95,6 +101,10 @@ pub struct NoiseRun {
 pub struct AuditReport {
     pub backend: BackendInfo,
     pub normalization: NormalizationReport,
+    /// The genes the networks trained on, in the data's order (the matrix's columns after gene
+    /// selection), and how they were chosen.
+    pub genes: Vec<String>,
+    pub gene_selection: String,
     pub class_names: Vec<String>,
     /// Rows of the AnnData that were audited (cells with a label not excluded), in order; every
     /// per-cell vector below is aligned with it.
@@ -122,12 +132,14 @@ fn derived(options: &TrainOptions, stream: u64) -> TrainOptions {
 }
 
 pub async fn audit_adata<O: Observer>(adata: &AnnData, options: &AuditOptions, device: &ComputeDevice, observer: &mut O) -> Result<AuditReport> {
-    let (source_x, var_names) = adata.matrix(options.use_raw)?;
-    let (x, normalization) = to_log_normalized(source_x, var_names, options.normalize)?;
+    let (source_x, all_genes) = adata.matrix(options.use_raw)?;
+    let (x, normalization) = to_log_normalized(source_x, all_genes, options.normalize)?;
     let labels = encode_labels(adata.obs.get(&options.label_key)?, &options.label_key, &adata.obs_names, &options.exclude_labels)?;
     check_trainable(&labels, &options.label_key)?;
     let n_classes = labels.n_classes();
     let cells: Vec<usize> = (0..x.n_rows).filter(|&r| labels.codes[r] >= 0).collect();
+    let (x, genes, gene_selection) = select_genes(adata, source_x, x, all_genes, &normalization, &cells, options)?;
+    let var_names = &genes;
 
     // Second label column, coded in the first column's classes.
     let second_codes = match &options.second_label_key {
@@ -198,6 +210,8 @@ pub async fn audit_adata<O: Observer>(adata: &AnnData, options: &AuditOptions, d
     Ok(AuditReport {
         backend: device.info.clone(),
         normalization,
+        genes,
+        gene_selection,
         class_names: labels.class_names,
         cells,
         labels: label_names,
@@ -212,6 +226,74 @@ pub async fn audit_adata<O: Observer>(adata: &AnnData, options: &AuditOptions, d
         history: main.history,
         options: options.clone(),
     })
+}
+
+/// The audit's genes: `x` (log-normalised over all genes) restricted to the highly variable genes
+/// of the audited `cells`, their names and a sentence saying how they were chosen.
+fn select_genes(
+    adata: &AnnData,
+    source_x: &CsrMatrix,
+    x: CsrMatrix,
+    all_genes: &[String],
+    normalization: &NormalizationReport,
+    cells: &[usize],
+    options: &AuditOptions,
+) -> Result<(CsrMatrix, Vec<String>, String)> {
+    let n = all_genes.len();
+    let Some(hvg) = &options.hvg else {
+        return Ok((x, all_genes.to_vec(), format!("all {n} genes (gene selection off)")));
+    };
+    if n <= hvg.n_top_genes {
+        return Ok((x, all_genes.to_vec(), format!("all {n} genes (no more than n_top_genes = {})", hvg.n_top_genes)));
+    }
+    let batches = match &hvg.batch_key {
+        Some(key) => Some(batch_codes(adata, key, cells)?),
+        None => None,
+    };
+    let (input, on) = match hvg.flavor {
+        HvgFlavor::Seurat => (&x, format!("seurat on ln({}+1)", scale_name(options.normalize))),
+        HvgFlavor::SeuratV3 => {
+            if normalization.normalization != Normalization::RawCounts {
+                return Err(SclabelError::InvalidOption {
+                    option: "hvg.flavor".into(),
+                    reason: format!("seurat_v3 selects genes on raw counts, but {}; use flavor seurat", normalization.description),
+                });
+            }
+            (source_x, "seurat_v3 on counts".to_string())
+        }
+    };
+    let selected = highly_variable_genes(input, cells, batches.as_deref(), hvg)?.selected;
+    let names: Vec<String> = selected.iter().map(|&j| all_genes[j].clone()).collect();
+    let per_batch = hvg.batch_key.as_ref().map_or(String::new(), |k| format!(", per batch of '{k}'"));
+    let how = format!("{} highly variable genes of {n} ({on}{per_batch}, {} cells)", selected.len(), cells.len());
+    Ok((x.select_cols(&selected), names, how))
+}
+
+/// Batch code per row (only `cells` need one), from an obs column's values.
+fn batch_codes(adata: &AnnData, key: &str, cells: &[usize]) -> Result<Vec<u32>> {
+    let values = adata.obs.get(key)?.to_strings();
+    let mut seen: Vec<String> = Vec::new();
+    let mut codes = vec![0u32; values.len()];
+    for &r in cells {
+        let v = values[r]
+            .as_deref()
+            .ok_or_else(|| SclabelError::Labels(format!("obs '{key}' (hvg.batch_key) has no value for cell '{}'", adata.obs_names[r])))?;
+        codes[r] = match seen.iter().position(|s| s == v) {
+            Some(k) => k as u32,
+            None => {
+                seen.push(v.to_string());
+                (seen.len() - 1) as u32
+            }
+        };
+    }
+    Ok(codes)
+}
+
+fn scale_name(scale: TargetScale) -> &'static str {
+    match scale {
+        TargetScale::Cpm => "CPM",
+        TargetScale::Cp10k => "CP10k",
+    }
 }
 
 /// Per position in `cells`, whether its row is in `rows` (both sorted ascending).
@@ -269,6 +351,14 @@ pub async fn trainability_graph<O: Observer>(
         return Err(SclabelError::ShapeMismatch("the audit report does not belong to this data set".into()));
     }
     let (x, _) = to_log_normalized(source_x, var_names, report.options.normalize)?;
+    // The audit's genes (normalised over all genes first, as the audit did).
+    let position: std::collections::HashMap<&str, usize> = var_names.iter().enumerate().map(|(j, g)| (g.as_str(), j)).collect();
+    let cols = report
+        .genes
+        .iter()
+        .map(|g| position.get(g.as_str()).copied().ok_or_else(|| SclabelError::ShapeMismatch(format!("the audit report's gene '{g}' is not in this data set"))))
+        .collect::<Result<Vec<usize>>>()?;
+    let x = if cols.len() == var_names.len() { x } else { x.select_cols(&cols) };
     let sub = x.select_rows(&report.cells);
     let options = PcaOptions { n_components: pca_options.n_components.min(sub.n_rows.min(sub.n_cols)), ..*pca_options };
     let embedding = pca(&sub, &options)?;

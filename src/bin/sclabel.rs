@@ -24,9 +24,11 @@ use sclabel::backend::{select, BackendRequest, ComputeDevice};
 use burn::prelude::Device;
 use sclabel::block_on;
 use sclabel::data::anndata::AnnData;
-use sclabel::data::h5ad::{read_h5ad_source, ReadSeekSource};
+use sclabel::data::hvg::{HvgFlavor, HvgOptions};
+use sclabel::data::normalize::TargetScale;
+use sclabel::data::h5ad::{open_h5ad_rows, read_h5ad_source, ReadSeekSource};
 use sclabel::data::h5ad_export::{annotate_h5ad, DenseF32, H5adAdditions, ObsValues};
-use sclabel::scnym::api::{fine_tune, predict_adata, train_transfer, TransferOptions};
+use sclabel::scnym::api::{fine_tune, predict_adata, predict_h5ad_rows, train_transfer, TransferOptions};
 use sclabel::scnym::bundle::ScnymModel;
 use sclabel::scnym::explain::{explain_adata, ExplainOptions, Explanation};
 use sclabel::scnym::import::{import_scnym, parse_list};
@@ -46,6 +48,19 @@ struct Cli {
     /// No progress bar.
     #[arg(long, global = true)]
     quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScaleArg {
+    Cp10k,
+    Cpm,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum HvgFlavorArg {
+    Seurat,
+    #[value(name = "seurat_v3")]
+    SeuratV3,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -178,6 +193,20 @@ enum Command {
         seed: u64,
         #[arg(long)]
         use_raw: bool,
+        /// Scale the data are brought to (from counts or any log scale, over all genes) before
+        /// gene selection and training: ln(CP10k+1) as Annotatability's notebooks, or ln(CPM+1).
+        #[arg(long, value_enum, default_value = "cp10k")]
+        normalize: ScaleArg,
+        /// Train on this many highly variable genes of the audited cells (0: every gene).
+        #[arg(long, default_value_t = 2000)]
+        n_top_genes: usize,
+        /// Highly-variable-gene method: seurat (on the log-normalised data) or seurat_v3 (on
+        /// raw counts).
+        #[arg(long, value_enum, default_value = "seurat")]
+        hvg_flavor: HvgFlavorArg,
+        /// obs column of batches: genes are selected per batch and combined (scanpy's batch_key).
+        #[arg(long)]
+        hvg_batch_key: Option<String>,
         /// Fraction of labels flipped in the run that sets the cutoffs.
         #[arg(long, default_value_t = 0.1)]
         flip_fraction: f64,
@@ -328,11 +357,15 @@ fn load_model(path: &Path, device: &Device) -> Result<ScnymModel> {
     })
 }
 
-fn load_h5ad(path: &Path) -> Result<AnnData> {
+/// A file on disk as a source the `.h5ad` readers read on demand.
+fn file_source(path: &Path) -> Result<ReadSeekSource<std::io::BufReader<std::fs::File>>> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| SclabelError::InvalidFile { file: name.clone(), reason: e.to_string() })?;
-    let source = ReadSeekSource::new(std::io::BufReader::new(file)).map_err(|e| SclabelError::InvalidFile { file: name.clone(), reason: e.to_string() })?;
-    read_h5ad_source(source, &name)
+    ReadSeekSource::new(std::io::BufReader::new(file)).map_err(|e| SclabelError::InvalidFile { file: name, reason: e.to_string() })
+}
+
+fn load_h5ad(path: &Path) -> Result<AnnData> {
+    read_h5ad_source(file_source(path)?, &path.display().to_string())
 }
 
 fn device(arg: BackendArg) -> Result<ComputeDevice> {
@@ -560,18 +593,19 @@ fn run(cli: Cli) -> Result<()> {
         Command::Predict { model, input, normalize, use_raw, unassigned_below, out, embedding, annotate_h5ad } => {
             let dev = device(cli.backend)?;
             let m = load_model(&model, &dev.device)?;
-            let ad = load_h5ad(&input)?;
+            // Read a block of cells at a time: memory is the model's genes of one block, not the file.
+            let rows = open_h5ad_rows(file_source(&input)?, &input.display().to_string(), use_raw)?;
             let bar = bar(cli.quiet);
             let options = PredictOptions { unassigned_below, embedding: embedding.is_some() || annotate_h5ad.is_some(), ..Default::default() };
-            let (pred, report) = block_on(predict_adata(&m, &ad, normalize, use_raw, &options, &dev.device, &mut observe(&bar)))?;
+            let (pred, report) = block_on(predict_h5ad_rows(&m, &rows, normalize, &options, &dev.device, &mut observe(&bar)))?;
             bar.finish_and_clear();
             report.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
             eprintln!("{} of the model's {} genes found; input: {}", report.overlap.shared, report.overlap.model_genes, report.normalization.description);
-            write_predictions(&out, &ad.obs_names, &pred)?;
+            write_predictions(&out, &rows.obs_names, &pred)?;
             if let Some(e) = embedding {
-                write_embedding(&e, &ad.obs_names, &pred)?;
+                write_embedding(&e, &rows.obs_names, &pred)?;
             }
-            eprintln!("predictions for {} cells written to {}", ad.n_obs(), out.display());
+            eprintln!("predictions for {} cells written to {}", rows.n_rows, out.display());
             if let Some(path) = annotate_h5ad {
                 write(&path, &annotated_h5ad(&input, pred)?)?;
                 eprintln!("{} with scNym, scNym_confidence and X_scnym written to {}", input.display(), path.display());
@@ -658,7 +692,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&info).expect("json"));
         }
         Command::Audit {
-            input, label_key, second_label_key, exclude_label, epochs, layers, seed, use_raw, flip_fraction, percentile, cutoff_conf, cutoff_var, no_reannotate, out, genes, min_counts, graph, alpha, k, n_pcs,
+            input, label_key, second_label_key, exclude_label, epochs, layers, seed, use_raw, normalize, n_top_genes, hvg_flavor, hvg_batch_key, flip_fraction, percentile, cutoff_conf, cutoff_var, no_reannotate, out, genes, min_counts, graph, alpha, k, n_pcs,
         } => {
             let cutoffs = match (cutoff_conf, cutoff_var) {
                 (Some(confidence), Some(variability)) => CutoffRule::Fixed { confidence, variability },
@@ -669,6 +703,19 @@ fn run(cli: Cli) -> Result<()> {
                 second_label_key,
                 exclude_labels: exclude_label,
                 use_raw,
+                normalize: match normalize {
+                    ScaleArg::Cp10k => TargetScale::Cp10k,
+                    ScaleArg::Cpm => TargetScale::Cpm,
+                },
+                hvg: (n_top_genes > 0).then(|| HvgOptions {
+                    n_top_genes,
+                    flavor: match hvg_flavor {
+                        HvgFlavorArg::Seurat => HvgFlavor::Seurat,
+                        HvgFlavorArg::SeuratV3 => HvgFlavor::SeuratV3,
+                    },
+                    batch_key: hvg_batch_key,
+                    ..HvgOptions::default()
+                }),
                 train: TrainOptions { epochs, n_layers: layers, seed, ..TrainOptions::default() },
                 cutoffs,
                 reannotate: !no_reannotate,
@@ -680,6 +727,7 @@ fn run(cli: Cli) -> Result<()> {
             let bar = bar(cli.quiet);
             let report = block_on(audit_adata(&ad, &options, &dev, &mut observe(&bar)))?;
             bar.finish_and_clear();
+            eprintln!("genes: {}", report.gene_selection);
             let count = |c: Category| report.categories.iter().filter(|&&x| x == c).count();
             eprintln!(
                 "{} cells audited; cutoffs conf {:.3} var {:.3}; easy-to-learn {}, ambiguous {}, hard-to-learn {}",

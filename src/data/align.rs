@@ -33,27 +33,24 @@ pub fn check_unique(genes: &[String], what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Reorders X's columns to `model_genes`. Errors on duplicate names or when no gene is shared.
-pub fn align_genes(x: &CsrMatrix, data_genes: &[String], model_genes: &[String]) -> Result<(CsrMatrix, GeneOverlap)> {
-    if data_genes.len() != x.n_cols {
-        return Err(SclabelError::ShapeMismatch(format!("{} gene names for {} columns", data_genes.len(), x.n_cols)));
-    }
+/// For each data gene, its column among `model_genes` (if any), with the overlap report. Errors
+/// on duplicate names or when no gene is shared.
+pub fn gene_map(data_genes: &[String], model_genes: &[String]) -> Result<(Vec<Option<u32>>, GeneOverlap)> {
     check_unique(data_genes, "the data")?;
     check_unique(model_genes, "the model")?;
     let model_pos: HashMap<&str, u32> = model_genes.iter().enumerate().map(|(i, g)| (g.as_str(), i as u32)).collect();
-    // For each data column: its model column, if any.
     let map: Vec<Option<u32>> = data_genes.iter().map(|g| model_pos.get(g.as_str()).copied()).collect();
     let shared = map.iter().filter(|m| m.is_some()).count();
     let in_data: std::collections::HashSet<&str> = data_genes.iter().map(String::as_str).collect();
+    let fraction = if model_genes.is_empty() { 0.0 } else { shared as f64 / model_genes.len() as f64 };
     let overlap = GeneOverlap {
         model_genes: model_genes.len(),
         data_genes: data_genes.len(),
         shared,
-        fraction: if model_genes.is_empty() { 0.0 } else { shared as f64 / model_genes.len() as f64 },
+        fraction,
         missing_examples: model_genes.iter().filter(|g| !in_data.contains(g.as_str())).take(20).cloned().collect(),
-        low: false,
+        low: fraction < LOW_OVERLAP_FRACTION,
     };
-    let overlap = GeneOverlap { low: overlap.fraction < LOW_OVERLAP_FRACTION, ..overlap };
     if shared == 0 {
         return Err(SclabelError::Genes(format!(
             "no gene of the data ({} genes, e.g. '{}') is among the model's {} genes (e.g. '{}'); check species and gene identifiers (symbols vs Ensembl IDs)",
@@ -63,12 +60,23 @@ pub fn align_genes(x: &CsrMatrix, data_genes: &[String], model_genes: &[String])
             model_genes.first().map(String::as_str).unwrap_or("")
         )));
     }
+    Ok((map, overlap))
+}
+
+/// Reorders X's columns to `model_genes`. Errors on duplicate names or when no gene is shared.
+pub fn align_genes(x: &CsrMatrix, data_genes: &[String], model_genes: &[String]) -> Result<(CsrMatrix, GeneOverlap)> {
+    if data_genes.len() != x.n_cols {
+        return Err(SclabelError::ShapeMismatch(format!("{} gene names for {} columns", data_genes.len(), x.n_cols)));
+    }
+    let (map, overlap) = gene_map(data_genes, model_genes)?;
     if data_genes == model_genes {
         return Ok((x.clone(), overlap));
     }
     let mut indptr = Vec::with_capacity(x.n_rows + 1);
     indptr.push(0u64);
-    let (mut indices, mut data) = (Vec::with_capacity(x.nnz()), Vec::with_capacity(x.nnz()));
+    // Sized to the kept values (a model's genes are often a small part of a file's).
+    let kept = x.indices.iter().filter(|&&j| map[j as usize].is_some()).count();
+    let (mut indices, mut data) = (Vec::with_capacity(kept), Vec::with_capacity(kept));
     let mut row: Vec<(u32, f32)> = Vec::new();
     for i in 0..x.n_rows {
         let (idx, val) = x.row(i);

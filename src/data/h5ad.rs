@@ -22,6 +22,7 @@ pub use hdf5_pure::{FormatError as SourceError, ReadSeekSource, Source};
 
 use crate::data::anndata::{categorical_from_strings, AnnData, Column, ObsTable, Raw};
 use crate::data::matrix::{csc_to_csr, CsrMatrix};
+use crate::data::normalize::ValueStats;
 use crate::error::{Result, SclabelError};
 
 /// Largest decoded size allowed per byte of file (deflate tops out near 1032:1). A dataset that
@@ -789,6 +790,349 @@ impl Reader {
             return Err(self.unsupported(path, format!("{} strings decoded for {} elements", out.len(), meta.n)));
         }
         Ok(out)
+    }
+}
+
+// ------------------------------------------------------------ row blocks
+
+/// Stored values per block when X is streamed (a block of f32 values plus u32 indices: 32 MB).
+const STREAM_BLOCK_VALUES: u64 = 1 << 22;
+
+/// Which of X's columns to keep, and where each goes: `map[source column]` = kept column.
+#[derive(Debug, Clone)]
+pub struct ColumnMap {
+    map: Vec<Option<u32>>,
+    pub n_kept: usize,
+}
+
+impl ColumnMap {
+    /// `map[j]` = the kept column of source column `j`, if kept; `n_kept` columns in all (kept
+    /// columns no source column fills stay zero).
+    pub fn new(map: Vec<Option<u32>>, n_kept: usize) -> Result<Self> {
+        if let Some(bad) = map.iter().flatten().find(|&&k| k as usize >= n_kept) {
+            return Err(SclabelError::ShapeMismatch(format!("column map sends a gene to column {bad} of {n_kept}")));
+        }
+        Ok(Self { map, n_kept })
+    }
+
+    /// Every column, unchanged.
+    pub fn all(n: usize) -> Self {
+        Self { map: (0..n as u32).map(Some).collect(), n_kept: n }
+    }
+
+    /// Keeps the pairs (source, kept) of one row whose column is kept, in kept-column order.
+    fn keep_into(&self, idx: &[u32], val: &[f32], row: &mut Vec<(u32, f32)>) {
+        row.clear();
+        row.extend(idx.iter().zip(val).filter_map(|(&j, &v)| self.map.get(j as usize).copied().flatten().map(|k| (k, v))));
+        if row.windows(2).any(|w| w[0].0 > w[1].0) {
+            row.sort_unstable_by_key(|p| p.0);
+        }
+    }
+}
+
+/// Where X's values live in the file.
+enum XLayout {
+    /// `indptr` read whole (n_rows + 1 offsets); `data` / `indices` read a block of rows at a time.
+    Csr { data: Dataset, indices: Dataset, indptr: Vec<u64>, data_path: String, indices_path: String },
+    /// Column pointers read whole; a block of rows needs every kept column's range.
+    Csc { data: Dataset, indices: Dataset, colptr: Vec<u64>, data_path: String, indices_path: String },
+    Dense { ds: Dataset, path: String },
+}
+
+/// An `.h5ad`'s X (or `.raw`'s) opened for reading a block of cells at a time, keeping only
+/// chosen genes, plus its obs and var names — never the whole matrix. For CSR and dense X the
+/// resident memory is one block; CSC X stores cells scattered over genes, so each block reads
+/// every kept gene's column (use one block for all cells: memory is then the kept matrix).
+pub struct H5adRows {
+    reader: Reader,
+    layout: XLayout,
+    pub n_rows: usize,
+    pub n_cols: usize,
+    pub obs_names: Vec<String>,
+    pub obs: ObsTable,
+    pub var_names: Vec<String>,
+}
+
+/// Opens `source`'s X (or, with `use_raw`, `.raw`'s X and var names) for block reads.
+pub fn open_h5ad_rows<S: Source + Send + Sync + 'static>(source: S, file_name: &str, use_raw: bool) -> Result<H5adRows> {
+    let reader = Reader::open_source(source, file_name)?;
+    let root = reader.node(reader.file.root(), String::new())?;
+    let uns = if root.has_group("uns") { Some(reader.subgroup(&root, "uns")?) } else { None };
+    let obs = reader.read_frame(&root, "obs", uns.as_ref(), true)?;
+    let n_obs = obs.index.len();
+    for (name, col) in &obs.columns {
+        if col.len() != n_obs {
+            return Err(reader.unsupported(&format!("obs/{name}"), format!("{} values but obs has {n_obs} names", col.len())));
+        }
+    }
+    let (parent, var_frame, x_name) = if use_raw {
+        if root.has_group("raw") {
+            let raw = reader.subgroup(&root, "raw")?;
+            let var = reader.read_frame(&raw, "var", None, false)?;
+            (raw, var, "X")
+        } else if root.has_dataset("raw.X") || root.has_group("raw.X") {
+            let var = reader.read_frame(&root, "raw.var", None, false)?;
+            (reader.node(reader.file.root(), String::new())?, var, "raw.X")
+        } else {
+            return Err(reader.unsupported("raw", "use_raw was asked for, but the file has no .raw".into()));
+        }
+    } else {
+        if !root.has_dataset("X") && !root.has_group("X") {
+            return Err(reader.unsupported("X", "missing (the file has no X matrix; is it an AnnData .h5ad file?)".into()));
+        }
+        let var = reader.read_frame(&root, "var", None, false)?;
+        (reader.node(reader.file.root(), String::new())?, var, "X")
+    };
+    let expected = (n_obs, var_frame.index.len());
+    let layout = reader.x_layout(&parent, x_name, expected)?;
+    Ok(H5adRows {
+        reader,
+        layout,
+        n_rows: expected.0,
+        n_cols: expected.1,
+        obs_names: obs.index,
+        obs: ObsTable { columns: obs.columns },
+        var_names: var_frame.index,
+    })
+}
+
+impl Reader {
+    /// X's layout and the offsets that index it, checked against the expected shape.
+    fn x_layout(&self, parent: &Node, name: &str, expected: (usize, usize)) -> Result<XLayout> {
+        let path = parent.child(name);
+        if parent.has_dataset(name) {
+            let ds = self.dataset(parent, name)?;
+            let meta = self.meta(&ds, &path)?;
+            if meta.shape.len() != 2 || !is_numeric(&meta.dtype) {
+                return Err(self.unsupported(&path, format!("a dense matrix must be a 2-D array of numbers, found {} of shape {:?}", describe(&meta.dtype), meta.shape)));
+            }
+            self.check_shape(&path, meta.shape[0], meta.shape[1], expected)?;
+            return Ok(XLayout::Dense { ds, path });
+        }
+        if !parent.has_group(name) {
+            return Err(self.unsupported(&path, "missing".into()));
+        }
+        let node = self.subgroup(parent, name)?;
+        let attrs = self.group_attrs(&node)?;
+        let format = attr_str(&attrs, "encoding-type").or_else(|| attr_str(&attrs, "h5sparse_format"));
+        let csr = match format.as_deref() {
+            Some("csr_matrix") | Some("csr") => true,
+            Some("csc_matrix") | Some("csc") => false,
+            other => return Err(self.unsupported(&path, format!("a group with encoding-type {other:?} (expected csr_matrix or csc_matrix)"))),
+        };
+        let shape = attrs
+            .get("shape")
+            .or_else(|| attrs.get("h5sparse_shape"))
+            .and_then(AttrValue::to_u64s)
+            .filter(|s| s.len() == 2)
+            .ok_or_else(|| self.unsupported(&path, "sparse matrix without a 2-element 'shape' attribute".into()))?;
+        for part in ["data", "indices", "indptr"] {
+            if !node.has_dataset(part) {
+                return Err(self.unsupported(&node.child(part), "missing from the sparse matrix".into()));
+            }
+        }
+        self.check_shape(&path, shape[0], shape[1], expected)?;
+        let (major, minor) = if csr { (shape[0], shape[1]) } else { (shape[1], shape[0]) };
+        if minor > u64::from(u32::MAX) + 1 {
+            return Err(self.unsupported(&path, format!("{minor} columns is more than this reader indexes")));
+        }
+        let indptr_path = node.child("indptr");
+        let indptr = self.read_offsets(&self.dataset(&node, "indptr")?, &indptr_path)?;
+        if major.checked_add(1) != Some(indptr.len() as u64) {
+            return Err(self.unsupported(&indptr_path, format!("{} entries for a {} × {} matrix (expected {major} + 1)", indptr.len(), shape[0], shape[1])));
+        }
+        let (data, indices) = (self.dataset(&node, "data")?, self.dataset(&node, "indices")?);
+        let (data_path, indices_path) = (node.child("data"), node.child("indices"));
+        let (dm, im) = (self.meta(&data, &data_path)?, self.meta(&indices, &indices_path)?);
+        if !is_numeric(&dm.dtype) {
+            return Err(self.unsupported(&data_path, format!("{} (expected numbers)", describe(&dm.dtype))));
+        }
+        if int_class(&im.dtype).is_none() {
+            return Err(self.unsupported(&indices_path, format!("{} (expected integers)", describe(&im.dtype))));
+        }
+        if dm.n != im.n || indptr.first() != Some(&0) || indptr.last() != Some(&dm.n) || indptr.windows(2).any(|w| w[1] < w[0]) {
+            return Err(self.unsupported(&path, format!("{} indices, {} values and offsets {}..{} do not describe one sparse matrix", im.n, dm.n, indptr[0], indptr[indptr.len() - 1])));
+        }
+        Ok(if csr {
+            XLayout::Csr { data, indices, indptr, data_path, indices_path }
+        } else {
+            XLayout::Csc { data, indices, colptr: indptr, data_path, indices_path }
+        })
+    }
+
+    /// Elements `start .. start + count` of a 1-D integer array as `u32`, each below `bound`.
+    fn read_u32_window(&self, ds: &Dataset, path: &str, start: u64, count: u64, bound: u64) -> Result<Vec<u32>> {
+        let meta = self.meta(ds, path)?;
+        let (signed, size) = int_class(&meta.dtype).ok_or_else(|| self.unsupported(path, format!("{} (expected integers)", describe(&meta.dtype))))?;
+        let wide: Vec<i128> = match (signed, size <= 4) {
+            (true, true) => ds.read_i32_rows(start, count).map_err(|e| self.h5(path, e))?.into_iter().map(i128::from).collect(),
+            (false, true) => ds.read_u32_rows(start, count).map_err(|e| self.h5(path, e))?.into_iter().map(i128::from).collect(),
+            (true, false) => ds.read_i64_rows(start, count).map_err(|e| self.h5(path, e))?.into_iter().map(i128::from).collect(),
+            (false, false) => ds.read_u64_rows(start, count).map_err(|e| self.h5(path, e))?.into_iter().map(i128::from).collect(),
+        };
+        if wide.len() as u64 != count {
+            return Err(self.invalid(format!("'{path}': elements {start}..{} decoded to {} values", start + count, wide.len())));
+        }
+        wide.into_iter()
+            .map(|x| if x >= 0 && (x as u64) < bound { Ok(x as u32) } else { Err(self.unsupported(path, format!("index {x} out of range 0..{bound}"))) })
+            .collect()
+    }
+
+    fn read_f32_window(&self, ds: &Dataset, path: &str, start: u64, count: u64) -> Result<Vec<f32>> {
+        let v = ds.read_f32_rows(start, count).map_err(|e| self.h5(path, e))?;
+        if v.len() as u64 != count {
+            return Err(self.invalid(format!("'{path}': elements {start}..{} decoded to {} values", start + count, v.len())));
+        }
+        Ok(v)
+    }
+}
+
+impl H5adRows {
+    /// Rows per block such that a block holds about `STREAM_BLOCK_VALUES` stored values (CSC: all
+    /// rows, see the type's note).
+    pub fn block_rows(&self) -> usize {
+        let per_row = match &self.layout {
+            XLayout::Csr { indptr, .. } => (indptr[indptr.len() - 1] / self.n_rows.max(1) as u64).max(1),
+            XLayout::Dense { .. } => self.n_cols.max(1) as u64,
+            XLayout::Csc { .. } => return self.n_rows.max(1),
+        };
+        ((STREAM_BLOCK_VALUES / per_row).max(1) as usize).min(self.n_rows.max(1))
+    }
+
+    /// Cells `rows` with only the columns `keep` keeps, in its order.
+    pub fn read_rows(&self, rows: std::ops::Range<usize>, keep: &ColumnMap) -> Result<CsrMatrix> {
+        let r = &self.reader;
+        if rows.end > self.n_rows || rows.start > rows.end {
+            return Err(SclabelError::ShapeMismatch(format!("cells {}..{} of {}", rows.start, rows.end, self.n_rows)));
+        }
+        if keep.map.len() != self.n_cols {
+            return Err(SclabelError::ShapeMismatch(format!("a column map of {} genes for X's {}", keep.map.len(), self.n_cols)));
+        }
+        let n = rows.len();
+        let mut indptr = Vec::with_capacity(n + 1);
+        indptr.push(0u64);
+        let (mut indices, mut data) = (Vec::new(), Vec::new());
+        let mut row: Vec<(u32, f32)> = Vec::new();
+        let mut push = |row: &[(u32, f32)], indptr: &mut Vec<u64>| {
+            indices.extend(row.iter().map(|p| p.0));
+            data.extend(row.iter().map(|p| p.1));
+            indptr.push(data.len() as u64);
+        };
+        match &self.layout {
+            XLayout::Csr { data: dds, indices: ids, indptr: offsets, data_path, indices_path } => {
+                let (a, b) = (offsets[rows.start], offsets[rows.end]);
+                let idx = if b > a { r.read_u32_window(ids, indices_path, a, b - a, self.n_cols as u64)? } else { Vec::new() };
+                let val = if b > a { r.read_f32_window(dds, data_path, a, b - a)? } else { Vec::new() };
+                for i in rows.clone() {
+                    let (s, e) = ((offsets[i] - a) as usize, (offsets[i + 1] - a) as usize);
+                    keep.keep_into(&idx[s..e], &val[s..e], &mut row);
+                    push(&row, &mut indptr);
+                }
+            }
+            XLayout::Dense { ds, path } => {
+                let values = if n > 0 { ds.read_f32_rows(rows.start as u64, n as u64).map_err(|e| r.h5(path, e))? } else { Vec::new() };
+                if values.len() != n * self.n_cols {
+                    return Err(r.invalid(format!("'{path}': rows {}..{} decoded to {} values", rows.start, rows.end, values.len())));
+                }
+                for chunk in values.chunks_exact(self.n_cols.max(1)).take(n) {
+                    row.clear();
+                    row.extend(chunk.iter().zip(&keep.map).filter(|(&v, _)| v != 0.0).filter_map(|(&v, k)| k.map(|k| (k, v))));
+                    if row.windows(2).any(|w| w[0].0 > w[1].0) {
+                        row.sort_unstable_by_key(|p| p.0);
+                    }
+                    push(&row, &mut indptr);
+                }
+                if self.n_cols == 0 {
+                    indptr.resize(n + 1, 0);
+                }
+            }
+            XLayout::Csc { data: dds, indices: ids, colptr, data_path, indices_path } => {
+                // Kept columns only; each read whole and filtered to the block's rows.
+                let mut per_row: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n];
+                for (j, k) in keep.map.iter().enumerate() {
+                    let Some(k) = *k else { continue };
+                    let (a, b) = (colptr[j], colptr[j + 1]);
+                    if b == a {
+                        continue;
+                    }
+                    let cells = r.read_u32_window(ids, indices_path, a, b - a, self.n_rows as u64)?;
+                    let val = r.read_f32_window(dds, data_path, a, b - a)?;
+                    for (&c, &v) in cells.iter().zip(&val) {
+                        if rows.contains(&(c as usize)) {
+                            per_row[c as usize - rows.start].push((k, v));
+                        }
+                    }
+                }
+                for mut cell in per_row {
+                    cell.sort_unstable_by_key(|p| p.0);
+                    push(&cell, &mut indptr);
+                }
+            }
+        }
+        CsrMatrix::new(n, keep.n_kept, indptr, indices, data)
+    }
+
+    /// What normalisation needs from every stored value (scale detection, each cell's totals over
+    /// all genes), in one pass over the values (CSR: `data` only).
+    pub fn value_stats(&self) -> Result<ValueStats> {
+        let r = &self.reader;
+        let mut stats = ValueStats::default();
+        match &self.layout {
+            XLayout::Csr { data: dds, indices: ids, indptr, data_path, indices_path } => {
+                let block = self.block_rows();
+                let mut start = 0;
+                while start < self.n_rows {
+                    let end = (start + block).min(self.n_rows);
+                    let (a, b) = (indptr[start], indptr[end]);
+                    let val = if b > a { r.read_f32_window(dds, data_path, a, b - a)? } else { Vec::new() };
+                    for i in start..end {
+                        let (s, e) = ((indptr[i] - a) as usize, (indptr[i + 1] - a) as usize);
+                        let row = &val[s..e];
+                        if stats.non_finite.is_none() && row.iter().any(|v| !v.is_finite()) {
+                            // Read this row's gene indices only to name the gene.
+                            let idx = r.read_u32_window(ids, indices_path, indptr[i], (e - s) as u64, self.n_cols as u64)?;
+                            stats.add_row(&idx, row);
+                        } else {
+                            stats.add_row(&[], row);
+                        }
+                    }
+                    start = end;
+                }
+            }
+            XLayout::Dense { .. } => {
+                let keep = ColumnMap::all(self.n_cols);
+                let block = self.block_rows();
+                let mut start = 0;
+                while start < self.n_rows {
+                    let end = (start + block).min(self.n_rows);
+                    let x = self.read_rows(start..end, &keep)?;
+                    for i in 0..x.n_rows {
+                        let (idx, val) = x.row(i);
+                        stats.add_row(idx, val);
+                    }
+                    start = end;
+                }
+            }
+            XLayout::Csc { data: dds, indices: ids, colptr, data_path, indices_path } => {
+                stats.start_rows(self.n_rows);
+                let total = colptr[colptr.len() - 1];
+                let mut j = 0usize;
+                let mut a = 0u64;
+                while a < total {
+                    let b = (a + STREAM_BLOCK_VALUES).min(total);
+                    let cells = r.read_u32_window(ids, indices_path, a, b - a, self.n_rows as u64)?;
+                    let val = r.read_f32_window(dds, data_path, a, b - a)?;
+                    for (k, (&c, &v)) in cells.iter().zip(&val).enumerate() {
+                        while colptr[j + 1] <= a + k as u64 {
+                            j += 1;
+                        }
+                        stats.add_value(c as usize, j as u32, v);
+                    }
+                    a = b;
+                }
+            }
+        }
+        Ok(stats)
     }
 }
 

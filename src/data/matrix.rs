@@ -151,6 +151,31 @@ impl CsrMatrix {
         Self { n_rows: rows.len(), n_cols: self.n_cols, indptr, indices, data }
     }
 
+    /// A new matrix with the given columns, in the given order (column `cols[k]` becomes `k`).
+    pub fn select_cols(&self, cols: &[usize]) -> Self {
+        let mut map = vec![u32::MAX; self.n_cols];
+        for (k, &c) in cols.iter().enumerate() {
+            map[c] = k as u32;
+        }
+        let sorted = cols.windows(2).all(|w| w[0] < w[1]);
+        let mut indptr = Vec::with_capacity(self.n_rows + 1);
+        indptr.push(0u64);
+        let (mut indices, mut data) = (Vec::new(), Vec::new());
+        let mut row: Vec<(u32, f32)> = Vec::new();
+        for i in 0..self.n_rows {
+            let (idx, val) = self.row(i);
+            row.clear();
+            row.extend(idx.iter().zip(val).filter(|(&j, _)| map[j as usize] != u32::MAX).map(|(&j, &v)| (map[j as usize], v)));
+            if !sorted {
+                row.sort_unstable_by_key(|p| p.0);
+            }
+            indices.extend(row.iter().map(|p| p.0));
+            data.extend(row.iter().map(|p| p.1));
+            indptr.push(data.len() as u64);
+        }
+        Self { n_rows: self.n_rows, n_cols: cols.len(), indptr, indices, data }
+    }
+
     /// Sum of stored values per row.
     pub fn row_sums(&self) -> Vec<f64> {
         (0..self.n_rows).map(|i| self.row(i).1.iter().map(|&v| v as f64).sum()).collect()

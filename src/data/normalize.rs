@@ -60,21 +60,6 @@ pub struct NormalizationReport {
     pub description: String,
 }
 
-/// Checks for NaN / infinite values and names the first one found.
-pub fn check_finite(x: &CsrMatrix, var_names: &[String]) -> Result<()> {
-    for i in 0..x.n_rows {
-        let (idx, val) = x.row(i);
-        if let Some(k) = val.iter().position(|v| !v.is_finite()) {
-            let gene = var_names.get(idx[k] as usize).map(String::as_str).unwrap_or("?");
-            return Err(SclabelError::InvalidValues(format!(
-                "X has a non-finite value ({}) at cell {i}, gene '{gene}'; remove or impute it before analysis",
-                val[k]
-            )));
-        }
-    }
-    Ok(())
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -93,40 +78,123 @@ fn consistent_total(totals: &[f64]) -> Option<f64> {
     (med > 0.0 && agree >= 0.95 * nonzero).then_some(med)
 }
 
+/// What detection needs from every stored value of a matrix, gathered a row at a time, so a
+/// reader that keeps only some genes can still tell the scale (and each cell's totals over all
+/// genes) as if it held the whole matrix.
+#[derive(Debug, Clone)]
+pub struct ValueStats {
+    pub min: f32,
+    pub max: f32,
+    pub all_integer: bool,
+    /// Per cell: Σ x, Σ (e^x − 1), Σ (2^x − 1) over all of its stored values.
+    pub sums: Vec<f64>,
+    pub ln_totals: Vec<f64>,
+    pub log2_totals: Vec<f64>,
+    /// The first non-finite value: (cell, gene column, value).
+    pub non_finite: Option<(usize, u32, f32)>,
+}
+
+impl Default for ValueStats {
+    fn default() -> Self {
+        Self { min: 0.0, max: 0.0, all_integer: true, sums: Vec::new(), ln_totals: Vec::new(), log2_totals: Vec::new(), non_finite: None }
+    }
+}
+
+impl ValueStats {
+    /// Adds the next cell's stored values (`indices` only name a non-finite value's gene).
+    pub fn add_row(&mut self, indices: &[u32], values: &[f32]) {
+        let cell = self.sums.len();
+        self.sums.push(0.0);
+        self.ln_totals.push(0.0);
+        self.log2_totals.push(0.0);
+        for (k, &v) in values.iter().enumerate() {
+            self.add_value(cell, indices.get(k).copied().unwrap_or(u32::MAX), v);
+        }
+    }
+
+    /// Makes room for `n` cells whose values arrive in any order (a CSC matrix), through
+    /// [`ValueStats::add_value`].
+    pub fn start_rows(&mut self, n: usize) {
+        self.sums = vec![0.0; n];
+        self.ln_totals = vec![0.0; n];
+        self.log2_totals = vec![0.0; n];
+    }
+
+    /// Adds one stored value of `cell` (already made room for) at gene column `gene`.
+    pub fn add_value(&mut self, cell: usize, gene: u32, v: f32) {
+        if !v.is_finite() {
+            if self.non_finite.is_none_or(|(c, _, _)| cell < c) {
+                self.non_finite = Some((cell, gene, v));
+            }
+            return;
+        }
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        self.all_integer &= v.fract() == 0.0;
+        let x = v as f64;
+        self.sums[cell] += x;
+        self.ln_totals[cell] += x.exp_m1();
+        self.log2_totals[cell] += (x * std::f64::consts::LN_2).exp_m1();
+    }
+
+    pub fn of(x: &CsrMatrix) -> Self {
+        let mut s = Self::default();
+        for i in 0..x.n_rows {
+            let (idx, val) = x.row(i);
+            s.add_row(idx, val);
+        }
+        s
+    }
+
+    /// Each cell's linear total over all genes under the detected scale (what `rescale_to_log`
+    /// divides by), or `None` for scaled data.
+    pub fn totals(&self, normalization: &Normalization) -> Option<&[f64]> {
+        match normalization {
+            Normalization::RawCounts | Normalization::LinearNormalized => Some(&self.sums),
+            Normalization::LogNormalized { .. } => Some(&self.ln_totals),
+            Normalization::Log2Normalized { .. } => Some(&self.log2_totals),
+            Normalization::Scaled => None,
+        }
+    }
+}
+
 /// Detects what scale X is on. NaN / infinite values are an error.
 pub fn detect(x: &CsrMatrix, var_names: &[String]) -> Result<NormalizationReport> {
-    check_finite(x, var_names)?;
-    let (mut min, mut max) = (0.0f32, 0.0f32);
-    let mut all_integer = true;
-    for &v in &x.data {
-        min = min.min(v);
-        max = max.max(v);
-        all_integer &= v.fract() == 0.0;
+    detect_from_stats(&ValueStats::of(x), var_names)
+}
+
+/// [`detect`] from statistics gathered over every stored value (see [`ValueStats`]).
+pub fn detect_from_stats(stats: &ValueStats, var_names: &[String]) -> Result<NormalizationReport> {
+    if let Some((cell, gene, v)) = stats.non_finite {
+        let gene = var_names.get(gene as usize).map(String::as_str).unwrap_or("?");
+        return Err(SclabelError::InvalidValues(format!(
+            "X has a non-finite value ({v}) at cell {cell}, gene '{gene}'; remove or impute it before analysis"
+        )));
     }
+    let (min, max, all_integer) = (stats.min, stats.max, stats.all_integer);
+    let sums = &stats.sums;
     let (normalization, median_total, description) = if min < 0.0 {
-        (Normalization::Scaled, median(x.row_sums()), format!(
+        (Normalization::Scaled, median(sums.clone()), format!(
             "X holds scaled values (min {min:.3} < 0), e.g. z-scores after sc.pp.scale; they cannot be converted back to counts. Use the file's .raw (if it holds counts or log-normalised values) or the unscaled layer"
         ))
     } else if all_integer {
-        (Normalization::RawCounts, median(x.row_sums()), "X holds raw counts (all values are integers)".to_string())
+        (Normalization::RawCounts, median(sums.clone()), "X holds raw counts (all values are integers)".to_string())
     } else if max > MAX_LOG2_VALUE {
-        (Normalization::LinearNormalized, median(x.row_sums()), format!(
+        (Normalization::LinearNormalized, median(sums.clone()), format!(
             "X holds normalised values that are not log-transformed (max {max:.1} > {MAX_LOG2_VALUE})"
         ))
     } else {
         // Which inverse gives every cell the same total tells the scale when X was normalised on
         // this gene set; a gene subset (HVGs, a panel) has varying totals, and then only the
         // maximum can tell: above ln's bound, a non-integer matrix is log2 unless its plain sums agree.
-        let totals = |inverse: fn(f64) -> f64| -> Vec<f64> { (0..x.n_rows).map(|i| x.row(i).1.iter().map(|&v| inverse(v as f64)).sum()).collect() };
-        let (ln_totals, log2_totals) = (totals(f64::exp_m1), totals(|v| (v * std::f64::consts::LN_2).exp_m1()));
-        let (ln_scale, log2_scale) = (consistent_total(&ln_totals), consistent_total(&log2_totals));
-        let sums = x.row_sums();
-        if max > MAX_LOG_VALUE && consistent_total(&sums).is_some() {
-            (Normalization::LinearNormalized, median(sums), format!(
+        let (ln_totals, log2_totals) = (&stats.ln_totals, &stats.log2_totals);
+        let (ln_scale, log2_scale) = (consistent_total(ln_totals), consistent_total(log2_totals));
+        if max > MAX_LOG_VALUE && consistent_total(sums).is_some() {
+            (Normalization::LinearNormalized, median(sums.clone()), format!(
                 "X holds normalised values that are not log-transformed (max {max:.1}, the same total in every cell)"
             ))
         } else if max > MAX_LOG_VALUE || (ln_scale.is_none() && log2_scale.is_some()) {
-            let med = median(log2_totals);
+            let med = median(log2_totals.clone());
             let why = if max > MAX_LOG_VALUE {
                 format!("max {max:.2} is above ln(1e6+1) = 13.82, the most a natural-log matrix of per-million data holds")
             } else {
@@ -138,7 +206,7 @@ pub fn detect(x: &CsrMatrix, var_names: &[String]) -> Result<NormalizationReport
             };
             (Normalization::Log2Normalized { scale: log2_scale }, med, description)
         } else {
-            let med = median(ln_totals);
+            let med = median(ln_totals.clone());
             let description = match ln_scale {
                 Some(s) => format!("X holds ln(x+1) of counts normalised to {s:.0} per cell"),
                 None => format!(
@@ -157,13 +225,7 @@ pub fn detect(x: &CsrMatrix, var_names: &[String]) -> Result<NormalizationReport
 /// no counts stay all-zero. Scaled (negative) data is refused with a message that says what to use.
 pub fn to_log_normalized(x: &CsrMatrix, var_names: &[String], target: TargetScale) -> Result<(CsrMatrix, NormalizationReport)> {
     let report = detect(x, var_names)?;
-    let log_factor = match report.normalization {
-        Normalization::Scaled => return Err(SclabelError::InvalidValues(report.description)),
-        Normalization::LogNormalized { .. } => Some(1.0),
-        Normalization::Log2Normalized { .. } => Some(std::f64::consts::LN_2),
-        Normalization::RawCounts | Normalization::LinearNormalized => None,
-    };
-    Ok((rescale_to_log(x, log_factor, target), report))
+    Ok((rescale_to_log(x, log_factor(&report)?, target), report))
 }
 
 /// X's values made linear again (`log_factor` turns them into ln(x + 1) before expm1: 1 for ln,
@@ -171,20 +233,41 @@ pub fn to_log_normalized(x: &CsrMatrix, var_names: &[String], target: TargetScal
 /// counts stay all-zero.
 pub fn rescale_to_log(x: &CsrMatrix, log_factor: Option<f64>, target: TargetScale) -> CsrMatrix {
     let mut out = x.clone();
+    rescale_in_place(&mut out, log_factor, None, target);
+    out
+}
+
+/// The inverse of a detected log scale (see [`rescale_to_log`]); `None` for linear data. Scaled
+/// data are refused with the detection's reason.
+pub fn log_factor(report: &NormalizationReport) -> Result<Option<f64>> {
+    match report.normalization {
+        Normalization::Scaled => Err(SclabelError::InvalidValues(report.description.clone())),
+        Normalization::LogNormalized { .. } => Ok(Some(1.0)),
+        Normalization::Log2Normalized { .. } => Ok(Some(std::f64::consts::LN_2)),
+        Normalization::RawCounts | Normalization::LinearNormalized => Ok(None),
+    }
+}
+
+/// [`rescale_to_log`] in place. `totals` are the cells' linear totals over *all* of their genes
+/// when `x` keeps only some of them (see [`ValueStats::totals`]): the result then equals
+/// normalising the whole matrix and keeping those genes. `None`: each row's own sum.
+pub fn rescale_in_place(x: &mut CsrMatrix, log_factor: Option<f64>, totals: Option<&[f64]>, target: TargetScale) {
     let target = target.total();
-    for i in 0..out.n_rows {
-        let (a, b) = (out.indptr[i] as usize, out.indptr[i + 1] as usize);
-        let row = &mut out.data[a..b];
+    for i in 0..x.n_rows {
+        let (a, b) = (x.indptr[i] as usize, x.indptr[i + 1] as usize);
+        let row = &mut x.data[a..b];
         if let Some(f) = log_factor {
             row.iter_mut().for_each(|v| *v = (*v as f64 * f).exp_m1() as f32);
         }
-        let total: f64 = row.iter().map(|&v| v as f64).sum();
+        let total: f64 = match totals {
+            Some(t) => t[i],
+            None => row.iter().map(|&v| v as f64).sum(),
+        };
         if total > 0.0 {
             let f = target / total;
             row.iter_mut().for_each(|v| *v = ((*v as f64) * f).ln_1p() as f32);
         }
     }
-    out
 }
 
 /// Checks that X is already on a ln(x+1) scale a model can use (what scNym's API checks), with an

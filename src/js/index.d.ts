@@ -241,6 +241,12 @@ export interface AuditOptions {
   exclude_labels?: string[];
   use_raw?: boolean;
   normalize?: 'cpm' | 'cp10k';
+  /**
+   * Genes the networks train on: the highly variable genes of the audited cells, selected after
+   * normalising over all genes (default { flavor: 'seurat', n_top_genes: 2000 }, as
+   * Annotatability's notebooks); null trains on every gene. `seurat_v3` needs raw counts.
+   */
+  hvg?: { flavor?: 'seurat' | 'seurat_v3'; n_top_genes?: number; batch_key?: string | null; n_bins?: number; span?: number } | null;
   train?: HoldoutOptions['train'];
   /** Simulated label noise (default { kind: 'simulated', fraction: 0.1, percentile: 25 }) or fixed cutoffs. */
   cutoffs?: { kind: 'simulated'; fraction: number; percentile: number } | { kind: 'fixed'; confidence: number; variability: number };
@@ -273,6 +279,10 @@ export interface AuditResult {
   history: Array<{ epoch: number; loss: number; accuracy: number }>;
   backend: BackendInfo;
   normalization: NormalizationReport;
+  /** The genes the networks trained on (after highly-variable-gene selection). */
+  genes: string[];
+  /** How they were chosen, e.g. "2000 highly variable genes of 32738 (seurat on ln(CP10k+1), 2638 cells)". */
+  gene_selection: string;
 }
 
 export interface ExplainOptions {

@@ -2,17 +2,18 @@
 //! splits), train, and predict with gene alignment. What the CLI and the wasm bindings call.
 use serde::{Deserialize, Serialize};
 
-use crate::data::align::{align_genes, check_unique, GeneOverlap};
+use crate::data::align::{align_genes, check_unique, gene_map, GeneOverlap};
+use crate::data::h5ad::{ColumnMap, H5adRows};
 use crate::data::anndata::AnnData;
 use crate::data::labels::{check_trainable, encode_labels, sorted_codes};
 use crate::data::matrix::CsrMatrix;
-use crate::data::normalize::{detect, to_log_normalized, Normalization, NormalizationReport, TargetScale};
+use crate::data::normalize::{detect_from_stats, log_factor, rescale_in_place, to_log_normalized, Normalization, NormalizationReport, TargetScale, ValueStats};
 use crate::error::{Result, SclabelError};
 use crate::scnym::bundle::{InputSpec, Provenance, ScnymModel};
 use crate::scnym::config::ScnymConfig;
 use crate::scnym::finetune::pretrained_for;
 use crate::scnym::model::ArchSpec;
-use crate::scnym::predict::{predict, PredictOptions, Prediction};
+use crate::scnym::predict::{predict, PredictOptions, Prediction, PredictionParts};
 use crate::scnym::train::{train, Split, TrainingData};
 use crate::train::progress::Observer;
 use burn::prelude::Device;
@@ -70,10 +71,17 @@ pub fn prepare_input(x: &CsrMatrix, genes: &[String], normalize: bool, what: &st
     if normalize {
         return to_log_normalized(x, genes, TargetScale::Cpm);
     }
-    let report = detect(x, genes)?;
+    Ok((x.clone(), check_input(&ValueStats::of(x), genes, false, what)?))
+}
+
+/// The detected scale of data with these value statistics, checked against what a scNym model
+/// takes: ln(CPM+1), or (with `normalize`) anything convertible to it.
+pub fn check_input(stats: &ValueStats, genes: &[String], normalize: bool, what: &str) -> Result<NormalizationReport> {
+    let report = detect_from_stats(stats, genes)?;
     let fix = "convert it to ln(CPM+1) first, or ask sclabel to (normalize: true / --normalize)";
     match &report.normalization {
         Normalization::Scaled => Err(SclabelError::InvalidValues(format!("{what}: {}", report.description))),
+        _ if normalize => Ok(report),
         Normalization::RawCounts => Err(SclabelError::InvalidValues(format!("{what}: X holds raw counts (all values are integers); scNym models expect ln(CPM+1): {fix}"))),
         Normalization::LinearNormalized | Normalization::Log2Normalized { .. } => {
             Err(SclabelError::InvalidValues(format!("{what}: {}; scNym models expect ln(CPM+1): {fix}", report.description)))
@@ -85,8 +93,23 @@ pub fn prepare_input(x: &CsrMatrix, genes: &[String], normalize: bool, what: &st
             "{what}: max value {:.2} exceeds ln(1e6+1) = 13.82, so X is not ln(CPM+1): {fix}",
             report.max
         ))),
-        _ => Ok((x.clone(), report)),
+        _ => Ok(report),
     }
+}
+
+/// `x` (over `genes`) as a model over `model_genes` takes it: the model's columns are kept first
+/// (the whole matrix is never copied), then, with `normalize`, converted to ln(CPM+1) with each
+/// cell's totals over *all* of its genes — the same values as normalising everything, then
+/// subsetting.
+pub fn kept_model_input(x: &CsrMatrix, genes: &[String], model_genes: &[String], normalize: bool, what: &str) -> Result<(CsrMatrix, NormalizationReport, GeneOverlap)> {
+    check_unique(genes, &format!("the {what}"))?;
+    let stats = ValueStats::of(x);
+    let report = check_input(&stats, genes, normalize, what)?;
+    let (mut kept, overlap) = align_genes(x, genes, model_genes)?;
+    if normalize {
+        rescale_in_place(&mut kept, log_factor(&report)?, stats.totals(&report.normalization), TargetScale::Cpm);
+    }
+    Ok((kept, report, overlap))
 }
 
 fn strings_of(adata: &AnnData, key: &str, what: &str) -> Result<Vec<String>> {
@@ -271,11 +294,21 @@ pub struct PredictReport {
 /// columns aligned to the model's genes (missing genes are zero).
 pub fn model_input(model: &ScnymModel, adata: &AnnData, normalize: bool, use_raw: bool) -> Result<(CsrMatrix, NormalizationReport, GeneOverlap)> {
     let (x, genes) = adata.matrix(use_raw)?;
-    check_unique(genes, "the data")?;
-    // Normalise on all of the data's genes (library size is a whole-cell quantity), then align.
-    let (x, normalization) = prepare_input(x, genes, normalize, "data")?;
-    let (x, overlap) = align_genes(&x, genes, &model.genes)?;
-    Ok((x, normalization, overlap))
+    kept_model_input(x, genes, &model.genes, normalize, "data")
+}
+
+/// The warning a low gene overlap earns.
+fn overlap_warnings(overlap: &GeneOverlap) -> Vec<String> {
+    if !overlap.low {
+        return Vec::new();
+    }
+    vec![format!(
+        "only {} of the model's {} genes are in the data ({:.0}%); predictions may be unreliable (missing genes are set to 0), e.g. missing: {}",
+        overlap.shared,
+        overlap.model_genes,
+        overlap.fraction * 100.0,
+        overlap.missing_examples.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+    )]
 }
 
 /// Aligns `adata` to the model's genes (missing genes are zero, with a warning when few are
@@ -290,16 +323,41 @@ pub async fn predict_adata<O: Observer>(
     observer: &mut O,
 ) -> Result<(Prediction, PredictReport)> {
     let (x, normalization, overlap) = model_input(model, adata, normalize, use_raw)?;
-    let mut warnings = Vec::new();
-    if overlap.low {
-        warnings.push(format!(
-            "only {} of the model's {} genes are in the data ({:.0}%); predictions may be unreliable (missing genes are set to 0), e.g. missing: {}",
-            overlap.shared,
-            overlap.model_genes,
-            overlap.fraction * 100.0,
-            overlap.missing_examples.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-        ));
-    }
+    let warnings = overlap_warnings(&overlap);
     let prediction = predict(model, &x, options, device, observer).await?;
     Ok((prediction, PredictReport { overlap, normalization, warnings }))
+}
+
+/// [`predict_adata`] over an `.h5ad` read a block of cells at a time, never whole: one pass over
+/// the values for what normalisation needs (the scale, each cell's totals over all genes), then
+/// one over the model's genes, block by block. Memory is the model, one block of kept genes and
+/// the per-cell outputs.
+pub async fn predict_h5ad_rows<O: Observer>(
+    model: &ScnymModel,
+    rows: &H5adRows,
+    normalize: bool,
+    options: &PredictOptions,
+    device: &Device,
+    observer: &mut O,
+) -> Result<(Prediction, PredictReport)> {
+    let (map, overlap) = gene_map(&rows.var_names, &model.genes)?;
+    let keep = ColumnMap::new(map, model.genes.len())?;
+    let stats = rows.value_stats()?;
+    let normalization = check_input(&stats, &rows.var_names, normalize, "data")?;
+    let factor = if normalize { Some(log_factor(&normalization)?) } else { None };
+    let totals = stats.totals(&normalization.normalization);
+    let mut parts = PredictionParts::new(model, options, rows.n_rows)?;
+    let block = rows.block_rows();
+    let mut start = 0;
+    while start < rows.n_rows {
+        let end = (start + block).min(rows.n_rows);
+        let mut x = rows.read_rows(start..end, &keep)?;
+        if let Some(f) = factor {
+            rescale_in_place(&mut x, f, totals.map(|t| &t[start..end]), TargetScale::Cpm);
+        }
+        parts.add(model, &x, device, observer).await?;
+        start = end;
+    }
+    let warnings = overlap_warnings(&overlap);
+    Ok((parts.finish(model)?, PredictReport { overlap, normalization, warnings }))
 }

@@ -49,57 +49,97 @@ pub struct Prediction {
 
 /// Runs `model` on `x`, whose columns are already the model's genes on its input scale.
 pub async fn predict<O: Observer>(model: &ScnymModel, x: &CsrMatrix, options: &PredictOptions, device: &Device, observer: &mut O) -> Result<Prediction> {
-    if x.n_cols != model.arch.n_genes {
-        return Err(SclabelError::ShapeMismatch(format!("{} genes in the data, {} in the model (align them first)", x.n_cols, model.arch.n_genes)));
-    }
-    if let Some(t) = options.unassigned_below {
-        if !(0.0..=1.0).contains(&t) {
-            return Err(SclabelError::InvalidOption { option: "unassigned_below".into(), reason: "must be between 0 and 1".into() });
+    let mut parts = PredictionParts::new(model, options, x.n_rows)?;
+    parts.add(model, x, device, observer).await?;
+    parts.finish(model)
+}
+
+/// A prediction gathered a block of cells at a time (a matrix streamed from a file): memory is
+/// the model, one block and the per-cell outputs. Progress counts cells done of all cells.
+pub struct PredictionParts {
+    options: PredictOptions,
+    total: usize,
+    done: usize,
+    probabilities: Vec<f32>,
+    embedding: Option<Vec<f32>>,
+}
+
+impl PredictionParts {
+    /// Ready for `total` cells.
+    pub fn new(model: &ScnymModel, options: &PredictOptions, total: usize) -> Result<Self> {
+        if let Some(t) = options.unassigned_below {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(SclabelError::InvalidOption { option: "unassigned_below".into(), reason: "must be between 0 and 1".into() });
+            }
         }
-    }
-    let bs = options.batch_size.max(1);
-    let c = model.arch.n_classes;
-    let h = *model.arch.block_widths().last().expect("blocks");
-    let mut probabilities = Vec::with_capacity(x.n_rows * c);
-    let mut embedding = options.embedding.then(|| Vec::with_capacity(x.n_rows * h));
-    let mut buf = Vec::new();
-    let rows: Vec<usize> = (0..x.n_rows).collect();
-    let n_batches = rows.len().div_ceil(bs);
-    for (k, chunk) in rows.chunks(bs).enumerate() {
-        x.densify_rows_into(chunk, &mut buf);
-        let xb = Tensor::<2>::from_data(TensorData::new(std::mem::take(&mut buf), [chunk.len(), x.n_cols]), device);
-        let f = model.net.forward(xb, 0.0, Mode::Eval(&model.bn));
-        let mut tx = Transaction::default().register(softmax(f.logits, 1));
-        if embedding.is_some() {
-            tx = tx.register(f.embedding);
-        }
-        let mut out = tx.execute_async().await.map_err(|e| SclabelError::backend(device, e))?.into_iter();
-        let mut read = |what: &str| -> Result<Vec<f32>> {
-            out.next()
-                .ok_or_else(|| SclabelError::backend(device, format!("no {what} read back")))?
-                .try_into_vec_as::<f32>()
-                .map_err(|e| SclabelError::backend(device, e))
-        };
-        probabilities.extend(read("probabilities")?);
-        if let Some(e) = embedding.as_mut() {
-            e.extend(read("embedding")?);
-        }
-        observer
-            .on_progress(&Progress::predicting(k + 1, n_batches, (k * bs + chunk.len()).min(rows.len()), rows.len()))
-            .await?;
-    }
-    if let Some(i) = probabilities.iter().position(|p| !p.is_finite()) {
-        return Err(SclabelError::InvalidValues(format!("the model produced a non-finite probability for cell {}; check the input values", i / c)));
-    }
-    let predicted: Vec<u32> = probabilities.chunks(c).map(|p| argmax(p) as u32).collect();
-    let confidence: Vec<f32> = probabilities.chunks(c).zip(&predicted).map(|(p, &k)| p[k as usize]).collect();
-    let labels = predicted
-        .iter()
-        .zip(&confidence)
-        .map(|(&k, &conf)| match options.unassigned_below {
-            Some(t) if conf < t => UNASSIGNED.to_string(),
-            _ => model.classes[k as usize].clone(),
+        let h = *model.arch.block_widths().last().expect("blocks");
+        Ok(Self {
+            options: options.clone(),
+            total,
+            done: 0,
+            probabilities: Vec::with_capacity(total * model.arch.n_classes),
+            embedding: options.embedding.then(|| Vec::with_capacity(total * h)),
         })
-        .collect();
-    Ok(Prediction { classes: model.classes.clone(), probabilities, predicted, labels, confidence, embedding, embedding_dim: h })
+    }
+
+    /// Predicts the next cells (`x`'s rows, the model's genes on its input scale).
+    pub async fn add<O: Observer>(&mut self, model: &ScnymModel, x: &CsrMatrix, device: &Device, observer: &mut O) -> Result<()> {
+        if x.n_cols != model.arch.n_genes {
+            return Err(SclabelError::ShapeMismatch(format!("{} genes in the data, {} in the model (align them first)", x.n_cols, model.arch.n_genes)));
+        }
+        if self.done + x.n_rows > self.total {
+            return Err(SclabelError::ShapeMismatch(format!("{} more cells after {} of {}", x.n_rows, self.done, self.total)));
+        }
+        let bs = self.options.batch_size.max(1);
+        let n_batches = self.total.div_ceil(bs);
+        let mut buf = Vec::new();
+        let rows: Vec<usize> = (0..x.n_rows).collect();
+        for chunk in rows.chunks(bs) {
+            x.densify_rows_into(chunk, &mut buf);
+            let xb = Tensor::<2>::from_data(TensorData::new(std::mem::take(&mut buf), [chunk.len(), x.n_cols]), device);
+            let f = model.net.forward(xb, 0.0, Mode::Eval(&model.bn));
+            let mut tx = Transaction::default().register(softmax(f.logits, 1));
+            if self.embedding.is_some() {
+                tx = tx.register(f.embedding);
+            }
+            let mut out = tx.execute_async().await.map_err(|e| SclabelError::backend(device, e))?.into_iter();
+            let mut read = |what: &str| -> Result<Vec<f32>> {
+                out.next()
+                    .ok_or_else(|| SclabelError::backend(device, format!("no {what} read back")))?
+                    .try_into_vec_as::<f32>()
+                    .map_err(|e| SclabelError::backend(device, e))
+            };
+            self.probabilities.extend(read("probabilities")?);
+            if let Some(e) = self.embedding.as_mut() {
+                e.extend(read("embedding")?);
+            }
+            self.done += chunk.len();
+            observer.on_progress(&Progress::predicting(self.done.div_ceil(bs), n_batches, self.done, self.total)).await?;
+        }
+        Ok(())
+    }
+
+    /// Labels and confidences once every cell is in.
+    pub fn finish(self, model: &ScnymModel) -> Result<Prediction> {
+        if self.done != self.total {
+            return Err(SclabelError::ShapeMismatch(format!("{} of {} cells predicted", self.done, self.total)));
+        }
+        let c = model.arch.n_classes;
+        let h = *model.arch.block_widths().last().expect("blocks");
+        let probabilities = self.probabilities;
+        if let Some(i) = probabilities.iter().position(|p| !p.is_finite()) {
+            return Err(SclabelError::InvalidValues(format!("the model produced a non-finite probability for cell {}; check the input values", i / c)));
+        }
+        let predicted: Vec<u32> = probabilities.chunks(c).map(|p| argmax(p) as u32).collect();
+        let confidence: Vec<f32> = probabilities.chunks(c).zip(&predicted).map(|(p, &k)| p[k as usize]).collect();
+        let labels = predicted
+            .iter()
+            .zip(&confidence)
+            .map(|(&k, &conf)| match self.options.unassigned_below {
+                Some(t) if conf < t => UNASSIGNED.to_string(),
+                _ => model.classes[k as usize].clone(),
+            })
+            .collect();
+        Ok(Prediction { classes: model.classes.clone(), probabilities, predicted, labels, confidence, embedding: self.embedding, embedding_dim: h })
+    }
 }

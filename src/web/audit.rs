@@ -18,7 +18,8 @@ impl JsSession {
     /// Audits `dataset`'s annotations. Resolves to { cells (Uint32Array, audited rows), labels,
     /// conf, var (Float32Array), trusted (Uint8Array), category (strings), corrected_label,
     /// conf_second / var_second, cutoffs, noise_run { flipped, auroc }, gene_scores { genes,
-    /// conf_score_high, conf_score_low, conf_score_mid }, class_names, history, backend, normalization }.
+    /// conf_score_high, conf_score_low, conf_score_mid }, class_names, history, backend, normalization,
+    /// genes (the genes trained on), gene_selection (how they were chosen) }.
     #[wasm_bindgen(js_name = audit)]
     pub fn audit(&self, dataset: &JsDataset, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
         let options: AuditOptions = convert::options(options, "options")?;
@@ -62,6 +63,8 @@ impl JsSession {
             convert::set(&out, "history", convert::to_js(&r.history)?)?;
             convert::set(&out, "backend", convert::to_js(&r.backend)?)?;
             convert::set(&out, "normalization", convert::to_js(&r.normalization)?)?;
+            convert::set(&out, "genes", convert::to_js(&r.genes)?)?;
+            convert::set(&out, "gene_selection", convert::to_js(&r.gene_selection)?)?;
             Ok(out.into())
         }))
     }

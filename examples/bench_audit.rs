@@ -6,7 +6,9 @@
 //! cells per seed, wall time of each 50-epoch run, Spearman correlation of confidence with the
 //! reference's (noisy and clean runs) and the top-20 genes by conf_score_high / conf_score_low with
 //! their overlap with the reference's. Run with RAYON_NUM_THREADS=1 for one-thread timings
-//! (written to audit_pbmc3k_1thread.json).
+//! (written to audit_pbmc3k_1thread.json). With `--own-hvg` the 2000 genes are sclabel's own
+//! selection (`data::hvg`, seurat on the same ln(CP10k+1) data) instead of the reference's list
+//! (written to audit_pbmc3k_own_hvg.json).
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -17,6 +19,7 @@ use sclabel::backend::{cpu, cpu_of, Backend, BackendRequest};
 use sclabel::block_on;
 use sclabel::data::align::align_genes;
 use sclabel::data::h5ad::read_h5ad;
+use sclabel::data::hvg::{highly_variable_genes, HvgOptions};
 use sclabel::data::matrix::CsrMatrix;
 use sclabel::data::normalize::{to_log_normalized, TargetScale};
 use sclabel::train::classifier::TrainOptions;
@@ -54,7 +57,7 @@ struct Task {
     ref_clean_conf: Vec<f64>,
 }
 
-fn load_task() -> Task {
+fn load_task(own_hvg: bool) -> Task {
     let file = "pbmc3k_raw_labeled.h5ad";
     let bytes = std::fs::read(shared(&format!("data/{file}"))).expect("../shared/data/pbmc3k_raw_labeled.h5ad");
     let ad = read_h5ad(&bytes, file).unwrap();
@@ -68,6 +71,16 @@ fn load_task() -> Task {
     let sub = ad.select_obs(&rows).unwrap();
     // ln(CP10k + 1) over all genes, then the 2000 genes (scanpy's order of operations).
     let (log, _) = to_log_normalized(&sub.x, &sub.var_names, TargetScale::Cp10k).unwrap();
+    let hvg = if own_hvg {
+        let rows: Vec<usize> = (0..log.n_rows).collect();
+        let h = highly_variable_genes(&log, &rows, None, &HvgOptions::default()).unwrap();
+        let listed: std::collections::HashSet<&String> = hvg.iter().collect();
+        let own: Vec<String> = h.selected.iter().map(|&j| sub.var_names[j].clone()).collect();
+        println!("own HVG selection: {} genes, {} in the reference's list", own.len(), own.iter().filter(|g| listed.contains(g)).count());
+        own
+    } else {
+        hvg
+    };
     let (x, _) = align_genes(&log, &sub.var_names, &hvg).unwrap();
     let mut classes: Vec<String> = noisy.iter().map(|r| r["true"].clone()).collect();
     classes.sort();
@@ -107,7 +120,8 @@ fn run_with(task: &Task, codes: &[i32], seed: u64, host_network: bool) -> (Dynam
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n_seeds: u64 = args.iter().position(|a| a == "--seeds").map_or(3, |i| args[i + 1].parse().unwrap());
-    let task = load_task();
+    let own_hvg = args.iter().any(|a| a == "--own-hvg");
+    let task = load_task(own_hvg);
     println!("pbmc3k-audit: {} cells × {} genes ({:.0} stored values per cell), {} flipped", task.x.n_rows, task.x.n_cols, task.x.data.len() as f64 / task.x.n_rows as f64, task.flipped.iter().filter(|&&f| f).count());
 
     let mut per_seed = Vec::new();
@@ -148,7 +162,8 @@ fn main() {
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all cores".into());
     let result = json!({
         "task": "pbmc3k-audit",
-        "setup": "reference cells, genes and flipped labels; 50 epochs, SGD lr 1e-3 momentum 0.9, balanced sampling, batch 256, 3 layers; CPU backend",
+        "genes": if own_hvg { "sclabel's own 2000 HVGs (seurat on ln(CP10k+1))" } else { "the reference's 2000 HVGs (scanpy)" },
+        "setup": "reference cells and flipped labels; 50 epochs, SGD lr 1e-3 momentum 0.9, balanced sampling, batch 256, 3 layers; CPU backend",
         "threads": threads,
         "noisy_runs": per_seed,
         "mean_auroc": mean("auroc"),
@@ -162,7 +177,7 @@ fn main() {
         "top20_conf_score_low": low, "top20_conf_score_low_overlap": overlap(&low, &ref_low),
         "reference": {"auroc": 0.985, "seconds_one_thread": 26.5},
     });
-    let suffix = if threads == "1" { "_1thread" } else { "" };
+    let suffix = if own_hvg { "_own_hvg" } else if threads == "1" { "_1thread" } else { "" };
     let out = format!("{}/bench/results/audit_pbmc3k{suffix}.json", env!("CARGO_MANIFEST_DIR"));
     std::fs::write(&out, serde_json::to_string_pretty(&result).unwrap()).unwrap();
     println!("wrote {out}");

@@ -119,6 +119,9 @@ enum Command {
         /// Whether the query is converted to ln(CPM+1) (default: as --normalize; with --atlas, true).
         #[arg(long)]
         query_normalize: Option<bool>,
+        /// At most this many query cells train (a seeded subsample of a bigger query; 0: all).
+        #[arg(long, default_value_t = sclabel::scnym::api::MAX_QUERY_CELLS)]
+        max_query_cells: usize,
         /// Where to write the model bundle (.safetensors).
         #[arg(long)]
         out: PathBuf,
@@ -537,7 +540,7 @@ fn write_attributions(path: &Path, obs_names: &[String], e: &Explanation) -> Res
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train { reference, atlas, init, query, label_key, domain_key, split_key, exclude_label, preset, config, seed, normalize, use_raw, query_use_raw, query_normalize, out, predictions, unassigned_below } => {
+        Command::Train { reference, atlas, init, query, label_key, domain_key, split_key, exclude_label, preset, config, seed, normalize, use_raw, query_use_raw, query_normalize, max_query_cells, out, predictions, unassigned_below } => {
             let mut config: Option<serde_json::Value> = match &config {
                 Some(p) => Some(serde_json::from_slice(&read(p)?).map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("not JSON: {e}") })?),
                 None => None,
@@ -546,15 +549,16 @@ fn run(cli: Cli) -> Result<()> {
                 config.get_or_insert_with(|| serde_json::json!({}))["seed"] = s.into();
             }
             let dev = device(cli.backend)?;
+            let max_query_cells = (max_query_cells > 0).then_some(max_query_cells);
             let (r, pretrained, options, reference) = match (&atlas, reference) {
                 (Some(dir), _) => {
                     let a = open_atlas(&read(&dir.join("atlas.json"))?, |p| read(&dir.join(p)), &dev.device)?;
-                    let options = TransferOptions { exclude_labels: exclude_label, use_raw: false, query_use_raw: Some(query_use_raw.unwrap_or(use_raw)), ..a.transfer_options(query_normalize.unwrap_or(true), &preset, config) };
+                    let options = TransferOptions { exclude_labels: exclude_label, use_raw: false, query_use_raw: Some(query_use_raw.unwrap_or(use_raw)), max_query_cells, ..a.transfer_options(query_normalize.unwrap_or(true), &preset, config) };
                     (a.matrix.to_anndata(), Some(a.model), options, dir.clone())
                 }
                 (None, Some(reference)) => {
                     let pretrained = init.as_deref().map(|p| load_model(p, &dev.device)).transpose()?;
-                    let options = TransferOptions { label_key, domain_key, split_key, exclude_labels: exclude_label, preset, config, normalize, use_raw, query_use_raw, query_normalize };
+                    let options = TransferOptions { label_key, domain_key, split_key, exclude_labels: exclude_label, preset, config, normalize, use_raw, query_use_raw, query_normalize, max_query_cells };
                     (load_h5ad(&reference)?, pretrained, options, reference)
                 }
                 (None, None) => unreachable!("clap requires --reference or --atlas"),

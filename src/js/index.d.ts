@@ -151,6 +151,8 @@ export interface TransferOptions {
   query_use_raw?: boolean | null;
   /** Whether the query is converted to ln(CPM+1); default as `normalize` (an atlas reference is already ln(CPM+1), a query may hold counts). */
   query_normalize?: boolean | null;
+  /** At most this many query cells train as the unlabelled set (a seeded subsample, said in the model's warnings); default 50000, null = all. Every cell is still predicted by `predictScnym`. */
+  max_query_cells?: number | null;
 }
 
 /** What an atlas is and where its data come from (they travel with it). */

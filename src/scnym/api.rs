@@ -47,7 +47,16 @@ pub struct TransferOptions {
     /// over all of its source's genes (re-normalising its gene subset would change it), while a
     /// user's query often holds counts.
     pub query_normalize: Option<bool>,
+    /// At most this many query cells take part in training as the unlabelled set: a seeded
+    /// uniform subsample (from the config's seed) when the query has more, said in the warnings.
+    /// MixMatch and the adversary see a few thousand unlabelled cells per epoch, so a large
+    /// subsample loses nothing while a 1M-cell query would not fit in a tab; every cell is still
+    /// predicted afterwards. `None`: every query cell.
+    pub max_query_cells: Option<usize>,
 }
+
+/// Default of [`TransferOptions::max_query_cells`].
+pub const MAX_QUERY_CELLS: usize = 50_000;
 
 impl Default for TransferOptions {
     fn default() -> Self {
@@ -62,6 +71,7 @@ impl Default for TransferOptions {
             use_raw: false,
             query_use_raw: None,
             query_normalize: None,
+            max_query_cells: Some(MAX_QUERY_CELLS),
         }
     }
 }
@@ -161,7 +171,6 @@ async fn transfer<O: Observer>(
     let mut warnings = Vec::new();
     let (rx, rgenes) = reference.matrix(options.use_raw)?;
     check_unique(rgenes, "the reference")?;
-    let (rx, rnorm) = prepare_input(rx, rgenes, options.normalize, "reference")?;
     let column = reference.obs.get(&options.label_key)?;
     let mut labels = encode_labels(column, &options.label_key, &reference.obs_names, &options.exclude_labels)?;
     check_trainable(&labels, &options.label_key)?;
@@ -188,12 +197,16 @@ async fn transfer<O: Observer>(
         ),
         None => None,
     };
+    // Each side keeps the genes training uses before it is normalised (with each cell's totals over
+    // all of its genes), so no whole-matrix copy is made.
     let (x, genes, normalization) = match query {
-        None => (rx, rgenes.clone(), vec![rnorm]),
+        None => {
+            let (rx, rnorm, _) = kept_model_input(rx, rgenes, rgenes, options.normalize, "reference")?;
+            (rx, rgenes.clone(), vec![rnorm])
+        }
         Some(q) => {
             let (qx, qgenes) = q.matrix(options.query_use_raw.unwrap_or(options.use_raw))?;
             check_unique(qgenes, "the query")?;
-            let (qx, qnorm) = prepare_input(qx, qgenes, options.query_normalize.unwrap_or(options.normalize), "query")?;
             let qset: std::collections::HashSet<&String> = qgenes.iter().collect();
             let shared: Vec<String> = rgenes.iter().filter(|g| qset.contains(g)).cloned().collect();
             if shared.is_empty() {
@@ -202,18 +215,30 @@ async fn transfer<O: Observer>(
             if shared.len() < 100 {
                 warnings.push(format!("the reference and the query share only {} genes", shared.len()));
             }
-            let (ra, _) = align_genes(&rx, rgenes, &shared)?;
-            let (qa, _) = align_genes(&qx, qgenes, &shared)?;
-            labels.codes.extend(std::iter::repeat_n(-1, q.n_obs()));
+            let (ra, rnorm, _) = kept_model_input(rx, rgenes, &shared, options.normalize, "reference")?;
+            let (qa, qnorm, _) = kept_model_input(qx, qgenes, &shared, options.query_normalize.unwrap_or(options.normalize), "query")?;
+            let q_rows = query_subsample(q.n_obs(), options.max_query_cells, config.seed);
+            if q_rows.len() < q.n_obs() {
+                warnings.push(format!(
+                    "the query's {} cells were subsampled to {} (seeded, uniform; max_query_cells) as the unlabelled training set; predict every cell afterwards",
+                    q.n_obs(),
+                    q_rows.len()
+                ));
+            }
+            let qa = if q_rows.len() < q.n_obs() { qa.select_rows(&q_rows) } else { qa };
+            labels.codes.extend(std::iter::repeat_n(-1, q_rows.len()));
             if let Some(d) = domain_strings.as_mut() {
                 let k = options.domain_key.as_ref().expect("domain key");
                 match q.obs.get(k) {
-                    Ok(_) => d.extend(strings_of(q, k, "domain")?),
-                    Err(_) => d.extend(std::iter::repeat_n("query".to_string(), q.n_obs())),
+                    Ok(_) => {
+                        let all = strings_of(q, k, "domain")?;
+                        d.extend(q_rows.iter().map(|&r| all[r].clone()));
+                    }
+                    Err(_) => d.extend(std::iter::repeat_n("query".to_string(), q_rows.len())),
                 }
             }
             if let Some(s) = splits.as_mut() {
-                s.extend(std::iter::repeat_n(None, q.n_obs()));
+                s.extend(std::iter::repeat_n(None, q_rows.len()));
             }
             (CsrMatrix::vstack(&[&ra, &qa])?, shared, vec![rnorm, qnorm])
         }
@@ -297,6 +322,22 @@ pub fn model_input(model: &ScnymModel, adata: &AnnData, normalize: bool, use_raw
     kept_model_input(x, genes, &model.genes, normalize, "data")
 }
 
+/// The query rows that train: all of them, or a seeded uniform subsample of `max` in row order.
+fn query_subsample(n: usize, max: Option<usize>, seed: u64) -> Vec<usize> {
+    match max {
+        Some(m) if m < n => {
+            use rand::seq::SliceRandom;
+            use rand::SeedableRng;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5EED_0F_0E7);
+            let mut rows: Vec<usize> = (0..n).collect();
+            let mut picked = rows.partial_shuffle(&mut rng, m).0.to_vec();
+            picked.sort_unstable();
+            picked
+        }
+        _ => (0..n).collect(),
+    }
+}
+
 /// The warning a low gene overlap earns.
 fn overlap_warnings(overlap: &GeneOverlap) -> Vec<String> {
     if !overlap.low {
@@ -360,4 +401,20 @@ pub async fn predict_h5ad_rows<O: Observer>(
     }
     let warnings = overlap_warnings(&overlap);
     Ok((parts.finish(model)?, PredictReport { overlap, normalization, warnings }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_subsample;
+
+    #[test]
+    fn query_subsample_is_seeded_sorted_and_distinct() {
+        let a = query_subsample(1000, Some(100), 7);
+        assert_eq!(a.len(), 100);
+        assert!(a.windows(2).all(|w| w[0] < w[1]) && *a.last().unwrap() < 1000);
+        assert_eq!(a, query_subsample(1000, Some(100), 7));
+        assert_ne!(a, query_subsample(1000, Some(100), 8));
+        assert_eq!(query_subsample(50, Some(100), 7), (0..50).collect::<Vec<_>>());
+        assert_eq!(query_subsample(50, None, 7).len(), 50);
+    }
 }

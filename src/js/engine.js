@@ -256,8 +256,25 @@ const OPS = {
     return this.modelHandle(model);
   },
 
+  /**
+   * `dataset`: a data-set handle, or an `.h5ad` source (File / Blob, bytes, a Node path) that is
+   * read a block of cells at a time — never loaded whole — so a file too big to load still predicts.
+   */
   async predictScnym(model, dataset, options, { onProgress, signal } = {}) {
-    const p = await this.session.predictScnym(this.get(model, 'model').object, this.get(dataset, 'dataset').object, options, onProgress, signal);
+    const m = this.get(model, 'model').object;
+    let p;
+    if (dataset?.kind === 'dataset') {
+      p = await this.session.predictScnym(m, this.get(dataset, 'dataset').object, options, onProgress, signal);
+    } else {
+      const label = nameOf(dataset) ?? 'input';
+      const reader = await byteReader(dataset, label);
+      try {
+        if (!isHdf5(reader)) throw fail('invalid_file', `${label}: predictScnym reads .h5ad files (HDF5) directly; load other formats with sl.load first`);
+        p = await this.session.predictScnymH5ad(m, reader.length, reader.readAt, label, options, onProgress, signal);
+      } finally {
+        reader.close?.();
+      }
+    }
     // scNym's own names for what it writes to adata.obs / adata.obsm.
     return {
       cells: p.labels.length,
@@ -270,6 +287,7 @@ const OPS = {
       embeddingDim: p.embeddingDim,
       report: p.report,
       backend: this.session.backend,
+      ...(p.obsNames ? { obsNames: p.obsNames } : {}),
     };
   },
 

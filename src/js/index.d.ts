@@ -222,6 +222,8 @@ export interface ScnymPrediction {
   embeddingDim: number;
   report: { overlap: GeneOverlap; normalization: NormalizationReport; warnings: string[] };
   backend: BackendInfo;
+  /** The cells' names, when an `.h5ad` source was predicted directly (not a loaded data set). */
+  obsNames?: string[];
 }
 
 /** A model held by the engine. */
@@ -398,7 +400,12 @@ export interface Sclabel {
   varNames(dataset: DatasetHandle): Promise<string[]>;
   trainHoldout(dataset: DatasetHandle, options?: HoldoutOptions, controls?: RunControls): Promise<HoldoutReport>;
   trainScnym(reference: DatasetHandle, query?: DatasetHandle | null, options?: TransferOptions, controls?: RunControls): Promise<ModelHandle>;
-  predictScnym(model: ModelHandle, dataset: DatasetHandle, options?: ScnymPredictOptions, controls?: RunControls): Promise<ScnymPrediction>;
+  /**
+   * `dataset`: a loaded data set, or an `.h5ad` itself (File / Blob, bytes, a path in Node), which
+   * is then read a block of cells at a time and never held whole: a file too big to load predicts
+   * in the memory of the model's genes for one block plus the per-cell outputs.
+   */
+  predictScnym(model: ModelHandle, dataset: DatasetHandle | Blob | ArrayBuffer | ArrayBufferView | string, options?: ScnymPredictOptions, controls?: RunControls): Promise<ScnymPrediction>;
   audit(dataset: DatasetHandle, options?: AuditOptions, controls?: RunControls): Promise<AuditResult>;
   explainScnym(model: ModelHandle, dataset: DatasetHandle, groupby: string, options: ExplainOptions, controls?: RunControls): Promise<Explanation>;
   saveModel(model: ModelHandle): Promise<Uint8Array>;

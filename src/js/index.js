@@ -180,7 +180,10 @@ class Client {
     return this.fineTuneScnym(atlas.model, atlas.reference, query, options, controls);
   }
 
-  /** scNym labels (`scNym`), `scNym_confidence`, `scNym_probabilities` (cells × classes) and the embedding `X_scnym`. */
+  /**
+   * scNym labels (`scNym`), `scNym_confidence`, `scNym_probabilities` (cells × classes) and the
+   * embedding `X_scnym`, of a loaded data set or of an `.h5ad` read a block of cells at a time.
+   */
   predictScnym(model, dataset, options = {}, controls = {}) {
     return this.transport.call('predictScnym', [model, dataset, options], controls);
   }

@@ -14,9 +14,15 @@ use crate::web::{convert, error::to_js};
 /// Bytes from JS on demand: `readAt(offset, length)` returns a `Uint8Array` of exactly `length`
 /// bytes (a worker reads a `Blob` slice with `FileReaderSync`, Node a file descriptor, or a view of
 /// an `ArrayBuffer`). The file is never copied whole into wasm memory.
-struct JsSource {
+pub(crate) struct JsSource {
     len: u64,
     read_at: Function,
+}
+
+impl JsSource {
+    pub(crate) fn new(length: f64, read_at: Function) -> Self {
+        Self { len: length as u64, read_at }
+    }
 }
 
 // hdf5-pure asks Send + Sync of a source because natively a `File` may be shared across threads.
@@ -99,8 +105,7 @@ impl JsDataset {
     /// only the decoded data set is held, not the file.
     #[wasm_bindgen(js_name = fromH5adReader)]
     pub fn from_h5ad_reader(length: f64, read_at: Function, name: &str) -> Result<JsDataset, JsValue> {
-        let source = JsSource { len: length as u64, read_at };
-        read_h5ad_source(source, name).map(|a| JsDataset { inner: Rc::new(a) }).map_err(to_js)
+        read_h5ad_source(JsSource::new(length, read_at), name).map(|a| JsDataset { inner: Rc::new(a) }).map_err(to_js)
     }
 
     /// An atlas's preconverted reference matrix (`sclabel atlas build`): X = ln(CPM+1), obs = its

@@ -7,7 +7,8 @@ use wasm_bindgen_futures::JsFuture;
 use crate::error::{Result, SclabelError};
 use crate::train::progress::{Observer, Progress};
 
-/// Yield and report at most this often (ms), except epoch-end events, which are always reported.
+/// Yield and report at most this often (ms), except epoch-end events and the event that completes a
+/// phase's cells (its last), which are always reported.
 const INTERVAL_MS: f64 = 50.0;
 
 pub struct JsObserver {
@@ -48,7 +49,8 @@ async fn yield_now() {
 impl Observer for JsObserver {
     async fn on_progress(&mut self, progress: &Progress) -> Result<()> {
         let t = now();
-        if progress.loss.is_none() && t - self.last < INTERVAL_MS {
+        let last_cells = progress.cells_total > 0 && progress.cells_done == progress.cells_total;
+        if progress.loss.is_none() && !last_cells && t - self.last < INTERVAL_MS {
             return Ok(());
         }
         self.last = t;

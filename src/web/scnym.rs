@@ -6,11 +6,12 @@ use js_sys::{Float32Array, Function, Object, Promise, Uint32Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::scnym::api::{fine_tune, predict_adata, train_transfer, TransferOptions};
+use crate::data::h5ad::open_h5ad_rows;
+use crate::scnym::api::{fine_tune, predict_adata, predict_h5ad_rows, train_transfer, PredictReport, TransferOptions};
 use crate::scnym::bundle::ScnymModel;
 use crate::scnym::import::import_scnym;
-use crate::scnym::predict::PredictOptions;
-use crate::web::dataset::JsDataset;
+use crate::scnym::predict::{PredictOptions, Prediction};
+use crate::web::dataset::{JsDataset, JsSource};
 use crate::web::observer::JsObserver;
 use crate::web::session::JsSession;
 use crate::web::{convert, error::to_js};
@@ -70,6 +71,30 @@ struct JsPredictOptions {
     batch_size: Option<usize>,
 }
 
+impl JsPredictOptions {
+    fn predict_options(&self) -> PredictOptions {
+        let defaults = PredictOptions::default();
+        PredictOptions { unassigned_below: self.unassigned_below, embedding: self.embedding.unwrap_or(true), batch_size: self.batch_size.unwrap_or(defaults.batch_size) }
+    }
+}
+
+/// A prediction as the JS layer takes it (typed arrays for the per-cell numbers).
+fn prediction_to_js(p: &Prediction, report: &PredictReport, obs_names: Option<&[String]>) -> Result<JsValue, JsValue> {
+    let out = Object::new();
+    convert::set(&out, "classes", convert::to_js(&p.classes)?)?;
+    convert::set(&out, "labels", convert::to_js(&p.labels)?)?;
+    convert::set(&out, "predicted", Uint32Array::from(&p.predicted[..]))?;
+    convert::set(&out, "confidence", Float32Array::from(&p.confidence[..]))?;
+    convert::set(&out, "probabilities", Float32Array::from(&p.probabilities[..]))?;
+    convert::set(&out, "embedding", p.embedding.as_deref().map(|e| JsValue::from(Float32Array::from(e))).unwrap_or(JsValue::NULL))?;
+    convert::set(&out, "embeddingDim", p.embedding_dim as u32)?;
+    convert::set(&out, "report", convert::to_js(report)?)?;
+    if let Some(names) = obs_names {
+        convert::set(&out, "obsNames", convert::to_js(&names)?)?;
+    }
+    Ok(out.into())
+}
+
 #[wasm_bindgen(js_class = Session)]
 impl JsSession {
     /// Trains scNym on `reference` (cells labelled `Unlabeled` are unlabelled) and an optional
@@ -107,19 +132,25 @@ impl JsSession {
         let (model, data, device) = (model.inner.clone(), dataset.inner.clone(), self.device.device.clone());
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
-            let defaults = PredictOptions::default();
-            let options = PredictOptions { unassigned_below: o.unassigned_below, embedding: o.embedding.unwrap_or(true), batch_size: o.batch_size.unwrap_or(defaults.batch_size) };
-            let (p, report) = predict_adata(&model, &data, o.normalize, o.use_raw, &options, &device, &mut observer).await.map_err(to_js)?;
-            let out = Object::new();
-            convert::set(&out, "classes", convert::to_js(&p.classes)?)?;
-            convert::set(&out, "labels", convert::to_js(&p.labels)?)?;
-            convert::set(&out, "predicted", Uint32Array::from(&p.predicted[..]))?;
-            convert::set(&out, "confidence", Float32Array::from(&p.confidence[..]))?;
-            convert::set(&out, "probabilities", Float32Array::from(&p.probabilities[..]))?;
-            convert::set(&out, "embedding", p.embedding.as_deref().map(|e| JsValue::from(Float32Array::from(e))).unwrap_or(JsValue::NULL))?;
-            convert::set(&out, "embeddingDim", p.embedding_dim as u32)?;
-            convert::set(&out, "report", convert::to_js(&report)?)?;
-            Ok(out.into())
+            let (p, report) = predict_adata(&model, &data, o.normalize, o.use_raw, &o.predict_options(), &device, &mut observer).await.map_err(to_js)?;
+            prediction_to_js(&p, &report, None)
+        }))
+    }
+
+    /// As `predictScnym`, over an `.h5ad` read a block of cells at a time through
+    /// `readAt(offset, length) -> Uint8Array` (never held whole, never loaded as a data set):
+    /// memory is the model, one block of the model's genes and the per-cell outputs. The result
+    /// also carries `obsNames`.
+    #[wasm_bindgen(js_name = predictScnymH5ad)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn predict_scnym_h5ad(&self, model: &JsScnymModel, length: f64, read_at: Function, name: &str, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
+        let o: JsPredictOptions = convert::options(options, "options")?;
+        let rows = open_h5ad_rows(JsSource::new(length, read_at), name, o.use_raw).map_err(to_js)?;
+        let (model, device) = (model.inner.clone(), self.device.device.clone());
+        Ok(future_to_promise(async move {
+            let mut observer = JsObserver::new(on_progress, signal);
+            let (p, report) = predict_h5ad_rows(&model, &rows, o.normalize, &o.predict_options(), &device, &mut observer).await.map_err(to_js)?;
+            prediction_to_js(&p, &report, Some(&rows.obs_names))
         }))
     }
 

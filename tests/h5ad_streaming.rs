@@ -1,0 +1,132 @@
+//! Files for the streamed-prediction memory test (tests/js/streaming.test.mjs), written to
+//! target/tmp: a 50,000-cell query over 30,000 genes with ~600 stored counts per cell (CSR, 240 MB
+//! in memory, as the reader holds it) and a labelled 3,000-cell reference over its first 1,000
+//! genes. Five cell types, each with its own marker genes among the first 1,000 plus background
+//! genes drawn from all 30,000, so a model trained on the reference labels the query.
+//! Here, natively: the query predicted a block at a time equals the query loaded whole.
+use hdf5_pure::{AttrValue, FileBuilder, GroupBuilder};
+use sclabel::backend::{cpu, BackendRequest};
+use sclabel::block_on;
+use sclabel::data::h5ad::{open_h5ad_rows, read_h5ad_source, ReadSeekSource};
+use sclabel::scnym::api::{predict_adata, predict_h5ad_rows, train_transfer, TransferOptions};
+use sclabel::scnym::predict::PredictOptions;
+use sclabel::train::progress::Silent;
+
+const N_GENES: usize = 30_000;
+const N_TYPES: usize = 5;
+const MARKERS: usize = 150;
+const BACKGROUND: usize = 450;
+
+fn s(v: &str) -> AttrValue {
+    AttrValue::VarLenString(v.into())
+}
+
+/// SplitMix64: deterministic draws without a dependency on an RNG's stream.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Cell `i` (seeded by `salt`) of type i mod 5 over genes `0..n_genes`: sorted (gene, count).
+fn cell(i: usize, salt: u64, n_genes: usize) -> Vec<(i32, f32)> {
+    let t = i % N_TYPES;
+    let mut row: Vec<(i32, f32)> = Vec::with_capacity(MARKERS + BACKGROUND);
+    for k in 0..MARKERS + BACKGROUND {
+        let r = mix(salt ^ ((i as u64) << 20) ^ k as u64);
+        let gene = if k < MARKERS {
+            // The type's 200-gene marker block: 150 of them, with larger counts.
+            t * 200 + (r % 200) as usize
+        } else {
+            (r % N_GENES as u64) as usize
+        };
+        if gene < n_genes {
+            let count = if k < MARKERS { 2 + (r >> 40) % 8 } else { 1 + (r >> 40) % 2 };
+            row.push((gene as i32, count as f32));
+        }
+    }
+    row.sort_unstable_by_key(|p| p.0);
+    row.dedup_by_key(|p| p.0);
+    row
+}
+
+fn frame(g: &mut GroupBuilder, names: &[String], columns: &[&str]) {
+    g.set_attr("_index", s("_index"));
+    g.set_attr("encoding-type", s("dataframe"));
+    g.set_attr("encoding-version", s("0.2.0"));
+    if columns.is_empty() {
+        g.set_attr("column-order", AttrValue::F64Array(vec![]));
+    } else {
+        g.set_attr("column-order", AttrValue::VarLenStringArray(columns.iter().map(|c| c.to_string()).collect()));
+    }
+    g.create_dataset("_index").with_vlen_strings(&names.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// An anndata-layout `.h5ad` of `n_cells` cells over the first `n_genes` genes, `cell_type` in obs.
+fn write(path: &std::path::Path, n_cells: usize, n_genes: usize, salt: u64) {
+    let (mut indptr, mut indices, mut data) = (vec![0i64], Vec::new(), Vec::new());
+    for i in 0..n_cells {
+        for (g, v) in cell(i, salt, n_genes) {
+            indices.push(g);
+            data.push(v);
+        }
+        indptr.push(indices.len() as i64);
+    }
+    let mut fb = FileBuilder::new();
+    fb.set_attr("encoding-type", s("anndata"));
+    fb.set_attr("encoding-version", s("0.1.0"));
+    let mut x = fb.create_group("X");
+    x.set_attr("encoding-type", s("csr_matrix"));
+    x.set_attr("encoding-version", s("0.1.0"));
+    x.set_attr("shape", AttrValue::I64Array(vec![n_cells as i64, n_genes as i64]));
+    x.create_dataset("indptr").with_i64_data(&indptr);
+    x.create_dataset("indices").with_i32_data(&indices);
+    x.create_dataset("data").with_f32_data(&data);
+    fb.add_group(x.finish());
+    let mut obs = fb.create_group("obs");
+    frame(&mut obs, &(0..n_cells).map(|i| format!("c{salt}_{i}")).collect::<Vec<_>>(), &["cell_type"]);
+    let mut ct = obs.create_group("cell_type");
+    ct.set_attr("encoding-type", s("categorical"));
+    ct.set_attr("encoding-version", s("0.2.0"));
+    ct.create_dataset("categories").with_vlen_strings(&["type0", "type1", "type2", "type3", "type4"]);
+    ct.create_dataset("codes").with_i8_data(&(0..n_cells).map(|i| (i % N_TYPES) as i8).collect::<Vec<_>>());
+    obs.add_group(ct.finish());
+    fb.add_group(obs.finish());
+    let mut var = fb.create_group("var");
+    frame(&mut var, &(0..n_genes).map(|g| format!("gene{g}")).collect::<Vec<_>>(), &[]);
+    fb.add_group(var.finish());
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, fb.finish().unwrap()).unwrap();
+}
+
+#[test]
+fn a_50k_cell_query_predicts_block_by_block() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp");
+    let (query, reference) = (dir.join("streaming_query_50k.h5ad"), dir.join("streaming_reference.h5ad"));
+    write(&query, 50_000, N_GENES, 1);
+    write(&reference, 3_000, 1_000, 2);
+
+    // A model on the reference's 1,000 genes (a few epochs: the types are well apart).
+    let open = |p: &std::path::Path| ReadSeekSource::new(std::io::BufReader::new(std::fs::File::open(p).unwrap())).unwrap();
+    let device = cpu(BackendRequest::Cpu, "test").unwrap().device;
+    let r = read_h5ad_source(open(&reference), "reference").unwrap();
+    let config = serde_json::json!({ "n_epochs": 3, "seed": 0 });
+    let options = TransferOptions { preset: "no_new_identity".into(), normalize: true, config: Some(config), ..TransferOptions::default() };
+    let (model, _) = block_on(train_transfer(&r, None, &options, &device, &mut Silent)).unwrap();
+
+    // The first 5,000 query cells, streamed and held whole, agree; and the model labels them.
+    let q = read_h5ad_source(open(&query), "query").unwrap();
+    let head = q.select_obs(&(0..5_000).collect::<Vec<_>>()).unwrap();
+    let options = PredictOptions { embedding: false, ..PredictOptions::default() };
+    let (held, _) = block_on(predict_adata(&model, &head, true, false, &options, &device, &mut Silent)).unwrap();
+    let rows = open_h5ad_rows(open(&query), "query", false).unwrap();
+    assert!(rows.block_rows() < 50_000, "the query is read in several blocks ({} rows each)", rows.block_rows());
+    let (streamed, report) = block_on(predict_h5ad_rows(&model, &rows, true, &options, &device, &mut Silent)).unwrap();
+    assert_eq!(report.overlap.shared, 1_000);
+    assert_eq!(streamed.labels[..5_000], held.labels[..]);
+    let worst = held.probabilities.iter().zip(&streamed.probabilities).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-6, "{worst}");
+    let correct = streamed.labels.iter().enumerate().filter(|(i, l)| **l == format!("type{}", i % N_TYPES)).count();
+    assert!(correct as f64 > 0.95 * 50_000.0, "accuracy {}", correct as f64 / 50_000.0);
+}

@@ -75,7 +75,7 @@ fn symphony_loco(seeds: u64) -> serde_json::Value {
 /// reference runs did. (The pancreas files are log2: sclabel's own `normalize` inverts them with
 /// 2^x − 1, the benchmark's second set of runs.)
 fn task_normalized(ad: &AnnData) -> AnnData {
-    AnnData { x: rescale_to_log(&ad.x, Some(1.0), TargetScale::Cpm), ..ad.clone() }
+    AnnData { x: rescale_to_log(&ad.x, Some(1.0), TargetScale::Cpm).unwrap(), ..ad.clone() }
 }
 
 fn pancreas_novel(seeds: u64) -> serde_json::Value {
@@ -133,6 +133,7 @@ fn resampled(src: &AnnData, n: usize, seed: u64) -> AnnData {
         obs: ObsTable { columns: vec![("cell_type".into(), Column::Strings(obs_labels))] },
         obs_names: (0..n).map(|i| format!("cell{i}")).collect(),
         var_names: src.var_names.clone(),
+        var_ids: Vec::new(),
         raw: None,
     }
 }

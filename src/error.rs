@@ -36,6 +36,9 @@ pub enum SclabelError {
     /// The caller cancelled the run.
     #[error("cancelled")]
     Cancelled,
+    /// An allocation that scales with the data would pass the memory limit (see `memory`).
+    #[error("too large: {what} needs about {} of memory and {} is available here; {advice}", crate::memory::human(*need), crate::memory::human(*available))]
+    TooLarge { what: String, need: u64, available: u64, advice: String },
 }
 
 impl SclabelError {
@@ -57,6 +60,7 @@ impl SclabelError {
             Self::InvalidOption { .. } => "invalid_option",
             Self::Backend { .. } => "backend",
             Self::Cancelled => "cancelled",
+            Self::TooLarge { .. } => "too_large",
         }
     }
 }

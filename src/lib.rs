@@ -8,6 +8,7 @@ pub mod audit;
 pub mod backend;
 pub mod data;
 pub mod error;
+pub mod memory;
 pub mod model;
 pub mod scnym;
 pub mod train;

@@ -85,6 +85,12 @@ fn blocks_of_shared_files_equal_the_whole_file_reader() {
 
 /// CSC X, float64 values, int64 indices, 5 cells × 7 genes, plus a non-finite value file.
 fn csc_file(values: [[f64; 7]; 5]) -> Vec<u8> {
+    csc_file_with_var(values, false)
+}
+
+/// As `csc_file`; with `ensembl`, var's index holds Ensembl IDs and a categorical `feature_name`
+/// column the symbols (CELLxGENE's layout), plus a numeric column.
+fn csc_file_with_var(values: [[f64; 7]; 5], ensembl: bool) -> Vec<u8> {
     let s = |v: &str| AttrValue::VarLenString(v.into());
     let (mut colptr, mut rows, mut data) = (vec![0i64], Vec::new(), Vec::new());
     for j in 0..7 {
@@ -109,9 +115,20 @@ fn csc_file(values: [[f64; 7]; 5]) -> Vec<u8> {
         let mut g = fb.create_group(name);
         g.set_attr("_index", s("_index"));
         g.set_attr("encoding-type", s("dataframe"));
-        g.set_attr("column-order", AttrValue::F64Array(vec![]));
-        let names: Vec<String> = (0..n).map(|i| format!("{name}{i}")).collect();
+        let names: Vec<String> = if ensembl && name == "var" { (0..n).map(|i| format!("ENSG{:011}", 1000 + i)).collect() } else { (0..n).map(|i| format!("{name}{i}")).collect() };
         g.create_dataset("_index").with_vlen_strings(&names.iter().map(String::as_str).collect::<Vec<_>>());
+        if ensembl && name == "var" {
+            g.set_attr("column-order", AttrValue::VarLenStringArray(vec!["feature_name".into(), "mean".into()]));
+            let mut c = g.create_group("feature_name");
+            c.set_attr("encoding-type", s("categorical"));
+            let symbols: Vec<String> = (0..n).map(|i| format!("SYM{i}")).collect();
+            c.create_dataset("categories").with_vlen_strings(&symbols.iter().map(String::as_str).collect::<Vec<_>>());
+            c.create_dataset("codes").with_i8_data(&(0..n as i8).collect::<Vec<_>>());
+            g.add_group(c.finish());
+            g.create_dataset("mean").with_f64_data(&[1.0; 7]);
+        } else {
+            g.set_attr("column-order", AttrValue::F64Array(vec![]));
+        }
         fb.add_group(g.finish());
     }
     fb.finish().unwrap()
@@ -145,4 +162,33 @@ fn a_non_finite_value_is_named_by_cell_and_gene() {
     // A column map of the wrong width and rows past the end are errors, not panics.
     assert!(rows.read_rows(0..2, &ColumnMap::all(3)).is_err());
     assert!(rows.read_rows(4..9, &ColumnMap::all(7)).is_err());
+}
+
+#[test]
+fn genes_match_by_the_var_column_a_model_shares() {
+    use sclabel::data::align::GeneIdKind;
+    use sclabel::scnym::api::kept_model_input;
+    let bytes = csc_file_with_var(COUNTS, true);
+    let ad = read_h5ad(&bytes, "cellxgene.h5ad").unwrap();
+    assert_eq!(GeneIdKind::of(&ad.var_names), GeneIdKind::Ensembl);
+    assert_eq!(ad.var_ids.len(), 1, "string columns only: {:?}", ad.var_ids.iter().map(|c| &c.0).collect::<Vec<_>>());
+    assert_eq!(ad.var_ids[0].0, "feature_name");
+    // A symbol-based model: matched by feature_name, and said so.
+    let model_genes: Vec<String> = ["SYM5", "SYM0", "SYMX"].map(String::from).to_vec();
+    let (x, _, overlap) = kept_model_input(&ad.x, &ad.gene_ids(), &model_genes, true, "data").unwrap();
+    assert_eq!(overlap.shared, 2);
+    assert!(overlap.matched_by.starts_with("var['feature_name'] (gene symbols; the var index holds Ensembl IDs"), "{}", overlap.matched_by);
+    // Cell 0 has genes 0 (1 count) and 5 (7 counts) of 11 in all: ln(CPM+1) over all genes.
+    let (idx, val) = x.row(0);
+    assert_eq!(idx, &[0, 1]);
+    assert!((val[1] - (1e6f32 / 11.0 + 1.0).ln()).abs() < 1e-4, "{val:?}");
+    // Naming the column: the symbols become the names, the index stays as an identifier.
+    let named = ad.with_var_names_from("feature_name").unwrap();
+    assert_eq!(named.var_names[3], "SYM3");
+    assert_eq!(named.var_ids[0].1[3], "ENSG00000001003");
+    let e = ad.with_var_names_from("gene_symbols").unwrap_err().to_string();
+    assert!(e.contains("no string column 'gene_symbols'") && e.contains("feature_name"), "{e}");
+    // The block reader has the same identifiers.
+    let rows = rows_of(&bytes, "cellxgene.h5ad", false);
+    assert_eq!(rows.var_ids, ad.var_ids);
 }

@@ -95,7 +95,7 @@ pub fn combine_references(parts: &[ReferencePart], label_map: &BTreeMap<String, 
         Column::Categorical { codes, categories }
     };
     let obs = ObsTable { columns: vec![(LABEL_COLUMN.into(), categorical(&labels)), (DATASET_COLUMN.into(), categorical(&datasets))] };
-    let adata = AnnData { x, obs, obs_names: names, var_names: shared, raw: None };
+    let adata = AnnData { x, obs, obs_names: names, var_names: shared, var_ids: Vec::new(), raw: None };
     adata.validate()?;
     Ok((adata, warnings))
 }

@@ -48,7 +48,19 @@ struct Cli {
     /// No progress bar.
     #[arg(long, global = true)]
     quiet: bool,
+    /// Refuse (error code too_large) work whose data would take the heap past this many GiB,
+    /// instead of running the machine out of memory (default: no limit).
+    #[arg(long, global = true)]
+    memory_limit_gib: Option<f64>,
+    /// The var column that holds the gene names in the input files (scanpy's gene_symbols, e.g.
+    /// feature_name in CELLxGENE files). Without it, gene matching uses whichever of var's
+    /// identifier columns shares the most genes, and says which.
+    #[arg(long, global = true)]
+    var_names: Option<String>,
 }
+
+/// `--var-names`, set once from the command line.
+static VAR_NAMES: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ScaleArg {
@@ -368,7 +380,11 @@ fn file_source(path: &Path) -> Result<ReadSeekSource<std::io::BufReader<std::fs:
 }
 
 fn load_h5ad(path: &Path) -> Result<AnnData> {
-    read_h5ad_source(file_source(path)?, &path.display().to_string())
+    let ad = read_h5ad_source(file_source(path)?, &path.display().to_string())?;
+    match VAR_NAMES.get().cloned().flatten() {
+        Some(column) => ad.with_var_names_from(&column),
+        None => Ok(ad),
+    }
 }
 
 fn device(arg: BackendArg) -> Result<ComputeDevice> {
@@ -539,6 +555,13 @@ fn write_attributions(path: &Path, obs_names: &[String], e: &Explanation) -> Res
 }
 
 fn run(cli: Cli) -> Result<()> {
+    VAR_NAMES.set(cli.var_names.clone()).expect("set once");
+    if let Some(g) = cli.memory_limit_gib {
+        if !(g > 0.0 && g.is_finite()) {
+            return Err(SclabelError::InvalidOption { option: "--memory-limit-gib".into(), reason: format!("must be a positive number, got {g}") });
+        }
+        sclabel::memory::set_limit(Some((g * (1u64 << 30) as f64) as u64));
+    }
     match cli.command {
         Command::Train { reference, atlas, init, query, label_key, domain_key, split_key, exclude_label, preset, config, seed, normalize, use_raw, query_use_raw, query_normalize, max_query_cells, out, predictions, unassigned_below } => {
             let mut config: Option<serde_json::Value> = match &config {
@@ -598,13 +621,16 @@ fn run(cli: Cli) -> Result<()> {
             let dev = device(cli.backend)?;
             let m = load_model(&model, &dev.device)?;
             // Read a block of cells at a time: memory is the model's genes of one block, not the file.
-            let rows = open_h5ad_rows(file_source(&input)?, &input.display().to_string(), use_raw)?;
+            let mut rows = open_h5ad_rows(file_source(&input)?, &input.display().to_string(), use_raw)?;
+            if let Some(column) = VAR_NAMES.get().cloned().flatten() {
+                rows.use_var_names_from(&column)?;
+            }
             let bar = bar(cli.quiet);
             let options = PredictOptions { unassigned_below, embedding: embedding.is_some() || annotate_h5ad.is_some(), ..Default::default() };
             let (pred, report) = block_on(predict_h5ad_rows(&m, &rows, normalize, &options, &dev.device, &mut observe(&bar)))?;
             bar.finish_and_clear();
             report.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
-            eprintln!("{} of the model's {} genes found; input: {}", report.overlap.shared, report.overlap.model_genes, report.normalization.description);
+            eprintln!("{} of the model's {} genes found (matched by {}); input: {}", report.overlap.shared, report.overlap.model_genes, report.overlap.matched_by, report.normalization.description);
             write_predictions(&out, &rows.obs_names, &pred)?;
             if let Some(e) = embedding {
                 write_embedding(&e, &rows.obs_names, &pred)?;

@@ -18,6 +18,71 @@ pub struct GeneOverlap {
     /// Up to 20 model genes the data lacks, to show the user.
     pub missing_examples: Vec<String>,
     pub low: bool,
+    /// Which of the data's identifiers matched, and what they are, e.g. "var['feature_name']
+    /// (gene symbols; the var index holds Ensembl IDs)".
+    pub matched_by: String,
+}
+
+/// What a list of gene identifiers holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GeneIdKind {
+    /// Ensembl gene IDs (ENSG…, ENSMUSG…, with or without a version).
+    Ensembl,
+    Symbols,
+}
+
+impl GeneIdKind {
+    /// Ensembl when at least 90% of the names look like Ensembl gene IDs.
+    pub fn of(names: &[String]) -> Self {
+        let ensembl = names.iter().filter(|n| is_ensembl(n)).count();
+        if !names.is_empty() && ensembl * 10 >= names.len() * 9 { GeneIdKind::Ensembl } else { GeneIdKind::Symbols }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            GeneIdKind::Ensembl => "Ensembl IDs",
+            GeneIdKind::Symbols => "gene symbols",
+        }
+    }
+}
+
+/// ENS, an optional species code of capitals, G, digits, an optional .version.
+fn is_ensembl(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("ENS") else { return false };
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_uppercase() && c != 'G');
+    let Some(digits) = rest.strip_prefix('G') else { return false };
+    let digits = digits.split('.').next().unwrap_or("");
+    digits.len() >= 6 && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Of the data's gene identifiers (`ids`: the var index first, then var's other identifier
+/// columns), the one that shares the most genes with `wanted`, and a sentence saying which it was
+/// and what it holds. The index wins ties; other columns with duplicate values are passed over
+/// (they can't name genes one-to-one).
+pub fn best_gene_ids<'a>(ids: &[(&'a str, &'a [String])], wanted: &[String]) -> (&'a [String], String) {
+    let wanted_set: std::collections::HashSet<&str> = wanted.iter().map(String::as_str).collect();
+    let unique = |v: &[String]| {
+        let mut seen = std::collections::HashSet::with_capacity(v.len());
+        v.iter().all(|g| seen.insert(g.as_str()))
+    };
+    let mut best = 0usize;
+    let mut best_shared = ids.first().map_or(0, |(_, v)| v.iter().filter(|g| wanted_set.contains(g.as_str())).count());
+    for (k, (_, v)) in ids.iter().enumerate().skip(1) {
+        let shared = v.iter().filter(|g| wanted_set.contains(g.as_str())).count();
+        if shared > best_shared && unique(v) {
+            (best, best_shared) = (k, shared);
+        }
+    }
+    let (name, names) = ids[best];
+    let kind = GeneIdKind::of(names).describe();
+    let how = if best == 0 {
+        format!("{name} ({kind})")
+    } else {
+        let index_kind = GeneIdKind::of(ids[0].1).describe();
+        format!("var['{name}'] ({kind}; the var index holds {index_kind} and shares {} genes)", ids[0].1.iter().filter(|g| wanted_set.contains(g.as_str())).count())
+    };
+    (names, how)
 }
 
 /// Returns an error naming the first duplicated gene.
@@ -50,13 +115,16 @@ pub fn gene_map(data_genes: &[String], model_genes: &[String]) -> Result<(Vec<Op
         fraction,
         missing_examples: model_genes.iter().filter(|g| !in_data.contains(g.as_str())).take(20).cloned().collect(),
         low: fraction < LOW_OVERLAP_FRACTION,
+        matched_by: "var index".into(),
     };
     if shared == 0 {
         return Err(SclabelError::Genes(format!(
-            "no gene of the data ({} genes, e.g. '{}') is among the model's {} genes (e.g. '{}'); check species and gene identifiers (symbols vs Ensembl IDs)",
+            "no gene of the data ({} genes, {}, e.g. '{}') is among the model's {} genes ({}, e.g. '{}'); check the species, and name the var column that holds the model's kind of identifier (var_names / --var-names)",
             data_genes.len(),
+            GeneIdKind::of(data_genes).describe(),
             data_genes.first().map(String::as_str).unwrap_or(""),
             model_genes.len(),
+            GeneIdKind::of(model_genes).describe(),
             model_genes.first().map(String::as_str).unwrap_or("")
         )));
     }
@@ -76,6 +144,11 @@ pub fn align_genes(x: &CsrMatrix, data_genes: &[String], model_genes: &[String])
     indptr.push(0u64);
     // Sized to the kept values (a model's genes are often a small part of a file's).
     let kept = x.indices.iter().filter(|&&j| map[j as usize].is_some()).count();
+    crate::memory::reserve(
+        &format!("{} cells × the model's {} genes ({kept} stored values)", x.n_rows, model_genes.len()),
+        kept as u64 * 8 + (x.n_rows as u64 + 1) * 8,
+        "predict the file without loading it (predictScnym takes the file itself), or fewer cells",
+    )?;
     let (mut indices, mut data) = (Vec::with_capacity(kept), Vec::with_capacity(kept));
     let mut row: Vec<(u32, f32)> = Vec::new();
     for i in 0..x.n_rows {
@@ -118,5 +191,26 @@ mod tests {
         assert!(e.to_string().contains("duplicate gene name 'A'"), "{e}");
         let e = align_genes(&x, &s(&["A", "B"]), &s(&["C"])).unwrap_err();
         assert!(e.to_string().contains("no gene"), "{e}");
+    }
+
+    #[test]
+    fn ensembl_ids_are_told_from_symbols_and_the_best_column_matches() {
+        assert!(is_ensembl("ENSG00000141510") && is_ensembl("ENSMUSG00000059552.7") && is_ensembl("ENSDARG00000038459"));
+        assert!(!is_ensembl("TP53") && !is_ensembl("ENSA") && !is_ensembl("ENSG"));
+        let index = s(&["ENSG00000141510", "ENSG00000012048", "ENSG00000139618"]);
+        let symbols = s(&["TP53", "BRCA1", "BRCA2"]);
+        assert_eq!(GeneIdKind::of(&index), GeneIdKind::Ensembl);
+        assert_eq!(GeneIdKind::of(&symbols), GeneIdKind::Symbols);
+        // A symbol-based model against a CELLxGENE-style file: feature_name matches.
+        let ids = [("var index", index.as_slice()), ("feature_name", symbols.as_slice())];
+        let (names, how) = best_gene_ids(&ids, &s(&["BRCA2", "TP53", "MYC"]));
+        assert_eq!(names, symbols.as_slice());
+        assert_eq!(how, "var['feature_name'] (gene symbols; the var index holds Ensembl IDs and shares 0 genes)");
+        // An Ensembl model keeps the index; a column with duplicates is never chosen.
+        let (names, how) = best_gene_ids(&ids, &s(&["ENSG00000139618"]));
+        assert_eq!((names, how.as_str()), (index.as_slice(), "var index (Ensembl IDs)"));
+        let dup = s(&["TP53", "TP53", "BRCA2"]);
+        let ids = [("var index", index.as_slice()), ("feature_name", dup.as_slice())];
+        assert_eq!(best_gene_ids(&ids, &s(&["TP53", "BRCA2"])).0, index.as_slice());
     }
 }

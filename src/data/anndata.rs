@@ -109,6 +109,9 @@ pub struct AnnData {
     pub obs: ObsTable,
     pub obs_names: Vec<String>,
     pub var_names: Vec<String>,
+    /// Other identifiers of X's genes: var's string columns with a value for every gene (e.g.
+    /// CELLxGENE's `feature_name` symbols beside Ensembl IDs in the index), by column name.
+    pub var_ids: Vec<(String, Vec<String>)>,
     pub raw: Option<Raw>,
 }
 
@@ -128,6 +131,9 @@ impl AnnData {
         }
         if self.var_names.len() != g {
             return Err(SclabelError::ShapeMismatch(format!("{} var names for {g} genes", self.var_names.len())));
+        }
+        if let Some((name, ids)) = self.var_ids.iter().find(|(_, ids)| ids.len() != g) {
+            return Err(SclabelError::ShapeMismatch(format!("var column '{name}' has {} values for {g} genes", ids.len())));
         }
         for (name, c) in &self.obs.columns {
             if c.len() != n {
@@ -157,6 +163,7 @@ impl AnnData {
             obs: ObsTable { columns: self.obs.columns.iter().map(|(n, c)| (n.clone(), c.select(rows))).collect() },
             obs_names: rows.iter().map(|&r| self.obs_names[r].clone()).collect(),
             var_names: self.var_names.clone(),
+            var_ids: self.var_ids.clone(),
             raw: self.raw.as_ref().map(|raw| Raw { x: raw.x.select_rows(rows), var_names: raw.var_names.clone() }),
         })
     }
@@ -189,6 +196,41 @@ impl AnnData {
             option: "use_raw".into(),
             reason: "the data set has no .raw".into(),
         })?;
-        Ok(AnnData { x: raw.x.clone(), obs: self.obs.clone(), obs_names: self.obs_names.clone(), var_names: raw.var_names.clone(), raw: None })
+        Ok(AnnData { x: raw.x.clone(), obs: self.obs.clone(), obs_names: self.obs_names.clone(), var_names: raw.var_names.clone(), var_ids: Vec::new(), raw: None })
+    }
+
+    /// The same data set with var column `column` as the gene names (scanpy's `gene_symbols`):
+    /// the index becomes an identifier column of its own (`var_index`). `.raw` keeps its names.
+    pub fn with_var_names_from(&self, column: &str) -> Result<AnnData> {
+        let (names, ids) = swap_var_names(&self.var_names, &self.var_ids, column)?;
+        Ok(AnnData { var_names: names, var_ids: ids, ..self.clone() })
+    }
+}
+
+/// Name under which the original var index is kept when another column becomes the gene names.
+pub const VAR_INDEX: &str = "var_index";
+
+/// `column` of `ids` as the names, the old names kept as `VAR_INDEX`; an error lists the columns.
+pub fn swap_var_names(names: &[String], ids: &[(String, Vec<String>)], column: &str) -> Result<(Vec<String>, Vec<(String, Vec<String>)>)> {
+    let Some(k) = ids.iter().position(|(n, _)| n == column) else {
+        let available: Vec<&str> = ids.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(SclabelError::InvalidOption {
+            option: "var_names".into(),
+            reason: format!(
+                "var has no string column '{column}' with a value for every gene (string columns: {})",
+                if available.is_empty() { "none".to_string() } else { available.join(", ") }
+            ),
+        });
+    };
+    let mut ids = ids.to_vec();
+    let (_, new_names) = ids.remove(k);
+    ids.insert(0, (VAR_INDEX.to_string(), names.to_vec()));
+    Ok((new_names, ids))
+}
+
+impl AnnData {
+    /// X's gene identifiers: the names, then every other identifier column.
+    pub fn gene_ids(&self) -> Vec<(&str, &[String])> {
+        std::iter::once(("var index", self.var_names.as_slice())).chain(self.var_ids.iter().map(|(n, v)| (n.as_str(), v.as_slice()))).collect()
     }
 }

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use hdf5_pure::{AttrValue, Dataset, Datatype, DatatypeByteOrder, File, FileAccessProperties, Group, MetadataCacheConfig, StringPadding, VlenStringReadOptions};
 pub use hdf5_pure::{FormatError as SourceError, ReadSeekSource, Source};
 
-use crate::data::anndata::{categorical_from_strings, AnnData, Column, ObsTable, Raw};
+use crate::data::anndata::{categorical_from_strings, swap_var_names, AnnData, Column, ObsTable, Raw};
 use crate::data::matrix::{csc_to_csr, CsrMatrix};
 use crate::data::normalize::ValueStats;
 use crate::error::{Result, SclabelError};
@@ -184,13 +184,14 @@ impl Reader {
                 ));
             }
         }
-        let var = self.read_frame(&root, "var", None, false)?;
+        let var = self.read_var(&root, uns.as_ref())?;
         let x = self.read_matrix(&root, "X", (n_obs, var.index.len()))?;
         let raw = self.read_raw(&root, n_obs)?;
         let ad = AnnData {
             x,
             obs: ObsTable { columns: obs.columns },
             obs_names: obs.index,
+            var_ids: gene_id_columns(var.columns, var.index.len()),
             var_names: var.index,
             raw,
         };
@@ -396,6 +397,14 @@ impl Reader {
                 format!("{} entries for a {n_rows} × {n_cols} matrix (expected {major} + 1)", indptr.len()),
             ));
         }
+        // The matrix held whole: 8 bytes per stored value (CSC: twice, while it becomes CSR).
+        let nnz = indptr.last().copied().unwrap_or(0);
+        let whole = nnz.saturating_mul(8).saturating_add(major.saturating_add(1).saturating_mul(8));
+        crate::memory::reserve(
+            &format!("{} of {} ({} × {}, {nnz} stored values)", path, self.name, n_rows, n_cols),
+            if kind == Sparse::Csr { whole } else { whole.saturating_mul(2) },
+            "predict it without loading it (predictScnym takes the file itself and reads a block of cells at a time), load a subset of cells or genes, or use the native CLI",
+        )?;
         let indices_path = node.child("indices");
         let indices = self.read_u32s(&self.dataset(node, "indices")?, &indices_path)?;
         let data_path = node.child("data");
@@ -493,6 +502,12 @@ impl Reader {
     }
 
     // ----------------------------------------------------------- dataframes
+
+    /// X's var with its columns (for other gene identifiers). Var columns were never needed before
+    /// and a file may hold one in an encoding this reader refuses: then the index alone is read.
+    fn read_var(&self, root: &Node, uns: Option<&Node>) -> Result<Frame> {
+        self.read_frame(root, "var", uns, true).or_else(|_| self.read_frame(root, "var", None, false))
+    }
 
     /// Reads the dataframe `parent/name` (group or old compound dataset). Columns are read only
     /// when `columns` is set (obs); for var only the index is needed.
@@ -852,6 +867,8 @@ pub struct H5adRows {
     pub obs_names: Vec<String>,
     pub obs: ObsTable,
     pub var_names: Vec<String>,
+    /// Other identifiers of the genes (see `AnnData::var_ids`; none for `.raw`).
+    pub var_ids: Vec<(String, Vec<String>)>,
 }
 
 /// Opens `source`'s X (or, with `use_raw`, `.raw`'s X and var names) for block reads.
@@ -881,7 +898,7 @@ pub fn open_h5ad_rows<S: Source + Send + Sync + 'static>(source: S, file_name: &
         if !root.has_dataset("X") && !root.has_group("X") {
             return Err(reader.unsupported("X", "missing (the file has no X matrix; is it an AnnData .h5ad file?)".into()));
         }
-        let var = reader.read_frame(&root, "var", None, false)?;
+        let var = reader.read_var(&root, uns.as_ref())?;
         (reader.node(reader.file.root(), String::new())?, var, "X")
     };
     let expected = (n_obs, var_frame.index.len());
@@ -893,8 +910,33 @@ pub fn open_h5ad_rows<S: Source + Send + Sync + 'static>(source: S, file_name: &
         n_cols: expected.1,
         obs_names: obs.index,
         obs: ObsTable { columns: obs.columns },
+        var_ids: gene_id_columns(var_frame.columns, var_frame.index.len()),
         var_names: var_frame.index,
     })
+}
+
+impl H5adRows {
+    /// Var column `column` as the gene names (see `AnnData::with_var_names_from`).
+    pub fn use_var_names_from(&mut self, column: &str) -> Result<()> {
+        let (names, ids) = swap_var_names(&self.var_names, &self.var_ids, column)?;
+        self.var_names = names;
+        self.var_ids = ids;
+        Ok(())
+    }
+
+    /// The genes' identifiers: the names, then every other identifier column.
+    pub fn gene_ids(&self) -> Vec<(&str, &[String])> {
+        std::iter::once(("var index", self.var_names.as_slice())).chain(self.var_ids.iter().map(|(n, v)| (n.as_str(), v.as_slice()))).collect()
+    }
+}
+
+/// Var's string-valued columns with a value for every gene: the candidates for gene identifiers.
+fn gene_id_columns(columns: Vec<(String, Column)>, n: usize) -> Vec<(String, Vec<String>)> {
+    columns
+        .into_iter()
+        .filter(|(_, c)| matches!(c, Column::Strings(_) | Column::Categorical { .. }) && c.len() == n)
+        .filter_map(|(name, c)| c.to_strings().into_iter().collect::<Option<Vec<String>>>().map(|v| (name, v)))
+        .collect()
 }
 
 impl Reader {

@@ -225,16 +225,21 @@ pub fn detect_from_stats(stats: &ValueStats, var_names: &[String]) -> Result<Nor
 /// no counts stay all-zero. Scaled (negative) data is refused with a message that says what to use.
 pub fn to_log_normalized(x: &CsrMatrix, var_names: &[String], target: TargetScale) -> Result<(CsrMatrix, NormalizationReport)> {
     let report = detect(x, var_names)?;
-    Ok((rescale_to_log(x, log_factor(&report)?, target), report))
+    Ok((rescale_to_log(x, log_factor(&report)?, target)?, report))
 }
 
 /// X's values made linear again (`log_factor` turns them into ln(x + 1) before expm1: 1 for ln,
 /// ln 2 for log2, `None` for linear data), then ln(x / cell total · target + 1). Cells with no
 /// counts stay all-zero.
-pub fn rescale_to_log(x: &CsrMatrix, log_factor: Option<f64>, target: TargetScale) -> CsrMatrix {
+pub fn rescale_to_log(x: &CsrMatrix, log_factor: Option<f64>, target: TargetScale) -> Result<CsrMatrix> {
+    crate::memory::reserve(
+        &format!("a normalised copy of a {} × {} matrix ({} stored values)", x.n_rows, x.n_cols, x.nnz()),
+        x.nnz() as u64 * 8 + (x.n_rows as u64 + 1) * 8,
+        "keep fewer genes (e.g. highly variable genes) or cells, or use the native CLI",
+    )?;
     let mut out = x.clone();
     rescale_in_place(&mut out, log_factor, None, target);
-    out
+    Ok(out)
 }
 
 /// The inverse of a detected log scale (see [`rescale_to_log`]); `None` for linear data. Scaled

@@ -112,12 +112,61 @@ function isDirectoryLike(source) {
     || (source && typeof source === 'object' && typeof source.get === 'function' && !isBlob(source));
 }
 
+// ------------------------------------------------------------------------------------ traps
+
+// A trap inside one of the module's async tasks does not reach the call that started it: the task
+// runs from the microtask queue, so the trap is an uncaught error of the thread (a worker's `error`
+// event, Node's `uncaughtException`). While calls are in flight it is caught here and rejects them.
+const isTrap = (e) => e instanceof WebAssembly.RuntimeError;
+let crashed = null;
+const inFlight = new Set();
+
+function crash(call, e) {
+  crashed = e.message;
+  const restart = isNode ? 'restart the process (a Node process holds one module instance)' : 'open a new client';
+  return fail('crashed', `sclabel crashed in ${call.op}${call.phase ? ` (phase: ${call.phase})` : ''}: ${e.message}. `
+    + `The module can no longer run: ${restart} — with backend 'cpu' if a lost GPU device did this; a failed allocation means the data are too big here: use fewer cells or genes, or the CLI`);
+}
+
+function onUncaught(error) {
+  if (!isTrap(error) || inFlight.size === 0) return false;
+  // Each call leaves `inFlight` (and the last one removes the listener) as its promise settles.
+  for (const call of inFlight) call.reject(crash(call, error));
+  return true;
+}
+
+const onWorkerError = (event) => { if (onUncaught(event.error)) event.preventDefault(); };
+function onNodeException(error) {
+  if (onUncaught(error)) return;
+  // Not ours: behave as if this listener were not here.
+  process.removeListener('uncaughtException', onNodeException);
+  throw error;
+}
+
+function watchTraps(call) {
+  if (inFlight.size === 0) {
+    if (isNode) process.on('uncaughtException', onNodeException);
+    else globalThis.addEventListener?.('error', onWorkerError);
+  }
+  inFlight.add(call);
+}
+
+function unwatchTraps(call) {
+  if (!inFlight.delete(call) || inFlight.size > 0) return;
+  if (isNode) process.removeListener('uncaughtException', onNodeException);
+  else globalThis.removeEventListener?.('error', onWorkerError);
+}
+
 // ---------------------------------------------------------------------------------- engine
 
 export class Engine {
   /** Starts the wasm module and a compute session ('auto' | 'webgpu' | 'cpu'). */
-  static async create({ backend = 'auto', wasm: wasmSource } = {}) {
+  static async create({ backend = 'auto', wasm: wasmSource, memoryLimit } = {}) {
     const exports = await instantiate(wasmSource);
+    if (memoryLimit !== undefined && memoryLimit !== null && !(Number.isFinite(memoryLimit) && memoryLimit > 0)) {
+      throw fail('invalid_option', `memoryLimit must be a positive number of bytes, got ${memoryLimit}`);
+    }
+    wasm.setMemoryLimit(memoryLimit ?? undefined);
     const session = await wasm.Session.start(backend);
     return new Engine(session, exports.memory);
   }
@@ -133,16 +182,31 @@ export class Engine {
     return this.session.backend;
   }
 
-  /** Runs operation `op`; returns { result, transfer } (transfer: buffers to move, not copy). */
+  /**
+   * Runs operation `op`; returns { result, transfer } (transfer: buffers to move, not copy). A
+   * trap of the wasm module (a lost GPU device, a failed allocation) rejects every call in flight
+   * with a `crashed` error naming the operation and its last phase, and every later call too.
+   */
   async call(op, args, controls = {}) {
+    if (crashed) throw fail('crashed', `sclabel stopped working after an earlier crash (${crashed}); open a new client`);
     const fn = OPS[op];
     if (!fn) throw fail('invalid_option', `unknown operation '${op}'`);
+    const call = { op, phase: null };
+    const trapped = new Promise((_, reject) => { call.reject = reject; });
+    trapped.catch(() => {});
+    const onProgress = controls.onProgress && ((p) => { call.phase = p?.phase ?? call.phase; controls.onProgress(p); });
+    const tracked = { ...controls, onProgress: onProgress ?? ((p) => { call.phase = p?.phase ?? call.phase; }) };
+    watchTraps(call);
     try {
-      const result = await fn.call(this, ...args, controls);
+      const result = await Promise.race([fn.call(this, ...args, tracked), trapped]);
       return { result, transfer: transferables(result) };
+    } catch (e) {
+      if (isTrap(e)) throw crash(call, e);
+      throw e;
     } finally {
+      unwatchTraps(call);
       // A finished or cancelled run leaves pooled GPU buffers behind; hand them back.
-      if (LONG_RUNNING.has(op)) this.session.releaseMemory();
+      if (LONG_RUNNING.has(op) && !crashed) this.session.releaseMemory();
     }
   }
 
@@ -171,10 +235,47 @@ export class Engine {
   }
 }
 
+/** An .h5ad or AnnData-Zarr from any source the package takes, as a data-set handle of `engine`. */
+async function loadSource(engine, source, { name, format } = {}, { onProgress, signal } = {}) {
+  const label = name ?? nameOf(source) ?? 'input';
+  if (isNode && typeof source === 'string' && !isUrl(source)) {
+    const stat = (await import('node:fs')).statSync(source, { throwIfNoEntry: false });
+    if (!stat) throw fail('invalid_file', `${source}: no such file or directory`);
+    if (stat.isDirectory()) source = await nodeDirectoryStore(source);
+  }
+  if (!isDirectoryLike(source) || isBlob(source)) {
+    const reader = await byteReader(source, label);
+    try {
+      const head = reader.readAt(0, Math.min(8, reader.length));
+      const kind = formatOf(source, reader, head, format);
+      if (kind === 'h5ad') {
+        const dataset = wasm.Dataset.fromH5adReader(reader.length, reader.readAt, label);
+        // The source (a File, the caller's buffer or path) is kept — not copied — for exportH5ad.
+        return engine.datasetHandle(dataset, { name: label, format: 'h5ad', source: reader.keep });
+      }
+      if (kind === 'zarr-zip') {
+        const bytes = reader.readAt(0, reader.length);
+        const dataset = await readZarr(bytes, { name: label, wasm, onProgress, signal });
+        return engine.datasetHandle(dataset, { name: label, format: 'zarr' });
+      }
+      throw fail('invalid_file', `${label}: neither an HDF5 (.h5ad) file nor a zip (AnnData-Zarr) — its first bytes are ${Array.from(head, (b) => b.toString(16).padStart(2, '0')).join(' ')}`);
+    } finally {
+      reader.close?.();
+    }
+  }
+  const dataset = await readZarr(source, { name: label, wasm, onProgress, signal });
+  return engine.datasetHandle(dataset, { name: label, format: 'zarr' });
+}
+
 /** Operations that run long enough to take progress, cancellation and GPU memory. */
 const LONG_RUNNING = new Set(['trainScnym', 'fineTuneScnym', 'buildAtlas', 'predictScnym', 'audit', 'explainScnym', 'trainHoldout']);
 
 const OPS = {
+  /** Not API: a deliberate trap inside an async task, so tests can check the crash path. */
+  async __trapForTest() {
+    return this.session.trapForTest();
+  },
+
   backend() {
     return this.session.backend;
   },
@@ -184,35 +285,14 @@ const OPS = {
     return { wasmBytes: this.memory.buffer.byteLength };
   },
 
-  async load(source, { name, format } = {}, { onProgress, signal } = {}) {
-    const label = name ?? nameOf(source) ?? 'input';
-    if (isNode && typeof source === 'string' && !isUrl(source)) {
-      const stat = (await import('node:fs')).statSync(source, { throwIfNoEntry: false });
-      if (!stat) throw fail('invalid_file', `${source}: no such file or directory`);
-      if (stat.isDirectory()) source = await nodeDirectoryStore(source);
-    }
-    if (!isDirectoryLike(source) || isBlob(source)) {
-      const reader = await byteReader(source, label);
-      try {
-        const head = reader.readAt(0, Math.min(8, reader.length));
-        const kind = formatOf(source, reader, head, format);
-        if (kind === 'h5ad') {
-          const dataset = wasm.Dataset.fromH5adReader(reader.length, reader.readAt, label);
-          // The source (a File, the caller's buffer or path) is kept — not copied — for exportH5ad.
-          return this.datasetHandle(dataset, { name: label, format: 'h5ad', source: reader.keep });
-        }
-        if (kind === 'zarr-zip') {
-          const bytes = reader.readAt(0, reader.length);
-          const dataset = await readZarr(bytes, { name: label, wasm, onProgress, signal });
-          return this.datasetHandle(dataset, { name: label, format: 'zarr' });
-        }
-        throw fail('invalid_file', `${label}: neither an HDF5 (.h5ad) file nor a zip (AnnData-Zarr) — its first bytes are ${Array.from(head, (b) => b.toString(16).padStart(2, '0')).join(' ')}`);
-      } finally {
-        reader.close?.();
-      }
-    }
-    const dataset = await readZarr(source, { name: label, wasm, onProgress, signal });
-    return this.datasetHandle(dataset, { name: label, format: 'zarr' });
+  /** `varNames`: a var column to use as the gene names (scanpy's `gene_symbols`). */
+  async load(source, { name, format, varNames } = {}, controls = {}) {
+    const handle = await loadSource(this, source, { name, format }, controls);
+    if (!varNames) return handle;
+    const entry = this.get(handle, 'dataset');
+    this.objects.delete(handle.id);
+    entry.object = entry.object.withVarNamesFrom(varNames);
+    return this.datasetHandle(entry.object, { name: entry.name, format: entry.format, source: entry.source });
   },
 
   synthetic({ nCells = 600, nGenes = 200, nClasses = 4, seed = 0 } = {}) {

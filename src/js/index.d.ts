@@ -202,9 +202,15 @@ export interface ScnymPredictOptions {
   unassigned_below?: number | null;
   embedding?: boolean;
   batch_size?: number;
+  /** When an `.h5ad` is predicted directly: the var column with the gene names (a loaded data set has its own, see `load`). */
+  var_names?: string | null;
 }
 
-export interface GeneOverlap { model_genes: number; data_genes: number; shared: number; fraction: number; missing_examples: string[]; low: boolean }
+export interface GeneOverlap {
+  model_genes: number; data_genes: number; shared: number; fraction: number; missing_examples: string[]; low: boolean;
+  /** Which of the data's identifiers matched the model's genes, e.g. "var['feature_name'] (gene symbols; the var index holds Ensembl IDs and shares 0 genes)". */
+  matched_by: string;
+}
 
 export interface ScnymPrediction {
   cells: number;
@@ -386,12 +392,24 @@ export interface OpenOptions {
   worker?: boolean;
   /** Where the .wasm is, when a bundler moved it. */
   wasm?: string | URL | Response | BufferSource | WebAssembly.Module;
+  /**
+   * Bytes the module's memory may reach before work whose data would pass it is refused with
+   * `too_large` (a message saying what is too big and what to do) instead of crashing the page.
+   * Default and most: 4 GiB minus 512 MiB of headroom.
+   */
+  memoryLimit?: number;
 }
 
 export interface Sclabel {
   /** Which backend runs and why (e.g. why 'auto' fell back to the CPU). */
   readonly backend: BackendInfo;
-  load(source: DataSource, options?: { name?: string; format?: 'auto' | 'h5ad' | 'zarr' | 'zarr-zip'; onProgress?: (p: LoadProgress) => void; signal?: AbortSignal }): Promise<DatasetHandle>;
+  /**
+   * `varNames`: the var column that holds the gene names (scanpy's `gene_symbols`, e.g.
+   * CELLxGENE's 'feature_name'); the index stays available. Without it, gene matching (a model's
+   * genes, reference ∩ query) already uses whichever of var's identifier columns shares the most
+   * genes, and says which (`report.overlap.matched_by`).
+   */
+  load(source: DataSource, options?: { name?: string; format?: 'auto' | 'h5ad' | 'zarr' | 'zarr-zip'; varNames?: string; onProgress?: (p: LoadProgress) => void; signal?: AbortSignal }): Promise<DatasetHandle>;
   synthetic(spec?: { nCells?: number; nGenes?: number; nClasses?: number; seed?: number }): Promise<DatasetHandle>;
   subset(dataset: DatasetHandle, rows: ArrayLike<number>): Promise<DatasetHandle>;
   withObs(dataset: DatasetHandle, column: string, values: string[]): Promise<DatasetHandle>;
@@ -432,7 +450,7 @@ export interface Sclabel {
 /** Errors thrown by sclabel carry a stable `code`. */
 export interface SclabelError extends Error {
   code: 'invalid_file' | 'unsupported_layout' | 'column_not_found' | 'invalid_values' | 'shape_mismatch' | 'genes'
-    | 'labels' | 'invalid_option' | 'backend' | 'cancelled' | 'crashed' | 'worker_failed' | 'closed' | 'unsupported_version' | 'internal';
+    | 'labels' | 'invalid_option' | 'backend' | 'cancelled' | 'too_large' | 'crashed' | 'worker_failed' | 'closed' | 'unsupported_version' | 'internal';
 }
 
 export function open(options?: OpenOptions): Promise<Sclabel>;

@@ -36,12 +36,14 @@ async function readManifest(location) {
  * Starts sclabel. `backend`: 'auto' (WebGPU, else CPU — the result says why), 'webgpu' or 'cpu'.
  * `worker`: run in a Web Worker (default in browsers; Node always runs in-process).
  * `wasm`: where the .wasm is, when a bundler moved it (a URL, Response, bytes or Module).
+ * `memoryLimit`: bytes the module's memory may reach before work is refused with `too_large`
+ * (default and most: 4 GiB minus 512 MiB of headroom).
  */
-export async function open({ backend = 'auto', worker = !isNode && typeof Worker !== 'undefined', wasm } = {}) {
+export async function open({ backend = 'auto', worker = !isNode && typeof Worker !== 'undefined', wasm, memoryLimit } = {}) {
   if (!BACKENDS.includes(backend)) throw fail('invalid_option', `unknown backend '${backend}'; use one of ${BACKENDS.join(', ')}`);
   const transport = worker ? new WorkerTransport() : await InProcess.create();
   try {
-    const info = await transport.call('open', [{ backend, wasm: resolved(wasm) }]);
+    const info = await transport.call('open', [{ backend, wasm: resolved(wasm), memoryLimit }]);
     return new Client(transport, info);
   } catch (e) {
     transport.close();
@@ -138,8 +140,8 @@ class Client {
   }
 
   /** Reads an .h5ad or AnnData-Zarr (File/Blob, ArrayBuffer, typed array, URL, directory handle, file list, zarr store; a path in Node). */
-  load(source, { name, format, onProgress, signal } = {}) {
-    return this.transport.call('load', [resolved(source), { name, format }], { onProgress, signal });
+  load(source, { name, format, varNames, onProgress, signal } = {}) {
+    return this.transport.call('load', [resolved(source), { name, format, varNames }], { onProgress, signal });
   }
 
   /** Seeded synthetic raw counts with `cell_type` and `batch` obs columns. */

@@ -8,7 +8,8 @@ let engine = null;
 let crashed = null;
 const controllers = new Map();
 
-/** A wasm trap (a panic, a lost device) leaves the module unusable: say so on every later call. */
+/** A wasm trap while starting leaves the module unusable: say so on every later call. (Traps
+ * during calls are turned into `crashed` errors by the engine.) */
 const isTrap = (e) => e instanceof WebAssembly.RuntimeError;
 
 self.onmessage = async ({ data }) => {

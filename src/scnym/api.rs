@@ -2,7 +2,7 @@
 //! splits), train, and predict with gene alignment. What the CLI and the wasm bindings call.
 use serde::{Deserialize, Serialize};
 
-use crate::data::align::{align_genes, check_unique, gene_map, GeneOverlap};
+use crate::data::align::{align_genes, best_gene_ids, check_unique, gene_map, GeneIdKind, GeneOverlap};
 use crate::data::h5ad::{ColumnMap, H5adRows};
 use crate::data::anndata::AnnData;
 use crate::data::labels::{check_trainable, encode_labels, sorted_codes};
@@ -110,16 +110,49 @@ pub fn check_input(stats: &ValueStats, genes: &[String], normalize: bool, what: 
 /// `x` (over `genes`) as a model over `model_genes` takes it: the model's columns are kept first
 /// (the whole matrix is never copied), then, with `normalize`, converted to ln(CPM+1) with each
 /// cell's totals over *all* of its genes — the same values as normalising everything, then
-/// subsetting.
-pub fn kept_model_input(x: &CsrMatrix, genes: &[String], model_genes: &[String], normalize: bool, what: &str) -> Result<(CsrMatrix, NormalizationReport, GeneOverlap)> {
-    check_unique(genes, &format!("the {what}"))?;
+/// subsetting. `genes` are the data's identifiers (the var index first, then other identifier
+/// columns): the one sharing the most genes with the model is matched (`overlap.matched_by`).
+pub fn kept_model_input(x: &CsrMatrix, genes: &[(&str, &[String])], model_genes: &[String], normalize: bool, what: &str) -> Result<(CsrMatrix, NormalizationReport, GeneOverlap)> {
+    let index = genes[0].1;
+    check_unique(index, &format!("the {what}"))?;
     let stats = ValueStats::of(x);
-    let report = check_input(&stats, genes, normalize, what)?;
-    let (mut kept, overlap) = align_genes(x, genes, model_genes)?;
+    let report = check_input(&stats, index, normalize, what)?;
+    let (names, matched_by) = best_gene_ids(genes, model_genes);
+    let (mut kept, mut overlap) = align_genes(x, names, model_genes)?;
+    overlap.matched_by = matched_by;
     if normalize {
         rescale_in_place(&mut kept, log_factor(&report)?, stats.totals(&report.normalization), TargetScale::Cpm);
     }
     Ok((kept, report, overlap))
+}
+
+/// A data set's gene identifiers for X or `.raw` (`.raw` has its names only).
+fn gene_ids(adata: &AnnData, use_raw: bool) -> Result<Vec<(&str, &[String])>> {
+    Ok(if use_raw { vec![("var index", adata.matrix(true)?.1.as_slice())] } else { adata.gene_ids() })
+}
+
+/// The reference's and the query's identifier columns that share the most genes (each side's var
+/// index first, which wins ties), and what was shared.
+fn shared_genes<'a>(reference: &[(&'a str, &'a [String])], query: &[(&'a str, &'a [String])]) -> (&'a [String], &'a [String], Vec<String>, String, String) {
+    let mut best: Option<(&[String], &[String], Vec<String>, String, String)> = None;
+    for (k, &(rname, rnames)) in reference.iter().enumerate() {
+        if k > 0 && !is_unique(rnames) {
+            continue;
+        }
+        let (qnames, qhow) = best_gene_ids(query, rnames);
+        let qset: std::collections::HashSet<&String> = qnames.iter().collect();
+        let shared: Vec<String> = rnames.iter().filter(|g| qset.contains(g)).cloned().collect();
+        if best.as_ref().is_none_or(|b| shared.len() > b.2.len()) {
+            let rhow = if k == 0 { format!("var index ({})", GeneIdKind::of(rnames).describe()) } else { format!("var['{rname}'] ({})", GeneIdKind::of(rnames).describe()) };
+            best = Some((rnames, qnames, shared, rhow, qhow));
+        }
+    }
+    best.expect("the var index is always there")
+}
+
+fn is_unique(v: &[String]) -> bool {
+    let mut seen = std::collections::HashSet::with_capacity(v.len());
+    v.iter().all(|g| seen.insert(g.as_str()))
 }
 
 fn strings_of(adata: &AnnData, key: &str, what: &str) -> Result<Vec<String>> {
@@ -201,22 +234,32 @@ async fn transfer<O: Observer>(
     // all of its genes), so no whole-matrix copy is made.
     let (x, genes, normalization) = match query {
         None => {
-            let (rx, rnorm, _) = kept_model_input(rx, rgenes, rgenes, options.normalize, "reference")?;
+            let (rx, rnorm, _) = kept_model_input(rx, &[("var index", rgenes)], rgenes, options.normalize, "reference")?;
             (rx, rgenes.clone(), vec![rnorm])
         }
         Some(q) => {
-            let (qx, qgenes) = q.matrix(options.query_use_raw.unwrap_or(options.use_raw))?;
+            let query_raw = options.query_use_raw.unwrap_or(options.use_raw);
+            let (qx, qgenes) = q.matrix(query_raw)?;
             check_unique(qgenes, "the query")?;
-            let qset: std::collections::HashSet<&String> = qgenes.iter().collect();
-            let shared: Vec<String> = rgenes.iter().filter(|g| qset.contains(g)).cloned().collect();
+            let (rids, qids) = (gene_ids(reference, options.use_raw)?, gene_ids(q, query_raw)?);
+            let (rnames, qnames, shared, rhow, qhow) = shared_genes(&rids, &qids);
             if shared.is_empty() {
-                return Err(SclabelError::Genes("the reference and the query share no gene names (are both gene symbols of one species?)".into()));
+                return Err(SclabelError::Genes(format!(
+                    "the reference ({}, e.g. '{}') and the query ({}, e.g. '{}') share no gene names; check the species, or name the var column that holds matching identifiers (var_names)",
+                    GeneIdKind::of(rgenes).describe(),
+                    rgenes.first().map(String::as_str).unwrap_or(""),
+                    GeneIdKind::of(qgenes).describe(),
+                    qgenes.first().map(String::as_str).unwrap_or("")
+                )));
+            }
+            if !rhow.starts_with("var index") || !qhow.starts_with("var index") {
+                warnings.push(format!("genes matched by the reference's {rhow} and the query's {qhow}"));
             }
             if shared.len() < 100 {
                 warnings.push(format!("the reference and the query share only {} genes", shared.len()));
             }
-            let (ra, rnorm, _) = kept_model_input(rx, rgenes, &shared, options.normalize, "reference")?;
-            let (qa, qnorm, _) = kept_model_input(qx, qgenes, &shared, options.query_normalize.unwrap_or(options.normalize), "query")?;
+            let (ra, rnorm, _) = kept_model_input(rx, &[("var index", rgenes), ("matched", rnames)], &shared, options.normalize, "reference")?;
+            let (qa, qnorm, _) = kept_model_input(qx, &[("var index", qgenes), ("matched", qnames)], &shared, options.query_normalize.unwrap_or(options.normalize), "query")?;
             let q_rows = query_subsample(q.n_obs(), options.max_query_cells, config.seed);
             if q_rows.len() < q.n_obs() {
                 warnings.push(format!(
@@ -240,6 +283,11 @@ async fn transfer<O: Observer>(
             if let Some(s) = splits.as_mut() {
                 s.extend(std::iter::repeat_n(None, q_rows.len()));
             }
+            crate::memory::reserve(
+                &format!("the training matrix ({} reference + {} query cells × {} genes)", ra.n_rows, qa.n_rows, shared.len()),
+                (ra.nnz() + qa.nnz()) as u64 * 8 + (ra.n_rows + qa.n_rows + 1) as u64 * 8,
+                "train on fewer query cells (max_query_cells) or a smaller reference, or use the native CLI",
+            )?;
             (CsrMatrix::vstack(&[&ra, &qa])?, shared, vec![rnorm, qnorm])
         }
     };
@@ -318,8 +366,8 @@ pub struct PredictReport {
 /// `adata`'s matrix as `model` takes it: ln(CPM+1) (checked, or converted when `normalize`),
 /// columns aligned to the model's genes (missing genes are zero).
 pub fn model_input(model: &ScnymModel, adata: &AnnData, normalize: bool, use_raw: bool) -> Result<(CsrMatrix, NormalizationReport, GeneOverlap)> {
-    let (x, genes) = adata.matrix(use_raw)?;
-    kept_model_input(x, genes, &model.genes, normalize, "data")
+    let (x, _) = adata.matrix(use_raw)?;
+    kept_model_input(x, &gene_ids(adata, use_raw)?, &model.genes, normalize, "data")
 }
 
 /// The query rows that train: all of them, or a seeded uniform subsample of `max` in row order.
@@ -381,7 +429,9 @@ pub async fn predict_h5ad_rows<O: Observer>(
     device: &Device,
     observer: &mut O,
 ) -> Result<(Prediction, PredictReport)> {
-    let (map, overlap) = gene_map(&rows.var_names, &model.genes)?;
+    let (names, matched_by) = best_gene_ids(&rows.gene_ids(), &model.genes);
+    let (map, mut overlap) = gene_map(names, &model.genes)?;
+    overlap.matched_by = matched_by;
     let keep = ColumnMap::new(map, model.genes.len())?;
     let stats = rows.value_stats()?;
     let normalization = check_input(&stats, &rows.var_names, normalize, "data")?;

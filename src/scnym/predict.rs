@@ -73,6 +73,12 @@ impl PredictionParts {
             }
         }
         let h = *model.arch.block_widths().last().expect("blocks");
+        let per_cell = 4 * (model.arch.n_classes + if options.embedding { h } else { 0 }) + 40;
+        crate::memory::reserve(
+            &format!("the prediction of {total} cells ({} classes{})", model.arch.n_classes, if options.embedding { format!(", a {h}-wide embedding") } else { String::new() }),
+            (total * per_cell) as u64,
+            if options.embedding { "predict without the embedding (embedding: false), or fewer cells at a time" } else { "predict fewer cells at a time" },
+        )?;
         Ok(Self {
             options: options.clone(),
             total,

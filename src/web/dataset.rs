@@ -188,6 +188,13 @@ impl JsDataset {
         convert::to_js(&col.to_strings())
     }
 
+    /// A new data set whose gene names are var column `column` (scanpy's `gene_symbols`); the old
+    /// index stays as an identifier column (`var_index`).
+    #[wasm_bindgen(js_name = withVarNamesFrom)]
+    pub fn with_var_names_from(&self, column: &str) -> Result<JsDataset, JsValue> {
+        self.inner.with_var_names_from(column).map(|a| JsDataset { inner: Rc::new(a) }).map_err(to_js)
+    }
+
     #[wasm_bindgen(js_name = varNames)]
     pub fn var_names(&self) -> Vec<String> {
         self.inner.var_names.clone()

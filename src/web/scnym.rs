@@ -69,6 +69,8 @@ struct JsPredictOptions {
     unassigned_below: Option<f32>,
     embedding: Option<bool>,
     batch_size: Option<usize>,
+    /// Streamed files only: the var column with the gene names (a loaded data set has its own).
+    var_names: Option<String>,
 }
 
 impl JsPredictOptions {
@@ -145,7 +147,10 @@ impl JsSession {
     #[allow(clippy::too_many_arguments)]
     pub fn predict_scnym_h5ad(&self, model: &JsScnymModel, length: f64, read_at: Function, name: &str, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
         let o: JsPredictOptions = convert::options(options, "options")?;
-        let rows = open_h5ad_rows(JsSource::new(length, read_at), name, o.use_raw).map_err(to_js)?;
+        let mut rows = open_h5ad_rows(JsSource::new(length, read_at), name, o.use_raw).map_err(to_js)?;
+        if let Some(column) = &o.var_names {
+            rows.use_var_names_from(column).map_err(to_js)?;
+        }
         let (model, device) = (model.inner.clone(), self.device.device.clone());
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);

@@ -69,3 +69,25 @@ impl JsSession {
         }))
     }
 }
+
+#[wasm_bindgen(js_class = Session)]
+impl JsSession {
+    /// Traps inside an async task, as a lost GPU device or a failed allocation does: the engine's
+    /// crash path (a `crashed` error naming the operation, never an uncaught RuntimeError) is
+    /// tested with it. Not part of the package's API.
+    #[wasm_bindgen(js_name = trapForTest)]
+    pub fn trap_for_test(&self) -> js_sys::Promise {
+        wasm_bindgen_futures::future_to_promise(async {
+            // One turn of the event loop first, so the trap happens in a later task, not this call.
+            let _ = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&JsValue::NULL)).await;
+            std::process::abort();
+        })
+    }
+}
+
+/// Caps the memory sclabel's data may take (bytes; at most 4 GiB minus headroom, the default):
+/// past it, work is refused with `too_large` instead of running the page out of memory.
+#[wasm_bindgen(js_name = setMemoryLimit)]
+pub fn set_memory_limit(bytes: Option<f64>) {
+    crate::memory::set_limit(bytes.filter(|b| *b > 0.0).map(|b| b as u64));
+}

@@ -75,6 +75,7 @@ fn package_10k(device: &burn::prelude::Device) {
         obs_names: (0..n).map(|i| format!("cell{i}")).collect(),
         var_names: hvg,
         var_ids: Vec::new(),
+        x_stats: None,
         raw: None,
     };
     let options = AtlasOptions { id: "pbmc3k-resampled-10k".into(), config: Some(json!({ "n_epochs": 20 })), ..Default::default() };

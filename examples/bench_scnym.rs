@@ -134,6 +134,7 @@ fn resampled(src: &AnnData, n: usize, seed: u64) -> AnnData {
         obs_names: (0..n).map(|i| format!("cell{i}")).collect(),
         var_names: src.var_names.clone(),
         var_ids: Vec::new(),
+        x_stats: None,
         raw: None,
     }
 }

@@ -71,7 +71,7 @@ fn fine_tuning_starts_from_the_atlas_model() {
     let full = synthetic_counts(&SyntheticSpec { seed: 12, ..SPEC });
     let keep: Vec<String> = full.var_names[..100].to_vec();
     let (x, _) = align_genes(&full.x, &full.var_names, &keep).unwrap();
-    let query = sclabel::data::anndata::AnnData { x, var_names: keep, var_ids: Vec::new(), ..full.clone() };
+    let query = sclabel::data::anndata::AnnData { x, var_names: keep, var_ids: Vec::new(), x_stats: None, ..full.clone() };
     let truth: Vec<String> = full.obs.get("cell_type").unwrap().to_strings().into_iter().map(Option::unwrap).collect();
     let accuracy = |m: &ScnymModel| {
         let (p, _) = block_on(predict_adata(m, &query, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();

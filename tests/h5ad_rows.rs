@@ -175,7 +175,7 @@ fn genes_match_by_the_var_column_a_model_shares() {
     assert_eq!(ad.var_ids[0].0, "feature_name");
     // A symbol-based model: matched by feature_name, and said so.
     let model_genes: Vec<String> = ["SYM5", "SYM0", "SYMX"].map(String::from).to_vec();
-    let (x, _, overlap) = kept_model_input(&ad.x, &ad.gene_ids(), &model_genes, true, "data").unwrap();
+    let (x, _, overlap) = kept_model_input(&ad.x, &ad.gene_ids(), &ad.value_stats(false).unwrap(), &model_genes, true, "data").unwrap();
     assert_eq!(overlap.shared, 2);
     assert!(overlap.matched_by.starts_with("var['feature_name'] (gene symbols; the var index holds Ensembl IDs"), "{}", overlap.matched_by);
     // Cell 0 has genes 0 (1 count) and 5 (7 counts) of 11 in all: ln(CPM+1) over all genes.
@@ -191,4 +191,53 @@ fn genes_match_by_the_var_column_a_model_shares() {
     // The block reader has the same identifiers.
     let rows = rows_of(&bytes, "cellxgene.h5ad", false);
     assert_eq!(rows.var_ids, ad.var_ids);
+}
+
+/// A data set loaded with a gene selection gives what the full one gives: its X is the kept
+/// columns, and normalising it (scNym's ln(CPM+1), Annotatability's ln(CP10k+1)) or preparing a
+/// model's input from it equals doing so on the full matrix.
+fn check_gene_selection(bytes: &[u8], name: &str, genes: &[String]) {
+    use sclabel::data::h5ad::read_h5ad_source_genes;
+    use sclabel::scnym::api::kept_model_input;
+    let full = read_h5ad(bytes, name).unwrap();
+    let source = ReadSeekSource::new(Cursor::new(bytes.to_vec())).unwrap();
+    let sub = read_h5ad_source_genes(source, name, genes).unwrap();
+    let cols: Vec<usize> = (0..full.n_vars()).filter(|&j| genes.contains(&full.var_names[j])).collect();
+    assert_eq!(sub.x, full.x.select_cols(&cols), "{name}");
+    assert_eq!(sub.obs_names, full.obs_names);
+    assert_eq!(sub.obs, full.obs);
+    for target in [TargetScale::Cpm, TargetScale::Cp10k] {
+        let (a, ra) = sclabel::data::normalize::to_log_normalized_with(&sub.x, &sub.var_names, &sub.value_stats(false).unwrap(), target).unwrap();
+        let (b, rb) = to_log_normalized(&full.x, &full.var_names, target).unwrap();
+        assert_eq!(ra, rb);
+        let b = b.select_cols(&cols);
+        let worst = a.data.iter().zip(&b.data).map(|(u, v)| (u - v).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5 && a.indices == b.indices, "{name}: {worst}");
+    }
+    let model_genes: Vec<String> = genes.iter().rev().cloned().collect();
+    let (a, _, oa) = kept_model_input(&sub.x, &sub.gene_ids(), &sub.value_stats(false).unwrap(), &model_genes, true, "data").unwrap();
+    let (b, _, ob) = kept_model_input(&full.x, &full.gene_ids(), &full.value_stats(false).unwrap(), &model_genes, true, "data").unwrap();
+    assert_eq!(oa.shared, ob.shared);
+    assert_eq!((a.indptr.clone(), a.indices.clone()), (b.indptr.clone(), b.indices.clone()));
+    let worst = a.data.iter().zip(&b.data).map(|(u, v)| (u - v).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-5, "{name}: {worst}");
+    // Subsets of cells keep their whole-row statistics.
+    let rows = [2usize, 0];
+    let (a, _) = sclabel::data::normalize::to_log_normalized_with(&sub.select_obs(&rows).unwrap().x, &sub.var_names, &sub.select_obs(&rows).unwrap().value_stats(false).unwrap(), TargetScale::Cpm).unwrap();
+    let (b, _) = to_log_normalized(&full.select_obs(&rows).unwrap().x, &full.var_names, TargetScale::Cpm).unwrap();
+    assert!(a.data.iter().zip(&b.select_cols(&cols).data).all(|(u, v)| (u - v).abs() < 1e-5));
+}
+
+#[test]
+fn loading_with_a_gene_selection_gives_the_full_files_results() {
+    let bytes = csc_file(COUNTS);
+    check_gene_selection(&bytes, "csc.h5ad", &["var5".to_string(), "var0".to_string(), "var3".to_string()]);
+    if let Some(b) = shared("pbmc3k_raw_labeled.h5ad") {
+        let genes: Vec<String> = read_h5ad(&b, "pbmc3k").unwrap().var_names.iter().step_by(7).cloned().collect();
+        check_gene_selection(&b, "pbmc3k", &genes);
+    }
+    // None of the genes: a clear error.
+    let source = ReadSeekSource::new(Cursor::new(bytes)).unwrap();
+    let e = sclabel::data::h5ad::read_h5ad_source_genes(source, "csc.h5ad", &["TP53".to_string()]).unwrap_err().to_string();
+    assert!(e.contains("none of the 1 genes asked for"), "{e}");
 }

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use super::matrix::{AtlasMatrix, ValueEncoding};
 use burn::prelude::Device;
 use crate::data::anndata::AnnData;
-use crate::scnym::api::{prepare_input, train_transfer, TransferOptions};
+use crate::scnym::api::{prepare_input_with, train_transfer, TransferOptions};
 use crate::train::progress::Observer;
 use crate::{Result, SclabelError};
 
@@ -84,7 +84,7 @@ pub async fn build_atlas<O: Observer>(reference: &AnnData, options: &AtlasOption
         return Err(SclabelError::InvalidOption { option: "id".into(), reason: format!("'{}': use letters, digits, '-', '_' or '.'", options.id) });
     }
     let (x, genes) = reference.matrix(options.use_raw)?;
-    let (x, normalization) = prepare_input(x, genes, options.normalize, "reference")?;
+    let (x, normalization) = prepare_input_with(x, genes, &*reference.value_stats(options.use_raw)?, options.normalize, "reference")?;
     let matrix = AtlasMatrix::from_reference(reference, &x, genes, &options.label_key, options.domain_key.as_deref(), options.max_cells_per_class, options.seed)?;
     let matrix_bytes = matrix.to_bytes(options.values)?;
     let stored = AtlasMatrix::from_bytes(&matrix_bytes)?;

@@ -8,7 +8,7 @@ use crate::data::align::{align_genes, check_unique};
 use crate::data::anndata::{AnnData, Column, ObsTable};
 use crate::data::labels::sorted_codes;
 use crate::data::matrix::CsrMatrix;
-use crate::scnym::api::prepare_input;
+use crate::scnym::api::prepare_input_with;
 use crate::{Result, SclabelError};
 
 /// The combined reference's obs columns.
@@ -37,7 +37,7 @@ pub fn combine_references(parts: &[ReferencePart], label_map: &BTreeMap<String, 
     for p in parts {
         let (x, genes) = p.adata.matrix(p.use_raw)?;
         check_unique(genes, &p.name)?;
-        let (x, _) = prepare_input(x, genes, p.normalize, &p.name)?;
+        let (x, _) = prepare_input_with(x, genes, &*p.adata.value_stats(p.use_raw)?, p.normalize, &p.name)?;
         prepared.push((x, genes.clone()));
     }
     let mut shared: Vec<String> = prepared[0].1.clone();
@@ -95,7 +95,7 @@ pub fn combine_references(parts: &[ReferencePart], label_map: &BTreeMap<String, 
         Column::Categorical { codes, categories }
     };
     let obs = ObsTable { columns: vec![(LABEL_COLUMN.into(), categorical(&labels)), (DATASET_COLUMN.into(), categorical(&datasets))] };
-    let adata = AnnData { x, obs, obs_names: names, var_names: shared, var_ids: Vec::new(), raw: None };
+    let adata = AnnData { x, obs, obs_names: names, var_names: shared, var_ids: Vec::new(), x_stats: None, raw: None };
     adata.validate()?;
     Ok((adata, warnings))
 }

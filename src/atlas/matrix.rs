@@ -140,7 +140,7 @@ impl AtlasMatrix {
         if let Some(k) = &self.domain_key {
             columns.push((k.clone(), Column::Categorical { codes: self.domain_codes.clone(), categories: self.domains.clone() }));
         }
-        AnnData { x: self.x.clone(), obs: ObsTable { columns }, obs_names: self.cell_names.clone(), var_names: self.genes.clone(), var_ids: Vec::new(), raw: None }
+        AnnData { x: self.x.clone(), obs: ObsTable { columns }, obs_names: self.cell_names.clone(), var_names: self.genes.clone(), var_ids: Vec::new(), x_stats: None, raw: None }
     }
 
     /// The compressed file's bytes.

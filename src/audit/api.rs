@@ -15,7 +15,7 @@ use crate::data::anndata::AnnData;
 use crate::data::hvg::{highly_variable_genes, HvgFlavor, HvgOptions};
 use crate::data::labels::{check_trainable, encode_labels};
 use crate::data::matrix::CsrMatrix;
-use crate::data::normalize::{to_log_normalized, Normalization, NormalizationReport, TargetScale};
+use crate::data::normalize::{to_log_normalized_with, Normalization, NormalizationReport, TargetScale};
 use crate::error::{Result, SclabelError};
 use crate::train::classifier::{predict_proba, train_mlp, EpochStats, TrainOptions};
 use crate::train::progress::Observer;
@@ -133,7 +133,7 @@ fn derived(options: &TrainOptions, stream: u64) -> TrainOptions {
 
 pub async fn audit_adata<O: Observer>(adata: &AnnData, options: &AuditOptions, device: &ComputeDevice, observer: &mut O) -> Result<AuditReport> {
     let (source_x, all_genes) = adata.matrix(options.use_raw)?;
-    let (x, normalization) = to_log_normalized(source_x, all_genes, options.normalize)?;
+    let (x, normalization) = to_log_normalized_with(source_x, all_genes, &*adata.value_stats(options.use_raw)?, options.normalize)?;
     let labels = encode_labels(adata.obs.get(&options.label_key)?, &options.label_key, &adata.obs_names, &options.exclude_labels)?;
     check_trainable(&labels, &options.label_key)?;
     let n_classes = labels.n_classes();
@@ -350,7 +350,7 @@ pub async fn trainability_graph<O: Observer>(
     if source_x.n_rows != adata.n_obs() || report.cells.iter().any(|&r| r >= source_x.n_rows) {
         return Err(SclabelError::ShapeMismatch("the audit report does not belong to this data set".into()));
     }
-    let (x, _) = to_log_normalized(source_x, var_names, report.options.normalize)?;
+    let (x, _) = to_log_normalized_with(source_x, var_names, &*adata.value_stats(report.options.use_raw)?, report.options.normalize)?;
     // The audit's genes (normalised over all genes first, as the audit did).
     let position: std::collections::HashMap<&str, usize> = var_names.iter().enumerate().map(|(j, g)| (g.as_str(), j)).collect();
     let cols = report

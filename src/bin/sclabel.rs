@@ -26,7 +26,7 @@ use sclabel::block_on;
 use sclabel::data::anndata::AnnData;
 use sclabel::data::hvg::{HvgFlavor, HvgOptions};
 use sclabel::data::normalize::TargetScale;
-use sclabel::data::h5ad::{open_h5ad_rows, read_h5ad_source, ReadSeekSource};
+use sclabel::data::h5ad::{open_h5ad_rows, read_h5ad_source, read_h5ad_source_genes, ReadSeekSource};
 use sclabel::data::h5ad_export::{annotate_h5ad, DenseF32, H5adAdditions, ObsValues};
 use sclabel::scnym::api::{fine_tune, predict_adata, predict_h5ad_rows, train_transfer, TransferOptions};
 use sclabel::scnym::bundle::ScnymModel;
@@ -586,7 +586,16 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 (None, None) => unreachable!("clap requires --reference or --atlas"),
             };
-            let q = query.as_deref().map(load_h5ad).transpose()?;
+            // The query's X keeps only the reference's genes (with its whole-row statistics, so
+            // normalisation is unchanged); its .raw, when asked for, is read whole.
+            let q = match query.as_deref() {
+                Some(path) if !options.query_use_raw.unwrap_or(options.use_raw) && VAR_NAMES.get().cloned().flatten().is_none() => {
+                    let (_, rgenes) = r.matrix(options.use_raw)?;
+                    Some(read_h5ad_source_genes(file_source(path)?, &path.display().to_string(), rgenes)?)
+                }
+                Some(path) => Some(load_h5ad(path)?),
+                None => None,
+            };
             let bar = bar(cli.quiet);
             let (mut model, warnings) = match &pretrained {
                 Some(m) => block_on(fine_tune(m, &r, q.as_ref(), &options, &dev.device, &mut observe(&bar)))?,

@@ -1,5 +1,6 @@
 //! The in-memory AnnData subset sclabel works with: X as CSR, obs columns, obs/var names, `.raw`.
 use crate::data::matrix::CsrMatrix;
+use crate::data::normalize::ValueStats;
 use crate::error::{Result, SclabelError};
 
 /// One obs column. Categoricals keep anndata's codes + categories form (code −1 = missing).
@@ -112,6 +113,10 @@ pub struct AnnData {
     /// Other identifiers of X's genes: var's string columns with a value for every gene (e.g.
     /// CELLxGENE's `feature_name` symbols beside Ensembl IDs in the index), by column name.
     pub var_ids: Vec<(String, Vec<String>)>,
+    /// When X holds only some of its file's genes (loaded with a gene selection): what
+    /// normalisation needs from the whole rows — the scale and each cell's totals over all genes —
+    /// so every result equals that of the full matrix (see [`AnnData::value_stats`]).
+    pub x_stats: Option<ValueStats>,
     pub raw: Option<Raw>,
 }
 
@@ -131,6 +136,9 @@ impl AnnData {
         }
         if self.var_names.len() != g {
             return Err(SclabelError::ShapeMismatch(format!("{} var names for {g} genes", self.var_names.len())));
+        }
+        if let Some(s) = self.x_stats.as_ref().filter(|s| s.sums.len() != n) {
+            return Err(SclabelError::ShapeMismatch(format!("value statistics of {} cells for {n} cells", s.sums.len())));
         }
         if let Some((name, ids)) = self.var_ids.iter().find(|(_, ids)| ids.len() != g) {
             return Err(SclabelError::ShapeMismatch(format!("var column '{name}' has {} values for {g} genes", ids.len())));
@@ -164,6 +172,7 @@ impl AnnData {
             obs_names: rows.iter().map(|&r| self.obs_names[r].clone()).collect(),
             var_names: self.var_names.clone(),
             var_ids: self.var_ids.clone(),
+            x_stats: self.x_stats.as_ref().map(|s| s.select_rows(rows)),
             raw: self.raw.as_ref().map(|raw| Raw { x: raw.x.select_rows(rows), var_names: raw.var_names.clone() }),
         })
     }
@@ -196,7 +205,7 @@ impl AnnData {
             option: "use_raw".into(),
             reason: "the data set has no .raw".into(),
         })?;
-        Ok(AnnData { x: raw.x.clone(), obs: self.obs.clone(), obs_names: self.obs_names.clone(), var_names: raw.var_names.clone(), var_ids: Vec::new(), raw: None })
+        Ok(AnnData { x: raw.x.clone(), obs: self.obs.clone(), obs_names: self.obs_names.clone(), var_names: raw.var_names.clone(), var_ids: Vec::new(), x_stats: None, raw: None })
     }
 
     /// The same data set with var column `column` as the gene names (scanpy's `gene_symbols`):
@@ -229,6 +238,16 @@ pub fn swap_var_names(names: &[String], ids: &[(String, Vec<String>)], column: &
 }
 
 impl AnnData {
+    /// What normalising X or `.raw` needs from the whole rows: kept from loading when X is a gene
+    /// selection, computed from the matrix otherwise.
+    pub fn value_stats(&self, use_raw: bool) -> Result<std::borrow::Cow<'_, ValueStats>> {
+        let (x, _) = self.matrix(use_raw)?;
+        Ok(match (&self.x_stats, use_raw) {
+            (Some(s), false) => std::borrow::Cow::Borrowed(s),
+            _ => std::borrow::Cow::Owned(ValueStats::of(x)),
+        })
+    }
+
     /// X's gene identifiers: the names, then every other identifier column.
     pub fn gene_ids(&self) -> Vec<(&str, &[String])> {
         std::iter::once(("var index", self.var_names.as_slice())).chain(self.var_ids.iter().map(|(n, v)| (n.as_str(), v.as_slice()))).collect()

@@ -314,7 +314,7 @@ impl AnnDataBuilder {
             }
             None => None,
         };
-        let ad = AnnData { x, obs: ObsTable { columns: self.obs }, obs_names, var_names, var_ids: Vec::new(), raw };
+        let ad = AnnData { x, obs: ObsTable { columns: self.obs }, obs_names, var_names, var_ids: Vec::new(), x_stats: None, raw };
         ad.validate()?;
         Ok(ad)
     }

@@ -193,6 +193,7 @@ impl Reader {
             obs_names: obs.index,
             var_ids: gene_id_columns(var.columns, var.index.len()),
             var_names: var.index,
+            x_stats: None,
             raw,
         };
         ad.validate()?;
@@ -913,6 +914,61 @@ pub fn open_h5ad_rows<S: Source + Send + Sync + 'static>(source: S, file_name: &
         var_ids: gene_id_columns(var_frame.columns, var_frame.index.len()),
         var_names: var_frame.index,
     })
+}
+
+/// Reads an `.h5ad`'s X keeping only `genes` (matched by whichever of var's identifier columns
+/// shares the most with them), with obs, and what normalisation needs from the whole rows
+/// (`AnnData::x_stats`: the scale, each cell's totals over all genes), so every result equals that
+/// of the full matrix. Memory is the kept matrix plus one block, never the whole X. `.raw` is not
+/// read. The kept genes stay in the file's order; `genes` the file lacks are simply absent.
+pub fn read_h5ad_source_genes<S: Source + Send + Sync + 'static>(source: S, file_name: &str, genes: &[String]) -> Result<AnnData> {
+    let rows = open_h5ad_rows(source, file_name, false)?;
+    let ids = rows.gene_ids();
+    let (names, _) = crate::data::align::best_gene_ids(&ids, genes);
+    let wanted: std::collections::HashSet<&str> = genes.iter().map(String::as_str).collect();
+    let kept: Vec<usize> = (0..rows.n_cols).filter(|&j| wanted.contains(names[j].as_str())).collect();
+    if kept.is_empty() {
+        return Err(SclabelError::Genes(format!(
+            "{file_name}: none of the {} genes asked for (e.g. '{}') is in the file ({} genes, e.g. '{}')",
+            genes.len(),
+            genes.first().map(String::as_str).unwrap_or(""),
+            rows.n_cols,
+            rows.var_names.first().map(String::as_str).unwrap_or("")
+        )));
+    }
+    let mut map = vec![None; rows.n_cols];
+    kept.iter().enumerate().for_each(|(k, &j)| map[j] = Some(k as u32));
+    let keep = ColumnMap::new(map, kept.len())?;
+    let stats = rows.value_stats()?;
+    let (mut indptr, mut indices, mut data) = (vec![0u64], Vec::new(), Vec::new());
+    let block = rows.block_rows();
+    let mut start = 0;
+    while start < rows.n_rows {
+        let end = (start + block).min(rows.n_rows);
+        let part = rows.read_rows(start..end, &keep)?;
+        crate::memory::reserve(
+            &format!("{file_name}: {} of its genes for {} cells", kept.len(), rows.n_rows),
+            (part.nnz() as u64) * 8,
+            "keep fewer genes or cells, or predict the file without loading it (predictScnym takes the file itself)",
+        )?;
+        let offset = data.len() as u64;
+        indptr.extend(part.indptr[1..].iter().map(|&p| p + offset));
+        indices.extend_from_slice(&part.indices);
+        data.extend_from_slice(&part.data);
+        start = end;
+    }
+    let x = CsrMatrix::new(rows.n_rows, kept.len(), indptr, indices, data)?;
+    let pick = |v: &[String]| kept.iter().map(|&j| v[j].clone()).collect::<Vec<String>>();
+    let var_names = pick(names);
+    // Every identifier column but the one that became the names (the index under `var_index`).
+    let var_ids = ids
+        .iter()
+        .filter(|(_, v)| !std::ptr::eq(v.as_ptr(), names.as_ptr()))
+        .map(|&(n, v)| (if n == "var index" { crate::data::anndata::VAR_INDEX.to_string() } else { n.to_string() }, pick(v)))
+        .collect();
+    let ad = AnnData { x, obs: rows.obs.clone(), obs_names: rows.obs_names.clone(), var_names, var_ids, x_stats: Some(stats), raw: None };
+    ad.validate()?;
+    Ok(ad)
 }
 
 impl H5adRows {

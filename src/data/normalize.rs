@@ -81,7 +81,7 @@ fn consistent_total(totals: &[f64]) -> Option<f64> {
 /// What detection needs from every stored value of a matrix, gathered a row at a time, so a
 /// reader that keeps only some genes can still tell the scale (and each cell's totals over all
 /// genes) as if it held the whole matrix.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ValueStats {
     pub min: f32,
     pub max: f32,
@@ -135,6 +135,12 @@ impl ValueStats {
         self.sums[cell] += x;
         self.ln_totals[cell] += x.exp_m1();
         self.log2_totals[cell] += (x * std::f64::consts::LN_2).exp_m1();
+    }
+
+    /// The statistics of the cells at `rows` (global ones unchanged: they describe the data's scale).
+    pub fn select_rows(&self, rows: &[usize]) -> Self {
+        let pick = |v: &[f64]| rows.iter().map(|&r| v[r]).collect();
+        Self { sums: pick(&self.sums), ln_totals: pick(&self.ln_totals), log2_totals: pick(&self.log2_totals), non_finite: None, ..*self }
     }
 
     pub fn of(x: &CsrMatrix) -> Self {
@@ -224,21 +230,36 @@ pub fn detect_from_stats(stats: &ValueStats, var_names: &[String]) -> Result<Nor
 /// through 2^x − 1. Cells with
 /// no counts stay all-zero. Scaled (negative) data is refused with a message that says what to use.
 pub fn to_log_normalized(x: &CsrMatrix, var_names: &[String], target: TargetScale) -> Result<(CsrMatrix, NormalizationReport)> {
-    let report = detect(x, var_names)?;
-    Ok((rescale_to_log(x, log_factor(&report)?, target)?, report))
+    to_log_normalized_with(x, var_names, &ValueStats::of(x), target)
+}
+
+/// [`to_log_normalized`] with the value statistics of the whole rows `x` was taken from (a data set
+/// loaded with only some of its genes keeps them): the scale is detected, and each cell normalised
+/// by its total, over all of its genes.
+pub fn to_log_normalized_with(x: &CsrMatrix, var_names: &[String], stats: &ValueStats, target: TargetScale) -> Result<(CsrMatrix, NormalizationReport)> {
+    if stats.sums.len() != x.n_rows {
+        return Err(SclabelError::ShapeMismatch(format!("value statistics of {} cells for {} cells", stats.sums.len(), x.n_rows)));
+    }
+    let report = detect_from_stats(stats, var_names)?;
+    Ok((rescaled_copy(x, log_factor(&report)?, stats.totals(&report.normalization), target)?, report))
 }
 
 /// X's values made linear again (`log_factor` turns them into ln(x + 1) before expm1: 1 for ln,
 /// ln 2 for log2, `None` for linear data), then ln(x / cell total · target + 1). Cells with no
 /// counts stay all-zero.
 pub fn rescale_to_log(x: &CsrMatrix, log_factor: Option<f64>, target: TargetScale) -> Result<CsrMatrix> {
+    rescaled_copy(x, log_factor, None, target)
+}
+
+/// A copy of `x` rescaled by [`rescale_in_place`], after checking that it fits the memory budget.
+fn rescaled_copy(x: &CsrMatrix, log_factor: Option<f64>, totals: Option<&[f64]>, target: TargetScale) -> Result<CsrMatrix> {
     crate::memory::reserve(
         &format!("a normalised copy of a {} × {} matrix ({} stored values)", x.n_rows, x.n_cols, x.nnz()),
         x.nnz() as u64 * 8 + (x.n_rows as u64 + 1) * 8,
         "keep fewer genes (e.g. highly variable genes) or cells, or use the native CLI",
     )?;
     let mut out = x.clone();
-    rescale_in_place(&mut out, log_factor, None, target);
+    rescale_in_place(&mut out, log_factor, totals, target);
     Ok(out)
 }
 

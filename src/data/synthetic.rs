@@ -64,6 +64,7 @@ pub fn synthetic_counts(spec: &SyntheticSpec) -> AnnData {
         obs_names: (0..spec.n_cells).map(|i| format!("cell_{i}")).collect(),
         var_names: (0..spec.n_genes).map(|g| format!("gene_{g}")).collect(),
         var_ids: Vec::new(),
+        x_stats: None,
         raw: None,
     }
 }

@@ -236,7 +236,7 @@ export class Engine {
 }
 
 /** An .h5ad or AnnData-Zarr from any source the package takes, as a data-set handle of `engine`. */
-async function loadSource(engine, source, { name, format } = {}, { onProgress, signal } = {}) {
+async function loadSource(engine, source, { name, format, genes } = {}, { onProgress, signal } = {}) {
   const label = name ?? nameOf(source) ?? 'input';
   if (isNode && typeof source === 'string' && !isUrl(source)) {
     const stat = (await import('node:fs')).statSync(source, { throwIfNoEntry: false });
@@ -249,7 +249,9 @@ async function loadSource(engine, source, { name, format } = {}, { onProgress, s
       const head = reader.readAt(0, Math.min(8, reader.length));
       const kind = formatOf(source, reader, head, format);
       if (kind === 'h5ad') {
-        const dataset = wasm.Dataset.fromH5adReader(reader.length, reader.readAt, label);
+        const dataset = genes
+          ? wasm.Dataset.fromH5adReaderGenes(reader.length, reader.readAt, label, Array.from(genes, String))
+          : wasm.Dataset.fromH5adReader(reader.length, reader.readAt, label);
         // The source (a File, the caller's buffer or path) is kept — not copied — for exportH5ad.
         return engine.datasetHandle(dataset, { name: label, format: 'h5ad', source: reader.keep });
       }
@@ -285,9 +287,12 @@ const OPS = {
     return { wasmBytes: this.memory.buffer.byteLength };
   },
 
-  /** `varNames`: a var column to use as the gene names (scanpy's `gene_symbols`). */
-  async load(source, { name, format, varNames } = {}, controls = {}) {
-    const handle = await loadSource(this, source, { name, format }, controls);
+  /**
+   * `varNames`: a var column to use as the gene names (scanpy's `gene_symbols`). `genes`: keep
+   * only these genes of an .h5ad's X (read block by block; normalisation still sees whole cells).
+   */
+  async load(source, { name, format, varNames, genes } = {}, controls = {}) {
+    const handle = await loadSource(this, source, { name, format, genes }, controls);
     if (!varNames) return handle;
     const entry = this.get(handle, 'dataset');
     this.objects.delete(handle.id);

@@ -140,8 +140,8 @@ class Client {
   }
 
   /** Reads an .h5ad or AnnData-Zarr (File/Blob, ArrayBuffer, typed array, URL, directory handle, file list, zarr store; a path in Node). */
-  load(source, { name, format, varNames, onProgress, signal } = {}) {
-    return this.transport.call('load', [resolved(source), { name, format, varNames }], { onProgress, signal });
+  load(source, { name, format, varNames, genes, onProgress, signal } = {}) {
+    return this.transport.call('load', [resolved(source), { name, format, varNames, genes: genes && Array.from(genes) }], { onProgress, signal });
   }
 
   /** Seeded synthetic raw counts with `cell_type` and `batch` obs columns. */

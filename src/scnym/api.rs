@@ -7,7 +7,7 @@ use crate::data::h5ad::{ColumnMap, H5adRows};
 use crate::data::anndata::AnnData;
 use crate::data::labels::{check_trainable, encode_labels, sorted_codes};
 use crate::data::matrix::CsrMatrix;
-use crate::data::normalize::{detect_from_stats, log_factor, rescale_in_place, to_log_normalized, Normalization, NormalizationReport, TargetScale, ValueStats};
+use crate::data::normalize::{detect_from_stats, log_factor, rescale_in_place, to_log_normalized_with, Normalization, NormalizationReport, TargetScale, ValueStats};
 use crate::error::{Result, SclabelError};
 use crate::scnym::bundle::{InputSpec, Provenance, ScnymModel};
 use crate::scnym::config::ScnymConfig;
@@ -78,10 +78,15 @@ impl Default for TransferOptions {
 
 /// Brings X to ln(CPM+1), or explains why it isn't and how to fix it.
 pub fn prepare_input(x: &CsrMatrix, genes: &[String], normalize: bool, what: &str) -> Result<(CsrMatrix, NormalizationReport)> {
+    prepare_input_with(x, genes, &ValueStats::of(x), normalize, what)
+}
+
+/// [`prepare_input`] with the value statistics of the whole rows (see `AnnData::value_stats`).
+pub fn prepare_input_with(x: &CsrMatrix, genes: &[String], stats: &ValueStats, normalize: bool, what: &str) -> Result<(CsrMatrix, NormalizationReport)> {
     if normalize {
-        return to_log_normalized(x, genes, TargetScale::Cpm);
+        return to_log_normalized_with(x, genes, stats, TargetScale::Cpm);
     }
-    Ok((x.clone(), check_input(&ValueStats::of(x), genes, false, what)?))
+    Ok((x.clone(), check_input(stats, genes, false, what)?))
 }
 
 /// The detected scale of data with these value statistics, checked against what a scNym model
@@ -112,11 +117,18 @@ pub fn check_input(stats: &ValueStats, genes: &[String], normalize: bool, what: 
 /// cell's totals over *all* of its genes — the same values as normalising everything, then
 /// subsetting. `genes` are the data's identifiers (the var index first, then other identifier
 /// columns): the one sharing the most genes with the model is matched (`overlap.matched_by`).
-pub fn kept_model_input(x: &CsrMatrix, genes: &[(&str, &[String])], model_genes: &[String], normalize: bool, what: &str) -> Result<(CsrMatrix, NormalizationReport, GeneOverlap)> {
+/// `stats`: what normalisation needs from the whole rows (`AnnData::value_stats`).
+pub fn kept_model_input(
+    x: &CsrMatrix,
+    genes: &[(&str, &[String])],
+    stats: &ValueStats,
+    model_genes: &[String],
+    normalize: bool,
+    what: &str,
+) -> Result<(CsrMatrix, NormalizationReport, GeneOverlap)> {
     let index = genes[0].1;
     check_unique(index, &format!("the {what}"))?;
-    let stats = ValueStats::of(x);
-    let report = check_input(&stats, index, normalize, what)?;
+    let report = check_input(stats, index, normalize, what)?;
     let (names, matched_by) = best_gene_ids(genes, model_genes);
     let (mut kept, mut overlap) = align_genes(x, names, model_genes)?;
     overlap.matched_by = matched_by;
@@ -234,7 +246,8 @@ async fn transfer<O: Observer>(
     // all of its genes), so no whole-matrix copy is made.
     let (x, genes, normalization) = match query {
         None => {
-            let (rx, rnorm, _) = kept_model_input(rx, &[("var index", rgenes)], rgenes, options.normalize, "reference")?;
+            let stats = reference.value_stats(options.use_raw)?;
+            let (rx, rnorm, _) = kept_model_input(rx, &[("var index", rgenes)], &stats, rgenes, options.normalize, "reference")?;
             (rx, rgenes.clone(), vec![rnorm])
         }
         Some(q) => {
@@ -258,8 +271,9 @@ async fn transfer<O: Observer>(
             if shared.len() < 100 {
                 warnings.push(format!("the reference and the query share only {} genes", shared.len()));
             }
-            let (ra, rnorm, _) = kept_model_input(rx, &[("var index", rgenes), ("matched", rnames)], &shared, options.normalize, "reference")?;
-            let (qa, qnorm, _) = kept_model_input(qx, &[("var index", qgenes), ("matched", qnames)], &shared, options.query_normalize.unwrap_or(options.normalize), "query")?;
+            let (rstats, qstats) = (reference.value_stats(options.use_raw)?, q.value_stats(query_raw)?);
+            let (ra, rnorm, _) = kept_model_input(rx, &[("var index", rgenes), ("matched", rnames)], &rstats, &shared, options.normalize, "reference")?;
+            let (qa, qnorm, _) = kept_model_input(qx, &[("var index", qgenes), ("matched", qnames)], &qstats, &shared, options.query_normalize.unwrap_or(options.normalize), "query")?;
             let q_rows = query_subsample(q.n_obs(), options.max_query_cells, config.seed);
             if q_rows.len() < q.n_obs() {
                 warnings.push(format!(
@@ -367,7 +381,7 @@ pub struct PredictReport {
 /// columns aligned to the model's genes (missing genes are zero).
 pub fn model_input(model: &ScnymModel, adata: &AnnData, normalize: bool, use_raw: bool) -> Result<(CsrMatrix, NormalizationReport, GeneOverlap)> {
     let (x, _) = adata.matrix(use_raw)?;
-    kept_model_input(x, &gene_ids(adata, use_raw)?, &model.genes, normalize, "data")
+    kept_model_input(x, &gene_ids(adata, use_raw)?, &*adata.value_stats(use_raw)?, &model.genes, normalize, "data")
 }
 
 /// The query rows that train: all of them, or a seeded uniform subsample of `max` in row order.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{BackendInfo, ComputeDevice};
 use crate::data::anndata::AnnData;
 use crate::data::labels::{check_trainable, encode_labels};
-use crate::data::normalize::{to_log_normalized, NormalizationReport, TargetScale};
+use crate::data::normalize::{to_log_normalized_with, NormalizationReport, TargetScale};
 use crate::error::{Result, SclabelError};
 use crate::train::classifier::{predict_proba, train_mlp, EpochStats, TrainOptions};
 use crate::train::progress::Observer;
@@ -70,7 +70,7 @@ pub async fn train_holdout<O: Observer>(adata: &AnnData, options: &HoldoutOption
     }
     // Borrow X (or .raw) rather than copying the data set: normalisation makes the one copy.
     let (source_x, var_names) = adata.matrix(options.use_raw)?;
-    let (x, normalization) = to_log_normalized(source_x, var_names, options.normalize)?;
+    let (x, normalization) = to_log_normalized_with(source_x, var_names, &*adata.value_stats(options.use_raw)?, options.normalize)?;
     let column = adata.obs.get(&options.label_key)?;
     let labels = encode_labels(column, &options.label_key, &adata.obs_names, &options.exclude_labels)?;
     check_trainable(&labels, &options.label_key)?;

@@ -6,8 +6,8 @@ use js_sys::{Function, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use crate::data::anndata::{AnnData, Column};
-use crate::data::h5ad::{read_h5ad_source, Source, SourceError};
-use crate::data::normalize::detect;
+use crate::data::h5ad::{read_h5ad_source, read_h5ad_source_genes, Source, SourceError};
+use crate::data::normalize::detect_from_stats;
 use crate::data::synthetic::{synthetic_counts, SyntheticSpec};
 use crate::web::{convert, error::to_js};
 
@@ -108,6 +108,14 @@ impl JsDataset {
         read_h5ad_source(JsSource::new(length, read_at), name).map(|a| JsDataset { inner: Rc::new(a) }).map_err(to_js)
     }
 
+    /// As `fromH5adReader`, keeping only `genes` of X (matched by whichever var identifier column
+    /// shares the most), with each cell's whole-row statistics, so normalisation and every result
+    /// equal the full file's: memory is the kept matrix, never the whole one. `.raw` is not read.
+    #[wasm_bindgen(js_name = fromH5adReaderGenes)]
+    pub fn from_h5ad_reader_genes(length: f64, read_at: Function, name: &str, genes: Vec<String>) -> Result<JsDataset, JsValue> {
+        read_h5ad_source_genes(JsSource::new(length, read_at), name, &genes).map(|a| JsDataset { inner: Rc::new(a) }).map_err(to_js)
+    }
+
     /// An atlas's preconverted reference matrix (`sclabel atlas build`): X = ln(CPM+1), obs = its
     /// label (and domain) column.
     #[wasm_bindgen(js_name = fromAtlasMatrix)]
@@ -158,7 +166,7 @@ impl JsDataset {
             nnz: a.x.nnz(),
             has_raw: a.raw.is_some(),
             obs,
-            normalization: detect(&a.x, &a.var_names).ok(),
+            normalization: a.value_stats(false).ok().and_then(|s| detect_from_stats(&s, &a.var_names).ok()),
         };
         convert::to_js(&summary)
     }

@@ -97,6 +97,9 @@ function ensureData() {
   return app.loading.promise;
 }
 
+/** Above this size a query .h5ad is loaded with only the reference's genes (its .raw is not read). */
+const BIG_QUERY_BYTES = 256 * 2 ** 20;
+
 async function loadData(key, signal) {
   delete document.body.dataset.loaded;
   const c = await client();
@@ -118,7 +121,12 @@ async function loadData(key, signal) {
     } else {
       reference = await load(chosen.reference);
     }
-    query = await load(chosen.query);
+    // A big query .h5ad keeps only the reference's genes (read a block of cells at a time;
+    // normalisation still sees whole cells), so a 100k-cell all-gene file fits the page.
+    const big = chosen.query.source?.size > BIG_QUERY_BYTES && /\.h5ad$/i.test(chosen.query.name ?? chosen.query.source.name ?? '');
+    query = big
+      ? await c.load(chosen.query.source, { name: chosen.query.name, onProgress, signal, genes: await c.varNames(reference) })
+      : await load(chosen.query);
   } catch (e) {
     release(c, [reference, atlas?.model]);
     throw stale() ? replaced() : e;

@@ -134,6 +134,12 @@ fn ordered_map<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> std::res
 /// Returns `bytes` (an `.h5ad` file) with `additions` written into obs / obsm and everything else
 /// as it was (see the module docs for the exact guarantee). `file_name` is for messages only.
 pub fn annotate_h5ad(bytes: Vec<u8>, file_name: &str, additions: &H5adAdditions) -> Result<Vec<u8>> {
+    // The rebuilt file is made in memory beside the original: about its size again.
+    crate::memory::reserve(
+        &format!("the annotated copy of {file_name}"),
+        bytes.len() as u64 + (bytes.len() as u64 >> 3),
+        "export the predictions as CSV instead, or annotate the file natively (sclabel predict --annotate-h5ad)",
+    )?;
     let src = Original::open(bytes, file_name)?;
     let plan = src.plan(additions)?;
     let mut out = FileBuilder::new();

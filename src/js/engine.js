@@ -413,6 +413,9 @@ const OPS = {
     if (entry.format !== 'h5ad' || entry.source === undefined) {
       throw fail('invalid_option', `exportH5ad writes into the .h5ad a data set was loaded from; ${entry.name ? `'${entry.name}'` : 'this data set'} ${entry.format === 'zarr' ? 'was read from AnnData-Zarr' : 'was derived in memory (subset / withObs / synthetic)'}`);
     }
+    // The file is copied into wasm memory and rebuilt beside itself: about twice its size.
+    const size = entry.source?.size ?? entry.source?.byteLength ?? (isNode && typeof entry.source === 'string' ? (await import('node:fs')).statSync(entry.source).size : 0);
+    wasm.reserveMemory(`the annotated copy of ${entry.name}`, 2.2 * size, 'export the predictions as CSV instead (toCsv), or annotate the file natively (sclabel predict --annotate-h5ad)');
     return wasm.annotateH5ad(await readAll(entry.source, entry.name), entry.name, additions);
   },
 

@@ -91,3 +91,10 @@ impl JsSession {
 pub fn set_memory_limit(bytes: Option<f64>) {
     crate::memory::set_limit(bytes.filter(|b| *b > 0.0).map(|b| b as u64));
 }
+
+/// Checks that `bytes` more fit the memory budget before the JS layer hands wasm a big buffer
+/// (e.g. a whole file to annotate): a `too_large` error saying `what` and `advice` otherwise.
+#[wasm_bindgen(js_name = reserveMemory)]
+pub fn reserve_memory(what: &str, bytes: f64, advice: &str) -> Result<(), JsValue> {
+    crate::memory::reserve(what, bytes as u64, advice).map_err(crate::web::error::to_js)
+}

@@ -142,3 +142,33 @@ for (const [backend, tolerance] of [['cpu', 1e-4], ['webgpu', 1e-3]]) {
     await page.close();
   });
 }
+
+test('an .h5ad File is predicted in the worker block by block, as the loaded data set is', async () => {
+  const file = join(root, 'target', 'tmp', 'streaming_reference.h5ad');
+  assert.ok(existsSync(file), `${file} is written by \`cargo test\` (tests/h5ad_streaming.rs); run it first`);
+  const { page, errors } = await harness();
+  const out = await page.evaluate(async () => {
+    const { open } = await import('sclabel');
+    const sl = await open({ backend: 'cpu' });
+    const url = '/target/tmp/streaming_reference.h5ad';
+    const data = await sl.load(url);
+    const model = await sl.trainScnym(data, null, { preset: 'no_new_identity', normalize: true, config: { n_epochs: 2, seed: 0 } });
+    // A File, as a user's drop gives: read in the worker with FileReaderSync, a slice at a time.
+    const blob = await (await fetch(url)).blob();
+    const events = [];
+    const streamed = await sl.predictScnym(model, new File([blob], 'reference.h5ad'), { normalize: true }, { onProgress: (p) => events.push(p.cells_done) });
+    const loaded = await sl.predictScnym(model, data, { normalize: true });
+    const kept = await sl.load(new File([blob], 'reference.h5ad'), { genes: model.genes.slice(0, 500) });
+    sl.close();
+    const maxDiff = streamed.scNym_probabilities.reduce((m, v, i) => Math.max(m, Math.abs(v - loaded.scNym_probabilities[i])), 0);
+    return { same: streamed.scNym.every((l, i) => l === loaded.scNym[i]), maxDiff, n: streamed.cells, names: streamed.obsNames?.length, last: events.at(-1), keptGenes: kept.nVars, keptCells: kept.nObs };
+  });
+  assert.ok(out.same, 'labels equal');
+  assert.ok(out.maxDiff < 1e-6, `probabilities differ by ${out.maxDiff}`);
+  assert.equal(out.n, 3000);
+  assert.equal(out.names, 3000);
+  assert.equal(out.last, 3000, 'the last progress event counts every cell');
+  assert.deepEqual([out.keptCells, out.keptGenes], [3000, 500]);
+  assert.deepEqual(errors, []);
+  await page.close();
+});

@@ -56,21 +56,23 @@ fn is_ensembl(name: &str) -> bool {
     digits.len() >= 6 && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// Whether no name repeats.
+pub fn is_unique(names: &[String]) -> bool {
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    names.iter().all(|g| seen.insert(g.as_str()))
+}
+
 /// Of the data's gene identifiers (`ids`: the var index first, then var's other identifier
 /// columns), the one that shares the most genes with `wanted`, and a sentence saying which it was
 /// and what it holds. The index wins ties; other columns with duplicate values are passed over
 /// (they can't name genes one-to-one).
 pub fn best_gene_ids<'a>(ids: &[(&'a str, &'a [String])], wanted: &[String]) -> (&'a [String], String) {
     let wanted_set: std::collections::HashSet<&str> = wanted.iter().map(String::as_str).collect();
-    let unique = |v: &[String]| {
-        let mut seen = std::collections::HashSet::with_capacity(v.len());
-        v.iter().all(|g| seen.insert(g.as_str()))
-    };
     let mut best = 0usize;
     let mut best_shared = ids.first().map_or(0, |(_, v)| v.iter().filter(|g| wanted_set.contains(g.as_str())).count());
     for (k, (_, v)) in ids.iter().enumerate().skip(1) {
         let shared = v.iter().filter(|g| wanted_set.contains(g.as_str())).count();
-        if shared > best_shared && unique(v) {
+        if shared > best_shared && is_unique(v) {
             (best, best_shared) = (k, shared);
         }
     }

@@ -216,6 +216,11 @@ impl AnnData {
     }
 }
 
+/// Gene identifiers as gene matching takes them: ("var index", the names), then each other column.
+pub fn gene_ids_of<'a>(names: &'a [String], ids: &'a [(String, Vec<String>)]) -> Vec<(&'a str, &'a [String])> {
+    std::iter::once(("var index", names)).chain(ids.iter().map(|(n, v)| (n.as_str(), v.as_slice()))).collect()
+}
+
 /// Name under which the original var index is kept when another column becomes the gene names.
 pub const VAR_INDEX: &str = "var_index";
 
@@ -250,6 +255,6 @@ impl AnnData {
 
     /// X's gene identifiers: the names, then every other identifier column.
     pub fn gene_ids(&self) -> Vec<(&str, &[String])> {
-        std::iter::once(("var index", self.var_names.as_slice())).chain(self.var_ids.iter().map(|(n, v)| (n.as_str(), v.as_slice()))).collect()
+        gene_ids_of(&self.var_names, &self.var_ids)
     }
 }

@@ -982,7 +982,7 @@ impl H5adRows {
 
     /// The genes' identifiers: the names, then every other identifier column.
     pub fn gene_ids(&self) -> Vec<(&str, &[String])> {
-        std::iter::once(("var index", self.var_names.as_slice())).chain(self.var_ids.iter().map(|(n, v)| (n.as_str(), v.as_slice()))).collect()
+        crate::data::anndata::gene_ids_of(&self.var_names, &self.var_ids)
     }
 }
 

@@ -2,7 +2,7 @@
 //! splits), train, and predict with gene alignment. What the CLI and the wasm bindings call.
 use serde::{Deserialize, Serialize};
 
-use crate::data::align::{align_genes, best_gene_ids, check_unique, gene_map, GeneIdKind, GeneOverlap};
+use crate::data::align::{align_genes, best_gene_ids, check_unique, gene_map, is_unique, GeneIdKind, GeneOverlap};
 use crate::data::h5ad::{ColumnMap, H5adRows};
 use crate::data::anndata::AnnData;
 use crate::data::labels::{check_trainable, encode_labels, sorted_codes};
@@ -160,11 +160,6 @@ fn shared_genes<'a>(reference: &[(&'a str, &'a [String])], query: &[(&'a str, &'
         }
     }
     best.expect("the var index is always there")
-}
-
-fn is_unique(v: &[String]) -> bool {
-    let mut seen = std::collections::HashSet::with_capacity(v.len());
-    v.iter().all(|g| seen.insert(g.as_str()))
 }
 
 fn strings_of(adata: &AnnData, key: &str, what: &str) -> Result<Vec<String>> {

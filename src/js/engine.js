@@ -59,7 +59,8 @@ async function byteReader(source, what) {
     // In a worker, FileReaderSync reads slices of the file on demand: the file is never held whole.
     if (typeof FileReaderSync !== 'undefined') {
       const reader = new FileReaderSync();
-      return { length: source.size, readAt: (o, n) => new Uint8Array(reader.readAsArrayBuffer(source.slice(o, o + n))), keep: source };
+      const read = (o, n) => new Uint8Array(reader.readAsArrayBuffer(source.slice(o, o + n)));
+      return { length: source.size, readAt: pagedReads(read, source.size), keep: source };
     }
     return byteReader(await source.arrayBuffer(), what);
   }
@@ -81,6 +82,38 @@ async function byteReader(source, what) {
     return { length, readAt, keep: source, close: () => fs.closeSync(fd) };
   }
   throw fail('invalid_option', `${what}: expected a File/Blob, ArrayBuffer, typed array, URL${isNode ? ', file path' : ''} or AnnData-Zarr store`);
+}
+
+/**
+ * Small reads served from a few cached 1 MiB pages. Each FileReaderSync read is a round trip to the
+ * browser's file thread (~1 ms), and the HDF5 reader makes many small ones (object headers, chunk
+ * indexes): a 100k-cell file took 107 s to predict in Chromium, against 12 s in Node.
+ */
+function pagedReads(read, length, { page = 1 << 20, keep = 8 } = {}) {
+  const pages = new Map(); // page index → bytes, in use order
+  const pageAt = (k) => {
+    let bytes = pages.get(k);
+    if (bytes) {
+      pages.delete(k);
+    } else {
+      bytes = read(k * page, Math.min(page, length - k * page));
+      if (pages.size >= keep) pages.delete(pages.keys().next().value);
+    }
+    pages.set(k, bytes);
+    return bytes;
+  };
+  return (o, n) => {
+    if (n >= page) return read(o, n);
+    const first = Math.floor(o / page), last = Math.floor((o + n - 1) / page);
+    if (first === last) return pageAt(first).subarray(o - first * page, o - first * page + n);
+    const out = new Uint8Array(n);
+    for (let k = first, done = 0; k <= last; k++) {
+      const bytes = pageAt(k), from = k === first ? o - k * page : 0, to = Math.min(bytes.length, o + n - k * page);
+      out.set(bytes.subarray(from, to), done);
+      done += to - from;
+    }
+    return out;
+  };
 }
 
 /** Whether the HDF5 signature is at 0 or after a user block (512, 1024, 2048 … bytes). */

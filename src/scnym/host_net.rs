@@ -254,22 +254,48 @@ impl HostScnym {
     }
 
     /// Eval-mode logits from the first layer's output `h` (`n` rows).
-    fn logits_from_first(&self, mut h: Vec<f32>, n: usize) -> Vec<f32> {
+    fn logits_from_first(&self, h: Vec<f32>, n: usize) -> Vec<f32> {
+        self.eval_from_first(h, n, None)
+    }
+
+    /// Eval-mode logits from the first layer's output `h`; with `embedding`, the last hidden
+    /// block's output before its ReLU is appended to it (scNym's `X_scnym`).
+    fn eval_from_first(&self, mut h: Vec<f32>, n: usize, mut embedding: Option<&mut Vec<f32>>) -> Vec<f32> {
         let mut act = Vec::new();
+        let last = self.norms.len() - 1;
         for (k, norm) in self.norms.iter().enumerate() {
             if k > 0 {
                 self.dense[k - 1].params.forward(&act, n, &mut h);
             }
             let w = norm.gamma.len();
             let scale: Vec<f32> = norm.running_var.iter().zip(&norm.gamma).map(|(&v, &g)| g / (v + BN_EPS as f32).sqrt()).collect();
+            let normed = |row: &'_ [f32]| row.iter().zip(&norm.running_mean).zip(&scale).zip(&norm.beta).map(|(((&v, &m), &s), &b)| (v - m) * s + b).collect::<Vec<f32>>();
             act.clear();
-            act.extend(h.chunks_exact(w).flat_map(|row| {
-                row.iter().zip(&norm.running_mean).zip(&scale).zip(&norm.beta).map(|(((&v, &m), &s), &b)| ((v - m) * s + b).max(0.0))
-            }));
+            for row in h.chunks_exact(w) {
+                let z = normed(row);
+                if k == last {
+                    if let Some(e) = embedding.as_deref_mut() {
+                        e.extend_from_slice(&z);
+                    }
+                }
+                act.extend(z.into_iter().map(|v| v.max(0.0)));
+            }
         }
         let mut logits = Vec::new();
         self.dense.last().expect("output layer").params.forward(&act, n, &mut logits);
         logits
+    }
+
+    /// Eval-mode class probabilities of `x`'s rows and, with `embedding`, the embedding appended
+    /// to it (cells × the last hidden width, row-major): prediction on CPU backends.
+    pub fn predict(&self, x: &CsrMatrix, embedding: Option<&mut Vec<f32>>) -> Vec<f32> {
+        let mut h = Vec::new();
+        self.first.forward(x, &(0..x.n_rows).collect::<Vec<_>>(), &mut h);
+        let mut p = self.eval_from_first(h, x.n_rows, embedding);
+        for row in p.chunks_exact_mut(self.n_classes) {
+            softmax_in_place(row);
+        }
+        p
     }
 
     /// A training-mode pass (batch statistics, dropout drawn from `rng`) from the first layer's

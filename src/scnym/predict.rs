@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
+use crate::backend::is_cpu;
 use crate::scnym::bundle::ScnymModel;
+use crate::scnym::host_net::HostScnym;
+use crate::train::adadelta::Adadelta;
 use crate::scnym::model::Mode;
 use crate::scnym::ops::argmax;
 use crate::train::progress::{Observer, Progress};
@@ -58,6 +61,9 @@ pub async fn predict<O: Observer>(model: &ScnymModel, x: &CsrMatrix, options: &P
 /// the model, one block and the per-cell outputs. Progress counts cells done of all cells.
 pub struct PredictionParts {
     options: PredictOptions,
+    /// On CPU backends the network runs on the host (the first layer straight from the sparse
+    /// input, as in training); made at the first block.
+    host: Option<Box<HostScnym>>,
     total: usize,
     done: usize,
     probabilities: Vec<f32>,
@@ -81,6 +87,7 @@ impl PredictionParts {
         )?;
         Ok(Self {
             options: options.clone(),
+            host: None,
             total,
             done: 0,
             probabilities: Vec::with_capacity(total * model.arch.n_classes),
@@ -98,6 +105,19 @@ impl PredictionParts {
         }
         let bs = self.options.batch_size.max(1);
         let n_batches = self.total.div_ceil(bs);
+        if self.host.is_none() && is_cpu(device) && model.net.blocks.iter().all(|b| b.residual.is_none()) {
+            self.host = Some(Box::new(HostScnym::new(&model.net, None, &model.bn, Adadelta::default()).await?));
+        }
+        if let Some(host) = &self.host {
+            let rows: Vec<usize> = (0..x.n_rows).collect();
+            for chunk in rows.chunks(bs) {
+                let part = x.select_rows(chunk);
+                self.probabilities.extend(host.predict(&part, self.embedding.as_mut()));
+                self.done += chunk.len();
+                observer.on_progress(&Progress::predicting(self.done.div_ceil(bs), n_batches, self.done, self.total)).await?;
+            }
+            return Ok(());
+        }
         let mut buf = Vec::new();
         let rows: Vec<usize> = (0..x.n_rows).collect();
         for chunk in rows.chunks(bs) {

@@ -132,9 +132,11 @@ impl ValueStats {
         self.max = self.max.max(v);
         self.all_integer &= v.fract() == 0.0;
         let x = v as f64;
+        // Each linear value rounded to f32 before it is summed, as `rescale_in_place` rounds the
+        // values it divides: the totals are then exactly those of normalising the whole matrix.
         self.sums[cell] += x;
-        self.ln_totals[cell] += x.exp_m1();
-        self.log2_totals[cell] += (x * std::f64::consts::LN_2).exp_m1();
+        self.ln_totals[cell] += x.exp_m1() as f32 as f64;
+        self.log2_totals[cell] += (x * std::f64::consts::LN_2).exp_m1() as f32 as f64;
     }
 
     /// The statistics of the cells at `rows` (global ones unchanged: they describe the data's scale).

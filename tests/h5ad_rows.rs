@@ -1,8 +1,8 @@
 //! The block reader (`open_h5ad_rows`): blocks of cells with only some genes kept give exactly the
 //! rows and columns of the whole-file reader, its value statistics equal those of the whole
 //! matrix, and normalising kept genes with those totals equals normalising everything first.
-//! On the shared data sets (CSR, dense, `.raw`; skipped with a note when absent) and on a CSC file
-//! built in memory (always).
+//! On the shared data sets (CSR, dense, `.raw`; ignored where ../shared/data is absent) and on a
+//! CSC file built in memory (always).
 use std::io::Cursor;
 
 use hdf5_pure::{AttrValue, FileBuilder};
@@ -64,25 +64,19 @@ fn check(bytes: &[u8], name: &str, use_raw: bool, block: usize) {
     }
 }
 
-fn shared(file: &str) -> Option<Vec<u8>> {
+/// A shared data set; the tests that read them are ignored where ../shared/data is absent.
+fn shared(file: &str) -> Vec<u8> {
     let path = format!("{}/../shared/data/{file}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).map_err(|_| eprintln!("skipped: ../shared/data/{file} not found")).ok()
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 #[test]
+#[cfg_attr(not(shared_data), ignore = "needs ../shared/data beside the project")]
 fn blocks_of_shared_files_equal_the_whole_file_reader() {
-    if let Some(b) = shared("pbmc3k_raw_labeled.h5ad") {
-        check(&b, "pbmc3k (CSR counts)", false, 1000);
-    }
-    if let Some(b) = shared("pbmc8k_200hvg.h5ad") {
-        check(&b, "pbmc8k (dense counts)", false, 777);
-    }
-    if let Some(b) = shared("pbmc68k_reduced.h5ad") {
-        check(&b, "pbmc68k .raw (old layout, log data)", true, 64);
-    }
-    if let Some(b) = shared("pancreas_xin.h5ad") {
-        check(&b, "xin (CSR log2)", false, 100);
-    }
+    check(&shared("pbmc3k_raw_labeled.h5ad"), "pbmc3k (CSR counts)", false, 1000);
+    check(&shared("pbmc8k_200hvg.h5ad"), "pbmc8k (dense counts)", false, 777);
+    check(&shared("pbmc68k_reduced.h5ad"), "pbmc68k .raw (old layout, log data)", true, 64);
+    check(&shared("pancreas_xin.h5ad"), "xin (CSR log2)", false, 100);
 }
 
 /// CSC X, float64 values, int64 indices, 5 cells × 7 genes, plus a non-finite value file.
@@ -234,12 +228,16 @@ fn check_gene_selection(bytes: &[u8], name: &str, genes: &[String]) {
 fn loading_with_a_gene_selection_gives_the_full_files_results() {
     let bytes = csc_file(COUNTS);
     check_gene_selection(&bytes, "csc.h5ad", &["var5".to_string(), "var0".to_string(), "var3".to_string()]);
-    if let Some(b) = shared("pbmc3k_raw_labeled.h5ad") {
-        let genes: Vec<String> = read_h5ad(&b, "pbmc3k").unwrap().var_names.iter().step_by(7).cloned().collect();
-        check_gene_selection(&b, "pbmc3k", &genes);
-    }
     // None of the genes: a clear error.
     let source = ReadSeekSource::new(Cursor::new(bytes)).unwrap();
     let e = sclabel::data::h5ad::read_h5ad_source_genes(source, "csc.h5ad", &["TP53".to_string()]).unwrap_err().to_string();
     assert!(e.contains("none of the 1 genes asked for"), "{e}");
+}
+
+#[test]
+#[cfg_attr(not(shared_data), ignore = "needs ../shared/data beside the project")]
+fn loading_pbmc3k_with_a_gene_selection_gives_the_full_files_results() {
+    let b = shared("pbmc3k_raw_labeled.h5ad");
+    let genes: Vec<String> = read_h5ad(&b, "pbmc3k").unwrap().var_names.iter().step_by(7).cloned().collect();
+    check_gene_selection(&b, "pbmc3k", &genes);
 }

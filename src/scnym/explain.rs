@@ -564,10 +564,7 @@ mod tests {
         use crate::scnym::import::{import_scnym, parse_list};
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
         let (dir, data) = (root.join("reference-outputs/scnym-symphony-3pv1"), root.join("data/pbmc_symphony_3chemistries.h5ad"));
-        if !dir.exists() || !data.exists() {
-            eprintln!("skipped: ../shared not found");
-            return;
-        }
+        assert!(dir.exists() && data.exists(), "needs ../shared (the reference outputs and data sets beside the project)");
         let cd = cpu(BackendRequest::Cpu, "test").unwrap();
         let list = |f: &str| parse_list(&std::fs::read_to_string(dir.join(f)).unwrap());
         let weights = std::fs::read(dir.join("00_best_model_weights.pkl")).unwrap();

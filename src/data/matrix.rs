@@ -176,10 +176,6 @@ impl CsrMatrix {
         Self { n_rows: self.n_rows, n_cols: cols.len(), indptr, indices, data }
     }
 
-    /// Sum of stored values per row.
-    pub fn row_sums(&self) -> Vec<f64> {
-        (0..self.n_rows).map(|i| self.row(i).1.iter().map(|&v| v as f64).sum()).collect()
-    }
 }
 
 /// CSC (column pointers, row indices) to CSR, validating as it goes. Used by the readers for

@@ -329,8 +329,11 @@ const OPS = {
     if (!varNames) return handle;
     const entry = this.get(handle, 'dataset');
     this.objects.delete(handle.id);
-    entry.object = entry.object.withVarNamesFrom(varNames);
-    return this.datasetHandle(entry.object, { name: entry.name, format: entry.format, source: entry.source });
+    try {
+      return this.datasetHandle(entry.object.withVarNamesFrom(varNames), { name: entry.name, format: entry.format, source: entry.source });
+    } finally {
+      entry.object.free(); // the data set under its old names: nothing refers to it any more
+    }
   },
 
   synthetic({ nCells = 600, nGenes = 200, nClasses = 4, seed = 0 } = {}) {

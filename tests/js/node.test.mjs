@@ -139,3 +139,19 @@ test('toCsv writes float32 columns as the shortest decimals that read back to th
     if (!Number.isNaN(values[i])) assert.equal(Math.fround(Number(text)), values[i], `row ${i}: ${text}`);
   });
 });
+
+test('gene names from a named var column, and a gene selection matched by whichever column holds it', async (t) => {
+  const file = sharedFile('pbmc3k_raw_labeled.h5ad', t);
+  if (!file) return;
+  const sl = await open({ backend: 'cpu' });
+  const byIds = await sl.load(file, { varNames: 'gene_ids' });
+  const ids = await sl.varNames(byIds);
+  assert.match(ids[0], /^ENSG\d+/);
+  assert.equal(byIds.nVars, 32738);
+  // Ensembl IDs asked of a file indexed by symbols: matched through var['gene_ids'].
+  const kept = await sl.load(file, { genes: ids.slice(0, 50) });
+  assert.equal(kept.nVars, 50);
+  assert.deepEqual(await sl.varNames(kept), ids.slice(0, 50));
+  await assert.rejects(sl.load(file, { varNames: 'no_such_column' }), (e) => e.code === 'invalid_option' && /gene_ids/.test(e.message));
+  sl.close();
+});

@@ -31,6 +31,23 @@ def read_strings(ds):
     return [v.decode() if isinstance(v, bytes) else str(v) for v in ds[()]]
 
 
+def keep_genes(data, indices, indptr, genes, wanted_path):
+    """Only the genes listed in `wanted_path` (one per line, in that order): a smaller file for
+    benchmarks that want realistic cells but not all 33k genes (bench/gpu/)."""
+    wanted = [l.strip() for l in open(wanted_path) if l.strip()]
+    pos = {g: i for i, g in enumerate(genes)}
+    missing = [w for w in wanted if w not in pos]
+    if missing:
+        sys.exit(f'{wanted_path}: {len(missing)} genes not in the source, e.g. {missing[:3]}')
+    new_col = -np.ones(len(genes), dtype=np.int64)
+    new_col[[pos[w] for w in wanted]] = np.arange(len(wanted))
+    col = new_col[indices]
+    kept = col >= 0
+    row = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))[kept]
+    counts = np.bincount(row, minlength=len(indptr) - 1)
+    return data[kept], col[kept], np.r_[0, np.cumsum(counts)], wanted
+
+
 def read_source(path, label_key, drop):
     with h5py.File(path, 'r') as f:
         x = f['X']
@@ -77,9 +94,13 @@ def main():
     ap.add_argument('--block', type=int, default=20000, help='cells per write')
     ap.add_argument('--compression', choices=['none', 'gzip', 'lzf'], default='none')
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--genes', help='keep only these genes of the source (a file of names, one per line)')
     args = ap.parse_args()
 
     n_src, g, data, indices, indptr, genes, labels, keep = read_source(args.source, args.label_key, set(args.drop))
+    if args.genes:
+        data, indices, indptr, genes = keep_genes(data, indices, indptr, genes, args.genes)
+        g = len(genes)
     rng = np.random.default_rng(args.seed)
     cells = np.flatnonzero(keep)
     types = sorted(set(labels[cells]))

@@ -5,6 +5,7 @@
 //!   sclabel info model.safetensors
 //!   sclabel audit   --input data.h5ad --label-key cell_type --out audit.csv [--genes genes.csv]
 //!   sclabel explain --model model.safetensors --input data.h5ad --groupby cell_type --target B --out saliency.csv
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -57,7 +58,15 @@ struct Cli {
     /// identifier columns shares the most genes, and says which.
     #[arg(long, global = true)]
     var_names: Option<String>,
+    /// Append one JSON line per finished epoch and per prediction batch to this file (seconds
+    /// since the command started, epoch, loss, cells done): a training log for long jobs, and what
+    /// the benchmarks time epochs with (bench/gpu/).
+    #[arg(long, global = true, value_name = "FILE")]
+    progress_log: Option<PathBuf>,
 }
+
+/// `--progress-log`: the open file and when the command started.
+static PROGRESS_LOG: std::sync::OnceLock<Option<std::sync::Mutex<(std::fs::File, std::time::Instant)>>> = std::sync::OnceLock::new();
 
 /// `--var-names`, set once from the command line.
 static VAR_NAMES: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
@@ -395,7 +404,10 @@ fn device(arg: BackendArg) -> Result<ComputeDevice> {
     };
     let support = if cfg!(feature = "wgpu") { Ok(()) } else { Err("this build has no wgpu backend (rebuild with --features wgpu)".to_string()) };
     let d = block_on(select(request, support))?;
-    eprintln!("backend: {:?} ({})", d.info.backend, d.info.reason);
+    match &d.info.adapter {
+        Some(adapter) => eprintln!("backend: {:?} on {adapter} ({})", d.info.backend, d.info.reason),
+        None => eprintln!("backend: {:?} ({})", d.info.backend, d.info.reason),
+    }
     Ok(d)
 }
 
@@ -411,6 +423,7 @@ fn bar(quiet: bool) -> ProgressBar {
 
 fn observe(bar: &ProgressBar) -> FnObserver<impl FnMut(&Progress) -> Result<()> + '_> {
     FnObserver(move |p: &Progress| {
+        log_progress(p);
         match p.phase {
             Phase::Train => {
                 bar.set_prefix("train");
@@ -428,6 +441,22 @@ fn observe(bar: &ProgressBar) -> FnObserver<impl FnMut(&Progress) -> Result<()> 
         }
         Ok(())
     })
+}
+
+/// One line of `--progress-log` per prediction batch, per epoch's end (it carries the loss), and
+/// for an epoch's first step and each tenth of it (a rate even for a run stopped mid-epoch).
+fn log_progress(p: &Progress) {
+    let Some(Some(log)) = PROGRESS_LOG.get() else { return };
+    if p.phase == Phase::Train && p.loss.is_none() && p.step != 1 && p.step % (p.steps_per_epoch / 10).max(1) != 0 {
+        return;
+    }
+    let mut guard = log.lock().unwrap_or_else(|e| e.into_inner());
+    let (file, start) = &mut *guard;
+    let line = serde_json::json!({ "t": start.elapsed().as_secs_f64(), "progress": p });
+    // A log that cannot be written must not stop the job it logs: say so once per line.
+    if let Err(e) = writeln!(file, "{line}") {
+        eprintln!("warning: --progress-log: {e}");
+    }
 }
 
 fn csv_field(s: &str) -> String {
@@ -556,6 +585,14 @@ fn write_attributions(path: &Path, obs_names: &[String], e: &Explanation) -> Res
 
 fn run(cli: Cli) -> Result<()> {
     VAR_NAMES.set(cli.var_names.clone()).expect("set once");
+    let log = match &cli.progress_log {
+        Some(p) => Some(std::sync::Mutex::new((
+            std::fs::OpenOptions::new().create(true).append(true).open(p).map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("can't write: {e}") })?,
+            std::time::Instant::now(),
+        ))),
+        None => None,
+    };
+    PROGRESS_LOG.set(log).expect("set once");
     if let Some(g) = cli.memory_limit_gib {
         if !(g > 0.0 && g.is_finite()) {
             return Err(SclabelError::InvalidOption { option: "--memory-limit-gib".into(), reason: format!("must be a positive number, got {g}") });

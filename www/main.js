@@ -90,7 +90,9 @@ function ensureData() {
   if (app.loading?.key !== key) {
     app.loading?.controller.abort(); // a replaced load stops reading
     const controller = new AbortController();
-    const promise = loadData(key, controller.signal);
+    // The choices are read now, with the key: a load must not pick up a later change of source
+    // (e.g. "own data" chosen while the demo pair's worker starts) before it is replaced.
+    const promise = loadData(key, { ...sources() }, controller.signal);
     app.loading = { key, promise, controller };
     promise.catch(() => { if (app.loading?.promise === promise) app.loading = null; });
   }
@@ -100,10 +102,9 @@ function ensureData() {
 /** Above this size a query .h5ad is loaded with only the reference's genes (its .raw is not read). */
 const BIG_QUERY_BYTES = 256 * 2 ** 20;
 
-async function loadData(key, signal) {
+async function loadData(key, chosen, signal) {
   delete document.body.dataset.loaded;
   const c = await client();
-  const chosen = { ...sources() }; // a copy: an atlas replaces its reference entry
   if (!chosen.query) throw Object.assign(new Error('choose a query data set first (a reference is optional)'), { code: 'invalid_option' });
   const stale = () => app.loading?.key !== key;
   const replaced = () => Object.assign(new Error('replaced by a newer choice'), { code: 'replaced' });
@@ -424,21 +425,20 @@ async function showEmbedding() {
   await new Promise((resolve) => {
     worker.onmessage = async ({ data }) => {
       if (app.projectionWorker !== worker) return resolve(); // an older run's projection
+      const shown = data.rows ? `${data.rows.length.toLocaleString()} of ${n.toLocaleString()} cells, a seeded random sample; every cell is labelled and exported` : `${n.toLocaleString()} cells`;
       if (data.kind === 'pca') {
-        await app.embedding.setPositions(data.xy);
+        await app.embedding.setPositions(data.xy, data.rows);
+        $('embedding').dataset.cells = String(n);
         $('embedding').dataset.projection = 'pca';
-        $('projection-status').textContent = 'PCA shown; UMAP running…';
+        $('projection-status').textContent = `PCA of ${shown} shown; UMAP running…`;
         resolve();
       } else if (data.kind === 'progress') {
         $('projection-status').textContent = `PCA shown; UMAP epoch ${data.epoch}/${data.nEpochs}…`;
-      } else if (data.kind === 'skipped') {
-        $('projection-status').textContent = `PCA of X_scnym (${n.toLocaleString()} cells; ${data.reason})`;
-        worker.terminate();
       } else if (data.kind === 'umap') {
-        await app.embedding.setPositions(data.xy);
+        await app.embedding.setPositions(data.xy, data.rows);
         if (app.projectionWorker !== worker) return;
         $('embedding').dataset.projection = 'umap';
-        $('projection-status').textContent = `UMAP of X_scnym (${n.toLocaleString()} cells)`;
+        $('projection-status').textContent = `UMAP of X_scnym (${shown})`;
         worker.terminate();
       } else {
         $('projection-status').textContent = `projection failed: ${data.message}`;
@@ -446,7 +446,9 @@ async function showEmbedding() {
       }
     };
     worker.onerror = (e) => { $('projection-status').textContent = `projection failed: ${e.message}`; resolve(); };
-    worker.postMessage({ embedding: x, n, d, seed: 0 }, [x.buffer]);
+    // ?embeddingCells=N draws a sample of N cells from smaller data too (tests, slow machines).
+    const maxCells = Number(new URLSearchParams(location.search).get('embeddingCells')) || undefined;
+    worker.postMessage({ embedding: x, n, d, seed: 0, maxCells }, [x.buffer]);
   });
 }
 

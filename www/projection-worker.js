@@ -1,7 +1,10 @@
 // 2-D projections of the scNym embedding (X_scnym), off the page's thread: PCA first (fitted on
-// ≤ 20k cells, shown at once), then UMAP (umap-js, PAIR's port) epoch by epoch up to 50k cells.
-// Messages in: { embedding: Float32Array, n, d, seed }. Out: { kind: 'pca' | 'umap', xy },
-// { kind: 'progress', epoch, nEpochs }, { kind: 'skipped', reason }, { kind: 'error', message }.
+// ≤ 20k cells, shown at once), then UMAP (umap-js, PAIR's port) epoch by epoch. Above 50k cells
+// both run on a seeded uniform sample of 50k cells (`rows`, sorted cell indices), which is all the
+// view draws: umap-js's exact neighbour search and a scatter of every cell of a 1M-cell query do not
+// fit a tab, and 50k points already show every population of more than a few dozen cells.
+// Messages in: { embedding: Float32Array, n, d, seed, maxCells? }. Out: { kind: 'pca' | 'umap', xy, rows }
+// (rows null = every cell), { kind: 'progress', epoch, nEpochs }, { kind: 'error', message }.
 import { UMAP } from './vendor/umap-js.js';
 
 /** mulberry32: a small seeded RNG, so the same cells give the same layout. */
@@ -16,7 +19,17 @@ function rng(seed) {
 }
 
 const PCA_FIT_CELLS = 20_000; // the components are fitted on at most this many cells, all are projected
-const UMAP_MAX_CELLS = 50_000; // umap-js (exact NN descent, JS arrays) gets too slow and large beyond this
+const MAX_CELLS = 50_000; // umap-js (exact NN descent, JS arrays) gets too slow and large beyond this
+
+/** `k` distinct indices of 0..n, sorted (Floyd's algorithm: k draws, no n-sized array). */
+export function sampleRows(n, k, random) {
+  const picked = new Set();
+  for (let j = n - k; j < n; j++) {
+    const t = Math.floor(random() * (j + 1));
+    picked.add(picked.has(t) ? j : t);
+  }
+  return Uint32Array.from(picked).sort();
+}
 
 /** Top-2 principal components by power iteration with deflation, fitted on a seeded sample of rows. */
 function pca2(x, n, d, random) {
@@ -60,25 +73,25 @@ function pca2(x, n, d, random) {
   return xy;
 }
 
-self.onmessage = ({ data: { embedding, n, d, seed = 0 } }) => {
+self.onmessage = ({ data: { embedding, n: nCells, d, seed = 0, maxCells = MAX_CELLS } }) => {
   try {
     const random = rng(seed);
-    const pca = pca2(embedding, n, d, random);
-    self.postMessage({ kind: 'pca', xy: pca }, [pca.buffer]);
+    const rows = nCells > maxCells ? sampleRows(nCells, maxCells, random) : null;
+    const n = rows ? rows.length : nCells;
+    const x = rows ? new Float32Array(n * d) : embedding;
+    rows?.forEach((r, i) => x.set(embedding.subarray(r * d, (r + 1) * d), i * d));
+    const pca = pca2(x, n, d, random);
+    self.postMessage({ kind: 'pca', xy: pca, rows }, [pca.buffer]);
     if (n < 5) return; // UMAP needs neighbours; PCA is the projection of tiny sets
-    if (n > UMAP_MAX_CELLS) {
-      self.postMessage({ kind: 'skipped', reason: `UMAP runs up to ${UMAP_MAX_CELLS.toLocaleString()} cells` });
-      return;
-    }
-    const rows = Array.from({ length: n }, (_, i) => Array.from(embedding.subarray(i * d, (i + 1) * d)));
+    const points = Array.from({ length: n }, (_, i) => Array.from(x.subarray(i * d, (i + 1) * d)));
     const umap = new UMAP({ nComponents: 2, nNeighbors: Math.min(15, n - 1), minDist: 0.3, random });
-    const nEpochs = umap.initializeFit(rows);
+    const nEpochs = umap.initializeFit(points);
     for (let e = 0; e < nEpochs; e++) {
       umap.step();
       if (e % 10 === 0) self.postMessage({ kind: 'progress', epoch: e, nEpochs });
     }
     const xy = Float32Array.from(umap.getEmbedding().flat());
-    self.postMessage({ kind: 'umap', xy }, [xy.buffer]);
+    self.postMessage({ kind: 'umap', xy, rows }, [xy.buffer]);
   } catch (e) {
     self.postMessage({ kind: 'error', message: String(e?.message ?? e) });
   }

@@ -23,13 +23,13 @@ before(async () => {
 });
 after(() => server?.close());
 
-async function openDemo(browser) {
+async function openDemo(browser, search = '') {
   const page = await browser.context.newPage();
   const errors = [], requests = [];
   page.on('pageerror', (e) => errors.push(e));
   page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource.*404/.test(m.text())) errors.push(m.text()); });
   page.on('request', (r) => requests.push(r.url()));
-  await page.goto(`${base}/www/`);
+  await page.goto(`${base}/www/${search}`);
   return { page, errors, requests };
 }
 
@@ -179,11 +179,12 @@ test('ready demo on WebGPU: transfer + audit, every view drawn, every export re-
   }
 });
 
-test('own data with WebGPU off: h5ad reference + Zarr-folder query with labels, CPU fallback, confusion matrix', async (t) => {
+test('own data with WebGPU off: h5ad reference + Zarr-folder query with labels, CPU fallback, confusion matrix, a sampled embedding', async (t) => {
   if (!existsSync(REFERENCE)) return t.skip('www/data/ demo files missing: run scripts/setup.sh');
   const browser = await launchChromium({ webgpu: false });
   try {
-    const { page, errors } = await openDemo(browser);
+    // The embedding draws a seeded sample of 500 of the 875 cells (50k by default).
+    const { page, errors } = await openDemo(browser, '?embeddingCells=500');
     await page.check('input[name=source][value=own]');
     await page.setInputFiles('.drop[data-role=reference] .pick-file', REFERENCE);
     await page.setInputFiles('.drop[data-role=query] .pick-dir', ZARR_QUERY);
@@ -202,8 +203,11 @@ test('own data with WebGPU off: h5ad reference + Zarr-folder query with labels, 
     assert.ok(await count(page, '#confusion rect.cell') >= 10);
     const agreement = Number((await page.textContent('#confusion svg text')).match(/agree on ([\d.]+)/)[1]);
     assert.ok(agreement > 0.5, `the query's cells are reference cells: agreement ${agreement}`);
-    await page.waitForSelector('#embedding[data-projection]', { timeout: 180_000 });
-    assert.equal(await page.getAttribute('#embedding', 'data-points'), String(700 + 175));
+    await page.waitForSelector('#embedding[data-projection="umap"]', { timeout: 180_000 });
+    assert.equal(await page.getAttribute('#embedding', 'data-points'), '500');
+    assert.match(await page.textContent('#projection-status'), /500 of 875 cells, a seeded random sample/);
+    const svg = (await downloadOf(page, '[data-export=embedding][data-format=svg]')).bytes.toString();
+    assert.equal(svg.match(/<circle/g).length, 500);
     await page.selectOption('#color-by', 'query-label');
     await page.waitForSelector('#embedding[data-color-by="query-label"]');
     assert.ok(await count(page, '#embedding .legend li') >= 5);

@@ -22,18 +22,23 @@ export class EmbeddingView {
     this.plot.subscribe('pointOver', (i) => this.#hover(i));
     this.plot.subscribe('pointOut', () => { this.card.hidden = true; });
     this.xy = null;
+    this.rows = null; // cell index of each drawn point (null: point i is cell i)
     this.color = null;
   }
 
   /** Forgets the points (a new result is coming; its cells are not the old ones). */
   clear() {
     this.xy = null;
+    this.rows = null;
     this.card.hidden = true;
     this.plot.clear();
   }
 
-  /** Positions (n × 2, row-major), rescaled into the plot's [-1, 1] square keeping the aspect. */
-  async setPositions(xy) {
+  /**
+   * Positions (n × 2, row-major), rescaled into the plot's [-1, 1] square keeping the aspect;
+   * `rows` (sorted cell indices, or null for every cell) names the cells drawn when only a sample is.
+   */
+  async setPositions(xy, rows = null) {
     const n = xy.length / 2;
     let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
     for (let i = 0; i < n; i++) {
@@ -42,6 +47,7 @@ export class EmbeddingView {
     }
     const s = 1.9 / Math.max(x1 - x0, y1 - y0, 1e-9), cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
     const transition = this.xy?.length === xy.length;
+    this.rows = rows;
     this.xy = Float32Array.from(xy, (v, k) => (k % 2 ? (v - cy) * s : (v - cx) * s));
     await this.#draw({ transition });
   }
@@ -63,11 +69,12 @@ export class EmbeddingView {
     const c = this.color;
     const missing = c.kind === 'categorical' ? c.names.length : 0;
     for (let i = 0; i < n; i++) {
+      const cell = this.#cell(i);
       x[i] = this.xy[2 * i];
       y[i] = this.xy[2 * i + 1];
-      if (c.kind === 'categorical') z[i] = c.codes[i] < 0 ? missing : c.codes[i];
+      if (c.kind === 'categorical') z[i] = c.codes[cell] < 0 ? missing : c.codes[cell];
       // Continuous: ramp entry 0 is grey for missing values, the rest viridis.
-      else w[i] = Number.isFinite(c.values[i]) ? (1 + 62 * ((c.values[i] - c.min) / (c.max - c.min || 1))) / 63 : 0;
+      else w[i] = Number.isFinite(c.values[cell]) ? (1 + 62 * ((c.values[cell] - c.min) / (c.max - c.min || 1))) / 63 : 0;
     }
     if (c.kind === 'categorical') {
       const colors = c.names.map((_, k) => categoryColor(k)).concat('#d0d0d0');
@@ -80,6 +87,11 @@ export class EmbeddingView {
       transition, transitionDuration: 400, zDataType: 'categorical', wDataType: 'continuous',
     });
     this.container.dataset.points = String(n);
+  }
+
+  /** The cell drawn as point i. */
+  #cell(i) {
+    return this.rows ? this.rows[i] : i;
   }
 
   #legend() {
@@ -98,7 +110,7 @@ export class EmbeddingView {
 
   #hover(i) {
     if (!this.xy || i >= this.xy.length / 2) return;
-    this.card.innerHTML = this.describe(i);
+    this.card.innerHTML = this.describe(this.#cell(i));
     this.card.style.left = `${this.mouse[0] + 14}px`;
     this.card.style.top = `${this.mouse[1] + 14}px`;
     this.card.hidden = false;
@@ -108,14 +120,15 @@ export class EmbeddingView {
     return this.plot.export({ scale: 2, antiAliasing: 2 });
   }
 
-  /** Every cell as a circle, in the colours on screen (SVG for figures; large for 100k cells). */
+  /** Every drawn cell as a circle, in the colours on screen (SVG for figures; large for 50k cells). */
   svg() {
     const size = 600, n = this.xy.length / 2, c = this.color;
     const parts = [`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${size} ${size}" width="${size}" height="${size}"><rect width="${size}" height="${size}" fill="#fff"/>`];
     for (let i = 0; i < n; i++) {
+      const cell = this.#cell(i);
       const fill = c.kind === 'categorical'
-        ? (c.codes[i] < 0 ? '#d0d0d0' : categoryColor(c.codes[i]))
-        : Number.isFinite(c.values[i]) ? viridis((c.values[i] - c.min) / (c.max - c.min || 1)) : '#d0d0d0';
+        ? (c.codes[cell] < 0 ? '#d0d0d0' : categoryColor(c.codes[cell]))
+        : Number.isFinite(c.values[cell]) ? viridis((c.values[cell] - c.min) / (c.max - c.min || 1)) : '#d0d0d0';
       parts.push(`<circle cx="${((this.xy[2 * i] + 1) * size / 2).toFixed(1)}" cy="${((1 - this.xy[2 * i + 1]) * size / 2).toFixed(1)}" r="1.6" fill="${fill}"/>`);
     }
     parts.push('</svg>');

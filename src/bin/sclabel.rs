@@ -27,11 +27,11 @@ use sclabel::block_on;
 use sclabel::data::anndata::AnnData;
 use sclabel::data::hvg::{HvgFlavor, HvgOptions};
 use sclabel::data::normalize::TargetScale;
-use sclabel::data::h5ad::{open_h5ad_rows, read_h5ad_source, read_h5ad_source_genes, ReadSeekSource};
+use sclabel::data::h5ad::{open_h5ad_rows, read_h5ad_source, H5adRows, read_h5ad_source_genes, ReadSeekSource};
 use sclabel::data::h5ad_export::{annotate_h5ad, DenseF32, H5adAdditions, ObsValues};
 use sclabel::scnym::api::{fine_tune, predict_adata, predict_h5ad_rows, train_transfer, TransferOptions};
 use sclabel::scnym::bundle::ScnymModel;
-use sclabel::scnym::explain::{explain_adata, ExplainOptions, Explanation};
+use sclabel::scnym::explain::{explain_h5ad_rows, ExplainOptions, Explanation};
 use sclabel::scnym::import::{import_scnym, parse_list};
 use sclabel::scnym::predict::{PredictOptions, Prediction};
 use sclabel::train::classifier::TrainOptions;
@@ -267,7 +267,8 @@ enum Command {
         n_pcs: usize,
     },
     /// Expected-gradient gene attributions of a class's logit (scNym's interpret): per-gene
-    /// saliency ranked, optionally the per-cell attributions.
+    /// saliency ranked, optionally the per-cell attributions. The file is read a block of cells at
+    /// a time; at most 10,000 reference cells are kept (a seeded sample of a bigger pool).
     Explain {
         #[arg(long)]
         model: PathBuf,
@@ -371,6 +372,16 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(|e| SclabelError::InvalidFile { file: path.display().to_string(), reason: format!("can't write: {e}") })
+}
+
+/// An `.h5ad`'s X (or `.raw`) for reading a block of cells at a time (memory: the model's genes
+/// of one block, not the file), under `--var-names` when given.
+fn open_rows(input: &Path, use_raw: bool) -> Result<H5adRows> {
+    let mut rows = open_h5ad_rows(file_source(input)?, &input.display().to_string(), use_raw)?;
+    if let Some(column) = VAR_NAMES.get().cloned().flatten() {
+        rows.use_var_names_from(&column)?;
+    }
+    Ok(rows)
 }
 
 /// Reads on demand from disk, so a big file is never held whole next to its decoded matrix.
@@ -666,11 +677,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Predict { model, input, normalize, use_raw, unassigned_below, out, embedding, annotate_h5ad } => {
             let dev = device(cli.backend)?;
             let m = load_model(&model, &dev.device)?;
-            // Read a block of cells at a time: memory is the model's genes of one block, not the file.
-            let mut rows = open_h5ad_rows(file_source(&input)?, &input.display().to_string(), use_raw)?;
-            if let Some(column) = VAR_NAMES.get().cloned().flatten() {
-                rows.use_var_names_from(&column)?;
-            }
+            let rows = open_rows(&input, use_raw)?;
             let bar = bar(cli.quiet);
             let options = PredictOptions { unassigned_below, embedding: embedding.is_some() || annotate_h5ad.is_some(), ..Default::default() };
             let (pred, report) = block_on(predict_h5ad_rows(&m, &rows, normalize, &options, &dev.device, &mut observe(&bar)))?;
@@ -846,17 +853,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::Explain { model, input, groupby, target, source, n_samples, n_cells, abs_scale, seed, normalize, use_raw, out, attributions } => {
             let dev = device(cli.backend)?;
             let m = load_model(&model, &dev.device)?;
-            let ad = load_h5ad(&input)?;
+            let rows = open_rows(&input, use_raw)?;
             let options = ExplainOptions { target, source, n_samples, n_cells, abs_scale, seed, normalize, use_raw, ..ExplainOptions::default() };
             let bar = bar(cli.quiet);
-            let e = block_on(explain_adata(&ad, &m, &groupby, &options, &dev, &mut observe(&bar)))?;
+            let labels = rows.obs.get(&groupby)?.to_strings();
+            let e = block_on(explain_h5ad_rows(&rows, &m, &labels, &format!("obs column '{groupby}'"), &options, &dev, &mut observe(&bar)))?;
             bar.finish_and_clear();
             e.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
             let top: Vec<&str> = e.ranking.iter().take(10).map(|&g| e.genes[g].as_str()).collect();
             eprintln!("{} cells of '{}' explained; top genes: {}", e.cells.len(), e.target, top.join(" "));
             write_saliency(&out, &e)?;
             if let Some(path) = attributions {
-                write_attributions(&path, &ad.obs_names, &e)?;
+                write_attributions(&path, &rows.obs_names, &e)?;
             }
             eprintln!("saliency written to {}", out.display());
         }

@@ -124,6 +124,18 @@ function isHdf5(reader) {
   return false;
 }
 
+/** Runs `work(reader, label)` on an `.h5ad` source (File / Blob, bytes, a Node path) read on demand, never whole. */
+async function withH5ad(source, op, work) {
+  const label = nameOf(source) ?? 'input';
+  const reader = await byteReader(source, label);
+  try {
+    if (!isHdf5(reader)) throw fail('invalid_file', `${label}: ${op} reads .h5ad files (HDF5) directly; load other formats with sl.load first`);
+    return await work(reader, label);
+  } finally {
+    reader.close?.();
+  }
+}
+
 /** Which reader a source needs: 'h5ad', 'zarr' (directory / store) or 'zarr-zip'. */
 function formatOf(source, reader, head, format) {
   if (format && format !== 'auto') return format;
@@ -383,19 +395,9 @@ const OPS = {
    */
   async predictScnym(model, dataset, options, { onProgress, signal } = {}) {
     const m = this.get(model, 'model').object;
-    let p;
-    if (dataset?.kind === 'dataset') {
-      p = await this.session.predictScnym(m, this.get(dataset, 'dataset').object, options, onProgress, signal);
-    } else {
-      const label = nameOf(dataset) ?? 'input';
-      const reader = await byteReader(dataset, label);
-      try {
-        if (!isHdf5(reader)) throw fail('invalid_file', `${label}: predictScnym reads .h5ad files (HDF5) directly; load other formats with sl.load first`);
-        p = await this.session.predictScnymH5ad(m, reader.length, reader.readAt, label, options, onProgress, signal);
-      } finally {
-        reader.close?.();
-      }
-    }
+    const p = dataset?.kind === 'dataset'
+      ? await this.session.predictScnym(m, this.get(dataset, 'dataset').object, options, onProgress, signal)
+      : await withH5ad(dataset, 'predictScnym', (r, label) => this.session.predictScnymH5ad(m, r.length, r.readAt, label, options, onProgress, signal));
     // scNym's own names for what it writes to adata.obs / adata.obsm.
     return {
       cells: p.labels.length,
@@ -416,8 +418,12 @@ const OPS = {
     return this.session.audit(this.get(dataset, 'dataset').object, options, onProgress, signal);
   },
 
+  /** `dataset` as for predictScnym; `groupby` an obs column's name or one label per cell. */
   async explainScnym(model, dataset, groupby, options, { onProgress, signal } = {}) {
-    const e = await this.session.explainScnym(this.get(model, 'model').object, this.get(dataset, 'dataset').object, groupby, options, onProgress, signal);
+    const m = this.get(model, 'model').object;
+    const e = dataset?.kind === 'dataset'
+      ? await this.session.explainScnym(m, this.get(dataset, 'dataset').object, groupby, options, onProgress, signal)
+      : await withH5ad(dataset, 'explainScnym', (r, label) => this.session.explainScnymH5ad(m, r.length, r.readAt, label, groupby, options, onProgress, signal));
     return { ...e, backend: this.session.backend };
   },
 

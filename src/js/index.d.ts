@@ -429,7 +429,12 @@ export interface Sclabel {
    */
   predictScnym(model: ModelHandle, dataset: DatasetHandle | Blob | ArrayBuffer | ArrayBufferView | string, options?: ScnymPredictOptions, controls?: RunControls): Promise<ScnymPrediction>;
   audit(dataset: DatasetHandle, options?: AuditOptions, controls?: RunControls): Promise<AuditResult>;
-  explainScnym(model: ModelHandle, dataset: DatasetHandle, groupby: string, options: ExplainOptions, controls?: RunControls): Promise<Explanation>;
+  /**
+   * Gene attributions for the cells labelled `options.target` in `groupby` (an obs column, or one
+   * label per cell, e.g. a prediction's `scNym`). An `.h5ad` source is read a block of cells at a
+   * time; only the explained cells and at most 10,000 reference cells (a seeded sample) are kept.
+   */
+  explainScnym(model: ModelHandle, dataset: DatasetHandle | Blob | ArrayBuffer | ArrayBufferView | string, groupby: string | (string | null)[], options: ExplainOptions, controls?: RunControls): Promise<Explanation>;
   saveModel(model: ModelHandle): Promise<Uint8Array>;
   loadModel(source: BundleSource, options?: { cache?: string }): Promise<ModelHandle>;
   loadAtlas(entry: AtlasEntry): Promise<ModelHandle>;

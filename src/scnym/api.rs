@@ -438,28 +438,74 @@ pub async fn predict_h5ad_rows<O: Observer>(
     device: &Device,
     observer: &mut O,
 ) -> Result<(Prediction, PredictReport)> {
-    let (names, matched_by) = best_gene_ids(&rows.gene_ids(), &model.genes);
-    let (map, mut overlap) = gene_map(names, &model.genes)?;
-    overlap.matched_by = matched_by;
-    let keep = ColumnMap::new(map, model.genes.len())?;
-    let stats = rows.value_stats()?;
-    let normalization = check_input(&stats, &rows.var_names, normalize, "data")?;
-    let factor = if normalize { Some(log_factor(&normalization)?) } else { None };
-    let totals = stats.totals(&normalization.normalization);
+    let input = StreamedInput::new(model, rows, normalize)?;
     let mut parts = PredictionParts::new(model, options, rows.n_rows)?;
     let block = rows.block_rows();
     let mut start = 0;
     while start < rows.n_rows {
         let end = (start + block).min(rows.n_rows);
-        let mut x = rows.read_rows(start..end, &keep)?;
-        if let Some(f) = factor {
-            rescale_in_place(&mut x, f, totals.map(|t| &t[start..end]), TargetScale::Cpm);
-        }
-        parts.add(model, &x, device, observer).await?;
+        parts.add(model, &input.read(rows, start..end)?, device, observer).await?;
         start = end;
     }
-    let warnings = overlap_warnings(&overlap);
-    Ok((parts.finish(model)?, PredictReport { overlap, normalization, warnings }))
+    let warnings = overlap_warnings(&input.overlap);
+    Ok((parts.finish(model)?, PredictReport { overlap: input.overlap, normalization: input.normalization, warnings }))
+}
+
+/// A model's input read from an `.h5ad` a block of cells at a time: genes matched to the model by
+/// whichever var column shares the most, only those kept, and ln(CPM+1) from each cell's totals
+/// over *all* genes (one pass over the values first), so a block equals the same rows of
+/// [`model_input`] on the whole file.
+pub struct StreamedInput {
+    keep: ColumnMap,
+    /// `Some(log factor)` when normalising (see [`rescale_in_place`]).
+    factor: Option<Option<f64>>,
+    totals: Option<Vec<f64>>,
+    pub overlap: GeneOverlap,
+    pub normalization: NormalizationReport,
+}
+
+impl StreamedInput {
+    pub fn new(model: &ScnymModel, rows: &H5adRows, normalize: bool) -> Result<Self> {
+        let (names, matched_by) = best_gene_ids(&rows.gene_ids(), &model.genes);
+        let (map, mut overlap) = gene_map(names, &model.genes)?;
+        overlap.matched_by = matched_by;
+        let keep = ColumnMap::new(map, model.genes.len())?;
+        let stats = rows.value_stats()?;
+        let normalization = check_input(&stats, &rows.var_names, normalize, "data")?;
+        let factor = if normalize { Some(log_factor(&normalization)?) } else { None };
+        let totals = stats.totals(&normalization.normalization).map(<[f64]>::to_vec);
+        Ok(Self { keep, factor, totals, overlap, normalization })
+    }
+
+    /// Rows `range` of the file as the model's input.
+    pub fn read(&self, rows: &H5adRows, range: std::ops::Range<usize>) -> Result<CsrMatrix> {
+        let mut x = rows.read_rows(range.clone(), &self.keep)?;
+        if let Some(f) = self.factor {
+            rescale_in_place(&mut x, f, self.totals.as_ref().map(|t| &t[range]), TargetScale::Cpm);
+        }
+        Ok(x)
+    }
+
+    /// Only `wanted` rows of the file (ascending), read block by block: memory is one block and
+    /// the rows kept.
+    pub fn read_selected(&self, rows: &H5adRows, wanted: &[usize]) -> Result<CsrMatrix> {
+        debug_assert!(wanted.windows(2).all(|w| w[0] < w[1]));
+        let block = rows.block_rows();
+        let mut parts = Vec::new();
+        let mut next = 0;
+        while next < wanted.len() {
+            let start = wanted[next] / block * block;
+            let end = (start + block).min(rows.n_rows);
+            let upto = next + wanted[next..].partition_point(|&r| r < end);
+            let local: Vec<usize> = wanted[next..upto].iter().map(|&r| r - start).collect();
+            parts.push(self.read(rows, start..end)?.select_rows(&local));
+            next = upto;
+        }
+        if parts.is_empty() {
+            return CsrMatrix::new(0, self.keep.n_kept, vec![0], Vec::new(), Vec::new());
+        }
+        CsrMatrix::vstack(&parts.iter().collect::<Vec<_>>())
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@ use crate::backend::ComputeDevice;
 use crate::data::anndata::AnnData;
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
-use crate::scnym::api::model_input;
+use crate::data::align::GeneOverlap;
+use crate::data::h5ad::H5adRows;
+use crate::scnym::api::{model_input, StreamedInput};
 use crate::scnym::bundle::ScnymModel;
 use crate::scnym::model::Mode;
 use crate::train::progress::{Observer, Progress};
@@ -150,15 +152,7 @@ async fn explain_chunked<O: Observer>(
     if let Some(&r) = target_rows.iter().chain(reference_rows).find(|&&r| r >= x.n_rows) {
         return Err(SclabelError::ShapeMismatch(format!("row {r} is out of range for {} cells", x.n_rows)));
     }
-    let mut cells = target_rows.to_vec();
-    cells.sort_unstable();
-    cells.dedup();
-    if let Some(n) = options.n_cells.filter(|&n| n < cells.len()) {
-        let mut rng = StdRng::seed_from_u64(stream(options.seed, 0));
-        let mut picked: Vec<usize> = sample(&mut rng, cells.len(), n).into_iter().map(|i| cells[i]).collect();
-        picked.sort_unstable();
-        cells = picked;
-    }
+    let cells = explained_cells(target_rows, options);
     let plain = device.clone().inner();
     // A plain copy of the weights: as constants in the graph, backward computes input gradients only.
     let net = model.net.valid();
@@ -251,6 +245,62 @@ fn class_index(model: &ScnymModel, name: &str, option: &str) -> Result<usize> {
         .ok_or_else(|| invalid(option, format!("'{name}' is not one of the model's classes ({})", model.classes.join(", "))))
 }
 
+/// Most reference cells an explanation of a file read block by block keeps (a seeded sample of a
+/// bigger pool): the references are a distribution to draw from, 10,000 cells estimate it well, and
+/// they are held with the explained cells. In memory ([`explain_adata`]) the whole pool is used.
+pub const MAX_STREAMED_REFERENCES: usize = 10_000;
+
+/// The explained cells and the reference pool, from one label per cell (`what` names where the
+/// labels come from, for messages: "obs column 'cell_type'", "the labels given").
+fn pick_cells(model: &ScnymModel, labels: &[Option<String>], what: &str, options: &ExplainOptions) -> Result<(usize, Vec<usize>, Vec<usize>)> {
+    let target_class = class_index(model, &options.target, "target")?;
+    let source = options.source.as_deref().filter(|s| *s != "all");
+    if let Some(s) = source {
+        class_index(model, s, "source")?;
+    }
+    let is = |i: usize, name: &str| labels[i].as_deref() == Some(name);
+    let target_rows: Vec<usize> = (0..labels.len()).filter(|&i| is(i, &options.target)).collect();
+    if target_rows.is_empty() {
+        return Err(SclabelError::Labels(format!("no cell has '{}' in {what}", options.target)));
+    }
+    let reference_rows: Vec<usize> = match source {
+        Some(s) => (0..labels.len()).filter(|&i| is(i, s)).collect(),
+        None => (0..labels.len()).filter(|&i| !is(i, &options.target)).collect(),
+    };
+    if reference_rows.is_empty() {
+        return Err(SclabelError::Labels(match source {
+            Some(s) => format!("no cell has '{s}' in {what}, so there are no reference cells"),
+            None => format!("every cell is '{}' in {what}, so there are no reference cells", options.target),
+        }));
+    }
+    Ok((target_class, target_rows, reference_rows))
+}
+
+/// The target cells explained: all, or a seeded subset of `n_cells` (ascending).
+fn explained_cells(target_rows: &[usize], options: &ExplainOptions) -> Vec<usize> {
+    let mut cells = target_rows.to_vec();
+    cells.sort_unstable();
+    cells.dedup();
+    if let Some(n) = options.n_cells.filter(|&n| n > 0 && n < cells.len()) {
+        let mut rng = StdRng::seed_from_u64(stream(options.seed, 0));
+        let mut picked: Vec<usize> = sample(&mut rng, cells.len(), n).into_iter().map(|i| cells[i]).collect();
+        picked.sort_unstable();
+        cells = picked;
+    }
+    cells
+}
+
+fn overlap_warning(overlap: &GeneOverlap) -> Option<String> {
+    overlap.low.then(|| {
+        format!(
+            "only {} of the model's {} genes are in the data ({:.0}%); missing genes are set to 0 and get no attribution",
+            overlap.shared,
+            overlap.model_genes,
+            overlap.fraction * 100.0
+        )
+    })
+}
+
 /// Explains the cells with `obs[groupby] == options.target` against the reference cells picked by
 /// `options.source`, after aligning genes to the model and checking / normalising the input scale
 /// as prediction does. `cells` in the result are rows of `adata`.
@@ -262,39 +312,72 @@ pub async fn explain_adata<O: Observer>(
     device: &ComputeDevice,
     observer: &mut O,
 ) -> Result<Explanation> {
-    let target_class = class_index(model, &options.target, "target")?;
-    let source = options.source.as_deref().filter(|s| *s != "all");
-    if let Some(s) = source {
-        class_index(model, s, "source")?;
-    }
     let labels = adata.obs.get(groupby)?.to_strings();
-    let is = |i: usize, name: &str| labels[i].as_deref() == Some(name);
-    let target_rows: Vec<usize> = (0..labels.len()).filter(|&i| is(i, &options.target)).collect();
-    if target_rows.is_empty() {
-        return Err(SclabelError::Labels(format!("no cell has '{}' in obs column '{groupby}'", options.target)));
+    explain_labelled(adata, model, &labels, &format!("obs column '{groupby}'"), options, device, observer).await
+}
+
+/// [`explain_adata`] with one label per cell given by the caller (e.g. a prediction's `scNym`)
+/// instead of an obs column.
+pub async fn explain_labelled<O: Observer>(
+    adata: &AnnData,
+    model: &ScnymModel,
+    labels: &[Option<String>],
+    what: &str,
+    options: &ExplainOptions,
+    device: &ComputeDevice,
+    observer: &mut O,
+) -> Result<Explanation> {
+    if labels.len() != adata.n_obs() {
+        return Err(SclabelError::ShapeMismatch(format!("{} labels for {} cells", labels.len(), adata.n_obs())));
     }
-    let reference_rows: Vec<usize> = match source {
-        Some(s) => (0..labels.len()).filter(|&i| is(i, s)).collect(),
-        None => (0..labels.len()).filter(|&i| !is(i, &options.target)).collect(),
-    };
-    if reference_rows.is_empty() {
-        return Err(SclabelError::Labels(match source {
-            Some(s) => format!("no cell has '{s}' in obs column '{groupby}', so there are no reference cells"),
-            None => format!("every cell is '{}' in obs column '{groupby}', so there are no reference cells", options.target),
-        }));
-    }
+    let (target_class, target_rows, reference_rows) = pick_cells(model, labels, what, options)?;
     let (x, _, overlap) = model_input(model, adata, options.normalize, options.use_raw)?;
-    let mut warnings = Vec::new();
-    if overlap.low {
-        warnings.push(format!(
-            "only {} of the model's {} genes are in the data ({:.0}%); missing genes are set to 0 and get no attribution",
-            overlap.shared,
-            overlap.model_genes,
-            overlap.fraction * 100.0
-        ));
-    }
     let mut explanation = expected_gradients(model, &x, &target_rows, &reference_rows, target_class, options, &device.device, observer).await?;
-    explanation.warnings = warnings;
+    explanation.warnings = overlap_warning(&overlap).into_iter().collect();
+    Ok(explanation)
+}
+
+/// [`explain_labelled`] on an `.h5ad` read a block of cells at a time, never whole (`use_raw` is
+/// chosen when `rows` is opened): only the explained cells and the reference cells are kept, with
+/// the model's genes — at most [`MAX_STREAMED_REFERENCES`] of them, a seeded sample of a bigger
+/// pool (the result says so). With a pool that small, the result equals [`explain_labelled`]'s on
+/// the file loaded whole. `cells` in the result are rows of the file.
+pub async fn explain_h5ad_rows<O: Observer>(
+    rows: &H5adRows,
+    model: &ScnymModel,
+    labels: &[Option<String>],
+    what: &str,
+    options: &ExplainOptions,
+    device: &ComputeDevice,
+    observer: &mut O,
+) -> Result<Explanation> {
+    if labels.len() != rows.n_rows {
+        return Err(SclabelError::ShapeMismatch(format!("{} labels for {} cells", labels.len(), rows.n_rows)));
+    }
+    let (target_class, target_rows, mut pool) = pick_cells(model, labels, what, options)?;
+    let cells = explained_cells(&target_rows, options);
+    let mut warnings = Vec::new();
+    if pool.len() > MAX_STREAMED_REFERENCES {
+        let mut rng = StdRng::seed_from_u64(stream(options.seed, 2));
+        let mut picked: Vec<usize> = sample(&mut rng, pool.len(), MAX_STREAMED_REFERENCES).into_iter().map(|i| pool[i]).collect();
+        picked.sort_unstable();
+        warnings.push(format!(
+            "reference cells: a seeded random sample of {MAX_STREAMED_REFERENCES} of the {} in the pool (a file read block by block keeps at most {MAX_STREAMED_REFERENCES})",
+            pool.len()
+        ));
+        pool = picked;
+    }
+    let mut wanted: Vec<usize> = cells.iter().chain(&pool).copied().collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let input = StreamedInput::new(model, rows, options.normalize)?;
+    let x = input.read_selected(rows, &wanted)?;
+    let local = |r: &usize| wanted.binary_search(r).expect("wanted holds every picked row");
+    let (cells_local, pool_local): (Vec<usize>, Vec<usize>) = (cells.iter().map(local).collect(), pool.iter().map(local).collect());
+    let mut explanation = expected_gradients(model, &x, &cells_local, &pool_local, target_class, options, &device.device, observer).await?;
+    // Local rows are in the file's order, so the explained cells stay ascending.
+    explanation.cells.iter_mut().for_each(|c| *c = wanted[*c]);
+    explanation.warnings = overlap_warning(&input.overlap).into_iter().chain(warnings).collect();
     Ok(explanation)
 }
 

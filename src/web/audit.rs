@@ -6,8 +6,10 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::audit::api::{audit_adata, AuditOptions};
-use crate::scnym::explain::{explain_adata, ExplainOptions};
-use crate::web::dataset::JsDataset;
+use crate::data::h5ad::open_h5ad_rows;
+use crate::error::SclabelError;
+use crate::scnym::explain::{explain_adata, explain_h5ad_rows, explain_labelled, ExplainOptions, Explanation};
+use crate::web::dataset::{JsDataset, JsSource};
 use crate::web::observer::JsObserver;
 use crate::web::scnym::JsScnymModel;
 use crate::web::session::JsSession;
@@ -70,29 +72,79 @@ impl JsSession {
     }
 
     /// Expected-gradient attributions of `model`'s logit for `options.target`, for the cells with
-    /// that label in obs column `groupby`. Resolves to { genes, cells (Uint32Array), attributions
-    /// (Float32Array, cells × genes), saliency (Float32Array per gene), ranking (Uint32Array, genes
-    /// by saliency, highest first), target, n_samples, abs_scale, warnings }.
+    /// that label in `groupby`: an obs column's name, or one label per cell (e.g. a prediction's
+    /// `scNym`). Resolves to { genes, cells (Uint32Array), attributions (Float32Array, cells ×
+    /// genes), saliency (Float32Array per gene), ranking (Uint32Array, genes by saliency, highest
+    /// first), target, n_samples, abs_scale, warnings }.
     #[wasm_bindgen(js_name = explainScnym)]
-    pub fn explain_scnym(&self, model: &JsScnymModel, dataset: &JsDataset, groupby: String, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
+    pub fn explain_scnym(&self, model: &JsScnymModel, dataset: &JsDataset, groupby: JsValue, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
         let options: ExplainOptions = convert::options(options, "options")?;
+        let groups = Groups::from_js(groupby)?;
         let (model, data, device) = (model.inner.clone(), dataset.inner.clone(), self.device.clone());
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
-            let e = explain_adata(&data, &model, &groupby, &options, &device, &mut observer).await.map_err(to_js)?;
-            let out = Object::new();
-            convert::set(&out, "genes", convert::to_js(&e.genes)?)?;
-            let cells: Vec<u32> = e.cells.iter().map(|&c| c as u32).collect();
-            convert::set(&out, "cells", Uint32Array::from(&cells[..]))?;
-            convert::set(&out, "attributions", Float32Array::from(&e.attributions[..]))?;
-            convert::set(&out, "saliency", Float32Array::from(&e.saliency[..]))?;
-            let ranking: Vec<u32> = e.ranking.iter().map(|&g| g as u32).collect();
-            convert::set(&out, "ranking", Uint32Array::from(&ranking[..]))?;
-            convert::set(&out, "target", e.target.clone())?;
-            convert::set(&out, "n_samples", e.n_samples as u32)?;
-            convert::set(&out, "abs_scale", e.abs_scale)?;
-            convert::set(&out, "warnings", convert::to_js(&e.warnings)?)?;
-            Ok(out.into())
+            let e = match groups {
+                Groups::Column(c) => explain_adata(&data, &model, &c, &options, &device, &mut observer).await,
+                Groups::Labels(l) => explain_labelled(&data, &model, &l, GIVEN, &options, &device, &mut observer).await,
+            };
+            explanation_to_js(&e.map_err(to_js)?)
         }))
     }
+
+    /// [`explain_scnym`] on an `.h5ad` read through `readAt(offset, length) -> Uint8Array`, a block
+    /// of cells at a time: only the explained cells and (at most 10,000) reference cells are kept.
+    #[wasm_bindgen(js_name = explainScnymH5ad)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn explain_scnym_h5ad(&self, model: &JsScnymModel, length: f64, read_at: Function, name: &str, groupby: JsValue, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
+        let options: ExplainOptions = convert::options(options, "options")?;
+        let groups = Groups::from_js(groupby)?;
+        let rows = open_h5ad_rows(JsSource::new(length, read_at), name, options.use_raw).map_err(to_js)?;
+        let (labels, what) = match groups {
+            Groups::Column(c) => (rows.obs.get(&c).map_err(to_js)?.to_strings(), format!("obs column '{c}'")),
+            Groups::Labels(l) => (l, GIVEN.to_string()),
+        };
+        let (model, device) = (model.inner.clone(), self.device.clone());
+        Ok(future_to_promise(async move {
+            let mut observer = JsObserver::new(on_progress, signal);
+            explanation_to_js(&explain_h5ad_rows(&rows, &model, &labels, &what, &options, &device, &mut observer).await.map_err(to_js)?)
+        }))
+    }
+}
+
+const GIVEN: &str = "the labels given";
+
+/// Which cells carry which label: an obs column, or one label per cell from the caller.
+enum Groups {
+    Column(String),
+    Labels(Vec<Option<String>>),
+}
+
+impl Groups {
+    fn from_js(value: JsValue) -> Result<Self, JsValue> {
+        if let Some(column) = value.as_string() {
+            return Ok(Self::Column(column));
+        }
+        if js_sys::Array::is_array(&value) {
+            return serde_wasm_bindgen::from_value(value)
+                .map(Self::Labels)
+                .map_err(|e| to_js(SclabelError::InvalidOption { option: "groupby".into(), reason: format!("labels must be strings or null: {e}") }));
+        }
+        Err(to_js(SclabelError::InvalidOption { option: "groupby".into(), reason: "an obs column's name or one label per cell (an array)".into() }))
+    }
+}
+
+fn explanation_to_js(e: &Explanation) -> Result<JsValue, JsValue> {
+    let out = Object::new();
+    convert::set(&out, "genes", convert::to_js(&e.genes)?)?;
+    let cells: Vec<u32> = e.cells.iter().map(|&c| c as u32).collect();
+    convert::set(&out, "cells", Uint32Array::from(&cells[..]))?;
+    convert::set(&out, "attributions", Float32Array::from(&e.attributions[..]))?;
+    convert::set(&out, "saliency", Float32Array::from(&e.saliency[..]))?;
+    let ranking: Vec<u32> = e.ranking.iter().map(|&g| g as u32).collect();
+    convert::set(&out, "ranking", Uint32Array::from(&ranking[..]))?;
+    convert::set(&out, "target", e.target.clone())?;
+    convert::set(&out, "n_samples", e.n_samples as u32)?;
+    convert::set(&out, "abs_scale", e.abs_scale)?;
+    convert::set(&out, "warnings", convert::to_js(&e.warnings)?)?;
+    Ok(out.into())
 }

@@ -1,5 +1,6 @@
 //! The `.h5ad` reader against the real data sets in `../shared/data` (beside the project, not in
-//! it: a test whose file is missing says so and passes), plus malformed-input tests that need no data.
+//! it: without them those tests are ignored, with them a missing file fails), plus malformed-input
+//! tests that need no data.
 use std::collections::BTreeMap;
 
 use sclabel::data::anndata::{AnnData, Column};
@@ -12,22 +13,14 @@ macro_rules! data_path {
     };
 }
 
-/// The file's bytes, or `None` (with a note on stderr) when the shared data sets are not there.
-fn bytes_of(path: &str, file: &str) -> Option<Vec<u8>> {
-    match std::fs::read(path) {
-        Ok(b) => Some(b),
-        Err(_) => {
-            eprintln!("skipped: ../shared/data/{file} not found (the shared data sets sit beside the project, not in it)");
-            None
-        }
-    }
+fn bytes_of(path: &str, file: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("../shared/data/{file}: {e}"))
 }
 
-fn load(path: &str, file: &str) -> Option<AnnData> {
-    let bytes = bytes_of(path, file)?;
-    let ad = read_h5ad(&bytes, file).unwrap_or_else(|e| panic!("{file}: {e}"));
+fn load(path: &str, file: &str) -> AnnData {
+    let ad = read_h5ad(&bytes_of(path, file), file).unwrap_or_else(|e| panic!("{file}: {e}"));
     ad.validate().unwrap();
-    Some(ad)
+    ad
 }
 
 fn counts(ad: &AnnData, column: &str) -> BTreeMap<String, usize> {
@@ -55,9 +48,10 @@ fn is_categorical(ad: &AnnData, column: &str) -> bool {
 }
 
 #[test]
+#[cfg_attr(not(shared_data), ignore = "needs ../shared beside the project")]
 fn pbmc3k_csr_with_cell_types() {
     let file = "pbmc3k_raw_labeled.h5ad";
-    let Some(ad) = load(data_path!("pbmc3k_raw_labeled.h5ad"), file) else { return };
+    let ad = load(data_path!("pbmc3k_raw_labeled.h5ad"), file);
     assert_eq!((ad.n_obs(), ad.n_vars()), (2700, 32738));
     assert_eq!(ad.x.nnz(), 2_286_884);
     assert_close(x_sum(&ad), 6_390_631.0);
@@ -85,9 +79,10 @@ fn pbmc3k_csr_with_cell_types() {
 }
 
 #[test]
+#[cfg_attr(not(shared_data), ignore = "needs ../shared beside the project")]
 fn symphony_three_label_columns() {
     let file = "pbmc_symphony_3chemistries.h5ad";
-    let Some(ad) = load(data_path!("pbmc_symphony_3chemistries.h5ad"), file) else { return };
+    let ad = load(data_path!("pbmc_symphony_3chemistries.h5ad"), file);
     assert_eq!((ad.n_obs(), ad.n_vars()), (1200, 1767));
     assert_eq!(ad.x.nnz(), 245_676);
     assert_close(x_sum(&ad), 506_797.424_356_281_76);
@@ -119,9 +114,10 @@ fn symphony_three_label_columns() {
 }
 
 #[test]
+#[cfg_attr(not(shared_data), ignore = "needs ../shared beside the project")]
 fn pbmc8k_dense_with_string_labels() {
     let file = "pbmc8k_200hvg.h5ad";
-    let Some(ad) = load(data_path!("pbmc8k_200hvg.h5ad"), file) else { return };
+    let ad = load(data_path!("pbmc8k_200hvg.h5ad"), file);
     assert_eq!((ad.n_obs(), ad.n_vars()), (7480, 200));
     assert_eq!(ad.x.nnz(), 272_309);
     assert_close(x_sum(&ad), 1_955_352.0);
@@ -144,9 +140,10 @@ fn pbmc8k_dense_with_string_labels() {
 }
 
 #[test]
+#[cfg_attr(not(shared_data), ignore = "needs ../shared beside the project")]
 fn pbmc68k_old_compound_layout_with_raw() {
     let file = "pbmc68k_reduced.h5ad";
-    let Some(ad) = load(data_path!("pbmc68k_reduced.h5ad"), file) else { return };
+    let ad = load(data_path!("pbmc68k_reduced.h5ad"), file);
     assert_eq!((ad.n_obs(), ad.n_vars()), (700, 765));
     assert_eq!(ad.x.nnz(), 535_433);
     assert_close(x_sum(&ad), -243.681_057_988_666);
@@ -203,9 +200,11 @@ fn pbmc68k_old_compound_layout_with_raw() {
 }
 
 #[test]
+#[cfg_attr(not(shared_data), ignore = "needs ../shared beside the project")]
 fn pancreas_xin_and_wang() {
     let file = "pancreas_xin.h5ad";
-    if let Some(ad) = load(data_path!("pancreas_xin.h5ad"), file) {
+    {
+        let ad = load(data_path!("pancreas_xin.h5ad"), file);
         assert_eq!((ad.n_obs(), ad.n_vars()), (674, 980));
         assert_eq!(ad.x.nnz(), 243_023);
         assert_close(x_sum(&ad), 1_180_407.048_494_309_2);
@@ -215,7 +214,8 @@ fn pancreas_xin_and_wang() {
         assert_eq!(counts(&ad, "study"), expect(&[("xin", 674)]));
     }
     let file = "pancreas_wang.h5ad";
-    if let Some(ad) = load(data_path!("pancreas_wang.h5ad"), file) {
+    {
+        let ad = load(data_path!("pancreas_wang.h5ad"), file);
         assert_eq!((ad.n_obs(), ad.n_vars()), (501, 219));
         assert_eq!(ad.x.nnz(), 48_628);
         assert_close(x_sum(&ad), 277_804.464_150_637_4);
@@ -282,9 +282,10 @@ fn signature_followed_by_noise_is_invalid() {
 }
 
 #[test]
+#[cfg_attr(not(shared_data), ignore = "needs ../shared beside the project")]
 fn truncated_file_is_invalid() {
     let file = "pancreas_wang.h5ad";
-    let Some(bytes) = bytes_of(data_path!("pancreas_wang.h5ad"), file) else { return };
+    let bytes = bytes_of(data_path!("pancreas_wang.h5ad"), file);
     assert_invalid_file(&bytes[..1000], "first 1000 bytes");
     assert_invalid_file(&bytes[..bytes.len() / 2], "first half");
     assert_invalid_file(&bytes[..bytes.len() - 1], "all but the last byte");
@@ -292,9 +293,10 @@ fn truncated_file_is_invalid() {
 
 /// Corrupted copies of a real file must come back as `Ok` or `Err`, never as a panic.
 #[test]
+#[cfg_attr(not(shared_data), ignore = "needs ../shared beside the project")]
 fn corrupted_files_do_not_panic() {
     let file = "pancreas_wang.h5ad";
-    let Some(bytes) = bytes_of(data_path!("pancreas_wang.h5ad"), file) else { return };
+    let bytes = bytes_of(data_path!("pancreas_wang.h5ad"), file);
     let r = noise(4096, 77);
     let mut k = 0;
     let mut next = || {
@@ -323,10 +325,11 @@ fn corrupted_files_do_not_panic() {
 /// Reading on demand through a `Source` (as the CLI and the browser's `Blob` reader do) gives
 /// exactly what reading the whole file's bytes gives.
 #[test]
+#[cfg_attr(not(shared_data), ignore = "needs ../shared beside the project")]
 fn every_file_reads_the_same_through_a_source() {
     for file in ["pbmc3k_raw_labeled.h5ad", "pbmc_symphony_3chemistries.h5ad", "pbmc8k_200hvg.h5ad", "pbmc68k_reduced.h5ad", "pancreas_xin.h5ad", "pancreas_wang.h5ad"] {
         let path = format!("{}/../shared/data/{file}", env!("CARGO_MANIFEST_DIR"));
-        let Some(whole) = load(&path, file) else { continue };
+        let whole = load(&path, file);
         let source = ReadSeekSource::new(std::fs::File::open(&path).unwrap()).unwrap();
         let streamed = read_h5ad_source(source, file).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert!(streamed == whole, "{file}: streamed read differs");

@@ -15,14 +15,11 @@ use sclabel::scnym::predict::PredictOptions;
 use sclabel::train::progress::Silent;
 use sclabel::SclabelError;
 
-fn shared(rel: &str) -> Option<PathBuf> {
+/// A file of `../shared` (tests using it are ignored without it; with it, a missing file fails).
+fn shared(rel: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared").join(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("skipped: ../shared/{rel} not found (the shared data sets sit beside the project, not in it)");
-        None
-    }
+    assert!(p.exists(), "../shared/{rel} not found");
+    p
 }
 
 fn load(path: &Path) -> AnnData {
@@ -55,9 +52,10 @@ fn read_csv(path: &Path) -> (Vec<String>, HashMap<String, Vec<f32>>) {
 }
 
 #[test]
+#[cfg_attr(not(shared_data), ignore = "needs ../shared beside the project")]
 fn imported_scnym_model_reproduces_scnym_probabilities_and_embedding() {
     use sclabel::scnym::import::{import_scnym, parse_list};
-    let (Some(dir), Some(data)) = (shared("reference-outputs/scnym-symphony-3pv1"), shared("data/pbmc_symphony_3chemistries.h5ad")) else { return };
+    let (dir, data) = (shared("reference-outputs/scnym-symphony-3pv1"), shared("data/pbmc_symphony_3chemistries.h5ad"));
     let device = cpu(BackendRequest::Cpu, "test").unwrap().device;
     let list = |f: &str| parse_list(&std::fs::read_to_string(dir.join(f)).unwrap());
     let weights = std::fs::read(dir.join("00_best_model_weights.pkl")).unwrap();
@@ -112,8 +110,9 @@ fn imported_scnym_model_reproduces_scnym_probabilities_and_embedding() {
 }
 
 #[test]
+#[cfg_attr(not(shared_data), ignore = "needs ../shared beside the project")]
 fn symphony_two_chemistries_label_the_third() {
-    let Some(data) = shared("data/pbmc_symphony_3chemistries.h5ad") else { return };
+    let data = shared("data/pbmc_symphony_3chemistries.h5ad");
     let ad = load(&data);
     let device = cpu(BackendRequest::Cpu, "test").unwrap().device;
     let reference = subset(&ad, &rows_where(&ad, "donor", "3pv1", false));

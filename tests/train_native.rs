@@ -71,12 +71,10 @@ fn bad_options_give_clear_errors() {
 }
 
 #[test]
+#[cfg_attr(not(shared_data), ignore = "needs ../shared beside the project")]
 fn real_cells_symphony_holdout() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/pbmc_symphony_3chemistries.h5ad");
-    let Ok(bytes) = std::fs::read(path) else {
-        eprintln!("skipped: ../shared/data/pbmc_symphony_3chemistries.h5ad not found (the shared data sets sit beside the project, not in it)");
-        return;
-    };
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let data = read_h5ad(&bytes, "pbmc_symphony_3chemistries.h5ad").unwrap();
     let device = cpu(BackendRequest::Cpu, "test").unwrap();
     let options = HoldoutOptions {
@@ -90,18 +88,13 @@ fn real_cells_symphony_holdout() {
     assert_eq!(r.class_names.len(), 9);
 }
 
-/// Native wgpu (Vulkan / Metal / DX12). Built only with `--features wgpu`; skips when the
-/// machine has no adapter (e.g. CI without a GPU or lavapipe).
+/// Native wgpu (Vulkan / Metal / DX12). Built only with `--features wgpu` and run on request,
+/// where an adapter exists (a GPU, or lavapipe): `cargo test --features wgpu -- --ignored wgpu`.
 #[cfg(feature = "wgpu")]
 #[test]
+#[ignore = "needs a wgpu adapter: cargo test --features wgpu -- --ignored wgpu"]
 fn wgpu_native_trains_synthetic() {
-    let device = match block_on(sclabel::backend::select(BackendRequest::Webgpu, Ok(()))) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("skipped: no wgpu adapter here ({e})");
-            return;
-        }
-    };
+    let device = block_on(sclabel::backend::select(BackendRequest::Webgpu, Ok(()))).expect("a wgpu adapter");
     eprintln!("wgpu adapter: {:?}", device.info.adapter);
     let data = synthetic_counts(&SyntheticSpec { n_cells: 300, n_genes: 64, n_classes: 3, seed: 5, ..Default::default() });
     let options = HoldoutOptions {

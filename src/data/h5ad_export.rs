@@ -1987,20 +1987,17 @@ mod tests {
     }
 
     /// The demo files the app offers (www/data, fetched by scripts/setup.sh), both in the
-    /// anndata ≤ 0.6 layout; missing ones are skipped, saying so.
+    /// anndata ≤ 0.6 layout. Tests using them are ignored without www/data (build.rs).
     fn demo_files() -> Vec<(String, Vec<u8>)> {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/www/data");
-        let mut out = Vec::new();
-        for f in ["pbmc68k_reduced.h5ad", "pbmc3k_counts.h5ad"] {
-            match std::fs::read(format!("{dir}/{f}")) {
-                Ok(b) => out.push((f.to_string(), b)),
-                Err(_) => eprintln!("skipped: www/data/{f} not found (scripts/setup.sh fetches it)"),
-            }
-        }
-        out
+        ["pbmc68k_reduced.h5ad", "pbmc3k_counts.h5ad"]
+            .iter()
+            .map(|f| (f.to_string(), std::fs::read(format!("{dir}/{f}")).unwrap_or_else(|e| panic!("www/data/{f}: {e}"))))
+            .collect()
     }
 
     #[test]
+    #[cfg_attr(not(demo_data), ignore = "needs www/data (scripts/setup.sh fetches it)")]
     fn h5ad_export_demo_files_in_the_old_layout() {
         for (file, bytes) in demo_files() {
             let n = n_obs(&bytes);

@@ -28,7 +28,7 @@ use sclabel::data::anndata::AnnData;
 use sclabel::data::hvg::{HvgFlavor, HvgOptions};
 use sclabel::data::normalize::TargetScale;
 use sclabel::data::h5ad::{open_h5ad_rows, read_h5ad_source, H5adRows, read_h5ad_source_genes, ReadSeekSource};
-use sclabel::data::h5ad_export::{annotate_h5ad, DenseF32, H5adAdditions, ObsValues};
+use sclabel::data::h5ad_export::{annotate_h5ad, annotate_h5ad_copy, DenseF32, H5adAdditions, ObsValues};
 use sclabel::scnym::api::{fine_tune, predict_adata, predict_h5ad_rows, train_transfer, TransferOptions};
 use sclabel::scnym::bundle::ScnymModel;
 use sclabel::scnym::explain::{explain_h5ad_rows, ExplainOptions, Explanation};
@@ -510,14 +510,23 @@ fn write_embedding(path: &Path, cells: &[String], p: &Prediction) -> Result<()> 
     write(path, out.as_bytes())
 }
 
-/// The input file's bytes with the prediction written in as scNym writes it to an AnnData.
-fn annotated_h5ad(input: &Path, p: Prediction) -> Result<Vec<u8>> {
+/// A copy of the input with the prediction written in as scNym writes it to an AnnData: edited in
+/// place in a copy the file system makes (memory: the additions, not the file), or rebuilt in
+/// memory where the editor can't (anndata ≤ 0.6 tables are converted).
+fn write_annotated_h5ad(input: &Path, output: &Path, p: Prediction) -> Result<()> {
     let obs = vec![
         ("scNym".to_string(), ObsValues::Categorical(p.labels.into_iter().map(Some).collect())),
         ("scNym_confidence".to_string(), ObsValues::F32(p.confidence)),
     ];
     let obsm = p.embedding.map(|values| vec![("X_scnym".to_string(), DenseF32 { n_cols: p.embedding_dim, values })]).unwrap_or_default();
-    annotate_h5ad(read(input)?, &input.display().to_string(), &H5adAdditions { obs, obsm })
+    let additions = H5adAdditions { obs, obsm };
+    match annotate_h5ad_copy(input, output, &additions) {
+        Err(SclabelError::UnsupportedLayout { element, reason, .. }) => {
+            eprintln!("note: {element}: {reason}; rebuilding the file in memory instead");
+            write(output, &annotate_h5ad(read(input)?, &input.display().to_string(), &additions)?)
+        }
+        done => done,
+    }
 }
 
 fn summary(model: &ScnymModel) {
@@ -690,7 +699,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             eprintln!("predictions for {} cells written to {}", rows.n_rows, out.display());
             if let Some(path) = annotate_h5ad {
-                write(&path, &annotated_h5ad(&input, pred)?)?;
+                write_annotated_h5ad(&input, &path, pred)?;
                 eprintln!("{} with scNym, scNym_confidence and X_scnym written to {}", input.display(), path.display());
             }
         }

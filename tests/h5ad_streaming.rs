@@ -156,3 +156,35 @@ fn a_50k_cell_query_predicts_block_by_block() {
     let err = block_on(explain_h5ad_rows(&rows, &model, &labels[..10], what, &o, &compute, &mut Silent)).unwrap_err();
     assert!(err.to_string().contains("10 labels for 50000 cells"), "{err}");
 }
+
+/// The audit of a file read block by block (only the 2,000 highly variable genes kept) equals the
+/// audit of the file loaded whole: same genes, same training dynamics, same categories.
+#[test]
+fn an_audit_streams_and_equals_the_loaded_file() {
+    use sclabel::audit::api::{audit_adata, audit_h5ad_rows, AuditOptions};
+    use sclabel::data::hvg::{HvgFlavor, HvgOptions};
+    use sclabel::train::classifier::TrainOptions;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp/streaming_audit.h5ad");
+    write(&path, 5_000, N_GENES, 7);
+    let open = || ReadSeekSource::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap())).unwrap();
+    let device = cpu(BackendRequest::Cpu, "test").unwrap();
+    let whole = read_h5ad_source(open(), "audit").unwrap();
+    let rows = open_h5ad_rows(open(), "audit", false).unwrap();
+    assert!(rows.block_rows() < 5_000, "several blocks ({} rows each)", rows.block_rows());
+    for flavor in [HvgFlavor::Seurat, HvgFlavor::SeuratV3] {
+        let options = AuditOptions {
+            hvg: Some(HvgOptions { flavor, ..HvgOptions::default() }),
+            train: TrainOptions { epochs: 3, seed: 1, ..TrainOptions::default() },
+            ..AuditOptions::default()
+        };
+        let a = block_on(audit_adata(&whole, &options, &device, &mut Silent)).unwrap();
+        let b = block_on(audit_h5ad_rows(&rows, &options, &device, &mut Silent)).unwrap();
+        assert_eq!(b.genes.len(), 2_000);
+        assert_eq!(a.genes, b.genes, "{flavor:?}");
+        assert_eq!(a.gene_selection, b.gene_selection);
+        assert_eq!(a.dynamics, b.dynamics, "{flavor:?}: training dynamics");
+        assert_eq!(a.categories, b.categories);
+        assert_eq!(a.corrected_labels, b.corrected_labels);
+        assert_eq!(a.gene_scores, b.gene_scores);
+    }
+}

@@ -11,11 +11,12 @@ use crate::audit::genes::{gene_scores, GeneScoreOptions, GeneScores};
 use crate::audit::graph::{make_conf_graph, ConfGraph, ConfGraphOptions};
 use crate::audit::pca::{pca, PcaOptions};
 use crate::backend::{BackendInfo, ComputeDevice};
-use crate::data::anndata::AnnData;
-use crate::data::hvg::{highly_variable_genes, HvgFlavor, HvgOptions};
-use crate::data::labels::{check_trainable, encode_labels};
+use crate::data::anndata::{AnnData, ObsTable};
+use crate::data::h5ad::{ColumnMap, H5adRows};
+use crate::data::hvg::{highly_variable_genes, highly_variable_genes_of, HvgFlavor, HvgOptions, RowPasses};
+use crate::data::labels::{check_trainable, encode_labels, LabelEncoding};
 use crate::data::matrix::CsrMatrix;
-use crate::data::normalize::{to_log_normalized_with, Normalization, NormalizationReport, TargetScale};
+use crate::data::normalize::{detect_from_stats, log_factor, rescale_in_place, to_log_normalized_with, Normalization, NormalizationReport, TargetScale};
 use crate::error::{Result, SclabelError};
 use crate::train::classifier::{predict_proba, train_mlp, EpochStats, TrainOptions};
 use crate::train::progress::Observer;
@@ -134,24 +135,134 @@ fn derived(options: &TrainOptions, stream: u64) -> TrainOptions {
 pub async fn audit_adata<O: Observer>(adata: &AnnData, options: &AuditOptions, device: &ComputeDevice, observer: &mut O) -> Result<AuditReport> {
     let (source_x, all_genes) = adata.matrix(options.use_raw)?;
     let (x, normalization) = to_log_normalized_with(source_x, all_genes, &*adata.value_stats(options.use_raw)?, options.normalize)?;
-    let labels = encode_labels(adata.obs.get(&options.label_key)?, &options.label_key, &adata.obs_names, &options.exclude_labels)?;
+    let (labels, cells) = audit_labels(&adata.obs, &adata.obs_names, options)?;
+    let (x, genes, gene_selection) = select_genes(&adata.obs, &adata.obs_names, source_x, x, all_genes, &normalization, &cells, options)?;
+    let prepared = Prepared { x, genes, gene_selection, normalization, labels, cells };
+    audit_prepared(prepared, &adata.obs, &adata.obs_names, options, device, observer).await
+}
+
+/// [`audit_adata`] on an `.h5ad` read a block of cells at a time (`options.use_raw` is chosen when
+/// `rows` is opened), never whole: one pass over the values for the scale and each cell's totals,
+/// one for the highly variable genes (one more per batch for seurat_v3), and one that keeps the
+/// audited genes' ln(CP10k+1) — the only matrix held. The same report as auditing the file loaded
+/// whole (tested): the same values, summed in the same order.
+pub async fn audit_h5ad_rows<O: Observer>(rows: &H5adRows, options: &AuditOptions, device: &ComputeDevice, observer: &mut O) -> Result<AuditReport> {
+    let stats = rows.value_stats()?;
+    let normalization = detect_from_stats(&stats, &rows.var_names)?;
+    let factor = log_factor(&normalization)?;
+    let totals = stats.totals(&normalization.normalization);
+    let (labels, cells) = audit_labels(&rows.obs, &rows.obs_names, options)?;
+    let all = rows.n_cols;
+    let (selected, gene_selection) = match hvg_plan(&rows.obs, &rows.obs_names, all, &normalization, &cells, options)? {
+        HvgPlan::All(sentence) => (None, sentence),
+        HvgPlan::Select { hvg, batches, on, per_batch } => {
+            // seurat on ln(CP10k+1) of whole cells, seurat_v3 on the counts as stored.
+            let scale = (hvg.flavor == HvgFlavor::Seurat).then_some((factor, totals, options.normalize));
+            let mut passes = FileRows { rows, keep: ColumnMap::all(all), scale };
+            let selected = highly_variable_genes_of(&mut passes, &cells, batches.as_deref(), hvg)?.selected;
+            let sentence = selection_sentence(selected.len(), all, &on, &per_batch, cells.len());
+            (Some(selected), sentence)
+        }
+    };
+    let (keep, genes) = match &selected {
+        Some(sel) => {
+            let mut map = vec![None; all];
+            sel.iter().enumerate().for_each(|(k, &j)| map[j] = Some(k as u32));
+            (ColumnMap::new(map, sel.len())?, sel.iter().map(|&j| rows.var_names[j].clone()).collect())
+        }
+        None => (ColumnMap::all(all), rows.var_names.clone()),
+    };
+    // The audited matrix, block by block, appended in place (no second copy).
+    let (mut indptr, mut indices, mut data) = (vec![0u64], Vec::new(), Vec::new());
+    let every: Vec<usize> = (0..rows.n_rows).collect();
+    rows.for_blocks_of(&every, &keep, |start, mut x, _| {
+        let n = x.n_rows;
+        rescale_in_place(&mut x, factor, totals.map(|t| &t[start..start + n]), options.normalize);
+        crate::memory::reserve("the audited genes of the file", (x.nnz() * 8) as u64, "select fewer genes (hvg.n_top_genes) or audit fewer cells")?;
+        let offset = data.len() as u64;
+        indptr.extend(x.indptr[1..].iter().map(|&p| p + offset));
+        indices.extend_from_slice(&x.indices);
+        data.extend_from_slice(&x.data);
+        Ok(())
+    })?;
+    let x = CsrMatrix::new(rows.n_rows, keep.n_kept, indptr, indices, data)?;
+    let prepared = Prepared { x, genes, gene_selection, normalization, labels, cells };
+    audit_prepared(prepared, &rows.obs, &rows.obs_names, options, device, observer).await
+}
+
+/// A file's cells visited in passes for gene selection: the genes `keep` keeps, rescaled to
+/// ln(target+1) with whole-cell totals when `scale` is given.
+struct FileRows<'a> {
+    rows: &'a H5adRows,
+    keep: ColumnMap,
+    scale: Option<(Option<f64>, Option<&'a [f64]>, TargetScale)>,
+}
+
+impl RowPasses for FileRows<'_> {
+    fn n_rows(&self) -> usize {
+        self.rows.n_rows
+    }
+    fn n_cols(&self) -> usize {
+        self.keep.n_kept
+    }
+    fn pass(&mut self, wanted: &[usize], visit: &mut dyn FnMut(usize, &[u32], &[f32])) -> Result<()> {
+        self.rows.for_blocks_of(wanted, &self.keep, |start, mut x, local| {
+            if let Some((factor, totals, target)) = self.scale {
+                let n = x.n_rows;
+                rescale_in_place(&mut x, factor, totals.map(|t| &t[start..start + n]), target);
+            }
+            for &i in local {
+                let (idx, val) = x.row(i);
+                visit(start + i, idx, val);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The labels audited and the cells that carry one (ascending).
+fn audit_labels(obs: &ObsTable, obs_names: &[String], options: &AuditOptions) -> Result<(LabelEncoding, Vec<usize>)> {
+    let labels = encode_labels(obs.get(&options.label_key)?, &options.label_key, obs_names, &options.exclude_labels)?;
     check_trainable(&labels, &options.label_key)?;
+    let cells: Vec<usize> = (0..labels.codes.len()).filter(|&r| labels.codes[r] >= 0).collect();
+    Ok((labels, cells))
+}
+
+/// What the audit trains on, however the file was read.
+struct Prepared {
+    /// ln(target+1) over the audited genes, every cell.
+    x: CsrMatrix,
+    genes: Vec<String>,
+    gene_selection: String,
+    normalization: NormalizationReport,
+    labels: LabelEncoding,
+    /// Cells with a label (ascending).
+    cells: Vec<usize>,
+}
+
+async fn audit_prepared<O: Observer>(
+    prepared: Prepared,
+    obs: &ObsTable,
+    obs_names: &[String],
+    options: &AuditOptions,
+    device: &ComputeDevice,
+    observer: &mut O,
+) -> Result<AuditReport> {
+    let Prepared { x, genes, gene_selection, normalization, labels, cells } = prepared;
     let n_classes = labels.n_classes();
-    let cells: Vec<usize> = (0..x.n_rows).filter(|&r| labels.codes[r] >= 0).collect();
-    let (x, genes, gene_selection) = select_genes(adata, source_x, x, all_genes, &normalization, &cells, options)?;
     let var_names = &genes;
 
     // Second label column, coded in the first column's classes.
     let second_codes = match &options.second_label_key {
         Some(key) => {
-            let values = adata.obs.get(key)?.to_strings();
+            let values = obs.get(key)?.to_strings();
             let mut codes = vec![-1i32; x.n_rows];
             for &r in &cells {
-                let v = values[r].as_deref().ok_or_else(|| SclabelError::Labels(format!("obs '{key}' has no value for cell '{}'", adata.obs_names[r])))?;
+                let v = values[r].as_deref().ok_or_else(|| SclabelError::Labels(format!("obs '{key}' has no value for cell '{}'", obs_names[r])))?;
                 let k = labels.class_names.iter().position(|c| c == v).ok_or_else(|| {
                     SclabelError::Labels(format!(
                         "obs '{key}': cell '{}' has label '{v}', which is not a class of '{}' ({})",
-                        adata.obs_names[r],
+                        obs_names[r],
                         options.label_key,
                         labels.class_names.join(", ")
                     ))
@@ -228,10 +339,48 @@ pub async fn audit_adata<O: Observer>(adata: &AnnData, options: &AuditOptions, d
     })
 }
 
+/// Whether and how the audit selects genes, decided before any pass over the values.
+enum HvgPlan<'a> {
+    /// Every gene, and the sentence saying why.
+    All(String),
+    Select { hvg: &'a HvgOptions, batches: Option<Vec<u32>>, on: String, per_batch: String },
+}
+
+fn hvg_plan<'a>(obs: &ObsTable, obs_names: &[String], n: usize, normalization: &NormalizationReport, cells: &[usize], options: &'a AuditOptions) -> Result<HvgPlan<'a>> {
+    let Some(hvg) = &options.hvg else {
+        return Ok(HvgPlan::All(format!("all {n} genes (gene selection off)")));
+    };
+    if n <= hvg.n_top_genes {
+        return Ok(HvgPlan::All(format!("all {n} genes (no more than n_top_genes = {})", hvg.n_top_genes)));
+    }
+    let batches = match &hvg.batch_key {
+        Some(key) => Some(batch_codes(obs, obs_names, key, cells)?),
+        None => None,
+    };
+    let on = match hvg.flavor {
+        HvgFlavor::Seurat => format!("seurat on ln({}+1)", scale_name(options.normalize)),
+        HvgFlavor::SeuratV3 if normalization.normalization != Normalization::RawCounts => {
+            return Err(SclabelError::InvalidOption {
+                option: "hvg.flavor".into(),
+                reason: format!("seurat_v3 selects genes on raw counts, but {}; use flavor seurat", normalization.description),
+            });
+        }
+        HvgFlavor::SeuratV3 => "seurat_v3 on counts".to_string(),
+    };
+    let per_batch = hvg.batch_key.as_ref().map_or(String::new(), |k| format!(", per batch of '{k}'"));
+    Ok(HvgPlan::Select { hvg, batches, on, per_batch })
+}
+
+fn selection_sentence(n_selected: usize, n: usize, on: &str, per_batch: &str, n_cells: usize) -> String {
+    format!("{n_selected} highly variable genes of {n} ({on}{per_batch}, {n_cells} cells)")
+}
+
 /// The audit's genes: `x` (log-normalised over all genes) restricted to the highly variable genes
 /// of the audited `cells`, their names and a sentence saying how they were chosen.
+#[allow(clippy::too_many_arguments)]
 fn select_genes(
-    adata: &AnnData,
+    obs: &ObsTable,
+    obs_names: &[String],
     source_x: &CsrMatrix,
     x: CsrMatrix,
     all_genes: &[String],
@@ -240,44 +389,26 @@ fn select_genes(
     options: &AuditOptions,
 ) -> Result<(CsrMatrix, Vec<String>, String)> {
     let n = all_genes.len();
-    let Some(hvg) = &options.hvg else {
-        return Ok((x, all_genes.to_vec(), format!("all {n} genes (gene selection off)")));
+    let (hvg, batches, on, per_batch) = match hvg_plan(obs, obs_names, n, normalization, cells, options)? {
+        HvgPlan::All(sentence) => return Ok((x, all_genes.to_vec(), sentence)),
+        HvgPlan::Select { hvg, batches, on, per_batch } => (hvg, batches, on, per_batch),
     };
-    if n <= hvg.n_top_genes {
-        return Ok((x, all_genes.to_vec(), format!("all {n} genes (no more than n_top_genes = {})", hvg.n_top_genes)));
-    }
-    let batches = match &hvg.batch_key {
-        Some(key) => Some(batch_codes(adata, key, cells)?),
-        None => None,
-    };
-    let (input, on) = match hvg.flavor {
-        HvgFlavor::Seurat => (&x, format!("seurat on ln({}+1)", scale_name(options.normalize))),
-        HvgFlavor::SeuratV3 => {
-            if normalization.normalization != Normalization::RawCounts {
-                return Err(SclabelError::InvalidOption {
-                    option: "hvg.flavor".into(),
-                    reason: format!("seurat_v3 selects genes on raw counts, but {}; use flavor seurat", normalization.description),
-                });
-            }
-            (source_x, "seurat_v3 on counts".to_string())
-        }
-    };
+    let input = if hvg.flavor == HvgFlavor::Seurat { &x } else { source_x };
     let selected = highly_variable_genes(input, cells, batches.as_deref(), hvg)?.selected;
     let names: Vec<String> = selected.iter().map(|&j| all_genes[j].clone()).collect();
-    let per_batch = hvg.batch_key.as_ref().map_or(String::new(), |k| format!(", per batch of '{k}'"));
-    let how = format!("{} highly variable genes of {n} ({on}{per_batch}, {} cells)", selected.len(), cells.len());
+    let how = selection_sentence(selected.len(), n, &on, &per_batch, cells.len());
     Ok((x.select_cols(&selected), names, how))
 }
 
 /// Batch code per row (only `cells` need one), from an obs column's values.
-fn batch_codes(adata: &AnnData, key: &str, cells: &[usize]) -> Result<Vec<u32>> {
-    let values = adata.obs.get(key)?.to_strings();
+fn batch_codes(obs: &ObsTable, obs_names: &[String], key: &str, cells: &[usize]) -> Result<Vec<u32>> {
+    let values = obs.get(key)?.to_strings();
     let mut seen: Vec<String> = Vec::new();
     let mut codes = vec![0u32; values.len()];
     for &r in cells {
         let v = values[r]
             .as_deref()
-            .ok_or_else(|| SclabelError::Labels(format!("obs '{key}' (hvg.batch_key) has no value for cell '{}'", adata.obs_names[r])))?;
+            .ok_or_else(|| SclabelError::Labels(format!("obs '{key}' (hvg.batch_key) has no value for cell '{}'", obs_names[r])))?;
         codes[r] = match seen.iter().position(|s| s == v) {
             Some(k) => k as u32,
             None => {

@@ -16,7 +16,7 @@ use sclabel::atlas::build::{build_atlas, AtlasOptions, MATRIX_FILE, MODEL_FILE};
 use sclabel::atlas::matrix::ValueEncoding;
 use sclabel::atlas::combine::{combine_references, ReferencePart, DATASET_COLUMN, LABEL_COLUMN};
 use sclabel::atlas::open::open_atlas;
-use sclabel::audit::api::{audit_adata, trainability_graph, AuditOptions, AuditReport, CutoffRule};
+use sclabel::audit::api::{audit_adata, audit_h5ad_rows, trainability_graph, AuditOptions, AuditReport, CutoffRule};
 use sclabel::audit::graph::ConfGraphOptions;
 use sclabel::audit::pca::PcaOptions;
 use sclabel::audit::categories::Category;
@@ -815,9 +815,19 @@ fn run(cli: Cli) -> Result<()> {
                 ..AuditOptions::default()
             };
             let dev = device(cli.backend)?;
-            let ad = load_h5ad(&input)?;
             let bar = bar(cli.quiet);
-            let report = block_on(audit_adata(&ad, &options, &dev, &mut observe(&bar)))?;
+            // Streamed (a block of cells at a time, only the audited genes kept) unless the
+            // trainability graph needs the data set whole.
+            let (report, obs_names, ad) = match &graph {
+                None => {
+                    let rows = open_rows(&input, use_raw)?;
+                    (block_on(audit_h5ad_rows(&rows, &options, &dev, &mut observe(&bar)))?, rows.obs_names, None)
+                }
+                Some(_) => {
+                    let ad = load_h5ad(&input)?;
+                    (block_on(audit_adata(&ad, &options, &dev, &mut observe(&bar)))?, ad.obs_names.clone(), Some(ad))
+                }
+            };
             bar.finish_and_clear();
             eprintln!("genes: {}", report.gene_selection);
             let count = |c: Category| report.categories.iter().filter(|&&x| x == c).count();
@@ -833,7 +843,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(a) = report.noise_run.as_ref().and_then(|n| n.auroc) {
                 eprintln!("simulated-noise run: AUROC of 1 − conf for the flipped cells {a:.3}");
             }
-            write_audit(&out, &ad.obs_names, &report)?;
+            write_audit(&out, &obs_names, &report)?;
             eprintln!("audit written to {}", out.display());
             if let (Some(path), Some(g)) = (genes, &report.gene_scores) {
                 write_gene_scores(&path, g)?;
@@ -841,10 +851,10 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("top conf_score_high: {}\ntop conf_score_low: {}", top(&g.conf_score_high), top(&g.conf_score_low));
                 eprintln!("gene scores written to {}", path.display());
             }
-            if let Some(path) = graph {
+            if let (Some(path), Some(ad)) = (graph, &ad) {
                 let pca_options = PcaOptions { n_components: n_pcs, seed, ..PcaOptions::default() };
                 let graph_options = ConfGraphOptions { alpha, k, ..ConfGraphOptions::default() };
-                let g = block_on(trainability_graph(&ad, &report, &pca_options, &graph_options, &dev, &mut observe(&bar)))?;
+                let g = block_on(trainability_graph(ad, &report, &pca_options, &graph_options, &dev, &mut observe(&bar)))?;
                 bar.finish_and_clear();
                 let mut csv = String::from("cell,neighbor,weight,distance\n");
                 let c = &g.connectivities;

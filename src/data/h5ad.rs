@@ -1109,6 +1109,30 @@ impl H5adRows {
         ((STREAM_BLOCK_VALUES / per_row).max(1) as usize).min(self.n_rows.max(1))
     }
 
+    /// The cells `wanted` (ascending) with the columns `keep` keeps, a block at a time:
+    /// `each(start, block, local)` gets each block that holds wanted cells (rows `start..` of the
+    /// file) and those cells as rows of the block. Memory is one block.
+    pub fn for_blocks_of(&self, wanted: &[usize], keep: &ColumnMap, mut each: impl FnMut(usize, CsrMatrix, &[usize]) -> Result<()>) -> Result<()> {
+        if let Some(&r) = wanted.iter().find(|&&r| r >= self.n_rows) {
+            return Err(SclabelError::ShapeMismatch(format!("cell {r} is out of range for {} cells", self.n_rows)));
+        }
+        if !wanted.windows(2).all(|w| w[0] < w[1]) {
+            return Err(SclabelError::ShapeMismatch("cells to read must be ascending and distinct".into()));
+        }
+        let block = self.block_rows().max(1);
+        let (mut next, mut local) = (0, Vec::new());
+        while next < wanted.len() {
+            let start = wanted[next] / block * block;
+            let end = (start + block).min(self.n_rows);
+            let upto = next + wanted[next..].partition_point(|&r| r < end);
+            local.clear();
+            local.extend(wanted[next..upto].iter().map(|&r| r - start));
+            each(start, self.read_rows(start..end, keep)?, &local)?;
+            next = upto;
+        }
+        Ok(())
+    }
+
     /// Cells `rows` with only the columns `keep` keeps, in its order.
     pub fn read_rows(&self, rows: std::ops::Range<usize>, keep: &ColumnMap) -> Result<CsrMatrix> {
         let r = &self.reader;

@@ -179,8 +179,9 @@ pub fn annotate_h5ad(bytes: Vec<u8>, file_name: &str, additions: &H5adAdditions)
 /// source's (datatypes, shapes, filters, attributes; all but the additions and obs's
 /// `column-order`), and the added obs columns read back. The anndata ≤ 0.6 layout (obs as a
 /// compound table, converted when anything is added) is refused with `unsupported_layout`:
-/// [`annotate_h5ad`] converts it in memory. The input is never written; on any error the copy is
-/// removed.
+/// [`annotate_h5ad`] converts it in memory. The input is never written (nor truncated through a
+/// link); the copy is made under a temporary name and renamed to `output` once checked, so on any
+/// error nothing is left and an existing `output` is as it was.
 #[cfg(not(target_family = "wasm"))]
 pub fn annotate_h5ad_copy(input: &std::path::Path, output: &std::path::Path, additions: &H5adAdditions) -> Result<()> {
     let name = input.display().to_string();
@@ -193,8 +194,7 @@ pub fn annotate_h5ad_copy(input: &std::path::Path, output: &std::path::Path, add
         let file = File::from_source(source).map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("cannot open as HDF5: {e}") })?;
         Ok((file, len))
     };
-    let same = |a: &std::path::Path, b: &std::path::Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y);
-    if same(input, output) {
+    if same_file(input, output) {
         return Err(SclabelError::InvalidOption { option: "output".into(), reason: format!("{} is the input file, which is never changed: name another file", output.display()) });
     }
     let (file, len) = open(input)?;
@@ -203,22 +203,53 @@ pub fn annotate_h5ad_copy(input: &std::path::Path, output: &std::path::Path, add
     if plan.converts() {
         return Err(src.unsupported("obs", "an anndata ≤ 0.6 table, which is converted to a dataframe group when columns are added: that rewrites the file in memory".into()));
     }
-    std::fs::copy(input, output).map_err(|e| io(output, e))?;
-    let written = write_in_place(output, &plan, &src).and_then(|()| {
-        let (copy, _) = open(output)?;
-        compare(&src.file, &copy, &plan.changes(), false).map_err(|(path, reason)| src.unsupported(&path, format!("the annotated copy differs from the file: {reason}")))?;
-        check_added_obs(&copy, &plan).map_err(|(path, reason)| src.unsupported(&path, format!("the annotated copy does not read back: {reason}")))
-    });
+    // Written beside the output under a temporary name and renamed over it when checked: an
+    // existing output is replaced, never truncated (it may be another link to the input), and a
+    // failed copy or edit leaves nothing behind.
+    let file_name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "annotated.h5ad".into());
+    let temp = output.with_file_name(format!(".{file_name}.sclabel-{}.tmp", std::process::id()));
+    let written = std::fs::copy(input, &temp)
+        .and_then(|_| {
+            // A copy of a read-only input is read-only too; the editor needs to write it.
+            let mut permissions = std::fs::metadata(&temp)?.permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            permissions.set_readonly(false);
+            std::fs::set_permissions(&temp, permissions)
+        })
+        .map_err(|e| io(output, e))
+        .and_then(|()| write_in_place(&temp, &plan, &src))
+        .and_then(|()| {
+            let (copy, _) = open(&temp)?;
+            compare(&src.file, &copy, &plan.changes(), false).map_err(|(path, reason)| src.unsupported(&path, format!("the annotated copy differs from the file: {reason}")))?;
+            check_added_obs(&copy, &plan).map_err(|(path, reason)| src.unsupported(&path, format!("the annotated copy does not read back: {reason}")))
+        })
+        .and_then(|()| std::fs::rename(&temp, output).map_err(|e| io(output, e)));
     if written.is_err() {
-        let _ = std::fs::remove_file(output);
+        let _ = std::fs::remove_file(&temp);
     }
     written
+}
+
+/// Whether two paths name the same file (also through a hard link or a symbolic one).
+#[cfg(not(target_family = "wasm"))]
+pub fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return x.dev() == y.dev() && x.ino() == y.ino();
+        }
+    }
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
 }
 
 /// The additions of `plan` written into the file at `path` (a copy) by hdf5-pure's editor.
 #[cfg(not(target_family = "wasm"))]
 fn write_in_place(path: &std::path::Path, plan: &Plan, src: &Original) -> Result<()> {
-    let h5 = |what: &str, e: hdf5_pure::Error| src.unsupported(what, format!("hdf5-pure could not edit the copy: {e}"));
+    let h5 = |what: &str, e: hdf5_pure::Error| match e {
+        hdf5_pure::Error::Io(e) => SclabelError::InvalidFile { file: path.display().to_string(), reason: format!("while annotating a copy: {e}") },
+        e => src.unsupported(what, format!("hdf5-pure could not edit the copy: {e}")),
+    };
     let file = File::open_rw(path).map_err(|e| h5("/", e))?;
     let root = file.root();
     let children = |g: &Group| -> Result<Vec<String>> {
@@ -282,7 +313,8 @@ fn check_added_obs(file: &File, plan: &Plan) -> std::result::Result<(), Mismatch
                 let read = g.dataset("codes").and_then(|d| d.read_i64()).map_err(|e| err(&at, e.to_string()))?;
                 cats.iter().map(String::as_str).eq(categories.iter().copied()) && read.iter().map(|&c| c as i32).eq(codes.iter().copied())
             }
-            NewColumn::Plain(PlainColumn::F32(v)) => file.dataset(&at).and_then(|d| d.read_f32()).map_err(|e| err(&at, e.to_string()))? == *v,
+            // Bit for bit: NaN (pandas' missing value) equals itself here.
+            NewColumn::Plain(PlainColumn::F32(v)) => file.dataset(&at).and_then(|d| d.read_f32()).map_err(|e| err(&at, e.to_string()))?.iter().map(|x| x.to_bits()).eq(v.iter().map(|x| x.to_bits())),
             NewColumn::Plain(PlainColumn::I32(v)) => file.dataset(&at).and_then(|d| d.read_i32()).map_err(|e| err(&at, e.to_string()))? == *v,
             NewColumn::Plain(PlainColumn::Bool(v)) => file.dataset(&at).and_then(|d| d.read_u8()).map_err(|e| err(&at, e.to_string()))?.iter().map(|&b| b != 0).eq(v.iter().copied()),
         };
@@ -1794,7 +1826,12 @@ mod tests {
     fn h5ad_export_copy_edited_in_place() {
         let (input, output, again) = (scratch("copy_in.h5ad"), scratch("copy_out.h5ad"), scratch("copy_again.h5ad"));
         let src = small_h5ad();
+        let _ = std::fs::remove_file(&input);
         std::fs::write(&input, &src).unwrap();
+        // A read-only input (its copy is made writable for the editor).
+        let mut ro = std::fs::metadata(&input).unwrap().permissions();
+        ro.set_readonly(true);
+        std::fs::set_permissions(&input, ro).unwrap();
         let add = additions(5);
         annotate_h5ad_copy(&input, &output, &add).unwrap();
         assert_eq!(std::fs::read(&input).unwrap(), src, "the input is unchanged");
@@ -1806,12 +1843,23 @@ mod tests {
         check_annotated(&out, std::fs::read(&again).unwrap(), &second, "small.h5ad");
         let e = annotate_h5ad_copy(&input, &input, &add).unwrap_err();
         assert_eq!(e.code(), "invalid_option", "{e}");
+        // Nor through a hard link to it.
+        let link = scratch("copy_link.h5ad");
+        let _ = std::fs::remove_file(&link);
+        std::fs::hard_link(&input, &link).unwrap();
+        let e = annotate_h5ad_copy(&input, &link, &add).unwrap_err();
+        assert_eq!(e.code(), "invalid_option", "{e}");
         assert_eq!(std::fs::read(&input).unwrap(), src);
         // Wrong lengths are refused before anything is written.
         let _ = std::fs::remove_file(&again);
         let e = annotate_h5ad_copy(&input, &again, &additions(4)).unwrap_err();
         assert_eq!(e.code(), "shape_mismatch", "{e}");
         assert!(!again.exists());
+        let temps = std::fs::read_dir(input.parent().unwrap()).unwrap().flatten().filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.contains(".sclabel-") && (n.contains("copy_out") || n.contains("copy_again"))
+        });
+        assert_eq!(temps.count(), 0, "no temporary file is left");
     }
 
     /// The anndata ≤ 0.6 layout needs its tables converted: refused here (the CLI then rebuilds

@@ -107,10 +107,42 @@ impl GeneMoments {
     }
 }
 
+/// The cells genes are selected from, visited in passes (one for `seurat`, two for `seurat_v3`): a
+/// matrix in memory, or a file read block by block (`audit::api`), so selection never needs the
+/// whole matrix at once.
+pub trait RowPasses {
+    fn n_rows(&self) -> usize;
+    fn n_cols(&self) -> usize;
+    /// Calls `visit(row, indices, values)` for each of `rows` (ascending), in that order.
+    fn pass(&mut self, rows: &[usize], visit: &mut dyn FnMut(usize, &[u32], &[f32])) -> Result<()>;
+}
+
+impl RowPasses for &CsrMatrix {
+    fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+    fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+    fn pass(&mut self, rows: &[usize], visit: &mut dyn FnMut(usize, &[u32], &[f32])) -> Result<()> {
+        for &r in rows {
+            let (idx, val) = self.row(r);
+            visit(r, idx, val);
+        }
+        Ok(())
+    }
+}
+
 /// Selects highly variable genes of `x` over `rows` (cells), with an optional batch code per row
 /// of `x` (`batches[r]` for each r in `rows`). `x` must hold ln(x+1) data for `seurat` and raw
 /// counts for `seurat_v3`; the caller knows which (see `normalize::detect`).
 pub fn highly_variable_genes(x: &CsrMatrix, rows: &[usize], batches: Option<&[u32]>, options: &HvgOptions) -> Result<Hvg> {
+    highly_variable_genes_of(&mut &*x, rows, batches, options)
+}
+
+/// [`highly_variable_genes`] of cells visited in passes; `rows` ascending.
+pub fn highly_variable_genes_of(x: &mut impl RowPasses, rows: &[usize], batches: Option<&[u32]>, options: &HvgOptions) -> Result<Hvg> {
+    let (n_rows, n_cols) = (x.n_rows(), x.n_cols());
     let bad = |reason: String| SclabelError::InvalidOption { option: "hvg".into(), reason };
     if options.n_top_genes == 0 {
         return Err(bad("n_top_genes must be at least 1".into()));
@@ -122,27 +154,30 @@ pub fn highly_variable_genes(x: &CsrMatrix, rows: &[usize], batches: Option<&[u3
         return Err(bad(format!("span must be positive, got {}", options.span)));
     }
     if let Some(b) = batches {
-        if b.len() != x.n_rows {
-            return Err(SclabelError::ShapeMismatch(format!("{} batch codes for {} cells", b.len(), x.n_rows)));
+        if b.len() != n_rows {
+            return Err(SclabelError::ShapeMismatch(format!("{} batch codes for {} cells", b.len(), n_rows)));
         }
+    }
+    if let Some(&r) = rows.iter().find(|&&r| r >= n_rows) {
+        return Err(SclabelError::ShapeMismatch(format!("row {r} is out of range for {n_rows} cells")));
+    }
+    if !rows.windows(2).all(|w| w[0] < w[1]) {
+        return Err(bad("rows must be ascending and distinct".into()));
     }
     let n_batches = batches.map_or(1, |b| rows.iter().map(|&r| b[r] as usize + 1).max().unwrap_or(1));
     let batch_of = |r: usize| batches.map_or(0, |b| b[r] as usize);
-    let mut moments: Vec<GeneMoments> = (0..n_batches).map(|_| GeneMoments::new(x.n_cols)).collect();
+    let mut moments: Vec<GeneMoments> = (0..n_batches).map(|_| GeneMoments::new(n_cols)).collect();
     let transform: fn(f64) -> f64 = match options.flavor {
         HvgFlavor::Seurat => f64::exp_m1,
         HvgFlavor::SeuratV3 => |v| v,
     };
-    for &r in rows {
-        let (idx, val) = x.row(r);
-        moments[batch_of(r)].add_row(idx, val, transform);
-    }
+    x.pass(rows, &mut |r, idx, val| moments[batch_of(r)].add_row(idx, val, transform))?;
     // Batch codes that no given row carries are not batches.
     let present: Vec<usize> = (0..n_batches).filter(|&b| moments[b].n_cells > 0).collect();
     if present.is_empty() {
         return Err(bad("no cells to select genes from".into()));
     }
-    let n_top = options.n_top_genes.min(x.n_cols);
+    let n_top = options.n_top_genes.min(n_cols);
     match options.flavor {
         HvgFlavor::Seurat => {
             let per_batch: Vec<SeuratStats> = present.iter().map(|&b| seurat_batch(&moments[b], n_top, options.n_bins, batches.is_some())).collect();
@@ -155,15 +190,15 @@ pub fn highly_variable_genes(x: &CsrMatrix, rows: &[usize], batches: Option<&[u3
                 let (mean, reg_std) = v3_regularised_std(m, options.span)?;
                 // Second pass over the batch's cells: sums of counts clipped at mean + √N · σ_reg.
                 let clip: Vec<f64> = mean.iter().zip(&reg_std).map(|(&mu, &s)| s * (m.n_cells as f64).sqrt() + mu).collect();
-                let (mut s1, mut s2) = (vec![0f64; x.n_cols], vec![0f64; x.n_cols]);
-                for &r in rows.iter().filter(|&&r| batch_of(r) == b) {
-                    let (idx, val) = x.row(r);
+                let (mut s1, mut s2) = (vec![0f64; n_cols], vec![0f64; n_cols]);
+                let batch_rows: Vec<usize> = rows.iter().copied().filter(|&r| batch_of(r) == b).collect();
+                x.pass(&batch_rows, &mut |_, idx, val| {
                     for (&j, &v) in idx.iter().zip(val) {
                         let e = (v as f64).min(clip[j as usize]);
                         s1[j as usize] += e;
                         s2[j as usize] += e * e;
                     }
-                }
+                })?;
                 scores.push(v3_normalised_variance(m.n_cells, &mean, &reg_std, &s1, &s2));
             }
             Ok(combine_v3(&moments, &present, &scores, n_top, batches.is_some()))

@@ -414,8 +414,11 @@ const OPS = {
     };
   },
 
+  /** `dataset` as for predictScnym: an `.h5ad` source keeps only the audited genes. */
   async audit(dataset, options, { onProgress, signal } = {}) {
-    return this.session.audit(this.get(dataset, 'dataset').object, options, onProgress, signal);
+    return dataset?.kind === 'dataset'
+      ? this.session.audit(this.get(dataset, 'dataset').object, options, onProgress, signal)
+      : withH5ad(dataset, 'audit', (r, label) => this.session.auditH5ad(r.length, r.readAt, label, options, onProgress, signal));
   },
 
   /** `dataset` as for predictScnym; `groupby` an obs column's name or one label per cell. */

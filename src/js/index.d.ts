@@ -428,7 +428,8 @@ export interface Sclabel {
    * in the memory of the model's genes for one block plus the per-cell outputs.
    */
   predictScnym(model: ModelHandle, dataset: DatasetHandle | Blob | ArrayBuffer | ArrayBufferView | string, options?: ScnymPredictOptions, controls?: RunControls): Promise<ScnymPrediction>;
-  audit(dataset: DatasetHandle, options?: AuditOptions, controls?: RunControls): Promise<AuditResult>;
+  /** Annotatability's audit of a loaded data set, or of an `.h5ad` read a block of cells at a time (only the audited genes kept). */
+  audit(dataset: DatasetHandle | Blob | ArrayBuffer | ArrayBufferView | string, options?: AuditOptions, controls?: RunControls): Promise<AuditResult>;
   /**
    * Gene attributions for the cells labelled `options.target` in `groupby` (an obs column, or one
    * label per cell, e.g. a prediction's `scNym`). An `.h5ad` source is read a block of cells at a

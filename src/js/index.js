@@ -190,7 +190,11 @@ class Client {
     return this.transport.call('predictScnym', [model, dataset, options], controls);
   }
 
-  /** Annotatability: conf, var, categories, corrected labels and gene scores from training dynamics. */
+  /**
+   * Annotatability: conf, var, categories, corrected labels and gene scores from training dynamics,
+   * of a loaded data set or of an `.h5ad` read a block of cells at a time (only the audited genes,
+   * e.g. the 2,000 highly variable ones, are kept; the same report as loading it whole).
+   */
   audit(dataset, options = {}, controls = {}) {
     return this.transport.call('audit', [dataset, options], controls);
   }

@@ -125,9 +125,9 @@ impl SparseAct {
 /// Runs `f(first_row, rows)` over blocks of a row-major buffer's rows: in parallel natively when
 /// rayon has more than one thread and the buffer is large, else as one block.
 fn for_row_blocks<F: Fn(usize, &mut [f32]) + Sync + Send>(buf: &mut [f32], width: usize, f: F) {
-    let rows = buf.len() / width.max(1);
     #[cfg(not(target_family = "wasm"))]
     {
+        let rows = buf.len() / width.max(1);
         let threads = rayon::current_num_threads();
         if threads > 1 && rows >= 64 {
             use rayon::prelude::*;

@@ -480,27 +480,27 @@ impl StreamedInput {
     /// Rows `range` of the file as the model's input.
     pub fn read(&self, rows: &H5adRows, range: std::ops::Range<usize>) -> Result<CsrMatrix> {
         let mut x = rows.read_rows(range.clone(), &self.keep)?;
-        if let Some(f) = self.factor {
-            rescale_in_place(&mut x, f, self.totals.as_ref().map(|t| &t[range]), TargetScale::Cpm);
-        }
+        self.rescale(&mut x, range.start);
         Ok(x)
+    }
+
+    /// ln(CPM+1) of a block read from row `start`, when normalising.
+    fn rescale(&self, x: &mut CsrMatrix, start: usize) {
+        if let Some(f) = self.factor {
+            let n = x.n_rows;
+            rescale_in_place(x, f, self.totals.as_ref().map(|t| &t[start..start + n]), TargetScale::Cpm);
+        }
     }
 
     /// Only `wanted` rows of the file (ascending), read block by block: memory is one block and
     /// the rows kept.
     pub fn read_selected(&self, rows: &H5adRows, wanted: &[usize]) -> Result<CsrMatrix> {
-        debug_assert!(wanted.windows(2).all(|w| w[0] < w[1]));
-        let block = rows.block_rows();
         let mut parts = Vec::new();
-        let mut next = 0;
-        while next < wanted.len() {
-            let start = wanted[next] / block * block;
-            let end = (start + block).min(rows.n_rows);
-            let upto = next + wanted[next..].partition_point(|&r| r < end);
-            let local: Vec<usize> = wanted[next..upto].iter().map(|&r| r - start).collect();
-            parts.push(self.read(rows, start..end)?.select_rows(&local));
-            next = upto;
-        }
+        rows.for_blocks_of(wanted, &self.keep, |start, mut x, local| {
+            self.rescale(&mut x, start);
+            parts.push(x.select_rows(local));
+            Ok(())
+        })?;
         if parts.is_empty() {
             return CsrMatrix::new(0, self.keep.n_kept, vec![0], Vec::new(), Vec::new());
         }

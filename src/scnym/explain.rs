@@ -354,6 +354,13 @@ pub async fn explain_h5ad_rows<O: Observer>(
     if labels.len() != rows.n_rows {
         return Err(SclabelError::ShapeMismatch(format!("{} labels for {} cells", labels.len(), rows.n_rows)));
     }
+    // Checked before the passes over the file (expected_gradients checks them again).
+    if options.n_samples == 0 {
+        return Err(invalid("n_samples", "must be at least 1"));
+    }
+    if options.n_cells == Some(0) {
+        return Err(invalid("n_cells", "must be at least 1 (or unset for all target cells)"));
+    }
     let (target_class, target_rows, mut pool) = pick_cells(model, labels, what, options)?;
     let cells = explained_cells(&target_rows, options);
     let mut warnings = Vec::new();

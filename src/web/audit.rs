@@ -5,7 +5,7 @@ use js_sys::{Float32Array, Function, Object, Promise, Uint32Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::audit::api::{audit_adata, AuditOptions};
+use crate::audit::api::{audit_adata, audit_h5ad_rows, AuditOptions, AuditReport};
 use crate::data::h5ad::open_h5ad_rows;
 use crate::error::SclabelError;
 use crate::scnym::explain::{explain_adata, explain_h5ad_rows, explain_labelled, ExplainOptions, Explanation};
@@ -28,46 +28,20 @@ impl JsSession {
         let (data, device) = (dataset.inner.clone(), self.device.clone());
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
-            let r = audit_adata(&data, &options, &device, &mut observer).await.map_err(to_js)?;
-            let out = Object::new();
-            let cells: Vec<u32> = r.cells.iter().map(|&c| c as u32).collect();
-            convert::set(&out, "cells", Uint32Array::from(&cells[..]))?;
-            convert::set(&out, "labels", convert::to_js(&r.labels)?)?;
-            convert::set(&out, "conf", Float32Array::from(&r.dynamics.confidence[..]))?;
-            convert::set(&out, "var", Float32Array::from(&r.dynamics.variability[..]))?;
-            let trusted: Vec<u8> = r.trusted.iter().map(|&t| u8::from(t)).collect();
-            convert::set(&out, "trusted", Uint8Array::from(&trusted[..]))?;
-            convert::set(&out, "category", convert::to_js(&r.categories.iter().map(|c| c.as_str()).collect::<Vec<_>>())?)?;
-            convert::set(&out, "corrected_label", convert::to_js(&r.corrected_labels)?)?;
-            if let Some(d) = &r.second {
-                convert::set(&out, "conf_second", Float32Array::from(&d.confidence[..]))?;
-                convert::set(&out, "var_second", Float32Array::from(&d.variability[..]))?;
-            }
-            convert::set(&out, "cutoffs", convert::to_js(&r.cutoffs)?)?;
-            let noise = match &r.noise_run {
-                Some(n) => convert::to_js(&serde_json::json!({ "flipped": n.flipped, "auroc": n.auroc }))?,
-                None => JsValue::NULL,
-            };
-            convert::set(&out, "noise_run", noise)?;
-            let genes = match &r.gene_scores {
-                Some(g) => {
-                    let o = Object::new();
-                    convert::set(&o, "genes", convert::to_js(&g.genes)?)?;
-                    convert::set(&o, "conf_score_high", Float32Array::from(&g.conf_score_high[..]))?;
-                    convert::set(&o, "conf_score_low", Float32Array::from(&g.conf_score_low[..]))?;
-                    convert::set(&o, "conf_score_mid", Float32Array::from(&g.conf_score_mid[..]))?;
-                    o.into()
-                }
-                None => JsValue::NULL,
-            };
-            convert::set(&out, "gene_scores", genes)?;
-            convert::set(&out, "class_names", convert::to_js(&r.class_names)?)?;
-            convert::set(&out, "history", convert::to_js(&r.history)?)?;
-            convert::set(&out, "backend", convert::to_js(&r.backend)?)?;
-            convert::set(&out, "normalization", convert::to_js(&r.normalization)?)?;
-            convert::set(&out, "genes", convert::to_js(&r.genes)?)?;
-            convert::set(&out, "gene_selection", convert::to_js(&r.gene_selection)?)?;
-            Ok(out.into())
+            audit_to_js(&audit_adata(&data, &options, &device, &mut observer).await.map_err(to_js)?)
+        }))
+    }
+
+    /// [`audit`] on an `.h5ad` read through `readAt(offset, length) -> Uint8Array` a block of cells
+    /// at a time: only the audited (highly variable) genes are kept.
+    #[wasm_bindgen(js_name = auditH5ad)]
+    pub fn audit_h5ad(&self, length: f64, read_at: Function, name: &str, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
+        let options: AuditOptions = convert::options(options, "options")?;
+        let rows = open_h5ad_rows(JsSource::new(length, read_at), name, options.use_raw).map_err(to_js)?;
+        let device = self.device.clone();
+        Ok(future_to_promise(async move {
+            let mut observer = JsObserver::new(on_progress, signal);
+            audit_to_js(&audit_h5ad_rows(&rows, &options, &device, &mut observer).await.map_err(to_js)?)
         }))
     }
 
@@ -146,5 +120,48 @@ fn explanation_to_js(e: &Explanation) -> Result<JsValue, JsValue> {
     convert::set(&out, "n_samples", e.n_samples as u32)?;
     convert::set(&out, "abs_scale", e.abs_scale)?;
     convert::set(&out, "warnings", convert::to_js(&e.warnings)?)?;
+    Ok(out.into())
+}
+
+/// The audit report as JS: per-cell typed arrays under Annotatability's names.
+fn audit_to_js(r: &AuditReport) -> Result<JsValue, JsValue> {
+    let out = Object::new();
+    let cells: Vec<u32> = r.cells.iter().map(|&c| c as u32).collect();
+    convert::set(&out, "cells", Uint32Array::from(&cells[..]))?;
+    convert::set(&out, "labels", convert::to_js(&r.labels)?)?;
+    convert::set(&out, "conf", Float32Array::from(&r.dynamics.confidence[..]))?;
+    convert::set(&out, "var", Float32Array::from(&r.dynamics.variability[..]))?;
+    let trusted: Vec<u8> = r.trusted.iter().map(|&t| u8::from(t)).collect();
+    convert::set(&out, "trusted", Uint8Array::from(&trusted[..]))?;
+    convert::set(&out, "category", convert::to_js(&r.categories.iter().map(|c| c.as_str()).collect::<Vec<_>>())?)?;
+    convert::set(&out, "corrected_label", convert::to_js(&r.corrected_labels)?)?;
+    if let Some(d) = &r.second {
+        convert::set(&out, "conf_second", Float32Array::from(&d.confidence[..]))?;
+        convert::set(&out, "var_second", Float32Array::from(&d.variability[..]))?;
+    }
+    convert::set(&out, "cutoffs", convert::to_js(&r.cutoffs)?)?;
+    let noise = match &r.noise_run {
+        Some(n) => convert::to_js(&serde_json::json!({ "flipped": n.flipped, "auroc": n.auroc }))?,
+        None => JsValue::NULL,
+    };
+    convert::set(&out, "noise_run", noise)?;
+    let genes = match &r.gene_scores {
+        Some(g) => {
+            let o = Object::new();
+            convert::set(&o, "genes", convert::to_js(&g.genes)?)?;
+            convert::set(&o, "conf_score_high", Float32Array::from(&g.conf_score_high[..]))?;
+            convert::set(&o, "conf_score_low", Float32Array::from(&g.conf_score_low[..]))?;
+            convert::set(&o, "conf_score_mid", Float32Array::from(&g.conf_score_mid[..]))?;
+            o.into()
+        }
+        None => JsValue::NULL,
+    };
+    convert::set(&out, "gene_scores", genes)?;
+    convert::set(&out, "class_names", convert::to_js(&r.class_names)?)?;
+    convert::set(&out, "history", convert::to_js(&r.history)?)?;
+    convert::set(&out, "backend", convert::to_js(&r.backend)?)?;
+    convert::set(&out, "normalization", convert::to_js(&r.normalization)?)?;
+    convert::set(&out, "genes", convert::to_js(&r.genes)?)?;
+    convert::set(&out, "gene_selection", convert::to_js(&r.gene_selection)?)?;
     Ok(out.into())
 }

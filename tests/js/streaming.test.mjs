@@ -76,3 +76,19 @@ test('a 50k-cell query predicts and explains block by block within 0.15 of its m
   assert.ok(worst < 1e-5, `largest difference ${worst}`);
   sl.close();
 });
+
+test('an audit of an .h5ad read block by block equals the audit of the loaded file', async () => {
+  const reference = join(root, 'target', 'tmp', 'streaming_reference.h5ad');
+  assert.ok(existsSync(reference), 'written by `cargo test` (tests/h5ad_streaming.rs); run it first');
+  const sl = await open({ backend: 'cpu' });
+  const options = { hvg: { n_top_genes: 500 }, train: { epochs: 3, seed: 1 }, reannotate: false, gene_scores: null };
+  const streamed = await sl.audit(reference, options);
+  const loaded = await sl.audit(await sl.load(reference), options);
+  assert.equal(streamed.genes.length, 500);
+  assert.deepEqual(streamed.genes, loaded.genes);
+  assert.match(streamed.gene_selection, /500 highly variable genes of 1000/);
+  assert.deepEqual([...streamed.conf], [...loaded.conf]);
+  assert.deepEqual([...streamed.var], [...loaded.var]);
+  assert.deepEqual(streamed.category, loaded.category);
+  sl.close();
+});

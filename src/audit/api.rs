@@ -172,20 +172,10 @@ pub async fn audit_h5ad_rows<O: Observer>(rows: &H5adRows, options: &AuditOption
         }
         None => (ColumnMap::all(all), rows.var_names.clone()),
     };
-    // The audited matrix, block by block, appended in place (no second copy).
-    let (mut indptr, mut indices, mut data) = (vec![0u64], Vec::new(), Vec::new());
-    let every: Vec<usize> = (0..rows.n_rows).collect();
-    rows.for_blocks_of(&every, &keep, |start, mut x, _| {
+    let x = rows.read_kept(&keep, &format!("the {} audited genes of {} cells", keep.n_kept, rows.n_rows), "select fewer genes (hvg.n_top_genes) or audit fewer cells", |start, x| {
         let n = x.n_rows;
-        rescale_in_place(&mut x, factor, totals.map(|t| &t[start..start + n]), options.normalize);
-        crate::memory::reserve("the audited genes of the file", (x.nnz() * 8) as u64, "select fewer genes (hvg.n_top_genes) or audit fewer cells")?;
-        let offset = data.len() as u64;
-        indptr.extend(x.indptr[1..].iter().map(|&p| p + offset));
-        indices.extend_from_slice(&x.indices);
-        data.extend_from_slice(&x.data);
-        Ok(())
+        rescale_in_place(x, factor, totals.map(|t| &t[start..start + n]), options.normalize);
     })?;
-    let x = CsrMatrix::new(rows.n_rows, keep.n_kept, indptr, indices, data)?;
     let prepared = Prepared { x, genes, gene_selection, normalization, labels, cells };
     audit_prepared(prepared, &rows.obs, &rows.obs_names, options, device, observer).await
 }

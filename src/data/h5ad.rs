@@ -940,24 +940,12 @@ pub fn read_h5ad_source_genes<S: Source + Send + Sync + 'static>(source: S, file
     kept.iter().enumerate().for_each(|(k, &j)| map[j] = Some(k as u32));
     let keep = ColumnMap::new(map, kept.len())?;
     let stats = rows.value_stats()?;
-    let (mut indptr, mut indices, mut data) = (vec![0u64], Vec::new(), Vec::new());
-    let block = rows.block_rows();
-    let mut start = 0;
-    while start < rows.n_rows {
-        let end = (start + block).min(rows.n_rows);
-        let part = rows.read_rows(start..end, &keep)?;
-        crate::memory::reserve(
-            &format!("{file_name}: {} of its genes for {} cells", kept.len(), rows.n_rows),
-            (part.nnz() as u64) * 8,
-            "keep fewer genes or cells, or predict the file without loading it (predictScnym takes the file itself)",
-        )?;
-        let offset = data.len() as u64;
-        indptr.extend(part.indptr[1..].iter().map(|&p| p + offset));
-        indices.extend_from_slice(&part.indices);
-        data.extend_from_slice(&part.data);
-        start = end;
-    }
-    let x = CsrMatrix::new(rows.n_rows, kept.len(), indptr, indices, data)?;
+    let x = rows.read_kept(
+        &keep,
+        &format!("{file_name}: {} of its genes for {} cells", kept.len(), rows.n_rows),
+        "keep fewer genes or cells, or predict the file without loading it (predictScnym takes the file itself)",
+        |_, _| {},
+    )?;
     let pick = |v: &[String]| kept.iter().map(|&j| v[j].clone()).collect::<Vec<String>>();
     let var_names = pick(names);
     // Every identifier column but the one that became the names (the index under `var_index`).
@@ -1131,6 +1119,28 @@ impl H5adRows {
             next = upto;
         }
         Ok(())
+    }
+
+    /// Every cell with the columns `keep` keeps, read a block at a time, each block passed through
+    /// `adjust(start, block)` (e.g. normalised with whole-cell totals) and appended in place: memory
+    /// is the kept matrix and one block, checked against the memory budget (`what` and `advice`
+    /// name it in a refusal).
+    pub fn read_kept(&self, keep: &ColumnMap, what: &str, advice: &str, mut adjust: impl FnMut(usize, &mut CsrMatrix)) -> Result<CsrMatrix> {
+        let (mut indptr, mut indices, mut data) = (vec![0u64], Vec::new(), Vec::new());
+        let block = self.block_rows().max(1);
+        let mut start = 0;
+        while start < self.n_rows {
+            let end = (start + block).min(self.n_rows);
+            let mut part = self.read_rows(start..end, keep)?;
+            crate::memory::reserve(what, (part.nnz() as u64) * 8, advice)?;
+            adjust(start, &mut part);
+            let offset = data.len() as u64;
+            indptr.extend(part.indptr[1..].iter().map(|&p| p + offset));
+            indices.extend_from_slice(&part.indices);
+            data.extend_from_slice(&part.data);
+            start = end;
+        }
+        CsrMatrix::new(self.n_rows, keep.n_kept, indptr, indices, data)
     }
 
     /// Cells `rows` with only the columns `keep` keeps, in its order.

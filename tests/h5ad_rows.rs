@@ -202,6 +202,25 @@ fn check_gene_selection(bytes: &[u8], name: &str, genes: &[String]) {
     assert_eq!(sub.x, full.x.select_cols(&cols), "{name}");
     assert_eq!(sub.obs_names, full.obs_names);
     assert_eq!(sub.obs, full.obs);
+    // .raw keeps the same genes, with its own whole-row statistics.
+    match (&full.raw, &sub.raw) {
+        (Some(raw), Some(sub_raw)) => {
+            let rcols: Vec<usize> = (0..raw.var_names.len()).filter(|&j| genes.contains(&raw.var_names[j])).collect();
+            // The same matrix (a file may store a row's genes in any order; the block reader sorts them).
+            assert_eq!(sub_raw.x.with_sorted_rows(), raw.x.select_cols(&rcols).with_sorted_rows(), "{name}: .raw");
+            let (a, ra) = sclabel::data::normalize::to_log_normalized_with(&sub_raw.x, &sub_raw.var_names, &sub.value_stats(true).unwrap(), TargetScale::Cpm).unwrap();
+            let (b, rb) = to_log_normalized(&raw.x, &raw.var_names, TargetScale::Cpm).unwrap();
+            assert_eq!(ra, rb, "{name}: .raw's scale");
+            let (a, b) = (a.with_sorted_rows(), b.select_cols(&rcols).with_sorted_rows());
+            let worst = a.data.iter().zip(&b.data).map(|(u, v)| (u - v).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-5 && a.indices == b.indices, "{name}: .raw {worst}");
+        }
+        (None, None) => {}
+        (f, s) => panic!("{name}: .raw in the file {}, in the selection {}", f.is_some(), s.is_some()),
+    }
+    if to_log_normalized(&full.x, &full.var_names, TargetScale::Cpm).is_err() {
+        return; // a scaled X (pbmc68k): nothing to normalise
+    }
     for target in [TargetScale::Cpm, TargetScale::Cp10k] {
         let (a, ra) = sclabel::data::normalize::to_log_normalized_with(&sub.x, &sub.var_names, &sub.value_stats(false).unwrap(), target).unwrap();
         let (b, rb) = to_log_normalized(&full.x, &full.var_names, target).unwrap();
@@ -240,4 +259,16 @@ fn loading_pbmc3k_with_a_gene_selection_gives_the_full_files_results() {
     let b = shared("pbmc3k_raw_labeled.h5ad");
     let genes: Vec<String> = read_h5ad(&b, "pbmc3k").unwrap().var_names.iter().step_by(7).cloned().collect();
     check_gene_selection(&b, "pbmc3k", &genes);
+}
+
+#[test]
+#[cfg_attr(not(shared_data), ignore = "needs ../shared/data beside the project")]
+fn loading_pbmc68k_with_a_gene_selection_keeps_its_raw() {
+    // X: 765 scaled genes; .raw: ln-normalised over more genes (the anndata ≤ 0.6 layout).
+    let b = shared("pbmc68k_reduced.h5ad");
+    let full = read_h5ad(&b, "pbmc68k").unwrap();
+    let raw = full.raw.as_ref().expect("pbmc68k_reduced has .raw");
+    let mut genes: Vec<String> = full.var_names.iter().step_by(2).cloned().collect();
+    genes.extend(raw.var_names.iter().step_by(50).filter(|g| !full.var_names.contains(g)).cloned());
+    check_gene_selection(&b, "pbmc68k", &genes);
 }

@@ -99,7 +99,7 @@ function ensureData() {
   return app.loading.promise;
 }
 
-/** Above this size a query .h5ad is loaded with only the reference's genes (its .raw is not read). */
+/** Above this size a query .h5ad is loaded with only the reference's genes (of X and of .raw). */
 const BIG_QUERY_BYTES = 256 * 2 ** 20;
 
 async function loadData(key, chosen, signal) {

@@ -102,6 +102,8 @@ impl ObsTable {
 pub struct Raw {
     pub x: CsrMatrix,
     pub var_names: Vec<String>,
+    /// As `AnnData::x_stats`, for a `.raw` loaded with only some of its genes.
+    pub x_stats: Option<ValueStats>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +159,9 @@ impl AnnData {
                     raw.var_names.len()
                 )));
             }
+            if let Some(s) = raw.x_stats.as_ref().filter(|s| s.sums.len() != n) {
+                return Err(SclabelError::ShapeMismatch(format!("raw value statistics of {} cells for {n} cells", s.sums.len())));
+            }
         }
         Ok(())
     }
@@ -173,7 +178,7 @@ impl AnnData {
             var_names: self.var_names.clone(),
             var_ids: self.var_ids.clone(),
             x_stats: self.x_stats.as_ref().map(|s| s.select_rows(rows)),
-            raw: self.raw.as_ref().map(|raw| Raw { x: raw.x.select_rows(rows), var_names: raw.var_names.clone() }),
+            raw: self.raw.as_ref().map(|raw| Raw { x: raw.x.select_rows(rows), var_names: raw.var_names.clone(), x_stats: raw.x_stats.as_ref().map(|s| s.select_rows(rows)) }),
         })
     }
 
@@ -205,7 +210,7 @@ impl AnnData {
             option: "use_raw".into(),
             reason: "the data set has no .raw".into(),
         })?;
-        Ok(AnnData { x: raw.x.clone(), obs: self.obs.clone(), obs_names: self.obs_names.clone(), var_names: raw.var_names.clone(), var_ids: Vec::new(), x_stats: None, raw: None })
+        Ok(AnnData { x: raw.x.clone(), obs: self.obs.clone(), obs_names: self.obs_names.clone(), var_names: raw.var_names.clone(), var_ids: Vec::new(), x_stats: raw.x_stats.clone(), raw: None })
     }
 
     /// The same data set with var column `column` as the gene names (scanpy's `gene_symbols`):
@@ -247,9 +252,10 @@ impl AnnData {
     /// selection, computed from the matrix otherwise.
     pub fn value_stats(&self, use_raw: bool) -> Result<std::borrow::Cow<'_, ValueStats>> {
         let (x, _) = self.matrix(use_raw)?;
-        Ok(match (&self.x_stats, use_raw) {
-            (Some(s), false) => std::borrow::Cow::Borrowed(s),
-            _ => std::borrow::Cow::Owned(ValueStats::of(x)),
+        let kept = if use_raw { self.raw.as_ref().and_then(|r| r.x_stats.as_ref()) } else { self.x_stats.as_ref() };
+        Ok(match kept {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(ValueStats::of(x)),
         })
     }
 

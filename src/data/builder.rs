@@ -310,7 +310,7 @@ impl AnnDataBuilder {
         let raw = match self.raw {
             Some((m, names)) => {
                 let var_names = names.ok_or_else(|| unsupported(&self.file, "raw/var", "no gene names for .raw were given".into()))?;
-                Some(Raw { x: m.finish(&self.file)?, var_names })
+                Some(Raw { x: m.finish(&self.file)?, var_names, x_stats: None })
             }
             None => None,
         };

@@ -58,6 +58,7 @@ pub fn read_h5ad_source<S: Source + Send + Sync + 'static>(source: S, file_name:
 
 type Attrs = HashMap<String, AttrValue>;
 
+#[derive(Clone)]
 struct Reader {
     file: File,
     name: String,
@@ -499,7 +500,7 @@ impl Reader {
         } else {
             return Ok(None);
         };
-        Ok(Some(Raw { x, var_names: var.index }))
+        Ok(Some(Raw { x, var_names: var.index, x_stats: None }))
     }
 
     // ----------------------------------------------------------- dataframes
@@ -863,6 +864,8 @@ enum XLayout {
 pub struct H5adRows {
     reader: Reader,
     layout: XLayout,
+    /// Whether the file has a `.raw` (see [`H5adRows::raw_rows`]).
+    pub has_raw: bool,
     pub n_rows: usize,
     pub n_cols: usize,
     pub obs_names: Vec<String>,
@@ -874,7 +877,10 @@ pub struct H5adRows {
 
 /// Opens `source`'s X (or, with `use_raw`, `.raw`'s X and var names) for block reads.
 pub fn open_h5ad_rows<S: Source + Send + Sync + 'static>(source: S, file_name: &str, use_raw: bool) -> Result<H5adRows> {
-    let reader = Reader::open_source(source, file_name)?;
+    rows_of(Reader::open_source(source, file_name)?, use_raw)
+}
+
+fn rows_of(reader: Reader, use_raw: bool) -> Result<H5adRows> {
     let root = reader.node(reader.file.root(), String::new())?;
     let uns = if root.has_group("uns") { Some(reader.subgroup(&root, "uns")?) } else { None };
     let obs = reader.read_frame(&root, "obs", uns.as_ref(), true)?;
@@ -904,9 +910,11 @@ pub fn open_h5ad_rows<S: Source + Send + Sync + 'static>(source: S, file_name: &
     };
     let expected = (n_obs, var_frame.index.len());
     let layout = reader.x_layout(&parent, x_name, expected)?;
+    let has_raw = root.has_group("raw") || root.has_dataset("raw.X") || root.has_group("raw.X");
     Ok(H5adRows {
         reader,
         layout,
+        has_raw,
         n_rows: expected.0,
         n_cols: expected.1,
         obs_names: obs.index,
@@ -919,14 +927,14 @@ pub fn open_h5ad_rows<S: Source + Send + Sync + 'static>(source: S, file_name: &
 /// Reads an `.h5ad`'s X keeping only `genes` (matched by whichever of var's identifier columns
 /// shares the most with them), with obs, and what normalisation needs from the whole rows
 /// (`AnnData::x_stats`: the scale, each cell's totals over all genes), so every result equals that
-/// of the full matrix. Memory is the kept matrix plus one block, never the whole X. `.raw` is not
-/// read. The kept genes stay in the file's order; `genes` the file lacks are simply absent.
+/// of the full matrix. `.raw` is read the same way (its kept genes and whole-row statistics, in
+/// `Raw::x_stats`). Memory is the kept matrices plus one block, never the whole X. The kept genes
+/// stay in the file's order; `genes` the file lacks are simply absent.
 pub fn read_h5ad_source_genes<S: Source + Send + Sync + 'static>(source: S, file_name: &str, genes: &[String]) -> Result<AnnData> {
     let rows = open_h5ad_rows(source, file_name, false)?;
     let ids = rows.gene_ids();
     let (names, _) = crate::data::align::best_gene_ids(&ids, genes);
-    let wanted: std::collections::HashSet<&str> = genes.iter().map(String::as_str).collect();
-    let kept: Vec<usize> = (0..rows.n_cols).filter(|&j| wanted.contains(names[j].as_str())).collect();
+    let kept = kept_columns(names, genes);
     if kept.is_empty() {
         return Err(SclabelError::Genes(format!(
             "{file_name}: none of the {} genes asked for (e.g. '{}') is in the file ({} genes, e.g. '{}')",
@@ -936,16 +944,7 @@ pub fn read_h5ad_source_genes<S: Source + Send + Sync + 'static>(source: S, file
             rows.var_names.first().map(String::as_str).unwrap_or("")
         )));
     }
-    let mut map = vec![None; rows.n_cols];
-    kept.iter().enumerate().for_each(|(k, &j)| map[j] = Some(k as u32));
-    let keep = ColumnMap::new(map, kept.len())?;
-    let stats = rows.value_stats()?;
-    let x = rows.read_kept(
-        &keep,
-        &format!("{file_name}: {} of its genes for {} cells", kept.len(), rows.n_rows),
-        "keep fewer genes or cells, or predict the file without loading it (predictScnym takes the file itself)",
-        |_, _| {},
-    )?;
+    let (x, stats) = read_columns(&rows, &kept, file_name, "")?;
     let pick = |v: &[String]| kept.iter().map(|&j| v[j].clone()).collect::<Vec<String>>();
     let var_names = pick(names);
     // Every identifier column but the one that became the names (the index under `var_index`).
@@ -954,9 +953,40 @@ pub fn read_h5ad_source_genes<S: Source + Send + Sync + 'static>(source: S, file
         .filter(|(_, v)| !std::ptr::eq(v.as_ptr(), names.as_ptr()))
         .map(|&(n, v)| (if n == "var index" { crate::data::anndata::VAR_INDEX.to_string() } else { n.to_string() }, pick(v)))
         .collect();
-    let ad = AnnData { x, obs: rows.obs.clone(), obs_names: rows.obs_names.clone(), var_names, var_ids, x_stats: Some(stats), raw: None };
+    // .raw: the same genes by its names (none of them is a raw of no columns, which a model then
+    // reports as sharing no genes).
+    let raw = match rows.raw_rows()? {
+        Some(raw_rows) => {
+            let raw_kept = kept_columns(&raw_rows.var_names, genes);
+            let (x, stats) = read_columns(&raw_rows, &raw_kept, file_name, " .raw")?;
+            Some(Raw { x, var_names: raw_kept.iter().map(|&j| raw_rows.var_names[j].clone()).collect(), x_stats: Some(stats) })
+        }
+        None => None,
+    };
+    let ad = AnnData { x, obs: rows.obs.clone(), obs_names: rows.obs_names.clone(), var_names, var_ids, x_stats: Some(stats), raw };
     ad.validate()?;
     Ok(ad)
+}
+
+/// The columns whose name is one of `genes`, in the file's order.
+fn kept_columns(names: &[String], genes: &[String]) -> Vec<usize> {
+    let wanted: std::collections::HashSet<&str> = genes.iter().map(String::as_str).collect();
+    (0..names.len()).filter(|&j| wanted.contains(names[j].as_str())).collect()
+}
+
+/// Columns `kept` of every cell, and the whole rows' value statistics.
+fn read_columns(rows: &H5adRows, kept: &[usize], file_name: &str, what: &str) -> Result<(CsrMatrix, ValueStats)> {
+    let mut map = vec![None; rows.n_cols];
+    kept.iter().enumerate().for_each(|(k, &j)| map[j] = Some(k as u32));
+    let keep = ColumnMap::new(map, kept.len())?;
+    let stats = rows.value_stats()?;
+    let x = rows.read_kept(
+        &keep,
+        &format!("{file_name}{what}: {} of its genes for {} cells", kept.len(), rows.n_rows),
+        "keep fewer genes or cells, or predict the file without loading it (predictScnym takes the file itself)",
+        |_, _| {},
+    )?;
+    Ok((x, stats))
 }
 
 impl H5adRows {
@@ -1095,6 +1125,14 @@ impl H5adRows {
             XLayout::Csc { .. } => return self.n_rows.max(1),
         };
         ((STREAM_BLOCK_VALUES / per_row).max(1) as usize).min(self.n_rows.max(1))
+    }
+
+    /// The file's `.raw` opened the same way (sharing the open file), if it has one.
+    pub fn raw_rows(&self) -> Result<Option<H5adRows>> {
+        if !self.has_raw {
+            return Ok(None);
+        }
+        rows_of(self.reader.clone(), true).map(Some)
     }
 
     /// The cells `wanted` (ascending) with the columns `keep` keeps, a block at a time:

@@ -411,7 +411,7 @@ export interface Sclabel {
    * `genes`: keep only these genes of an `.h5ad`'s X (e.g. a model's or a reference's genes),
    * matched by whichever var identifier column shares the most, read a block of cells at a time:
    * memory is the kept matrix, and normalisation still uses each cell's totals over all of its
-   * genes, so results equal those of the whole file. `.raw` is not read then; Zarr stores load every gene.
+   * genes, so results equal those of the whole file. `.raw` keeps the same genes; Zarr stores load every gene.
    */
   load(source: DataSource, options?: { name?: string; format?: 'auto' | 'h5ad' | 'zarr' | 'zarr-zip'; varNames?: string; genes?: string[]; onProgress?: (p: LoadProgress) => void; signal?: AbortSignal }): Promise<DatasetHandle>;
   synthetic(spec?: { nCells?: number; nGenes?: number; nClasses?: number; seed?: number }): Promise<DatasetHandle>;

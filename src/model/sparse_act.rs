@@ -125,6 +125,8 @@ impl SparseAct {
 /// Runs `f(first_row, rows)` over blocks of a row-major buffer's rows: in parallel natively when
 /// rayon has more than one thread and the buffer is large, else as one block.
 fn for_row_blocks<F: Fn(usize, &mut [f32]) + Sync + Send>(buf: &mut [f32], width: usize, f: F) {
+    #[cfg(target_family = "wasm")]
+    let _ = width; // one block: the row width only sizes native parallel blocks
     #[cfg(not(target_family = "wasm"))]
     {
         let rows = buf.len() / width.max(1);

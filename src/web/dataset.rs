@@ -110,7 +110,8 @@ impl JsDataset {
 
     /// As `fromH5adReader`, keeping only `genes` of X (matched by whichever var identifier column
     /// shares the most), with each cell's whole-row statistics, so normalisation and every result
-    /// equal the full file's: memory is the kept matrix, never the whole one. `.raw` is not read.
+    /// equal the full file's: memory is the kept matrix, never the whole one. `.raw` keeps the same
+    /// genes, with its own whole-row statistics.
     #[wasm_bindgen(js_name = fromH5adReaderGenes)]
     pub fn from_h5ad_reader_genes(length: f64, read_at: Function, name: &str, genes: Vec<String>) -> Result<JsDataset, JsValue> {
         read_h5ad_source_genes(JsSource::new(length, read_at), name, &genes).map(|a| JsDataset { inner: Rc::new(a) }).map_err(to_js)

@@ -53,6 +53,12 @@ try {
     await page.waitForSelector('#embedding[data-projection]', { timeout: 600_000 }).catch(() => {});
     result.embedding_points = await page.getAttribute('#embedding', 'data-points');
     result.projection = await page.textContent('#projection-status');
+    // The UMAP of the drawn sample (≤ 50,000 cells), timed from the run's end.
+    const umapStart = performance.now();
+    await page.waitForSelector('#embedding[data-projection="umap"]', { timeout: 1_200_000 }).catch(() => {});
+    result.umap_seconds_after_run = (performance.now() - umapStart) / 1000;
+    result.projection_final = await page.textContent('#projection-status');
+    result.embedding_points_final = await page.getAttribute('#embedding', 'data-points');
     for (const id of ['export-csv', 'export-h5ad']) {
       t = performance.now();
       const download = await Promise.race([

@@ -430,7 +430,7 @@ async function showEmbedding() {
         await app.embedding.setPositions(data.xy, data.rows);
         $('embedding').dataset.cells = String(n);
         $('embedding').dataset.projection = 'pca';
-        $('projection-status').textContent = `PCA of ${shown} shown; UMAP running…`;
+        $('projection-status').textContent = `PCA shown (${shown}); UMAP running…`;
         resolve();
       } else if (data.kind === 'progress') {
         $('projection-status').textContent = `PCA shown; UMAP epoch ${data.epoch}/${data.nEpochs}…`;

@@ -88,6 +88,38 @@ impl Default for AuditOptions {
 }
 
 /// The simulated-noise run behind data-driven cutoffs.
+impl AuditOptions {
+    /// Ranges checked before any work, naming the option: a cutoff of 2 or NaN would otherwise
+    /// make every cell hard-to-learn, and a negative min_counts keep every gene, silently.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |option: &str, reason: String| Err(SclabelError::InvalidOption { option: option.into(), reason });
+        match self.cutoffs {
+            CutoffRule::Fixed { confidence, variability } => {
+                if !(0.0..=1.0).contains(&confidence) {
+                    return bad("cutoffs.confidence", format!("must be in [0, 1] (a probability), got {confidence}"));
+                }
+                if !(0.0..=0.5).contains(&variability) {
+                    return bad("cutoffs.variability", format!("must be in [0, 0.5] (the standard deviation of a probability), got {variability}"));
+                }
+            }
+            CutoffRule::Simulated { fraction, percentile } => {
+                if !(fraction > 0.0 && fraction < 1.0) {
+                    return bad("cutoffs.fraction", format!("must be in (0, 1), got {fraction}"));
+                }
+                if !(0.0..=100.0).contains(&percentile) {
+                    return bad("cutoffs.percentile", format!("must be in [0, 100], got {percentile}"));
+                }
+            }
+        }
+        if let Some(g) = &self.gene_scores {
+            if !(g.min_counts >= 0.0 && g.min_counts.is_finite()) {
+                return bad("gene_scores.min_counts", format!("must be a finite number ≥ 0, got {}", g.min_counts));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NoiseRun {
     /// Positions (into `AuditReport::cells`) of the cells whose label was flipped.
@@ -133,6 +165,7 @@ fn derived(options: &TrainOptions, stream: u64) -> TrainOptions {
 }
 
 pub async fn audit_adata<O: Observer>(adata: &AnnData, options: &AuditOptions, device: &ComputeDevice, observer: &mut O) -> Result<AuditReport> {
+    options.validate()?;
     let (source_x, all_genes) = adata.matrix(options.use_raw)?;
     let (x, normalization) = to_log_normalized_with(source_x, all_genes, &*adata.value_stats(options.use_raw)?, options.normalize)?;
     let (labels, cells) = audit_labels(&adata.obs, &adata.obs_names, options)?;
@@ -147,6 +180,7 @@ pub async fn audit_adata<O: Observer>(adata: &AnnData, options: &AuditOptions, d
 /// audited genes' ln(CP10k+1) — the only matrix held. The same report as auditing the file loaded
 /// whole (tested): the same values, summed in the same order.
 pub async fn audit_h5ad_rows<O: Observer>(rows: &H5adRows, options: &AuditOptions, device: &ComputeDevice, observer: &mut O) -> Result<AuditReport> {
+    options.validate()?;
     let stats = rows.value_stats()?;
     let normalization = detect_from_stats(&stats, &rows.var_names)?;
     let factor = log_factor(&normalization)?;
@@ -484,4 +518,29 @@ pub async fn trainability_graph<O: Observer>(
     let options = PcaOptions { n_components: pca_options.n_components.min(sub.n_rows.min(sub.n_cols)), ..*pca_options };
     let embedding = pca(&sub, &options)?;
     make_conf_graph(&embedding.scores, embedding.n_components, &report.dynamics.confidence, graph_options, &device.device, observer).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_options_are_refused_by_name() {
+        let with = |cutoffs| AuditOptions { cutoffs, ..AuditOptions::default() };
+        let cases = [
+            (with(CutoffRule::Fixed { confidence: 2.0, variability: 0.1 }), "cutoffs.confidence"),
+            (with(CutoffRule::Fixed { confidence: f32::NAN, variability: 0.1 }), "cutoffs.confidence"),
+            (with(CutoffRule::Fixed { confidence: 0.5, variability: -0.1 }), "cutoffs.variability"),
+            (with(CutoffRule::Simulated { fraction: 0.0, percentile: 25.0 }), "cutoffs.fraction"),
+            (with(CutoffRule::Simulated { fraction: 0.1, percentile: 101.0 }), "cutoffs.percentile"),
+            (AuditOptions { gene_scores: Some(GeneScoreOptions { min_counts: -1.0, ..GeneScoreOptions::default() }), ..AuditOptions::default() }, "gene_scores.min_counts"),
+        ];
+        for (options, name) in cases {
+            let e = options.validate().unwrap_err();
+            assert_eq!(e.code(), "invalid_option");
+            assert!(e.to_string().contains(name), "{e}");
+        }
+        assert!(AuditOptions::default().validate().is_ok());
+        assert!(with(CutoffRule::Fixed { confidence: 0.9, variability: 0.2 }).validate().is_ok());
+    }
 }

@@ -51,7 +51,7 @@ struct Cli {
     quiet: bool,
     /// Refuse (error code too_large) work whose data would take the heap past this many GiB,
     /// instead of running the machine out of memory (default: no limit).
-    #[arg(long, global = true)]
+    #[arg(long, allow_negative_numbers = true, global = true)]
     memory_limit_gib: Option<f64>,
     /// The var column that holds the gene names in the input files (scanpy's gene_symbols, e.g.
     /// feature_name in CELLxGENE files). Without it, gene matching uses whichever of var's
@@ -149,7 +149,7 @@ enum Command {
         /// Also predict the query (or the reference's Unlabeled cells) and write a CSV.
         #[arg(long)]
         predictions: Option<PathBuf>,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         unassigned_below: Option<f32>,
     },
     /// Label cells with a trained model; writes cell, scNym, scNym_confidence and one probability
@@ -164,7 +164,7 @@ enum Command {
         #[arg(long)]
         use_raw: bool,
         /// Cells less confident than this get the label Unassigned.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         unassigned_below: Option<f32>,
         #[arg(long)]
         out: PathBuf,
@@ -232,15 +232,15 @@ enum Command {
         #[arg(long)]
         hvg_batch_key: Option<String>,
         /// Fraction of labels flipped in the run that sets the cutoffs.
-        #[arg(long, default_value_t = 0.1)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 0.1)]
         flip_fraction: f64,
         /// Percentile of the flipped cells' scores taken as the cutoffs.
-        #[arg(long, default_value_t = 25.0)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 25.0)]
         percentile: f64,
         /// Fixed cutoffs instead of the simulated-noise run (both needed).
-        #[arg(long, requires = "cutoff_var")]
+        #[arg(long, allow_negative_numbers = true, requires = "cutoff_var")]
         cutoff_conf: Option<f32>,
-        #[arg(long, requires = "cutoff_conf")]
+        #[arg(long, allow_negative_numbers = true, requires = "cutoff_conf")]
         cutoff_var: Option<f32>,
         /// Don't re-annotate untrusted cells.
         #[arg(long)]
@@ -252,14 +252,14 @@ enum Command {
         #[arg(long)]
         genes: Option<PathBuf>,
         /// Genes with a column sum below this are not scored.
-        #[arg(long, default_value_t = 100.0)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 100.0)]
         min_counts: f64,
         /// Trainability-aware kNN graph as an edge list CSV (cell, neighbor, weight, distance),
         /// built on a PCA of the audited cells.
         #[arg(long)]
         graph: Option<PathBuf>,
         /// Weight of expression distance against confidence-rank distance in the graph.
-        #[arg(long, default_value_t = 0.9)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
         alpha: f64,
         #[arg(long, default_value_t = 15)]
         k: usize,

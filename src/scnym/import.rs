@@ -48,6 +48,8 @@ pub fn infer_arch(t: &HostTensors, path: &str) -> Result<ArchSpec> {
 
 /// Splits a one-name-per-line list (genes, classes); trailing blank lines are ignored.
 pub fn parse_list(text: &str) -> Vec<String> {
+    // A byte-order mark (Windows editors write one) would otherwise become part of the first name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let v: Vec<String> = text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect();
     let end = v.iter().rposition(|l| !l.is_empty()).map_or(0, |i| i + 1);
     v[..end].to_vec()
@@ -55,6 +57,13 @@ pub fn parse_list(text: &str) -> Vec<String> {
 
 /// `weights`: the bytes of scNym's `00_best_model_weights.pkl` (named `weights_name` in errors).
 pub fn import_scnym(weights: &[u8], weights_name: &str, genes: Vec<String>, classes: Vec<String>, device: &Device) -> Result<ScnymModel> {
+    for (what, list) in [("genes", &genes), ("classes", &classes)] {
+        let mut seen = std::collections::HashSet::new();
+        if let Some(name) = list.iter().find(|n| n.is_empty() || !seen.insert(n.as_str())) {
+            let reason = if name.is_empty() { "has an empty name".to_string() } else { format!("names '{name}' twice") };
+            return Err(SclabelError::InvalidOption { option: what.into(), reason: format!("the {what} list {reason}: each line names one, once") });
+        }
+    }
     let tensors = read_state_dict(weights).map_err(|e| bad(weights_name, format!("not a PyTorch state dict: {e}")))?;
     let arch = infer_arch(&tensors, weights_name)?;
     let mut model = ScnymModel::from_host_tensors(arch, &tensors, genes, classes, device)?;
@@ -64,4 +73,24 @@ pub fn import_scnym(weights: &[u8], weights_name: &str, genes: Vec<String>, clas
         details: [("weights".to_string(), weights_name.to_string())].into_iter().collect(),
     };
     Ok(model)
+}
+
+#[cfg(test)]
+mod list_tests {
+    use super::*;
+
+    #[test]
+    fn lists_lose_a_byte_order_mark_and_crlf() {
+        assert_eq!(parse_list("\u{feff}CD3E\r\nMS4A1\r\n\r\n"), vec!["CD3E".to_string(), "MS4A1".to_string()]);
+    }
+
+    #[test]
+    fn duplicate_or_empty_names_are_refused_before_the_weights_are_read() {
+        let device = crate::backend::cpu(crate::backend::BackendRequest::Cpu, "test").unwrap().device;
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let e = import_scnym(b"", "w.pkl", names(&["A", "B"]), names(&["T", "B", "T"]), &device).unwrap_err();
+        assert!(e.to_string().contains("classes list names 'T' twice"), "{e}");
+        let e = import_scnym(b"", "w.pkl", names(&["A", "", "B"]), names(&["T", "B"]), &device).unwrap_err();
+        assert!(e.to_string().contains("genes list has an empty name"), "{e}");
+    }
 }

@@ -62,17 +62,56 @@ enum Obj {
     Other,
 }
 
-fn ints(o: &Obj) -> R<Vec<usize>> {
+/// Sizes, strides and offsets: non-negative ints (a negative one would wrap to a huge size).
+fn ints(o: &Obj, what: &str) -> R<Vec<usize>> {
     match o {
-        Obj::Tuple(v) | Obj::List(v) => v.iter().map(|x| if let Obj::Int(i) = x { Ok(*i as usize) } else { Err("expected an int".to_string()) }).collect(),
-        _ => Err("expected a tuple of ints".into()),
+        Obj::Tuple(v) | Obj::List(v) => v.iter().map(|x| non_negative(x, what)).collect(),
+        _ => Err(format!("tensor {what}: expected a tuple of ints")),
     }
+}
+
+fn non_negative(o: &Obj, what: &str) -> R<usize> {
+    match o {
+        Obj::Int(i) => usize::try_from(*i).map_err(|_| format!("tensor {what}: {i} is negative")),
+        _ => Err(format!("tensor {what}: expected an int")),
+    }
+}
+
+/// Objects in `o` (itself included), counted up to `limit` (so the count costs at most that).
+fn nodes(o: &Obj, limit: usize) -> usize {
+    let mut count = 0;
+    let mut todo = vec![o];
+    while let Some(x) = todo.pop() {
+        count += 1;
+        if count > limit {
+            break;
+        }
+        match x {
+            Obj::Tuple(v) | Obj::List(v) => todo.extend(v),
+            Obj::Dict(d) => d.iter().for_each(|(k, v)| todo.extend([k, v])),
+            _ => {}
+        }
+    }
+    count
 }
 
 /// A tiny pickle machine for protocol ≤ 4 state dicts.
 fn unpickle(p: &[u8]) -> R<Obj> {
     let mut stack: Vec<Obj> = Vec::new();
     let mut memo: HashMap<usize, Obj> = HashMap::new();
+    // Memo puts and references copy objects: bounded by the pickle's length, so references to
+    // references (a "billion laughs" pickle) can't grow without end. A state dict copies a few
+    // small tuples.
+    let mut copy_budget = 64 * p.len() + 4096;
+    let recall = |o: Option<&Obj>, budget: &mut usize| -> R<Obj> {
+        let o = o.ok_or("bad memo reference")?;
+        let n = nodes(o, *budget);
+        if n > *budget {
+            return Err("the pickle's memo references expand far beyond its size (not a state dict)".into());
+        }
+        *budget -= n;
+        Ok(o.clone())
+    };
     let mut i = 0;
     let take = |i: &mut usize, n: usize| -> R<&[u8]> {
         let s = p.get(*i..*i + n).ok_or("truncated pickle")?;
@@ -144,23 +183,23 @@ fn unpickle(p: &[u8]) -> R<Obj> {
             }
             b'q' => {
                 let k = take(&mut i, 1)?[0] as usize;
-                memo.insert(k, stack.last().cloned().ok_or("stack underflow")?);
+                memo.insert(k, recall(Some(stack.last().ok_or("stack underflow")?), &mut copy_budget)?);
             }
             b'r' => {
                 let k = u32::from_le_bytes(take(&mut i, 4)?.try_into().unwrap()) as usize;
-                memo.insert(k, stack.last().cloned().ok_or("stack underflow")?);
+                memo.insert(k, recall(Some(stack.last().ok_or("stack underflow")?), &mut copy_budget)?);
             }
             0x94 => {
                 let k = memo.len();
-                memo.insert(k, stack.last().cloned().ok_or("stack underflow")?);
+                memo.insert(k, recall(Some(stack.last().ok_or("stack underflow")?), &mut copy_budget)?);
             }
             b'h' => {
                 let k = take(&mut i, 1)?[0] as usize;
-                stack.push(memo.get(&k).cloned().ok_or("bad memo reference")?);
+                stack.push(recall(memo.get(&k), &mut copy_budget)?);
             }
             b'j' => {
                 let k = u32::from_le_bytes(take(&mut i, 4)?.try_into().unwrap()) as usize;
-                stack.push(memo.get(&k).cloned().ok_or("bad memo reference")?);
+                stack.push(recall(memo.get(&k), &mut copy_budget)?);
             }
             b't' => {
                 let items = pop_mark(&mut stack)?;
@@ -188,11 +227,13 @@ fn unpickle(p: &[u8]) -> R<Obj> {
                 let out = match &f {
                     Obj::Global(g) if g == "torch._utils._rebuild_tensor_v2" || g == "torch._utils._rebuild_tensor" => {
                         let Some(Obj::Storage { key, dtype }) = a.first() else { return Err("tensor without storage".into()) };
-                        let offset = match a.get(1) {
-                            Some(Obj::Int(o)) => *o as usize,
-                            _ => return Err("tensor offset".into()),
-                        };
-                        Obj::Tensor { key: key.clone(), dtype: dtype.clone(), offset, shape: ints(a.get(2).ok_or("tensor shape")?)?, stride: ints(a.get(3).ok_or("tensor stride")?)? }
+                        let offset = non_negative(a.get(1).ok_or("tensor offset missing")?, "offset")?;
+                        let shape = ints(a.get(2).ok_or("tensor shape missing")?, "shape")?;
+                        let stride = ints(a.get(3).ok_or("tensor stride missing")?, "stride")?;
+                        if shape.len() != stride.len() {
+                            return Err(format!("tensor shape {shape:?} and stride {stride:?} differ in rank"));
+                        }
+                        Obj::Tensor { key: key.clone(), dtype: dtype.clone(), offset, shape, stride }
                     }
                     Obj::Global(g) if g == "torch._utils._rebuild_parameter" => a.into_iter().next().unwrap_or(Obj::Other),
                     Obj::Global(g) if g == "collections.OrderedDict" => Obj::Dict(Vec::new()),
@@ -254,22 +295,66 @@ pub fn read_state_dict(bytes: &[u8]) -> R<HostTensors> {
             _ => continue, // integer buffers such as num_batches_tracked
         };
         let raw = entries.get(&format!("{prefix}data/{key}")).ok_or_else(|| format!("storage {key} of '{name}' is missing"))?;
-        let numel: usize = shape.iter().product();
-        let mut values = Vec::with_capacity(numel);
-        let mut idx = vec![0usize; shape.len()];
-        for _ in 0..numel {
-            let at = offset + idx.iter().zip(&stride).map(|(i, s)| i * s).sum::<usize>();
-            let b = raw.get(at * width..(at + 1) * width).ok_or_else(|| format!("storage of '{name}' is too short"))?;
-            values.push(if width == 4 { f32::from_le_bytes(b.try_into().unwrap()) } else { f64::from_le_bytes(b.try_into().unwrap()) as f32 });
-            for d in (0..shape.len()).rev() {
-                idx[d] += 1;
-                if idx[d] < shape[d] {
-                    break;
-                }
-                idx[d] = 0;
-            }
-        }
+        let values = tensor_values(&name, raw, width, offset, &shape, &stride)?;
         out.insert(name, (shape, values));
     }
     Ok(out)
+}
+
+/// A tensor's elements, row-major, from its storage bytes (`width`: 4 for f32, 8 for f64) at
+/// `offset` with `stride` (in elements). Sizes are checked before anything is allocated.
+fn tensor_values(name: &str, raw: &[u8], width: usize, offset: usize, shape: &[usize], stride: &[usize]) -> R<Vec<f32>> {
+    let too_big = || format!("tensor '{name}' of shape {shape:?} does not fit its storage ({} bytes)", raw.len());
+    let numel = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(too_big)?;
+    if numel.checked_mul(width).is_none_or(|b| b > raw.len()) {
+        return Err(too_big());
+    }
+    let mut values = Vec::with_capacity(numel);
+    let mut idx = vec![0usize; shape.len()];
+    for _ in 0..numel {
+        let at = idx.iter().zip(stride).try_fold(offset, |a, (i, s)| i.checked_mul(*s).and_then(|x| a.checked_add(x))).ok_or_else(too_big)?;
+        let b = at.checked_mul(width).and_then(|start| raw.get(start..start.checked_add(width)?)).ok_or_else(|| format!("storage of '{name}' is too short"))?;
+        values.push(if width == 4 { f32::from_le_bytes(b.try_into().expect("4 bytes")) } else { f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32 });
+        for d in (0..shape.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < shape[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A list of two references to the previous level, 40 levels deep: 2^40 objects if expanded.
+    #[test]
+    fn memo_references_cannot_expand_without_end() {
+        let mut p = vec![0x80, 2, b']', b'q', 0];
+        for level in 1..=40u8 {
+            p.extend([b']', b'(', b'h', level - 1, b'h', level - 1, b'e', b'q', level]);
+        }
+        p.push(b'.');
+        let t = std::time::Instant::now();
+        let e = unpickle(&p).unwrap_err();
+        assert!(e.contains("memo references expand"), "{e}");
+        assert!(t.elapsed().as_secs() < 5, "refused in {:?}", t.elapsed());
+    }
+
+    #[test]
+    fn negative_and_huge_tensor_sizes_are_errors() {
+        assert!(ints(&Obj::Tuple(vec![Obj::Int(3), Obj::Int(-1)]), "shape").unwrap_err().contains("-1 is negative"));
+        assert!(non_negative(&Obj::Int(-8), "offset").unwrap_err().contains("negative"));
+        let raw = vec![0u8; 16];
+        // Element counts that overflow, or exceed the storage, are refused before allocating.
+        assert!(tensor_values("w", &raw, 4, 0, &[1 << 40, 1 << 40], &[1 << 40, 1]).unwrap_err().contains("does not fit"));
+        assert!(tensor_values("w", &raw, 4, 0, &[5], &[1]).unwrap_err().contains("does not fit"));
+        // Offsets and strides that point past the storage (or overflow) are refused.
+        assert!(tensor_values("w", &raw, 4, usize::MAX, &[2], &[1]).is_err());
+        assert!(tensor_values("w", &raw, 4, 0, &[2, 2], &[usize::MAX, 1]).is_err());
+        assert_eq!(tensor_values("w", &raw, 4, 0, &[2, 2], &[2, 1]).unwrap(), vec![0.0; 4]);
+    }
 }

@@ -78,6 +78,38 @@ use crate::error::{Result, SclabelError};
 /// corrupt, and refusing it keeps a forged shape from asking for terabytes.
 const MAX_INFLATION: u64 = 2048;
 const MIN_DECODED_BUDGET: u64 = 1 << 26;
+/// Deeper group trees are refused: anndata writes a handful of levels (uns dicts a few more), and
+/// a group linked inside itself (a hard-link cycle) would otherwise be walked without end.
+const MAX_GROUP_DEPTH: usize = 64;
+
+/// Objects a walk of a file may visit: a tree without shared links has at most one per 16 bytes (an
+/// object header is at least that), so more means links that revisit groups (a cycle or a DAG
+/// whose paths multiply).
+fn max_visits(file_len: usize) -> usize {
+    file_len / 16 + 1024
+}
+
+/// The depth and visit guard of a walk over a file's groups, as a reason to refuse it.
+struct WalkGuard {
+    visits: std::cell::Cell<usize>,
+    limit: usize,
+}
+
+impl WalkGuard {
+    fn new(file_len: usize) -> Self {
+        Self { visits: std::cell::Cell::new(0), limit: max_visits(file_len) }
+    }
+
+    /// Counts `objects` more visits at group `path`; the reason to stop, if any.
+    fn enter(&self, path: &str, objects: usize) -> Option<String> {
+        let depth = if path.is_empty() { 0 } else { path.matches('/').count() + 1 };
+        if depth > MAX_GROUP_DEPTH {
+            return Some(format!("groups nested more than {MAX_GROUP_DEPTH} deep: a group linked inside itself (a hard-link cycle)?"));
+        }
+        self.visits.set(self.visits.get() + objects);
+        (self.visits.get() > self.limit).then(|| format!("more than {} objects reached through links: links that revisit groups (a cycle)?", self.limit))
+    }
+}
 
 /// What to add to the file. Names already present in obs / obsm are replaced.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -334,6 +366,8 @@ struct Original {
     /// Most bytes any one dataset may decode to.
     budget: u64,
     len: usize,
+    /// Bounds the walk over the file's groups.
+    walk: WalkGuard,
 }
 
 /// A new obs column in the form it is written.
@@ -430,7 +464,7 @@ impl Original {
             return Err(SclabelError::InvalidFile { file: file_name.to_string(), reason: format!("truncated: the file declares {eof} bytes but only {len} are present") });
         }
         let budget = (len as u64).saturating_mul(MAX_INFLATION).max(MIN_DECODED_BUDGET);
-        Ok(Self { file, name: file_name.to_string(), budget, len })
+        Ok(Self { file, name: file_name.to_string(), budget, len, walk: WalkGuard::new(len) })
     }
 
     fn unsupported(&self, path: &str, reason: String) -> SclabelError {
@@ -621,6 +655,9 @@ impl Original {
 
     /// Copies group `g` (at `path`, "" for the root) into `sink`, with the plan's additions.
     fn copy_group<S: Sink>(&self, sink: &mut S, g: &Group, path: &str, plan: &Plan) -> Result<()> {
+        if let Some(reason) = self.walk.enter(path, 1) {
+            return Err(self.unsupported(path, reason));
+        }
         let skip: Vec<&str> = match path {
             "obs" => plan.obs.iter().map(|(n, _)| *n).collect(),
             "obsm" => plan.obsm.iter().map(|(n, _)| *n).collect(),
@@ -1544,10 +1581,14 @@ type Mismatch = (String, String);
 /// datatype, shape, maximum shape, chunk shape and filters; with `values`, the same decoded
 /// element bytes / strings too. Returns the first difference as (path, what).
 pub(crate) fn compare(a: &File, b: &File, changes: &Changes, values: bool) -> std::result::Result<(), Mismatch> {
-    compare_group(&a.root(), &b.root(), "", changes, values)
+    let guard = WalkGuard::new(a.file_size().max(b.file_size()) as usize);
+    compare_group(&a.root(), &b.root(), "", changes, values, &guard)
 }
 
-fn compare_group(a: &Group, b: &Group, path: &str, changes: &Changes, values: bool) -> std::result::Result<(), Mismatch> {
+fn compare_group(a: &Group, b: &Group, path: &str, changes: &Changes, values: bool, guard: &WalkGuard) -> std::result::Result<(), Mismatch> {
+    if let Some(reason) = guard.enter(path, 1) {
+        return Err((shown(path).to_string(), reason));
+    }
     let err = |p: &str, e: hdf5_pure::Error| (shown(p).to_string(), e.to_string());
     compare_attrs(
         (a.attrs().map_err(|e| err(path, e))?, a.attr_datatypes().map_err(|e| err(path, e))?),
@@ -1575,7 +1616,7 @@ fn compare_group(a: &Group, b: &Group, path: &str, changes: &Changes, values: bo
             continue;
         }
         let (ga, gb) = (a.group(&name).map_err(|e| err(&p, e))?, b.group(&name).map_err(|e| err(&p, e))?);
-        compare_group(&ga, &gb, &p, changes, values)?;
+        compare_group(&ga, &gb, &p, changes, values, guard)?;
     }
     Ok(())
 }
@@ -1860,6 +1901,25 @@ mod tests {
             n.contains(".sclabel-") && (n.contains("copy_out") || n.contains("copy_again"))
         });
         assert_eq!(temps.count(), 0, "no temporary file is left");
+    }
+
+    /// A group linked inside itself (uns/loop → the root, written by h5py) reads, but neither
+    /// export walks it without end: both refuse it, naming the path, and leave no file.
+    #[test]
+    fn h5ad_export_link_cycles_are_refused() {
+        let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/link_cycle.h5ad")).unwrap();
+        assert_eq!(read_h5ad(&bytes, "link_cycle.h5ad").unwrap().n_obs(), 3);
+        let add = additions(3);
+        let e = annotate_h5ad(bytes.clone(), "link_cycle.h5ad", &add).unwrap_err();
+        assert_eq!(e.code(), "unsupported_layout", "{e}");
+        assert!(e.to_string().contains("cycle") && e.to_string().contains("uns/loop"), "{e}");
+        let (input, output) = (scratch("cycle_in.h5ad"), scratch("cycle_out.h5ad"));
+        std::fs::write(&input, &bytes).unwrap();
+        let _ = std::fs::remove_file(&output);
+        let e = annotate_h5ad_copy(&input, &output, &add).unwrap_err();
+        assert_eq!(e.code(), "unsupported_layout", "{e}");
+        assert!(e.to_string().contains("cycle"), "{e}");
+        assert!(!output.exists());
     }
 
     /// The anndata ≤ 0.6 layout needs its tables converted: refused here (the CLI then rebuilds

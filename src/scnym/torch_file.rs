@@ -95,22 +95,90 @@ fn nodes(o: &Obj, limit: usize) -> usize {
     count
 }
 
+/// Deepest nesting a pickle may build: a state dict nests a few levels, and cloning or dropping
+/// a nested object recurses (a list a million levels deep would overflow the stack).
+const MAX_PICKLE_DEPTH: u32 = 256;
+
+/// The pickle machine's stack, with each object's nesting depth (0 for a scalar, one more than its
+/// deepest item for a container).
+#[derive(Default)]
+struct Stack {
+    objects: Vec<Obj>,
+    depths: Vec<u32>,
+}
+
+impl Stack {
+    /// A scalar, or a container built empty.
+    fn push(&mut self, o: Obj) {
+        let depth = u32::from(matches!(o, Obj::Tuple(_) | Obj::List(_) | Obj::Dict(_)));
+        self.objects.push(o);
+        self.depths.push(depth);
+    }
+
+    fn push_nested(&mut self, o: Obj, depth: u32) -> R<()> {
+        if depth > MAX_PICKLE_DEPTH {
+            return Err(format!("the pickle nests objects more than {MAX_PICKLE_DEPTH} deep (not a state dict)"));
+        }
+        self.objects.push(o);
+        self.depths.push(depth);
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Option<(Obj, u32)> {
+        Some((self.objects.pop()?, self.depths.pop()?))
+    }
+
+    fn last(&self) -> Option<(&Obj, u32)> {
+        Some((self.objects.last()?, *self.depths.last()?))
+    }
+
+    fn last_mut(&mut self) -> Option<&mut Obj> {
+        self.objects.last_mut()
+    }
+
+    /// The container on top now holds items `depth` deep.
+    fn holds(&mut self, depth: u32) -> R<()> {
+        if let Some(d) = self.depths.last_mut() {
+            *d = (*d).max(depth + 1);
+            if *d > MAX_PICKLE_DEPTH {
+                return Err(format!("the pickle nests objects more than {MAX_PICKLE_DEPTH} deep (not a state dict)"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The top `n` objects and their deepest depth.
+    fn pop_n(&mut self, n: usize) -> R<(Vec<Obj>, u32)> {
+        let at = self.objects.len().checked_sub(n).ok_or("stack underflow")?;
+        let depth = self.depths.split_off(at).into_iter().max().unwrap_or(0);
+        Ok((self.objects.split_off(at), depth))
+    }
+
+    /// The objects above the last MARK (which goes too) and their deepest depth.
+    fn pop_mark(&mut self) -> R<(Vec<Obj>, u32)> {
+        let m = self.objects.iter().rposition(|o| matches!(o, Obj::Mark)).ok_or("pickle MARK missing")?;
+        let items = self.pop_n(self.objects.len() - m - 1)?;
+        self.pop();
+        Ok(items)
+    }
+}
+
 /// A tiny pickle machine for protocol ≤ 4 state dicts.
 fn unpickle(p: &[u8]) -> R<Obj> {
-    let mut stack: Vec<Obj> = Vec::new();
-    let mut memo: HashMap<usize, Obj> = HashMap::new();
+    let mut stack = Stack::default();
+    let mut memo: HashMap<usize, (Obj, u32)> = HashMap::new();
     // Memo puts and references copy objects: bounded by the pickle's length, so references to
     // references (a "billion laughs" pickle) can't grow without end. A state dict copies a few
     // small tuples.
     let mut copy_budget = 64 * p.len() + 4096;
-    let recall = |o: Option<&Obj>, budget: &mut usize| -> R<Obj> {
-        let o = o.ok_or("bad memo reference")?;
+    let recall = |o: Option<(&Obj, u32)>, budget: &mut usize| -> R<(Obj, u32)> {
+        let (o, depth) = o.ok_or("bad memo reference")?;
         let n = nodes(o, *budget);
         if n > *budget {
             return Err("the pickle's memo references expand far beyond its size (not a state dict)".into());
         }
         *budget -= n;
-        Ok(o.clone())
+        Ok((o.clone(), depth))
     };
     let mut i = 0;
     let take = |i: &mut usize, n: usize| -> R<&[u8]> {
@@ -118,19 +186,13 @@ fn unpickle(p: &[u8]) -> R<Obj> {
         *i += n;
         Ok(s)
     };
-    let pop_mark = |stack: &mut Vec<Obj>| -> R<Vec<Obj>> {
-        let m = stack.iter().rposition(|o| matches!(o, Obj::Mark)).ok_or("pickle MARK missing")?;
-        let items = stack.split_off(m + 1);
-        stack.pop();
-        Ok(items)
-    };
     loop {
         let op = *p.get(i).ok_or("pickle ended without STOP")?;
         i += 1;
         match op {
             0x80 => i += 1,                   // PROTO
             0x95 => i += 8,                   // FRAME
-            b'.' => return stack.pop().ok_or_else(|| "empty pickle".to_string()),
+            b'.' => return stack.pop().map(|(o, _)| o).ok_or_else(|| "empty pickle".to_string()),
             b'(' => stack.push(Obj::Mark),
             b'N' => stack.push(Obj::None),
             0x88 => stack.push(Obj::Bool(true)),
@@ -174,8 +236,8 @@ fn unpickle(p: &[u8]) -> R<Obj> {
                 stack.push(Obj::Global(name));
             }
             0x93 => {
-                let name = stack.pop().ok_or("stack underflow")?;
-                let module = stack.pop().ok_or("stack underflow")?;
+                let (name, _) = stack.pop().ok_or("stack underflow")?;
+                let (module, _) = stack.pop().ok_or("stack underflow")?;
                 match (module, name) {
                     (Obj::Str(m), Obj::Str(n)) => stack.push(Obj::Global(format!("{m}.{n}"))),
                     _ => return Err("bad STACK_GLOBAL".into()),
@@ -195,25 +257,26 @@ fn unpickle(p: &[u8]) -> R<Obj> {
             }
             b'h' => {
                 let k = take(&mut i, 1)?[0] as usize;
-                stack.push(recall(memo.get(&k), &mut copy_budget)?);
+                let (o, depth) = recall(memo.get(&k).map(|(o, d)| (o, *d)), &mut copy_budget)?;
+                stack.push_nested(o, depth)?;
             }
             b'j' => {
                 let k = u32::from_le_bytes(take(&mut i, 4)?.try_into().unwrap()) as usize;
-                stack.push(recall(memo.get(&k), &mut copy_budget)?);
+                let (o, depth) = recall(memo.get(&k).map(|(o, d)| (o, *d)), &mut copy_budget)?;
+                stack.push_nested(o, depth)?;
             }
             b't' => {
-                let items = pop_mark(&mut stack)?;
-                stack.push(Obj::Tuple(items));
+                let (items, depth) = stack.pop_mark()?;
+                stack.push_nested(Obj::Tuple(items), depth + 1)?;
             }
             0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
-                let at = stack.len().checked_sub(n).ok_or("stack underflow")?;
-                let items = stack.split_off(at);
-                stack.push(Obj::Tuple(items));
+                let (items, depth) = stack.pop_n(n)?;
+                stack.push_nested(Obj::Tuple(items), depth + 1)?;
             }
             b'Q' => {
                 // persistent id: ('storage', <StorageType>, key, location, numel)
-                let pid = stack.pop().ok_or("stack underflow")?;
+                let (pid, _) = stack.pop().ok_or("stack underflow")?;
                 let Obj::Tuple(v) = pid else { return Err("bad persistent id".into()) };
                 match (v.get(1), v.get(2)) {
                     (Some(Obj::Global(t)), Some(Obj::Str(key))) => stack.push(Obj::Storage { key: key.clone(), dtype: t.clone() }),
@@ -221,8 +284,8 @@ fn unpickle(p: &[u8]) -> R<Obj> {
                 }
             }
             b'R' => {
-                let args = stack.pop().ok_or("stack underflow")?;
-                let f = stack.pop().ok_or("stack underflow")?;
+                let (args, depth) = stack.pop().ok_or("stack underflow")?;
+                let (f, _) = stack.pop().ok_or("stack underflow")?;
                 let Obj::Tuple(a) = args else { return Err("REDUCE arguments are not a tuple".into()) };
                 let out = match &f {
                     Obj::Global(g) if g == "torch._utils._rebuild_tensor_v2" || g == "torch._utils._rebuild_tensor" => {
@@ -239,37 +302,42 @@ fn unpickle(p: &[u8]) -> R<Obj> {
                     Obj::Global(g) if g == "collections.OrderedDict" => Obj::Dict(Vec::new()),
                     _ => Obj::Other,
                 };
-                stack.push(out);
+                // At most as deep as its arguments (a parameter passes its tensor through).
+                stack.push_nested(out, depth)?;
             }
             b'b' => {
                 stack.pop().ok_or("stack underflow")?; // BUILD state (e.g. OrderedDict._metadata): ignored
             }
             b's' => {
-                let v = stack.pop().ok_or("stack underflow")?;
-                let k = stack.pop().ok_or("stack underflow")?;
+                let (v, dv) = stack.pop().ok_or("stack underflow")?;
+                let (k, dk) = stack.pop().ok_or("stack underflow")?;
                 if let Some(Obj::Dict(d)) = stack.last_mut() {
                     d.push((k, v));
+                    stack.holds(dk.max(dv))?;
                 }
             }
             b'u' => {
-                let items = pop_mark(&mut stack)?;
+                let (items, depth) = stack.pop_mark()?;
                 if let Some(Obj::Dict(d)) = stack.last_mut() {
                     let mut it = items.into_iter();
                     while let (Some(k), Some(v)) = (it.next(), it.next()) {
                         d.push((k, v));
                     }
+                    stack.holds(depth)?;
                 }
             }
             b'a' => {
-                let v = stack.pop().ok_or("stack underflow")?;
+                let (v, depth) = stack.pop().ok_or("stack underflow")?;
                 if let Some(Obj::List(l)) = stack.last_mut() {
                     l.push(v);
+                    stack.holds(depth)?;
                 }
             }
             b'e' => {
-                let items = pop_mark(&mut stack)?;
+                let (items, depth) = stack.pop_mark()?;
                 if let Some(Obj::List(l)) = stack.last_mut() {
                     l.extend(items);
+                    stack.holds(depth)?;
                 }
             }
             b'0' => {
@@ -342,6 +410,22 @@ mod tests {
         let e = unpickle(&p).unwrap_err();
         assert!(e.contains("memo references expand"), "{e}");
         assert!(t.elapsed().as_secs() < 5, "refused in {:?}", t.elapsed());
+    }
+
+    /// Lists nested 100,000 deep (200 KB of pickle) are refused before dropping them could
+    /// overflow the stack; 200 levels are fine.
+    #[test]
+    fn deep_nesting_is_refused() {
+        let nested = |n: usize| {
+            let mut p = vec![0x80, 2];
+            p.extend(std::iter::repeat_n(b']', n));
+            p.extend(std::iter::repeat_n(b'a', n - 1));
+            p.push(b'.');
+            p
+        };
+        let e = unpickle(&nested(100_000)).unwrap_err();
+        assert!(e.contains("nests objects more than 256 deep"), "{e}");
+        assert!(matches!(unpickle(&nested(200)), Ok(Obj::List(_))));
     }
 
     #[test]

@@ -115,7 +115,7 @@ pub async fn expected_gradients<O: Observer>(
     device: &Device,
     observer: &mut O,
 ) -> Result<Explanation> {
-    explain_chunked(model, x, target_rows, reference_rows, target_class, options, device, observer, MAX_CHUNK_VALUES).await
+    explain_chunked(model, x, target_rows, reference_rows, target_class, options, device, observer, MAX_CHUNK_VALUES, &|r| r).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -129,6 +129,8 @@ async fn explain_chunked<O: Observer>(
     device: &Device,
     observer: &mut O,
     max_chunk_values: usize,
+    // The caller's row for a row of `x` (messages name the file's row when `x` holds some of them).
+    row_of: &dyn Fn(usize) -> usize,
 ) -> Result<Explanation> {
     let g = x.n_cols;
     if g != model.arch.n_genes {
@@ -210,7 +212,7 @@ async fn explain_chunked<O: Observer>(
             .try_into_vec_as::<f32>()
             .map_err(|e| SclabelError::backend(device, e))?;
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(SclabelError::InvalidValues(format!("non-finite attribution for cell {} (row {}); check the input values", k * b + i / g, batch[i / g])));
+            return Err(SclabelError::InvalidValues(format!("non-finite attribution for cell {} (row {}); check the input values", k * b + i / g, row_of(batch[i / g]))));
         }
         attributions.extend(values);
     }
@@ -381,7 +383,8 @@ pub async fn explain_h5ad_rows<O: Observer>(
     let x = input.read_selected(rows, &wanted)?;
     let local = |r: &usize| wanted.binary_search(r).expect("wanted holds every picked row");
     let (cells_local, pool_local): (Vec<usize>, Vec<usize>) = (cells.iter().map(local).collect(), pool.iter().map(local).collect());
-    let mut explanation = expected_gradients(model, &x, &cells_local, &pool_local, target_class, options, &device.device, observer).await?;
+    let row_of = |r: usize| wanted[r];
+    let mut explanation = explain_chunked(model, &x, &cells_local, &pool_local, target_class, options, &device.device, observer, MAX_CHUNK_VALUES, &row_of).await?;
     // Local rows are in the file's order, so the explained cells stay ascending.
     explanation.cells.iter_mut().for_each(|c| *c = wanted[*c]);
     explanation.warnings = overlap_warning(&input.overlap).into_iter().chain(warnings).collect();
@@ -542,7 +545,7 @@ mod tests {
         }
         assert_eq!(events.last(), Some(&(events.len(), events.len(), 700, 700)));
         // Two samples per chunk, so the three draws of a batch run as chunks of 2 and 1.
-        let small = block_on(explain_chunked(&model, &x, &targets, &refs, 0, &o, &d, &mut Silent, 512 * g * 2)).unwrap();
+        let small = block_on(explain_chunked(&model, &x, &targets, &refs, 0, &o, &d, &mut Silent, 512 * g * 2, &|r| r)).unwrap();
         assert_eq!(small.cells, e.cells);
         for (a, b) in small.attributions.iter().zip(&e.attributions) {
             assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");

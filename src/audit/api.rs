@@ -16,7 +16,7 @@ use crate::data::h5ad::{ColumnMap, H5adRows};
 use crate::data::hvg::{highly_variable_genes, highly_variable_genes_of, HvgFlavor, HvgOptions, RowPasses};
 use crate::data::labels::{check_trainable, encode_labels, LabelEncoding};
 use crate::data::matrix::CsrMatrix;
-use crate::data::normalize::{detect_from_stats, log_factor, rescale_in_place, to_log_normalized_with, Normalization, NormalizationReport, TargetScale};
+use crate::data::normalize::{detect_from_stats, log_factor, rescale_block_in_place, to_log_normalized_with, Normalization, NormalizationReport, TargetScale};
 use crate::error::{Result, SclabelError};
 use crate::train::classifier::{predict_proba, train_mlp, EpochStats, TrainOptions};
 use crate::train::progress::Observer;
@@ -199,16 +199,11 @@ pub async fn audit_h5ad_rows<O: Observer>(rows: &H5adRows, options: &AuditOption
         }
     };
     let (keep, genes) = match &selected {
-        Some(sel) => {
-            let mut map = vec![None; all];
-            sel.iter().enumerate().for_each(|(k, &j)| map[j] = Some(k as u32));
-            (ColumnMap::new(map, sel.len())?, sel.iter().map(|&j| rows.var_names[j].clone()).collect())
-        }
+        Some(sel) => (ColumnMap::keeping(all, sel)?, sel.iter().map(|&j| rows.var_names[j].clone()).collect()),
         None => (ColumnMap::all(all), rows.var_names.clone()),
     };
     let x = rows.read_kept(&keep, &format!("the {} audited genes of {} cells", keep.n_kept, rows.n_rows), "select fewer genes (hvg.n_top_genes) or audit fewer cells", |start, x| {
-        let n = x.n_rows;
-        rescale_in_place(x, factor, totals.map(|t| &t[start..start + n]), options.normalize);
+        rescale_block_in_place(x, factor, totals, start, options.normalize)
     })?;
     let prepared = Prepared { x, genes, gene_selection, normalization, labels, cells };
     audit_prepared(prepared, &rows.obs, &rows.obs_names, options, device, observer).await
@@ -232,8 +227,7 @@ impl RowPasses for FileRows<'_> {
     fn pass(&mut self, wanted: &[usize], visit: &mut dyn FnMut(usize, &[u32], &[f32])) -> Result<()> {
         self.rows.for_blocks_of(wanted, &self.keep, |start, mut x, local| {
             if let Some((factor, totals, target)) = self.scale {
-                let n = x.n_rows;
-                rescale_in_place(&mut x, factor, totals.map(|t| &t[start..start + n]), target);
+                rescale_block_in_place(&mut x, factor, totals, start, target);
             }
             for &i in local {
                 let (idx, val) = x.row(i);

@@ -58,9 +58,9 @@ struct Cli {
     /// identifier columns shares the most genes, and says which.
     #[arg(long, global = true)]
     var_names: Option<String>,
-    /// Append one JSON line per finished epoch and per prediction batch to this file (seconds
-    /// since the command started, epoch, loss, cells done): a training log for long jobs, and what
-    /// the benchmarks time epochs with (bench/gpu/).
+    /// Append JSON lines to this file (seconds since the command started and the progress event:
+    /// epoch, step, loss, cells done) at each epoch's end, first step and tenth, and per prediction
+    /// batch: a training log for long jobs, and what the benchmarks time epochs with (bench/gpu/).
     #[arg(long, global = true, value_name = "FILE")]
     progress_log: Option<PathBuf>,
 }
@@ -511,8 +511,9 @@ fn write_embedding(path: &Path, cells: &[String], p: &Prediction) -> Result<()> 
 }
 
 /// A copy of the input with the prediction written in as scNym writes it to an AnnData: edited in
-/// place in a copy the file system makes (memory: the additions, not the file), or rebuilt in
-/// memory where the editor can't (anndata ≤ 0.6 tables are converted).
+/// place in a copy the file system makes (never the whole file rebuilt beside itself; hdf5-pure
+/// still mirrors h5py's version-0 files to edit them), or rebuilt in memory where the editor
+/// can't (anndata ≤ 0.6 tables are converted).
 fn write_annotated_h5ad(input: &Path, output: &Path, p: Prediction) -> Result<()> {
     let obs = vec![
         ("scNym".to_string(), ObsValues::Categorical(p.labels.into_iter().map(Some).collect())),

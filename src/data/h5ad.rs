@@ -838,6 +838,15 @@ impl ColumnMap {
         Self { map: (0..n as u32).map(Some).collect(), n_kept: n }
     }
 
+    /// Keeps source columns `kept` (of `n`) as columns 0, 1, … in that order.
+    pub fn keeping(n: usize, kept: &[usize]) -> Result<Self> {
+        let mut map = vec![None; n];
+        for (k, &j) in kept.iter().enumerate() {
+            *map.get_mut(j).ok_or_else(|| SclabelError::ShapeMismatch(format!("column {j} is out of range for {n} columns")))? = Some(k as u32);
+        }
+        Self::new(map, kept.len())
+    }
+
     /// Keeps the pairs (source, kept) of one row whose column is kept, in kept-column order.
     fn keep_into(&self, idx: &[u32], val: &[f32], row: &mut Vec<(u32, f32)>) {
         row.clear();
@@ -976,9 +985,7 @@ fn kept_columns(names: &[String], genes: &[String]) -> Vec<usize> {
 
 /// Columns `kept` of every cell, and the whole rows' value statistics.
 fn read_columns(rows: &H5adRows, kept: &[usize], file_name: &str, what: &str) -> Result<(CsrMatrix, ValueStats)> {
-    let mut map = vec![None; rows.n_cols];
-    kept.iter().enumerate().for_each(|(k, &j)| map[j] = Some(k as u32));
-    let keep = ColumnMap::new(map, kept.len())?;
+    let keep = ColumnMap::keeping(rows.n_cols, kept)?;
     let stats = rows.value_stats()?;
     let x = rows.read_kept(
         &keep,

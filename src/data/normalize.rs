@@ -276,6 +276,13 @@ pub fn log_factor(report: &NormalizationReport) -> Result<Option<f64>> {
     }
 }
 
+/// [`rescale_in_place`] for a block of a file's cells starting at row `start`, with the whole
+/// file's per-cell `totals` (the block's rows are `start..start + x.n_rows`).
+pub fn rescale_block_in_place(x: &mut CsrMatrix, log_factor: Option<f64>, totals: Option<&[f64]>, start: usize, target: TargetScale) {
+    let n = x.n_rows;
+    rescale_in_place(x, log_factor, totals.map(|t| &t[start..start + n]), target);
+}
+
 /// [`rescale_to_log`] in place. `totals` are the cells' linear totals over *all* of their genes
 /// when `x` keeps only some of them (see [`ValueStats::totals`]): the result then equals
 /// normalising the whole matrix and keeping those genes. `None`: each row's own sum.

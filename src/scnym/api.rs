@@ -7,7 +7,7 @@ use crate::data::h5ad::{ColumnMap, H5adRows};
 use crate::data::anndata::AnnData;
 use crate::data::labels::{check_trainable, encode_labels, sorted_codes};
 use crate::data::matrix::CsrMatrix;
-use crate::data::normalize::{detect_from_stats, log_factor, rescale_in_place, to_log_normalized_with, Normalization, NormalizationReport, TargetScale, ValueStats};
+use crate::data::normalize::{detect_from_stats, log_factor, rescale_block_in_place, rescale_in_place, to_log_normalized_with, Normalization, NormalizationReport, TargetScale, ValueStats};
 use crate::error::{Result, SclabelError};
 use crate::scnym::bundle::{InputSpec, Provenance, ScnymModel};
 use crate::scnym::config::ScnymConfig;
@@ -487,8 +487,7 @@ impl StreamedInput {
     /// ln(CPM+1) of a block read from row `start`, when normalising.
     fn rescale(&self, x: &mut CsrMatrix, start: usize) {
         if let Some(f) = self.factor {
-            let n = x.n_rows;
-            rescale_in_place(x, f, self.totals.as_ref().map(|t| &t[start..start + n]), TargetScale::Cpm);
+            rescale_block_in_place(x, f, self.totals.as_deref(), start, TargetScale::Cpm);
         }
     }
 

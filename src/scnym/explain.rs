@@ -139,12 +139,7 @@ async fn explain_chunked<O: Observer>(
     if target_class >= model.arch.n_classes {
         return Err(invalid("target", format!("class index {target_class} is out of range for a model with {} classes", model.arch.n_classes)));
     }
-    if options.n_samples == 0 {
-        return Err(invalid("n_samples", "must be at least 1"));
-    }
-    if options.n_cells == Some(0) {
-        return Err(invalid("n_cells", "must be at least 1 (or unset for all target cells)"));
-    }
+    check_counts(options)?;
     if target_rows.is_empty() {
         return Err(SclabelError::Labels("no target cells to explain".into()));
     }
@@ -278,18 +273,33 @@ fn pick_cells(model: &ScnymModel, labels: &[Option<String>], what: &str, options
     Ok((target_class, target_rows, reference_rows))
 }
 
+fn check_counts(options: &ExplainOptions) -> Result<()> {
+    if options.n_samples == 0 {
+        return Err(invalid("n_samples", "must be at least 1"));
+    }
+    if options.n_cells == Some(0) {
+        return Err(invalid("n_cells", "must be at least 1 (or unset for all target cells)"));
+    }
+    Ok(())
+}
+
 /// The target cells explained: all, or a seeded subset of `n_cells` (ascending).
 fn explained_cells(target_rows: &[usize], options: &ExplainOptions) -> Vec<usize> {
     let mut cells = target_rows.to_vec();
     cells.sort_unstable();
     cells.dedup();
-    if let Some(n) = options.n_cells.filter(|&n| n > 0 && n < cells.len()) {
-        let mut rng = StdRng::seed_from_u64(stream(options.seed, 0));
-        let mut picked: Vec<usize> = sample(&mut rng, cells.len(), n).into_iter().map(|i| cells[i]).collect();
-        picked.sort_unstable();
-        cells = picked;
+    match options.n_cells {
+        Some(n) if n > 0 && n < cells.len() => seeded_subset(&cells, n, stream(options.seed, 0)),
+        _ => cells,
     }
-    cells
+}
+
+/// `n` of `rows` (fewer than its length), drawn with `seed`, ascending.
+fn seeded_subset(rows: &[usize], n: usize, seed: u64) -> Vec<usize> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut picked: Vec<usize> = sample(&mut rng, rows.len(), n).into_iter().map(|i| rows[i]).collect();
+    picked.sort_unstable();
+    picked
 }
 
 fn overlap_warning(overlap: &GeneOverlap) -> Option<String> {
@@ -357,24 +367,16 @@ pub async fn explain_h5ad_rows<O: Observer>(
         return Err(SclabelError::ShapeMismatch(format!("{} labels for {} cells", labels.len(), rows.n_rows)));
     }
     // Checked before the passes over the file (expected_gradients checks them again).
-    if options.n_samples == 0 {
-        return Err(invalid("n_samples", "must be at least 1"));
-    }
-    if options.n_cells == Some(0) {
-        return Err(invalid("n_cells", "must be at least 1 (or unset for all target cells)"));
-    }
+    check_counts(options)?;
     let (target_class, target_rows, mut pool) = pick_cells(model, labels, what, options)?;
     let cells = explained_cells(&target_rows, options);
     let mut warnings = Vec::new();
     if pool.len() > MAX_STREAMED_REFERENCES {
-        let mut rng = StdRng::seed_from_u64(stream(options.seed, 2));
-        let mut picked: Vec<usize> = sample(&mut rng, pool.len(), MAX_STREAMED_REFERENCES).into_iter().map(|i| pool[i]).collect();
-        picked.sort_unstable();
         warnings.push(format!(
             "reference cells: a seeded random sample of {MAX_STREAMED_REFERENCES} of the {} in the pool (a file read block by block keeps at most {MAX_STREAMED_REFERENCES})",
             pool.len()
         ));
-        pool = picked;
+        pool = seeded_subset(&pool, MAX_STREAMED_REFERENCES, stream(options.seed, 2));
     }
     let mut wanted: Vec<usize> = cells.iter().chain(&pool).copied().collect();
     wanted.sort_unstable();

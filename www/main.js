@@ -99,7 +99,7 @@ function ensureData() {
   return app.loading.promise;
 }
 
-/** Above this size a query .h5ad is loaded with only the reference's genes (of X and of .raw). */
+/** Above this size a query .h5ad or zipped AnnData-Zarr is loaded with only the reference's genes (of X and of .raw). */
 const BIG_QUERY_BYTES = 256 * 2 ** 20;
 
 async function loadData(key, chosen, signal) {
@@ -122,9 +122,10 @@ async function loadData(key, chosen, signal) {
     } else {
       reference = await load(chosen.reference);
     }
-    // A big query .h5ad keeps only the reference's genes (read a block of cells at a time;
-    // normalisation still sees whole cells), so a 100k-cell all-gene file fits the page.
-    const big = chosen.query.source?.size > BIG_QUERY_BYTES && /\.h5ad$/i.test(chosen.query.name ?? chosen.query.source.name ?? '');
+    // A big query keeps only the reference's genes (an .h5ad read a block of cells at a time, a
+    // Zarr zip a chunk at a time; normalisation still sees whole cells), so a 100k-cell all-gene
+    // file fits the page.
+    const big = chosen.query.source?.size > BIG_QUERY_BYTES && /\.(h5ad|zip)$/i.test(chosen.query.name ?? chosen.query.source.name ?? '');
     query = big
       ? await c.load(chosen.query.source, { name: chosen.query.name, onProgress, signal, genes: await c.varNames(reference) })
       : await load(chosen.query);

@@ -4,6 +4,12 @@
 //! sparse arrays go straight into buffers reserved once at their final size, and dense blocks are
 //! converted to CSR as they arrive.
 //!
+//! A reader may ask for only some genes ([`AnnDataBuilder::keep_genes`], as the `.h5ad` reader's
+//! `read_h5ad_source_genes`): then only those columns are stored, while every value still goes into
+//! each cell's whole-row statistics (`AnnData::x_stats`), so normalising the kept genes gives what
+//! normalising the whole matrix and then subsetting gives. Sparse `indices` and `data` must then
+//! arrive in step (a chunk of one, then of the other): values wait only until their partner arrives.
+//!
 //! Every value is checked as it is pushed — offsets non-negative, starting at 0, never
 //! decreasing and at most nnz; indices within the matrix; values finite; lengths matching the
 //! declared shape — and [`AnnDataBuilder::finish`] checks that nothing is missing. Errors name the
@@ -11,7 +17,9 @@
 //! the same [`SclabelError`] variants the `.h5ad` reader uses: `UnsupportedLayout` for malformed or
 //! missing elements, `InvalidValues` for non-finite matrix values. Nothing here panics on input.
 use crate::data::anndata::{categorical_from_strings, AnnData, Column, ObsTable, Raw};
+use crate::data::h5ad::{kept_columns, ColumnMap};
 use crate::data::matrix::{csc_to_csr, CsrMatrix};
+use crate::data::normalize::ValueStats;
 use crate::error::{Result, SclabelError};
 
 /// How a matrix arrives.
@@ -139,6 +147,27 @@ struct MatrixBuilder {
     /// Dense: rows converted so far, and the band in progress.
     rows_done: usize,
     band: Option<Band>,
+    /// Set by `keep_genes`: `indices` / `data` (and a dense band's rows) then hold kept entries only.
+    keep: Option<Keep>,
+}
+
+/// A matrix received keeping only some columns (see the module documentation).
+struct Keep {
+    map: ColumnMap,
+    /// Source columns kept, in order (kept column k is source column `columns[k]`).
+    columns: Vec<usize>,
+    /// Whole-row statistics over every value received.
+    stats: ValueStats,
+    /// Sparse: entries received of each stream, entries paired so far, and the waiting ones.
+    indices_in: usize,
+    data_in: usize,
+    paired: usize,
+    waiting_indices: Vec<u32>,
+    waiting_data: Vec<f32>,
+    /// Sparse: the row (CSR) or column (CSC) of the next entry to pair.
+    major: usize,
+    /// Sparse: kept entries per row (CSR) or per kept column (CSC), made offsets by `finish`.
+    counts: Vec<u64>,
 }
 
 /// Receives a data set's parts and assembles the [`AnnData`]; see the module documentation.
@@ -159,6 +188,37 @@ impl AnnDataBuilder {
     pub fn new(file: &str, n_obs: usize, n_vars: usize, layout: Layout, nnz: usize) -> Result<Self> {
         let x = MatrixBuilder::new(file, "X", n_obs, n_vars, layout, nnz)?;
         Ok(Self { file: file.to_string(), n_obs, x, var_names: None, obs_names: None, obs: Vec::new(), raw: None })
+    }
+
+    /// Keeps only the columns of X or `.raw` named in `genes` (by the var names given with
+    /// [`AnnDataBuilder::set_var_names`], which must come first), in the matrix's order; every
+    /// value still counts in each cell's whole-row statistics. Call before any index, value or
+    /// dense block of that matrix. X must keep at least one gene; `.raw` may keep none (a model
+    /// then reports that it shares no genes with it). Returns the number of genes kept.
+    pub fn keep_genes(&mut self, target: Target, genes: &[String]) -> Result<usize> {
+        let names = match target {
+            Target::X => self.var_names.as_ref(),
+            Target::Raw => self.raw.as_ref().and_then(|r| r.1.as_ref()),
+        };
+        let element = if target == Target::X { "var" } else { "raw/var" };
+        let names = names.ok_or_else(|| self.unsupported(element, "gene names must be given before keep_genes".into()))?;
+        let kept = kept_columns(names, genes);
+        if kept.is_empty() && target == Target::X {
+            return Err(SclabelError::Genes(format!(
+                "{}: none of the {} genes asked for (e.g. '{}') is in the data set ({} genes, e.g. '{}')",
+                self.file,
+                genes.len(),
+                genes.first().map(String::as_str).unwrap_or(""),
+                names.len(),
+                names.first().map(String::as_str).unwrap_or("")
+            )));
+        }
+        let file = self.file.clone();
+        let m = self.matrix(target)?;
+        if m.keep.is_some() || !m.indices.is_empty() || !m.data.is_empty() || m.rows_done > 0 || m.band.is_some() {
+            return Err(m.unsupported(&file, "", "keep_genes must come before the matrix's values".into()));
+        }
+        m.start_keeping(kept)
     }
 
     /// Announces `.raw`: a matrix over the same cells with its own `n_vars` genes.
@@ -306,15 +366,16 @@ impl AnnDataBuilder {
     pub fn finish(self) -> Result<AnnData> {
         let obs_names = self.obs_names.ok_or_else(|| unsupported(&self.file, "obs", "no cell names (obs index) were given".into()))?;
         let var_names = self.var_names.ok_or_else(|| unsupported(&self.file, "var", "no gene names (var index) were given".into()))?;
-        let x = self.x.finish(&self.file)?;
+        let (x, var_names, x_stats) = self.x.finish(&self.file, var_names)?;
         let raw = match self.raw {
             Some((m, names)) => {
                 let var_names = names.ok_or_else(|| unsupported(&self.file, "raw/var", "no gene names for .raw were given".into()))?;
-                Some(Raw { x: m.finish(&self.file)?, var_names, x_stats: None })
+                let (x, var_names, x_stats) = m.finish(&self.file, var_names)?;
+                Some(Raw { x, var_names, x_stats })
             }
             None => None,
         };
-        let ad = AnnData { x, obs: ObsTable { columns: self.obs }, obs_names, var_names, var_ids: Vec::new(), x_stats: None, raw };
+        let ad = AnnData { x, obs: ObsTable { columns: self.obs }, obs_names, var_names, var_ids: Vec::new(), x_stats, raw };
         ad.validate()?;
         Ok(ad)
     }
@@ -386,20 +447,87 @@ impl MatrixBuilder {
             data: Vec::new(),
             rows_done: 0,
             band: None,
+            keep: None,
         };
-        // Sparse arrays arrive at their declared size: reserve it once, so the buffers never
-        // reallocate (a reallocation briefly holds the old and the new buffer).
         let major = m.major();
         let element = m.element("indptr");
         reserve(&mut m.indptr, major.saturating_add(1), file, &element)?;
         if layout == Layout::Dense {
             m.indptr.push(0);
-        } else {
-            let (indices, data) = (m.element("indices"), m.element("data"));
-            reserve(&mut m.indices, nnz, file, &indices)?;
-            reserve(&mut m.data, nnz, file, &data)?;
         }
         Ok(m)
+    }
+
+    /// Sparse arrays kept whole arrive at their declared size: room for all of them is reserved
+    /// at the first one, so the buffers never reallocate (a reallocation briefly holds the old and
+    /// the new buffer). Not before: `keep_genes` may still come, and wasm memory never shrinks.
+    fn reserve_all(&mut self, file: &str) -> Result<()> {
+        if self.keep.is_none() && self.indices.capacity() < self.nnz {
+            let (indices, data) = (self.element("indices"), self.element("data"));
+            reserve(&mut self.indices, self.nnz, file, &indices)?;
+            reserve(&mut self.data, self.nnz, file, &data)?;
+        }
+        Ok(())
+    }
+
+    /// Switches to keeping source columns `kept` only (kept entries grow as they come).
+    fn start_keeping(&mut self, kept: Vec<usize>) -> Result<usize> {
+        let map = ColumnMap::keeping(self.n_cols, &kept)?;
+        let mut stats = ValueStats::default();
+        stats.start_rows(self.n_rows);
+        let counts = vec![0u64; if self.layout == Layout::Csc { kept.len() } else { self.n_rows }];
+        let n = kept.len();
+        let keep = Keep { map, columns: kept, stats, indices_in: 0, data_in: 0, paired: 0, waiting_indices: Vec::new(), waiting_data: Vec::new(), major: 0, counts };
+        self.keep = Some(keep);
+        Ok(n)
+    }
+
+    /// Keeping genes: pairs the waiting indices with the waiting values, in order; each pair goes
+    /// into the statistics, and is stored if its column is kept.
+    fn pair_waiting(&mut self, file: &str) -> Result<()> {
+        let Some(keep) = self.keep.as_mut() else { return Ok(()) };
+        let n = keep.waiting_indices.len().min(keep.waiting_data.len());
+        if n == 0 {
+            return Ok(());
+        }
+        // Entries are placed by indptr, so it must be whole (and end at nnz) first.
+        let major = if self.layout == Layout::Csc { self.n_cols } else { self.n_rows };
+        if self.indptr.len() != major + 1 || self.indptr.last().copied() != Some(self.nnz as u64) {
+            return Err(unsupported(file, &format!("{}/indptr", self.path), "must arrive whole, ending at nnz, before indices and data when only some genes are kept".into()));
+        }
+        let csc = self.layout == Layout::Csc;
+        for (idx, v) in keep.waiting_indices.drain(..n).zip(keep.waiting_data.drain(..n)) {
+            let p = keep.paired as u64;
+            while self.indptr[keep.major + 1] <= p {
+                keep.major += 1;
+            }
+            let (row, col) = if csc { (idx as usize, keep.major) } else { (keep.major, idx as usize) };
+            keep.stats.add_value(row, col as u32, v);
+            if let Some(k) = keep.map.kept(col) {
+                if csc {
+                    keep.counts[k as usize] += 1;
+                    self.indices.push(row as u32);
+                } else {
+                    keep.counts[row] += 1;
+                    self.indices.push(k);
+                }
+                self.data.push(v);
+            }
+            keep.paired += 1;
+        }
+        Ok(())
+    }
+
+    /// A dense matrix's non-zero value at (`row`, `col`): the column it is stored in, if any (all
+    /// are, unless genes are kept; every value counts in the statistics then).
+    fn keep_value(&mut self, row: usize, col: usize, x: f32) -> Option<u32> {
+        match self.keep.as_mut() {
+            None => Some(col as u32),
+            Some(keep) => {
+                keep.stats.add_value(row, col as u32, x);
+                keep.map.kept(col)
+            }
+        }
     }
 
     /// Rows for CSR and dense, columns for CSC: what `indptr` runs over.
@@ -466,8 +594,27 @@ impl MatrixBuilder {
     fn push_indices<T: Element>(&mut self, file: &str, values: &[T]) -> Result<()> {
         self.expect_sparse(file, "indices")?;
         let what = format!("nnz = {} (the length of {}) allows", self.nnz, self.element("data"));
-        self.check_room(file, "indices", self.indices.len(), values.len(), self.nnz, &what)?;
+        let have = self.keep.as_ref().map_or(self.indices.len(), |k| k.indices_in);
+        self.check_room(file, "indices", have, values.len(), self.nnz, &what)?;
+        self.reserve_all(file)?;
         let (bound, unit) = if self.layout == Layout::Csc { (self.n_rows, "rows") } else { (self.n_cols, "columns") };
+        if let Some(keep) = self.keep.as_mut() {
+            for (k, &v) in values.iter().enumerate() {
+                match v.to_index() {
+                    Some(x) if x < bound as u64 => keep.waiting_indices.push(x as u32),
+                    Some(x) => {
+                        let pos = keep.indices_in + k;
+                        return Err(unsupported(file, &format!("{}/indices", self.path), format!("entry {pos} is {x}, out of range for {bound} {unit}")));
+                    }
+                    None => {
+                        let pos = keep.indices_in + k;
+                        return Err(unsupported(file, &format!("{}/indices", self.path), format!("entry {pos} is {v}, not a non-negative integer")));
+                    }
+                }
+            }
+            keep.indices_in += values.len();
+            return self.pair_waiting(file);
+        }
         for &v in values {
             match v.to_index() {
                 Some(x) if x < bound as u64 => self.indices.push(x as u32),
@@ -483,13 +630,22 @@ impl MatrixBuilder {
     fn push_data<T: Element>(&mut self, file: &str, values: &[T]) -> Result<()> {
         self.expect_sparse(file, "data")?;
         let what = format!("nnz = {} allows", self.nnz);
-        self.check_room(file, "data", self.data.len(), values.len(), self.nnz, &what)?;
-        for &v in values {
+        let have = self.keep.as_ref().map_or(self.data.len(), |k| k.data_in);
+        self.check_room(file, "data", have, values.len(), self.nnz, &what)?;
+        self.reserve_all(file)?;
+        for (k, &v) in values.iter().enumerate() {
             let x = v.to_f32();
             if !x.is_finite() {
-                return Err(self.non_finite(file, "data", self.data.len(), v));
+                return Err(self.non_finite(file, "data", have + k, v));
             }
-            self.data.push(x);
+            match self.keep.as_mut() {
+                Some(keep) => keep.waiting_data.push(x),
+                None => self.data.push(x),
+            }
+        }
+        if let Some(keep) = self.keep.as_mut() {
+            keep.data_in += values.len();
+            return self.pair_waiting(file);
         }
         Ok(())
     }
@@ -537,8 +693,11 @@ impl MatrixBuilder {
                         return Err(self.non_finite(file, "", format!("row {}, column {c}", b.start_row + r), v));
                     }
                     if x != 0.0 {
-                        self.indices.push(c as u32);
-                        self.data.push(x);
+                        let row = b.start_row + r;
+                        if let Some(k) = self.keep_value(row, c, x) {
+                            self.indices.push(k);
+                            self.data.push(x);
+                        }
                     }
                 }
                 self.indptr.push(self.data.len() as u64);
@@ -547,7 +706,7 @@ impl MatrixBuilder {
             return Ok(());
         }
         let mut band = self.band.take().unwrap_or_else(|| Band { start: b.start_row, n_rows: b.n_rows, cols_done: 0, rows: vec![(Vec::new(), Vec::new()); b.n_rows] });
-        for (r, (idx, val)) in band.rows.iter_mut().enumerate() {
+        for r in 0..b.n_rows {
             for c in 0..b.n_cols {
                 let v = b.values[r * b.row_stride + c * b.col_stride];
                 let x = v.to_f32();
@@ -555,8 +714,10 @@ impl MatrixBuilder {
                     return Err(self.non_finite(file, "", format!("row {}, column {}", b.start_row + r, b.start_col + c), v));
                 }
                 if x != 0.0 {
-                    idx.push((b.start_col + c) as u32);
-                    val.push(x);
+                    if let Some(k) = self.keep_value(b.start_row + r, b.start_col + c, x) {
+                        band.rows[r].0.push(k);
+                        band.rows[r].1.push(x);
+                    }
                 }
             }
         }
@@ -574,7 +735,9 @@ impl MatrixBuilder {
         Ok(())
     }
 
-    fn finish(mut self, file: &str) -> Result<CsrMatrix> {
+    /// The matrix, its gene names (`var_names` of the kept genes) and, when genes were kept, the
+    /// whole rows' statistics.
+    fn finish(mut self, file: &str, var_names: Vec<String>) -> Result<(CsrMatrix, Vec<String>, Option<ValueStats>)> {
         if self.layout == Layout::Dense {
             if let Some(band) = &self.band {
                 return Err(self.unsupported(file, "", format!("rows {}..{} stop at column {} of {}", band.start, band.start + band.n_rows, band.cols_done, self.n_cols)));
@@ -592,7 +755,8 @@ impl MatrixBuilder {
             self.data.shrink_to_fit();
         } else {
             let expected = self.major() + 1;
-            for (part, got, want) in [("indptr", self.indptr.len(), expected), ("indices", self.indices.len(), self.nnz), ("data", self.data.len(), self.nnz)] {
+            let (indices_in, data_in) = self.keep.as_ref().map_or((self.indices.len(), self.data.len()), |k| (k.indices_in, k.data_in));
+            for (part, got, want) in [("indptr", self.indptr.len(), expected), ("indices", indices_in, self.nnz), ("data", data_in, self.nnz)] {
                 if got != want {
                     return Err(self.unsupported(file, part, format!("{got} entries arrived, expected {want}")));
                 }
@@ -601,13 +765,32 @@ impl MatrixBuilder {
                 return Err(self.unsupported(file, "indptr", format!("ends at {}, not at nnz = {}", self.indptr.last().copied().unwrap_or(0), self.nnz)));
             }
         }
-        let (path, n_rows, n_cols) = (self.path.clone(), self.n_rows, self.n_cols);
+        let (path, n_rows) = (self.path.clone(), self.n_rows);
+        let (n_cols, var_names, stats) = match self.keep.take() {
+            None => (self.n_cols, var_names, None),
+            Some(keep) => {
+                if self.layout != Layout::Dense {
+                    // Sparse offsets of the kept entries: they were stored in row (CSR) or column
+                    // (CSC) order, so counting them is enough.
+                    let mut ptr = Vec::with_capacity(keep.counts.len() + 1);
+                    ptr.push(0u64);
+                    for c in &keep.counts {
+                        ptr.push(ptr.last().copied().unwrap_or(0) + c);
+                    }
+                    self.indptr = ptr;
+                    self.indices.shrink_to_fit();
+                    self.data.shrink_to_fit();
+                }
+                let names = keep.columns.iter().map(|&j| var_names.get(j).cloned().unwrap_or_default()).collect();
+                (keep.columns.len(), names, Some(keep.stats))
+            }
+        };
         let m = match self.layout {
             Layout::Csr | Layout::Dense => CsrMatrix::new(n_rows, n_cols, self.indptr, self.indices, self.data),
             // The CSC arrays are dropped as soon as the CSR copy exists.
             Layout::Csc => csc_to_csr(n_rows, n_cols, &self.indptr, &self.indices, &self.data),
         };
-        m.map_err(|e| unsupported(file, &path, e.to_string()))
+        Ok((m.map_err(|e| unsupported(file, &path, e.to_string()))?, var_names, stats))
     }
 }
 
@@ -811,7 +994,9 @@ mod tests {
         assert!(msg(b.add_obs_numeric("n", &[1f64, 2., 3.], None)).contains("given twice"));
         assert!(msg(b.set_obs_names(vec!["a".into()])).contains("1 names for the 3 rows of X"));
         assert!(msg(b.set_var_names(Target::Raw, vec![])).contains("before begin_raw"));
-        assert!(msg(AnnDataBuilder::new("d.zarr", 3, 4, Layout::Dense, 0).and_then(|mut b| b.begin_raw(1, Layout::Csr, usize::MAX))).contains("no memory"));
+        let mut b = AnnDataBuilder::new("d.zarr", 3, 4, Layout::Dense, 0).unwrap();
+        b.begin_raw(1, Layout::Csr, usize::MAX).unwrap();
+        assert!(msg(b.push_indices(Target::Raw, &[0u32])).contains("no memory"));
     }
 
     #[test]
@@ -826,6 +1011,108 @@ mod tests {
         b.set_obs_names(vec!["a".into(), "b".into()]).unwrap();
         b.set_var_names(Target::X, vec![]).unwrap();
         assert_eq!(b.finish().unwrap().x.indptr, [0, 0, 0]);
+    }
+
+    /// Keeping g1 and g3 of the 3 × 4 matrix: its columns 1 and 3, with the whole rows' statistics.
+    fn check_kept(ad: &AnnData) {
+        assert_eq!(ad.x, expected().select_cols(&[1, 3]));
+        assert_eq!(ad.var_names, ["g1", "g3"]);
+        let (got, want) = (ad.x_stats.as_ref().expect("whole-row statistics"), ValueStats::of(&expected()));
+        assert_eq!((got.min, got.max, got.all_integer, &got.sums), (want.min, want.max, want.all_integer, &want.sums));
+        assert_eq!((&got.ln_totals, &got.log2_totals), (&want.ln_totals, &want.log2_totals));
+    }
+
+    fn keeping(layout: Layout, nnz: usize) -> AnnDataBuilder {
+        let mut b = named(AnnDataBuilder::new("k.zarr", 3, 4, layout, nnz).unwrap());
+        assert_eq!(b.keep_genes(Target::X, &["g3".into(), "g1".into(), "absent".into()]).unwrap(), 2);
+        b
+    }
+
+    #[test]
+    fn kept_genes_from_csr_csc_and_dense_with_whole_row_statistics() {
+        // CSR, indices and data in step in uneven chunks, and all indices before any data.
+        for split in [&[1usize, 3, 5][..], &[5]] {
+            let mut b = keeping(Layout::Csr, 5);
+            b.push_indptr(Target::X, &CSR.0).unwrap();
+            let mut from = 0;
+            for &to in split {
+                b.push_indices(Target::X, &CSR.1[from..to]).unwrap();
+                b.push_data(Target::X, &CSR.2[from..to]).unwrap();
+                from = to;
+            }
+            check_kept(&b.finish().unwrap());
+        }
+        let mut b = keeping(Layout::Csr, 5);
+        b.push_indptr(Target::X, &CSR.0).unwrap();
+        b.push_data(Target::X, &CSR.2[..2]).unwrap();
+        b.push_indices(Target::X, &CSR.1).unwrap();
+        b.push_data(Target::X, &CSR.2[2..]).unwrap();
+        check_kept(&b.finish().unwrap());
+
+        let mut b = keeping(Layout::Csc, 5);
+        b.push_indptr(Target::X, &CSC.0).unwrap();
+        b.push_indices(Target::X, &CSC.1[..3]).unwrap();
+        b.push_data(Target::X, &CSC.2[..4]).unwrap();
+        b.push_indices(Target::X, &CSC.1[3..]).unwrap();
+        b.push_data(Target::X, &CSC.2[4..]).unwrap();
+        check_kept(&b.finish().unwrap());
+
+        // Dense: whole rows, and 2 × 3 blocks (a band's left block holds g1, its right one g3).
+        let mut b = keeping(Layout::Dense, 0);
+        b.push_dense_rows(Target::X, &DENSE).unwrap();
+        check_kept(&b.finish().unwrap());
+        let mut b = keeping(Layout::Dense, 0);
+        for r0 in [0, 2] {
+            let rows = 2.min(3 - r0);
+            for c0 in [0, 3] {
+                let block = DenseBlock { start_row: r0, start_col: c0, n_rows: rows, n_cols: 3.min(4 - c0), values: &DENSE[r0 * 4 + c0..], row_stride: 4, col_stride: 1 };
+                b.push_dense_block(Target::X, block).unwrap();
+            }
+        }
+        check_kept(&b.finish().unwrap());
+    }
+
+    #[test]
+    fn kept_genes_of_raw_may_be_none_but_not_of_x() {
+        let mut b = named(AnnDataBuilder::new("k.zarr", 3, 4, Layout::Dense, 0).unwrap());
+        let e = msg(b.keep_genes(Target::X, &["nope".into()]));
+        assert!(e.contains("k.zarr") && e.contains("none of the 1 genes asked for (e.g. 'nope')") && e.contains("e.g. 'g0'"), "{e}");
+        b.begin_raw(2, Layout::Dense, 0).unwrap();
+        assert!(msg(b.keep_genes(Target::Raw, &["r1".into()])).contains("gene names must be given before keep_genes"));
+        b.set_var_names(Target::Raw, vec!["r0".into(), "r1".into()]).unwrap();
+        assert_eq!(b.keep_genes(Target::Raw, &["g1".into()]).unwrap(), 0);
+        b.push_dense_rows(Target::X, &DENSE).unwrap();
+        b.push_dense_rows(Target::Raw, &[0f32, 1., 2., 0., 0., 0.]).unwrap();
+        let ad = b.finish().unwrap();
+        let raw = ad.raw.as_ref().unwrap();
+        assert_eq!((raw.x.n_cols, raw.x.nnz(), raw.var_names.len()), (0, 0, 0));
+        assert_eq!(raw.x_stats.as_ref().unwrap().sums, [1.0, 2.0, 0.0]);
+        assert!(ad.x_stats.is_none(), "X was kept whole");
+    }
+
+    #[test]
+    fn kept_genes_need_their_order_of_parts() {
+        // After values, or twice.
+        let mut b = named(AnnDataBuilder::new("k.zarr", 3, 4, Layout::Dense, 0).unwrap());
+        b.push_dense_rows(Target::X, &DENSE[..4]).unwrap();
+        assert!(msg(b.keep_genes(Target::X, &["g1".into()])).contains("keep_genes must come before the matrix's values"));
+        let mut b = keeping(Layout::Csr, 5);
+        assert!(msg(b.keep_genes(Target::X, &["g1".into()])).contains("before the matrix's values"));
+        // Entries before the whole indptr.
+        b.push_indptr(Target::X, &CSR.0[..2]).unwrap();
+        b.push_indices(Target::X, &CSR.1[..1]).unwrap();
+        let e = msg(b.push_data(Target::X, &CSR.2[..1]));
+        assert!(e.contains("'X/indptr'") && e.contains("must arrive whole"), "{e}");
+        // Bad entries are still named, and missing ones found at finish.
+        let mut b = keeping(Layout::Csr, 5);
+        b.push_indptr(Target::X, &CSR.0).unwrap();
+        assert!(msg(b.push_indices(Target::X, &[0u32, 4])).contains("entry 1 is 4, out of range for 4 columns"));
+        assert!(msg(b.push_data(Target::X, &[1f32, f32::NAN])).contains("non-finite value at 1"));
+        let mut b = keeping(Layout::Csr, 5);
+        b.push_indptr(Target::X, &CSR.0).unwrap();
+        b.push_indices(Target::X, &CSR.1).unwrap();
+        b.push_data(Target::X, &CSR.2[..4]).unwrap();
+        assert!(msg(b.finish()).contains("'X/data': 4 entries arrived, expected 5"));
     }
 
     #[test]

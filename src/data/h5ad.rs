@@ -847,6 +847,11 @@ impl ColumnMap {
         Self::new(map, kept.len())
     }
 
+    /// The kept column of source column `j`, if it is kept.
+    pub fn kept(&self, j: usize) -> Option<u32> {
+        self.map.get(j).copied().flatten()
+    }
+
     /// Keeps the pairs (source, kept) of one row whose column is kept, in kept-column order.
     fn keep_into(&self, idx: &[u32], val: &[f32], row: &mut Vec<(u32, f32)>) {
         row.clear();
@@ -978,7 +983,7 @@ pub fn read_h5ad_source_genes<S: Source + Send + Sync + 'static>(source: S, file
 }
 
 /// The columns whose name is one of `genes`, in the file's order.
-fn kept_columns(names: &[String], genes: &[String]) -> Vec<usize> {
+pub(crate) fn kept_columns(names: &[String], genes: &[String]) -> Vec<usize> {
     let wanted: std::collections::HashSet<&str> = genes.iter().map(String::as_str).collect();
     (0..names.len()).filter(|&j| wanted.contains(names[j].as_str())).collect()
 }

@@ -301,8 +301,9 @@ async function loadSource(engine, source, { name, format, genes } = {}, { onProg
         return engine.datasetHandle(dataset, { name: label, format: 'h5ad', source: reader.keep });
       }
       if (kind === 'zarr-zip') {
-        const bytes = reader.readAt(0, reader.length);
-        const dataset = await readZarr(bytes, { name: label, wasm, onProgress, signal });
+        // A File / Blob is read a zip entry at a time (zarrita's ZipFileStore reads ranges of it).
+        const zipped = isBlob(source) ? source : reader.readAt(0, reader.length);
+        const dataset = await readZarr(zipped, { name: label, wasm, onProgress, signal, genes });
         return engine.datasetHandle(dataset, { name: label, format: 'zarr' });
       }
       throw fail('invalid_file', `${label}: neither an HDF5 (.h5ad) file nor a zip (AnnData-Zarr) — its first bytes are ${Array.from(head, (b) => b.toString(16).padStart(2, '0')).join(' ')}`);
@@ -310,7 +311,7 @@ async function loadSource(engine, source, { name, format, genes } = {}, { onProg
       reader.close?.();
     }
   }
-  const dataset = await readZarr(source, { name: label, wasm, onProgress, signal });
+  const dataset = await readZarr(source, { name: label, wasm, onProgress, signal, genes });
   return engine.datasetHandle(dataset, { name: label, format: 'zarr' });
 }
 
@@ -334,7 +335,8 @@ const OPS = {
 
   /**
    * `varNames`: a var column to use as the gene names (scanpy's `gene_symbols`). `genes`: keep
-   * only these genes of an .h5ad's X (read block by block; normalisation still sees whole cells).
+   * only these genes of X and .raw, of an .h5ad (read block by block) or an AnnData-Zarr (chunk by
+   * chunk); normalisation still sees whole cells.
    */
   async load(source, { name, format, varNames, genes } = {}, controls = {}) {
     const handle = await loadSource(this, source, { name, format, genes }, controls);

@@ -408,10 +408,11 @@ export interface Sclabel {
    * CELLxGENE's 'feature_name'); the index stays available. Without it, gene matching (a model's
    * genes, reference ∩ query) already uses whichever of var's identifier columns shares the most
    * genes, and says which (`report.overlap.matched_by`).
-   * `genes`: keep only these genes of an `.h5ad`'s X (e.g. a model's or a reference's genes),
-   * matched by whichever var identifier column shares the most, read a block of cells at a time:
-   * memory is the kept matrix, and normalisation still uses each cell's totals over all of its
-   * genes, so results equal those of the whole file. `.raw` keeps the same genes; Zarr stores load every gene.
+   * `genes`: keep only these genes of X (e.g. a model's or a reference's genes): an `.h5ad` is
+   * read a block of cells at a time and matched by whichever var identifier column shares the
+   * most; an AnnData-Zarr store a chunk at a time, matched by the var index. Memory is the kept
+   * matrix, and normalisation still uses each cell's totals over all of its genes, so results
+   * equal those of the whole file. `.raw` keeps the same genes.
    */
   load(source: DataSource, options?: { name?: string; format?: 'auto' | 'h5ad' | 'zarr' | 'zarr-zip'; varNames?: string; genes?: string[]; onProgress?: (p: LoadProgress) => void; signal?: AbortSignal }): Promise<DatasetHandle>;
   synthetic(spec?: { nCells?: number; nGenes?: number; nClasses?: number; seed?: number }): Promise<DatasetHandle>;

@@ -33,15 +33,21 @@ const isCoded = (e) => typeof e?.code === 'string' && /^[a-z_]+$/.test(e.code);
  *
  * `wasm`: the wasm-bindgen module namespace (`import * as wasm from './sclabel_wasm.js'`, already
  * initialised). `name` labels error messages. `onProgress({ phase: 'loading', done, total })`
- * counts matrix elements read; `signal` (AbortSignal) cancels between chunks.
+ * counts matrix elements read; `signal` (AbortSignal) cancels between chunks. `genes` (names):
+ * keep only those genes of X and `.raw` (matched by the var index); the core still sees every
+ * value, so each cell's totals and the detected scale are those of the whole matrix, while memory
+ * is the kept genes plus one chunk of each array.
  */
-export async function readZarr(source, { name, wasm, onProgress, signal } = {}) {
+export async function readZarr(source, { name, wasm, onProgress, signal, genes } = {}) {
   if (typeof wasm?.DatasetBuilder !== 'function') {
     throw fail('invalid_option', 'readZarr: pass the wasm module namespace as `wasm` (import * as wasm from "./sclabel_wasm.js")');
   }
+  if (genes != null && (typeof genes === 'string' || typeof genes[Symbol.iterator] !== 'function')) {
+    throw fail('invalid_option', 'readZarr: `genes` must be an array of gene names');
+  }
   if (signal?.aborted) throw cancelled();
   const { store, label } = await openStore(source, name);
-  return new ZarrReader(store, label, wasm, onProgress, signal).read();
+  return new ZarrReader(store, label, wasm, onProgress, signal, genes == null ? null : Array.from(genes, String)).read();
 }
 
 // ------------------------------------------------------------------------------------- stores
@@ -229,8 +235,8 @@ function toStrings(data) {
 }
 
 class ZarrReader {
-  constructor(store, label, wasm, onProgress, signal) {
-    Object.assign(this, { store, label, wasm, onProgress, signal });
+  constructor(store, label, wasm, onProgress, signal, genes) {
+    Object.assign(this, { store, label, wasm, onProgress, signal, genes });
     this.done = 0;
     this.total = 0;
   }
@@ -311,11 +317,13 @@ class ZarrReader {
     try {
       builder.setObsNames(obs.names);
       builder.setVarNames('X', var_.names);
+      if (this.genes) builder.keepGenes('X', this.genes);
       this.progress(0);
       await this.push(builder, 'X', x);
       if (raw) {
         builder.beginRaw(raw.names.length, raw.matrix.layout, raw.matrix.nnz);
         builder.setVarNames('raw', raw.names);
+        if (this.genes) builder.keepGenes('raw', this.genes);
         await this.push(builder, 'raw', raw.matrix);
       }
       await this.columns(builder, obs);
@@ -479,22 +487,30 @@ class ZarrReader {
     return { names: var_.names, matrix: await this.matrix('raw/X', nObs, var_.names.length) };
   }
 
-  /** Pushes a matrix's chunks, in order, into the builder. */
+  /**
+   * Pushes a matrix's chunks into the builder: indptr whole, then indices and data in step (the
+   * next chunk of whichever is behind), so a builder keeping some genes pairs them as they come.
+   */
   async push(builder, target, m) {
     if (m.layout === 'dense') return this.pushDense(builder, target, m);
     const methods = { indptr: 'pushIndptr', indices: 'pushIndices', data: 'pushData' };
-    for (const part of ['indptr', 'indices', 'data']) {
+    const streams = Object.fromEntries(['indptr', 'indices', 'data'].map((part) => {
       const arr = m.parts[part];
-      const [n] = arr.shape;
-      const [step] = arr.chunks;
-      const element = `${m.path}/${part}`;
-      for (let k = 0; k * step < n; k++) {
-        const chunk = await this.guard(element, () => arr.getChunk([k], { signal: this.signal }));
-        // An edge chunk decodes to the full chunk length; only the first `count` are the array's.
-        const count = Math.min(step, n - k * step);
-        builder[methods[part]](target, plain(chunk.data).subarray(0, count));
-        this.progress(count);
-      }
+      return [part, { part, arr, n: arr.shape[0], step: arr.chunks[0], next: 0, element: `${m.path}/${part}` }];
+    }));
+    const pushNext = async (s) => {
+      const k = s.next / s.step;
+      const chunk = await this.guard(s.element, () => s.arr.getChunk([k], { signal: this.signal }));
+      // An edge chunk decodes to the full chunk length; only the first `count` are the array's.
+      const count = Math.min(s.step, s.n - s.next);
+      builder[methods[s.part]](target, plain(chunk.data).subarray(0, count));
+      s.next += count;
+      this.progress(count);
+    };
+    while (streams.indptr.next < streams.indptr.n) await pushNext(streams.indptr);
+    const { indices, data } = streams;
+    while (indices.next < indices.n || data.next < data.n) {
+      await pushNext(indices.next <= data.next && indices.next < indices.n ? indices : data);
     }
   }
 

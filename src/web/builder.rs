@@ -163,6 +163,16 @@ impl JsDatasetBuilder {
         .map_err(to_js)
     }
 
+    /// Keeps only the columns of `target` ('X' | 'raw') named in `genes` (after `setVarNames`,
+    /// before its values); every value still counts in each cell's whole-row statistics, so
+    /// normalisation equals the full matrix's. Sparse indices and data must then arrive in step.
+    /// Returns the number of genes kept.
+    #[wasm_bindgen(js_name = keepGenes)]
+    pub fn keep_genes(&mut self, target: &str, genes: Vec<String>) -> Result<usize, JsValue> {
+        let target = Target::parse(target).map_err(to_js)?;
+        self.builder()?.keep_genes(target, &genes).map_err(to_js)
+    }
+
     /// Cell names (the obs index).
     #[wasm_bindgen(js_name = setObsNames)]
     pub fn set_obs_names(&mut self, names: Vec<String>) -> Result<(), JsValue> {

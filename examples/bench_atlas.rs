@@ -47,7 +47,11 @@ fn package_10k(device: &burn::prelude::Device) {
     use sclabel::data::matrix::CsrMatrix;
     let root = env!("CARGO_MANIFEST_DIR");
     let src = read_h5ad(&std::fs::read(format!("{root}/../shared/data/pbmc3k_raw_labeled.h5ad")).unwrap(), "pbmc3k").unwrap();
-    let hvg: Vec<String> = std::fs::read_to_string(format!("{root}/../shared/reference-outputs/annotatability-pbmc3k-audit/pbmc3k_hvg2000.txt")).unwrap().lines().map(str::to_string).collect();
+    let hvg: Vec<String> = std::fs::read_to_string(format!("{root}/../shared/reference-outputs/annotatability-pbmc3k-audit/pbmc3k_hvg2000.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
     let labels = strings(&src, "cell_type");
     let cells: Vec<usize> = (0..src.n_obs()).filter(|&i| labels[i] != "unlabeled_QCfail").collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);

@@ -122,7 +122,13 @@ fn main() {
     let n_seeds: u64 = args.iter().position(|a| a == "--seeds").map_or(3, |i| args[i + 1].parse().unwrap());
     let own_hvg = args.iter().any(|a| a == "--own-hvg");
     let task = load_task(own_hvg);
-    println!("pbmc3k-audit: {} cells × {} genes ({:.0} stored values per cell), {} flipped", task.x.n_rows, task.x.n_cols, task.x.data.len() as f64 / task.x.n_rows as f64, task.flipped.iter().filter(|&&f| f).count());
+    println!(
+        "pbmc3k-audit: {} cells × {} genes ({:.0} stored values per cell), {} flipped",
+        task.x.n_rows,
+        task.x.n_cols,
+        task.x.data.len() as f64 / task.x.n_rows as f64,
+        task.flipped.iter().filter(|&&f| f).count()
+    );
 
     let mut per_seed = Vec::new();
     for seed in 0..n_seeds {
@@ -177,7 +183,13 @@ fn main() {
         "top20_conf_score_low": low, "top20_conf_score_low_overlap": overlap(&low, &ref_low),
         "reference": {"auroc": 0.985, "seconds_one_thread": 26.5},
     });
-    let suffix = if own_hvg { "_own_hvg" } else if threads == "1" { "_1thread" } else { "" };
+    let suffix = if own_hvg {
+        "_own_hvg"
+    } else if threads == "1" {
+        "_1thread"
+    } else {
+        ""
+    };
     let out = format!("{}/bench/results/audit_pbmc3k{suffix}.json", env!("CARGO_MANIFEST_DIR"));
     std::fs::write(&out, serde_json::to_string_pretty(&result).unwrap()).unwrap();
     println!("wrote {out}");

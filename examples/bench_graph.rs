@@ -167,7 +167,8 @@ fn main() -> sclabel::Result<()> {
         "pca": pca_json,
     });
     let path = format!("{}/bench/results/graph_{label}.json", env!("CARGO_MANIFEST_DIR"));
-    std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap_or_default() + "\n").map_err(|e| sclabel::SclabelError::InvalidOption { option: "output".into(), reason: format!("{path}: {e}") })?;
+    std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap_or_default() + "\n")
+        .map_err(|e| sclabel::SclabelError::InvalidOption { option: "output".into(), reason: format!("{path}: {e}") })?;
     println!("wrote {path}");
     Ok(())
 }

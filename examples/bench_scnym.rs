@@ -38,7 +38,9 @@ fn transfer(reference: &AnnData, query: &AnnData, options: &TransferOptions) -> 
     let t = Instant::now();
     let (model, warnings) = block_on(train_transfer(reference, Some(query), options, &device, &mut Silent)).unwrap();
     let secs = t.elapsed().as_secs_f64();
-    let (pred, _) = block_on(predict_adata(&model, query, options.normalize, false, &PredictOptions { embedding: false, ..Default::default() }, &device, &mut Silent)).unwrap();
+    let (pred, _) =
+        block_on(predict_adata(&model, query, options.normalize, false, &PredictOptions { embedding: false, ..Default::default() }, &device, &mut Silent))
+            .unwrap();
     let m = model.metrics.unwrap();
     let info = json!({"best_epoch": m.best_epoch, "epochs_run": m.epochs.len(), "mode": m.mode, "n_genes": model.genes.len(), "warnings": warnings});
     (pred.labels, pred.confidence, secs, info)
@@ -57,11 +59,20 @@ fn symphony_loco(seeds: u64) -> serde_json::Value {
             let r: Vec<usize> = (0..ad.n_obs()).filter(|&i| donor[i] != fold).collect();
             let q: Vec<usize> = (0..ad.n_obs()).filter(|&i| donor[i] == fold).collect();
             let (reference, query) = (subset(&ad, &r), subset(&ad, &q));
-            let options = TransferOptions { label_key: "cell_type".into(), domain_key: Some("donor".into()), preset: "no_new_identity".into(), normalize: true, config: Some(config(seed)), ..Default::default() };
+            let options = TransferOptions {
+                label_key: "cell_type".into(),
+                domain_key: Some("donor".into()),
+                preset: "no_new_identity".into(),
+                normalize: true,
+                config: Some(config(seed)),
+                ..Default::default()
+            };
             let (pred, _, secs, info) = transfer(&reference, &query, &options);
             let (acc, kappa, f1) = scores(&strings(&query, "cell_type"), &pred);
             eprintln!("symphony-loco {fold} seed {seed}: accuracy {acc:.4} kappa {kappa:.4} macro-F1 {f1:.4} ({secs:.1} s)");
-            folds.push(json!({"fold": fold, "seed": seed, "n_query": q.len(), "accuracy": acc, "kappa": kappa, "macro_f1": f1, "train_seconds": secs, "info": info}));
+            folds.push(
+                json!({"fold": fold, "seed": seed, "n_query": q.len(), "accuracy": acc, "kappa": kappa, "macro_f1": f1, "train_seconds": secs, "info": info}),
+            );
         }
     }
     let mean = |k: &str| folds.iter().map(|f| f[k].as_f64().unwrap()).sum::<f64>() / folds.len() as f64;
@@ -91,7 +102,13 @@ fn pancreas_novel(seeds: u64) -> serde_json::Value {
     for (key, (reference, query, normalize)) in [("task_normalization", (&xin_task, &wang_task, false)), ("sclabel_normalize", (&xin, &wang, true))] {
         let mut runs = Vec::new();
         for seed in 0..seeds {
-            let options = TransferOptions { label_key: "cell_type".into(), preset: "new_identity_discovery".into(), normalize, config: Some(config(seed)), ..Default::default() };
+            let options = TransferOptions {
+                label_key: "cell_type".into(),
+                preset: "new_identity_discovery".into(),
+                normalize,
+                config: Some(config(seed)),
+                ..Default::default()
+            };
             let (pred, conf, secs, info) = transfer(reference, query, &options);
             let hits = (0..truth.len()).filter(|&i| is_shared[i] && pred[i] == truth[i]).count();
             let acc = hits as f64 / is_shared.iter().filter(|&&s| s).count() as f64;

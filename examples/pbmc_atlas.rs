@@ -28,11 +28,8 @@ use serde_json::json;
 mod common;
 use common::{load, scores};
 
-const SETS: [(&str, &str, Option<&str>); 3] = [
-    ("pbmc3k", "pbmc3k_raw_labeled.h5ad", None),
-    ("symphony", "pbmc_symphony_3chemistries.h5ad", Some("donor")),
-    ("pbmc8k", "pbmc8k_200hvg.h5ad", None),
-];
+const SETS: [(&str, &str, Option<&str>); 3] =
+    [("pbmc3k", "pbmc3k_raw_labeled.h5ad", None), ("symphony", "pbmc_symphony_3chemistries.h5ad", Some("donor")), ("pbmc8k", "pbmc8k_200hvg.h5ad", None)];
 
 fn root() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -102,7 +99,8 @@ fn main() {
             let t = Instant::now();
             let (p, report) = block_on(predict_adata(model, &query, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();
             let predict_s = t.elapsed().as_secs_f64();
-            let (acc, kappa, f1) = scores(&known.iter().map(|&i| truth[i].clone()).collect::<Vec<_>>(), &known.iter().map(|&i| p.labels[i].clone()).collect::<Vec<_>>());
+            let (acc, kappa, f1) =
+                scores(&known.iter().map(|&i| truth[i].clone()).collect::<Vec<_>>(), &known.iter().map(|&i| p.labels[i].clone()).collect::<Vec<_>>());
             json!({ "accuracy": acc, "kappa": kappa, "macro_f1": f1, "genes_shared": report.overlap.shared, "model_genes": report.overlap.model_genes, "predict_s": predict_s })
         };
         let instant = score(&atlas_model);

@@ -77,12 +77,7 @@ pub fn cpu_of(backend: Backend, requested: BackendRequest, reason: impl Into<Str
         #[cfg(feature = "ndarray")]
         #[allow(deprecated)]
         Backend::Ndarray => Device::ndarray(),
-        other => {
-            return Err(SclabelError::Backend {
-                backend: format!("{other:?}").to_lowercase(),
-                reason: "not compiled into this build".into(),
-            })
-        }
+        other => return Err(SclabelError::Backend { backend: format!("{other:?}").to_lowercase(), reason: "not compiled into this build".into() }),
     };
     Ok(ComputeDevice { device, info: BackendInfo { requested, backend, adapter: None, reason: reason.into() } })
 }
@@ -97,20 +92,15 @@ mod gpu {
 
     pub async fn webgpu(requested: BackendRequest) -> Result<ComputeDevice> {
         if GPU.get().is_none() {
-            let (device, setup) = Device::wgpu_options()
-                .init_with_setup_async()
-                .await
-                .map_err(|e| SclabelError::Backend { backend: "webgpu".into(), reason: e.to_string() })?;
+            let (device, setup) =
+                Device::wgpu_options().init_with_setup_async().await.map_err(|e| SclabelError::Backend { backend: "webgpu".into(), reason: e.to_string() })?;
             let info = setup.adapter.get_info();
             // Browsers often hide the adapter name; wgpu's backend (e.g. BrowserWebGpu) is always known.
             let adapter = Some(if info.name.is_empty() { format!("{:?}", info.backend) } else { format!("{} ({:?})", info.name, info.backend) });
             let _ = GPU.set((device, adapter));
         }
         let (device, adapter) = GPU.get().cloned().expect("set above");
-        Ok(ComputeDevice {
-            device,
-            info: BackendInfo { requested, backend: Backend::Webgpu, adapter, reason: "requested".into() },
-        })
+        Ok(ComputeDevice { device, info: BackendInfo { requested, backend: Backend::Webgpu, adapter, reason: "requested".into() } })
     }
 }
 

@@ -109,12 +109,7 @@ fn check(limit: Option<u64>, live: u64, what: &str, bytes: u64, advice: &str) ->
     }
     // In wasm, memory freed by earlier runs still counts (see the module note).
     let fresh = if cfg!(target_family = "wasm") { " (memory used by earlier runs stays with this client: a new client starts afresh)" } else { "" };
-    Err(SclabelError::TooLarge {
-        what: what.to_string(),
-        need: bytes,
-        available: limit.saturating_sub(live),
-        advice: format!("{advice}{fresh}"),
-    })
+    Err(SclabelError::TooLarge { what: what.to_string(), need: bytes, available: limit.saturating_sub(live), advice: format!("{advice}{fresh}") })
 }
 
 /// Bytes as people read them (MiB / GiB).

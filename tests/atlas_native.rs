@@ -15,7 +15,11 @@ const SPEC: SyntheticSpec = SyntheticSpec { n_cells: 400, n_genes: 120, n_classe
 
 #[test]
 fn atlas_package_is_written_for_the_js_tests_and_reads_back() {
-    assert_eq!((SPEC.markers_per_class, SPEC.marker_mean), (SyntheticSpec::default().markers_per_class, SyntheticSpec::default().marker_mean), "the JS side uses the defaults");
+    assert_eq!(
+        (SPEC.markers_per_class, SPEC.marker_mean),
+        (SyntheticSpec::default().markers_per_class, SyntheticSpec::default().marker_mean),
+        "the JS side uses the defaults"
+    );
     let device = cpu(BackendRequest::Cpu, "test").unwrap().device;
     let adata = synthetic_counts(&SPEC);
     let options = AtlasOptions {
@@ -78,17 +82,28 @@ fn fine_tuning_starts_from_the_atlas_model() {
         p.labels.iter().zip(&truth).filter(|(a, b)| a == b).count() as f64 / truth.len() as f64
     };
     let frozen = Some(serde_json::json!({ "n_epochs": 1, "optimizer_name": "sgd", "lr": 1e-12 }));
-    let (tuned, warnings) = block_on(fine_tune(&atlas.model, &reference, Some(&query), &atlas.transfer_options(true, "no_new_identity", frozen.clone()), &device, &mut Silent)).unwrap();
+    let (tuned, warnings) =
+        block_on(fine_tune(&atlas.model, &reference, Some(&query), &atlas.transfer_options(true, "no_new_identity", frozen.clone()), &device, &mut Silent))
+            .unwrap();
     assert_eq!(tuned.genes.len(), 100);
     assert_eq!(tuned.classes, atlas.model.classes);
     assert_eq!(tuned.provenance.source, "fine-tuned");
     assert!(warnings.iter().any(|w| w.contains("100 of the 100 training genes") || w.contains("20 of the model's genes")), "{warnings:?}");
-    let (scratch, _) = block_on(train_transfer(&reference, Some(&query), &atlas.transfer_options(true, "no_new_identity", frozen), &device, &mut Silent)).unwrap();
+    let (scratch, _) =
+        block_on(train_transfer(&reference, Some(&query), &atlas.transfer_options(true, "no_new_identity", frozen), &device, &mut Silent)).unwrap();
     let (a_tuned, a_scratch) = (accuracy(&tuned), accuracy(&scratch));
     assert!(a_tuned > 0.9, "a frozen fine-tune keeps the atlas model's accuracy: {a_tuned}");
     assert!(a_scratch < 0.8, "a frozen model from scratch is untrained: {a_scratch}");
     // Real fine-tuning keeps it high.
-    let (tuned, _) = block_on(fine_tune(&atlas.model, &reference, Some(&query), &atlas.transfer_options(true, "no_new_identity", Some(serde_json::json!({ "n_epochs": 3 }))), &device, &mut Silent)).unwrap();
+    let (tuned, _) = block_on(fine_tune(
+        &atlas.model,
+        &reference,
+        Some(&query),
+        &atlas.transfer_options(true, "no_new_identity", Some(serde_json::json!({ "n_epochs": 3 }))),
+        &device,
+        &mut Silent,
+    ))
+    .unwrap();
     assert!(accuracy(&tuned) > 0.9);
 
     let mut damaged = package.matrix.clone();

@@ -19,7 +19,8 @@ use sclabel::SclabelError;
 /// The scenario tests/js/audit_cases.mjs runs in wasm (same data, same options).
 fn small_audit() -> (SyntheticSpec, AuditOptions) {
     let spec = SyntheticSpec { n_cells: 300, n_genes: 100, n_classes: 3, seed: 21, ..Default::default() };
-    let options = AuditOptions { train: TrainOptions { epochs: 6, batch_size: 64, learning_rate: 0.01, seed: 4, ..TrainOptions::default() }, ..AuditOptions::default() };
+    let options =
+        AuditOptions { train: TrainOptions { epochs: 6, batch_size: 64, learning_rate: 0.01, seed: 4, ..TrainOptions::default() }, ..AuditOptions::default() };
     (spec, options)
 }
 
@@ -27,7 +28,12 @@ fn small_audit() -> (SyntheticSpec, AuditOptions) {
 fn audit_finds_flipped_labels_on_synthetic_blobs() {
     let data = synthetic_counts(&SyntheticSpec { n_cells: 800, n_genes: 200, n_classes: 4, seed: 9, ..Default::default() });
     let truth: Vec<String> = data.obs.get("cell_type").unwrap().to_strings().into_iter().map(Option::unwrap).collect();
-    let classes = { let mut c = truth.clone(); c.sort(); c.dedup(); c };
+    let classes = {
+        let mut c = truth.clone();
+        c.sort();
+        c.dedup();
+        c
+    };
     // Flip 10% of the labels to another class.
     let mut rng = StdRng::seed_from_u64(77);
     let mut given = truth.clone();
@@ -92,7 +98,13 @@ fn audit_scenario_for_the_wasm_tests_and_two_label_dynamics() {
     // The same labels as the second column: the same trajectory.
     let labels = data.obs.get("cell_type").unwrap().clone();
     let two = data.with_obs_column("alt", labels).unwrap();
-    let o = AuditOptions { second_label_key: Some("alt".into()), cutoffs: CutoffRule::Fixed { confidence: 0.3, variability: 0.2 }, reannotate: false, gene_scores: None, ..options.clone() };
+    let o = AuditOptions {
+        second_label_key: Some("alt".into()),
+        cutoffs: CutoffRule::Fixed { confidence: 0.3, variability: 0.2 },
+        reannotate: false,
+        gene_scores: None,
+        ..options.clone()
+    };
     let r2 = block_on(audit_adata(&two, &o, &device, &mut Silent)).unwrap();
     assert_eq!(r2.second.as_ref().unwrap(), &r2.dynamics);
     assert_eq!(r2.dynamics, r.dynamics);

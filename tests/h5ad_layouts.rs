@@ -1,9 +1,7 @@
 //! The `.h5ad` reader on small files built in memory with hdf5-pure's writer: layouts the shared
 //! data sets don't cover (CSC, 64-bit indices, `raw` group, nullable columns, …) and the errors for
 //! layouts it refuses. Needs no data files.
-use hdf5_pure::{
-    AttrValue, CharacterSet, CompoundTypeBuilder, Datatype, EnumTypeBuilder, FileBuilder, GroupBuilder, StringPadding,
-};
+use hdf5_pure::{AttrValue, CharacterSet, CompoundTypeBuilder, Datatype, EnumTypeBuilder, FileBuilder, GroupBuilder, StringPadding};
 use sclabel::data::anndata::{AnnData, Column};
 use sclabel::data::h5ad::read_h5ad;
 use sclabel::error::SclabelError;
@@ -60,12 +58,7 @@ fn current_layout() -> Vec<u8> {
     let mut obs = fb.create_group("obs");
     obs.set_attr("_index", s("cell_id"));
     obs.set_attr("encoding-type", s("dataframe"));
-    obs.set_attr(
-        "column-order",
-        AttrValue::VarLenStringArray(
-            ["cell_type", "flag", "n", "note", "nint", "nbool", "cluster"].map(String::from).to_vec(),
-        ),
-    );
+    obs.set_attr("column-order", AttrValue::VarLenStringArray(["cell_type", "flag", "n", "note", "nint", "nbool", "cluster"].map(String::from).to_vec()));
     obs.create_dataset("cell_id").with_vlen_strings(&["c0", "c1", "c2"]);
     let mut ct = obs.create_group("cell_type");
     ct.set_attr("encoding-type", s("categorical"));
@@ -141,13 +134,8 @@ fn old_layout() -> Vec<u8> {
     fb.create_dataset("X").with_i32_data(&x).with_shape(&[3, 4]);
 
     // obs: (index S4, lab int8, score float32 big-endian-free, flag bool)
-    let obs_type = CompoundTypeBuilder::with_size(10)
-        .field("index", 0, fixed(4))
-        .i8_field("lab", 4)
-        .f32_field("score", 5)
-        .field("flag", 9, bool_type())
-        .build()
-        .unwrap();
+    let obs_type =
+        CompoundTypeBuilder::with_size(10).field("index", 0, fixed(4)).i8_field("lab", 4).f32_field("score", 5).field("flag", 9, bool_type()).build().unwrap();
     let mut rec = Vec::new();
     for (i, (name, lab, score, flag)) in [("AA", 1i8, 0.5f32, 1u8), ("BBBB", 0, 1.5, 0), ("C", -1, 2.5, 1)].iter().enumerate() {
         let mut b = [0u8; 4];
@@ -186,10 +174,7 @@ fn old_compound_layout() {
     assert_eq!(ad.obs_names, ["AA", "BBBB", "C"]);
     assert_eq!(ad.var_names, ["g0", "g1", "g2", "g3"]);
     assert_eq!(ad.obs.names(), ["lab", "score", "flag"]);
-    assert_eq!(
-        ad.obs.get("lab").unwrap(),
-        &Column::Categorical { codes: vec![1, 0, -1], categories: vec!["neuron".into(), "glia".into()] }
-    );
+    assert_eq!(ad.obs.get("lab").unwrap(), &Column::Categorical { codes: vec![1, 0, -1], categories: vec!["neuron".into(), "glia".into()] });
     assert_eq!(ad.obs.get("score").unwrap(), &Column::Numeric(vec![0.5, 1.5, 2.5]));
     assert_eq!(ad.obs.get("flag").unwrap(), &Column::Bool(vec![true, false, true]));
     let raw = ad.raw.as_ref().unwrap();

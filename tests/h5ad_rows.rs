@@ -58,7 +58,10 @@ fn check(bytes: &[u8], name: &str, use_raw: bool, block: usize) {
             assert_eq!((kept.indptr.clone(), kept.indices.clone()), (want.indptr.clone(), want.indices.clone()));
             let worst = kept.data.iter().zip(&want.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             let differ = kept.data.iter().zip(&want.data).filter(|(a, b)| a != b).count();
-            eprintln!("{name} {target:?}: kept-gene normalisation differs from whole-then-kept by at most {worst:e} ({differ} of {} values differ at all)", kept.nnz());
+            eprintln!(
+                "{name} {target:?}: kept-gene normalisation differs from whole-then-kept by at most {worst:e} ({differ} of {} values differ at all)",
+                kept.nnz()
+            );
             assert!(worst < 1e-5, "{name}: kept-gene normalisation differs by {worst}");
         }
     }
@@ -111,7 +114,8 @@ fn csc_file_with_var(values: [[f64; 7]; 5], ensembl: bool) -> Vec<u8> {
         let mut g = fb.create_group(name);
         g.set_attr("_index", s("_index"));
         g.set_attr("encoding-type", s("dataframe"));
-        let names: Vec<String> = if ensembl && name == "var" { (0..n).map(|i| format!("ENSG{:011}", 1000 + i)).collect() } else { (0..n).map(|i| format!("{name}{i}")).collect() };
+        let names: Vec<String> =
+            if ensembl && name == "var" { (0..n).map(|i| format!("ENSG{:011}", 1000 + i)).collect() } else { (0..n).map(|i| format!("{name}{i}")).collect() };
         g.create_dataset("_index").with_vlen_strings(&names.iter().map(String::as_str).collect::<Vec<_>>());
         if ensembl && name == "var" {
             g.set_attr("column-order", AttrValue::VarLenStringArray(vec!["feature_name".into(), "mean".into()]));
@@ -208,7 +212,8 @@ fn check_gene_selection(bytes: &[u8], name: &str, genes: &[String]) {
             let rcols: Vec<usize> = (0..raw.var_names.len()).filter(|&j| genes.contains(&raw.var_names[j])).collect();
             // The same matrix (a file may store a row's genes in any order; the block reader sorts them).
             assert_eq!(sub_raw.x.with_sorted_rows(), raw.x.select_cols(&rcols).with_sorted_rows(), "{name}: .raw");
-            let (a, ra) = sclabel::data::normalize::to_log_normalized_with(&sub_raw.x, &sub_raw.var_names, &sub.value_stats(true).unwrap(), TargetScale::Cpm).unwrap();
+            let (a, ra) =
+                sclabel::data::normalize::to_log_normalized_with(&sub_raw.x, &sub_raw.var_names, &sub.value_stats(true).unwrap(), TargetScale::Cpm).unwrap();
             let (b, rb) = to_log_normalized(&raw.x, &raw.var_names, TargetScale::Cpm).unwrap();
             assert_eq!(ra, rb, "{name}: .raw's scale");
             let (a, b) = (a.with_sorted_rows(), b.select_cols(&rcols).with_sorted_rows());
@@ -238,7 +243,13 @@ fn check_gene_selection(bytes: &[u8], name: &str, genes: &[String]) {
     assert!(worst < 1e-5, "{name}: {worst}");
     // Subsets of cells keep their whole-row statistics.
     let rows = [2usize, 0];
-    let (a, _) = sclabel::data::normalize::to_log_normalized_with(&sub.select_obs(&rows).unwrap().x, &sub.var_names, &sub.select_obs(&rows).unwrap().value_stats(false).unwrap(), TargetScale::Cpm).unwrap();
+    let (a, _) = sclabel::data::normalize::to_log_normalized_with(
+        &sub.select_obs(&rows).unwrap().x,
+        &sub.var_names,
+        &sub.select_obs(&rows).unwrap().value_stats(false).unwrap(),
+        TargetScale::Cpm,
+    )
+    .unwrap();
     let (b, _) = to_log_normalized(&full.select_obs(&rows).unwrap().x, &full.var_names, TargetScale::Cpm).unwrap();
     assert!(a.data.iter().zip(&b.select_cols(&cols).data).all(|(u, v)| (u - v).abs() < 1e-5));
 }

@@ -90,22 +90,9 @@ fn symphony_three_label_columns() {
     assert_eq!(ad.var_names[0], "LYZ");
     assert_eq!(
         counts(&ad, "cell_type"),
-        expect(&[
-            ("T_CD4", 373),
-            ("Mono_CD14", 272),
-            ("T_CD8", 226),
-            ("B", 172),
-            ("Mono_CD16", 60),
-            ("NK", 59),
-            ("DC", 28),
-            ("MK", 7),
-            ("HSC", 3),
-        ])
+        expect(&[("T_CD4", 373), ("Mono_CD14", 272), ("T_CD8", 226), ("B", 172), ("Mono_CD16", 60), ("NK", 59), ("DC", 28), ("MK", 7), ("HSC", 3),])
     );
-    assert_eq!(
-        counts(&ad, "cell_type_broad"),
-        expect(&[("T", 599), ("Mono", 332), ("B", 172), ("NK", 59), ("DC", 28), ("MK", 7), ("HSC", 3)])
-    );
+    assert_eq!(counts(&ad, "cell_type_broad"), expect(&[("T", 599), ("Mono", 332), ("B", 172), ("NK", 59), ("DC", 28), ("MK", 7), ("HSC", 3)]));
     assert_eq!(counts(&ad, "donor"), expect(&[("3pv2", 480), ("5p", 430), ("3pv1", 290)]));
     // Numeric columns come through too (int64 and float64).
     let Column::Numeric(n_umi) = ad.obs.get("nUMI").unwrap() else { panic!("nUMI is not numeric") };
@@ -172,19 +159,7 @@ fn pbmc68k_old_compound_layout_with_raw() {
     assert_eq!(categories.len(), 10);
     assert_eq!(
         counts(&ad, "louvain"),
-        expect(&[
-            ("0", 130),
-            ("1", 123),
-            ("2", 117),
-            ("3", 70),
-            ("4", 66),
-            ("5", 54),
-            ("6", 42),
-            ("7", 35),
-            ("8", 31),
-            ("9", 19),
-            ("10", 13),
-        ])
+        expect(&[("0", 130), ("1", 123), ("2", 117), ("3", 70), ("4", 66), ("5", 54), ("6", 42), ("7", 35), ("8", 31), ("9", 19), ("10", 13),])
     );
     assert_eq!(counts(&ad, "phase"), expect(&[("G1", 501), ("S", 182), ("G2M", 17)]));
     let Column::Numeric(n_genes) = ad.obs.get("n_genes").unwrap() else { panic!("n_genes") };
@@ -223,15 +198,7 @@ fn pancreas_xin_and_wang() {
         assert_eq!(ad.var_names[0], "TGFBR3");
         assert_eq!(
             counts(&ad, "cell_type"),
-            expect(&[
-                ("alpha", 206),
-                ("beta", 118),
-                ("ductal", 96),
-                ("stellate", 45),
-                ("gamma", 21),
-                ("delta", 10),
-                ("acinar", 5),
-            ])
+            expect(&[("alpha", 206), ("beta", 118), ("ductal", 96), ("stellate", 45), ("gamma", 21), ("delta", 10), ("acinar", 5),])
         );
         assert_eq!(counts(&ad, "study"), expect(&[("wang", 501)]));
     }
@@ -327,7 +294,9 @@ fn corrupted_files_do_not_panic() {
 #[test]
 #[cfg_attr(not(shared_data), ignore = "needs ../shared beside the project")]
 fn every_file_reads_the_same_through_a_source() {
-    for file in ["pbmc3k_raw_labeled.h5ad", "pbmc_symphony_3chemistries.h5ad", "pbmc8k_200hvg.h5ad", "pbmc68k_reduced.h5ad", "pancreas_xin.h5ad", "pancreas_wang.h5ad"] {
+    for file in
+        ["pbmc3k_raw_labeled.h5ad", "pbmc_symphony_3chemistries.h5ad", "pbmc8k_200hvg.h5ad", "pbmc68k_reduced.h5ad", "pancreas_xin.h5ad", "pancreas_wang.h5ad"]
+    {
         let path = format!("{}/../shared/data/{file}", env!("CARGO_MANIFEST_DIR"));
         let whole = load(&path, file);
         let source = ReadSeekSource::new(std::fs::File::open(&path).unwrap()).unwrap();

@@ -136,7 +136,15 @@ fn a_50k_cell_query_predicts_block_by_block() {
     // cells (type1: 10,000) they equal those of the file loaded whole.
     let labels = q.obs.get("cell_type").unwrap().to_strings();
     let what = "obs column 'cell_type'";
-    let o = ExplainOptions { target: "type0".into(), source: Some("type1".into()), n_samples: 8, n_cells: Some(20), normalize: true, seed: 3, ..ExplainOptions::default() };
+    let o = ExplainOptions {
+        target: "type0".into(),
+        source: Some("type1".into()),
+        n_samples: 8,
+        n_cells: Some(20),
+        normalize: true,
+        seed: 3,
+        ..ExplainOptions::default()
+    };
     let whole = block_on(explain_adata(&q, &model, "cell_type", &o, &compute, &mut Silent)).unwrap();
     let streamed = block_on(explain_h5ad_rows(&rows, &model, &labels, what, &o, &compute, &mut Silent)).unwrap();
     assert_eq!(streamed.cells.len(), 20);

@@ -117,7 +117,13 @@ fn symphony_two_chemistries_label_the_third() {
     let device = cpu(BackendRequest::Cpu, "test").unwrap().device;
     let reference = subset(&ad, &rows_where(&ad, "donor", "3pv1", false));
     let query = subset(&ad, &rows_where(&ad, "donor", "3pv1", true));
-    let options = TransferOptions { label_key: "cell_type".into(), domain_key: Some("donor".into()), preset: "no_new_identity".into(), normalize: true, ..Default::default() };
+    let options = TransferOptions {
+        label_key: "cell_type".into(),
+        domain_key: Some("donor".into()),
+        preset: "no_new_identity".into(),
+        normalize: true,
+        ..Default::default()
+    };
     let (model, warnings) = block_on(train_transfer(&reference, Some(&query), &options, &device, &mut Silent)).unwrap();
     // HSC has 3 cells, one of them outside 3pv1: the user is told.
     assert!(warnings.iter().any(|w| w.contains("'HSC' has a single labelled cell")), "{warnings:?}");
@@ -215,7 +221,9 @@ fn host_network_follows_burn_training() {
         };
         let ((mode, host_epochs, host_p), (_, burn_epochs, burn_p)) = (run(true), run(false));
         for (h, b) in host_epochs.iter().zip(&burn_epochs) {
-            for (name, x, y) in [("loss", h.loss, b.loss), ("sup", h.sup_loss, b.sup_loss), ("unsup", h.unsup_loss, b.unsup_loss), ("dan", h.dan_loss, b.dan_loss)] {
+            for (name, x, y) in
+                [("loss", h.loss, b.loss), ("sup", h.sup_loss, b.sup_loss), ("unsup", h.unsup_loss, b.unsup_loss), ("dan", h.dan_loss, b.dan_loss)]
+            {
                 assert!((x - y).abs() <= 1e-4 * y.abs().max(1e-2), "variant {k} ({mode}), epoch {}: {name} {x} vs {y}", h.epoch);
             }
         }
@@ -244,7 +252,12 @@ fn supervised_presets_and_no_ssl_are_really_supervised() {
     let options = TransferOptions { preset: "no_ssl".into(), ..small_transfer_options() };
     let (m, _) = block_on(train_transfer(&ad, None, &options, &device, &mut Silent)).unwrap();
     assert_eq!(m.metrics.as_ref().unwrap().mode, "supervised");
-    let options = TransferOptions { config: Some(serde_json::json!({"n_epochs": 2, "optimizer_name": "adamw", "weighted_classes": true, "unsup_mean_teacher": true, "model_kwargs": {"residual": true, "n_layers": 3, "init_dropout": 0.1}})), ..small_transfer_options() };
+    let options = TransferOptions {
+        config: Some(
+            serde_json::json!({"n_epochs": 2, "optimizer_name": "adamw", "weighted_classes": true, "unsup_mean_teacher": true, "model_kwargs": {"residual": true, "n_layers": 3, "init_dropout": 0.1}}),
+        ),
+        ..small_transfer_options()
+    };
     let (m, _) = block_on(train_transfer(&ad, None, &options, &device, &mut Silent)).unwrap();
     assert_eq!(m.arch.n_norms(), 2 + 2 * 3);
     let bytes = block_on(m.to_bytes()).unwrap();
@@ -275,7 +288,14 @@ fn bad_inputs_give_clear_errors() {
     // a bundle that isn't one
     assert!(ScnymModel::from_bytes(b"not a bundle", &device).is_err());
     // prediction on data sharing no gene with the model
-    let (m, _) = block_on(train_transfer(&ad, None, &TransferOptions { config: Some(serde_json::json!({"n_epochs": 1})), ..small_transfer_options() }, &device, &mut Silent)).unwrap();
+    let (m, _) = block_on(train_transfer(
+        &ad,
+        None,
+        &TransferOptions { config: Some(serde_json::json!({"n_epochs": 1})), ..small_transfer_options() },
+        &device,
+        &mut Silent,
+    ))
+    .unwrap();
     let mut other = synthetic_with_unlabeled();
     other.var_names.iter_mut().for_each(|g| g.insert_str(0, "X_"));
     let e = block_on(predict_adata(&m, &other, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap_err();

@@ -11,10 +11,7 @@ use sclabel::SclabelError;
 
 /// The options the native-vs-wasm loss-curve check uses (the Node test uses the same).
 fn curve_options() -> HoldoutOptions {
-    HoldoutOptions {
-        train: TrainOptions { epochs: 5, batch_size: 64, seed: 42, ..TrainOptions::default() },
-        ..HoldoutOptions::default()
-    }
+    HoldoutOptions { train: TrainOptions { epochs: 5, batch_size: 64, seed: 42, ..TrainOptions::default() }, ..HoldoutOptions::default() }
 }
 
 #[test]
@@ -48,7 +45,11 @@ fn cancellation_stops_training() {
     let mut steps = 0;
     let mut observer = FnObserver(|_: &_| {
         steps += 1;
-        if steps >= 3 { Err(SclabelError::Cancelled) } else { Ok(()) }
+        if steps >= 3 {
+            Err(SclabelError::Cancelled)
+        } else {
+            Ok(())
+        }
     });
     let e = block_on(train_holdout(&data, &HoldoutOptions::default(), &device, &mut observer)).unwrap_err();
     assert!(matches!(e, SclabelError::Cancelled));
@@ -77,12 +78,14 @@ fn real_cells_symphony_holdout() {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let data = read_h5ad(&bytes, "pbmc_symphony_3chemistries.h5ad").unwrap();
     let device = cpu(BackendRequest::Cpu, "test").unwrap();
-    let options = HoldoutOptions {
-        train: TrainOptions { epochs: 20, learning_rate: 0.01, seed: 0, ..TrainOptions::default() },
-        ..HoldoutOptions::default()
-    };
+    let options = HoldoutOptions { train: TrainOptions { epochs: 20, learning_rate: 0.01, seed: 0, ..TrainOptions::default() }, ..HoldoutOptions::default() };
     let r = block_on(train_holdout(&data, &options, &device, &mut Silent)).unwrap();
-    eprintln!("symphony holdout: accuracy {:.3} (majority {:.3}), loss {:?}", r.test_accuracy, r.majority_accuracy, r.history.iter().map(|e| e.loss).collect::<Vec<_>>());
+    eprintln!(
+        "symphony holdout: accuracy {:.3} (majority {:.3}), loss {:?}",
+        r.test_accuracy,
+        r.majority_accuracy,
+        r.history.iter().map(|e| e.loss).collect::<Vec<_>>()
+    );
     assert!(r.test_accuracy > 0.85, "accuracy {}", r.test_accuracy);
     assert!(r.test_accuracy > r.majority_accuracy + 0.4);
     assert_eq!(r.class_names.len(), 9);

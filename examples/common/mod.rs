@@ -25,7 +25,11 @@ pub fn scores(truth: &[String], pred: &[String]) -> (f64, f64, f64) {
         .map(|i| {
             let tp = cm[i][i];
             let (row, col) = (cm[i].iter().sum::<f64>(), (0..k).map(|r| cm[r][i]).sum::<f64>());
-            if row + col == 0.0 { 0.0 } else { 2.0 * tp / (row + col) }
+            if row + col == 0.0 {
+                0.0
+            } else {
+                2.0 * tp / (row + col)
+            }
         })
         .sum::<f64>()
         / k as f64;

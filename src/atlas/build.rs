@@ -4,11 +4,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::matrix::{AtlasMatrix, ValueEncoding};
-use burn::prelude::Device;
 use crate::data::anndata::AnnData;
 use crate::scnym::api::{prepare_input_with, train_transfer, TransferOptions};
 use crate::train::progress::Observer;
 use crate::{Result, SclabelError};
+use burn::prelude::Device;
 
 pub const MANIFEST_FORMAT: &str = "sclabel-atlas";
 pub const MANIFEST_VERSION: u32 = 1;
@@ -85,7 +85,8 @@ pub async fn build_atlas<O: Observer>(reference: &AnnData, options: &AtlasOption
     }
     let (x, genes) = reference.matrix(options.use_raw)?;
     let (x, normalization) = prepare_input_with(x, genes, &*reference.value_stats(options.use_raw)?, options.normalize, "reference")?;
-    let matrix = AtlasMatrix::from_reference(reference, &x, genes, &options.label_key, options.domain_key.as_deref(), options.max_cells_per_class, options.seed)?;
+    let matrix =
+        AtlasMatrix::from_reference(reference, &x, genes, &options.label_key, options.domain_key.as_deref(), options.max_cells_per_class, options.seed)?;
     let matrix_bytes = matrix.to_bytes(options.values)?;
     let stored = AtlasMatrix::from_bytes(&matrix_bytes)?;
     let adata = stored.to_anndata();
@@ -104,20 +105,18 @@ pub async fn build_atlas<O: Observer>(reference: &AnnData, options: &AtlasOption
     model.provenance.details.insert("atlas".into(), options.id.clone());
     let model_bytes = model.to_bytes().await?;
     let counts = stored.class_counts();
-    let classes: Vec<serde_json::Value> = stored
-        .classes
-        .iter()
-        .zip(&counts)
-        .map(|(c, n)| serde_json::json!({ "label": c, "cells": n, "ontology_id": options.ontology.get(c) }))
-        .collect();
+    let classes: Vec<serde_json::Value> =
+        stored.classes.iter().zip(&counts).map(|(c, n)| serde_json::json!({ "label": c, "cells": n, "ontology_id": options.ontology.get(c) })).collect();
     let unknown: Vec<&String> = options.ontology.keys().filter(|k| !stored.classes.contains(k)).collect();
     let mut warnings = warnings;
     if !unknown.is_empty() {
         warnings.push(format!("ontology IDs given for labels the atlas doesn't have: {unknown:?}"));
     }
-    let metrics = model.metrics.as_ref().map(|m| serde_json::json!({
-        "mode": m.mode, "best_epoch": m.best_epoch, "final_accuracy": m.final_accuracy, "n_train": m.n_train, "epochs_run": m.epochs.len(),
-    }));
+    let metrics = model.metrics.as_ref().map(|m| {
+        serde_json::json!({
+            "mode": m.mode, "best_epoch": m.best_epoch, "final_accuracy": m.final_accuracy, "n_train": m.n_train, "epochs_run": m.epochs.len(),
+        })
+    });
     let manifest = serde_json::json!({
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_VERSION,
@@ -173,7 +172,8 @@ mod tests {
         assert_eq!(model.classes, matrix.classes);
         // The shipped model labels the shipped matrix well (synthetic classes are separable).
         let adata = matrix.to_anndata();
-        let (pred, _) = crate::block_on(crate::scnym::api::predict_adata(&model, &adata, false, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();
+        let (pred, _) =
+            crate::block_on(crate::scnym::api::predict_adata(&model, &adata, false, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();
         let agree = pred.labels.iter().zip(&matrix.labels).filter(|(p, &c)| matrix.classes[c as usize] == **p).count();
         assert!(agree as f64 / 400.0 > 0.9, "{agree} of 400");
         let bad = AtlasOptions { id: "no spaces".into(), ..options };

@@ -46,7 +46,10 @@ pub fn combine_references(parts: &[ReferencePart], label_map: &BTreeMap<String, 
         shared.retain(|g| set.contains(g));
     }
     if shared.is_empty() {
-        return Err(SclabelError::Genes(format!("the references ({}) share no gene names", parts.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "))));
+        return Err(SclabelError::Genes(format!(
+            "the references ({}) share no gene names",
+            parts.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+        )));
     }
     for (p, (_, genes)) in parts.iter().zip(&prepared) {
         if shared.len() * 2 < genes.len() {
@@ -110,7 +113,8 @@ mod tests {
         let a = synthetic_counts(&SyntheticSpec { n_cells: 30, n_genes: 50, n_classes: 3, seed: 1, ..Default::default() });
         let mut b = synthetic_counts(&SyntheticSpec { n_cells: 20, n_genes: 40, n_classes: 2, seed: 2, ..Default::default() });
         b.var_names.reverse();
-        let part = |name: &str, adata| ReferencePart { name: name.into(), adata, label_key: "cell_type".into(), domain_key: None, use_raw: false, normalize: true };
+        let part =
+            |name: &str, adata| ReferencePart { name: name.into(), adata, label_key: "cell_type".into(), domain_key: None, use_raw: false, normalize: true };
         let map: BTreeMap<String, Option<String>> =
             [("type_0", Some("T")), ("type_1", Some("B")), ("type_2", None)].into_iter().map(|(k, v)| (k.to_string(), v.map(String::from))).collect();
         let (c, warnings) = combine_references(&[part("a", &a), ReferencePart { domain_key: Some("batch".into()), ..part("b", &b) }], &map).unwrap();

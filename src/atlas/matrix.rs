@@ -140,18 +140,23 @@ impl AtlasMatrix {
         if let Some(k) = &self.domain_key {
             columns.push((k.clone(), Column::Categorical { codes: self.domain_codes.clone(), categories: self.domains.clone() }));
         }
-        AnnData { x: self.x.clone(), obs: ObsTable { columns }, obs_names: self.cell_names.clone(), var_names: self.genes.clone(), var_ids: Vec::new(), x_stats: None, raw: None }
+        AnnData {
+            x: self.x.clone(),
+            obs: ObsTable { columns },
+            obs_names: self.cell_names.clone(),
+            var_names: self.genes.clone(),
+            var_ids: Vec::new(),
+            x_stats: None,
+            raw: None,
+        }
     }
 
     /// The compressed file's bytes.
     pub fn to_bytes(&self, encoding: ValueEncoding) -> Result<Vec<u8>> {
         let x = &self.x;
         let wide = x.data.len() > u32::MAX as usize;
-        let indptr: Vec<u8> = if wide {
-            x.indptr.iter().flat_map(|&p| p.to_le_bytes()).collect()
-        } else {
-            x.indptr.iter().flat_map(|&p| (p as u32).to_le_bytes()).collect()
-        };
+        let indptr: Vec<u8> =
+            if wide { x.indptr.iter().flat_map(|&p| p.to_le_bytes()).collect() } else { x.indptr.iter().flat_map(|&p| (p as u32).to_le_bytes()).collect() };
         let mut gaps = Vec::with_capacity(x.data.len() + x.data.len() / 8);
         for r in 0..x.n_rows {
             let (a, b) = (x.indptr[r] as usize, x.indptr[r + 1] as usize);
@@ -183,11 +188,9 @@ impl AtlasMatrix {
                 let q = x.data.iter().map(|&v| if v > 0.0 { (v * scale).round().clamp(1.0, 255.0) as u8 } else { 0 }).collect::<Vec<u8>>();
                 (q, Dtype::U8, serde_json::json!({ "kind": "q8", "max": max }))
             }
-            ValueEncoding::F16 => (
-                x.data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
-                Dtype::F16,
-                serde_json::json!({ "kind": "f16" }),
-            ),
+            ValueEncoding::F16 => {
+                (x.data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(), Dtype::F16, serde_json::json!({ "kind": "f16" }))
+            }
             ValueEncoding::F32 => (x.data.iter().flat_map(|&v| v.to_le_bytes()).collect(), Dtype::F32, serde_json::json!({ "kind": "f32" })),
         };
         let labels: Vec<u8> = self.labels.iter().flat_map(|c| c.to_le_bytes()).collect();
@@ -351,10 +354,17 @@ mod tests {
         for enc in [ValueEncoding::F32, ValueEncoding::F16, ValueEncoding::Q8] {
             let back = AtlasMatrix::from_bytes(&m.to_bytes(enc).unwrap()).unwrap();
             assert_eq!((back.x.indptr.clone(), back.x.indices.clone()), (m.x.indptr.clone(), m.x.indices.clone()));
-            assert_eq!((back.labels.clone(), back.classes.clone(), back.genes.clone(), back.cell_names.clone()), (m.labels.clone(), m.classes.clone(), m.genes.clone(), m.cell_names.clone()));
+            assert_eq!(
+                (back.labels.clone(), back.classes.clone(), back.genes.clone(), back.cell_names.clone()),
+                (m.labels.clone(), m.classes.clone(), m.genes.clone(), m.cell_names.clone())
+            );
             assert_eq!((back.domain_codes.clone(), back.domains.clone()), (m.domain_codes.clone(), m.domains.clone()));
             let max = m.x.data.iter().fold(0f32, |a, &b| a.max(b));
-            let tol = match enc { ValueEncoding::F32 => 0.0, ValueEncoding::F16 => max * 1e-3, ValueEncoding::Q8 => max / 510.0 + 1e-6 };
+            let tol = match enc {
+                ValueEncoding::F32 => 0.0,
+                ValueEncoding::F16 => max * 1e-3,
+                ValueEncoding::Q8 => max / 510.0 + 1e-6,
+            };
             let worst = m.x.data.iter().zip(&back.x.data).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(worst <= tol, "{enc:?}: max error {worst} > {tol}");
             assert!(back.x.data.iter().all(|&v| v > 0.0), "{enc:?}: a stored value became 0");

@@ -202,9 +202,12 @@ pub async fn audit_h5ad_rows<O: Observer>(rows: &H5adRows, options: &AuditOption
         Some(sel) => (ColumnMap::keeping(all, sel)?, sel.iter().map(|&j| rows.var_names[j].clone()).collect()),
         None => (ColumnMap::all(all), rows.var_names.clone()),
     };
-    let x = rows.read_kept(&keep, &format!("the {} audited genes of {} cells", keep.n_kept, rows.n_rows), "select fewer genes (hvg.n_top_genes) or audit fewer cells", |start, x| {
-        rescale_block_in_place(x, factor, totals, start, options.normalize)
-    })?;
+    let x = rows.read_kept(
+        &keep,
+        &format!("the {} audited genes of {} cells", keep.n_kept, rows.n_rows),
+        "select fewer genes (hvg.n_top_genes) or audit fewer cells",
+        |start, x| rescale_block_in_place(x, factor, totals, start, options.normalize),
+    )?;
     let prepared = Prepared { x, genes, gene_selection, normalization, labels, cells };
     audit_prepared(prepared, &rows.obs, &rows.obs_names, options, device, observer).await
 }
@@ -361,10 +364,22 @@ async fn audit_prepared<O: Observer>(
 enum HvgPlan<'a> {
     /// Every gene, and the sentence saying why.
     All(String),
-    Select { hvg: &'a HvgOptions, batches: Option<Vec<u32>>, on: String, per_batch: String },
+    Select {
+        hvg: &'a HvgOptions,
+        batches: Option<Vec<u32>>,
+        on: String,
+        per_batch: String,
+    },
 }
 
-fn hvg_plan<'a>(obs: &ObsTable, obs_names: &[String], n: usize, normalization: &NormalizationReport, cells: &[usize], options: &'a AuditOptions) -> Result<HvgPlan<'a>> {
+fn hvg_plan<'a>(
+    obs: &ObsTable,
+    obs_names: &[String],
+    n: usize,
+    normalization: &NormalizationReport,
+    cells: &[usize],
+    options: &'a AuditOptions,
+) -> Result<HvgPlan<'a>> {
     let Some(hvg) = &options.hvg else {
         return Ok(HvgPlan::All(format!("all {n} genes (gene selection off)")));
     };
@@ -424,9 +439,7 @@ fn batch_codes(obs: &ObsTable, obs_names: &[String], key: &str, cells: &[usize])
     let mut seen: Vec<String> = Vec::new();
     let mut codes = vec![0u32; values.len()];
     for &r in cells {
-        let v = values[r]
-            .as_deref()
-            .ok_or_else(|| SclabelError::Labels(format!("obs '{key}' (hvg.batch_key) has no value for cell '{}'", obs_names[r])))?;
+        let v = values[r].as_deref().ok_or_else(|| SclabelError::Labels(format!("obs '{key}' (hvg.batch_key) has no value for cell '{}'", obs_names[r])))?;
         codes[r] = match seen.iter().position(|s| s == v) {
             Some(k) => k as u32,
             None => {
@@ -527,7 +540,10 @@ mod tests {
             (with(CutoffRule::Fixed { confidence: 0.5, variability: -0.1 }), "cutoffs.variability"),
             (with(CutoffRule::Simulated { fraction: 0.0, percentile: 25.0 }), "cutoffs.fraction"),
             (with(CutoffRule::Simulated { fraction: 0.1, percentile: 101.0 }), "cutoffs.percentile"),
-            (AuditOptions { gene_scores: Some(GeneScoreOptions { min_counts: -1.0, ..GeneScoreOptions::default() }), ..AuditOptions::default() }, "gene_scores.min_counts"),
+            (
+                AuditOptions { gene_scores: Some(GeneScoreOptions { min_counts: -1.0, ..GeneScoreOptions::default() }), ..AuditOptions::default() },
+                "gene_scores.min_counts",
+            ),
         ];
         for (options, name) in cases {
             let e = options.validate().unwrap_err();

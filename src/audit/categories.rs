@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn flipped_labels_always_change_and_are_uniform_over_the_others() {
-        let codes: Vec<i32> = (0..30_000).map(|i| (i % 3) as i32).collect();
+        let codes: Vec<i32> = (0..30_000).map(|i: i32| i % 3).collect();
         let rows: Vec<usize> = (0..codes.len()).collect();
         let (new, flipped) = flip_labels(&codes, &rows, 3, 0.1, &mut StdRng::seed_from_u64(1)).unwrap();
         let frac = flipped.len() as f64 / codes.len() as f64;

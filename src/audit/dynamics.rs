@@ -25,7 +25,7 @@ pub struct Dynamics {
 /// Confidence and variability from epoch-major probabilities `[n_snapshots × n_cells]`,
 /// accumulated in f64.
 pub fn confidence_and_variability(trajectory: &[f32], n_cells: usize) -> Result<Dynamics> {
-    if n_cells == 0 || trajectory.is_empty() || trajectory.len() % n_cells != 0 {
+    if n_cells == 0 || trajectory.is_empty() || !trajectory.len().is_multiple_of(n_cells) {
         return Err(SclabelError::ShapeMismatch(format!("{} recorded probabilities are not whole snapshots of {n_cells} cells", trajectory.len())));
     }
     let n_snapshots = trajectory.len() / n_cells;

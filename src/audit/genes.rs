@@ -77,11 +77,7 @@ pub fn gene_scores(x: &CsrMatrix, genes: &[String], confidence: &[f32], options:
     let mean = w_hi.iter().sum::<f64>() / n as f64;
     let var = w_hi.iter().map(|w| (w - mean).powi(2)).sum::<f64>() / n as f64;
     let ambiguous: Vec<f64> = w_hi.iter().map(|&w| f64::from(u8::from(mean - var <= w && w <= mean + var))).collect();
-    let weights = [
-        w_hi.iter().map(|w| w.powf(options.power)).collect::<Vec<f64>>(),
-        w_lo.iter().map(|w| w.powf(options.power_low)).collect(),
-        ambiguous,
-    ];
+    let weights = [w_hi.iter().map(|w| w.powf(options.power)).collect::<Vec<f64>>(), w_lo.iter().map(|w| w.powf(options.power_low)).collect(), ambiguous];
     let weight_sums: Vec<f64> = weights.iter().map(|w| w.iter().sum()).collect();
 
     // Per gene: Σx, Σx², and Σ x·w for each weight vector.

@@ -91,7 +91,10 @@ pub async fn make_conf_graph<O: Observer>(
     }
     let k = options.k;
     if k == 0 || k >= n {
-        return Err(SclabelError::InvalidOption { option: "k".into(), reason: format!("must be between 1 and n_cells − 1 = {} (got {k})", n.saturating_sub(1)) });
+        return Err(SclabelError::InvalidOption {
+            option: "k".into(),
+            reason: format!("must be between 1 and n_cells − 1 = {} (got {k})", n.saturating_sub(1)),
+        });
     }
     let alpha = options.alpha;
     if !(0.0..=1.0).contains(&alpha) {
@@ -236,7 +239,17 @@ pub async fn make_conf_graph<O: Observer>(
 }
 
 fn progress(pass: usize, block: usize, n_blocks: usize, cells_done: usize, n: usize) -> Progress {
-    Progress { phase: Phase::Predict, epoch: pass, n_epochs: 2, step: block + 1, steps_per_epoch: n_blocks, cells_done, cells_total: n, loss: None, accuracy: None }
+    Progress {
+        phase: Phase::Predict,
+        epoch: pass,
+        n_epochs: 2,
+        step: block + 1,
+        steps_per_epoch: n_blocks,
+        cells_done,
+        cells_total: n,
+        loss: None,
+        accuracy: None,
+    }
 }
 
 /// Exact D'_ij in f64 (the same expression for (i, j) and (j, i), so the graph is symmetric).
@@ -507,10 +520,17 @@ mod tests {
         let (emb, conf) = points(50, 3, 5);
         let o = ConfGraphOptions { k: 4, block_size: Some(16), ..Default::default() };
         let mut seen = Vec::new();
-        block_on(make_conf_graph(&emb, 3, &conf, &o, &device(), &mut FnObserver(|p: &Progress| {
-            seen.push((p.epoch, p.step, p.cells_done));
-            Ok(())
-        })))
+        block_on(make_conf_graph(
+            &emb,
+            3,
+            &conf,
+            &o,
+            &device(),
+            &mut FnObserver(|p: &Progress| {
+                seen.push((p.epoch, p.step, p.cells_done));
+                Ok(())
+            }),
+        ))
         .unwrap();
         assert_eq!(seen.len(), 8);
         assert_eq!(seen[3], (0, 4, 50));

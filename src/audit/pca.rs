@@ -162,10 +162,7 @@ fn validate(x: &CsrMatrix) -> Result<()> {
     }
     if let Some(pos) = x.data.iter().position(|v| !v.is_finite()) {
         let cell = x.indptr.partition_point(|&p| p as usize <= pos).saturating_sub(1);
-        return Err(SclabelError::InvalidValues(format!(
-            "PCA needs finite values, but cell {cell} has {} (gene column {})",
-            x.data[pos], x.indices[pos]
-        )));
+        return Err(SclabelError::InvalidValues(format!("PCA needs finite values, but cell {cell} has {} (gene column {})", x.data[pos], x.indices[pos])));
     }
     Ok(())
 }

@@ -12,23 +12,23 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use burn::prelude::Device;
 use sclabel::atlas::build::{build_atlas, AtlasOptions, MATRIX_FILE, MODEL_FILE};
-use sclabel::atlas::matrix::ValueEncoding;
 use sclabel::atlas::combine::{combine_references, ReferencePart, DATASET_COLUMN, LABEL_COLUMN};
+use sclabel::atlas::matrix::ValueEncoding;
 use sclabel::atlas::open::open_atlas;
 use sclabel::audit::api::{audit_adata, audit_h5ad_rows, trainability_graph, AuditOptions, AuditReport, CutoffRule};
-use sclabel::audit::graph::ConfGraphOptions;
-use sclabel::audit::pca::PcaOptions;
 use sclabel::audit::categories::Category;
 use sclabel::audit::genes::{GeneScoreOptions, GeneScores};
+use sclabel::audit::graph::ConfGraphOptions;
+use sclabel::audit::pca::PcaOptions;
 use sclabel::backend::{select, BackendRequest, ComputeDevice};
-use burn::prelude::Device;
 use sclabel::block_on;
 use sclabel::data::anndata::AnnData;
+use sclabel::data::h5ad::{open_h5ad_rows, read_h5ad_source, read_h5ad_source_genes, H5adRows, ReadSeekSource};
+use sclabel::data::h5ad_export::{annotate_h5ad, annotate_h5ad_copy, DenseF32, H5adAdditions, ObsValues};
 use sclabel::data::hvg::{HvgFlavor, HvgOptions};
 use sclabel::data::normalize::TargetScale;
-use sclabel::data::h5ad::{open_h5ad_rows, read_h5ad_source, H5adRows, read_h5ad_source_genes, ReadSeekSource};
-use sclabel::data::h5ad_export::{annotate_h5ad, annotate_h5ad_copy, DenseF32, H5adAdditions, ObsValues};
 use sclabel::scnym::api::{fine_tune, predict_adata, predict_h5ad_rows, train_transfer, TransferOptions};
 use sclabel::scnym::bundle::ScnymModel;
 use sclabel::scnym::explain::{explain_h5ad_rows, ExplainOptions, Explanation};
@@ -441,7 +441,12 @@ fn observe(bar: &ProgressBar) -> FnObserver<impl FnMut(&Progress) -> Result<()> 
                 bar.set_length((p.n_epochs * p.steps_per_epoch) as u64);
                 bar.set_position((p.epoch * p.steps_per_epoch + p.step) as u64);
                 if let Some(l) = p.loss {
-                    bar.set_message(format!("epoch {}/{} loss {l:.4}{}", p.epoch + 1, p.n_epochs, p.accuracy.map(|a| format!(" val acc {a:.3}")).unwrap_or_default()));
+                    bar.set_message(format!(
+                        "epoch {}/{} loss {l:.4}{}",
+                        p.epoch + 1,
+                        p.n_epochs,
+                        p.accuracy.map(|a| format!(" val acc {a:.3}")).unwrap_or_default()
+                    ));
                 }
             }
             Phase::Predict => {
@@ -458,7 +463,7 @@ fn observe(bar: &ProgressBar) -> FnObserver<impl FnMut(&Progress) -> Result<()> 
 /// for an epoch's first step and each tenth of it (a rate even for a run stopped mid-epoch).
 fn log_progress(p: &Progress) {
     let Some(Some(log)) = PROGRESS_LOG.get() else { return };
-    if p.phase == Phase::Train && p.loss.is_none() && p.step != 1 && p.step % (p.steps_per_epoch / 10).max(1) != 0 {
+    if p.phase == Phase::Train && p.loss.is_none() && p.step != 1 && !p.step.is_multiple_of((p.steps_per_epoch / 10).max(1)) {
         return;
     }
     let mut guard = log.lock().unwrap_or_else(|e| e.into_inner());
@@ -608,7 +613,11 @@ fn run(cli: Cli) -> Result<()> {
     VAR_NAMES.set(cli.var_names.clone()).expect("set once");
     let log = match &cli.progress_log {
         Some(p) => Some(std::sync::Mutex::new((
-            std::fs::OpenOptions::new().create(true).append(true).open(p).map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("can't write: {e}") })?,
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("can't write: {e}") })?,
             std::time::Instant::now(),
         ))),
         None => None,
@@ -621,9 +630,32 @@ fn run(cli: Cli) -> Result<()> {
         sclabel::memory::set_limit(Some((g * (1u64 << 30) as f64) as u64));
     }
     match cli.command {
-        Command::Train { reference, atlas, init, query, label_key, domain_key, split_key, exclude_label, preset, config, seed, normalize, use_raw, query_use_raw, query_normalize, max_query_cells, out, predictions, unassigned_below } => {
+        Command::Train {
+            reference,
+            atlas,
+            init,
+            query,
+            label_key,
+            domain_key,
+            split_key,
+            exclude_label,
+            preset,
+            config,
+            seed,
+            normalize,
+            use_raw,
+            query_use_raw,
+            query_normalize,
+            max_query_cells,
+            out,
+            predictions,
+            unassigned_below,
+        } => {
             let mut config: Option<serde_json::Value> = match &config {
-                Some(p) => Some(serde_json::from_slice(&read(p)?).map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("not JSON: {e}") })?),
+                Some(p) => Some(
+                    serde_json::from_slice(&read(p)?)
+                        .map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("not JSON: {e}") })?,
+                ),
                 None => None,
             };
             if let Some(s) = seed {
@@ -634,12 +666,30 @@ fn run(cli: Cli) -> Result<()> {
             let (r, pretrained, options, reference) = match (&atlas, reference) {
                 (Some(dir), _) => {
                     let a = open_atlas(&read(&dir.join("atlas.json"))?, |p| read(&dir.join(p)), &dev.device)?;
-                    let options = TransferOptions { exclude_labels: exclude_label, use_raw: false, query_use_raw: Some(query_use_raw.unwrap_or(use_raw)), max_query_cells, ..a.transfer_options(query_normalize.unwrap_or(true), &preset, config) };
+                    let options = TransferOptions {
+                        exclude_labels: exclude_label,
+                        use_raw: false,
+                        query_use_raw: Some(query_use_raw.unwrap_or(use_raw)),
+                        max_query_cells,
+                        ..a.transfer_options(query_normalize.unwrap_or(true), &preset, config)
+                    };
                     (a.matrix.to_anndata(), Some(a.model), options, dir.clone())
                 }
                 (None, Some(reference)) => {
                     let pretrained = init.as_deref().map(|p| load_model(p, &dev.device)).transpose()?;
-                    let options = TransferOptions { label_key, domain_key, split_key, exclude_labels: exclude_label, preset, config, normalize, use_raw, query_use_raw, query_normalize, max_query_cells };
+                    let options = TransferOptions {
+                        label_key,
+                        domain_key,
+                        split_key,
+                        exclude_labels: exclude_label,
+                        preset,
+                        config,
+                        normalize,
+                        use_raw,
+                        query_use_raw,
+                        query_normalize,
+                        max_query_cells,
+                    };
                     (load_h5ad(&reference)?, pretrained, options, reference)
                 }
                 (None, None) => unreachable!("clap requires --reference or --atlas"),
@@ -693,7 +743,10 @@ fn run(cli: Cli) -> Result<()> {
             let (pred, report) = block_on(predict_h5ad_rows(&m, &rows, normalize, &options, &dev.device, &mut observe(&bar)))?;
             bar.finish_and_clear();
             report.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
-            eprintln!("{} of the model's {} genes found (matched by {}); input: {}", report.overlap.shared, report.overlap.model_genes, report.overlap.matched_by, report.normalization.description);
+            eprintln!(
+                "{} of the model's {} genes found (matched by {}); input: {}",
+                report.overlap.shared, report.overlap.model_genes, report.overlap.matched_by, report.normalization.description
+            );
             write_predictions(&out, &rows.obs_names, &pred)?;
             if let Some(e) = embedding {
                 write_embedding(&e, &rows.obs_names, &pred)?;
@@ -706,7 +759,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::ImportScnym { weights, genes, classes, out } => {
             let list = |p: &Path| -> Result<Vec<String>> {
-                String::from_utf8(read(p)?).map(|t| parse_list(&t)).map_err(|_| SclabelError::InvalidFile { file: p.display().to_string(), reason: "not UTF-8 text".into() })
+                String::from_utf8(read(p)?)
+                    .map(|t| parse_list(&t))
+                    .map_err(|_| SclabelError::InvalidFile { file: p.display().to_string(), reason: "not UTF-8 text".into() })
             };
             let dev = device(cli.backend)?;
             let name = weights.display().to_string();
@@ -715,8 +770,25 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("imported {} genes → {} classes; bundle written to {}", model.arch.n_genes, model.arch.n_classes, out.display());
         }
         Command::Atlas(AtlasCommand::Build {
-            reference, label_map, id, name, species, tissue, license, source, ontology, label_key, domain_key, use_raw, normalize,
-            max_cells_per_class, values, preset, config, seed, out,
+            reference,
+            label_map,
+            id,
+            name,
+            species,
+            tissue,
+            license,
+            source,
+            ontology,
+            label_key,
+            domain_key,
+            use_raw,
+            normalize,
+            max_cells_per_class,
+            values,
+            preset,
+            config,
+            seed,
+            out,
         }) => {
             let json_file = |p: &Path| -> Result<serde_json::Value> {
                 serde_json::from_slice(&read(p)?).map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("not JSON: {e}") })
@@ -728,12 +800,28 @@ fn run(cli: Cli) -> Result<()> {
                 other => return Err(SclabelError::InvalidOption { option: "values".into(), reason: format!("'{other}': use q8, f16 or f32") }),
             };
             let ontology = match &ontology {
-                Some(p) => serde_json::from_value(json_file(p)?).map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("expected {{\"label\": \"CL:…\"}}: {e}") })?,
+                Some(p) => serde_json::from_value(json_file(p)?)
+                    .map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("expected {{\"label\": \"CL:…\"}}: {e}") })?,
                 None => Default::default(),
             };
             let config = config.as_deref().map(json_file).transpose()?;
             let mut options = AtlasOptions {
-                id, name, species, tissue, license, source, ontology, label_key, domain_key, use_raw, normalize, max_cells_per_class, values, preset, config, seed,
+                id,
+                name,
+                species,
+                tissue,
+                license,
+                source,
+                ontology,
+                label_key,
+                domain_key,
+                use_raw,
+                normalize,
+                max_cells_per_class,
+                values,
+                preset,
+                config,
+                seed,
             };
             let dev = device(cli.backend)?;
             let sources = reference.iter().map(|p| load_h5ad(p)).collect::<Result<Vec<_>>>()?;
@@ -741,7 +829,10 @@ fn run(cli: Cli) -> Result<()> {
                 sources.into_iter().next().expect("one")
             } else {
                 let map = match &label_map {
-                    Some(p) => serde_json::from_value(json_file(p)?).map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("expected {{\"label\": \"harmonised label\" or null}}: {e}") })?,
+                    Some(p) => serde_json::from_value(json_file(p)?).map_err(|e| SclabelError::InvalidFile {
+                        file: p.display().to_string(),
+                        reason: format!("expected {{\"label\": \"harmonised label\" or null}}: {e}"),
+                    })?,
                     None => Default::default(),
                 };
                 let parts: Vec<ReferencePart> = reference
@@ -771,7 +862,12 @@ fn run(cli: Cli) -> Result<()> {
             write(&out.join("atlas.json"), serde_json::to_string_pretty(&package.manifest).expect("json").as_bytes())?;
             eprintln!(
                 "atlas '{}' written to {}: {} cells × {} genes, matrix {} bytes, model {} bytes",
-                options.id, out.display(), package.manifest["n_cells"], package.manifest["n_genes"], package.matrix.len(), package.model.len()
+                options.id,
+                out.display(),
+                package.manifest["n_cells"],
+                package.manifest["n_genes"],
+                package.matrix.len(),
+                package.model.len()
             );
         }
         Command::Info { model } => {
@@ -785,7 +881,30 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&info).expect("json"));
         }
         Command::Audit {
-            input, label_key, second_label_key, exclude_label, epochs, layers, seed, use_raw, normalize, n_top_genes, hvg_flavor, hvg_batch_key, flip_fraction, percentile, cutoff_conf, cutoff_var, no_reannotate, out, genes, min_counts, graph, alpha, k, n_pcs,
+            input,
+            label_key,
+            second_label_key,
+            exclude_label,
+            epochs,
+            layers,
+            seed,
+            use_raw,
+            normalize,
+            n_top_genes,
+            hvg_flavor,
+            hvg_batch_key,
+            flip_fraction,
+            percentile,
+            cutoff_conf,
+            cutoff_var,
+            no_reannotate,
+            out,
+            genes,
+            min_counts,
+            graph,
+            alpha,
+            k,
+            n_pcs,
         } => {
             let cutoffs = match (cutoff_conf, cutoff_var) {
                 (Some(confidence), Some(variability)) => CutoffRule::Fixed { confidence, variability },
@@ -863,7 +982,11 @@ fn run(cli: Cli) -> Result<()> {
                     let (idx, w) = c.row(i);
                     let d = g.distances.row(i).1;
                     for ((&j, &w), &d) in idx.iter().zip(w).zip(d) {
-                        csv.push_str(&format!("{},{},{w},{d}\n", csv_field(&ad.obs_names[report.cells[i]]), csv_field(&ad.obs_names[report.cells[j as usize]])));
+                        csv.push_str(&format!(
+                            "{},{},{w},{d}\n",
+                            csv_field(&ad.obs_names[report.cells[i]]),
+                            csv_field(&ad.obs_names[report.cells[j as usize]])
+                        ));
                     }
                 }
                 write(&path, csv.as_bytes())?;

@@ -36,7 +36,11 @@ impl GeneIdKind {
     /// Ensembl when at least 90% of the names look like Ensembl gene IDs.
     pub fn of(names: &[String]) -> Self {
         let ensembl = names.iter().filter(|n| is_ensembl(n)).count();
-        if !names.is_empty() && ensembl * 10 >= names.len() * 9 { GeneIdKind::Ensembl } else { GeneIdKind::Symbols }
+        if !names.is_empty() && ensembl * 10 >= names.len() * 9 {
+            GeneIdKind::Ensembl
+        } else {
+            GeneIdKind::Symbols
+        }
     }
 
     pub fn describe(self) -> &'static str {
@@ -82,7 +86,10 @@ pub fn best_gene_ids<'a>(ids: &[(&'a str, &'a [String])], wanted: &[String]) -> 
         format!("{name} ({kind})")
     } else {
         let index_kind = GeneIdKind::of(ids[0].1).describe();
-        format!("var['{name}'] ({kind}; the var index holds {index_kind} and shares {} genes)", ids[0].1.iter().filter(|g| wanted_set.contains(g.as_str())).count())
+        format!(
+            "var['{name}'] ({kind}; the var index holds {index_kind} and shares {} genes)",
+            ids[0].1.iter().filter(|g| wanted_set.contains(g.as_str())).count()
+        )
     };
     (names, how)
 }

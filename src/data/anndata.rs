@@ -29,7 +29,9 @@ impl Column {
     /// The values at `rows`, in that order.
     pub fn select(&self, rows: &[usize]) -> Column {
         match self {
-            Column::Categorical { codes, categories } => Column::Categorical { codes: rows.iter().map(|&r| codes[r]).collect(), categories: categories.clone() },
+            Column::Categorical { codes, categories } => {
+                Column::Categorical { codes: rows.iter().map(|&r| codes[r]).collect(), categories: categories.clone() }
+            }
             Column::Strings(v) => Column::Strings(rows.iter().map(|&r| v[r].clone()).collect()),
             Column::Numeric(v) => Column::Numeric(rows.iter().map(|&r| v[r]).collect()),
             Column::Bool(v) => Column::Bool(rows.iter().map(|&r| v[r]).collect()),
@@ -39,10 +41,7 @@ impl Column {
     /// Every value as a string (`None` where missing), whatever the column's type.
     pub fn to_strings(&self) -> Vec<Option<String>> {
         match self {
-            Column::Categorical { codes, categories } => codes
-                .iter()
-                .map(|&c| if c < 0 { None } else { categories.get(c as usize).cloned() })
-                .collect(),
+            Column::Categorical { codes, categories } => codes.iter().map(|&c| if c < 0 { None } else { categories.get(c as usize).cloned() }).collect(),
             Column::Strings(v) => v.iter().map(|s| Some(s.clone())).collect(),
             Column::Numeric(v) => v.iter().map(|x| if x.is_nan() { None } else { Some(format_number(*x)) }).collect(),
             Column::Bool(v) => v.iter().map(|b| Some(if *b { "True" } else { "False" }.to_string())).collect(),
@@ -86,10 +85,11 @@ pub struct ObsTable {
 
 impl ObsTable {
     pub fn get(&self, name: &str) -> Result<&Column> {
-        self.columns.iter().find(|(n, _)| n == name).map(|(_, c)| c).ok_or_else(|| SclabelError::ColumnNotFound {
-            column: name.to_string(),
-            available: self.names().join(", "),
-        })
+        self.columns
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c)
+            .ok_or_else(|| SclabelError::ColumnNotFound { column: name.to_string(), available: self.names().join(", ") })
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -169,7 +169,10 @@ impl AnnData {
     /// A new data set with the cells at `rows` (in that order); `self` is left as it is.
     pub fn select_obs(&self, rows: &[usize]) -> Result<AnnData> {
         if let Some(&r) = rows.iter().find(|&&r| r >= self.n_obs()) {
-            return Err(SclabelError::InvalidOption { option: "rows".into(), reason: format!("row {r} is out of range (the data set has {} cells)", self.n_obs()) });
+            return Err(SclabelError::InvalidOption {
+                option: "rows".into(),
+                reason: format!("row {r} is out of range (the data set has {} cells)", self.n_obs()),
+            });
         }
         Ok(AnnData {
             x: self.x.select_rows(rows),
@@ -178,7 +181,11 @@ impl AnnData {
             var_names: self.var_names.clone(),
             var_ids: self.var_ids.clone(),
             x_stats: self.x_stats.as_ref().map(|s| s.select_rows(rows)),
-            raw: self.raw.as_ref().map(|raw| Raw { x: raw.x.select_rows(rows), var_names: raw.var_names.clone(), x_stats: raw.x_stats.as_ref().map(|s| s.select_rows(rows)) }),
+            raw: self.raw.as_ref().map(|raw| Raw {
+                x: raw.x.select_rows(rows),
+                var_names: raw.var_names.clone(),
+                x_stats: raw.x_stats.as_ref().map(|s| s.select_rows(rows)),
+            }),
         })
     }
 
@@ -206,11 +213,16 @@ impl AnnData {
 
     /// The same cells with `.raw` as X (for files whose X is scaled but raw is log-normalised).
     pub fn use_raw(&self) -> Result<AnnData> {
-        let raw = self.raw.as_ref().ok_or_else(|| SclabelError::InvalidOption {
-            option: "use_raw".into(),
-            reason: "the data set has no .raw".into(),
-        })?;
-        Ok(AnnData { x: raw.x.clone(), obs: self.obs.clone(), obs_names: self.obs_names.clone(), var_names: raw.var_names.clone(), var_ids: Vec::new(), x_stats: raw.x_stats.clone(), raw: None })
+        let raw = self.raw.as_ref().ok_or_else(|| SclabelError::InvalidOption { option: "use_raw".into(), reason: "the data set has no .raw".into() })?;
+        Ok(AnnData {
+            x: raw.x.clone(),
+            obs: self.obs.clone(),
+            obs_names: self.obs_names.clone(),
+            var_names: raw.var_names.clone(),
+            var_ids: Vec::new(),
+            x_stats: raw.x_stats.clone(),
+            raw: None,
+        })
     }
 
     /// The same data set with var column `column` as the gene names (scanpy's `gene_symbols`):

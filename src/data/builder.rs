@@ -335,11 +335,7 @@ impl AnnDataBuilder {
     pub fn add_obs_numeric<T: Element>(&mut self, name: &str, values: &[T], missing: Option<&[bool]>) -> Result<()> {
         self.check_column(name, values.len(), &format!("obs/{name}"))?;
         self.check_mask(name, values.len(), missing)?;
-        let v = values
-            .iter()
-            .enumerate()
-            .map(|(i, x)| if missing.is_some_and(|m| m[i]) { f64::NAN } else { x.to_f64() })
-            .collect();
+        let v = values.iter().enumerate().map(|(i, x)| if missing.is_some_and(|m| m[i]) { f64::NAN } else { x.to_f64() }).collect();
         self.obs.push((name.to_string(), Column::Numeric(v)));
         Ok(())
     }
@@ -424,10 +420,7 @@ fn unsupported(file: &str, element: &str, reason: String) -> SclabelError {
 
 /// Reserves exactly `n` more elements, or says the data set does not fit in memory.
 fn reserve<T>(v: &mut Vec<T>, n: usize, file: &str, element: &str) -> Result<()> {
-    v.try_reserve_exact(n).map_err(|_| SclabelError::InvalidFile {
-        file: file.to_string(),
-        reason: format!("no memory for the {n} values of '{element}'"),
-    })
+    v.try_reserve_exact(n).map_err(|_| SclabelError::InvalidFile { file: file.to_string(), reason: format!("no memory for the {n} values of '{element}'") })
 }
 
 impl MatrixBuilder {
@@ -477,7 +470,8 @@ impl MatrixBuilder {
         stats.start_rows(self.n_rows);
         let counts = vec![0u64; if self.layout == Layout::Csc { kept.len() } else { self.n_rows }];
         let n = kept.len();
-        let keep = Keep { map, columns: kept, stats, indices_in: 0, data_in: 0, paired: 0, waiting_indices: Vec::new(), waiting_data: Vec::new(), major: 0, counts };
+        let keep =
+            Keep { map, columns: kept, stats, indices_in: 0, data_in: 0, paired: 0, waiting_indices: Vec::new(), waiting_data: Vec::new(), major: 0, counts };
         self.keep = Some(keep);
         Ok(n)
     }
@@ -493,7 +487,11 @@ impl MatrixBuilder {
         // Entries are placed by indptr, so it must be whole (and end at nnz) first.
         let major = if self.layout == Layout::Csc { self.n_cols } else { self.n_rows };
         if self.indptr.len() != major + 1 || self.indptr.last().copied() != Some(self.nnz as u64) {
-            return Err(unsupported(file, &format!("{}/indptr", self.path), "must arrive whole, ending at nnz, before indices and data when only some genes are kept".into()));
+            return Err(unsupported(
+                file,
+                &format!("{}/indptr", self.path),
+                "must arrive whole, ending at nnz, before indices and data when only some genes are kept".into(),
+            ));
         }
         let csc = self.layout == Layout::Csc;
         for (idx, v) in keep.waiting_indices.drain(..n).zip(keep.waiting_data.drain(..n)) {
@@ -705,7 +703,8 @@ impl MatrixBuilder {
             self.rows_done += b.n_rows;
             return Ok(());
         }
-        let mut band = self.band.take().unwrap_or_else(|| Band { start: b.start_row, n_rows: b.n_rows, cols_done: 0, rows: vec![(Vec::new(), Vec::new()); b.n_rows] });
+        let mut band =
+            self.band.take().unwrap_or_else(|| Band { start: b.start_row, n_rows: b.n_rows, cols_done: 0, rows: vec![(Vec::new(), Vec::new()); b.n_rows] });
         for r in 0..b.n_rows {
             for c in 0..b.n_cols {
                 let v = b.values[r * b.row_stride + c * b.col_stride];
@@ -740,7 +739,11 @@ impl MatrixBuilder {
     fn finish(mut self, file: &str, var_names: Vec<String>) -> Result<(CsrMatrix, Vec<String>, Option<ValueStats>)> {
         if self.layout == Layout::Dense {
             if let Some(band) = &self.band {
-                return Err(self.unsupported(file, "", format!("rows {}..{} stop at column {} of {}", band.start, band.start + band.n_rows, band.cols_done, self.n_cols)));
+                return Err(self.unsupported(
+                    file,
+                    "",
+                    format!("rows {}..{} stop at column {} of {}", band.start, band.start + band.n_rows, band.cols_done, self.n_cols),
+                ));
             }
             if self.n_cols == 0 {
                 // No values to push: every row is empty.
@@ -1065,7 +1068,15 @@ mod tests {
         for r0 in [0, 2] {
             let rows = 2.min(3 - r0);
             for c0 in [0, 3] {
-                let block = DenseBlock { start_row: r0, start_col: c0, n_rows: rows, n_cols: 3.min(4 - c0), values: &DENSE[r0 * 4 + c0..], row_stride: 4, col_stride: 1 };
+                let block = DenseBlock {
+                    start_row: r0,
+                    start_col: c0,
+                    n_rows: rows,
+                    n_cols: 3.min(4 - c0),
+                    values: &DENSE[r0 * 4 + c0..],
+                    row_stride: 4,
+                    col_stride: 1,
+                };
                 b.push_dense_block(Target::X, block).unwrap();
             }
         }

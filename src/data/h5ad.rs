@@ -17,7 +17,9 @@
 //! allocation or indexes a slice, and hdf5-pure errors become [`SclabelError`]s.
 use std::collections::HashMap;
 
-use hdf5_pure::{AttrValue, Dataset, Datatype, DatatypeByteOrder, File, FileAccessProperties, Group, MetadataCacheConfig, StringPadding, VlenStringReadOptions};
+use hdf5_pure::{
+    AttrValue, Dataset, Datatype, DatatypeByteOrder, File, FileAccessProperties, Group, MetadataCacheConfig, StringPadding, VlenStringReadOptions,
+};
 pub use hdf5_pure::{FormatError as SourceError, ReadSeekSource, Source};
 
 use crate::data::anndata::{categorical_from_strings, swap_var_names, AnnData, Column, ObsTable, Raw};
@@ -159,7 +161,10 @@ impl Reader {
         if sb.eof_address != u64::MAX {
             let end = sb.eof_address;
             if end > len {
-                return Err(SclabelError::InvalidFile { file: file_name.to_string(), reason: format!("truncated: the file declares {end} bytes but only {len} are present") });
+                return Err(SclabelError::InvalidFile {
+                    file: file_name.to_string(),
+                    reason: format!("truncated: the file declares {end} bytes but only {len} are present"),
+                });
             }
         }
         let budget = len.saturating_mul(MAX_INFLATION).max(MIN_DECODED_BUDGET);
@@ -179,10 +184,7 @@ impl Reader {
         let n_obs = obs.index.len();
         for (name, col) in &obs.columns {
             if col.len() != n_obs {
-                return Err(self.unsupported(
-                    &format!("obs/{name}"),
-                    format!("{} values but obs has {n_obs} names", col.len()),
-                ));
+                return Err(self.unsupported(&format!("obs/{name}"), format!("{} values but obs has {n_obs} names", col.len())));
             }
         }
         let var = self.read_var(&root, uns.as_ref())?;
@@ -264,17 +266,11 @@ impl Reader {
     fn meta(&self, ds: &Dataset, path: &str) -> Result<Meta> {
         let shape = ds.shape().map_err(|e| self.h5(path, e))?;
         let dtype = ds.datatype().map_err(|e| self.h5(path, e))?;
-        let n = shape
-            .iter()
-            .try_fold(1u64, |a, &d| a.checked_mul(d))
-            .ok_or_else(|| self.invalid(format!("'{path}' declares an impossible shape {shape:?}")))?;
+        let n =
+            shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(|| self.invalid(format!("'{path}' declares an impossible shape {shape:?}")))?;
         let bytes = n.checked_mul(u64::from(dtype.type_size().max(1)));
         if bytes.is_none_or(|b| b > self.budget) || usize::try_from(n).is_err() {
-            return Err(self.invalid(format!(
-                "'{path}' declares shape {shape:?} of {}, more than a {}-byte file can hold",
-                describe(&dtype),
-                self.len
-            )));
+            return Err(self.invalid(format!("'{path}' declares shape {shape:?} of {}, more than a {}-byte file can hold", describe(&dtype), self.len)));
         }
         Ok(Meta { shape, dtype, n })
     }
@@ -299,13 +295,7 @@ impl Reader {
     /// Refuses a declared matrix shape that disagrees with the obs / var names.
     fn check_shape(&self, path: &str, n_rows: u64, n_cols: u64, expected: (usize, usize)) -> Result<(usize, usize)> {
         if (n_rows, n_cols) != (expected.0 as u64, expected.1 as u64) {
-            return Err(self.unsupported(
-                path,
-                format!(
-                    "shape {n_rows} × {n_cols} does not match the {} obs names and {} var names",
-                    expected.0, expected.1
-                ),
-            ));
+            return Err(self.unsupported(path, format!("shape {n_rows} × {n_cols} does not match the {} obs names and {} var names", expected.0, expected.1)));
         }
         Ok(expected)
     }
@@ -339,12 +329,7 @@ impl Reader {
             let count = window.min(n_rows - start);
             let values = ds.read_f32_rows(start, count).map_err(|e| self.h5(path, e))?;
             if values.len() as u64 != count * n_cols {
-                return Err(self.invalid(format!(
-                    "'{path}': rows {start}..{} decoded to {} values, expected {}",
-                    start + count,
-                    values.len(),
-                    count * n_cols
-                )));
+                return Err(self.invalid(format!("'{path}': rows {start}..{} decoded to {} values, expected {}", start + count, values.len(), count * n_cols)));
             }
             for row in values.chunks_exact(cols) {
                 for (j, &v) in row.iter().enumerate() {
@@ -367,9 +352,7 @@ impl Reader {
         let kind = match format.as_deref() {
             Some("csr_matrix") | Some("csr") => Sparse::Csr,
             Some("csc_matrix") | Some("csc") => Sparse::Csc,
-            Some(other) => {
-                return Err(self.unsupported(path, format!("a group with encoding-type '{other}' (expected csr_matrix or csc_matrix)")))
-            }
+            Some(other) => return Err(self.unsupported(path, format!("a group with encoding-type '{other}' (expected csr_matrix or csc_matrix)"))),
             None => return Err(self.unsupported(path, "a group without an encoding-type (expected a csr_matrix or csc_matrix)".into())),
         };
         let shape = attrs
@@ -394,10 +377,7 @@ impl Reader {
         let indptr_ds = self.dataset(node, "indptr")?;
         let indptr = self.read_offsets(&indptr_ds, &indptr_path)?;
         if major.checked_add(1) != Some(indptr.len() as u64) {
-            return Err(self.unsupported(
-                &indptr_path,
-                format!("{} entries for a {n_rows} × {n_cols} matrix (expected {major} + 1)", indptr.len()),
-            ));
+            return Err(self.unsupported(&indptr_path, format!("{} entries for a {n_rows} × {n_cols} matrix (expected {major} + 1)", indptr.len())));
         }
         // The matrix held whole: 8 bytes per stored value (CSC: twice, while it becomes CSR).
         let nnz = indptr.last().copied().unwrap_or(0);
@@ -463,8 +443,7 @@ impl Reader {
         let chunk = ds.chunk_shape().ok().flatten().and_then(|c| c.first().copied()).filter(|&c| c > 0).unwrap_or(1);
         let window = if INT_WINDOW >= chunk { INT_WINDOW - INT_WINDOW % chunk } else { chunk };
         let mut out: Vec<u32> = Vec::new();
-        out.try_reserve_exact(to_usize(total))
-            .map_err(|_| self.invalid(format!("'{path}': no memory for {total} indices")))?;
+        out.try_reserve_exact(to_usize(total)).map_err(|_| self.invalid(format!("'{path}': no memory for {total} indices")))?;
         let mut start = 0u64;
         while start < total {
             let count = window.min(total - start);
@@ -547,13 +526,7 @@ impl Reader {
         let order: Vec<String> = match attrs.get("column-order") {
             // An empty column list is written as an empty float array, which has no strings.
             Some(v) => v.as_strings().map(<[String]>::to_vec).unwrap_or_default(),
-            None => node
-                .datasets
-                .iter()
-                .chain(node.groups.iter())
-                .filter(|n| n.as_str() != "__categories")
-                .cloned()
-                .collect(),
+            None => node.datasets.iter().chain(node.groups.iter()).filter(|n| n.as_str() != "__categories").cloned().collect(),
         };
         for col in order {
             if col == index_name || columns.iter().any(|(n, _)| *n == col) {
@@ -865,10 +838,25 @@ impl ColumnMap {
 /// Where X's values live in the file.
 enum XLayout {
     /// `indptr` read whole (n_rows + 1 offsets); `data` / `indices` read a block of rows at a time.
-    Csr { data: Dataset, indices: Dataset, indptr: Vec<u64>, data_path: String, indices_path: String },
+    Csr {
+        data: Dataset,
+        indices: Dataset,
+        indptr: Vec<u64>,
+        data_path: String,
+        indices_path: String,
+    },
     /// Column pointers read whole; a block of rows needs every kept column's range.
-    Csc { data: Dataset, indices: Dataset, colptr: Vec<u64>, data_path: String, indices_path: String },
-    Dense { ds: Dataset, path: String },
+    Csc {
+        data: Dataset,
+        indices: Dataset,
+        colptr: Vec<u64>,
+        data_path: String,
+        indices_path: String,
+    },
+    Dense {
+        ds: Dataset,
+        path: String,
+    },
 }
 
 /// An `.h5ad`'s X (or `.raw`'s) opened for reading a block of cells at a time, keeping only
@@ -1033,7 +1021,8 @@ impl Reader {
             let ds = self.dataset(parent, name)?;
             let meta = self.meta(&ds, &path)?;
             if meta.shape.len() != 2 || !is_numeric(&meta.dtype) {
-                return Err(self.unsupported(&path, format!("a dense matrix must be a 2-D array of numbers, found {} of shape {:?}", describe(&meta.dtype), meta.shape)));
+                return Err(self
+                    .unsupported(&path, format!("a dense matrix must be a 2-D array of numbers, found {} of shape {:?}", describe(&meta.dtype), meta.shape)));
             }
             self.check_shape(&path, meta.shape[0], meta.shape[1], expected)?;
             return Ok(XLayout::Dense { ds, path });
@@ -1080,7 +1069,10 @@ impl Reader {
             return Err(self.unsupported(&indices_path, format!("{} (expected integers)", describe(&im.dtype))));
         }
         if dm.n != im.n || indptr.first() != Some(&0) || indptr.last() != Some(&dm.n) || indptr.windows(2).any(|w| w[1] < w[0]) {
-            return Err(self.unsupported(&path, format!("{} indices, {} values and offsets {}..{} do not describe one sparse matrix", im.n, dm.n, indptr[0], indptr[indptr.len() - 1])));
+            return Err(self.unsupported(
+                &path,
+                format!("{} indices, {} values and offsets {}..{} do not describe one sparse matrix", im.n, dm.n, indptr[0], indptr[indptr.len() - 1]),
+            ));
         }
         Ok(if csr {
             XLayout::Csr { data, indices, indptr, data_path, indices_path }

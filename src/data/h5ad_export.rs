@@ -63,8 +63,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use hdf5_pure::{
-    AttrValue, CompoundMember, Dataset, DatasetBuilder, Datatype, DatatypeByteOrder, EnumTypeBuilder, File, FileBuilder, Filter, FinishedGroup,
-    Group, GroupBuilder, Layout, Source, StringPadding, VlenStringReadOptions,
+    AttrValue, CompoundMember, Dataset, DatasetBuilder, Datatype, DatatypeByteOrder, EnumTypeBuilder, File, FileBuilder, Filter, FinishedGroup, Group,
+    GroupBuilder, Layout, Source, StringPadding, VlenStringReadOptions,
 };
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -130,7 +130,10 @@ pub enum ObsValues {
     /// Labels; `None` is missing (code -1). Categories are written sorted, as pandas orders them.
     Categorical(Vec<Option<String>>),
     /// Codes into `categories` (which keep their order); -1 is missing.
-    CategoricalCodes { categories: Vec<String>, codes: Vec<i32> },
+    CategoricalCodes {
+        categories: Vec<String>,
+        codes: Vec<i32>,
+    },
     F32(Vec<f32>),
     I32(Vec<i32>),
     Bool(Vec<bool>),
@@ -192,8 +195,7 @@ pub fn annotate_h5ad(bytes: Vec<u8>, file_name: &str, additions: &H5adAdditions)
     // reproduce is an error rather than a quietly different file.
     let shared = Arc::new(bytes);
     {
-        let written = File::from_source(SharedBytes(Arc::clone(&shared)))
-            .map_err(|e| src.unsupported("/", format!("the rebuilt file does not open: {e}")))?;
+        let written = File::from_source(SharedBytes(Arc::clone(&shared))).map_err(|e| src.unsupported("/", format!("the rebuilt file does not open: {e}")))?;
         compare(&src.file, &written, &plan.changes(), false)
             .and_then(|()| src.check_converted(&written, &plan))
             .map_err(|(path, reason)| src.unsupported(&path, format!("not reproduced faithfully: {reason}")))?;
@@ -223,17 +225,24 @@ pub fn annotate_h5ad_copy(input: &std::path::Path, output: &std::path::Path, add
         let len = f.metadata().map_err(|e| io(p, e))?.len() as usize;
         let source = crate::data::h5ad::ReadSeekSource::new(std::io::BufReader::new(f))
             .map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: e.to_string() })?;
-        let file = File::from_source(source).map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("cannot open as HDF5: {e}") })?;
+        let file =
+            File::from_source(source).map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("cannot open as HDF5: {e}") })?;
         Ok((file, len))
     };
     if same_file(input, output) {
-        return Err(SclabelError::InvalidOption { option: "output".into(), reason: format!("{} is the input file, which is never changed: name another file", output.display()) });
+        return Err(SclabelError::InvalidOption {
+            option: "output".into(),
+            reason: format!("{} is the input file, which is never changed: name another file", output.display()),
+        });
     }
     let (file, len) = open(input)?;
     let src = Original::from_file(file, &name, len)?;
     let plan = src.plan(additions)?;
     if plan.converts() {
-        return Err(src.unsupported("obs", "an anndata ≤ 0.6 table, which is converted to a dataframe group when columns are added: that rewrites the file in memory".into()));
+        return Err(src.unsupported(
+            "obs",
+            "an anndata ≤ 0.6 table, which is converted to a dataframe group when columns are added: that rewrites the file in memory".into(),
+        ));
     }
     // Written beside the output under a temporary name and renamed over it when checked: an
     // existing output is replaced, never truncated (it may be another link to the input), and a
@@ -252,7 +261,8 @@ pub fn annotate_h5ad_copy(input: &std::path::Path, output: &std::path::Path, add
         .and_then(|()| write_in_place(&temp, &plan, &src))
         .and_then(|()| {
             let (copy, _) = open(&temp)?;
-            compare(&src.file, &copy, &plan.changes(), false).map_err(|(path, reason)| src.unsupported(&path, format!("the annotated copy differs from the file: {reason}")))?;
+            compare(&src.file, &copy, &plan.changes(), false)
+                .map_err(|(path, reason)| src.unsupported(&path, format!("the annotated copy differs from the file: {reason}")))?;
             check_added_obs(&copy, &plan).map_err(|(path, reason)| src.unsupported(&path, format!("the annotated copy does not read back: {reason}")))
         })
         .and_then(|()| std::fs::rename(&temp, output).map_err(|e| io(output, e)));
@@ -298,14 +308,15 @@ fn write_in_place(path: &std::path::Path, plan: &Plan, src: &Original) -> Result
                 obs.delete(name).map_err(|e| h5(&at, e))?;
             }
             match col {
-                NewColumn::Categorical { categories, codes } => obs.create_group_with(name, |g| {
-                    categorical_attrs(|k, v| {
-                        g.set_attr(k, v);
-                    });
-                    g.create_dataset("categories", |db| write_categories(db, categories));
-                    g.create_dataset("codes", |db| write_codes(db, codes, categories.len()));
-                })
-                .map(|_| ()),
+                NewColumn::Categorical { categories, codes } => obs
+                    .create_group_with(name, |g| {
+                        categorical_attrs(|k, v| {
+                            g.set_attr(k, v);
+                        });
+                        g.create_dataset("categories", |db| write_categories(db, categories));
+                        g.create_dataset("codes", |db| write_codes(db, codes, categories.len()));
+                    })
+                    .map(|_| ()),
                 NewColumn::Plain(plain) => obs.create_dataset(name, |db| write_plain_column(db, plain)).map(|_| ()),
             }
             .map_err(|e| h5(&at, e))?;
@@ -346,9 +357,13 @@ fn check_added_obs(file: &File, plan: &Plan) -> std::result::Result<(), Mismatch
                 cats.iter().map(String::as_str).eq(categories.iter().copied()) && read.iter().map(|&c| c as i32).eq(codes.iter().copied())
             }
             // Bit for bit: NaN (pandas' missing value) equals itself here.
-            NewColumn::Plain(PlainColumn::F32(v)) => file.dataset(&at).and_then(|d| d.read_f32()).map_err(|e| err(&at, e.to_string()))?.iter().map(|x| x.to_bits()).eq(v.iter().map(|x| x.to_bits())),
+            NewColumn::Plain(PlainColumn::F32(v)) => {
+                file.dataset(&at).and_then(|d| d.read_f32()).map_err(|e| err(&at, e.to_string()))?.iter().map(|x| x.to_bits()).eq(v.iter().map(|x| x.to_bits()))
+            }
             NewColumn::Plain(PlainColumn::I32(v)) => file.dataset(&at).and_then(|d| d.read_i32()).map_err(|e| err(&at, e.to_string()))? == *v,
-            NewColumn::Plain(PlainColumn::Bool(v)) => file.dataset(&at).and_then(|d| d.read_u8()).map_err(|e| err(&at, e.to_string()))?.iter().map(|&b| b != 0).eq(v.iter().copied()),
+            NewColumn::Plain(PlainColumn::Bool(v)) => {
+                file.dataset(&at).and_then(|d| d.read_u8()).map_err(|e| err(&at, e.to_string()))?.iter().map(|&b| b != 0).eq(v.iter().copied())
+            }
         };
         if !same {
             return Err(err(&at, "its values differ from those written".into()));
@@ -461,7 +476,10 @@ impl Original {
     fn from_file(file: File, file_name: &str, len: usize) -> Result<Self> {
         let eof = file.superblock().eof_address;
         if eof != u64::MAX && eof > len as u64 {
-            return Err(SclabelError::InvalidFile { file: file_name.to_string(), reason: format!("truncated: the file declares {eof} bytes but only {len} are present") });
+            return Err(SclabelError::InvalidFile {
+                file: file_name.to_string(),
+                reason: format!("truncated: the file declares {eof} bytes but only {len} are present"),
+            });
         }
         let budget = (len as u64).saturating_mul(MAX_INFLATION).max(MIN_DECODED_BUDGET);
         Ok(Self { file, name: file_name.to_string(), budget, len, walk: WalkGuard::new(len) })
@@ -617,10 +635,7 @@ impl Original {
             ObsValues::Bool(v) => v.len(),
         };
         if len as u64 != n_obs {
-            return Err(SclabelError::ShapeMismatch(format!(
-                "{}: obs column '{name}' has {len} values but obs has {n_obs} cells",
-                self.name
-            )));
+            return Err(SclabelError::ShapeMismatch(format!("{}: obs column '{name}' has {len} values but obs has {n_obs} cells", self.name)));
         }
         Ok(match values {
             ObsValues::Categorical(labels) => {
@@ -734,7 +749,11 @@ impl Original {
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             if let Some(why) = types.get(&name).and_then(unwritable_attr) {
-                let hint = if why == "object references" { " (anndata 0.7 categoricals point at their categories this way; re-save the file with anndata ≥ 0.8)" } else { "" };
+                let hint = if why == "object references" {
+                    " (anndata 0.7 categoricals point at their categories this way; re-save the file with anndata ≥ 0.8)"
+                } else {
+                    ""
+                };
                 return Err(self.unsupported(path, format!("attribute '{name}' is {why}, which hdf5-pure's public API cannot write back{hint}")));
             }
             let Some(value) = values.remove(&name) else {
@@ -909,7 +928,9 @@ fn unreproducible(dt: &Datatype) -> Option<String> {
         | Datatype::Opaque { .. } => None,
         Datatype::Reference { .. } => Some("object or region references".into()),
         Datatype::VariableLength { .. } => Some("variable-length data other than strings".into()),
-        Datatype::Compound { members, .. } => members.iter().find_map(|m| unreproducible(&m.datatype).map(|w| format!("a compound type whose field '{}' is {w}", m.name))),
+        Datatype::Compound { members, .. } => {
+            members.iter().find_map(|m| unreproducible(&m.datatype).map(|w| format!("a compound type whose field '{}' is {w}", m.name)))
+        }
         Datatype::Enumeration { base_type, .. } => unreproducible(base_type),
         Datatype::Array { base_type, .. } => unreproducible(base_type).map(|w| format!("arrays of {w}")),
         _ => Some("an HDF5 type class hdf5-pure does not name".into()),
@@ -1130,10 +1151,9 @@ impl Original {
         for (row, code) in codes.chunks_exact((*size as usize).max(1)).enumerate() {
             let c = int_at(code, be, layout.signed);
             if c < -1 || c >= count {
-                return Err(self.not_converted(
-                    path,
-                    format!("row {row} holds category code {c}, but {cats_path} has {count} categories (codes -1 to {})", count - 1),
-                ));
+                return Err(
+                    self.not_converted(path, format!("row {row} holds category code {c}, but {cats_path} has {count} categories (codes -1 to {})", count - 1))
+                );
             }
         }
         Ok(Some(name))
@@ -1484,8 +1504,7 @@ fn set_encoding(sink: &mut impl Sink, kind: &str, version: &str) {
 }
 
 fn array_attrs(db: &mut DatasetBuilder) -> &mut DatasetBuilder {
-    db.set_attr("encoding-type", AttrValue::VarLenString("array".into()))
-        .set_attr("encoding-version", AttrValue::VarLenString("0.2.0".into()))
+    db.set_attr("encoding-type", AttrValue::VarLenString("array".into())).set_attr("encoding-version", AttrValue::VarLenString("0.2.0".into()))
 }
 
 fn write_column(sink: &mut impl Sink, name: &str, col: &NewColumn) {
@@ -1707,11 +1726,7 @@ mod tests {
         set_encoding(&mut obs, "dataframe", "0.2.0");
         obs.set_attr("_index", AttrValue::VarLenString("_index".into()));
         obs.set_attr("column-order", AttrValue::VarLenStringArray(vec!["cell_type".into(), "n_counts".into()]));
-        obs.create_dataset("_index")
-            .with_vlen_strings(&["c0", "c1", "c2", "c3", "c4"])
-            .with_chunks(&[5])
-            .with_deflate(4)
-            .with_maxshape(&[MaxExtent::Fixed(5)]);
+        obs.create_dataset("_index").with_vlen_strings(&["c0", "c1", "c2", "c3", "c4"]).with_chunks(&[5]).with_deflate(4).with_maxshape(&[MaxExtent::Fixed(5)]);
         let mut ct = obs.create_group("cell_type");
         set_encoding(&mut ct, "categorical", "0.2.0");
         ct.set_attr("ordered", AttrValue::I8(0));
@@ -1733,10 +1748,14 @@ mod tests {
         uns.create_dataset("scalar").with_i64_data(&[42]).with_shape(&[]);
         uns.create_dataset("fixed").with_ascii_strings(&["a", "bcd"]).unwrap();
         uns.create_dataset("empty").with_dtype(hdf5_pure::make_f64_type()).with_shape(&[0]);
-        let be = Datatype::FixedPoint { size: 8, byte_order: DatatypeByteOrder::BigEndian, layout: match make_i64_type() {
-            Datatype::FixedPoint { layout, .. } => layout,
-            _ => unreachable!(),
-        } };
+        let be = Datatype::FixedPoint {
+            size: 8,
+            byte_order: DatatypeByteOrder::BigEndian,
+            layout: match make_i64_type() {
+                Datatype::FixedPoint { layout, .. } => layout,
+                _ => unreachable!(),
+            },
+        };
         uns.create_dataset("big_endian").with_raw_data(be, (1u64..=4).flat_map(|v| v.to_be_bytes()).collect(), 4).with_shape(&[2, 2]);
         let rec = CompoundTypeBuilder::new().i32_field("a").f64_field("b").build().unwrap();
         let raw: Vec<u8> = (0..3i32).flat_map(|i| [i.to_le_bytes().to_vec(), (f64::from(i) / 2.0).to_le_bytes().to_vec()].concat()).collect();
@@ -1756,7 +1775,10 @@ mod tests {
             obs: vec![
                 ("scNym".into(), ObsValues::Categorical(labels)),
                 ("scNym_confidence".into(), ObsValues::F32((0..n).map(|i| i as f32 / n as f32).collect())),
-                ("scNym_class".into(), ObsValues::CategoricalCodes { categories: vec!["z".into(), "a".into()], codes: (0..n).map(|i| i as i32 % 3 - 1).collect() }),
+                (
+                    "scNym_class".into(),
+                    ObsValues::CategoricalCodes { categories: vec!["z".into(), "a".into()], codes: (0..n).map(|i| i as i32 % 3 - 1).collect() },
+                ),
                 ("scNym_rank".into(), ObsValues::I32((0..n).map(|i| i as i32 - 2).collect())),
                 ("scNym_confident".into(), ObsValues::Bool((0..n).map(|i| i % 2 == 0).collect())),
             ],
@@ -1793,7 +1815,8 @@ mod tests {
         compare(&src, &out_file, &changes, true).unwrap_or_else(|(p, e)| panic!("{file}: {p}: {e}"));
         // Only the additions are new.
         let (before, after) = (paths(&src), paths(&out_file));
-        let mut expected: BTreeSet<String> = before.iter().filter(|p| !changes.replaced.iter().any(|r| *p == r || p.starts_with(&format!("{r}/")))).cloned().collect();
+        let mut expected: BTreeSet<String> =
+            before.iter().filter(|p| !changes.replaced.iter().any(|r| *p == r || p.starts_with(&format!("{r}/")))).cloned().collect();
         for (name, v) in &add.obs {
             if let ObsValues::Categorical(_) | ObsValues::CategoricalCodes { .. } = v {
                 expected.extend([format!("obs/{name}/"), format!("obs/{name}/categories"), format!("obs/{name}/codes")]);
@@ -2248,7 +2271,10 @@ mod tests {
         check_annotated(&out, out2, &again, "legacy.h5ad");
 
         // An addition that replaces an old field takes the field's place and its uns categories.
-        let add = H5adAdditions { obs: vec![("cell_type".into(), ObsValues::Categorical(vec![Some("NK".into()); 5]))], obsm: vec![("X_pca".into(), DenseF32 { n_cols: 1, values: vec![0.5; 5] })] };
+        let add = H5adAdditions {
+            obs: vec![("cell_type".into(), ObsValues::Categorical(vec![Some("NK".into()); 5]))],
+            obsm: vec![("X_pca".into(), DenseF32 { n_cols: 1, values: vec![0.5; 5] })],
+        };
         let out = annotate_h5ad(src.clone(), "legacy.h5ad", &add).unwrap();
         check_legacy_annotated(&src, out.clone(), &add, "legacy.h5ad");
         let f = File::from_bytes(out).unwrap();
@@ -2272,11 +2298,21 @@ mod tests {
             "unsupported_layout",
             &["'obs/vec'", "arrays [2] of float32", "no anndata column encoding", "re-save the file with anndata ≥ 0.8 first"],
         );
-        expect_err(legacy_h5ad([0, 1, 2, 0, 0], None), &add, "unsupported_layout", &["'obs/cell_type'", "row 2 holds category code 2", "uns/cell_type_categories has 2 categories"]);
+        expect_err(
+            legacy_h5ad([0, 1, 2, 0, 0], None),
+            &add,
+            "unsupported_layout",
+            &["'obs/cell_type'", "row 2 holds category code 2", "uns/cell_type_categories has 2 categories"],
+        );
         expect_err(legacy_h5ad([0, -2, 1, 0, 0], None), &add, "unsupported_layout", &["'obs/cell_type'", "code -2"]);
         let nested = CompoundTypeBuilder::new().i32_field("a").build().unwrap();
         expect_err(legacy_h5ad([0; 5], Some(("rec", nested, vec![0; 4]))), &add, "unsupported_layout", &["'obs/rec'", "a compound type with 1 fields"]);
-        expect_err(legacy_h5ad([0; 5], Some(("a/b", hdf5_pure::make_f32_type(), vec![0; 4]))), &add, "unsupported_layout", &["'obs/a/b'", "can't name a column"]);
+        expect_err(
+            legacy_h5ad([0; 5], Some(("a/b", hdf5_pure::make_f32_type(), vec![0; 4]))),
+            &add,
+            "unsupported_layout",
+            &["'obs/a/b'", "can't name a column"],
+        );
         // The same files rewrite fine when nothing is added.
         let f4x2 = Datatype::Array { base_type: Box::new(hdf5_pure::make_f32_type()), dimensions: vec![2] };
         assert!(annotate_h5ad(legacy_h5ad([0, 1, 2, 0, 0], Some(("vec", f4x2, vec![0; 8]))), "t.h5ad", &H5adAdditions::default()).is_ok());
@@ -2297,7 +2333,11 @@ mod tests {
             fb.add_group(g.finish());
         }
         let f4x2 = Datatype::Array { base_type: Box::new(hdf5_pure::make_f32_type()), dimensions: vec![2] };
-        compound(fb.create_dataset("obsm"), vec![("X_pca", f4x2, (0..n).map(|i| [i as f32, -(i as f32)].iter().flat_map(|v| v.to_le_bytes()).collect()).collect())], 5);
+        compound(
+            fb.create_dataset("obsm"),
+            vec![("X_pca", f4x2, (0..n).map(|i| [i as f32, -(i as f32)].iter().flat_map(|v| v.to_le_bytes()).collect()).collect())],
+            5,
+        );
         let src = fb.finish().unwrap();
         let only_obs = H5adAdditions { obsm: vec![], ..additions(n) };
         let out = annotate_h5ad(src.clone(), "t.h5ad", &only_obs).unwrap();
@@ -2436,7 +2476,12 @@ mod tests {
         assert_eq!(add.obs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["b", "a", "c"]);
         assert!(matches!(&add.obs[0].1, ObsValues::Categorical(v) if v[1].is_none()));
         assert_eq!(add.obsm[0].1.values, [1.0, 2.0]);
-        for bad in [r#"{"obs": {"a": {"f64": [1]}}}"#, r#"{"obsm": {"m": {"n_cols": 1, "values": [], "dtype": "f4"}}}"#, r#"{"var": {}}"#, r#"{"obs": {"a": {"i32": [1]}, "a": {"i32": [2]}}}"#] {
+        for bad in [
+            r#"{"obs": {"a": {"f64": [1]}}}"#,
+            r#"{"obsm": {"m": {"n_cols": 1, "values": [], "dtype": "f4"}}}"#,
+            r#"{"var": {}}"#,
+            r#"{"obs": {"a": {"i32": [1]}, "a": {"i32": [2]}}}"#,
+        ] {
             assert!(serde_json::from_str::<H5adAdditions>(bad).is_err(), "{bad}");
         }
     }

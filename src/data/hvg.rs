@@ -93,7 +93,11 @@ impl GeneMoments {
     }
 
     pub fn mean(&self, j: usize) -> f64 {
-        if self.n_cells == 0 { 0.0 } else { self.sum[j] / self.n_cells as f64 }
+        if self.n_cells == 0 {
+            0.0
+        } else {
+            self.sum[j] / self.n_cells as f64
+        }
     }
 
     /// Unbiased variance (ddof 1), 0 for fewer than two cells, never negative.
@@ -233,6 +237,8 @@ fn seurat_batch(m: &GeneMoments, n_top: usize, n_bins: usize, batched: bool) -> 
     // edge lowered by 0.1% of the range so the minimum falls inside.
     let (lo, hi) = kept.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &j| (a.min(means[j]), b.max(means[j])));
     let bin_of = |x: f64| -> usize {
+        // Also for NaN bounds (no kept gene): every gene in one bin.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(hi > lo) {
             return 0;
         }
@@ -285,7 +291,14 @@ fn combine_seurat(per_batch: &[SeuratStats], n_top: usize, batched: bool) -> Hvg
     if !batched {
         let s = &per_batch[0];
         let selected: Vec<usize> = (0..g).filter(|&j| s.selected[j]).collect();
-        return Hvg { flavor: HvgFlavor::Seurat, selected, highly_variable: s.selected.clone(), means: s.means.clone(), score: s.norm.clone(), n_batches: None };
+        return Hvg {
+            flavor: HvgFlavor::Seurat,
+            selected,
+            highly_variable: s.selected.clone(),
+            means: s.means.clone(),
+            score: s.norm.clone(),
+            n_batches: None,
+        };
     }
     let nb = per_batch.len() as f64;
     let means: Vec<f64> = (0..g).map(|j| per_batch.iter().map(|s| s.means[j]).sum::<f64>() / nb).collect();
@@ -293,7 +306,11 @@ fn combine_seurat(per_batch: &[SeuratStats], n_top: usize, batched: bool) -> Hvg
     let score: Vec<f64> = (0..g)
         .map(|j| {
             let v: Vec<f64> = per_batch.iter().map(|s| s.norm[j]).filter(|x| !x.is_nan()).collect();
-            if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
+            if v.is_empty() {
+                f64::NAN
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
         })
         .collect();
     let counts: Vec<u32> = (0..g).map(|j| per_batch.iter().filter(|s| s.selected[j]).count() as u32).collect();
@@ -342,7 +359,11 @@ fn v3_normalised_variance(n: usize, mean: &[f64], reg_std: &[f64], s1: &[f64], s
     (0..mean.len())
         .map(|j| {
             let denom = (n - 1.0) * reg_std[j] * reg_std[j];
-            if denom > 0.0 { (n * mean[j] * mean[j] + s2[j] - 2.0 * s1[j] * mean[j]) / denom } else { 0.0 }
+            if denom > 0.0 {
+                (n * mean[j] * mean[j] + s2[j] - 2.0 * s1[j] * mean[j]) / denom
+            } else {
+                0.0
+            }
         })
         .collect()
 }
@@ -534,7 +555,8 @@ mod tests {
 
     #[test]
     fn seurat_ranks_the_bimodal_gene_first_and_keeps_ties() {
-        let (y, _) = crate::data::normalize::to_log_normalized(&counts(), &["a", "b", "c", "d"].map(String::from), crate::data::normalize::TargetScale::Cp10k).unwrap();
+        let (y, _) =
+            crate::data::normalize::to_log_normalized(&counts(), &["a", "b", "c", "d"].map(String::from), crate::data::normalize::TargetScale::Cp10k).unwrap();
         let rows: Vec<usize> = (0..40).collect();
         let h = highly_variable_genes(&y, &rows, None, &HvgOptions { n_top_genes: 1, n_bins: 1, ..HvgOptions::default() }).unwrap();
         assert_eq!(h.selected, vec![0]);
@@ -558,7 +580,8 @@ mod tests {
 
     #[test]
     fn batched_selection_counts_batches() {
-        let (y, _) = crate::data::normalize::to_log_normalized(&counts(), &["a", "b", "c", "d"].map(String::from), crate::data::normalize::TargetScale::Cp10k).unwrap();
+        let (y, _) =
+            crate::data::normalize::to_log_normalized(&counts(), &["a", "b", "c", "d"].map(String::from), crate::data::normalize::TargetScale::Cp10k).unwrap();
         let rows: Vec<usize> = (0..40).collect();
         let batches: Vec<u32> = (0..40).map(|i| (i / 20) as u32).collect();
         let h = highly_variable_genes(&y, &rows, Some(&batches), &HvgOptions { n_top_genes: 1, n_bins: 1, ..HvgOptions::default() }).unwrap();
@@ -580,7 +603,11 @@ mod tests {
             for j in 0..n_genes {
                 let mean = 0.1 + (j % 300) as f64 * 0.05;
                 let value = if j >= 300 {
-                    if i % 4 == 0 { 20.0 } else { 0.0 }
+                    if i % 4 == 0 {
+                        20.0
+                    } else {
+                        0.0
+                    }
                 } else {
                     // Poisson by inversion.
                     let (mut k, mut p, u) = (0.0, (-mean).exp(), next());

@@ -44,11 +44,7 @@ pub fn encode_labels(column: &Column, column_name: &str, obs_names: &[String], e
     let mut class_names: Vec<String> = values.iter().flatten().filter(|v| is_class(v)).cloned().collect();
     class_names.sort();
     class_names.dedup();
-    let codes: Vec<i32> = values
-        .iter()
-        .flatten()
-        .map(|v| if is_class(v) { class_names.binary_search(v).unwrap() as i32 } else { -1 })
-        .collect();
+    let codes: Vec<i32> = values.iter().flatten().map(|v| if is_class(v) { class_names.binary_search(v).unwrap() as i32 } else { -1 }).collect();
     let mut counts = vec![0usize; class_names.len()];
     for &c in codes.iter().filter(|&&c| c >= 0) {
         counts[c as usize] += 1;
@@ -60,10 +56,9 @@ pub fn encode_labels(column: &Column, column_name: &str, obs_names: &[String], e
 pub fn check_trainable(labels: &LabelEncoding, column_name: &str) -> Result<()> {
     match labels.n_classes() {
         0 => Err(SclabelError::Labels(format!("label column '{column_name}' has no labelled cells (all are '{UNLABELED}')"))),
-        1 => Err(SclabelError::Labels(format!(
-            "label column '{column_name}' has a single class ('{}'); a classifier needs at least two",
-            labels.class_names[0]
-        ))),
+        1 => {
+            Err(SclabelError::Labels(format!("label column '{column_name}' has a single class ('{}'); a classifier needs at least two", labels.class_names[0])))
+        }
         _ => Ok(()),
     }
 }

@@ -17,18 +17,10 @@ impl CsrMatrix {
     /// Builds a matrix after checking every invariant, so later code can index without checks.
     pub fn new(n_rows: usize, n_cols: usize, indptr: Vec<u64>, indices: Vec<u32>, data: Vec<f32>) -> Result<Self> {
         if indptr.len() != n_rows + 1 {
-            return Err(SclabelError::ShapeMismatch(format!(
-                "CSR indptr has {} entries, expected n_rows + 1 = {}",
-                indptr.len(),
-                n_rows + 1
-            )));
+            return Err(SclabelError::ShapeMismatch(format!("CSR indptr has {} entries, expected n_rows + 1 = {}", indptr.len(), n_rows + 1)));
         }
         if indices.len() != data.len() {
-            return Err(SclabelError::ShapeMismatch(format!(
-                "CSR has {} indices but {} values",
-                indices.len(),
-                data.len()
-            )));
+            return Err(SclabelError::ShapeMismatch(format!("CSR has {} indices but {} values", indices.len(), data.len())));
         }
         if indptr[0] != 0 || *indptr.last().unwrap() as usize != data.len() {
             return Err(SclabelError::ShapeMismatch(format!(
@@ -42,9 +34,7 @@ impl CsrMatrix {
             return Err(SclabelError::ShapeMismatch(format!("CSR indptr decreases at row {r}")));
         }
         if let Some(&c) = indices.iter().find(|&&c| c as usize >= n_cols) {
-            return Err(SclabelError::ShapeMismatch(format!(
-                "CSR column index {c} out of range for {n_cols} columns"
-            )));
+            return Err(SclabelError::ShapeMismatch(format!("CSR column index {c} out of range for {n_cols} columns")));
         }
         Ok(Self { n_rows, n_cols, indptr, indices, data })
     }
@@ -52,10 +42,7 @@ impl CsrMatrix {
     /// Converts a row-major dense matrix, keeping only non-zeros.
     pub fn from_dense(n_rows: usize, n_cols: usize, values: &[f32]) -> Result<Self> {
         if values.len() != n_rows * n_cols {
-            return Err(SclabelError::ShapeMismatch(format!(
-                "dense matrix has {} values, expected {n_rows} × {n_cols}",
-                values.len()
-            )));
+            return Err(SclabelError::ShapeMismatch(format!("dense matrix has {} values, expected {n_rows} × {n_cols}", values.len())));
         }
         let mut indptr = Vec::with_capacity(n_rows + 1);
         let (mut indices, mut data) = (Vec::new(), Vec::new());
@@ -175,7 +162,6 @@ impl CsrMatrix {
         }
         Self { n_rows: self.n_rows, n_cols: cols.len(), indptr, indices, data }
     }
-
 }
 
 /// CSC (column pointers, row indices) to CSR, validating as it goes. Used by the readers for

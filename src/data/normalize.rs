@@ -66,7 +66,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let m = v.len() / 2;
-    if v.len() % 2 == 1 { v[m] } else { 0.5 * (v[m - 1] + v[m]) }
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        0.5 * (v[m - 1] + v[m])
+    }
 }
 
 /// The per-cell total when (almost) every cell has the same one: the data were normalised on this
@@ -175,9 +179,7 @@ pub fn detect(x: &CsrMatrix, var_names: &[String]) -> Result<NormalizationReport
 pub fn detect_from_stats(stats: &ValueStats, var_names: &[String]) -> Result<NormalizationReport> {
     if let Some((cell, gene, v)) = stats.non_finite {
         let gene = var_names.get(gene as usize).map(String::as_str).unwrap_or("?");
-        return Err(SclabelError::InvalidValues(format!(
-            "X has a non-finite value ({v}) at cell {cell}, gene '{gene}'; remove or impute it before analysis"
-        )));
+        return Err(SclabelError::InvalidValues(format!("X has a non-finite value ({v}) at cell {cell}, gene '{gene}'; remove or impute it before analysis")));
     }
     let (min, max, all_integer) = (stats.min, stats.max, stats.all_integer);
     let sums = &stats.sums;
@@ -188,9 +190,11 @@ pub fn detect_from_stats(stats: &ValueStats, var_names: &[String]) -> Result<Nor
     } else if all_integer {
         (Normalization::RawCounts, median(sums.clone()), "X holds raw counts (all values are integers)".to_string())
     } else if max > MAX_LOG2_VALUE {
-        (Normalization::LinearNormalized, median(sums.clone()), format!(
-            "X holds normalised values that are not log-transformed (max {max:.1} > {MAX_LOG2_VALUE})"
-        ))
+        (
+            Normalization::LinearNormalized,
+            median(sums.clone()),
+            format!("X holds normalised values that are not log-transformed (max {max:.1} > {MAX_LOG2_VALUE})"),
+        )
     } else {
         // Which inverse gives every cell the same total tells the scale when X was normalised on
         // this gene set; a gene subset (HVGs, a panel) has varying totals, and then only the
@@ -198,9 +202,11 @@ pub fn detect_from_stats(stats: &ValueStats, var_names: &[String]) -> Result<Nor
         let (ln_totals, log2_totals) = (&stats.ln_totals, &stats.log2_totals);
         let (ln_scale, log2_scale) = (consistent_total(ln_totals), consistent_total(log2_totals));
         if max > MAX_LOG_VALUE && consistent_total(sums).is_some() {
-            (Normalization::LinearNormalized, median(sums.clone()), format!(
-                "X holds normalised values that are not log-transformed (max {max:.1}, the same total in every cell)"
-            ))
+            (
+                Normalization::LinearNormalized,
+                median(sums.clone()),
+                format!("X holds normalised values that are not log-transformed (max {max:.1}, the same total in every cell)"),
+            )
         } else if max > MAX_LOG_VALUE || (ln_scale.is_none() && log2_scale.is_some()) {
             let med = median(log2_totals.clone());
             let why = if max > MAX_LOG_VALUE {
@@ -217,9 +223,7 @@ pub fn detect_from_stats(stats: &ValueStats, var_names: &[String]) -> Result<Nor
             let med = median(ln_totals.clone());
             let description = match ln_scale {
                 Some(s) => format!("X holds ln(x+1) of counts normalised to {s:.0} per cell"),
-                None => format!(
-                    "X holds ln(x+1) of normalised counts; per-cell totals vary (median {med:.0}), as for a gene subset"
-                ),
+                None => format!("X holds ln(x+1) of normalised counts; per-cell totals vary (median {med:.0}), as for a gene subset"),
             };
             (Normalization::LogNormalized { scale: ln_scale }, med, description)
         }
@@ -314,10 +318,9 @@ pub fn require_log_normalized(x: &CsrMatrix, var_names: &[String]) -> Result<Nor
         Normalization::RawCounts => Err(SclabelError::InvalidValues(
             "X holds raw counts; the model expects ln(CPM+1). Normalise first (normalize: \"cpm\") or pass log-normalised data".into(),
         )),
-        Normalization::LinearNormalized | Normalization::Log2Normalized { .. } => Err(SclabelError::InvalidValues(format!(
-            "{}; the model expects ln(CPM+1). Normalise first (normalize: \"cpm\")",
-            report.description
-        ))),
+        Normalization::LinearNormalized | Normalization::Log2Normalized { .. } => {
+            Err(SclabelError::InvalidValues(format!("{}; the model expects ln(CPM+1). Normalise first (normalize: \"cpm\")", report.description)))
+        }
         Normalization::Scaled => Err(SclabelError::InvalidValues(report.description)),
     }
 }

@@ -44,10 +44,8 @@ impl MinibatchSampler {
         }
         let mut by_class: Vec<Vec<usize>> = Vec::new();
         if sampling == Sampling::Balanced {
-            let classes = classes.ok_or_else(|| SclabelError::InvalidOption {
-                option: "sampling".into(),
-                reason: "balanced sampling needs class labels".into(),
-            })?;
+            let classes =
+                classes.ok_or_else(|| SclabelError::InvalidOption { option: "sampling".into(), reason: "balanced sampling needs class labels".into() })?;
             for &r in &rows {
                 let c = classes[r];
                 if c >= 0 {
@@ -72,7 +70,11 @@ impl MinibatchSampler {
     /// Number of batches one epoch yields.
     pub fn batches_per_epoch(&self) -> usize {
         let n = self.rows.len();
-        if self.drop_last { n / self.batch_size } else { n.div_ceil(self.batch_size) }
+        if self.drop_last {
+            n / self.batch_size
+        } else {
+            n.div_ceil(self.batch_size)
+        }
     }
 
     /// The next epoch's batches. One epoch draws as many cells as there are rows.

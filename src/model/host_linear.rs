@@ -100,13 +100,8 @@ impl HostLinear {
         // once, fused with its update.
         let by_gene = Csc::of_rows(x, rows, n_in);
         let tile_len = n_in * TILE;
-        let parts = self
-            .weight
-            .chunks_mut(tile_len)
-            .zip(self.velocity.chunks_mut(tile_len))
-            .zip(dh.chunks(b * TILE))
-            .map(|((w, v), d)| (w, v, d))
-            .collect::<Vec<_>>();
+        let parts =
+            self.weight.chunks_mut(tile_len).zip(self.velocity.chunks_mut(tile_len)).zip(dh.chunks(b * TILE)).map(|((w, v), d)| (w, v, d)).collect::<Vec<_>>();
         for_each_tile(parts, |(w, v, d)| kernels::update_tile(w, v, d, &by_gene, learning_rate, momentum, first));
         let mut db = vec![0f32; n_out];
         add_column_sums(grad_out, &mut db);
@@ -297,7 +292,8 @@ mod kernels {
     /// step), w ← w − lr·v.
     #[inline(always)]
     fn update_tile_generic<L: Lanes>(w: &mut [f32], vel: &mut [f32], dh: &[f32], by_gene: &Csc, lr: f32, momentum: f32, first: bool) {
-        let mut rows: Vec<(&mut [f32; TILE], &mut [f32; TILE])> = w.as_chunks_mut::<TILE>().0.iter_mut().zip(vel.as_chunks_mut::<TILE>().0.iter_mut()).collect();
+        let mut rows: Vec<(&mut [f32; TILE], &mut [f32; TILE])> =
+            w.as_chunks_mut::<TILE>().0.iter_mut().zip(vel.as_chunks_mut::<TILE>().0.iter_mut()).collect();
         gene_grads::<L, _>(&mut rows, dh, by_gene, |(w, vel), g| {
             for j in 0..TILE {
                 vel[j] = if first { g[j] } else { momentum * vel[j] + g[j] };

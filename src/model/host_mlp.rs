@@ -232,11 +232,13 @@ mod tests {
         }
         let rows: Vec<usize> = (0..n).collect();
         let got = host.forward(&x, &rows, &mut scratch).to_vec();
-        let want: Vec<f32> = burn_net.valid().forward(Tensor::from_data(TensorData::new(xb_of(&x, &rows), [n, g]), &device)).into_data().try_into_vec_as::<f32>().unwrap();
+        let want: Vec<f32> =
+            burn_net.valid().forward(Tensor::from_data(TensorData::new(xb_of(&x, &rows), [n, g]), &device)).into_data().try_into_vec_as::<f32>().unwrap();
         let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(max < 1e-4, "logits after three steps differ by {max}");
         // and the weights come back as the same network
-        let back: Vec<f32> = host.to_mlp(&device).forward(Tensor::from_data(TensorData::new(xb_of(&x, &rows), [n, g]), &device)).into_data().try_into_vec_as::<f32>().unwrap();
+        let back: Vec<f32> =
+            host.to_mlp(&device).forward(Tensor::from_data(TensorData::new(xb_of(&x, &rows), [n, g]), &device)).into_data().try_into_vec_as::<f32>().unwrap();
         assert!(back.iter().zip(&got).all(|(a, b)| (a - b).abs() < 1e-5));
     }
 

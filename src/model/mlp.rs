@@ -30,7 +30,7 @@ impl MlpConfig {
             return Err(SclabelError::InvalidOption { option: "n_layers".into(), reason: format!("must be 3, 4 or 5, got {}", self.n_layers) });
         }
         let mut w: Vec<usize> = (0..self.n_layers).map(|k| self.n_genes >> k).collect();
-        if w.iter().any(|&x| x == 0) {
+        if w.contains(&0) {
             return Err(SclabelError::InvalidOption {
                 option: "n_layers".into(),
                 reason: format!("{} genes are too few for {} layers (a hidden layer would have width 0)", self.n_genes, self.n_layers),

@@ -161,7 +161,9 @@ mod x86 {
                 let (mut a0, mut a1, mut b0, mut b1, mut c0, mut c1, mut d0, mut d1) = (z, z, z, z, z, z, z, z);
                 let (xc, xt) = x.as_chunks::<16>();
                 let whole = x.len() - xt.len();
-                for ((((x, a), b), c), d) in xc.iter().zip(ya.as_chunks::<16>().0).zip(yb.as_chunks::<16>().0).zip(yc.as_chunks::<16>().0).zip(yd.as_chunks::<16>().0) {
+                for ((((x, a), b), c), d) in
+                    xc.iter().zip(ya.as_chunks::<16>().0).zip(yb.as_chunks::<16>().0).zip(yc.as_chunks::<16>().0).zip(yd.as_chunks::<16>().0)
+                {
                     let [x0, x1] = v2(x);
                     let [p0, p1] = v2(a);
                     (a0, a1) = (_mm256_fmadd_ps(x0, p0, a0), _mm256_fmadd_ps(x1, p1, a1));

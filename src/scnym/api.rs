@@ -3,11 +3,14 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::align::{align_genes, best_gene_ids, check_unique, gene_map, is_unique, GeneIdKind, GeneOverlap};
-use crate::data::h5ad::{ColumnMap, H5adRows};
 use crate::data::anndata::AnnData;
+use crate::data::h5ad::{ColumnMap, H5adRows};
 use crate::data::labels::{check_trainable, encode_labels, sorted_codes};
 use crate::data::matrix::CsrMatrix;
-use crate::data::normalize::{detect_from_stats, log_factor, rescale_block_in_place, rescale_in_place, to_log_normalized_with, Normalization, NormalizationReport, TargetScale, ValueStats};
+use crate::data::normalize::{
+    detect_from_stats, log_factor, rescale_block_in_place, rescale_in_place, to_log_normalized_with, Normalization, NormalizationReport, TargetScale,
+    ValueStats,
+};
 use crate::error::{Result, SclabelError};
 use crate::scnym::bundle::{InputSpec, Provenance, ScnymModel};
 use crate::scnym::config::ScnymConfig;
@@ -97,17 +100,18 @@ pub fn check_input(stats: &ValueStats, genes: &[String], normalize: bool, what: 
     match &report.normalization {
         Normalization::Scaled => Err(SclabelError::InvalidValues(format!("{what}: {}", report.description))),
         _ if normalize => Ok(report),
-        Normalization::RawCounts => Err(SclabelError::InvalidValues(format!("{what}: X holds raw counts (all values are integers); scNym models expect ln(CPM+1): {fix}"))),
+        Normalization::RawCounts => {
+            Err(SclabelError::InvalidValues(format!("{what}: X holds raw counts (all values are integers); scNym models expect ln(CPM+1): {fix}")))
+        }
         Normalization::LinearNormalized | Normalization::Log2Normalized { .. } => {
             Err(SclabelError::InvalidValues(format!("{what}: {}; scNym models expect ln(CPM+1): {fix}", report.description)))
         }
         Normalization::LogNormalized { scale: Some(s) } if (s / 1e6 - 1.0).abs() > 0.01 => Err(SclabelError::InvalidValues(format!(
             "{what}: X holds ln(x+1) of counts normalised to {s:.0} per cell, not 1e6; scNym models expect ln(CPM+1): {fix}"
         ))),
-        _ if report.max > MAX_LOG_CPM * 1.0001 => Err(SclabelError::InvalidValues(format!(
-            "{what}: max value {:.2} exceeds ln(1e6+1) = 13.82, so X is not ln(CPM+1): {fix}",
-            report.max
-        ))),
+        _ if report.max > MAX_LOG_CPM * 1.0001 => {
+            Err(SclabelError::InvalidValues(format!("{what}: max value {:.2} exceeds ln(1e6+1) = 13.82, so X is not ln(CPM+1): {fix}", report.max)))
+        }
         _ => Ok(report),
     }
 }
@@ -155,7 +159,11 @@ fn shared_genes<'a>(reference: &[(&'a str, &'a [String])], query: &[(&'a str, &'
         let qset: std::collections::HashSet<&String> = qnames.iter().collect();
         let shared: Vec<String> = rnames.iter().filter(|g| qset.contains(g)).cloned().collect();
         if best.as_ref().is_none_or(|b| shared.len() > b.2.len()) {
-            let rhow = if k == 0 { format!("var index ({})", GeneIdKind::of(rnames).describe()) } else { format!("var['{rname}'] ({})", GeneIdKind::of(rnames).describe()) };
+            let rhow = if k == 0 {
+                format!("var index ({})", GeneIdKind::of(rnames).describe())
+            } else {
+                format!("var['{rname}'] ({})", GeneIdKind::of(rnames).describe())
+            };
             best = Some((rnames, qnames, shared, rhow, qhow));
         }
     }
@@ -167,7 +175,14 @@ fn strings_of(adata: &AnnData, key: &str, what: &str) -> Result<Vec<String>> {
     col.to_strings()
         .into_iter()
         .enumerate()
-        .map(|(i, v)| v.ok_or_else(|| SclabelError::Labels(format!("cell '{}' (row {i}) has no value in {what} column '{key}'", adata.obs_names.get(i).map(String::as_str).unwrap_or("?")))))
+        .map(|(i, v)| {
+            v.ok_or_else(|| {
+                SclabelError::Labels(format!(
+                    "cell '{}' (row {i}) has no value in {what} column '{key}'",
+                    adata.obs_names.get(i).map(String::as_str).unwrap_or("?")
+                ))
+            })
+        })
         .collect()
 }
 
@@ -268,7 +283,14 @@ async fn transfer<O: Observer>(
             }
             let (rstats, qstats) = (reference.value_stats(options.use_raw)?, q.value_stats(query_raw)?);
             let (ra, rnorm, _) = kept_model_input(rx, &[("var index", rgenes), ("matched", rnames)], &rstats, &shared, options.normalize, "reference")?;
-            let (qa, qnorm, _) = kept_model_input(qx, &[("var index", qgenes), ("matched", qnames)], &qstats, &shared, options.query_normalize.unwrap_or(options.normalize), "query")?;
+            let (qa, qnorm, _) = kept_model_input(
+                qx,
+                &[("var index", qgenes), ("matched", qnames)],
+                &qstats,
+                &shared,
+                options.query_normalize.unwrap_or(options.normalize),
+                "query",
+            )?;
             let q_rows = query_subsample(q.n_obs(), options.max_query_cells, config.seed);
             if q_rows.len() < q.n_obs() {
                 warnings.push(format!(
@@ -324,7 +346,8 @@ async fn transfer<O: Observer>(
             (names, codes.iter().map(|&c| u32::from(c < 0)).collect())
         }
     };
-    let data = TrainingData { x: &x, labels: &codes, n_classes: labels.n_classes(), domains: &domains, n_domains: domain_names.len(), splits: splits.as_deref() };
+    let data =
+        TrainingData { x: &x, labels: &codes, n_classes: labels.n_classes(), domains: &domains, n_domains: domain_names.len(), splits: splits.as_deref() };
     let init = match pretrained {
         Some(m) => {
             let p = pretrained_for(m, &genes, &labels.class_names, config.seed).await?;
@@ -360,7 +383,11 @@ async fn transfer<O: Observer>(
         input: InputSpec::default(),
         config: Some(config),
         metrics: Some(trained.metrics),
-        provenance: Provenance { created_by: format!("sclabel {}", env!("CARGO_PKG_VERSION")), source: if pretrained.is_some() { "fine-tuned".into() } else { "trained".into() }, details },
+        provenance: Provenance {
+            created_by: format!("sclabel {}", env!("CARGO_PKG_VERSION")),
+            source: if pretrained.is_some() { "fine-tuned".into() } else { "trained".into() },
+            details,
+        },
     };
     Ok((model, warnings))
 }
@@ -385,7 +412,7 @@ fn query_subsample(n: usize, max: Option<usize>, seed: u64) -> Vec<usize> {
         Some(m) if m < n => {
             use rand::seq::SliceRandom;
             use rand::SeedableRng;
-            let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5EED_0F_0E7);
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5_EED0_F0E7);
             let mut rows: Vec<usize> = (0..n).collect();
             let mut picked = rows.partial_shuffle(&mut rng, m).0.to_vec();
             picked.sort_unstable();

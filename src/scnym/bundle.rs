@@ -289,7 +289,10 @@ impl ScnymModel {
         let mut norm = |name: &str, width: usize| -> Result<Norm> {
             means.push(take(&format!("{name}.running_mean"), &[width])?);
             vars.push(take(&format!("{name}.running_var"), &[width])?);
-            Ok(Norm { gamma: Param::from_tensor(take(&format!("{name}.weight"), &[width])?), beta: Param::from_tensor(take(&format!("{name}.bias"), &[width])?) })
+            Ok(Norm {
+                gamma: Param::from_tensor(take(&format!("{name}.weight"), &[width])?),
+                beta: Param::from_tensor(take(&format!("{name}.bias"), &[width])?),
+            })
         };
         let widths = arch.block_widths();
         let mut blocks = Vec::new();

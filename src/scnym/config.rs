@@ -170,7 +170,9 @@ impl ScnymConfig {
                 c.description = Some("Train scNym models with MixMatch and a domain adversary, assuming no new cell types in the target data.".into())
             }
             "new_identity_discovery" => {
-                c.description = Some("Train scNym models with MixMatch and a domain adversary, using pseudolabel thresholding to allow for new cell type discoveries.".into());
+                c.description = Some(
+                    "Train scNym models with MixMatch and a domain adversary, using pseudolabel thresholding to allow for new cell type discoveries.".into(),
+                );
                 c.ssl_kwargs.pseudolabel_min_confidence = 0.9;
                 c.ssl_kwargs.dan_use_conf_pseudolabels = true;
             }

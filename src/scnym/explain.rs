@@ -15,11 +15,11 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::ComputeDevice;
+use crate::data::align::GeneOverlap;
 use crate::data::anndata::AnnData;
+use crate::data::h5ad::H5adRows;
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
-use crate::data::align::GeneOverlap;
-use crate::data::h5ad::H5adRows;
 use crate::scnym::api::{model_input, StreamedInput};
 use crate::scnym::bundle::ScnymModel;
 use crate::scnym::model::Mode;
@@ -54,7 +54,17 @@ pub struct ExplainOptions {
 
 impl Default for ExplainOptions {
     fn default() -> Self {
-        Self { target: String::new(), source: None, n_samples: 100, batch_size: 512, abs_scale: false, n_cells: None, seed: 0, normalize: false, use_raw: false }
+        Self {
+            target: String::new(),
+            source: None,
+            n_samples: 100,
+            batch_size: 512,
+            abs_scale: false,
+            n_cells: None,
+            seed: 0,
+            normalize: false,
+            use_raw: false,
+        }
     }
 }
 
@@ -207,7 +217,11 @@ async fn explain_chunked<O: Observer>(
             .try_into_vec_as::<f32>()
             .map_err(|e| SclabelError::backend(device, e))?;
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(SclabelError::InvalidValues(format!("non-finite attribution for cell {} (row {}); check the input values", k * b + i / g, row_of(batch[i / g]))));
+            return Err(SclabelError::InvalidValues(format!(
+                "non-finite attribution for cell {} (row {}); check the input values",
+                k * b + i / g,
+                row_of(batch[i / g])
+            )));
         }
         attributions.extend(values);
     }
@@ -386,7 +400,8 @@ pub async fn explain_h5ad_rows<O: Observer>(
     let local = |r: &usize| wanted.binary_search(r).expect("wanted holds every picked row");
     let (cells_local, pool_local): (Vec<usize>, Vec<usize>) = (cells.iter().map(local).collect(), pool.iter().map(local).collect());
     let row_of = |r: usize| wanted[r];
-    let mut explanation = explain_chunked(model, &x, &cells_local, &pool_local, target_class, options, &device.device, observer, MAX_CHUNK_VALUES, &row_of).await?;
+    let mut explanation =
+        explain_chunked(model, &x, &cells_local, &pool_local, target_class, options, &device.device, observer, MAX_CHUNK_VALUES, &row_of).await?;
     // Local rows are in the file's order, so the explained cells stay ascending.
     explanation.cells.iter_mut().for_each(|c| *c = wanted[*c]);
     explanation.warnings = overlap_warning(&input.overlap).into_iter().chain(warnings).collect();
@@ -535,10 +550,19 @@ mod tests {
         let refs: Vec<usize> = (700..760).collect();
         let o = ExplainOptions { n_samples: 3, batch_size: 512, ..Default::default() };
         let mut events = Vec::new();
-        let e = block_on(expected_gradients(&model, &x, &targets, &refs, 0, &o, &d, &mut FnObserver(|p: &Progress| {
-            events.push((p.step, p.steps_per_epoch, p.cells_done, p.cells_total));
-            Ok(())
-        })))
+        let e = block_on(expected_gradients(
+            &model,
+            &x,
+            &targets,
+            &refs,
+            0,
+            &o,
+            &d,
+            &mut FnObserver(|p: &Progress| {
+                events.push((p.step, p.steps_per_epoch, p.cells_done, p.cells_total));
+                Ok(())
+            }),
+        ))
         .unwrap();
         assert_eq!(e.cells, (0..700).collect::<Vec<_>>());
         assert_eq!(e.attributions.len(), 700 * g);
@@ -611,7 +635,13 @@ mod tests {
     #[test]
     fn anndata_wrapper_picks_target_and_reference_cells() {
         let (ad, model, cd) = synthetic();
-        let opts = |source: Option<&str>| ExplainOptions { target: "type_1".into(), source: source.map(String::from), n_samples: 5, normalize: true, ..Default::default() };
+        let opts = |source: Option<&str>| ExplainOptions {
+            target: "type_1".into(),
+            source: source.map(String::from),
+            n_samples: 5,
+            normalize: true,
+            ..Default::default()
+        };
         let e = block_on(explain_adata(&ad, &model, "cell_type", &opts(None), &cd, &mut Silent)).unwrap();
         assert_eq!(e.target, "type_1");
         assert_eq!(e.cells, (0..60).filter(|i| i % 3 == 1).collect::<Vec<_>>());
@@ -694,6 +724,13 @@ mod tests {
         let all: Vec<usize> = (0..x.n_rows).collect();
         let start = std::time::Instant::now();
         let e = run(&model, &x, &cells, &all, c, &ExplainOptions::default(), &cd.device).unwrap();
-        eprintln!("{:?}: {} cells × {} genes × {} samples in {:.1} s", cd.info.backend, e.cells.len(), e.genes.len(), e.n_samples, start.elapsed().as_secs_f64());
+        eprintln!(
+            "{:?}: {} cells × {} genes × {} samples in {:.1} s",
+            cd.info.backend,
+            e.cells.len(),
+            e.genes.len(),
+            e.n_samples,
+            start.elapsed().as_secs_f64()
+        );
     }
 }

@@ -39,7 +39,15 @@ impl Dense {
     fn new(params: HostParams) -> Self {
         let (w, b) = (params.weight.len(), params.bias.len());
         let tiles = tile_major::<TILE>(&params.weight, params.n_in, params.n_out);
-        Self { params, tiles, scratch: Vec::new(), grad_w: vec![0.0; w], grad_b: vec![0.0; b], state_w: HostAdadeltaState::new(w), state_b: HostAdadeltaState::new(b) }
+        Self {
+            params,
+            tiles,
+            scratch: Vec::new(),
+            grad_w: vec![0.0; w],
+            grad_b: vec![0.0; b],
+            state_w: HostAdadeltaState::new(w),
+            state_b: HostAdadeltaState::new(b),
+        }
     }
 
     /// `input · W + b` for a training-mode activation input.
@@ -269,7 +277,9 @@ impl HostScnym {
             }
             let w = norm.gamma.len();
             let scale: Vec<f32> = norm.running_var.iter().zip(&norm.gamma).map(|(&v, &g)| g / (v + BN_EPS as f32).sqrt()).collect();
-            let normed = |row: &'_ [f32]| row.iter().zip(&norm.running_mean).zip(&scale).zip(&norm.beta).map(|(((&v, &m), &s), &b)| (v - m) * s + b).collect::<Vec<f32>>();
+            let normed = |row: &'_ [f32]| {
+                row.iter().zip(&norm.running_mean).zip(&scale).zip(&norm.beta).map(|(((&v, &m), &s), &b)| (v - m) * s + b).collect::<Vec<f32>>()
+            };
             act.clear();
             for row in h.chunks_exact(w) {
                 let z = normed(row);
@@ -302,8 +312,13 @@ impl HostScnym {
     /// output `h` (`n` rows): the activations it keeps, and the logits.
     fn forward_train(&self, mut h: Vec<f32>, n: usize, rng: &mut StdRng) -> (Pass, Vec<f32>) {
         let k_blocks = self.norms.len();
-        let (mut xhats, mut inv_stds, mut masks, mut acts, mut stats) =
-            (Vec::with_capacity(k_blocks), Vec::with_capacity(k_blocks), Vec::with_capacity(k_blocks), Vec::<Vec<f32>>::with_capacity(k_blocks), Vec::with_capacity(k_blocks));
+        let (mut xhats, mut inv_stds, mut masks, mut acts, mut stats) = (
+            Vec::with_capacity(k_blocks),
+            Vec::with_capacity(k_blocks),
+            Vec::with_capacity(k_blocks),
+            Vec::<Vec<f32>>::with_capacity(k_blocks),
+            Vec::with_capacity(k_blocks),
+        );
         let mut sparse: Vec<SparseAct> = Vec::with_capacity(k_blocks);
         for (k, norm) in self.norms.iter().enumerate() {
             if k > 0 {

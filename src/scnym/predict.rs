@@ -6,14 +6,14 @@ use burn::tensor::activation::softmax;
 use burn::tensor::Transaction;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::is_cpu;
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
-use crate::backend::is_cpu;
 use crate::scnym::bundle::ScnymModel;
 use crate::scnym::host_net::HostScnym;
-use crate::train::adadelta::Adadelta;
 use crate::scnym::model::Mode;
 use crate::scnym::ops::argmax;
+use crate::train::adadelta::Adadelta;
 use crate::train::progress::{Observer, Progress};
 
 pub const UNASSIGNED: &str = "Unassigned";
@@ -81,7 +81,11 @@ impl PredictionParts {
         let h = *model.arch.block_widths().last().expect("blocks");
         let per_cell = 4 * (model.arch.n_classes + if options.embedding { h } else { 0 }) + 40;
         crate::memory::reserve(
-            &format!("the prediction of {total} cells ({} classes{})", model.arch.n_classes, if options.embedding { format!(", a {h}-wide embedding") } else { String::new() }),
+            &format!(
+                "the prediction of {total} cells ({} classes{})",
+                model.arch.n_classes,
+                if options.embedding { format!(", a {h}-wide embedding") } else { String::new() }
+            ),
             (total * per_cell) as u64,
             if options.embedding { "predict without the embedding (embedding: false), or fewer cells at a time" } else { "predict fewer cells at a time" },
         )?;

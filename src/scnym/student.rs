@@ -13,12 +13,12 @@ use rand::rngs::StdRng;
 
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
-use crate::scnym::config::UnsupCriterion;
 use crate::model::host_linear::read_to_host;
+use crate::scnym::config::UnsupCriterion;
 use crate::scnym::host_net::HostScnym;
-use crate::scnym::step::{RowMix, StepBatch};
 use crate::scnym::model::{BnState, DomainAdversary, Mode, ScnymNet};
 use crate::scnym::ops::{gradient_reversal, soft_cross_entropy};
+use crate::scnym::step::{RowMix, StepBatch};
 
 #[derive(Module, Debug)]
 pub struct Trainable {
@@ -65,8 +65,8 @@ fn tensor1(v: Vec<f32>, device: &Device) -> Tensor<1> {
 
 /// θ_T ← a·θ_T + (1 − a)·θ_S for every parameter (the mean teacher).
 fn ema(teacher: ScnymNet, student: &ScnymNet, a: f64) -> ScnymNet {
-    use burn::module::Param;
     use crate::scnym::model::{Block, Norm, ResidualTail};
+    use burn::module::Param;
     fn mix<const D: usize>(t: &Param<Tensor<D>>, s: &Param<Tensor<D>>, a: f64) -> Param<Tensor<D>> {
         Param::from_tensor(t.val() * a + s.val().inner() * (1.0 - a))
     }

@@ -190,8 +190,8 @@ fn unpickle(p: &[u8]) -> R<Obj> {
         let op = *p.get(i).ok_or("pickle ended without STOP")?;
         i += 1;
         match op {
-            0x80 => i += 1,                   // PROTO
-            0x95 => i += 8,                   // FRAME
+            0x80 => i += 1, // PROTO
+            0x95 => i += 8, // FRAME
             b'.' => return stack.pop().map(|(o, _)| o).ok_or_else(|| "empty pickle".to_string()),
             b'(' => stack.push(Obj::Mark),
             b'N' => stack.push(Obj::None),
@@ -351,7 +351,8 @@ fn unpickle(p: &[u8]) -> R<Obj> {
 /// Floating-point tensors of a `torch.save`d state dict, as f32 in PyTorch layout.
 pub fn read_state_dict(bytes: &[u8]) -> R<HostTensors> {
     let entries = zip_entries(bytes)?;
-    let pkl_name = entries.keys().find(|k| k.ends_with("/data.pkl") || k.as_str() == "data.pkl").cloned().ok_or("no data.pkl in the archive: not a torch.save file")?;
+    let pkl_name =
+        entries.keys().find(|k| k.ends_with("/data.pkl") || k.as_str() == "data.pkl").cloned().ok_or("no data.pkl in the archive: not a torch.save file")?;
     let prefix = &pkl_name[..pkl_name.len() - "data.pkl".len()];
     let Obj::Dict(items) = unpickle(entries[&pkl_name])? else { return Err("the checkpoint is not a dict of tensors".into()) };
     let mut out = HostTensors::new();

@@ -19,12 +19,12 @@ use crate::data::matrix::CsrMatrix;
 use crate::data::sampler::{MinibatchSampler, Sampling};
 use crate::error::{Result, SclabelError};
 use crate::scnym::bundle::ScnymModel;
-use crate::scnym::finetune::Pretrained;
 use crate::scnym::config::{Augmentation, OptimizerName, ScnymConfig};
+use crate::scnym::finetune::Pretrained;
 use crate::scnym::host_net::HostScnym;
-use crate::scnym::step::{DanPass, RowMix, StepBatch, SupPass, UnsupPass};
 use crate::scnym::model::{ArchSpec, BnState, DomainAdversary, Mode, ScnymNet};
 use crate::scnym::ops::{class_weights, gather_rows, log1p_drop, mix_rows, ramp, sharpen, soft_cross_entropy, MixPlan};
+use crate::scnym::step::{DanPass, RowMix, StepBatch, SupPass, UnsupPass};
 use crate::scnym::student::{tensor2, BurnStudent, Student, Trainable};
 use crate::train::adadelta::Adadelta;
 use crate::train::progress::{Observer, Phase, Progress};
@@ -202,7 +202,15 @@ fn diverged() -> SclabelError {
 }
 
 /// Mean cross-entropy and accuracy of `net` on `rows` (eval mode), in batches.
-async fn evaluate(net: &ScnymNet, bn: &BnState, arch: &ArchSpec, data: &TrainingData<'_>, rows: &[usize], batch: usize, device: &Device) -> Result<Option<(f32, f32)>> {
+async fn evaluate(
+    net: &ScnymNet,
+    bn: &BnState,
+    arch: &ArchSpec,
+    data: &TrainingData<'_>,
+    rows: &[usize],
+    batch: usize,
+    device: &Device,
+) -> Result<Option<(f32, f32)>> {
     if rows.is_empty() {
         return Ok(None);
     }
@@ -238,7 +246,13 @@ async fn evaluate(net: &ScnymNet, bn: &BnState, arch: &ArchSpec, data: &Training
 
 /// Trains an scNym model, from scratch or (fine-tuning) from `init`'s weights, whose architecture
 /// then replaces the config's. `device` is the inner (non-autodiff) device.
-pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, init: Option<&Pretrained>, device: &Device, observer: &mut O) -> Result<Trained> {
+pub async fn train<O: Observer>(
+    data: &TrainingData<'_>,
+    config: &ScnymConfig,
+    init: Option<&Pretrained>,
+    device: &Device,
+    observer: &mut O,
+) -> Result<Trained> {
     let n = data.x.n_rows;
     if data.labels.len() != n || data.domains.len() != n || data.splits.is_some_and(|s| s.len() != n) {
         return Err(SclabelError::ShapeMismatch(format!("labels, domains and splits must have one entry per cell ({n})")));
@@ -256,7 +270,7 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
     let (train_rows, test_rows, val_rows) = make_splits(data, config)?;
     let unlabeled: Vec<usize> = (0..n).filter(|&i| data.labels[i] < 0).collect();
     let unsup_max = config.effective_unsup_max_weight();
-    let ssl = !unlabeled.is_empty() && !(unsup_max == 0.0 && !config.ssl_kwargs.dan_criterion);
+    let ssl = !unlabeled.is_empty() && (unsup_max != 0.0 || config.ssl_kwargs.dan_criterion);
     // Without unlabelled cells the adversary only has something to do with several domains.
     let use_dan = config.ssl_kwargs.dan_criterion && (ssl || data.n_domains > 1);
     let n_domains = data.n_domains.max(2);
@@ -339,12 +353,16 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
     for epoch in 0..config.n_epochs {
         let lr = epoch_lr(config, epoch);
         let w_u = if ssl { ramp(epoch, config.ssl_kwargs.ramp_epochs, config.ssl_kwargs.burn_in_epochs, unsup_max, false) } else { 0.0 };
-        let w_d = if use_dan { ramp(epoch, config.ssl_kwargs.dan_ramp_epochs, config.ssl_kwargs.dan_burn_in_epochs, config.ssl_kwargs.dan_max_weight, true) } else { 0.0 };
+        let w_d = if use_dan {
+            ramp(epoch, config.ssl_kwargs.dan_ramp_epochs, config.ssl_kwargs.dan_burn_in_epochs, config.ssl_kwargs.dan_max_weight, true)
+        } else {
+            0.0
+        };
         let (mut n_conf_total, mut n_u_total) = (0usize, 0usize);
         let batches = sampler.epoch();
         for (step, lrows) in batches.iter().enumerate() {
             let nl = lrows.len();
-            let mut xl = gather_rows(&data.x, lrows);
+            let mut xl = gather_rows(data.x, lrows);
             let yl = one_hot(lrows.iter().map(|&r| data.labels[r] as usize), c);
             let batch = if ssl {
                 if config.ssl_kwargs.augment == Augmentation::Log1pDrop {
@@ -352,7 +370,7 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                 }
                 let urows = cycler.next(&mut rng);
                 let nu = urows.len();
-                let xu = gather_rows(&data.x, &urows);
+                let xu = gather_rows(data.x, &urows);
                 // (1) pseudolabels from an eval-mode teacher: the current model, or its EMA.
                 let n_aug = config.ssl_kwargs.n_augmentations.max(1);
                 let mut q = if config.ssl_kwargs.augment_pseudolabels && config.ssl_kwargs.augment == Augmentation::Log1pDrop {
@@ -402,7 +420,8 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                     u_tgt.extend_from_slice(&q[i * c..(i + 1) * c]);
                 }
                 let l_y = pool_y[n_conf * c..].to_vec();
-                let cell_weights = weights.as_ref().map(|w| l_y.chunks(c).map(|r| r.iter().zip(w).map(|(y, w)| y * w).fold(0f32, f32::max)).collect::<Vec<_>>());
+                let cell_weights =
+                    weights.as_ref().map(|w| l_y.chunks(c).map(|r| r.iter().zip(w).map(|(y, w)| y * w).fold(0f32, f32::max)).collect::<Vec<_>>());
                 // (6) adversary on [augmented labelled ; unlabelled (confident or all)]
                 let dan = use_dan.then(|| {
                     let du: Vec<usize> = if config.ssl_kwargs.dan_use_conf_pseudolabels { conf_idx.clone() } else { (0..nu).collect() };
@@ -421,7 +440,12 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
                 // Supervised: unaugmented, unmixed batches.
                 let cell_weights = weights.as_ref().map(|w| lrows.iter().map(|&r| w[data.labels[r] as usize]).collect::<Vec<_>>());
                 // fix: scNym's supervised multi-domain path applied softmax twice in its CE.
-                let dan = use_dan.then(|| DanPass { rows: RowMix::copies(0..nl), domains: one_hot(lrows.iter().map(|&r| data.domains[r] as usize), n_domains), scale: 1.0, reversal: w_d });
+                let dan = use_dan.then(|| DanPass {
+                    rows: RowMix::copies(0..nl),
+                    domains: one_hot(lrows.iter().map(|&r| data.domains[r] as usize), n_domains),
+                    scale: 1.0,
+                    reversal: w_d,
+                });
                 StepBatch { sources: xl, unsup: None, sup: SupPass { rows: RowMix::copies(0..nl), targets: yl, cell_weights }, dan }
             };
             // (4)–(7): the passes, loss = sup + w_u·unsup + dan (the DAN weight acts only through
@@ -444,7 +468,10 @@ pub async fn train<O: Observer>(data: &TrainingData<'_>, config: &ScnymConfig, i
         // End of epoch: one read for the losses, then model selection.
         let vals = student.take_epoch_losses(batches.len()).await?;
         if !vals[0].is_finite() {
-            return Err(SclabelError::InvalidValues(format!("the training loss became {} in epoch {epoch}: training diverged (lower lr, check the input values)", vals[0])));
+            return Err(SclabelError::InvalidValues(format!(
+                "the training loss became {} in epoch {epoch}: training diverged (lower lr, check the input values)",
+                vals[0]
+            )));
         }
         let (net, bn) = student.snapshot(device);
         let labels: Vec<usize> = test_rows.iter().map(|&r| data.labels[r] as usize).collect();

@@ -22,7 +22,9 @@ use crate::train::progress::{Observer, Phase, Progress};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OptimizerConfig {
     /// PyTorch-style SGD: v = momentum·v + g (no dampening), p −= learning_rate·v.
-    Sgd { momentum: f64 },
+    Sgd {
+        momentum: f64,
+    },
     Adam,
 }
 
@@ -71,9 +73,9 @@ pub struct EpochStats {
 
 fn optimizer(config: OptimizerConfig) -> ModuleOptimizer {
     match config {
-        OptimizerConfig::Sgd { momentum } => SgdConfig::new()
-            .with_momentum(Some(MomentumConfig::new().with_momentum(momentum).with_dampening(0.0).with_nesterov(false)))
-            .init(),
+        OptimizerConfig::Sgd { momentum } => {
+            SgdConfig::new().with_momentum(Some(MomentumConfig::new().with_momentum(momentum).with_dampening(0.0).with_nesterov(false))).init()
+        }
         OptimizerConfig::Adam => AdamConfig::new().with_epsilon(1e-8).init(),
     }
 }
@@ -133,7 +135,9 @@ pub async fn train_mlp<O: Observer>(
     let train_device = device.clone().autodiff();
     let model = MlpConfig { n_genes: x.n_cols, n_classes, n_layers: options.n_layers }.init(&train_device, options.seed)?;
     let mut net = match options.optimizer {
-        OptimizerConfig::Sgd { momentum } if options.host_network && is_cpu(device) => Net::Host { mlp: HostMlp::from_mlp(&model).await?, momentum: momentum as f32 },
+        OptimizerConfig::Sgd { momentum } if options.host_network && is_cpu(device) => {
+            Net::Host { mlp: HostMlp::from_mlp(&model).await?, momentum: momentum as f32 }
+        }
         _ => Net::Device(model),
     };
     let mut optim = optimizer(options.optimizer);
@@ -309,9 +313,7 @@ pub async fn predict_proba<O: Observer>(model: &Mlp, x: &CsrMatrix, rows: &[usiz
         let p = softmax(model.forward(batch_tensor(x, batch, &mut buf, device)), 1);
         let data = p.into_data_async().await.map_err(|e| backend_error(device, e))?;
         out.extend(data.try_into_vec_as::<f32>().map_err(|e| backend_error(device, format!("{e:?}")))?);
-        observer
-            .on_progress(&Progress::predicting(k + 1, n_batches, (k * batch_size + batch.len()).min(rows.len()), rows.len()))
-            .await?;
+        observer.on_progress(&Progress::predicting(k + 1, n_batches, (k * batch_size + batch.len()).min(rows.len()), rows.len())).await?;
     }
     Ok(out)
 }

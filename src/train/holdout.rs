@@ -87,10 +87,8 @@ pub async fn train_holdout<O: Observer>(adata: &AnnData, options: &HoldoutOption
     let (model, history) = (trained.model, trained.history);
     let proba = predict_proba(&model, &x, &test_rows, 1024, &device.device, observer).await?;
     let c = labels.n_classes();
-    let test_predicted: Vec<i32> = proba
-        .chunks(c)
-        .map(|p| p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| k as i32).unwrap_or(-1))
-        .collect();
+    let test_predicted: Vec<i32> =
+        proba.chunks(c).map(|p| p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| k as i32).unwrap_or(-1)).collect();
     let test_true: Vec<i32> = test_rows.iter().map(|&r| labels.codes[r]).collect();
     let hits = test_true.iter().zip(&test_predicted).filter(|(a, b)| a == b).count();
     let mut train_counts = vec![0usize; c];

@@ -35,7 +35,15 @@ impl JsSession {
     /// [`audit`] on an `.h5ad` read through `readAt(offset, length) -> Uint8Array` a block of cells
     /// at a time: only the audited (highly variable) genes are kept.
     #[wasm_bindgen(js_name = auditH5ad)]
-    pub fn audit_h5ad(&self, length: f64, read_at: Function, name: &str, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
+    pub fn audit_h5ad(
+        &self,
+        length: f64,
+        read_at: Function,
+        name: &str,
+        options: JsValue,
+        on_progress: Option<Function>,
+        signal: JsValue,
+    ) -> Result<Promise, JsValue> {
         let options: AuditOptions = convert::options(options, "options")?;
         let rows = open_h5ad_rows(JsSource::new(length, read_at), name, options.use_raw).map_err(to_js)?;
         let device = self.device.clone();
@@ -51,7 +59,15 @@ impl JsSession {
     /// genes), saliency (Float32Array per gene), ranking (Uint32Array, genes by saliency, highest
     /// first), target, n_samples, abs_scale, warnings }.
     #[wasm_bindgen(js_name = explainScnym)]
-    pub fn explain_scnym(&self, model: &JsScnymModel, dataset: &JsDataset, groupby: JsValue, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
+    pub fn explain_scnym(
+        &self,
+        model: &JsScnymModel,
+        dataset: &JsDataset,
+        groupby: JsValue,
+        options: JsValue,
+        on_progress: Option<Function>,
+        signal: JsValue,
+    ) -> Result<Promise, JsValue> {
         let options: ExplainOptions = convert::options(options, "options")?;
         let groups = Groups::from_js(groupby)?;
         let (model, data, device) = (model.inner.clone(), dataset.inner.clone(), self.device.clone());
@@ -69,7 +85,17 @@ impl JsSession {
     /// of cells at a time: only the explained cells and (at most 10,000) reference cells are kept.
     #[wasm_bindgen(js_name = explainScnymH5ad)]
     #[allow(clippy::too_many_arguments)]
-    pub fn explain_scnym_h5ad(&self, model: &JsScnymModel, length: f64, read_at: Function, name: &str, groupby: JsValue, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
+    pub fn explain_scnym_h5ad(
+        &self,
+        model: &JsScnymModel,
+        length: f64,
+        read_at: Function,
+        name: &str,
+        groupby: JsValue,
+        options: JsValue,
+        on_progress: Option<Function>,
+        signal: JsValue,
+    ) -> Result<Promise, JsValue> {
         let options: ExplainOptions = convert::options(options, "options")?;
         let groups = Groups::from_js(groupby)?;
         let rows = open_h5ad_rows(JsSource::new(length, read_at), name, options.use_raw).map_err(to_js)?;

@@ -4,14 +4,16 @@
 //! only converts JS values (typed arrays, string arrays, numbers) to core types.
 use std::rc::Rc;
 
-use js_sys::{BigInt64Array, BigUint64Array, Float32Array, Float64Array, Int16Array, Int32Array, Int8Array, Uint16Array, Uint32Array, Uint8Array, Uint8ClampedArray};
+use js_sys::{
+    BigInt64Array, BigUint64Array, Float32Array, Float64Array, Int16Array, Int32Array, Int8Array, Uint16Array, Uint32Array, Uint8Array, Uint8ClampedArray,
+};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::data::builder::{AnnDataBuilder, DenseBlock, Layout, Target};
 use crate::data::matrix::MatrixChecksum;
-use crate::web::dataset::JsDataset;
 use crate::web::convert;
+use crate::web::dataset::JsDataset;
 use crate::web::error::{invalid_option, to_js};
 
 /// A typed array's contents, copied into wasm memory (one chunk at a time).

@@ -1,8 +1,8 @@
 //! `Dataset`: a loaded AnnData held on the wasm side (so big matrices are not copied back to JS).
 use std::rc::Rc;
 
-use serde::Serialize;
 use js_sys::{Function, Uint8Array};
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::data::anndata::{AnnData, Column};

@@ -76,7 +76,11 @@ struct JsPredictOptions {
 impl JsPredictOptions {
     fn predict_options(&self) -> PredictOptions {
         let defaults = PredictOptions::default();
-        PredictOptions { unassigned_below: self.unassigned_below, embedding: self.embedding.unwrap_or(true), batch_size: self.batch_size.unwrap_or(defaults.batch_size) }
+        PredictOptions {
+            unassigned_below: self.unassigned_below,
+            embedding: self.embedding.unwrap_or(true),
+            batch_size: self.batch_size.unwrap_or(defaults.batch_size),
+        }
     }
 }
 
@@ -102,7 +106,14 @@ impl JsSession {
     /// Trains scNym on `reference` (cells labelled `Unlabeled` are unlabelled) and an optional
     /// `query` (all unlabelled). Resolves to a `ScnymModel`.
     #[wasm_bindgen(js_name = trainScnym)]
-    pub fn train_scnym(&self, reference: &JsDataset, query: Option<JsDataset>, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
+    pub fn train_scnym(
+        &self,
+        reference: &JsDataset,
+        query: Option<JsDataset>,
+        options: JsValue,
+        on_progress: Option<Function>,
+        signal: JsValue,
+    ) -> Result<Promise, JsValue> {
         let options: TransferOptions = convert::options(options, "options")?;
         let (reference, query, device) = (reference.inner.clone(), query.map(|q| q.inner.clone()), self.device.device.clone());
         Ok(future_to_promise(async move {
@@ -115,9 +126,18 @@ impl JsSession {
     /// As `trainScnym`, starting from `pretrained`'s weights (an atlas model fine-tuned on the
     /// atlas's cells as the labelled set and the query as the unlabelled target).
     #[wasm_bindgen(js_name = fineTuneScnym)]
-    pub fn fine_tune_scnym(&self, pretrained: &JsScnymModel, reference: &JsDataset, query: Option<JsDataset>, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
+    pub fn fine_tune_scnym(
+        &self,
+        pretrained: &JsScnymModel,
+        reference: &JsDataset,
+        query: Option<JsDataset>,
+        options: JsValue,
+        on_progress: Option<Function>,
+        signal: JsValue,
+    ) -> Result<Promise, JsValue> {
         let options: TransferOptions = convert::options(options, "options")?;
-        let (pretrained, reference, query, device) = (pretrained.inner.clone(), reference.inner.clone(), query.map(|q| q.inner.clone()), self.device.device.clone());
+        let (pretrained, reference, query, device) =
+            (pretrained.inner.clone(), reference.inner.clone(), query.map(|q| q.inner.clone()), self.device.device.clone());
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
             let (model, warnings) = fine_tune(&pretrained, &reference, query.as_deref(), &options, &device, &mut observer).await.map_err(to_js)?;
@@ -129,7 +149,14 @@ impl JsSession {
     /// (Float32Array), probabilities (Float32Array, cells × classes), embedding (Float32Array,
     /// cells × embeddingDim), embeddingDim, report { overlap, normalization, warnings } }.
     #[wasm_bindgen(js_name = predictScnym)]
-    pub fn predict_scnym(&self, model: &JsScnymModel, dataset: &JsDataset, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
+    pub fn predict_scnym(
+        &self,
+        model: &JsScnymModel,
+        dataset: &JsDataset,
+        options: JsValue,
+        on_progress: Option<Function>,
+        signal: JsValue,
+    ) -> Result<Promise, JsValue> {
         let o: JsPredictOptions = convert::options(options, "options")?;
         let (model, data, device) = (model.inner.clone(), dataset.inner.clone(), self.device.device.clone());
         Ok(future_to_promise(async move {
@@ -145,7 +172,16 @@ impl JsSession {
     /// also carries `obsNames`.
     #[wasm_bindgen(js_name = predictScnymH5ad)]
     #[allow(clippy::too_many_arguments)]
-    pub fn predict_scnym_h5ad(&self, model: &JsScnymModel, length: f64, read_at: Function, name: &str, options: JsValue, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
+    pub fn predict_scnym_h5ad(
+        &self,
+        model: &JsScnymModel,
+        length: f64,
+        read_at: Function,
+        name: &str,
+        options: JsValue,
+        on_progress: Option<Function>,
+        signal: JsValue,
+    ) -> Result<Promise, JsValue> {
         let o: JsPredictOptions = convert::options(options, "options")?;
         let mut rows = open_h5ad_rows(JsSource::new(length, read_at), name, o.use_raw).map_err(to_js)?;
         if let Some(column) = &o.var_names {

@@ -36,6 +36,9 @@ pub enum SclabelError {
     /// The caller cancelled the run.
     #[error("cancelled")]
     Cancelled,
+    /// A file written by a newer (or, for atlas matrices, another) version of its format.
+    #[error("{file}: {what} {found}; this sclabel reads {supported}: {advice}")]
+    UnsupportedVersion { file: String, what: String, found: String, supported: String, advice: String },
     /// An allocation that scales with the data would pass the memory limit (see `memory`).
     #[error("too large: {what} needs about {} of memory and {} is available here; {advice}", crate::memory::human(*need), crate::memory::human(*available))]
     TooLarge { what: String, need: u64, available: u64, advice: String },
@@ -60,7 +63,62 @@ impl SclabelError {
             Self::InvalidOption { .. } => "invalid_option",
             Self::Backend { .. } => "backend",
             Self::Cancelled => "cancelled",
+            Self::UnsupportedVersion { .. } => "unsupported_version",
             Self::TooLarge { .. } => "too_large",
         }
+    }
+}
+
+/// Every `error.code` a caller of sclabel can see, with its meaning: the core's (one per
+/// [`SclabelError`] variant) and those only the JS layer raises (a trap, a dead worker, a closed
+/// client). The bindings export this list (`errorCodes()`), and the JS tests check that the JS
+/// layer and `index.d.ts` use exactly these.
+pub const ERROR_CODES: &[(&str, &str)] = &[
+    ("invalid_file", "the bytes are not a readable file of the expected kind (truncated, wrong format, corrupt)"),
+    ("unsupported_layout", "an AnnData element is missing or laid out in a way sclabel does not read"),
+    ("column_not_found", "an obs column asked for is not there"),
+    ("invalid_values", "matrix values the operation cannot use (non-finite, negative, wrong scale)"),
+    ("shape_mismatch", "shapes that do not fit together"),
+    ("genes", "gene lists that cannot be matched (none shared, duplicates)"),
+    ("labels", "labels that cannot be trained on"),
+    ("invalid_option", "an option outside its allowed values"),
+    ("backend", "the compute backend could not start or failed"),
+    ("cancelled", "the caller cancelled the run"),
+    ("unsupported_version", "a file from a newer version of its format: update sclabel"),
+    ("too_large", "the data would not fit in memory here (a budget, checked before allocating)"),
+    ("crashed", "JS layer: the wasm module trapped; the message names the operation and phase"),
+    ("worker_failed", "JS layer: the worker could not start or died"),
+    ("closed", "JS layer: the client was closed"),
+    ("internal", "JS layer: an error without a code (a bug: please report it)"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_a_listed_code() {
+        let s = || String::new();
+        let all = [
+            SclabelError::InvalidFile { file: s(), reason: s() },
+            SclabelError::UnsupportedLayout { file: s(), element: s(), reason: s() },
+            SclabelError::ColumnNotFound { column: s(), available: s() },
+            SclabelError::InvalidValues(s()),
+            SclabelError::ShapeMismatch(s()),
+            SclabelError::Genes(s()),
+            SclabelError::Labels(s()),
+            SclabelError::InvalidOption { option: s(), reason: s() },
+            SclabelError::Backend { backend: s(), reason: s() },
+            SclabelError::Cancelled,
+            SclabelError::UnsupportedVersion { file: s(), what: s(), found: s(), supported: s(), advice: s() },
+            SclabelError::TooLarge { what: s(), need: 0, available: 0, advice: s() },
+        ];
+        for e in &all {
+            assert!(ERROR_CODES.iter().any(|(c, _)| *c == e.code()), "{} is not in ERROR_CODES", e.code());
+        }
+        let mut codes: Vec<&str> = ERROR_CODES.iter().map(|(c, _)| *c).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), ERROR_CODES.len(), "a code is listed twice");
     }
 }

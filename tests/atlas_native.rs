@@ -112,5 +112,7 @@ fn fine_tuning_starts_from_the_atlas_model() {
     let e = open_atlas(&manifest, |p| Ok(if p == MATRIX_FILE { damaged.clone() } else { package.model.clone() }), &device).err().unwrap();
     assert!(e.to_string().contains("SHA-256"), "{e}");
     let newer = serde_json::to_vec(&serde_json::json!({ "format": "sclabel-atlas", "format_version": 99 })).unwrap();
-    assert!(open_atlas(&newer, files, &device).err().unwrap().to_string().contains("update sclabel"));
+    let e = open_atlas(&newer, files, &device).err().unwrap();
+    assert_eq!(e.code(), "unsupported_version");
+    assert!(e.to_string().contains("format version 99; this sclabel reads up to 1: update sclabel"), "{e}");
 }

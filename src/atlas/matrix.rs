@@ -241,9 +241,12 @@ impl AtlasMatrix {
         }
         let version: u32 = get("format_version")?.parse().map_err(|_| bad("format_version is not a number"))?;
         if version != FORMAT_VERSION {
-            return Err(SclabelError::InvalidFile {
+            return Err(SclabelError::UnsupportedVersion {
                 file: "atlas matrix".into(),
-                reason: format!("format version {version}; this sclabel reads version {FORMAT_VERSION} (update sclabel or rebuild the atlas)"),
+                what: "format version".into(),
+                found: version.to_string(),
+                supported: format!("version {FORMAT_VERSION}"),
+                advice: "update sclabel, or rebuild the atlas with this one".into(),
             });
         }
         fn parse<T: serde::de::DeserializeOwned>(s: &str, key: &str) -> Result<T> {

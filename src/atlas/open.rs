@@ -27,7 +27,16 @@ pub fn open_atlas(manifest: &[u8], mut read: impl FnMut(&str) -> Result<Vec<u8>>
     }
     match manifest["format_version"].as_u64() {
         Some(v) if v <= MANIFEST_VERSION as u64 => {}
-        v => return Err(bad("atlas.json", format!("format version {v:?}; this sclabel reads up to {MANIFEST_VERSION} (update sclabel)"))),
+        Some(v) => {
+            return Err(SclabelError::UnsupportedVersion {
+                file: "atlas.json".into(),
+                what: "format version".into(),
+                found: v.to_string(),
+                supported: format!("up to {MANIFEST_VERSION}"),
+                advice: "update sclabel".into(),
+            })
+        }
+        None => return Err(bad("atlas.json", "format_version is missing or not a whole number")),
     }
     let mut file = |part: &str| -> Result<Vec<u8>> {
         let entry = &manifest["files"][part];

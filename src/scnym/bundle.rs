@@ -219,7 +219,13 @@ impl ScnymModel {
         }
         let version: u32 = get("format_version")?.parse().map_err(|_| bad("format_version is not a number"))?;
         if version > FORMAT_VERSION {
-            return Err(bad(format!("bundle format version {version} is newer than this sclabel reads ({FORMAT_VERSION}); update sclabel")));
+            return Err(SclabelError::UnsupportedVersion {
+                file: "model bundle".into(),
+                what: "bundle format version".into(),
+                found: version.to_string(),
+                supported: format!("up to {FORMAT_VERSION}"),
+                advice: "update sclabel".into(),
+            });
         }
         if get("model")? != "scnym" {
             return Err(bad(format!("model kind '{}' is not scnym", get("model")?)));

@@ -13,3 +13,9 @@ pub fn to_js(e: SclabelError) -> JsValue {
 pub fn invalid_option(option: &str, e: impl std::fmt::Display) -> JsValue {
     to_js(SclabelError::InvalidOption { option: option.into(), reason: e.to_string() })
 }
+
+/// Every `error.code` sclabel raises, core and JS layer, as `[code, meaning]` pairs.
+#[wasm_bindgen::prelude::wasm_bindgen(js_name = errorCodes)]
+pub fn error_codes() -> Vec<js_sys::Array> {
+    crate::error::ERROR_CODES.iter().map(|(code, meaning)| js_sys::Array::of2(&(*code).into(), &(*meaning).into())).collect()
+}

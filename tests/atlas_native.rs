@@ -4,6 +4,7 @@ use std::path::Path;
 
 use sclabel::atlas::build::{build_atlas, sha256_hex, AtlasOptions, MATRIX_FILE, MODEL_FILE};
 use sclabel::atlas::matrix::AtlasMatrix;
+use sclabel::atlas::open::AtlasFineTuneOptions;
 use sclabel::backend::{cpu, BackendRequest};
 use sclabel::block_on;
 use sclabel::data::synthetic::{synthetic_counts, SyntheticSpec};
@@ -81,16 +82,15 @@ fn fine_tuning_starts_from_the_atlas_model() {
         let (p, _) = block_on(predict_adata(m, &query, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();
         p.labels.iter().zip(&truth).filter(|(a, b)| a == b).count() as f64 / truth.len() as f64
     };
+    let opts = |config| AtlasFineTuneOptions { preset: "no_new_identity".into(), config, ..AtlasFineTuneOptions::default() };
     let frozen = Some(serde_json::json!({ "n_epochs": 1, "optimizer_name": "sgd", "lr": 1e-12 }));
     let (tuned, warnings) =
-        block_on(fine_tune(&atlas.model, &reference, Some(&query), &atlas.transfer_options(true, "no_new_identity", frozen.clone()), &device, &mut Silent))
-            .unwrap();
+        block_on(fine_tune(&atlas.model, &reference, Some(&query), &atlas.fine_tune_options(&opts(frozen.clone())), &device, &mut Silent)).unwrap();
     assert_eq!(tuned.genes.len(), 100);
     assert_eq!(tuned.classes, atlas.model.classes);
     assert_eq!(tuned.provenance.source, "fine-tuned");
     assert!(warnings.iter().any(|w| w.contains("100 of the 100 training genes") || w.contains("20 of the model's genes")), "{warnings:?}");
-    let (scratch, _) =
-        block_on(train_transfer(&reference, Some(&query), &atlas.transfer_options(true, "no_new_identity", frozen), &device, &mut Silent)).unwrap();
+    let (scratch, _) = block_on(train_transfer(&reference, Some(&query), &atlas.fine_tune_options(&opts(frozen)), &device, &mut Silent)).unwrap();
     let (a_tuned, a_scratch) = (accuracy(&tuned), accuracy(&scratch));
     assert!(a_tuned > 0.9, "a frozen fine-tune keeps the atlas model's accuracy: {a_tuned}");
     assert!(a_scratch < 0.8, "a frozen model from scratch is untrained: {a_scratch}");
@@ -99,7 +99,7 @@ fn fine_tuning_starts_from_the_atlas_model() {
         &atlas.model,
         &reference,
         Some(&query),
-        &atlas.transfer_options(true, "no_new_identity", Some(serde_json::json!({ "n_epochs": 3 }))),
+        &atlas.fine_tune_options(&opts(Some(serde_json::json!({ "n_epochs": 3 })))),
         &device,
         &mut Silent,
     ))

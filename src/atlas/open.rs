@@ -55,18 +55,74 @@ pub fn open_atlas(manifest: &[u8], mut read: impl FnMut(&str) -> Result<Vec<u8>>
     Ok(OpenedAtlas { manifest, matrix, model })
 }
 
+/// Fine-tuning an atlas's model on a query (scNym's atlas → target path): what a caller may
+/// choose, with the defaults every door uses (JS `fineTuneAtlas`, `sclabel train --atlas`). The
+/// atlas itself fixes the label and domain columns, and its stored ln(CPM+1) values are taken as
+/// they are.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AtlasFineTuneOptions {
+    /// scNym preset of the fine-tuning; default as `trainScnym`'s, `new_identity_discovery` (a
+    /// user's query may hold cell types the atlas lacks).
+    pub preset: String,
+    /// scNym config keys merged into a copy of the preset.
+    pub config: Option<serde_json::Value>,
+    /// Bring the query to the atlas's ln(CPM+1) from whatever scale it is detected on (default
+    /// true: a query must match the atlas's scale, and the report says what was found).
+    pub normalize: bool,
+    /// Use the query's `.raw` instead of its X.
+    pub use_raw: bool,
+    /// Atlas labels to leave out of training.
+    pub exclude_labels: Vec<String>,
+    /// As `TransferOptions::max_query_cells`.
+    pub max_query_cells: Option<usize>,
+}
+
+impl Default for AtlasFineTuneOptions {
+    fn default() -> Self {
+        let t = TransferOptions::default();
+        Self { preset: t.preset, config: None, normalize: true, use_raw: false, exclude_labels: Vec::new(), max_query_cells: t.max_query_cells }
+    }
+}
+
+/// The training options of fine-tuning on an atlas whose reference has these label and domain
+/// columns: the atlas's values as they are (`normalize: false`), the query's per `options`.
+pub fn fine_tune_options(label_key: &str, domain_key: Option<&str>, options: &AtlasFineTuneOptions) -> TransferOptions {
+    TransferOptions {
+        label_key: label_key.into(),
+        domain_key: domain_key.map(Into::into),
+        exclude_labels: options.exclude_labels.clone(),
+        preset: options.preset.clone(),
+        config: options.config.clone(),
+        normalize: false,
+        use_raw: false,
+        query_use_raw: Some(options.use_raw),
+        query_normalize: Some(options.normalize),
+        max_query_cells: options.max_query_cells,
+        ..Default::default()
+    }
+}
+
 impl OpenedAtlas {
-    /// Options to fine-tune on this atlas's matrix: its label (and domain) column, and no
-    /// re-normalisation of the stored ln(CPM+1) values (the query's own `normalize` is separate).
-    pub fn transfer_options(&self, query_normalize: bool, preset: &str, config: Option<serde_json::Value>) -> TransferOptions {
-        TransferOptions {
-            label_key: self.matrix.label_key.clone(),
-            domain_key: self.matrix.domain_key.clone(),
-            preset: preset.into(),
-            config,
-            normalize: false,
-            query_normalize: Some(query_normalize),
-            ..Default::default()
-        }
+    /// [`fine_tune_options`] for this atlas.
+    pub fn fine_tune_options(&self, options: &AtlasFineTuneOptions) -> TransferOptions {
+        fine_tune_options(&self.matrix.label_key, self.matrix.domain_key.as_deref(), options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fine_tune_defaults_are_trainings_and_the_atlas_keeps_its_values() {
+        let o: AtlasFineTuneOptions = serde_json::from_str("{}").unwrap();
+        assert_eq!(o, AtlasFineTuneOptions::default());
+        let t = fine_tune_options("cell_type", Some("study"), &o);
+        assert_eq!((t.preset.as_str(), t.max_query_cells), (TransferOptions::default().preset.as_str(), TransferOptions::default().max_query_cells));
+        assert_eq!((t.normalize, t.use_raw, t.query_normalize, t.query_use_raw), (false, false, Some(true), Some(false)));
+        assert_eq!((t.label_key.as_str(), t.domain_key.as_deref()), ("cell_type", Some("study")));
+        let e = serde_json::from_str::<AtlasFineTuneOptions>(r#"{"label_key": "x"}"#).unwrap_err().to_string();
+        assert!(e.contains("unknown field `label_key`"), "{e}");
     }
 }

@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SclabelError};
 
-/// A cell's category (Annotatability's PBMC notebook).
+/// A cell's category (Annotatability's PBMC notebook). One spelling everywhere — serde, the JS
+/// result, the CLI's CSV, the exported obs column: `easy-to-learn`, `ambiguous`, `hard-to-learn`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Category {
     /// "Correctly annotated": trusted, confidence > 0.95 and variability < 0.15 (defaults).
     EasyToLearn,
@@ -176,6 +177,9 @@ mod tests {
         let c = categorize(&conf, &var, &t, EasyThresholds::default());
         use Category::*;
         assert_eq!(c, vec![EasyToLearn, Ambiguous, HardToLearn, Ambiguous, Ambiguous]);
+        for k in [EasyToLearn, Ambiguous, HardToLearn] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str(), "serde and as_str spell {k:?} alike");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use burn::prelude::Device;
 use sclabel::atlas::build::{build_atlas, AtlasOptions, MATRIX_FILE, MODEL_FILE};
 use sclabel::atlas::combine::{combine_references, ReferencePart, DATASET_COLUMN, LABEL_COLUMN};
 use sclabel::atlas::matrix::ValueEncoding;
-use sclabel::atlas::open::open_atlas;
+use sclabel::atlas::open::{open_atlas, AtlasFineTuneOptions};
 use sclabel::audit::api::{audit_adata, audit_h5ad_rows, trainability_graph, AuditOptions, AuditReport, CutoffRule};
 use sclabel::audit::categories::Category;
 use sclabel::audit::genes::{GeneScoreOptions, GeneScores};
@@ -120,9 +120,10 @@ enum Command {
         /// Labels to leave out entirely (repeatable), e.g. unlabeled_QCfail.
         #[arg(long)]
         exclude_label: Vec<String>,
-        /// One of: default, no_new_identity, new_identity_discovery, no_dan, no_ssl.
-        #[arg(long, default_value = "new_identity_discovery")]
-        preset: String,
+        /// One of: default, no_new_identity, new_identity_discovery, no_dan, no_ssl
+        /// [default: new_identity_discovery, as the package's trainScnym and fineTuneAtlas].
+        #[arg(long)]
+        preset: Option<String>,
         /// JSON file with scNym config keys to change (merged into a copy of the preset).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -666,13 +667,15 @@ fn run(cli: Cli) -> Result<()> {
             let (r, pretrained, options, reference) = match (&atlas, reference) {
                 (Some(dir), _) => {
                     let a = open_atlas(&read(&dir.join("atlas.json"))?, |p| read(&dir.join(p)), &dev.device)?;
-                    let options = TransferOptions {
+                    let defaults = AtlasFineTuneOptions::default();
+                    let options = a.fine_tune_options(&AtlasFineTuneOptions {
+                        preset: preset.unwrap_or(defaults.preset),
+                        config,
+                        normalize: query_normalize.unwrap_or(normalize || defaults.normalize),
+                        use_raw: query_use_raw.unwrap_or(use_raw),
                         exclude_labels: exclude_label,
-                        use_raw: false,
-                        query_use_raw: Some(query_use_raw.unwrap_or(use_raw)),
                         max_query_cells,
-                        ..a.transfer_options(query_normalize.unwrap_or(true), &preset, config)
-                    };
+                    });
                     (a.matrix.to_anndata(), Some(a.model), options, dir.clone())
                 }
                 (None, Some(reference)) => {
@@ -682,7 +685,7 @@ fn run(cli: Cli) -> Result<()> {
                         domain_key,
                         split_key,
                         exclude_labels: exclude_label,
-                        preset,
+                        preset: preset.unwrap_or_else(|| TransferOptions::default().preset),
                         config,
                         normalize,
                         use_raw,

@@ -316,7 +316,7 @@ async function loadSource(engine, source, { name, format, genes } = {}, { onProg
 }
 
 /** Operations that run long enough to take progress, cancellation and GPU memory. */
-const LONG_RUNNING = new Set(['trainScnym', 'fineTuneScnym', 'buildAtlas', 'predictScnym', 'audit', 'explainScnym', 'trainHoldout']);
+const LONG_RUNNING = new Set(['trainScnym', 'fineTuneScnym', 'fineTuneAtlas', 'buildAtlas', 'predictScnym', 'audit', 'explainScnym', 'trainHoldout']);
 
 const OPS = {
   /** Not API: a deliberate trap inside an async task, so tests can check the crash path. */
@@ -389,6 +389,12 @@ const OPS = {
     const q = query ? this.get(query, 'dataset').object.share() : undefined;
     const model = await this.session.fineTuneScnym(this.get(pretrained, 'model').object, this.get(reference, 'dataset').object, q, options, onProgress, signal);
     return this.modelHandle(model);
+  },
+
+  /** scNym's atlas → target path; the core resolves `options` (its AtlasFineTuneOptions defaults). */
+  async fineTuneAtlas(model, reference, query, { label_key, domain_key }, options, controls) {
+    const resolved = wasm.atlasFineTuneOptions(label_key, domain_key ?? null, options ?? null);
+    return OPS.fineTuneScnym.call(this, model, reference, query, resolved, controls);
   },
 
   /**

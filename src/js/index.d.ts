@@ -185,14 +185,19 @@ export interface BuiltAtlas { manifest: AtlasManifest; matrix: Uint8Array; model
 
 export interface OpenedAtlas { manifest: AtlasManifest; model: ModelHandle; reference: DatasetHandle | null }
 
+/** The core's AtlasFineTuneOptions (src/atlas/open.rs): the same defaults as `sclabel train --atlas`. */
 export interface FineTuneAtlasOptions {
-  /** Convert the query to ln(CPM+1) (e.g. when it holds counts). */
+  /** Convert the query to the atlas's ln(CPM+1) from whatever scale it is detected on (default true). */
   normalize?: boolean;
-  /** Use the query's `.raw`. */
+  /** Use the query's `.raw` (default false). */
   use_raw?: boolean;
-  /** Default 'no_new_identity'. */
+  /** Default 'new_identity_discovery', as trainScnym (a query may hold cell types the atlas lacks). */
   preset?: ScnymPreset;
   config?: ScnymConfig | null;
+  /** Atlas labels left out of training. */
+  exclude_labels?: string[];
+  /** At most this many query cells train (a seeded subsample; default 50,000; null: all). */
+  max_query_cells?: number | null;
 }
 
 export interface ScnymPredictOptions {

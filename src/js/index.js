@@ -173,13 +173,12 @@ class Client {
    * scNym's atlas → target path. The atlas's label and domain columns are used and its stored
    * ln(CPM+1) values are taken as they are; `normalize` / `use_raw` apply to the query.
    */
-  async fineTuneAtlas(atlas, query, { normalize = false, use_raw = false, preset = 'no_new_identity', config } = {}, controls = {}) {
+  async fineTuneAtlas(atlas, query, options = {}, controls = {}) {
     if (!atlas?.model || !atlas?.reference) {
       throw fail('invalid_option', 'fineTuneAtlas needs an atlas opened with its reference (openAtlas(source) without { reference: false })');
     }
     const { label_key, domain_key } = atlas.manifest;
-    const options = { label_key, domain_key: domain_key ?? null, preset, config, normalize: false, query_normalize: normalize, use_raw: false, query_use_raw: use_raw };
-    return this.fineTuneScnym(atlas.model, atlas.reference, query, options, controls);
+    return this.transport.call('fineTuneAtlas', [atlas.model, atlas.reference, query ?? null, { label_key, domain_key: domain_key ?? null }, options], controls);
   }
 
   /**

@@ -5,6 +5,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::atlas::build::{build_atlas, AtlasOptions};
+use crate::atlas::open::{fine_tune_options, AtlasFineTuneOptions};
 use crate::web::dataset::JsDataset;
 use crate::web::observer::JsObserver;
 use crate::web::session::JsSession;
@@ -29,4 +30,12 @@ impl JsSession {
             Ok(out.into())
         }))
     }
+}
+
+/// The training options `fineTuneAtlas` runs with: an atlas's label and domain columns plus the
+/// caller's `AtlasFineTuneOptions`, with the core's defaults (the same as `sclabel train --atlas`).
+#[wasm_bindgen(js_name = atlasFineTuneOptions)]
+pub fn atlas_fine_tune_options(label_key: &str, domain_key: Option<String>, options: JsValue) -> Result<JsValue, JsValue> {
+    let options: AtlasFineTuneOptions = convert::options(options, "options")?;
+    convert::to_js(&fine_tune_options(label_key, domain_key.as_deref(), &options))
 }

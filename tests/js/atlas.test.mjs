@@ -43,6 +43,8 @@ test('an atlas opens in Node: its model labels cells, its reference trains, dama
     const tunedAccuracy = tunedP.scNym.filter((l, i) => l === truth[i]).length / truth.length;
     assert.ok(tunedAccuracy > 0.9, `fine-tuned accuracy ${tunedAccuracy}`);
     await assert.rejects(sl.fineTuneAtlas({ manifest, model, reference: null }, query), (e) => e.code === 'invalid_option' && /reference/.test(e.message));
+    // The options are the core's AtlasFineTuneOptions: a misspelt one is refused by name.
+    await assert.rejects(sl.fineTuneAtlas({ manifest, model, reference }, query, { normalise: true }), (e) => e.code === 'invalid_option' && /normalise/.test(e.message));
 
     const dir = mkdtempSync(join(tmpdir(), 'sclabel-atlas-'));
     cpSync(ATLAS, dir, { recursive: true });

@@ -29,6 +29,17 @@ struct Counting;
 
 #[cfg(not(target_family = "wasm"))]
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// The most `LIVE` has been since [`reset_peak`] (for tests and benchmarks: the fuzz test bounds
+/// what one input may allocate).
+#[cfg(not(target_family = "wasm"))]
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+#[cfg(not(target_family = "wasm"))]
+#[inline]
+fn grew(by: usize) {
+    let live = LIVE.fetch_add(by, Ordering::Relaxed) + by;
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
 /// 0: no limit.
 static LIMIT: AtomicU64 = AtomicU64::new(if cfg!(target_family = "wasm") { WASM_MAX - WASM_HEADROOM } else { 0 });
 
@@ -39,7 +50,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+            grew(layout.size());
         }
         p
     }
@@ -48,7 +59,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         let p = unsafe { System.alloc_zeroed(layout) };
         if !p.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+            grew(layout.size());
         }
         p
     }
@@ -63,8 +74,11 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-            LIVE.fetch_add(new_size, Ordering::Relaxed);
+            if new_size >= layout.size() {
+                grew(new_size - layout.size());
+            } else {
+                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+            }
         }
         p
     }
@@ -80,6 +94,20 @@ pub fn live_bytes() -> u64 {
     return core::arch::wasm32::memory_size(0) as u64 * 65536;
     #[cfg(not(target_family = "wasm"))]
     return LIVE.load(Ordering::Relaxed) as u64;
+}
+
+/// Natively, the most bytes live at once since the last [`reset_peak`] (0 in wasm).
+pub fn peak_bytes() -> u64 {
+    #[cfg(target_family = "wasm")]
+    return 0;
+    #[cfg(not(target_family = "wasm"))]
+    return PEAK.load(Ordering::Relaxed) as u64;
+}
+
+/// Starts a new peak at the bytes live now.
+pub fn reset_peak() {
+    #[cfg(not(target_family = "wasm"))]
+    PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
 /// The limit in bytes (`None`: unlimited).

@@ -181,6 +181,13 @@ fn synthetic_transfer_is_deterministic_and_bundles_round_trip() {
     assert_eq!(back.metrics, a.metrics);
     let (pb, _) = block_on(predict_adata(&back, &ad, true, false, &opts, &device, &mut Silent)).unwrap();
     assert_eq!(pa, pb);
+    // One flipped bit in the weights (the last bytes are tensor data) is refused, not predicted with.
+    let mut damaged = bytes.clone();
+    let at = damaged.len() - 100;
+    damaged[at] ^= 0x10;
+    let e = ScnymModel::from_bytes(&damaged, &device).expect_err("a damaged bundle is refused");
+    assert_eq!(e.code(), "invalid_file");
+    assert!(e.to_string().contains("SHA-256") && e.to_string().contains("damaged"), "{e}");
     // For the wasm tests: the same training must give these probabilities there too.
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     std::fs::write(tmp.join("native_scnym_probabilities.json"), serde_json::to_string(&pa.probabilities).unwrap()).unwrap();

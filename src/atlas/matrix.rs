@@ -96,7 +96,9 @@ impl AtlasMatrix {
         let mut rows: Vec<usize> = (0..adata.n_obs()).collect();
         if let Some(m) = max_per_class {
             let mut rng = StdRng::seed_from_u64(seed);
-            let mut by_class: HashMap<i32, Vec<usize>> = HashMap::new();
+            // In class order (a BTreeMap): a HashMap's order changes from run to run, and the
+            // seeded subsample with it.
+            let mut by_class: std::collections::BTreeMap<i32, Vec<usize>> = std::collections::BTreeMap::new();
             for (i, &c) in labels.iter().enumerate() {
                 by_class.entry(c).or_default().push(i);
             }

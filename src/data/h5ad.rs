@@ -272,6 +272,7 @@ impl Reader {
         if bytes.is_none_or(|b| b > self.budget) || usize::try_from(n).is_err() {
             return Err(self.invalid(format!("'{path}' declares shape {shape:?} of {}, more than a {}-byte file can hold", describe(&dtype), self.len)));
         }
+        self.check_chunks_in_file(ds, path)?;
         Ok(Meta { shape, dtype, n })
     }
 
@@ -1108,6 +1109,24 @@ impl Reader {
             return Err(self.invalid(format!("'{path}': elements {start}..{} decoded to {} values", start + count, out.len())));
         }
         Ok(out)
+    }
+
+    /// Refuses a chunked dataset whose chunk index points past the end of the file before anything
+    /// is read: hdf5-pure sizes its read buffer from the index, so a damaged entry would otherwise
+    /// allocate what it claims (gigabytes) before the read fails.
+    fn check_chunks_in_file(&self, ds: &Dataset, path: &str) -> Result<()> {
+        if !ds.is_chunked() {
+            return Ok(());
+        }
+        for c in ds.chunks().map_err(|e| self.h5(path, e))? {
+            if c.address.checked_add(c.storage_size).is_none_or(|end| end > self.len as u64) {
+                return Err(self.invalid(format!(
+                    "'{path}': a chunk of {} bytes at offset {} lies past the end of the file ({} bytes): the file is truncated or damaged",
+                    c.storage_size, c.address, self.len
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn read_f32_window(&self, ds: &Dataset, path: &str, start: u64, count: u64) -> Result<Vec<f32>> {

@@ -89,25 +89,40 @@ fn max_visits(file_len: usize) -> usize {
     file_len / 16 + 1024
 }
 
-/// The depth and visit guard of a walk over a file's groups, as a reason to refuse it.
+/// The depth and visit guard of a walk over a file's groups, as a reason to refuse it. The depth
+/// is counted by the walk itself, not read from paths: a damaged file's link names may be empty,
+/// which would keep a path from growing while the walk recurses.
 struct WalkGuard {
     visits: std::cell::Cell<usize>,
+    depth: std::cell::Cell<usize>,
     limit: usize,
+}
+
+/// One level of a walk; leaving it (dropping this) goes back up.
+struct Level<'a>(&'a WalkGuard);
+
+impl Drop for Level<'_> {
+    fn drop(&mut self) {
+        self.0.depth.set(self.0.depth.get().saturating_sub(1));
+    }
 }
 
 impl WalkGuard {
     fn new(file_len: usize) -> Self {
-        Self { visits: std::cell::Cell::new(0), limit: max_visits(file_len) }
+        Self { visits: std::cell::Cell::new(0), depth: std::cell::Cell::new(0), limit: max_visits(file_len) }
     }
 
-    /// Counts `objects` more visits at group `path`; the reason to stop, if any.
-    fn enter(&self, path: &str, objects: usize) -> Option<String> {
-        let depth = if path.is_empty() { 0 } else { path.matches('/').count() + 1 };
-        if depth > MAX_GROUP_DEPTH {
-            return Some(format!("groups nested more than {MAX_GROUP_DEPTH} deep: a group linked inside itself (a hard-link cycle)?"));
+    /// Enters a group, counting `objects` more visits; the reason to stop, if any.
+    fn enter(&self, objects: usize) -> std::result::Result<Level<'_>, String> {
+        if self.depth.get() > MAX_GROUP_DEPTH {
+            return Err(format!("groups nested more than {MAX_GROUP_DEPTH} deep: a group linked inside itself (a hard-link cycle)?"));
         }
         self.visits.set(self.visits.get() + objects);
-        (self.visits.get() > self.limit).then(|| format!("more than {} objects reached through links: links that revisit groups (a cycle)?", self.limit))
+        if self.visits.get() > self.limit {
+            return Err(format!("more than {} objects reached through links: links that revisit groups (a cycle)?", self.limit));
+        }
+        self.depth.set(self.depth.get() + 1);
+        Ok(Level(self))
     }
 }
 
@@ -670,9 +685,7 @@ impl Original {
 
     /// Copies group `g` (at `path`, "" for the root) into `sink`, with the plan's additions.
     fn copy_group<S: Sink>(&self, sink: &mut S, g: &Group, path: &str, plan: &Plan) -> Result<()> {
-        if let Some(reason) = self.walk.enter(path, 1) {
-            return Err(self.unsupported(path, reason));
-        }
+        let _level = self.walk.enter(1).map_err(|reason| self.unsupported(path, reason))?;
         let skip: Vec<&str> = match path {
             "obs" => plan.obs.iter().map(|(n, _)| *n).collect(),
             "obsm" => plan.obsm.iter().map(|(n, _)| *n).collect(),
@@ -865,9 +878,9 @@ fn describe(dt: &Datatype) -> String {
     let order = |o: &DatatypeByteOrder| if matches!(o, DatatypeByteOrder::BigEndian) { " big-endian" } else { "" };
     match dt {
         Datatype::FixedPoint { size, byte_order, layout } => {
-            format!("{}int{}{}", if layout.signed { "" } else { "u" }, size * 8, order(byte_order))
+            format!("{}int{}{}", if layout.signed { "" } else { "u" }, u64::from(*size) * 8, order(byte_order))
         }
-        Datatype::FloatingPoint { size, byte_order, .. } => format!("float{}{}", size * 8, order(byte_order)),
+        Datatype::FloatingPoint { size, byte_order, .. } => format!("float{}{}", u64::from(*size) * 8, order(byte_order)),
         Datatype::String { size, padding, .. } => format!("fixed-length strings ({size} bytes, {padding:?})"),
         Datatype::VariableLength { .. } if is_vlen_string(dt) => "variable-length strings".into(),
         Datatype::VariableLength { .. } => "variable-length sequences".into(),
@@ -1605,9 +1618,7 @@ pub(crate) fn compare(a: &File, b: &File, changes: &Changes, values: bool) -> st
 }
 
 fn compare_group(a: &Group, b: &Group, path: &str, changes: &Changes, values: bool, guard: &WalkGuard) -> std::result::Result<(), Mismatch> {
-    if let Some(reason) = guard.enter(path, 1) {
-        return Err((shown(path).to_string(), reason));
-    }
+    let _level = guard.enter(1).map_err(|reason| (shown(path).to_string(), reason))?;
     let err = |p: &str, e: hdf5_pure::Error| (shown(p).to_string(), e.to_string());
     compare_attrs(
         (a.attrs().map_err(|e| err(path, e))?, a.attr_datatypes().map_err(|e| err(path, e))?),

@@ -183,6 +183,12 @@ pub fn detect_from_stats(stats: &ValueStats, var_names: &[String]) -> Result<Nor
     }
     let (min, max, all_integer) = (stats.min, stats.max, stats.all_integer);
     let sums = &stats.sums;
+    if min == 0.0 && max == 0.0 && !sums.is_empty() {
+        return Err(SclabelError::InvalidValues(format!(
+            "X holds no non-zero value in any of its {} cells: there is nothing to learn from or predict; check that X (or .raw) is the expression matrix",
+            sums.len()
+        )));
+    }
     let (normalization, median_total, description) = if min < 0.0 {
         (Normalization::Scaled, median(sums.clone()), format!(
             "X holds scaled values (min {min:.3} < 0), e.g. z-scores after sc.pp.scale; they cannot be converted back to counts. Use the file's .raw (if it holds counts or log-normalised values) or the unscaled layer"
@@ -335,6 +341,14 @@ mod tests {
 
     fn counts() -> CsrMatrix {
         CsrMatrix::from_dense(3, 4, &[1., 0., 3., 0., 0., 2., 2., 4., 5., 5., 0., 0.]).unwrap()
+    }
+
+    #[test]
+    fn an_all_zero_matrix_is_refused_by_name() {
+        let zero = CsrMatrix::from_dense(3, 4, &[0.0; 12]).unwrap();
+        let e = detect_from_stats(&ValueStats::of(&zero), &genes(4)).unwrap_err();
+        assert_eq!(e.code(), "invalid_values");
+        assert!(e.to_string().contains("no non-zero value in any of its 3 cells"), "{e}");
     }
 
     #[test]

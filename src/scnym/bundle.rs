@@ -121,6 +121,28 @@ fn bad(reason: impl Into<String>) -> SclabelError {
     SclabelError::InvalidFile { file: "model bundle".into(), reason: reason.into() }
 }
 
+/// SHA-256 (hex) of a bundle's tensors — name, dtype, shape and bytes of each, in name order —
+/// stored in its metadata as `tensors_sha256`, so damaged weights are refused on load rather than
+/// predicting differently without a word.
+fn tensors_sha256<'a>(tensors: impl Iterator<Item = (&'a str, Dtype, &'a [usize], &'a [u8])>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut all: Vec<_> = tensors.collect();
+    all.sort_unstable_by_key(|t| t.0);
+    let mut h = Sha256::new();
+    for (name, dtype, shape, bytes) in all {
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update(format!("{dtype:?}").as_bytes());
+        h.update((shape.len() as u64).to_le_bytes());
+        for &d in shape {
+            h.update((d as u64).to_le_bytes());
+        }
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl ScnymModel {
     /// The weights and running statistics as named host tensors in PyTorch layout (async: one
     /// read-back transaction, WebGPU-safe), in the bundle's order.
@@ -191,6 +213,8 @@ impl ScnymModel {
             views.push((name.clone(), TensorView::new(Dtype::I64, vec![], bytes).map_err(|e| bad(format!("{e}")))?));
         }
         let mut meta = HashMap::new();
+        let checksum = tensors_sha256(views.iter().map(|(n, v)| (n.as_str(), v.dtype(), v.shape(), v.data())));
+        meta.insert("tensors_sha256".to_string(), checksum);
         meta.insert("format".to_string(), FORMAT.to_string());
         meta.insert("format_version".to_string(), FORMAT_VERSION.to_string());
         meta.insert("model".to_string(), "scnym".to_string());
@@ -238,6 +262,14 @@ impl ScnymModel {
         let classes: Vec<String> = parse(get("classes")?, "classes")?;
         let input: InputSpec = parse(get("input")?, "input")?;
         let provenance: Provenance = parse(get("provenance")?, "provenance")?;
+        // Bundles from before the checksum (2026-12-04) have none and load unchecked.
+        if let Some(want) = meta.get("tensors_sha256") {
+            let tensors = st.tensors();
+            let got = tensors_sha256(tensors.iter().map(|(n, v)| (n.as_str(), v.dtype(), v.shape(), v.data())));
+            if &got != want {
+                return Err(bad(format!("its tensors' SHA-256 is {got}, not the {want} it was saved with: the file is damaged")));
+            }
+        }
         let config = meta.get("config").map(|s| parse(s, "config")).transpose()?;
         let metrics = meta.get("metrics").map(|s| parse(s, "metrics")).transpose()?;
         let mut host = HostTensors::new();
@@ -264,6 +296,16 @@ impl ScnymModel {
 
     /// Builds a model from named host tensors in PyTorch layout (bundle files, scNym imports).
     pub fn from_host_tensors(arch: ArchSpec, host: &HostTensors, genes: Vec<String>, classes: Vec<String>, device: &Device) -> Result<Self> {
+        // A damaged or hand-edited architecture is refused before any size is derived from it.
+        if [arch.n_genes, arch.n_classes, arch.n_hidden, arch.n_hidden_init, arch.n_layers].contains(&0) {
+            return Err(bad(format!("the architecture has a zero size: {arch:?}")));
+        }
+        if arch.n_layers > host.len() {
+            return Err(bad(format!("the architecture has {} hidden layers but the file holds only {} tensors", arch.n_layers, host.len())));
+        }
+        if !(0.0..1.0).contains(&arch.init_dropout) {
+            return Err(bad(format!("init_dropout {} is outside [0, 1)", arch.init_dropout)));
+        }
         if genes.len() != arch.n_genes {
             return Err(bad(format!("{} genes listed for a model with {} inputs", genes.len(), arch.n_genes)));
         }
@@ -271,6 +313,10 @@ impl ScnymModel {
             return Err(bad(format!("{} classes listed for a model with {} outputs", classes.len(), arch.n_classes)));
         }
         crate::data::align::check_unique(&genes, "the model's gene list")?;
+        let mut seen = std::collections::HashSet::new();
+        if let Some(c) = classes.iter().find(|c| c.is_empty() || !seen.insert(c.as_str())) {
+            return Err(bad(if c.is_empty() { "the class list has an empty name".to_string() } else { format!("the class list names '{c}' twice") }));
+        }
         let take = |name: &str, shape: &[usize]| -> Result<Tensor<1>> {
             let (s, v) = host.get(name).ok_or_else(|| bad(format!("missing tensor '{name}'")))?;
             if s != shape {
@@ -278,6 +324,9 @@ impl ScnymModel {
             }
             if let Some(i) = v.iter().position(|x| !x.is_finite()) {
                 return Err(bad(format!("tensor '{name}' has a non-finite value at {i}")));
+            }
+            if let Some(i) = v.iter().position(|&x| x < 0.0).filter(|_| name.ends_with("running_var")) {
+                return Err(bad(format!("tensor '{name}' has a negative variance ({}) at {i}", v[i])));
             }
             Ok(Tensor::from_data(TensorData::new(v.clone(), [v.len()]), device))
         };

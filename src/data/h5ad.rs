@@ -830,8 +830,16 @@ impl ColumnMap {
     fn keep_into(&self, idx: &[u32], val: &[f32], row: &mut Vec<(u32, f32)>) {
         row.clear();
         row.extend(idx.iter().zip(val).filter_map(|(&j, &v)| self.map.get(j as usize).copied().flatten().map(|k| (k, v))));
-        if row.windows(2).any(|w| w[0].0 > w[1].0) {
-            row.sort_unstable_by_key(|p| p.0);
+        if row.windows(2).any(|w| w[0].0 >= w[1].0) {
+            // Stable, so a repeated column's values are summed in file order, as CsrMatrix::new does.
+            row.sort_by_key(|p| p.0);
+            row.dedup_by(|later, kept| {
+                let same = later.0 == kept.0;
+                if same {
+                    kept.1 += later.1;
+                }
+                same
+            });
         }
     }
 }

@@ -36,7 +36,53 @@ impl CsrMatrix {
         if let Some(&c) = indices.iter().find(|&&c| c as usize >= n_cols) {
             return Err(SclabelError::ShapeMismatch(format!("CSR column index {c} out of range for {n_cols} columns")));
         }
-        Ok(Self { n_rows, n_cols, indptr, indices, data })
+        let mut m = Self { n_rows, n_cols, indptr, indices, data };
+        m.sum_duplicates();
+        Ok(m)
+    }
+
+    /// Rows that list a column twice get one entry with the sum, as scipy and anndata read them
+    /// (`toarray`, indexing and arithmetic all sum duplicates); such rows come out with their
+    /// columns in increasing order. Rows without a repeat are left as they are; one pass over the
+    /// indices finds them.
+    fn sum_duplicates(&mut self) {
+        let has_repeat = |idx: &[u32]| {
+            idx.windows(2).any(|w| w[0] >= w[1]) && {
+                let mut sorted = idx.to_vec();
+                sorted.sort_unstable();
+                sorted.windows(2).any(|w| w[0] == w[1])
+            }
+        };
+        if !(0..self.n_rows).any(|r| has_repeat(&self.indices[self.indptr[r] as usize..self.indptr[r + 1] as usize])) {
+            return;
+        }
+        let mut pairs: Vec<(u32, f32)> = Vec::new();
+        let mut write = 0usize;
+        for r in 0..self.n_rows {
+            let (a, b) = (self.indptr[r] as usize, self.indptr[r + 1] as usize);
+            self.indptr[r] = write as u64;
+            if !has_repeat(&self.indices[a..b]) {
+                self.indices.copy_within(a..b, write);
+                self.data.copy_within(a..b, write);
+                write += b - a;
+                continue;
+            }
+            pairs.clear();
+            pairs.extend(self.indices[a..b].iter().copied().zip(self.data[a..b].iter().copied()));
+            pairs.sort_by_key(|p| p.0);
+            for (k, &(c, v)) in pairs.iter().enumerate() {
+                if k > 0 && pairs[k - 1].0 == c {
+                    self.data[write - 1] += v;
+                } else {
+                    self.indices[write] = c;
+                    self.data[write] = v;
+                    write += 1;
+                }
+            }
+        }
+        self.indptr[self.n_rows] = write as u64;
+        self.indices.truncate(write);
+        self.data.truncate(write);
     }
 
     /// Converts a row-major dense matrix, keeping only non-zeros.
@@ -228,5 +274,24 @@ impl CsrMatrix {
             }
         }
         MatrixChecksum { n_rows: self.n_rows, n_cols: self.n_cols, nnz: self.nnz(), sum, weighted }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_columns_are_summed_as_scipy_does() {
+        // Row 0 lists column 2 twice (and out of order); row 1 is unsorted without a repeat; row 2
+        // is plain.
+        let m = CsrMatrix::new(3, 4, vec![0, 4, 6, 7], vec![2, 0, 2, 3, 3, 1, 0], vec![1.0, 5.0, 2.5, 4.0, 7.0, 8.0, 9.0]).unwrap();
+        assert_eq!(m.indptr, [0, 3, 5, 6]);
+        assert_eq!(m.row(0), (&[0u32, 2, 3][..], &[5.0f32, 3.5, 4.0][..]));
+        assert_eq!(m.row(1), (&[3u32, 1][..], &[7.0f32, 8.0][..]), "rows without a repeat keep their order");
+        assert_eq!(m.row(2), (&[0u32][..], &[9.0f32][..]));
+        // CSC with a row twice in one column becomes one summed entry too.
+        let c = csc_to_csr(2, 2, &[0, 3, 3], &[1, 0, 1], &[1.0, 2.0, 3.0]).unwrap();
+        assert_eq!((c.row(0), c.row(1)), ((&[0u32][..], &[2.0f32][..]), (&[0u32][..], &[4.0f32][..])));
     }
 }

@@ -188,6 +188,29 @@ fn synthetic_transfer_is_deterministic_and_bundles_round_trip() {
     let e = ScnymModel::from_bytes(&damaged, &device).expect_err("a damaged bundle is refused");
     assert_eq!(e.code(), "invalid_file");
     assert!(e.to_string().contains("SHA-256") && e.to_string().contains("damaged"), "{e}");
+    // Cells with no value in the model's genes are predicted, and named in a warning.
+    let (_, report) = block_on(predict_adata(&a, &ad, true, false, &opts, &device, &mut Silent)).unwrap();
+    assert!(report.warnings.iter().all(|w| !w.contains("no value in any")), "{:?}", report.warnings);
+    let mut emptied = ad.clone();
+    let keep: Vec<usize> = (0..ad.n_obs()).collect();
+    emptied.x = {
+        let mut x = ad.x.select_rows(&keep);
+        for r in [3usize, 7] {
+            let (a0, b0) = (x.indptr[r] as usize, x.indptr[r + 1] as usize);
+            x.data[a0..b0].iter_mut().for_each(|v| *v = 0.0);
+        }
+        sclabel::data::matrix::CsrMatrix::from_dense(x.n_rows, x.n_cols, &{
+            let mut d = Vec::new();
+            x.densify_rows_into(&keep, &mut d);
+            d
+        })
+        .unwrap()
+    };
+    emptied.x_stats = None;
+    let (pe, report) = block_on(predict_adata(&a, &emptied, true, false, &opts, &device, &mut Silent)).unwrap();
+    assert_eq!(pe.labels.len(), ad.n_obs());
+    let w = report.warnings.iter().find(|w| w.contains("no value in any of the model's genes")).expect("a warning naming the empty cells");
+    assert!(w.starts_with(&format!("2 of {} cells", ad.n_obs())) && w.contains(&format!("'{}'", ad.obs_names[3])), "{w}");
     // For the wasm tests: the same training must give these probabilities there too.
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     std::fs::write(tmp.join("native_scnym_probabilities.json"), serde_json::to_string(&pa.probabilities).unwrap()).unwrap();

@@ -436,6 +436,39 @@ fn overlap_warnings(overlap: &GeneOverlap) -> Vec<String> {
     )]
 }
 
+/// Cells whose model input is all zeros (no value in any of the model's genes): counted, with a
+/// few names, so a prediction never labels empty cells without a word.
+#[derive(Default)]
+struct EmptyCells {
+    count: usize,
+    examples: Vec<String>,
+}
+
+impl EmptyCells {
+    /// Notes the empty rows of `x`, whose first row is cell `start` of `names`.
+    fn add(&mut self, x: &CsrMatrix, start: usize, names: &[String]) {
+        for (i, w) in x.indptr.windows(2).enumerate() {
+            if w[0] == w[1] {
+                self.count += 1;
+                if self.examples.len() < 3 {
+                    self.examples.push(names.get(start + i).cloned().unwrap_or_else(|| format!("row {}", start + i)));
+                }
+            }
+        }
+    }
+
+    fn warnings(&self, n_cells: usize) -> Vec<String> {
+        if self.count == 0 {
+            return Vec::new();
+        }
+        vec![format!(
+            "{} of {n_cells} cells have no value in any of the model's genes (e.g. {}): their input is all zeros, so their label is only the model's guess for an empty cell; filter such cells (e.g. sc.pp.filter_cells) or check the gene overlap",
+            self.count,
+            self.examples.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ")
+        )]
+    }
+}
+
 /// Aligns `adata` to the model's genes (missing genes are zero, with a warning when few are
 /// shared), brings it to ln(CPM+1) and predicts.
 pub async fn predict_adata<O: Observer>(
@@ -448,7 +481,10 @@ pub async fn predict_adata<O: Observer>(
     observer: &mut O,
 ) -> Result<(Prediction, PredictReport)> {
     let (x, normalization, overlap) = model_input(model, adata, normalize, use_raw)?;
-    let warnings = overlap_warnings(&overlap);
+    let mut empty = EmptyCells::default();
+    empty.add(&x, 0, &adata.obs_names);
+    let mut warnings = overlap_warnings(&overlap);
+    warnings.extend(empty.warnings(x.n_rows));
     let prediction = predict(model, &x, options, device, observer).await?;
     Ok((prediction, PredictReport { overlap, normalization, warnings }))
 }
@@ -468,13 +504,16 @@ pub async fn predict_h5ad_rows<O: Observer>(
     let input = StreamedInput::new(model, rows, normalize)?;
     let mut parts = PredictionParts::new(model, options, rows.n_rows)?;
     let block = rows.block_rows();
-    let mut start = 0;
+    let (mut start, mut empty) = (0, EmptyCells::default());
     while start < rows.n_rows {
         let end = (start + block).min(rows.n_rows);
-        parts.add(model, &input.read(rows, start..end)?, device, observer).await?;
+        let x = input.read(rows, start..end)?;
+        empty.add(&x, start, &rows.obs_names);
+        parts.add(model, &x, device, observer).await?;
         start = end;
     }
-    let warnings = overlap_warnings(&input.overlap);
+    let mut warnings = overlap_warnings(&input.overlap);
+    warnings.extend(empty.warnings(rows.n_rows));
     Ok((parts.finish(model)?, PredictReport { overlap: input.overlap, normalization: input.normalization, warnings }))
 }
 

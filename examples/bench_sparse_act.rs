@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use sclabel::model::host_mlp::{matmul, Operand};
+use sclabel::model::gemm::{matmul, Operand};
 use sclabel::model::simd::tile_major;
 use sclabel::model::sparse_act::{SparseAct, TILE};
 

@@ -40,7 +40,7 @@ pub enum SclabelError {
     #[error("{file}: {what} {found}; this sclabel reads {supported}: {advice}")]
     UnsupportedVersion { file: String, what: String, found: String, supported: String, advice: String },
     /// An allocation that scales with the data would pass the memory limit (see `memory`).
-    #[error("too large: {what} needs about {} of memory and {} is available here; {advice}", crate::memory::human(*need), crate::memory::human(*available))]
+    #[error("too large: {what} needs about {} of memory and {} is available here; {advice}", human(*need), human(*available))]
     TooLarge { what: String, need: u64, available: u64, advice: String },
 }
 
@@ -66,6 +66,15 @@ impl SclabelError {
             Self::UnsupportedVersion { .. } => "unsupported_version",
             Self::TooLarge { .. } => "too_large",
         }
+    }
+}
+
+/// Bytes as people read them (MiB / GiB).
+pub fn human(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.0} MiB", bytes as f64 / (1u64 << 20) as f64)
     }
 }
 

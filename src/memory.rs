@@ -140,15 +140,6 @@ fn check(limit: Option<u64>, live: u64, what: &str, bytes: u64, advice: &str) ->
     Err(SclabelError::TooLarge { what: what.to_string(), need: bytes, available: limit.saturating_sub(live), advice: format!("{advice}{fresh}") })
 }
 
-/// Bytes as people read them (MiB / GiB).
-pub fn human(bytes: u64) -> String {
-    if bytes >= 1 << 30 {
-        format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
-    } else {
-        format!("{:.0} MiB", bytes as f64 / (1u64 << 20) as f64)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

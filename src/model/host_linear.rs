@@ -13,7 +13,7 @@ use burn::prelude::{Device, Tensor, TensorData};
 
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
-use crate::model::host_mlp::{matmul, Operand};
+use crate::model::gemm::{matmul, Operand};
 use crate::model::simd::{tile_major, TILE};
 
 pub struct HostLinear {

@@ -1,4 +1,6 @@
-//! Neural network modules.
+//! Neural network modules: burn's (`mlp`) and the host executor's (`gemm` → `host_linear` →
+//! `host_mlp`; `simd` and `sparse_act` kernels).
+pub mod gemm;
 pub mod host_linear;
 pub mod host_mlp;
 pub mod mlp;

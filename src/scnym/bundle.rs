@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SclabelError};
 use crate::scnym::config::ScnymConfig;
+use crate::scnym::metrics::TrainMetrics;
 use crate::scnym::model::{ArchSpec, Block, BnState, Norm, ResidualTail, ScnymNet};
-use crate::scnym::train::TrainMetrics;
 
 pub const FORMAT: &str = "sclabel-bundle";
 pub const FORMAT_VERSION: u32 = 1;

@@ -12,8 +12,8 @@ use rand::rngs::StdRng;
 
 use crate::data::matrix::CsrMatrix;
 use crate::error::Result;
+use crate::model::gemm::{matmul, Operand};
 use crate::model::host_linear::{add_column_sums, read_to_host, HostLinear, HostParams, LinearGrad};
-use crate::model::host_mlp::{matmul, Operand};
 use crate::model::simd::{tile_major, tile_major_into};
 use crate::model::sparse_act::{SparseAct, TILE};
 use crate::scnym::config::UnsupCriterion;

@@ -53,37 +53,7 @@ pub struct TrainingData<'a> {
     pub splits: Option<&'a [Option<Split>]>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    pub epoch: usize,
-    pub loss: f32,
-    pub sup_loss: f32,
-    pub unsup_loss: f32,
-    pub dan_loss: f32,
-    pub unsup_weight: f64,
-    pub dan_weight: f64,
-    /// Fraction of unlabelled cells whose pseudolabel passed the confidence threshold.
-    pub confident_fraction: f32,
-    pub val_loss: Option<f32>,
-    pub val_accuracy: Option<f32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainMetrics {
-    /// "supervised", "supervised+dan" or "mixmatch" (+ "+dan").
-    pub mode: String,
-    pub n_train: usize,
-    pub n_model_selection: usize,
-    pub n_holdout: usize,
-    pub n_unlabeled: usize,
-    pub epochs: Vec<EpochRecord>,
-    /// Epoch whose weights were kept (lowest model-selection loss from min_epochs on), or the last.
-    pub best_epoch: usize,
-    pub stopped_early: bool,
-    /// Accuracy and mean cross-entropy on the held-out split (scNym's final_acc / final_loss).
-    pub final_accuracy: Option<f32>,
-    pub final_loss: Option<f32>,
-}
+pub use crate::scnym::metrics::{EpochRecord, TrainMetrics};
 
 pub struct Trained {
     pub arch: ArchSpec,

@@ -7,8 +7,8 @@
 //!     SCLABEL_FUZZ_SECS=1800 cargo test --features ndarray,cli --test fuzz -- --nocapture
 //!
 //! For every input: no panic; `Ok` or an `Err` (every `SclabelError` has a code); at most
-//! `TIME_BOUND`; at most 256 MiB + 4096 × the input's length allocated at once beyond what was
-//! live before. An input that breaks one is saved to `tests/fuzz_corpus/<target>/` and the test
+//! `TIME_BOUND` (an input still running after `HANG_BOUND` ends the run, saved); at most
+//! 256 MiB + 4096 × the input's length allocated at once beyond what was live before. An input that breaks one is saved to `tests/fuzz_corpus/<target>/` and the test
 //! fails naming the file; every file there is replayed first on every run, so an input that ever
 //! failed stays a regression test. The input running is also kept in
 //! `target/fuzz-inflight/<target>.bin` until it returns, so an abort leaves it behind.
@@ -16,6 +16,7 @@
 //! and bundles and atlas matrices made here.
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -36,6 +37,32 @@ use sclabel::SclabelError;
 // binary holds one test, so nothing else allocates while an input runs.
 
 const TIME_BOUND: Duration = Duration::from_secs(10);
+/// An input still running after this is a hang: the watchdog saves it to the corpus and ends the
+/// process with a failure (a thread cannot be stopped from outside).
+const HANG_BOUND: Duration = Duration::from_secs(60);
+
+/// When the running input started (ms since the Unix epoch), 0 when none runs.
+static RUNNING_SINCE_MS: AtomicU64 = AtomicU64::new(0);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn start_watchdog(inflight_dir: PathBuf) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let since = RUNNING_SINCE_MS.load(Ordering::Relaxed);
+        if since != 0 && now_ms().saturating_sub(since) > HANG_BOUND.as_millis() as u64 {
+            for entry in std::fs::read_dir(&inflight_dir).into_iter().flatten().flatten() {
+                let (path, target) = (entry.path(), entry.path().file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default());
+                if let Ok(input) = std::fs::read(&path) {
+                    eprintln!("{}", save_failure(&target, &input, &format!("still running after {HANG_BOUND:?} (a hang)")));
+                }
+            }
+            std::process::exit(101);
+        }
+    });
+}
 
 fn allocation_bound(input_len: usize) -> usize {
     (256 << 20) + 4096 * input_len
@@ -323,7 +350,9 @@ fn check(target: &FuzzTarget, input: &[u8], inflight: &Path) -> Result<bool, Str
     let base = memory::live_bytes();
     memory::reset_peak();
     let start = Instant::now();
+    RUNNING_SINCE_MS.store(now_ms(), Ordering::Relaxed);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (target.run)(input)));
+    RUNNING_SINCE_MS.store(0, Ordering::Relaxed);
     let elapsed = start.elapsed();
     let grew = memory::peak_bytes().saturating_sub(base) as usize;
     let _ = std::fs::remove_file(inflight);
@@ -357,6 +386,7 @@ fn parsers_survive_mutated_inputs() {
     let seed: u64 = std::env::var("SCLABEL_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x05c1_abe1);
     let inflight_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-inflight");
     std::fs::create_dir_all(&inflight_dir).unwrap();
+    start_watchdog(inflight_dir.clone());
     let targets = targets();
     let per_target = Duration::from_secs_f64(secs / targets.len() as f64);
     let mut failures = Vec::new();

@@ -88,6 +88,12 @@ impl AtlasMatrix {
         max_per_class: Option<usize>,
         seed: u64,
     ) -> Result<Self> {
+        if max_per_class == Some(0) {
+            return Err(SclabelError::InvalidOption {
+                option: "max_cells_per_class".into(),
+                reason: "0 would keep no cell; give at least 1, or leave it out to keep every cell".into(),
+            });
+        }
         let (labels, classes) = codes_of(adata, label_key, "label")?;
         let (domain_codes, domains) = match domain_key {
             Some(k) => codes_of(adata, k, "domain")?,
@@ -398,6 +404,8 @@ mod tests {
         let key = "cell_type".to_string();
         let m = AtlasMatrix::from_reference(&adata, &x, &adata.var_names, &key, None, Some(20), 7).unwrap();
         assert!(m.class_counts().iter().all(|&c| c <= 20), "{:?}", m.class_counts());
+        let e = AtlasMatrix::from_reference(&adata, &x, &adata.var_names, &key, None, Some(0), 7).err().unwrap();
+        assert!(e.to_string().contains("max_cells_per_class") && e.to_string().contains("keep no cell"), "{e}");
         assert_eq!(m.x.n_rows, m.labels.len());
         let bytes = m.to_bytes(ValueEncoding::Q8).unwrap();
         let mut broken = bytes.clone();

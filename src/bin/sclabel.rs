@@ -671,7 +671,8 @@ fn run(cli: Cli) -> Result<()> {
                     let options = a.fine_tune_options(&AtlasFineTuneOptions {
                         preset: preset.unwrap_or(defaults.preset),
                         config,
-                        normalize: query_normalize.unwrap_or(normalize || defaults.normalize),
+                        // The query is normalised unless --query-normalize false (--normalize is the default already).
+                        normalize: query_normalize.unwrap_or(defaults.normalize),
                         use_raw: query_use_raw.unwrap_or(use_raw),
                         exclude_labels: exclude_label,
                         max_query_cells,

@@ -493,6 +493,9 @@ impl MatrixBuilder {
                 "must arrive whole, ending at nnz, before indices and data when only some genes are kept".into(),
             ));
         }
+        if keep.paired + n > self.nnz {
+            return Err(unsupported(file, &self.path, format!("more than nnz = {} entries arrived", self.nnz)));
+        }
         let csc = self.layout == Layout::Csc;
         for (idx, v) in keep.waiting_indices.drain(..n).zip(keep.waiting_data.drain(..n)) {
             let p = keep.paired as u64;
@@ -597,15 +600,19 @@ impl MatrixBuilder {
         self.reserve_all(file)?;
         let (bound, unit) = if self.layout == Layout::Csc { (self.n_rows, "rows") } else { (self.n_cols, "columns") };
         if let Some(keep) = self.keep.as_mut() {
+            // A bad entry refuses the whole chunk, so the counts stay those of what was taken.
+            let before = keep.waiting_indices.len();
             for (k, &v) in values.iter().enumerate() {
                 match v.to_index() {
                     Some(x) if x < bound as u64 => keep.waiting_indices.push(x as u32),
                     Some(x) => {
                         let pos = keep.indices_in + k;
+                        keep.waiting_indices.truncate(before);
                         return Err(unsupported(file, &format!("{}/indices", self.path), format!("entry {pos} is {x}, out of range for {bound} {unit}")));
                     }
                     None => {
                         let pos = keep.indices_in + k;
+                        keep.waiting_indices.truncate(before);
                         return Err(unsupported(file, &format!("{}/indices", self.path), format!("entry {pos} is {v}, not a non-negative integer")));
                     }
                 }
@@ -631,6 +638,12 @@ impl MatrixBuilder {
         let have = self.keep.as_ref().map_or(self.data.len(), |k| k.data_in);
         self.check_room(file, "data", have, values.len(), self.nnz, &what)?;
         self.reserve_all(file)?;
+        if self.keep.is_some() {
+            // Kept genes: a bad value refuses the whole chunk (nothing of it waits for pairing).
+            if let Some((k, v)) = values.iter().enumerate().find(|(_, v)| !v.to_f32().is_finite()) {
+                return Err(self.non_finite(file, "data", have + k, *v));
+            }
+        }
         for (k, &v) in values.iter().enumerate() {
             let x = v.to_f32();
             if !x.is_finite() {
@@ -1124,6 +1137,24 @@ mod tests {
         b.push_indices(Target::X, &CSR.1).unwrap();
         b.push_data(Target::X, &CSR.2[..4]).unwrap();
         assert!(msg(b.finish()).contains("'X/data': 4 entries arrived, expected 5"));
+    }
+
+    #[test]
+    fn kept_genes_survive_calls_after_errors() {
+        // Refused chunks leave nothing behind: more entries than nnz can never pair (the fuzz
+        // harness keeps calling after errors, as a caller of the wasm DatasetBuilder may).
+        let mut b = AnnDataBuilder::new("k.zarr", 1, 2, Layout::Csr, 2).unwrap();
+        b.set_obs_names(vec!["c0".into()]).unwrap();
+        b.set_var_names(Target::X, vec!["g0".into(), "g1".into()]).unwrap();
+        b.keep_genes(Target::X, &["g0".into()]).unwrap();
+        b.push_indptr(Target::X, &[0u32, 2]).unwrap();
+        assert!(b.push_indices(Target::X, &[0u32, 9]).is_err());
+        assert!(b.push_data(Target::X, &[1f32, f32::NAN]).is_err());
+        b.push_indices(Target::X, &[1u32, 1]).unwrap();
+        b.push_data(Target::X, &[2f32, 3.]).unwrap();
+        assert!(b.push_indices(Target::X, &[0u32]).is_err());
+        let ad = b.finish().unwrap();
+        assert_eq!((ad.x.n_cols, ad.x.nnz()), (1, 0));
     }
 
     #[test]

@@ -272,7 +272,7 @@ impl Reader {
         if bytes.is_none_or(|b| b > self.budget) || usize::try_from(n).is_err() {
             return Err(self.invalid(format!("'{path}' declares shape {shape:?} of {}, more than a {}-byte file can hold", describe(&dtype), self.len)));
         }
-        self.check_chunks_in_file(ds, path)?;
+        self.check_chunks_in_file(ds, path, &shape)?;
         Ok(Meta { shape, dtype, n })
     }
 
@@ -1122,9 +1122,17 @@ impl Reader {
     /// Refuses a chunked dataset whose chunk index points past the end of the file before anything
     /// is read: hdf5-pure sizes its read buffer from the index, so a damaged entry would otherwise
     /// allocate what it claims (gigabytes) before the read fails.
-    fn check_chunks_in_file(&self, ds: &Dataset, path: &str) -> Result<()> {
+    fn check_chunks_in_file(&self, ds: &Dataset, path: &str, shape: &[u64]) -> Result<()> {
         if !ds.is_chunked() {
             return Ok(());
+        }
+        // Listing the chunks may enumerate the whole chunk grid (an implicit index): refuse a grid
+        // with more chunks than the file has bytes before listing it.
+        if let Some(chunk) = ds.chunk_shape().map_err(|e| self.h5(path, e))? {
+            let grid = shape.iter().zip(&chunk).try_fold(1u64, |n, (&d, &c)| n.checked_mul(if c == 0 { u64::MAX } else { d.div_ceil(c) }));
+            if grid.is_none_or(|g| g > self.len as u64) {
+                return Err(self.invalid(format!("'{path}': chunks of {chunk:?} over shape {shape:?} are more than a {}-byte file can hold", self.len)));
+            }
         }
         for c in ds.chunks().map_err(|e| self.h5(path, e))? {
             if c.address.checked_add(c.storage_size).is_none_or(|end| end > self.len as u64) {

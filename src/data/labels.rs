@@ -40,6 +40,13 @@ pub fn encode_labels(column: &Column, column_name: &str, obs_names: &[String], e
             "cell '{cell}' (row {i}) has no value in label column '{column_name}'; set it to '{UNLABELED}' to treat it as unlabelled, or drop the cell"
         )));
     }
+    // An empty string is not a class name (a bundle could not list it): refused like a missing value.
+    if let Some(i) = values.iter().position(|v| v.as_deref().is_some_and(|v| v.trim().is_empty())) {
+        let cell = obs_names.get(i).map(String::as_str).unwrap_or("?");
+        return Err(SclabelError::Labels(format!(
+            "cell '{cell}' (row {i}) has an empty label in column '{column_name}'; set it to '{UNLABELED}' to treat it as unlabelled, give it a class, or drop the cell"
+        )));
+    }
     let is_class = |v: &String| v.as_str() != UNLABELED && !exclude.contains(v);
     let mut class_names: Vec<String> = values.iter().flatten().filter(|v| is_class(v)).cloned().collect();
     class_names.sort();
@@ -138,5 +145,7 @@ mod tests {
         let l = encode_labels(&col(&["T", "T", "QC"]), "ct", &["a".into(), "b".into(), "c".into()], &["QC".into()]).unwrap();
         assert_eq!(l.codes, vec![0, 0, -1]);
         assert!(check_trainable(&l, "ct").unwrap_err().to_string().contains("single class"));
+        let e = encode_labels(&col(&["T", " ", "B"]), "ct", &["a".into(), "b".into(), "c".into()], &[]).unwrap_err();
+        assert!(e.to_string().contains("cell 'b' (row 1) has an empty label"), "{e}");
     }
 }

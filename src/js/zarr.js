@@ -467,6 +467,7 @@ class ZarrReader {
       if (arr?.kind !== 'array') throw this.unsupported(`${path}/${part}`, 'missing from the sparse matrix');
       if (arr.shape.length !== 1) throw this.unsupported(`${path}/${part}`, `a ${arr.shape.length}-D array (expected 1-D)`);
       if (!NUMERIC.has(arr.dtype)) throw this.unsupported(`${path}/${part}`, `${arr.dtype} values (expected numbers)`);
+      if (!(arr.chunks[0] >= 1)) throw this.unsupported(`${path}/${part}`, `chunk shape [${arr.chunks}]`);
       parts[part] = arr;
     }
     const nnz = parts.data.shape[0];
@@ -510,7 +511,8 @@ class ZarrReader {
     while (streams.indptr.next < streams.indptr.n) await pushNext(streams.indptr);
     const { indices, data } = streams;
     while (indices.next < indices.n || data.next < data.n) {
-      await pushNext(indices.next <= data.next && indices.next < indices.n ? indices : data);
+      const behind = indices.next <= data.next ? [indices, data] : [data, indices];
+      await pushNext(behind.find((stream) => stream.next < stream.n));
     }
   }
 

@@ -23,6 +23,20 @@ test('wasm CPU training gives the native loss curve for the same seed', async ()
   }
 });
 
+test('options: NaN and Infinity are refused by name; a key set to undefined is absent', async () => {
+  const sl = await open({ backend: 'cpu' });
+  try {
+    const data = await sl.synthetic({ nCells: 200, nGenes: 40, nClasses: 3, seed: 5 });
+    await assert.rejects(sl.trainHoldout(data, { train: { epochs: 1, learning_rate: NaN } }),
+      (e) => e.code === 'invalid_option' && /options\.train\.learning_rate/.test(e.message) && /not a finite number/.test(e.message));
+    await assert.rejects(sl.audit(data, { label_key: 'cell_type', hvg: null, cutoffs: [Infinity] }), (e) => e.code === 'invalid_option' && /options\.cutoffs\[0\]/.test(e.message));
+    const r = await sl.trainHoldout(data, { train: { epochs: 1, batch_size: 64, seed: 1, learning_rate: undefined } });
+    assert.equal(r.history.length, 1);
+  } finally {
+    sl.close();
+  }
+});
+
 test('synthetic training in Node learns', async () => {
   const sl = await open({ backend: 'cpu' });
   const data = await sl.synthetic({ nCells: 600, nGenes: 200, nClasses: 4, seed: 3 });

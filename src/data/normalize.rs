@@ -96,11 +96,30 @@ pub struct ValueStats {
     pub log2_totals: Vec<f64>,
     /// The first non-finite value: (cell, gene column, value).
     pub non_finite: Option<(usize, u32, f32)>,
+    /// Finite stored values seen, those above what a ln matrix holds (`MAX_LOG_VALUE`), the
+    /// largest of the others, and the first of those above (cell, gene column, value): what tells
+    /// a log matrix with a few outliers from linear data.
+    pub n_values: u64,
+    pub above_log: u64,
+    pub max_within_log: f32,
+    pub first_above_log: Option<(usize, u32, f32)>,
 }
 
 impl Default for ValueStats {
     fn default() -> Self {
-        Self { min: 0.0, max: 0.0, all_integer: true, sums: Vec::new(), ln_totals: Vec::new(), log2_totals: Vec::new(), non_finite: None }
+        Self {
+            min: 0.0,
+            max: 0.0,
+            all_integer: true,
+            sums: Vec::new(),
+            ln_totals: Vec::new(),
+            log2_totals: Vec::new(),
+            non_finite: None,
+            n_values: 0,
+            above_log: 0,
+            max_within_log: 0.0,
+            first_above_log: None,
+        }
     }
 }
 
@@ -135,6 +154,15 @@ impl ValueStats {
         self.min = self.min.min(v);
         self.max = self.max.max(v);
         self.all_integer &= v.fract() == 0.0;
+        self.n_values += 1;
+        if v > MAX_LOG_VALUE {
+            self.above_log += 1;
+            if self.first_above_log.is_none_or(|(c, _, _)| cell < c) {
+                self.first_above_log = Some((cell, gene, v));
+            }
+        } else {
+            self.max_within_log = self.max_within_log.max(v);
+        }
         let x = v as f64;
         // Each linear value rounded to f32 before it is summed, as `rescale_in_place` rounds the
         // values it divides: the totals are then exactly those of normalising the whole matrix.
@@ -146,7 +174,14 @@ impl ValueStats {
     /// The statistics of the cells at `rows` (global ones unchanged: they describe the data's scale).
     pub fn select_rows(&self, rows: &[usize]) -> Self {
         let pick = |v: &[f64]| rows.iter().map(|&r| v[r]).collect();
-        Self { sums: pick(&self.sums), ln_totals: pick(&self.ln_totals), log2_totals: pick(&self.log2_totals), non_finite: None, ..*self }
+        Self {
+            sums: pick(&self.sums),
+            ln_totals: pick(&self.ln_totals),
+            log2_totals: pick(&self.log2_totals),
+            non_finite: None,
+            first_above_log: None,
+            ..*self
+        }
     }
 
     pub fn of(x: &CsrMatrix) -> Self {
@@ -181,8 +216,19 @@ pub fn detect_from_stats(stats: &ValueStats, var_names: &[String]) -> Result<Nor
         let gene = var_names.get(gene as usize).map(String::as_str).unwrap_or("?");
         return Err(SclabelError::InvalidValues(format!("X has a non-finite value ({v}) at cell {cell}, gene '{gene}'; remove or impute it before analysis")));
     }
-    let (min, max, all_integer) = (stats.min, stats.max, stats.all_integer);
+    let (min, all_integer) = (stats.min, stats.all_integer);
     let sums = &stats.sums;
+    // A few values far above the rest of a log matrix (one in 100,000 at most, the rest at most
+    // 12, in a matrix of at least 10,000 values) are outliers, not a sign of linear data: the scale is read from the other values, and
+    // the description names them. Without this one bad value made a whole ln matrix read as
+    // linear. Matrices whose other values come near the log bounds are left to the maximum.
+    let outliers = !all_integer
+        && min >= 0.0
+        && stats.n_values >= 10_000
+        && stats.above_log > 0
+        && stats.above_log <= (stats.n_values / 100_000).max(1)
+        && stats.max_within_log <= 0.75 * MAX_LOG_VALUE;
+    let max = if outliers { stats.max_within_log } else { stats.max };
     if min == 0.0 && max == 0.0 && !sums.is_empty() {
         return Err(SclabelError::InvalidValues(format!(
             "X holds no non-zero value in any of its {} cells: there is nothing to learn from or predict; check that X (or .raw) is the expression matrix",
@@ -234,7 +280,19 @@ pub fn detect_from_stats(stats: &ValueStats, var_names: &[String]) -> Result<Nor
             (Normalization::LogNormalized { scale: ln_scale }, med, description)
         }
     };
-    Ok(NormalizationReport { normalization, min, max, median_total, description })
+    let description = match stats.first_above_log.filter(|_| outliers) {
+        Some((cell, gene, v)) => format!(
+            "{description}; {} value{} far above the others (e.g. {v} at cell {cell}, gene '{}'; the others are at most {:.2}) read as outliers: check {}, as {} normalisation is dominated by it",
+            stats.above_log,
+            if stats.above_log == 1 { "" } else { "s" },
+            var_names.get(gene as usize).map(String::as_str).unwrap_or("?"),
+            stats.max_within_log,
+            if stats.above_log == 1 { "it" } else { "them" },
+            if stats.above_log == 1 { "its cell's" } else { "their cells'" },
+        ),
+        _ => description,
+    };
+    Ok(NormalizationReport { normalization, min, max: stats.max, median_total, description })
 }
 
 /// Returns X as ln(count / total · target + 1), where `count` is recovered from whatever scale X is
@@ -341,6 +399,49 @@ mod tests {
 
     fn counts() -> CsrMatrix {
         CsrMatrix::from_dense(3, 4, &[1., 0., 3., 0., 0., 2., 2., 4., 5., 5., 0., 0.]).unwrap()
+    }
+
+    /// 600 cells × 50 genes of seeded counts (0–19, about half zero: ~14,000 stored values).
+    fn many_counts() -> CsrMatrix {
+        let mut state = 12345u64;
+        let v: Vec<f32> = (0..600 * 50)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let r = (state >> 33) % 40;
+                if r < 20 {
+                    0.0
+                } else {
+                    (r - 20) as f32
+                }
+            })
+            .collect();
+        CsrMatrix::from_dense(600, 50, &v).unwrap()
+    }
+
+    #[test]
+    fn one_outlier_does_not_make_a_log_matrix_linear() {
+        let (ln, _) = to_log_normalized(&many_counts(), &genes(50), TargetScale::Cp10k).unwrap();
+        let clean = detect(&ln, &genes(50)).unwrap();
+        assert!(matches!(clean.normalization, Normalization::LogNormalized { scale: Some(s) } if (s - 1e4).abs() < 1e-3), "{}", clean.description);
+        assert!(!clean.description.contains("outlier"));
+        // One impossible value (25 among values ≤ ~8): still ln, and the value is named.
+        let mut bad = ln.clone();
+        bad.data[777] = 25.0;
+        let r = detect(&bad, &genes(50)).unwrap();
+        assert!(matches!(r.normalization, Normalization::LogNormalized { .. }), "{:?}: {}", r.normalization, r.description);
+        assert!(r.description.contains("1 value far above the others (e.g. 25 at cell") && r.description.contains("outlier"), "{}", r.description);
+        assert_eq!(r.max, 25.0, "the report keeps the true maximum");
+        // Two such values in ~14,000 are not "a few in 100,000": the maximum decides, as before.
+        bad.data[1234] = 30.0;
+        assert_eq!(detect(&bad, &genes(50)).unwrap().normalization, Normalization::LinearNormalized);
+        // Linear data (counts per 10k, not logged) stays linear.
+        let mut linear = many_counts();
+        for r in 0..linear.n_rows {
+            let (a, b) = (linear.indptr[r] as usize, linear.indptr[r + 1] as usize);
+            let total: f32 = linear.data[a..b].iter().sum();
+            linear.data[a..b].iter_mut().for_each(|v| *v *= 1e4 / total);
+        }
+        assert_eq!(detect(&linear, &genes(50)).unwrap().normalization, Normalization::LinearNormalized);
     }
 
     #[test]

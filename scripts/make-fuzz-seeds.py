@@ -5,6 +5,7 @@
 - csr_gzip.h5ad, dense.h5ad: small AnnData files written with h5py the way anndata writes them
   (version-0 superblock, vlen strings in global heaps, categorical / string / numeric obs, `.raw`,
   obsm; CSR X chunked and gzip-compressed, or dense contiguous X) for the .h5ad reader and export.
+- ../soft_link_x.h5ad: dense.h5ad with X as a soft link (tests/h5ad_layouts.rs).
 
     python3 scripts/make-fuzz-seeds.py   # needs numpy and h5py for the .h5ad seeds
 """
@@ -176,6 +177,15 @@ def write_h5ad_seeds(folder):
             for g in ["uns", "varm", "obsp", "varp", "layers"]:
                 attrs(f.create_group(g), "dict", "0.1.0")
         print(os.path.join(folder, name), os.path.getsize(os.path.join(folder, name)), "bytes")
+    # tests/fixtures/soft_link_x.h5ad: dense.h5ad with X moved to /X_data and X a soft link to it
+    # (anndata follows it; sclabel refuses it by name).
+    import shutil
+    soft = os.path.join(folder, "..", "soft_link_x.h5ad")
+    shutil.copy(os.path.join(folder, "dense.h5ad"), soft)
+    with h5py.File(soft, "a") as f:
+        f.move("X", "X_data")
+        f["X"] = h5py.SoftLink("/X_data")
+    print(soft, os.path.getsize(soft), "bytes")
 
 
 main()

@@ -287,3 +287,14 @@ fn every_truncation_is_an_error() {
         }
     }
 }
+
+/// X as a soft link (h5py's SoftLink; anndata follows it): hdf5-pure reads hard links only, so the
+/// file is refused by name, saying what to do, instead of "unexpected EOF". Made by
+/// scripts/make-fuzz-seeds.py.
+#[test]
+fn a_soft_link_is_refused_by_name() {
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/soft_link_x.h5ad")).unwrap();
+    let e = read_h5ad(&bytes, "soft.h5ad").unwrap_err();
+    assert_eq!(e.code(), "unsupported_layout");
+    assert!(e.to_string().contains("soft or external link") && e.to_string().contains("copy the linked object"), "{e}");
+}

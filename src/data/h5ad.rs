@@ -174,7 +174,10 @@ impl Reader {
     fn read(&self) -> Result<AnnData> {
         let root = self.node(self.file.root(), String::new())?;
         if !root.has_dataset("X") && !root.has_group("X") {
-            return Err(self.unsupported("X", "missing (the file has no X matrix; is it an AnnData .h5ad file?)".into()));
+            return Err(self.unsupported(
+                "X",
+                "missing (the file has no X matrix: is it an AnnData .h5ad file? An X reached through an external link is not followed)".into(),
+            ));
         }
         let uns = if root.has_group("uns") { Some(self.subgroup(&root, "uns")?) } else { None };
 
@@ -233,6 +236,14 @@ impl Reader {
             ),
             _ => false,
         };
+        // A member whose link holds no object address: hdf5-pure follows hard links only, and
+        // reads a soft link's undefined address (all ones) as an offset past the end.
+        if matches!(&e, E::Format(F::UnexpectedEof { expected, .. }) if *expected as u64 >= u64::MAX / 2) {
+            return self.unsupported(
+                element,
+                "a member is linked without an object address — a soft or external link? sclabel reads hard links only: copy the linked object in its place (h5py: del f[name]; f.copy(target, name))".into(),
+            );
+        }
         if layout {
             self.unsupported(element, e.to_string())
         } else {
@@ -914,7 +925,10 @@ fn rows_of(reader: Reader, use_raw: bool) -> Result<H5adRows> {
         }
     } else {
         if !root.has_dataset("X") && !root.has_group("X") {
-            return Err(reader.unsupported("X", "missing (the file has no X matrix; is it an AnnData .h5ad file?)".into()));
+            return Err(reader.unsupported(
+                "X",
+                "missing (the file has no X matrix: is it an AnnData .h5ad file? An X reached through an external link is not followed)".into(),
+            ));
         }
         let var = reader.read_var(&root, uns.as_ref())?;
         (reader.node(reader.file.root(), String::new())?, var, "X")

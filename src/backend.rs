@@ -140,6 +140,29 @@ async fn gpu_device(requested: BackendRequest) -> Result<ComputeDevice> {
     }
 }
 
+/// Which executor runs a network: burn's (autodiff, kernels of the device's backend) or the host
+/// kernels (`model::gemm`, `host_linear`, `host_mlp`, `scnym::host_net`), faster on CPU backends for
+/// the networks they cover. Chosen here only, and recorded in every training and prediction result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Executor {
+    Burn,
+    Host,
+}
+
+impl Executor {
+    /// The host executor when the caller allows it (`host_network`, on by default), the network
+    /// and optimiser are ones the host kernels cover, and the device computes on the CPU; burn's
+    /// otherwise (WebGPU, and everything the host kernels do not cover).
+    pub fn choose(device: &Device, allowed: bool, host_covers: bool) -> Self {
+        if allowed && host_covers && is_cpu(device) {
+            Self::Host
+        } else {
+            Self::Burn
+        }
+    }
+}
+
 /// Whether `device` computes on the CPU (where host-side sparse kernels beat dense ones).
 pub fn is_cpu(device: &Device) -> bool {
     let inner = device.clone().inner();

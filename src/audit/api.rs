@@ -156,6 +156,8 @@ pub struct AuditReport {
     pub corrected_labels: Option<Vec<String>>,
     pub gene_scores: Option<GeneScores>,
     pub history: Vec<EpochStats>,
+    /// Which executor trained the networks (see `backend::Executor`).
+    pub executor: crate::backend::Executor,
     pub options: AuditOptions,
 }
 
@@ -356,6 +358,7 @@ async fn audit_prepared<O: Observer>(
         corrected_labels,
         gene_scores,
         history: main.history,
+        executor: main.executor,
         options: options.clone(),
     })
 }

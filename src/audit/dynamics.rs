@@ -53,6 +53,7 @@ pub fn confidence_and_variability(trajectory: &[f32], n_cells: usize) -> Result<
 /// What `follow_training_dynamics` returns.
 pub struct DynamicsRun {
     pub model: Mlp,
+    pub executor: crate::backend::Executor,
     pub history: Vec<EpochStats>,
     /// One per recorded label column, in the order given.
     pub dynamics: Vec<Dynamics>,
@@ -81,7 +82,7 @@ pub async fn follow_training_dynamics<O: Observer>(
     let record = Record { rows, labels: recorded.to_vec() };
     let trained = train_mlp(x, labels, n_classes, rows, options, Some(&record), device, observer).await?;
     let dynamics = trained.trajectories.iter().map(|t| confidence_and_variability(t, rows.len())).collect::<Result<Vec<_>>>()?;
-    Ok(DynamicsRun { model: trained.model, history: trained.history, dynamics })
+    Ok(DynamicsRun { model: trained.model, executor: trained.executor, history: trained.history, dynamics })
 }
 
 #[cfg(test)]

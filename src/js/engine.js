@@ -418,6 +418,7 @@ const OPS = {
       embeddingDim: p.embeddingDim,
       report: p.report,
       backend: this.session.backend,
+      executor: p.executor,
       ...(p.obsNames ? { obsNames: p.obsNames } : {}),
     };
   },

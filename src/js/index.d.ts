@@ -217,6 +217,9 @@ export interface GeneOverlap {
   matched_by: string;
 }
 
+/** Which executor ran a network (the core's `backend::Executor`). */
+export type Executor = 'host' | 'burn';
+
 export interface ScnymPrediction {
   cells: number;
   classes: string[];
@@ -233,6 +236,8 @@ export interface ScnymPrediction {
   embeddingDim: number;
   report: { overlap: GeneOverlap; normalization: NormalizationReport; warnings: string[] };
   backend: BackendInfo;
+  /** Which executor ran the network: the host kernels (CPU backends) or burn's (WebGPU, and what the host kernels do not cover). */
+  executor: Executor;
   /** The cells' names, when an `.h5ad` source was predicted directly (not a loaded data set). */
   obsNames?: string[];
 }
@@ -293,6 +298,8 @@ export interface AuditResult {
   class_names: string[];
   history: Array<{ epoch: number; loss: number; accuracy: number }>;
   backend: BackendInfo;
+  /** Which executor trained the networks. */
+  executor: Executor;
   normalization: NormalizationReport;
   /** The genes the networks trained on (after highly-variable-gene selection). */
   genes: string[];

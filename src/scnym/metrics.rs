@@ -3,6 +3,8 @@
 //! depend on the training loop).
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Executor;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     pub epoch: usize,
@@ -33,4 +35,7 @@ pub struct TrainMetrics {
     /// Accuracy and mean cross-entropy on the held-out split (scNym's final_acc / final_loss).
     pub final_accuracy: Option<f32>,
     pub final_loss: Option<f32>,
+    /// Which executor trained (see `backend::Executor`); absent in bundles from before 2026-12-04.
+    #[serde(default)]
+    pub executor: Option<Executor>,
 }

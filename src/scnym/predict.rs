@@ -6,7 +6,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::Transaction;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::is_cpu;
+use crate::backend::Executor;
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
 use crate::scnym::bundle::ScnymModel;
@@ -48,6 +48,8 @@ pub struct Prediction {
     /// Row-major [cells × embedding_dim] (X_scnym), when asked for.
     pub embedding: Option<Vec<f32>>,
     pub embedding_dim: usize,
+    /// Which executor ran the network (see `backend::Executor`).
+    pub executor: Executor,
 }
 
 /// Runs `model` on `x`, whose columns are already the model's genes on its input scale.
@@ -109,7 +111,8 @@ impl PredictionParts {
         }
         let bs = self.options.batch_size.max(1);
         let n_batches = self.total.div_ceil(bs);
-        if self.host.is_none() && is_cpu(device) && model.net.blocks.iter().all(|b| b.residual.is_none()) {
+        let executor = Executor::choose(device, true, model.net.blocks.iter().all(|b| b.residual.is_none()));
+        if self.host.is_none() && executor == Executor::Host {
             self.host = Some(Box::new(HostScnym::new(&model.net, None, &model.bn, Adadelta::default()).await?));
         }
         if let Some(host) = &self.host {
@@ -170,6 +173,7 @@ impl PredictionParts {
                 _ => model.classes[k as usize].clone(),
             })
             .collect();
-        Ok(Prediction { classes: model.classes.clone(), probabilities, predicted, labels, confidence, embedding: self.embedding, embedding_dim: h })
+        let executor = if self.host.is_some() { Executor::Host } else { Executor::Burn };
+        Ok(Prediction { classes: model.classes.clone(), probabilities, predicted, labels, confidence, embedding: self.embedding, embedding_dim: h, executor })
     }
 }

@@ -14,7 +14,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::is_cpu;
+use crate::backend::Executor;
 use crate::data::matrix::CsrMatrix;
 use crate::data::sampler::{MinibatchSampler, Sampling};
 use crate::error::{Result, SclabelError};
@@ -258,13 +258,9 @@ pub async fn train<O: Observer>(
     let dan = use_dan.then(|| DomainAdversary::with_domains(arch.n_hidden, n_domains, &ad, stream(config.seed, 0)));
     // CPU backends with the default options: the whole step on the host; burn's autodiff covers
     // the rest (WebGPU, input dropout, residual blocks, other optimisers, the mean teacher).
-    let on_host = config.host_network
-        && is_cpu(device)
-        && config.optimizer_name == OptimizerName::Adadelta
-        && arch.init_dropout == 0.0
-        && !arch.residual
-        && !config.unsup_mean_teacher;
-    let mut student = if on_host {
+    let host_covers = config.optimizer_name == OptimizerName::Adadelta && arch.init_dropout == 0.0 && !arch.residual && !config.unsup_mean_teacher;
+    let executor = Executor::choose(device, config.host_network, host_covers);
+    let mut student = if executor == Executor::Host {
         Student::Host { net: Box::new(HostScnym::new(&net, dan.as_ref(), &bn, adadelta(config)).await?), sums: [0.0; 4] }
     } else {
         Student::Burn(Box::new(BurnStudent {
@@ -314,6 +310,7 @@ pub async fn train<O: Observer>(
         stopped_early: false,
         final_accuracy: None,
         final_loss: None,
+        executor: Some(executor),
     };
     let c = arch.n_classes;
     let mut best: Option<(ScnymNet, BnState, f32)> = None;

@@ -10,7 +10,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::Transaction;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::is_cpu;
+use crate::backend::Executor;
 use crate::data::matrix::CsrMatrix;
 use crate::data::sampler::{MinibatchSampler, Sampling};
 use crate::error::{Result, SclabelError};
@@ -103,6 +103,8 @@ pub struct Record<'a> {
 /// What `train_mlp` returns.
 pub struct TrainedMlp {
     pub model: Mlp,
+    /// Which executor trained it.
+    pub executor: Executor,
     pub history: Vec<EpochStats>,
     /// Per recorded label column: the probabilities, epoch-major `[epochs × record.rows.len()]`.
     /// Empty without a `Record`.
@@ -134,10 +136,9 @@ pub async fn train_mlp<O: Observer>(
     let rows: Vec<usize> = rows.iter().copied().filter(|&r| labels[r] >= 0).collect();
     let train_device = device.clone().autodiff();
     let model = MlpConfig { n_genes: x.n_cols, n_classes, n_layers: options.n_layers }.init(&train_device, options.seed)?;
+    let executor = Executor::choose(device, options.host_network, matches!(options.optimizer, OptimizerConfig::Sgd { .. }));
     let mut net = match options.optimizer {
-        OptimizerConfig::Sgd { momentum } if options.host_network && is_cpu(device) => {
-            Net::Host { mlp: HostMlp::from_mlp(&model).await?, momentum: momentum as f32 }
-        }
+        OptimizerConfig::Sgd { momentum } if executor == Executor::Host => Net::Host { mlp: HostMlp::from_mlp(&model).await?, momentum: momentum as f32 },
         _ => Net::Device(model),
     };
     let mut optim = optimizer(options.optimizer);
@@ -242,7 +243,7 @@ pub async fn train_mlp<O: Observer>(
         Net::Device(model) => model.valid(),
         Net::Host { mlp, .. } => mlp.to_mlp(device),
     };
-    Ok(TrainedMlp { model, history, trajectories })
+    Ok(TrainedMlp { model, executor, history, trajectories })
 }
 
 fn check_record(rec: &Record<'_>, n_rows: usize, n_classes: usize) -> Result<()> {

@@ -186,6 +186,7 @@ fn audit_to_js(r: &AuditReport) -> Result<JsValue, JsValue> {
     convert::set(&out, "class_names", convert::to_js(&r.class_names)?)?;
     convert::set(&out, "history", convert::to_js(&r.history)?)?;
     convert::set(&out, "backend", convert::to_js(&r.backend)?)?;
+    convert::set(&out, "executor", convert::to_js(&r.executor)?)?;
     convert::set(&out, "normalization", convert::to_js(&r.normalization)?)?;
     convert::set(&out, "genes", convert::to_js(&r.genes)?)?;
     convert::set(&out, "gene_selection", convert::to_js(&r.gene_selection)?)?;

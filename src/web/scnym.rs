@@ -94,6 +94,7 @@ fn prediction_to_js(p: &Prediction, report: &PredictReport, obs_names: Option<&[
     convert::set(&out, "probabilities", Float32Array::from(&p.probabilities[..]))?;
     convert::set(&out, "embedding", p.embedding.as_deref().map(|e| JsValue::from(Float32Array::from(e))).unwrap_or(JsValue::NULL))?;
     convert::set(&out, "embeddingDim", p.embedding_dim as u32)?;
+    convert::set(&out, "executor", convert::to_js(&p.executor)?)?;
     convert::set(&out, "report", convert::to_js(report)?)?;
     if let Some(names) = obs_names {
         convert::set(&out, "obsNames", convert::to_js(&names)?)?;

@@ -105,6 +105,8 @@ for (const [backend, tolerance] of [['cpu', 1e-4], ['webgpu', 1e-3]]) {
     const out = await inPage(page, syntheticTransfer, backend, { SYNTHETIC, TRANSFER, PREDICT });
     assert.equal(out.backend, backend === 'cpu' ? 'flex' : 'webgpu');
     assert.equal(out.mode, 'mixmatch+dan');
+    // Training and prediction record the executor: the host kernels on the CPU, burn's on WebGPU.
+    assert.deepEqual(out.executors, backend === 'cpu' ? ['host', 'host'] : ['burn', 'burn']);
     assert.ok(maxAbsDiff(out.reloaded, out.probabilities) < 1e-6, 'a bundle round trip predicts the same');
     const d = maxAbsDiff(out.probabilities, nativeProbabilities());
     console.log(`# scNym ${backend} in Chromium vs native: max |Δp| = ${d.toExponential(2)}`);

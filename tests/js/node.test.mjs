@@ -101,6 +101,7 @@ import { SYNTHETIC, TRANSFER, PREDICT, syntheticTransfer, nativeProbabilities, m
 test('scNym training in wasm (Node, CPU) matches the native build', async () => {
   const out = await syntheticTransfer(sclabel, 'cpu', { SYNTHETIC, TRANSFER, PREDICT });
   assert.equal(out.mode, 'mixmatch+dan');
+  assert.deepEqual(out.executors, ['host', 'host']);
   assert.deepEqual(out.reloaded, out.probabilities, 'a bundle round trip predicts the same');
   const d = maxAbsDiff(out.probabilities, nativeProbabilities());
   console.log(`# scNym wasm-CPU vs native: max |Δp| = ${d.toExponential(2)}`);

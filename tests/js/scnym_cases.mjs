@@ -26,6 +26,7 @@ export async function syntheticTransfer(sclabel, backend, { SYNTHETIC, TRANSFER,
       probabilities: Array.from(p.scNym_probabilities),
       reloaded: Array.from(again.scNym_probabilities),
       mode: model.info.metrics.mode,
+      executors: [model.info.metrics.executor, p.executor],
       originalLabels: original.slice(300, 303),
     };
   } finally {

@@ -1106,8 +1106,10 @@ impl Reader {
 
     /// Elements `start .. start + count` of a 1-D integer array as `u32`, each below `bound`.
     fn read_u32_window(&self, ds: &Dataset, path: &str, start: u64, count: u64, bound: u64) -> Result<Vec<u32>> {
-        let meta = self.meta(ds, path)?;
-        let (signed, size) = int_class(&meta.dtype).ok_or_else(|| self.unsupported(path, format!("{} (expected integers)", describe(&meta.dtype))))?;
+        // Called once per block: only the datatype is read here (`meta`, with its checks of the
+        // shape and the chunk index, ran once when the matrix was opened).
+        let dtype = ds.datatype().map_err(|e| self.h5(path, e))?;
+        let (signed, size) = int_class(&dtype).ok_or_else(|| self.unsupported(path, format!("{} (expected integers)", describe(&dtype))))?;
         let out_of_range = |x: i64| self.unsupported(path, format!("index {x} out of range 0..{bound}"));
         let check = |x: i64| if x >= 0 && (x as u64) < bound { Ok(x as u32) } else { Err(out_of_range(x)) };
         let out: Vec<u32> = match (signed, size <= 4) {

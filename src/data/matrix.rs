@@ -43,33 +43,34 @@ impl CsrMatrix {
 
     /// Rows that list a column twice get one entry with the sum, as scipy and anndata read them
     /// (`toarray`, indexing and arithmetic all sum duplicates); such rows come out with their
-    /// columns in increasing order. Rows without a repeat are left as they are; one pass over the
-    /// indices finds them.
+    /// columns in increasing order. Rows without a repeat are left as they are. One pass: a row
+    /// in increasing order needs no more than a look; another is sorted once, to find repeats
+    /// and, when there are, to sum them. Nothing moves before the first row with a repeat.
     fn sum_duplicates(&mut self) {
-        let has_repeat = |idx: &[u32]| {
-            idx.windows(2).any(|w| w[0] >= w[1]) && {
-                let mut sorted = idx.to_vec();
-                sorted.sort_unstable();
-                sorted.windows(2).any(|w| w[0] == w[1])
-            }
-        };
-        if !(0..self.n_rows).any(|r| has_repeat(&self.indices[self.indptr[r] as usize..self.indptr[r + 1] as usize])) {
-            return;
-        }
         let mut pairs: Vec<(u32, f32)> = Vec::new();
-        let mut write = 0usize;
+        let (mut write, mut moving) = (0usize, false);
         for r in 0..self.n_rows {
             let (a, b) = (self.indptr[r] as usize, self.indptr[r + 1] as usize);
+            let repeat = !self.indices[a..b].windows(2).all(|w| w[0] < w[1]) && {
+                pairs.clear();
+                pairs.extend(self.indices[a..b].iter().copied().zip(self.data[a..b].iter().copied()));
+                // Stable, so a repeated column's values are summed in file order.
+                pairs.sort_by_key(|p| p.0);
+                pairs.windows(2).any(|w| w[0].0 == w[1].0)
+            };
+            if !moving {
+                if !repeat {
+                    continue;
+                }
+                (write, moving) = (a, true);
+            }
             self.indptr[r] = write as u64;
-            if !has_repeat(&self.indices[a..b]) {
+            if !repeat {
                 self.indices.copy_within(a..b, write);
                 self.data.copy_within(a..b, write);
                 write += b - a;
                 continue;
             }
-            pairs.clear();
-            pairs.extend(self.indices[a..b].iter().copied().zip(self.data[a..b].iter().copied()));
-            pairs.sort_by_key(|p| p.0);
             for (k, &(c, v)) in pairs.iter().enumerate() {
                 if k > 0 && pairs[k - 1].0 == c {
                     self.data[write - 1] += v;
@@ -80,9 +81,11 @@ impl CsrMatrix {
                 }
             }
         }
-        self.indptr[self.n_rows] = write as u64;
-        self.indices.truncate(write);
-        self.data.truncate(write);
+        if moving {
+            self.indptr[self.n_rows] = write as u64;
+            self.indices.truncate(write);
+            self.data.truncate(write);
+        }
     }
 
     /// Converts a row-major dense matrix, keeping only non-zeros.

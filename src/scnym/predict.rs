@@ -111,8 +111,7 @@ impl PredictionParts {
         }
         let bs = self.options.batch_size.max(1);
         let n_batches = self.total.div_ceil(bs);
-        let executor = Executor::choose(device, true, model.net.blocks.iter().all(|b| b.residual.is_none()));
-        if self.host.is_none() && executor == Executor::Host {
+        if self.host.is_none() && Executor::choose(device, true, model.net.blocks.iter().all(|b| b.residual.is_none())) == Executor::Host {
             self.host = Some(Box::new(HostScnym::new(&model.net, None, &model.bn, Adadelta::default()).await?));
         }
         if let Some(host) = &self.host {

@@ -53,7 +53,7 @@ pub struct TrainingData<'a> {
     pub splits: Option<&'a [Option<Split>]>,
 }
 
-pub use crate::scnym::metrics::{EpochRecord, TrainMetrics};
+use crate::scnym::metrics::{EpochRecord, TrainMetrics};
 
 pub struct Trained {
     pub arch: ArchSpec,

@@ -1,7 +1,7 @@
 //! serde between JS values and core types: snake_case plain objects, exactly the Rust serde form.
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsValue;
 
 use crate::web::error::invalid_option;
 
@@ -12,12 +12,10 @@ pub fn options<T: DeserializeOwned + Default>(value: JsValue, name: &str) -> Res
     if value.is_undefined() || value.is_null() {
         return Ok(T::default());
     }
-    // serde reads NaN and ±Infinity as null ("invalid type: null, expected f64"): name them first.
-    if let Some(path) = non_finite_number(&value, name, 0) {
+    let mut json: serde_json::Value = serde_wasm_bindgen::from_value(value.clone()).map_err(|e| invalid_option(name, e))?;
+    if let Err(path) = as_written(&mut json, &value, name, 0) {
         return Err(invalid_option(&path, "is not a finite number (NaN or ±Infinity); give a number"));
     }
-    let mut json: serde_json::Value = serde_wasm_bindgen::from_value(value.clone()).map_err(|e| invalid_option(name, e))?;
-    drop_undefined(&mut json, &value, 0);
     serde_json::from_value(json).map_err(|e| invalid_option(name, e))
 }
 
@@ -32,38 +30,34 @@ pub fn set(obj: &js_sys::Object, key: &str, value: impl Into<JsValue>) -> Result
     js_sys::Reflect::set(obj, &key.into(), &value.into()).map(|_| ())
 }
 
-/// The path (`options.config.lr`) of the first NaN / ±Infinity in a plain options object, if any.
-/// Typed arrays and deep nesting are not searched (options are small, shallow objects).
-fn non_finite_number(value: &JsValue, path: &str, depth: usize) -> Option<String> {
-    if let Some(x) = value.as_f64() {
-        return (!x.is_finite()).then(|| path.to_string());
-    }
-    if depth > 8 || !value.is_object() || value.is_function() || js_sys::ArrayBuffer::is_view(value) {
-        return None;
-    }
-    if let Some(items) = value.dyn_ref::<js_sys::Array>() {
-        return items.iter().enumerate().find_map(|(i, v)| non_finite_number(&v, &format!("{path}[{i}]"), depth + 1));
-    }
-    js_sys::Object::entries(value.unchecked_ref()).iter().find_map(|entry| {
-        let pair: js_sys::Array = entry.unchecked_into();
-        let key = pair.get(0).as_string().unwrap_or_default();
-        non_finite_number(&pair.get(1), &format!("{path}.{key}"), depth + 1)
-    })
-}
-
-/// `{ key: undefined }` means the key is absent in JS, but serde reads it as null: such keys are
-/// removed, at any depth of plain objects.
-fn drop_undefined(json: &mut serde_json::Value, js: &JsValue, depth: usize) {
-    let serde_json::Value::Object(map) = json else { return };
-    if depth > 8 {
-        return;
-    }
-    map.retain(|k, v| {
-        let field = js_sys::Reflect::get(js, &k.into()).unwrap_or(JsValue::UNDEFINED);
-        if field.is_undefined() {
-            return false;
+/// Mends what serde_wasm_bindgen reads differently from what the caller wrote, walking the
+/// converted `json` beside the JS `js`: `{ key: undefined }` means the key is absent, not null,
+/// so it is removed; a null that was NaN or ±Infinity is refused, naming its path
+/// (`options.train.learning_rate`; serde alone says "invalid type: null, expected f64"). Only
+/// nulls and containers are looked up in JS, so numeric arrays cost nothing.
+fn as_written(json: &mut serde_json::Value, js: &JsValue, path: &str, depth: usize) -> Result<(), String> {
+    use serde_json::Value;
+    let nested = |v: &Value| matches!(v, Value::Null | Value::Object(_) | Value::Array(_));
+    match json {
+        Value::Null if js.as_f64().is_some_and(|x| !x.is_finite()) => Err(path.to_string()),
+        Value::Object(map) if depth <= 8 => {
+            let mut refused = Ok(());
+            map.retain(|k, v| {
+                let field = js_sys::Reflect::get(js, &k.into()).unwrap_or(JsValue::UNDEFINED);
+                if field.is_undefined() {
+                    return false;
+                }
+                if refused.is_ok() && nested(v) {
+                    refused = as_written(v, &field, &format!("{path}.{k}"), depth + 1);
+                }
+                true
+            });
+            refused
         }
-        drop_undefined(v, &field, depth + 1);
-        true
-    });
+        Value::Array(items) if depth <= 8 => items.iter_mut().enumerate().filter(|(_, v)| nested(v)).try_for_each(|(i, v)| {
+            let item = js_sys::Reflect::get_u32(js, i as u32).unwrap_or(JsValue::UNDEFINED);
+            as_written(v, &item, &format!("{path}[{i}]"), depth + 1)
+        }),
+        _ => Ok(()),
+    }
 }

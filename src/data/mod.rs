@@ -5,6 +5,7 @@ pub mod anndata;
 pub mod builder;
 pub mod h5ad;
 pub mod h5ad_export;
+pub mod hdf5_append;
 pub mod hvg;
 pub mod labels;
 pub mod matrix;

@@ -4,6 +4,8 @@
 //! genes. Five cell types, each with its own marker genes among the first 1,000 plus background
 //! genes drawn from all 30,000, so a model trained on the reference labels the query.
 //! Here, natively: the query predicted and explained a block at a time equals the query loaded whole.
+//! The query is in the layout h5py writes (so the JS test can append to it), the reference in
+//! hdf5-pure's latest format: the streamed reader reads both.
 use hdf5_pure::{AttrValue, FileBuilder, GroupBuilder};
 use sclabel::backend::{cpu, BackendRequest};
 use sclabel::block_on;
@@ -64,8 +66,8 @@ fn frame(g: &mut GroupBuilder, names: &[String], columns: &[&str]) {
     g.create_dataset("_index").with_vlen_strings(&names.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
-/// An anndata-layout `.h5ad` of `n_cells` cells over the first `n_genes` genes, `cell_type` in obs.
-fn write(path: &std::path::Path, n_cells: usize, n_genes: usize, salt: u64) {
+/// The CSR matrix of cells `0..n_cells`: indptr, indices, data.
+fn counts(n_cells: usize, n_genes: usize, salt: u64) -> (Vec<i64>, Vec<i32>, Vec<f32>) {
     let (mut indptr, mut indices, mut data) = (vec![0i64], Vec::new(), Vec::new());
     for i in 0..n_cells {
         for (g, v) in cell(i, salt, n_genes) {
@@ -74,6 +76,55 @@ fn write(path: &std::path::Path, n_cells: usize, n_genes: usize, salt: u64) {
         }
         indptr.push(indices.len() as i64);
     }
+    (indptr, indices, data)
+}
+
+/// [`write`]'s file in the layout h5py writes (version-0 superblock, symbol-table groups), which
+/// the annotated export appends to (tests/js/streaming.test.mjs exports this query).
+fn write_h5py_layout(path: &std::path::Path, n_cells: usize, n_genes: usize, salt: u64) {
+    use sclabel::data::hdf5_append::{new_file, Element, Tail, Values};
+    let (indptr, indices, data) = counts(n_cells, n_genes, salt);
+    let bytes = new_file(|t| {
+        let enc = |t: &mut Tail, kind: &str, version: &str| vec![t.string_attribute("encoding-type", kind), t.string_attribute("encoding-version", version)];
+        let frame = |t: &mut Tail, names: Vec<String>, columns: &[&str], mut entries: Vec<_>| {
+            let attrs = enc(t, "string-array", "0.2.0");
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let index = t.dataset(Element::Str, &[names.len() as u64], Values::Strings(&names), &attrs);
+            entries.push(Tail::dataset_entry("_index", index));
+            let mut attrs = enc(t, "dataframe", "0.2.0");
+            attrs.push(t.string_attribute("_index", "_index"));
+            attrs.push(t.strings_attribute("column-order", &columns.iter().map(|c| c.to_string()).collect::<Vec<_>>()));
+            t.group(entries, &attrs)
+        };
+        let mut x_attrs = enc(t, "csr_matrix", "0.1.0");
+        x_attrs.push(Tail::i64s_attribute("shape", &[n_cells as i64, n_genes as i64]));
+        let x = [
+            Tail::dataset_entry("indptr", t.dataset(Element::I64, &[indptr.len() as u64], Values::I64(&indptr), &[])),
+            Tail::dataset_entry("indices", t.dataset(Element::I32, &[indices.len() as u64], Values::I32(&indices), &[])),
+            Tail::dataset_entry("data", t.dataset(Element::F32, &[data.len() as u64], Values::F32(&data), &[])),
+        ];
+        let x = t.group(x.to_vec(), &x_attrs);
+        let attrs = enc(t, "string-array", "0.2.0");
+        let categories = t.dataset(Element::Str, &[N_TYPES as u64], Values::Strings(&["type0", "type1", "type2", "type3", "type4"]), &attrs);
+        let attrs = enc(t, "array", "0.2.0");
+        let codes: Vec<u8> = (0..n_cells).map(|i| (i % N_TYPES) as u8).collect();
+        let codes = t.dataset(Element::I8, &[n_cells as u64], Values::Bytes(&codes), &attrs);
+        let mut attrs = enc(t, "categorical", "0.2.0");
+        attrs.push(Tail::bool_attribute("ordered", false));
+        let cell_type = t.group(vec![Tail::dataset_entry("categories", categories), Tail::dataset_entry("codes", codes)], &attrs);
+        let obs = frame(t, (0..n_cells).map(|i| format!("c{salt}_{i}")).collect(), &["cell_type"], vec![Tail::group_entry("cell_type", &cell_type)]);
+        let var = frame(t, (0..n_genes).map(|g| format!("gene{g}")).collect(), &[], Vec::new());
+        let attrs = enc(t, "anndata", "0.1.0");
+        t.group(vec![Tail::group_entry("X", &x), Tail::group_entry("obs", &obs), Tail::group_entry("var", &var)], &attrs)
+    });
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// An anndata-layout `.h5ad` of `n_cells` cells over the first `n_genes` genes, `cell_type` in obs,
+/// as hdf5-pure's writer lays it out (latest-format superblock and groups).
+fn write(path: &std::path::Path, n_cells: usize, n_genes: usize, salt: u64) {
+    let (indptr, indices, data) = counts(n_cells, n_genes, salt);
     let mut fb = FileBuilder::new();
     fb.set_attr("encoding-type", s("anndata"));
     fb.set_attr("encoding-version", s("0.1.0"));
@@ -105,7 +156,7 @@ fn write(path: &std::path::Path, n_cells: usize, n_genes: usize, salt: u64) {
 fn a_50k_cell_query_predicts_block_by_block() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp");
     let (query, reference) = (dir.join("streaming_query_50k.h5ad"), dir.join("streaming_reference.h5ad"));
-    write(&query, 50_000, N_GENES, 1);
+    write_h5py_layout(&query, 50_000, N_GENES, 1);
     write(&reference, 3_000, 1_000, 2);
 
     // A model on the reference's 1,000 genes (a few epochs: the types are well apart).

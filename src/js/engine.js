@@ -461,16 +461,24 @@ const OPS = {
     return this.modelHandle(this.session.importScnym(await bundleBytes(weights), genes, classes));
   },
 
-  /** The data set's original .h5ad with `additions` written in (see index.d.ts: H5adAdditions). */
+  /**
+   * The data set's original .h5ad with `additions` written in (see index.d.ts: H5adAdditions), as a
+   * Blob. A file h5py wrote (what anndata and scanpy save) is never read whole: the Blob is slices
+   * of the user's own file, a patched run of its superblock and the appended objects. Other files
+   * are rebuilt in memory, which a big one does not fit.
+   */
   async exportH5ad(dataset, additions) {
     const entry = this.get(dataset, 'dataset');
     if (entry.format !== 'h5ad' || entry.source === undefined) {
       throw fail('invalid_option', `exportH5ad writes into the .h5ad a data set was loaded from; ${entry.name ? `'${entry.name}'` : 'this data set'} ${entry.format === 'zarr' ? 'was read from AnnData-Zarr' : 'was derived in memory (subset / withObs / synthetic)'}`);
     }
-    // The file is copied into wasm memory and rebuilt beside itself: about twice its size.
-    const size = entry.source?.size ?? entry.source?.byteLength ?? (isNode && typeof entry.source === 'string' ? (await import('node:fs')).statSync(entry.source).size : 0);
-    wasm.reserveMemory(`the annotated copy of ${entry.name}`, 2.2 * size, 'export the predictions as CSV instead (toCsv), or annotate the file natively (sclabel predict --annotate-h5ad)');
-    return wasm.annotateH5ad(await readAll(entry.source, entry.name), entry.name, additions);
+    const source = isUrl(entry.source) ? await (await fetchOk(entry.source)).blob() : entry.source;
+    const out = await withH5ad(source, 'exportH5ad', (r) => wasm.annotateH5adAppending(r.length, r.readAt, entry.name, additions));
+    if (out.rewrite === undefined) return annotatedBlob(source, out);
+    // Rebuilt in wasm memory beside the file's bytes: about twice its size.
+    const size = isBlob(source) ? source.size : source.byteLength ?? (isNode && typeof source === 'string' ? (await import('node:fs')).statSync(source).size : 0);
+    wasm.reserveMemory(`the annotated copy of ${entry.name}`, 2.2 * size, `export the predictions as CSV instead (toCsv), or annotate the file natively (sclabel predict --annotate-h5ad); this file is rebuilt rather than appended to: ${out.rewrite}`);
+    return new Blob([wasm.annotateH5ad(await readAll(source, entry.name), entry.name, additions)], { type: H5AD_TYPE });
   },
 
   free(handle) {
@@ -487,6 +495,26 @@ const OPS = {
     this.session.releaseMemory();
   },
 };
+
+const H5AD_TYPE = 'application/x-hdf5';
+
+/**
+ * The annotated file: the source with `patches` ([offset, bytes] pairs) written over it and `tail`
+ * after it, as a Blob whose other parts are slices of the source (a File's are never read here).
+ */
+async function annotatedBlob(source, { patches, tail }) {
+  let whole = source;
+  if (isNode && typeof source === 'string') whole = await (await import('node:fs')).openAsBlob(source);
+  else if (!isBlob(source)) whole = new Blob([source]);
+  const parts = [];
+  let at = 0;
+  for (const [offset, bytes] of patches) {
+    parts.push(whole.slice(at, offset), bytes);
+    at = offset + bytes.length;
+  }
+  parts.push(whole.slice(at), tail);
+  return new Blob(parts, { type: H5AD_TYPE });
+}
 
 /** A zarr store over a directory on disk (Node). */
 async function nodeDirectoryStore(dir) {

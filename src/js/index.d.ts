@@ -464,7 +464,8 @@ export interface Sclabel {
   /** scNym's atlas → target path: the atlas model fine-tuned on its reference (labelled) and `query` (unlabelled). */
   fineTuneAtlas(atlas: OpenedAtlas, query: DatasetHandle, options?: FineTuneAtlasOptions, controls?: RunControls): Promise<ModelHandle>;
   importScnym(weights: BundleSource, genes: string[], classes: string[]): Promise<ModelHandle>;
-  exportH5ad(dataset: DatasetHandle, additions: H5adAdditions): Promise<Uint8Array>;
+  /** The user's .h5ad with the additions written in (a Blob that refers to their file where it can; see docs/big-files.md). */
+  exportH5ad(dataset: DatasetHandle, additions: H5adAdditions): Promise<Blob>;
   memoryUsage(): Promise<{ wasmBytes: number }>;
   free(handle: DatasetHandle | ModelHandle): Promise<void>;
   close(): void;

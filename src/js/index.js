@@ -276,7 +276,9 @@ class Client {
 
   /**
    * The .h5ad `dataset` was loaded from, with obs columns and obsm matrices added (see
-   * `predictionAdditions` / `auditAdditions`); every other object in the file is kept as it was.
+   * `predictionAdditions` / `auditAdditions`), as a Blob; every other object in the file is kept as
+   * it was. A file h5py wrote (anndata, scanpy) keeps its bytes and takes the additions after them:
+   * the Blob refers to the user's file rather than copying it, so files of any size export.
    */
   exportH5ad(dataset, additions) { return this.transport.call('exportH5ad', [dataset, additions]); }
 

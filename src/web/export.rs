@@ -7,11 +7,15 @@
 //! { bool: boolean[]|Uint8Array }, … }, obsm: { name: { n_cols: number, values: Float32Array|number[] }, … } }`.
 //! Typed arrays are copied in one go; anything else goes through serde (element by element).
 //! Unknown keys are refused.
-use js_sys::{Array, Float32Array, Int32Array, Object, Reflect, Uint8Array};
+//!
+//! `annotateH5adAppending` reads the file on demand and returns what to append (files h5py wrote);
+//! `annotateH5ad` rebuilds a file from its bytes (the others).
+use js_sys::{Array, Float32Array, Function, Int32Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::data::h5ad_export::{self, DenseF32, H5adAdditions, ObsValues};
+use crate::data::h5ad_export::{self, Annotation, DenseF32, H5adAdditions, ObsValues};
+use crate::web::dataset::JsSource;
 use crate::web::error::{invalid_option, to_js};
 
 /// Returns the file's bytes (a `Uint8Array`) with `additions` written in and everything else as
@@ -20,6 +24,28 @@ use crate::web::error::{invalid_option, to_js};
 pub fn annotate_h5ad(bytes: Vec<u8>, name: &str, additions: JsValue) -> Result<Vec<u8>, JsValue> {
     let additions = parse(&additions)?;
     h5ad_export::annotate_h5ad(bytes, name, &additions).map_err(to_js)
+}
+
+/// The additions for the `.h5ad` read through `readAt(offset, length) -> Uint8Array` (never held
+/// whole), appended after its last byte: `{ patches: [[offset, Uint8Array], …], tail: Uint8Array }`,
+/// the output being the file with each patch written at its offset, then the tail (JS builds it as
+/// a `Blob` of slices of the user's file). `{ rewrite: why }` for a file that can't be appended to
+/// (then `annotateH5ad` rebuilds it from its bytes).
+#[wasm_bindgen(js_name = annotateH5adAppending)]
+pub fn annotate_h5ad_appending(length: f64, read_at: Function, name: &str, additions: JsValue) -> Result<JsValue, JsValue> {
+    let additions = parse(&additions)?;
+    let out = Object::new();
+    match h5ad_export::annotate_h5ad_appending(JsSource::new(length, read_at), name, &additions).map_err(to_js)? {
+        Annotation::Appended(appended) => {
+            let patches: Array = appended.patches.iter().map(|(at, bytes)| Array::of2(&(*at as f64).into(), &Uint8Array::from(&bytes[..]))).collect();
+            Reflect::set(&out, &"patches".into(), &patches)?;
+            Reflect::set(&out, &"tail".into(), &Uint8Array::from(&appended.tail[..]))?;
+        }
+        Annotation::Rewrite(why) => {
+            Reflect::set(&out, &"rewrite".into(), &why.into())?;
+        }
+    }
+    Ok(out.into())
 }
 
 fn parse(value: &JsValue) -> Result<H5adAdditions, JsValue> {

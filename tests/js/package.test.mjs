@@ -200,18 +200,26 @@ test('exportH5ad writes predictions into the user\'s file, which reads back with
     const query = await sl.load(new File([blob], 'pancreas_wang.h5ad'));
     const model = await sl.trainScnym(reference, query, { label_key: 'cell_type', preset: 'new_identity_discovery', normalize: true, config: { n_epochs: 3, seed: 2 } });
     const p = await sl.predictScnym(model, query, { normalize: true });
-    const bytes = await sl.exportH5ad(query, predictionAdditions(p));
-    const again = await sl.load(bytes, { name: 'annotated.h5ad' });
+    const annotated = await sl.exportH5ad(query, predictionAdditions(p));
+    // Appended: the file's own bytes after its superblock are all there, unchanged.
+    const kept = new Uint8Array(await annotated.slice(128, blob.size).arrayBuffer());
+    const source = new Uint8Array(await blob.slice(128).arrayBuffer());
+    const bytesKept = kept.length === source.length && kept.every((b, i) => b === source[i]);
+    const again = await sl.load(annotated, { name: 'annotated.h5ad' });
     const labels = await sl.obs(again, 'scNym');
     const original = await sl.obs(again, 'cell_type');
     const csv = toCsv({ scNym: p.scNym, scNym_confidence: p.scNym_confidence }, await sl.obsNames(query));
     sl.close();
     return {
-      size: bytes.byteLength, original: blob.size, labelsMatch: labels.every((l, i) => l === p.scNym[i]),
+      isBlob: annotated instanceof Blob, size: annotated.size, original: blob.size, embeddingBytes: p.X_scnym.byteLength, bytesKept, labelsMatch: labels.every((l, i) => l === p.scNym[i]),
       cellTypeKept: original.length === 501, columns: again.summary.obs.map((c) => c.name), nObs: again.nObs, nVars: again.nVars,
       csvLines: csv.trim().split('\n').length, csvHeader: csv.split('\n')[0],
     };
   });
+  assert.ok(out.isBlob && out.bytesKept, 'a Blob of the file as it was, the additions appended');
+  // The tail is the embedding (501 × its width, f32), the columns and metadata.
+  const grown = out.size - out.original - out.embeddingBytes;
+  assert.ok(grown > 0 && grown < 64 << 10, `${out.original} → ${out.size} bytes (embedding ${out.embeddingBytes})`);
   assert.ok(out.labelsMatch, 'obs/scNym reads back as predicted');
   assert.ok(out.cellTypeKept);
   assert.deepEqual([out.nObs, out.nVars], [501, 219]);

@@ -13,9 +13,11 @@
 // MiB above the start, under the same bound.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, statSync } from 'node:fs';
+import { createWriteStream, existsSync, statSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { open } from 'sclabel';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { open, predictionAdditions } from 'sclabel';
 import { root } from './helpers.mjs';
 
 test('a 50k-cell query predicts and explains block by block within 0.15 of its matrix', async () => {
@@ -53,6 +55,22 @@ test('a 50k-cell query predicts and explains block by block within 0.15 of its m
   assert.match(e.warnings.join(' '), /a seeded random sample of 10000 of the 4\d{4}/);
   assert.ok([...e.ranking.slice(0, 10)].every((g) => g < 200), 'type0 is explained by its own marker genes (0..200)');
   assert.ok(explainGrowth <= 0.15 * matrix, `explaining grew wasm memory by ${explainGrowth} bytes`);
+
+  // The annotated .h5ad (the query is in h5py's layout): the file's bytes, then the additions —
+  // never the file in wasm memory (rebuilding it would take twice its size).
+  const handle = await sl.load(query, { genes: ['gene0'] });
+  const annotated = await sl.exportH5ad(handle, predictionAdditions(p));
+  const exportGrowth = (await sl.memoryUsage()).wasmBytes - before;
+  console.log(`# annotated .h5ad: ${annotated.size - matrix} bytes appended to the ${matrix}-byte file; wasm memory ${(exportGrowth / 2 ** 20).toFixed(1)} MiB above the start`);
+  assert.ok(annotated.size > matrix && annotated.size < matrix + (4 << 20), `${annotated.size} bytes`);
+  assert.ok(exportGrowth <= 0.15 * matrix, `exporting grew wasm memory by ${exportGrowth} bytes`);
+  const written = join(dir, 'streaming_query_annotated.h5ad');
+  await pipeline(Readable.fromWeb(annotated.stream()), createWriteStream(written));
+  const back = await sl.load(written, { genes: ['gene0'] });
+  const [labels, types, typesBefore] = [await sl.obs(back, 'scNym'), await sl.obs(back, 'cell_type'), await sl.obs(handle, 'cell_type')];
+  assert.ok(labels.length === 50_000 && labels.every((l, i) => l === p.scNym[i]), 'obs/scNym reads back as predicted');
+  assert.ok(types.every((l, i) => l === typesBefore[i]), 'obs/cell_type is kept');
+  rmSync(written);
 
   // Loaded with only the model's genes: the kept matrix (5.95M stored values, 48 MB: a fifth of
   // the whole) plus one block and obs (measured: 66.5–70.6 MiB, 0.31–0.33×), and the same predictions.

@@ -34,8 +34,8 @@ export async function transfer(sl: Sclabel, reference: DatasetHandle, query: Dat
   const p: ScnymPrediction = await sl.predictScnym(again, query, { normalize: true, unassigned_below: 0.5 });
   const firstProbabilities: Float32Array = p.scNym_probabilities.subarray(0, p.classes.length);
   console.log(firstProbabilities, p.embeddingDim, p.report.overlap.shared, model.warnings, p.backend.reason);
-  const h5ad: Uint8Array = await sl.exportH5ad(query, predictionAdditions(p));
-  console.log(h5ad.byteLength);
+  const h5ad: Blob = await sl.exportH5ad(query, predictionAdditions(p));
+  console.log(h5ad.size);
   const registry = await loadRegistry('/atlases/registry.json');
   if (registry.atlases[0].url) await sl.loadAtlas(registry.atlases[0]);
   const atlas = await sl.openAtlas(registry.atlases[0].manifest ?? '/atlases/pbmc/atlas.json');
@@ -49,7 +49,7 @@ export async function transfer(sl: Sclabel, reference: DatasetHandle, query: Dat
   return toCsv({ scNym: p.scNym, scNym_confidence: p.scNym_confidence }, await sl.obsNames(query));
 }
 
-export async function auditToFile(sl: Sclabel, data: DatasetHandle): Promise<Uint8Array> {
+export async function auditToFile(sl: Sclabel, data: DatasetHandle): Promise<Blob> {
   const a: AuditResult = await sl.audit(data, { label_key: 'cell_type' });
   return sl.exportH5ad(data, auditAdditions(a, data.nObs));
 }

@@ -247,3 +247,51 @@ fn an_audit_streams_and_equals_the_loaded_file() {
         assert_eq!(a.gene_scores, b.gene_scores);
     }
 }
+
+/// Training from files read a block of cells at a time (the reference held as compact blocks of
+/// rows) gives the model training on the same files loaded gives, byte for byte: genes restricted
+/// (options.genes), a label excluded, a subsampled query, SSL and the domain adversary on.
+#[test]
+fn training_from_files_equals_training_on_them_loaded() {
+    use sclabel::scnym::api::train_transfer_h5ad;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp");
+    let (reference, query) = (dir.join("streaming_train_reference.h5ad"), dir.join("streaming_train_query.h5ad"));
+    write(&reference, 6_000, N_GENES, 11);
+    write_h5py_layout(&query, 8_000, N_GENES, 12);
+    let open = |p: &std::path::Path| ReadSeekSource::new(std::io::BufReader::new(std::fs::File::open(p).unwrap())).unwrap();
+    let device = cpu(BackendRequest::Cpu, "test").unwrap().device;
+    let options = TransferOptions {
+        normalize: true,
+        exclude_labels: vec!["type4".into()],
+        max_query_cells: Some(3_000),
+        genes: Some((0..1_500).map(|g| format!("gene{}", g * 2)).chain(["not_a_gene".to_string()]).collect()),
+        config: Some(serde_json::json!({ "n_epochs": 2, "seed": 5 })),
+        ..TransferOptions::default()
+    };
+    let (r, q) = (read_h5ad_source(open(&reference), "reference").unwrap(), read_h5ad_source(open(&query), "query").unwrap());
+    let (loaded, warnings) = block_on(train_transfer(&r, Some(&q), &options, &device, &mut Silent)).unwrap();
+    let (r_rows, q_rows) = (open_h5ad_rows(open(&reference), "reference", false).unwrap(), open_h5ad_rows(open(&query), "query", false).unwrap());
+    assert!(r_rows.block_rows() < 6_000, "the reference is read in several blocks ({} rows each)", r_rows.block_rows());
+    let (streamed, streamed_warnings) = block_on(train_transfer_h5ad(&r_rows, Some(&q_rows), &options, &device, &mut Silent)).unwrap();
+    assert_eq!(streamed_warnings, warnings);
+    assert!(warnings.iter().any(|w| w.contains("1500 of the 1501 genes")), "{warnings:?}");
+    assert!(warnings.iter().any(|w| w.contains("subsampled to 3000")), "{warnings:?}");
+    assert_eq!(streamed.genes.len(), 1_500);
+    assert_eq!(streamed.classes, ["type0", "type1", "type2", "type3"]);
+    // The same bundle: metadata (config, metrics, provenance) and every tensor's bytes.
+    use safetensors::SafeTensors;
+    let (a, b) = (block_on(streamed.to_bytes()).unwrap(), block_on(loaded.to_bytes()).unwrap());
+    assert_eq!(SafeTensors::read_metadata(&a).unwrap().1.metadata(), SafeTensors::read_metadata(&b).unwrap().1.metadata());
+    let (a, b) = (SafeTensors::deserialize(&a).unwrap(), SafeTensors::deserialize(&b).unwrap());
+    let (mut names, mut other) = (a.names(), b.names());
+    names.sort();
+    other.sort();
+    assert_eq!(names, other);
+    for name in names {
+        assert_eq!(a.tensor(name).unwrap().data(), b.tensor(name).unwrap().data(), "tensor {name}");
+    }
+    // Genes the data don't have are refused by name.
+    let none = TransferOptions { genes: Some(vec!["not_a_gene".into()]), ..options };
+    let err = block_on(train_transfer_h5ad(&r_rows, Some(&q_rows), &none, &device, &mut Silent)).unwrap_err();
+    assert!(err.to_string().contains("none of the 1 genes in options.genes"), "{err}");
+}

@@ -144,6 +144,9 @@ enum Command {
         /// At most this many query cells train (a seeded subsample of a bigger query; 0: all).
         #[arg(long, default_value_t = sclabel::scnym::api::MAX_QUERY_CELLS)]
         max_query_cells: usize,
+        /// Train on these genes only: a file with one gene name per line (e.g. highly variable genes).
+        #[arg(long, conflicts_with = "atlas")]
+        genes: Option<PathBuf>,
         /// Where to write the model bundle (.safetensors).
         #[arg(long)]
         out: PathBuf,
@@ -400,6 +403,12 @@ fn file_source(path: &Path) -> Result<ReadSeekSource<std::io::BufReader<std::fs:
     ReadSeekSource::new(std::io::BufReader::new(file)).map_err(|e| SclabelError::InvalidFile { file: name, reason: e.to_string() })
 }
 
+/// A text file's non-empty lines, trimmed (a gene list).
+fn read_lines(path: &Path) -> Result<Vec<String>> {
+    let text = String::from_utf8(read(path)?).map_err(|_| SclabelError::InvalidFile { file: path.display().to_string(), reason: "not UTF-8 text".into() })?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+}
+
 fn load_h5ad(path: &Path) -> Result<AnnData> {
     let ad = read_h5ad_source(file_source(path)?, &path.display().to_string())?;
     match VAR_NAMES.get().cloned().flatten() {
@@ -648,6 +657,7 @@ fn run(cli: Cli) -> Result<()> {
             query_use_raw,
             query_normalize,
             max_query_cells,
+            genes,
             out,
             predictions,
             unassigned_below,
@@ -693,6 +703,7 @@ fn run(cli: Cli) -> Result<()> {
                         query_use_raw,
                         query_normalize,
                         max_query_cells,
+                        genes: genes.as_deref().map(read_lines).transpose()?,
                     };
                     (load_h5ad(&reference)?, pretrained, options, reference)
                 }

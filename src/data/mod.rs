@@ -10,5 +10,6 @@ pub mod hvg;
 pub mod labels;
 pub mod matrix;
 pub mod normalize;
+pub mod row_blocks;
 pub mod sampler;
 pub mod synthetic;

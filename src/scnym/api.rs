@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 use crate::data::align::{align_genes, best_gene_ids, check_unique, gene_map, is_unique, GeneIdKind, GeneOverlap};
 use crate::data::anndata::AnnData;
 use crate::data::h5ad::{ColumnMap, H5adRows};
-use crate::data::labels::{check_trainable, encode_labels, sorted_codes};
+use crate::data::anndata::ObsTable;
+use crate::data::labels::{check_trainable, encode_labels, sorted_codes, LabelEncoding};
 use crate::data::matrix::CsrMatrix;
+use crate::data::row_blocks::{RowBlocks, RowSource};
 use crate::data::normalize::{
     detect_from_stats, log_factor, rescale_block_in_place, rescale_in_place, to_log_normalized_with, Normalization, NormalizationReport, TargetScale,
     ValueStats,
@@ -56,6 +58,9 @@ pub struct TransferOptions {
     /// subsample loses nothing while a 1M-cell query would not fit in a tab; every cell is still
     /// predicted afterwards. `None`: every query cell.
     pub max_query_cells: Option<usize>,
+    /// Train on these genes only (those of them the data have; with a query, those both have),
+    /// e.g. highly variable genes; `None`: every gene (every shared gene).
+    pub genes: Option<Vec<String>>,
 }
 
 /// Default of [`TransferOptions::max_query_cells`].
@@ -75,6 +80,7 @@ impl Default for TransferOptions {
             query_use_raw: None,
             query_normalize: None,
             max_query_cells: Some(MAX_QUERY_CELLS),
+            genes: None,
         }
     }
 }
@@ -170,8 +176,8 @@ fn shared_genes<'a>(reference: &[(&'a str, &'a [String])], query: &[(&'a str, &'
     best.expect("the var index is always there")
 }
 
-fn strings_of(adata: &AnnData, key: &str, what: &str) -> Result<Vec<String>> {
-    let col = adata.obs.get(key)?;
+fn strings_of(obs: &ObsTable, obs_names: &[String], key: &str, what: &str) -> Result<Vec<String>> {
+    let col = obs.get(key)?;
     col.to_strings()
         .into_iter()
         .enumerate()
@@ -179,7 +185,7 @@ fn strings_of(adata: &AnnData, key: &str, what: &str) -> Result<Vec<String>> {
             v.ok_or_else(|| {
                 SclabelError::Labels(format!(
                     "cell '{}' (row {i}) has no value in {what} column '{key}'",
-                    adata.obs_names.get(i).map(String::as_str).unwrap_or("?")
+                    obs_names.get(i).map(String::as_str).unwrap_or("?")
                 ))
             })
         })
@@ -214,6 +220,131 @@ pub async fn fine_tune<O: Observer>(
     transfer(reference, query, options, Some(pretrained), device, observer).await
 }
 
+/// What the reference's obs say for training: class codes (−1 unlabelled), cells left out, and
+/// each cell's domain and split when asked for.
+struct Annotations {
+    labels: LabelEncoding,
+    excluded: Vec<bool>,
+    domains: Option<Vec<String>>,
+    splits: Option<Vec<Option<Split>>>,
+    warnings: Vec<String>,
+}
+
+impl Annotations {
+    fn of(obs: &ObsTable, obs_names: &[String], options: &TransferOptions) -> Result<Self> {
+        let column = obs.get(&options.label_key)?;
+        let labels = encode_labels(column, &options.label_key, obs_names, &options.exclude_labels)?;
+        check_trainable(&labels, &options.label_key)?;
+        let warnings = labels
+            .counts
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n < 2)
+            .map(|(k, _)| format!("class '{}' has a single labelled cell; it may land in a held-out split and is hard to learn", labels.class_names[k]))
+            .collect();
+        let excluded: Vec<bool> = column.to_strings().iter().map(|v| v.as_ref().is_some_and(|v| options.exclude_labels.contains(v))).collect();
+        let domains = options.domain_key.as_ref().map(|k| strings_of(obs, obs_names, k, "domain")).transpose()?;
+        let splits = match &options.split_key {
+            Some(k) => Some(
+                strings_of(obs, obs_names, k, "split")?
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| match s.as_str() {
+                        "train" => Ok(Some(Split::Train)),
+                        "test" => Ok(Some(Split::Test)),
+                        "val" => Ok(Some(Split::Val)),
+                        _ if labels.codes[i] < 0 => Ok(None),
+                        other => Err(SclabelError::Labels(format!("split column '{k}' has '{other}' at row {i}; use train, test or val"))),
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            None => None,
+        };
+        Ok(Annotations { labels, excluded, domains, splits, warnings })
+    }
+
+    /// Adds the query's `rows` (of its obs) as unlabelled cells: their domains from the same obs
+    /// column, or the domain "query" when it has none.
+    fn add_query(&mut self, obs: &ObsTable, obs_names: &[String], rows: &[usize], options: &TransferOptions) -> Result<()> {
+        self.labels.codes.extend(std::iter::repeat_n(-1, rows.len()));
+        self.excluded.extend(std::iter::repeat_n(false, rows.len()));
+        if let Some(d) = self.domains.as_mut() {
+            let k = options.domain_key.as_ref().expect("domain key");
+            match obs.get(k) {
+                Ok(_) => {
+                    let all = strings_of(obs, obs_names, k, "domain")?;
+                    d.extend(rows.iter().map(|&r| all[r].clone()));
+                }
+                Err(_) => d.extend(std::iter::repeat_n("query".to_string(), rows.len())),
+            }
+        }
+        if let Some(s) = self.splits.as_mut() {
+            s.extend(std::iter::repeat_n(None, rows.len()));
+        }
+        Ok(())
+    }
+
+    /// The cells that take part (all but excluded ones: QC failures take part in nothing, not even
+    /// as unlabelled cells).
+    fn kept(&self) -> Vec<usize> {
+        (0..self.labels.codes.len()).filter(|&i| !self.excluded[i]).collect()
+    }
+}
+
+/// The training genes: `shared` (both sides' genes, in the reference's order), only those of
+/// `options.genes` when given.
+fn restrict_genes(shared: Vec<String>, options: &TransferOptions, warnings: &mut Vec<String>) -> Result<Vec<String>> {
+    let Some(wanted) = &options.genes else { return Ok(shared) };
+    let set: std::collections::HashSet<&str> = wanted.iter().map(String::as_str).collect();
+    let kept: Vec<String> = shared.into_iter().filter(|g| set.contains(g.as_str())).collect();
+    if kept.is_empty() {
+        return Err(SclabelError::Genes(format!("none of the {} genes in options.genes is in the data (e.g. '{}')", wanted.len(), wanted.first().map(String::as_str).unwrap_or(""))));
+    }
+    if kept.len() < wanted.len() {
+        warnings.push(format!("{} of the {} genes in options.genes are in the data; training uses those", kept.len(), wanted.len()));
+    }
+    Ok(kept)
+}
+
+/// The reference's and the query's genes in common (the reference's order), or an error naming
+/// both kinds of identifier when they share none; warnings say how they were matched.
+fn common_genes<'a>(
+    reference: &[(&'a str, &'a [String])],
+    query: &[(&'a str, &'a [String])],
+    warnings: &mut Vec<String>,
+) -> Result<(&'a [String], &'a [String], Vec<String>)> {
+    let (rnames, qnames, shared, rhow, qhow) = shared_genes(reference, query);
+    if shared.is_empty() {
+        let (r, q) = (reference[0].1, query[0].1);
+        return Err(SclabelError::Genes(format!(
+            "the reference ({}, e.g. '{}') and the query ({}, e.g. '{}') share no gene names; check the species, or name the var column that holds matching identifiers (var_names)",
+            GeneIdKind::of(r).describe(),
+            r.first().map(String::as_str).unwrap_or(""),
+            GeneIdKind::of(q).describe(),
+            q.first().map(String::as_str).unwrap_or("")
+        )));
+    }
+    if !rhow.starts_with("var index") || !qhow.starts_with("var index") {
+        warnings.push(format!("genes matched by the reference's {rhow} and the query's {qhow}"));
+    }
+    if shared.len() < 100 {
+        warnings.push(format!("the reference and the query share only {} genes", shared.len()));
+    }
+    Ok((rnames, qnames, shared))
+}
+
+/// The query cells that train as the unlabelled set, with a warning when subsampled.
+fn query_rows(n: usize, options: &TransferOptions, config: &ScnymConfig, warnings: &mut Vec<String>) -> Vec<usize> {
+    let rows = query_subsample(n, options.max_query_cells, config.seed);
+    if rows.len() < n {
+        warnings.push(format!(
+            "the query's {n} cells were subsampled to {} (seeded, uniform; max_query_cells) as the unlabelled training set; predict every cell afterwards",
+            rows.len()
+        ));
+    }
+    rows
+}
+
 async fn transfer<O: Observer>(
     reference: &AnnData,
     query: Option<&AnnData>,
@@ -223,173 +354,184 @@ async fn transfer<O: Observer>(
     observer: &mut O,
 ) -> Result<(ScnymModel, Vec<String>)> {
     let config = ScnymConfig::from_preset_and_json(&options.preset, options.config.as_ref())?;
-    let mut warnings = Vec::new();
     let (rx, rgenes) = reference.matrix(options.use_raw)?;
     check_unique(rgenes, "the reference")?;
-    let column = reference.obs.get(&options.label_key)?;
-    let mut labels = encode_labels(column, &options.label_key, &reference.obs_names, &options.exclude_labels)?;
-    check_trainable(&labels, &options.label_key)?;
-    for (k, &n) in labels.counts.iter().enumerate() {
-        if n < 2 {
-            warnings.push(format!("class '{}' has a single labelled cell; it may land in a held-out split and is hard to learn", labels.class_names[k]));
-        }
-    }
-    let excluded: Vec<bool> = column.to_strings().iter().map(|v| v.as_ref().is_some_and(|v| options.exclude_labels.contains(v))).collect();
-    let mut domain_strings: Option<Vec<String>> = options.domain_key.as_ref().map(|k| strings_of(reference, k, "domain")).transpose()?;
-    let mut splits: Option<Vec<Option<Split>>> = match &options.split_key {
-        Some(k) => Some(
-            strings_of(reference, k, "split")?
-                .iter()
-                .enumerate()
-                .map(|(i, s)| match s.as_str() {
-                    "train" => Ok(Some(Split::Train)),
-                    "test" => Ok(Some(Split::Test)),
-                    "val" => Ok(Some(Split::Val)),
-                    _ if labels.codes[i] < 0 => Ok(None),
-                    other => Err(SclabelError::Labels(format!("split column '{k}' has '{other}' at row {i}; use train, test or val"))),
-                })
-                .collect::<Result<_>>()?,
-        ),
-        None => None,
-    };
+    let mut a = Annotations::of(&reference.obs, &reference.obs_names, options)?;
+    let mut warnings = std::mem::take(&mut a.warnings);
     // Each side keeps the genes training uses before it is normalised (with each cell's totals over
     // all of its genes), so no whole-matrix copy is made.
     let (x, genes, normalization) = match query {
         None => {
             let stats = reference.value_stats(options.use_raw)?;
-            let (rx, rnorm, _) = kept_model_input(rx, &[("var index", rgenes)], &stats, rgenes, options.normalize, "reference")?;
-            (rx, rgenes.clone(), vec![rnorm])
+            let genes = restrict_genes(rgenes.clone(), options, &mut warnings)?;
+            let (rx, rnorm, _) = kept_model_input(rx, &[("var index", rgenes)], &stats, &genes, options.normalize, "reference")?;
+            (rx, genes, vec![rnorm])
         }
         Some(q) => {
             let query_raw = options.query_use_raw.unwrap_or(options.use_raw);
             let (qx, qgenes) = q.matrix(query_raw)?;
             check_unique(qgenes, "the query")?;
             let (rids, qids) = (gene_ids(reference, options.use_raw)?, gene_ids(q, query_raw)?);
-            let (rnames, qnames, shared, rhow, qhow) = shared_genes(&rids, &qids);
-            if shared.is_empty() {
-                return Err(SclabelError::Genes(format!(
-                    "the reference ({}, e.g. '{}') and the query ({}, e.g. '{}') share no gene names; check the species, or name the var column that holds matching identifiers (var_names)",
-                    GeneIdKind::of(rgenes).describe(),
-                    rgenes.first().map(String::as_str).unwrap_or(""),
-                    GeneIdKind::of(qgenes).describe(),
-                    qgenes.first().map(String::as_str).unwrap_or("")
-                )));
-            }
-            if !rhow.starts_with("var index") || !qhow.starts_with("var index") {
-                warnings.push(format!("genes matched by the reference's {rhow} and the query's {qhow}"));
-            }
-            if shared.len() < 100 {
-                warnings.push(format!("the reference and the query share only {} genes", shared.len()));
-            }
+            let (rnames, qnames, shared) = common_genes(&rids, &qids, &mut warnings)?;
+            let genes = restrict_genes(shared, options, &mut warnings)?;
             let (rstats, qstats) = (reference.value_stats(options.use_raw)?, q.value_stats(query_raw)?);
-            let (ra, rnorm, _) = kept_model_input(rx, &[("var index", rgenes), ("matched", rnames)], &rstats, &shared, options.normalize, "reference")?;
+            let (ra, rnorm, _) = kept_model_input(rx, &[("var index", rgenes), ("matched", rnames)], &rstats, &genes, options.normalize, "reference")?;
             let (qa, qnorm, _) = kept_model_input(
                 qx,
                 &[("var index", qgenes), ("matched", qnames)],
                 &qstats,
-                &shared,
+                &genes,
                 options.query_normalize.unwrap_or(options.normalize),
                 "query",
             )?;
-            let q_rows = query_subsample(q.n_obs(), options.max_query_cells, config.seed);
-            if q_rows.len() < q.n_obs() {
-                warnings.push(format!(
-                    "the query's {} cells were subsampled to {} (seeded, uniform; max_query_cells) as the unlabelled training set; predict every cell afterwards",
-                    q.n_obs(),
-                    q_rows.len()
-                ));
-            }
+            let q_rows = query_rows(q.n_obs(), options, &config, &mut warnings);
             let qa = if q_rows.len() < q.n_obs() { qa.select_rows(&q_rows) } else { qa };
-            labels.codes.extend(std::iter::repeat_n(-1, q_rows.len()));
-            if let Some(d) = domain_strings.as_mut() {
-                let k = options.domain_key.as_ref().expect("domain key");
-                match q.obs.get(k) {
-                    Ok(_) => {
-                        let all = strings_of(q, k, "domain")?;
-                        d.extend(q_rows.iter().map(|&r| all[r].clone()));
-                    }
-                    Err(_) => d.extend(std::iter::repeat_n("query".to_string(), q_rows.len())),
-                }
-            }
-            if let Some(s) = splits.as_mut() {
-                s.extend(std::iter::repeat_n(None, q_rows.len()));
-            }
+            a.add_query(&q.obs, &q.obs_names, &q_rows, options)?;
             crate::memory::reserve(
-                &format!("the training matrix ({} reference + {} query cells × {} genes)", ra.n_rows, qa.n_rows, shared.len()),
+                &format!("the training matrix ({} reference + {} query cells × {} genes)", ra.n_rows, qa.n_rows, genes.len()),
                 (ra.nnz() + qa.nnz()) as u64 * 8 + (ra.n_rows + qa.n_rows + 1) as u64 * 8,
                 "train on fewer query cells (max_query_cells) or a smaller reference, or use the native CLI",
             )?;
-            (CsrMatrix::vstack(&[&ra, &qa])?, shared, vec![rnorm, qnorm])
+            (CsrMatrix::vstack(&[&ra, &qa])?, genes, vec![rnorm, qnorm])
         }
     };
-    // Excluded cells (e.g. QC failures) take part in nothing: not even as unlabelled cells.
     let n_total = x.n_rows;
-    let keep: Vec<usize> = (0..n_total).filter(|&i| i >= excluded.len() || !excluded[i]).collect();
-    let (x, codes, domain_strings, splits) = if keep.len() < n_total {
-        (
-            x.select_rows(&keep),
-            keep.iter().map(|&i| labels.codes[i]).collect::<Vec<_>>(),
-            domain_strings.map(|d| keep.iter().map(|&i| d[i].clone()).collect::<Vec<_>>()),
-            splits.map(|s| keep.iter().map(|&i| s[i]).collect::<Vec<_>>()),
-        )
-    } else {
-        (x, labels.codes.clone(), domain_strings, splits)
-    };
-    let (domain_names, domains) = match domain_strings {
-        Some(d) => {
-            let (names, codes) = sorted_codes(&d);
-            (names, codes.into_iter().map(|c| c as u32).collect::<Vec<_>>())
+    let kept = a.kept();
+    let x = if kept.len() < n_total { x.select_rows(&kept) } else { x };
+    let fitted = Fit { genes, normalization, n_total, kept, annotations: a, warnings };
+    fitted.train(&x, options, config, pretrained, device, observer).await
+}
+
+/// [`train_transfer`] from `.h5ad` files read a block of cells at a time, never loaded: the
+/// reference's training genes (normalised with each cell's totals over all of its genes) are
+/// held as compact blocks of rows ([`RowBlocks`]: 6 bytes per stored value, no other copy), the
+/// query's seeded subsample as another. Memory is that matrix, one block and the model — what
+/// lets a 1M-cell reference over 2,000 genes train in a tab. Everything else (labels, domains,
+/// splits, genes, the training itself) is [`train_transfer`]'s, and so is the result: the same
+/// model as training on the files loaded (tested).
+pub async fn train_transfer_h5ad<O: Observer>(
+    reference: &H5adRows,
+    query: Option<&H5adRows>,
+    options: &TransferOptions,
+    device: &Device,
+    observer: &mut O,
+) -> Result<(ScnymModel, Vec<String>)> {
+    let config = ScnymConfig::from_preset_and_json(&options.preset, options.config.as_ref())?;
+    check_unique(&reference.var_names, "the reference")?;
+    let mut a = Annotations::of(&reference.obs, &reference.obs_names, options)?;
+    let mut warnings = std::mem::take(&mut a.warnings);
+    let rids = reference.gene_ids();
+    let (genes, q_input) = match query {
+        None => (restrict_genes(reference.var_names.clone(), options, &mut warnings)?, None),
+        Some(q) => {
+            check_unique(&q.var_names, "the query")?;
+            let (_, _, shared) = common_genes(&rids, &q.gene_ids(), &mut warnings)?;
+            let genes = restrict_genes(shared, options, &mut warnings)?;
+            let input = StreamedInput::for_genes(q, &genes, options.query_normalize.unwrap_or(options.normalize), "query")?;
+            (genes, Some(input))
         }
-        None => {
-            let any_u = codes.iter().any(|&c| c < 0);
-            let names = if any_u { vec!["labeled".to_string(), "unlabeled".to_string()] } else { vec!["labeled".to_string()] };
-            (names, codes.iter().map(|&c| u32::from(c < 0)).collect())
-        }
     };
-    let data =
-        TrainingData { x: &x, labels: &codes, n_classes: labels.n_classes(), domains: &domains, n_domains: domain_names.len(), splits: splits.as_deref() };
-    let init = match pretrained {
-        Some(m) => {
-            let p = pretrained_for(m, &genes, &labels.class_names, config.seed).await?;
-            warnings.extend(p.report.warnings());
-            if ArchSpec::new(p.arch.n_genes, p.arch.n_classes, &config.model_kwargs) != p.arch {
-                warnings.push("fine-tuning keeps the pretrained model's architecture; the config's model_kwargs are ignored".into());
+    let r_input = StreamedInput::for_genes(reference, &genes, options.normalize, "reference")?;
+    let mut normalization = vec![r_input.normalization.clone()];
+    let n_reference = reference.n_rows;
+    let mut x = RowBlocks::new(genes.len());
+    let what = format!("the training matrix ({n_reference} reference cells × {} genes)", genes.len());
+    let advice = "train on fewer genes (options.genes) or a subsample of the reference, or use the native CLI";
+    r_input.read_selected_into(reference, &(0..n_reference).filter(|&i| !a.excluded[i]).collect::<Vec<_>>(), &mut x, &what, advice)?;
+    if let (Some(q), Some(input)) = (query, q_input) {
+        let q_rows = query_rows(q.n_rows, options, &config, &mut warnings);
+        input.read_selected_into(q, &q_rows, &mut x, &what, advice)?;
+        a.add_query(&q.obs, &q.obs_names, &q_rows, options)?;
+        normalization.push(input.normalization);
+    }
+    let kept = a.kept();
+    let fitted = Fit { genes, normalization, n_total: a.labels.codes.len(), kept, annotations: a, warnings };
+    fitted.train(&x, options, config, None, device, observer).await
+}
+
+/// A training run's inputs past the matrix: which cells of the stacked reference + query take
+/// part, their annotations, the genes and how each side was normalised.
+struct Fit {
+    genes: Vec<String>,
+    normalization: Vec<NormalizationReport>,
+    /// Cells before exclusions, and the ones kept (the rows of the matrix trained on).
+    n_total: usize,
+    kept: Vec<usize>,
+    annotations: Annotations,
+    warnings: Vec<String>,
+}
+
+impl Fit {
+    async fn train<O: Observer>(
+        self,
+        x: &dyn RowSource,
+        options: &TransferOptions,
+        config: ScnymConfig,
+        pretrained: Option<&ScnymModel>,
+        device: &Device,
+        observer: &mut O,
+    ) -> Result<(ScnymModel, Vec<String>)> {
+        let Fit { genes, normalization, n_total, kept, annotations: a, mut warnings } = self;
+        let labels = a.labels;
+        let every = kept.len() == n_total;
+        let codes: Vec<i32> = if every { labels.codes.clone() } else { kept.iter().map(|&i| labels.codes[i]).collect() };
+        let domain_strings = a.domains.map(|d| if every { d } else { kept.iter().map(|&i| d[i].clone()).collect() });
+        let splits = a.splits.map(|s| if every { s } else { kept.iter().map(|&i| s[i]).collect::<Vec<_>>() });
+        let (domain_names, domains) = match domain_strings {
+            Some(d) => {
+                let (names, codes) = sorted_codes(&d);
+                (names, codes.into_iter().map(|c| c as u32).collect::<Vec<_>>())
             }
-            Some(p)
+            None => {
+                let any_u = codes.iter().any(|&c| c < 0);
+                let names = if any_u { vec!["labeled".to_string(), "unlabeled".to_string()] } else { vec!["labeled".to_string()] };
+                (names, codes.iter().map(|&c| u32::from(c < 0)).collect())
+            }
+        };
+        let data = TrainingData { x, labels: &codes, n_classes: labels.n_classes(), domains: &domains, n_domains: domain_names.len(), splits: splits.as_deref() };
+        let init = match pretrained {
+            Some(m) => {
+                let p = pretrained_for(m, &genes, &labels.class_names, config.seed).await?;
+                warnings.extend(p.report.warnings());
+                if ArchSpec::new(p.arch.n_genes, p.arch.n_classes, &config.model_kwargs) != p.arch {
+                    warnings.push("fine-tuning keeps the pretrained model's architecture; the config's model_kwargs are ignored".into());
+                }
+                Some(p)
+            }
+            None => None,
+        };
+        let trained = train(&data, &config, init.as_ref(), device, observer).await?;
+        let mut details = std::collections::BTreeMap::new();
+        details.insert("label_key".into(), options.label_key.clone());
+        if let Some(k) = &options.domain_key {
+            details.insert("domain_key".into(), k.clone());
         }
-        None => None,
-    };
-    let trained = train(&data, &config, init.as_ref(), device, observer).await?;
-    let mut details = std::collections::HashMap::new();
-    details.insert("label_key".into(), options.label_key.clone());
-    if let Some(k) = &options.domain_key {
-        details.insert("domain_key".into(), k.clone());
+        details.insert("domains".into(), serde_json::to_string(&domain_names).expect("json"));
+        details.insert("preset".into(), options.preset.clone());
+        details.insert("input_normalization".into(), serde_json::to_string(&normalization).expect("json"));
+        details.insert("n_cells".into(), n_total.to_string());
+        if let (Some(m), Some(p)) = (pretrained, &init) {
+            let from = m.provenance.details.get("atlas").map(|a| format!("atlas {a}")).unwrap_or_else(|| m.provenance.created_by.clone());
+            details.insert("fine_tuned_from".into(), from);
+            details.insert("fine_tune_init".into(), serde_json::to_string(&p.report).expect("json"));
+        }
+        let model = ScnymModel {
+            arch: trained.arch,
+            net: trained.net,
+            bn: trained.bn,
+            genes,
+            classes: labels.class_names.clone(),
+            input: InputSpec::default(),
+            config: Some(config),
+            metrics: Some(trained.metrics),
+            provenance: Provenance {
+                created_by: format!("sclabel {}", env!("CARGO_PKG_VERSION")),
+                source: if pretrained.is_some() { "fine-tuned".into() } else { "trained".into() },
+                details,
+            },
+        };
+        Ok((model, warnings))
     }
-    details.insert("domains".into(), serde_json::to_string(&domain_names).expect("json"));
-    details.insert("preset".into(), options.preset.clone());
-    details.insert("input_normalization".into(), serde_json::to_string(&normalization).expect("json"));
-    details.insert("n_cells".into(), n_total.to_string());
-    if let (Some(m), Some(p)) = (pretrained, &init) {
-        let from = m.provenance.details.get("atlas").map(|a| format!("atlas {a}")).unwrap_or_else(|| m.provenance.created_by.clone());
-        details.insert("fine_tuned_from".into(), from);
-        details.insert("fine_tune_init".into(), serde_json::to_string(&p.report).expect("json"));
-    }
-    let model = ScnymModel {
-        arch: trained.arch,
-        net: trained.net,
-        bn: trained.bn,
-        genes,
-        classes: labels.class_names.clone(),
-        input: InputSpec::default(),
-        config: Some(config),
-        metrics: Some(trained.metrics),
-        provenance: Provenance {
-            created_by: format!("sclabel {}", env!("CARGO_PKG_VERSION")),
-            source: if pretrained.is_some() { "fine-tuned".into() } else { "trained".into() },
-            details,
-        },
-    };
-    Ok((model, warnings))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -532,12 +674,18 @@ pub struct StreamedInput {
 
 impl StreamedInput {
     pub fn new(model: &ScnymModel, rows: &H5adRows, normalize: bool) -> Result<Self> {
-        let (names, matched_by) = best_gene_ids(&rows.gene_ids(), &model.genes);
-        let (map, mut overlap) = gene_map(names, &model.genes)?;
+        Self::for_genes(rows, &model.genes, normalize, "data")
+    }
+
+    /// `rows` as an input over `genes` (matched by whichever of its identifier columns shares
+    /// most), ln(CPM+1) (checked, or converted when `normalize`); `what` names it in messages.
+    pub fn for_genes(rows: &H5adRows, genes: &[String], normalize: bool, what: &str) -> Result<Self> {
+        let (names, matched_by) = best_gene_ids(&rows.gene_ids(), genes);
+        let (map, mut overlap) = gene_map(names, genes)?;
         overlap.matched_by = matched_by;
-        let keep = ColumnMap::new(map, model.genes.len())?;
+        let keep = ColumnMap::new(map, genes.len())?;
         let stats = rows.value_stats()?;
-        let normalization = check_input(&stats, &rows.var_names, normalize, "data")?;
+        let normalization = check_input(&stats, &rows.var_names, normalize, what)?;
         let factor = if normalize { Some(log_factor(&normalization)?) } else { None };
         let totals = stats.totals(&normalization.normalization).map(<[f64]>::to_vec);
         Ok(Self { keep, factor, totals, overlap, normalization })
@@ -570,6 +718,18 @@ impl StreamedInput {
             return CsrMatrix::new(0, self.keep.n_kept, vec![0], Vec::new(), Vec::new());
         }
         CsrMatrix::vstack(&parts.iter().collect::<Vec<_>>())
+    }
+
+    /// As [`StreamedInput::read_selected`], onto `out` as blocks of rows, each checked against the
+    /// memory budget first (`what` and `advice` name it in a refusal).
+    pub fn read_selected_into(&self, rows: &H5adRows, wanted: &[usize], out: &mut RowBlocks, what: &str, advice: &str) -> Result<()> {
+        let per_value = RowBlocks::bytes_per_value(self.keep.n_kept);
+        rows.for_blocks_of(wanted, &self.keep, |start, mut x, local| {
+            self.rescale(&mut x, start);
+            let part = if local.len() == x.n_rows { x } else { x.select_rows(local) };
+            crate::memory::reserve(what, part.nnz() as u64 * per_value + part.n_rows as u64 * 4, advice)?;
+            out.push(&part)
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 //! safetensors metadata, JSON for the format version, architecture, genes, classes, input
 //! normalisation, training config, metrics and provenance. Written and read from bytes, natively
 //! and in wasm; writing reads the weights back with one async transaction (WebGPU-safe).
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use burn::module::Param;
 use burn::nn::Linear;
@@ -41,8 +41,9 @@ pub struct Provenance {
     pub created_by: String,
     /// "trained" or "imported from scNym".
     pub source: String,
-    /// Anything else worth keeping (data set name, label column, domain column, backend …).
-    pub details: HashMap<String, String>,
+    /// Anything else worth keeping (data set name, label column, domain column, backend …), in
+    /// name order so that the same model always makes the same bytes.
+    pub details: BTreeMap<String, String>,
 }
 
 /// A trained scNym classifier with everything needed to use it on new data.

@@ -11,6 +11,7 @@ use burn::prelude::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 
 use crate::data::matrix::CsrMatrix;
+use crate::data::row_blocks::RowSource;
 use crate::error::Result;
 use crate::model::gemm::{matmul, Operand};
 use crate::model::host_linear::{add_column_sums, read_to_host, HostLinear, HostParams, LinearGrad};
@@ -245,17 +246,21 @@ impl HostScnym {
     }
 
     /// Model selection's numbers in eval mode: the mean cross-entropy and the accuracy of the
-    /// classes `labels` (one per row of `rows`) on those rows of `x`.
-    pub fn evaluate(&self, x: &CsrMatrix, rows: &[usize], labels: &[usize]) -> (f32, f32) {
-        let mut h = Vec::new();
-        self.first.forward(x, rows, &mut h);
-        let logits = self.logits_from_first(h, rows.len());
+    /// classes `labels` (one per row of `rows`) on those rows of `x`, taken a few thousand at a time.
+    pub fn evaluate(&self, x: &dyn RowSource, rows: &[usize], labels: &[usize]) -> (f32, f32) {
+        const CHUNK: usize = 4096;
         let (mut loss, mut hits) = (0f64, 0usize);
-        for (z, &y) in logits.chunks_exact(self.n_classes).zip(labels) {
-            loss += (log_sum_exp(z) - z[y]) as f64;
-            // the first maximum, as burn's argmax
-            let top = z.iter().enumerate().fold(0, |best, (k, &v)| if v > z[best] { k } else { best });
-            hits += (top == y) as usize;
+        let mut h = Vec::new();
+        for (chunk, labels) in rows.chunks(CHUNK).zip(labels.chunks(CHUNK)) {
+            let part = x.take_rows(chunk);
+            self.first.forward(&part, &(0..chunk.len()).collect::<Vec<_>>(), &mut h);
+            let logits = self.logits_from_first(std::mem::take(&mut h), chunk.len());
+            for (z, &y) in logits.chunks_exact(self.n_classes).zip(labels) {
+                loss += (log_sum_exp(z) - z[y]) as f64;
+                // the first maximum, as burn's argmax
+                let top = z.iter().enumerate().fold(0, |best, (k, &v)| if v > z[best] { k } else { best });
+                hits += (top == y) as usize;
+            }
         }
         let n = rows.len().max(1) as f64;
         ((loss / n) as f32, (hits as f64 / n) as f32)

@@ -9,6 +9,7 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Beta, Distribution};
 
 use crate::data::matrix::CsrMatrix;
+use crate::data::row_blocks::RowSource;
 
 /// scNym's `ICLWeight` ramp, indexed by epoch (from 0).
 pub fn ramp(epoch: usize, ramp_epochs: usize, burn_in: usize, max_weight: f64, sigmoid: bool) -> f64 {
@@ -58,8 +59,8 @@ pub fn argmax(row: &[f32]) -> usize {
 
 /// The given rows of `x` as the step's sparse batch: each row's columns increasing and no stored
 /// zeros, the form `log1p_drop` and MixUp's row merge work on.
-pub fn gather_rows(x: &CsrMatrix, rows: &[usize]) -> CsrMatrix {
-    let mut out = x.select_rows(rows);
+pub fn gather_rows(x: &dyn RowSource, rows: &[usize]) -> CsrMatrix {
+    let mut out = x.take_rows(rows);
     let clean = (0..out.n_rows).all(|r| {
         let (idx, val) = out.row(r);
         idx.windows(2).all(|w| w[0] < w[1]) && val.iter().all(|&v| v != 0.0)

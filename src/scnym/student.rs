@@ -12,6 +12,7 @@ use burn::tensor::Transaction;
 use rand::rngs::StdRng;
 
 use crate::data::matrix::CsrMatrix;
+use crate::data::row_blocks::RowSource;
 use crate::error::{Result, SclabelError};
 use crate::model::host_linear::read_to_host;
 use crate::scnym::config::UnsupCriterion;
@@ -175,7 +176,7 @@ impl Student {
     /// Model selection's mean cross-entropy and accuracy on `rows` of `x` with classes `labels`,
     /// computed on the host for the host network; None for the burn student (its caller
     /// evaluates the snapshot on the device).
-    pub fn evaluate_on_host(&self, x: &CsrMatrix, rows: &[usize], labels: &[usize]) -> Option<(f32, f32)> {
+    pub fn evaluate_on_host(&self, x: &dyn RowSource, rows: &[usize], labels: &[usize]) -> Option<(f32, f32)> {
         match self {
             Student::Host { net, .. } => Some(net.evaluate(x, rows, labels)),
             Student::Burn(_) => None,

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Executor;
 use crate::data::matrix::CsrMatrix;
+use crate::data::row_blocks::RowSource;
 use crate::data::sampler::{MinibatchSampler, Sampling};
 use crate::error::{Result, SclabelError};
 use crate::scnym::bundle::ScnymModel;
@@ -44,7 +45,8 @@ pub enum Split {
 /// Prepared inputs: ln(CPM+1) values in the model's gene order, class codes (−1 = unlabelled),
 /// a domain per cell.
 pub struct TrainingData<'a> {
-    pub x: &'a CsrMatrix,
+    /// A loaded matrix, or one held as compact blocks ([`crate::data::row_blocks::RowBlocks`]).
+    pub x: &'a dyn RowSource,
     pub labels: &'a [i32],
     pub n_classes: usize,
     pub domains: &'a [u32],
@@ -188,8 +190,8 @@ async fn evaluate(
     let mut hits = Tensor::<1>::zeros([1], device);
     let mut buf = Vec::new();
     for chunk in rows.chunks(batch.max(1)) {
-        data.x.densify_rows_into(chunk, &mut buf);
-        let xb = tensor2(std::mem::take(&mut buf), chunk.len(), data.x.n_cols, device);
+        data.x.take_rows(chunk).densify_rows_into(&(0..chunk.len()).collect::<Vec<_>>(), &mut buf);
+        let xb = tensor2(std::mem::take(&mut buf), chunk.len(), data.x.n_cols(), device);
         let y = tensor2(one_hot(chunk.iter().map(|&r| data.labels[r] as usize), arch.n_classes), chunk.len(), arch.n_classes, device);
         let logits = net.forward(xb, 0.0, Mode::Eval(bn)).logits;
         loss = loss + soft_cross_entropy(logits.clone(), y.clone()).sum();
@@ -223,19 +225,19 @@ pub async fn train<O: Observer>(
     device: &Device,
     observer: &mut O,
 ) -> Result<Trained> {
-    let n = data.x.n_rows;
+    let n = data.x.n_rows();
     if data.labels.len() != n || data.domains.len() != n || data.splits.is_some_and(|s| s.len() != n) {
         return Err(SclabelError::ShapeMismatch(format!("labels, domains and splits must have one entry per cell ({n})")));
     }
     let arch = match init {
-        Some(p) if p.arch.n_genes != data.x.n_cols || p.arch.n_classes != data.n_classes => {
+        Some(p) if p.arch.n_genes != data.x.n_cols() || p.arch.n_classes != data.n_classes => {
             return Err(SclabelError::ShapeMismatch(format!(
                 "pretrained weights for {} genes × {} classes, data with {} × {}",
-                p.arch.n_genes, p.arch.n_classes, data.x.n_cols, data.n_classes
+                p.arch.n_genes, p.arch.n_classes, data.x.n_cols(), data.n_classes
             )))
         }
         Some(p) => p.arch.clone(),
-        None => ArchSpec::new(data.x.n_cols, data.n_classes, &config.model_kwargs),
+        None => ArchSpec::new(data.x.n_cols(), data.n_classes, &config.model_kwargs),
     };
     let (train_rows, test_rows, val_rows) = make_splits(data, config)?;
     let unlabeled: Vec<usize> = (0..n).filter(|&i| data.labels[i] < 0).collect();

@@ -146,18 +146,20 @@ pub fn align_genes(x: &CsrMatrix, data_genes: &[String], model_genes: &[String])
         return Err(SclabelError::ShapeMismatch(format!("{} gene names for {} columns", data_genes.len(), x.n_cols)));
     }
     let (map, overlap) = gene_map(data_genes, model_genes)?;
-    if data_genes == model_genes {
+    // Sized to the kept values (a model's genes are often a small part of a file's); all of them
+    // when the genes are the same (a copy).
+    let same = data_genes == model_genes;
+    let kept = if same { x.nnz() } else { x.indices.iter().filter(|&&j| map[j as usize].is_some()).count() };
+    crate::memory::reserve(
+        &format!("{} cells × the model's {} genes ({kept} stored values)", x.n_rows, model_genes.len()),
+        kept as u64 * 8 + (x.n_rows as u64 + 1) * 8,
+        "give the .h5ad itself rather than a loaded data set (predictScnym and trainScnym read files a block of cells at a time), or use fewer cells",
+    )?;
+    if same {
         return Ok((x.clone(), overlap));
     }
     let mut indptr = Vec::with_capacity(x.n_rows + 1);
     indptr.push(0u64);
-    // Sized to the kept values (a model's genes are often a small part of a file's).
-    let kept = x.indices.iter().filter(|&&j| map[j as usize].is_some()).count();
-    crate::memory::reserve(
-        &format!("{} cells × the model's {} genes ({kept} stored values)", x.n_rows, model_genes.len()),
-        kept as u64 * 8 + (x.n_rows as u64 + 1) * 8,
-        "predict the file without loading it (predictScnym takes the file itself), or fewer cells",
-    )?;
     let (mut indices, mut data) = (Vec::with_capacity(kept), Vec::with_capacity(kept));
     let mut row: Vec<(u32, f32)> = Vec::new();
     for i in 0..x.n_rows {

@@ -72,9 +72,12 @@ impl RowBlocks {
             return Err(SclabelError::ShapeMismatch(format!("a block of {} columns for a matrix of {}", part.n_cols, self.n_cols)));
         }
         let base = part.indptr[0];
-        let indptr: Vec<u32> = part.indptr.iter().map(|&p| u32::try_from(p - base)).collect::<std::result::Result<_, _>>().map_err(|_| {
-            SclabelError::ShapeMismatch(format!("a block of {} stored values (at most {} per block)", part.nnz(), u32::MAX))
-        })?;
+        let indptr: Vec<u32> = part
+            .indptr
+            .iter()
+            .map(|&p| u32::try_from(p - base))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| SclabelError::ShapeMismatch(format!("a block of {} stored values (at most {} per block)", part.nnz(), u32::MAX)))?;
         let (from, to) = (base as usize, *part.indptr.last().expect("indptr is never empty") as usize);
         let indices = if self.n_cols <= 1 << 16 {
             Indices::U16(part.indices[from..to].iter().map(|&j| j as u16).collect())
@@ -148,7 +151,14 @@ mod tests {
     fn blocks_give_the_rows_of_the_whole_matrix() {
         for n_cols in [40, 70_000] {
             let whole = matrix(23, n_cols.min(300), 7);
-            let whole = CsrMatrix::new(whole.n_rows, n_cols, whole.indptr.clone(), whole.indices.iter().map(|&j| j * (n_cols as u32 / 300).max(1)).collect(), whole.data.clone()).unwrap();
+            let whole = CsrMatrix::new(
+                whole.n_rows,
+                n_cols,
+                whole.indptr.clone(),
+                whole.indices.iter().map(|&j| j * (n_cols as u32 / 300).max(1)).collect(),
+                whole.data.clone(),
+            )
+            .unwrap();
             let mut blocks = RowBlocks::new(n_cols);
             for (a, b) in [(0, 5), (5, 6), (6, 6), (6, 23)] {
                 blocks.push(&whole.select_rows(&(a..b).collect::<Vec<_>>())).unwrap();

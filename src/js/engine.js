@@ -379,6 +379,14 @@ const OPS = {
   },
 
   async trainScnym(reference, query, options, { onProgress, signal } = {}) {
+    if (reference?.kind !== 'dataset') {
+      // Files (File / Blob, bytes, a Node path) read a block of cells at a time, never loaded.
+      if (query?.kind === 'dataset') throw fail('invalid_option', 'trainScnym: with a reference file, give the query as a file too (or load both)');
+      const model = await withH5ad(reference, 'trainScnym', (r, rLabel) => (query
+        ? withH5ad(query, 'trainScnym', (q, qLabel) => this.session.trainScnymH5ad(r.length, r.readAt, rLabel, q.length, q.readAt, qLabel, options, onProgress, signal))
+        : this.session.trainScnymH5ad(r.length, r.readAt, rLabel, undefined, undefined, undefined, options, onProgress, signal)));
+      return this.modelHandle(model);
+    }
     // An optional wasm argument is consumed by the call: pass a second handle on the same data.
     const q = query ? this.get(query, 'dataset').object.share() : undefined;
     const model = await this.session.trainScnym(this.get(reference, 'dataset').object, q, options, onProgress, signal);

@@ -155,7 +155,10 @@ class Client {
   obsNames(dataset) { return this.transport.call('obsNames', [dataset]); }
   varNames(dataset) { return this.transport.call('varNames', [dataset]); }
 
-  /** scNym: trains on `reference` (cells labelled 'Unlabeled' are unlabelled) and an optional unlabelled `query`. */
+  /**
+   * scNym: trains on `reference` (cells labelled 'Unlabeled' are unlabelled) and an optional
+   * unlabelled `query`: loaded data sets, or `.h5ad` files read a block of cells at a time.
+   */
   trainScnym(reference, query, options = {}, controls = {}) {
     return this.transport.call('trainScnym', [reference, query ?? null, options], controls);
   }

@@ -4,15 +4,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::align::{align_genes, best_gene_ids, check_unique, gene_map, is_unique, GeneIdKind, GeneOverlap};
 use crate::data::anndata::AnnData;
-use crate::data::h5ad::{ColumnMap, H5adRows};
 use crate::data::anndata::ObsTable;
+use crate::data::h5ad::{ColumnMap, H5adRows};
 use crate::data::labels::{check_trainable, encode_labels, sorted_codes, LabelEncoding};
 use crate::data::matrix::CsrMatrix;
-use crate::data::row_blocks::{RowBlocks, RowSource};
 use crate::data::normalize::{
     detect_from_stats, log_factor, rescale_block_in_place, rescale_in_place, to_log_normalized_with, Normalization, NormalizationReport, TargetScale,
     ValueStats,
 };
+use crate::data::row_blocks::{RowBlocks, RowSource};
 use crate::error::{Result, SclabelError};
 use crate::scnym::bundle::{InputSpec, Provenance, ScnymModel};
 use crate::scnym::config::ScnymConfig;
@@ -183,10 +183,7 @@ fn strings_of(obs: &ObsTable, obs_names: &[String], key: &str, what: &str) -> Re
         .enumerate()
         .map(|(i, v)| {
             v.ok_or_else(|| {
-                SclabelError::Labels(format!(
-                    "cell '{}' (row {i}) has no value in {what} column '{key}'",
-                    obs_names.get(i).map(String::as_str).unwrap_or("?")
-                ))
+                SclabelError::Labels(format!("cell '{}' (row {i}) has no value in {what} column '{key}'", obs_names.get(i).map(String::as_str).unwrap_or("?")))
             })
         })
         .collect()
@@ -298,7 +295,11 @@ fn restrict_genes(shared: Vec<String>, options: &TransferOptions, warnings: &mut
     let set: std::collections::HashSet<&str> = wanted.iter().map(String::as_str).collect();
     let kept: Vec<String> = shared.into_iter().filter(|g| set.contains(g.as_str())).collect();
     if kept.is_empty() {
-        return Err(SclabelError::Genes(format!("none of the {} genes in options.genes is in the data (e.g. '{}')", wanted.len(), wanted.first().map(String::as_str).unwrap_or(""))));
+        return Err(SclabelError::Genes(format!(
+            "none of the {} genes in options.genes is in the data (e.g. '{}')",
+            wanted.len(),
+            wanted.first().map(String::as_str).unwrap_or("")
+        )));
     }
     if kept.len() < wanted.len() {
         warnings.push(format!("{} of the {} genes in options.genes are in the data; training uses those", kept.len(), wanted.len()));
@@ -488,7 +489,8 @@ impl Fit {
                 (names, codes.iter().map(|&c| u32::from(c < 0)).collect())
             }
         };
-        let data = TrainingData { x, labels: &codes, n_classes: labels.n_classes(), domains: &domains, n_domains: domain_names.len(), splits: splits.as_deref() };
+        let data =
+            TrainingData { x, labels: &codes, n_classes: labels.n_classes(), domains: &domains, n_domains: domain_names.len(), splits: splits.as_deref() };
         let init = match pretrained {
             Some(m) => {
                 let p = pretrained_for(m, &genes, &labels.class_names, config.seed).await?;

@@ -233,7 +233,10 @@ pub async fn train<O: Observer>(
         Some(p) if p.arch.n_genes != data.x.n_cols() || p.arch.n_classes != data.n_classes => {
             return Err(SclabelError::ShapeMismatch(format!(
                 "pretrained weights for {} genes × {} classes, data with {} × {}",
-                p.arch.n_genes, p.arch.n_classes, data.x.n_cols(), data.n_classes
+                p.arch.n_genes,
+                p.arch.n_classes,
+                data.x.n_cols(),
+                data.n_classes
             )))
         }
         Some(p) => p.arch.clone(),

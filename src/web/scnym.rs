@@ -7,7 +7,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::data::h5ad::open_h5ad_rows;
-use crate::scnym::api::{fine_tune, predict_adata, predict_h5ad_rows, train_transfer, PredictReport, TransferOptions};
+use crate::scnym::api::{fine_tune, predict_adata, predict_h5ad_rows, train_transfer, train_transfer_h5ad, PredictReport, TransferOptions};
 use crate::scnym::bundle::ScnymModel;
 use crate::scnym::import::import_scnym;
 use crate::scnym::predict::{PredictOptions, Prediction};
@@ -120,6 +120,41 @@ impl JsSession {
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
             let (model, warnings) = train_transfer(&reference, query.as_deref(), &options, &device, &mut observer).await.map_err(to_js)?;
+            Ok(JsScnymModel { inner: Rc::new(model), warnings }.into())
+        }))
+    }
+
+    /// `trainScnym` from `.h5ad` files read through `readAt(offset, length) -> Uint8Array` a block
+    /// of cells at a time, never loaded: the reference's training genes are held as compact blocks
+    /// of rows, the query's training subsample beside them (`crate::scnym::api::train_transfer_h5ad`).
+    /// The query's three arguments are absent together.
+    #[wasm_bindgen(js_name = trainScnymH5ad)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_scnym_h5ad(
+        &self,
+        reference_length: f64,
+        reference_read_at: Function,
+        reference_name: &str,
+        query_length: Option<f64>,
+        query_read_at: Option<Function>,
+        query_name: Option<String>,
+        options: JsValue,
+        on_progress: Option<Function>,
+        signal: JsValue,
+    ) -> Result<Promise, JsValue> {
+        let options: TransferOptions = convert::options(options, "options")?;
+        let reference = open_h5ad_rows(JsSource::new(reference_length, reference_read_at), reference_name, options.use_raw).map_err(to_js)?;
+        let query_raw = options.query_use_raw.unwrap_or(options.use_raw);
+        let query = match (query_length, query_read_at) {
+            (Some(length), Some(read_at)) => {
+                Some(open_h5ad_rows(JsSource::new(length, read_at), query_name.as_deref().unwrap_or("query"), query_raw).map_err(to_js)?)
+            }
+            _ => None,
+        };
+        let device = self.device.device.clone();
+        Ok(future_to_promise(async move {
+            let mut observer = JsObserver::new(on_progress, signal);
+            let (model, warnings) = train_transfer_h5ad(&reference, query.as_ref(), &options, &device, &mut observer).await.map_err(to_js)?;
             Ok(JsScnymModel { inner: Rc::new(model), warnings }.into())
         }))
     }

@@ -230,6 +230,33 @@ test('exportH5ad writes predictions into the user\'s file, which reads back with
   await page.close();
 });
 
+test('trainScnym from Files in the worker (read on demand) gives the model training on them loaded gives', async (t) => {
+  if (!sharedFile('pancreas_xin.h5ad', t) || !sharedFile('pancreas_wang.h5ad', t)) return;
+  const { page, errors } = await harness();
+  const out = await page.evaluate(async () => {
+    const { open } = await import('sclabel');
+    const sl = await open({ backend: 'cpu' });
+    const file = async (name) => new File([await (await fetch(`/shared-data/${name}`)).blob()], name);
+    const [reference, query] = [await file('pancreas_xin.h5ad'), await file('pancreas_wang.h5ad')];
+    const options = { label_key: 'cell_type', normalize: true, max_query_cells: 300, config: { n_epochs: 2, seed: 4 } };
+    const fromFiles = await sl.trainScnym(reference, query, options);
+    const fromLoaded = await sl.trainScnym(await sl.load(reference), await sl.load(query), options);
+    const [a, b] = [await sl.predictScnym(fromFiles, query, { normalize: true }), await sl.predictScnym(fromLoaded, query, { normalize: true })];
+    sl.close();
+    return {
+      genes: fromFiles.genes.length === fromLoaded.genes.length && fromFiles.genes.every((g, i) => g === fromLoaded.genes[i]),
+      warnings: [fromFiles.warnings, fromLoaded.warnings],
+      same: a.scNym_probabilities.every((v, i) => v === b.scNym_probabilities[i]), cells: a.cells,
+    };
+  });
+  assert.ok(out.genes, 'the same genes');
+  assert.deepEqual(out.warnings[0], out.warnings[1]);
+  assert.match(out.warnings[0].join(' '), /subsampled to 300/);
+  assert.ok(out.same && out.cells === 501, 'the same probabilities for every query cell');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test('model bundles: save → load, an atlas registry with Cache API caching per version, format and sha256 checks', async () => {
   // A small trained bundle, made in Node and served like a host's atlas file.
   const node = await open({ backend: 'cpu' });

@@ -130,6 +130,29 @@ impl AtlasMatrix {
         })
     }
 
+    /// Only the columns of `genes` the atlas has, in the atlas's order (e.g. those a query shares
+    /// with it). The values need nothing from the dropped columns: they are ln(CPM+1) over the
+    /// source's genes already. No gene in common is an error naming both sides.
+    pub fn keep_genes(self, genes: &[String]) -> Result<Self> {
+        let wanted: std::collections::HashSet<&str> = genes.iter().map(String::as_str).collect();
+        let kept: Vec<usize> = (0..self.genes.len()).filter(|&j| wanted.contains(self.genes[j].as_str())).collect();
+        if kept.is_empty() {
+            return Err(SclabelError::Genes(format!(
+                "none of the {} genes asked for (e.g. '{}') is among the atlas matrix's {} (e.g. '{}')",
+                genes.len(),
+                genes.first().map(String::as_str).unwrap_or(""),
+                self.genes.len(),
+                self.genes.first().map(String::as_str).unwrap_or("")
+            )));
+        }
+        if kept.len() == self.genes.len() {
+            return Ok(self);
+        }
+        let x = self.x.select_cols(&kept);
+        let genes = kept.iter().map(|&j| self.genes[j].clone()).collect();
+        Ok(Self { x, genes, ..self })
+    }
+
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.classes.len()];
         self.labels.iter().filter(|&&c| c >= 0).for_each(|&c| counts[c as usize] += 1);
@@ -380,6 +403,21 @@ mod tests {
             assert!(worst <= tol, "{enc:?}: max error {worst} > {tol}");
             assert!(back.x.data.iter().all(|&v| v > 0.0), "{enc:?}: a stored value became 0");
         }
+    }
+
+    /// Keeping genes gives the kept columns of the whole matrix, in the atlas's order.
+    #[test]
+    fn atlas_matrix_keeps_the_genes_asked_for() {
+        let (adata, x) = sample();
+        let m = AtlasMatrix::from_reference(&adata, &x, &adata.var_names, "cell_type", None, None, 0).unwrap();
+        let m = AtlasMatrix::from_bytes(&m.to_bytes(ValueEncoding::F32).unwrap()).unwrap();
+        let asked: Vec<String> = [150, 3, 77, 9999].iter().map(|&j| adata.var_names.get(j).cloned().unwrap_or_else(|| "not_a_gene".into())).collect();
+        let kept = m.clone().keep_genes(&asked).unwrap();
+        assert_eq!(kept.genes, [3, 77, 150].map(|j| adata.var_names[j].clone()));
+        assert_eq!(kept.x, m.x.select_cols(&[3, 77, 150]));
+        assert_eq!((kept.labels, kept.cell_names), (m.labels.clone(), m.cell_names.clone()));
+        let e = m.keep_genes(&["not_a_gene".into()]).unwrap_err();
+        assert_eq!(e.code(), "genes", "{e}");
     }
 
     #[test]

@@ -457,8 +457,9 @@ const OPS = {
   },
 
   /** An atlas's reference matrix (bytes, Blob or URL; cached like bundles), its SHA-256 checked. */
-  async loadAtlasMatrix(source, { cache, sha256, name } = {}) {
-    return this.datasetHandle(wasm.Dataset.fromAtlasMatrix(await bundleBytes(source, cache, sha256)), { name: name ?? 'atlas matrix', format: 'atlas' });
+  async loadAtlasMatrix(source, { cache, sha256, name, genes } = {}) {
+    const keep = genes ? Array.from(genes, String) : undefined;
+    return this.datasetHandle(wasm.Dataset.fromAtlasMatrix(await bundleBytes(source, cache, sha256), keep), { name: name ?? 'atlas matrix', format: 'atlas' });
   },
 
   async buildAtlas(dataset, options, { onProgress, signal } = {}) {

@@ -464,7 +464,7 @@ export interface Sclabel {
    * An atlas package from its atlas.json (URL, a path in Node, or `{ manifest }`): the model for
    * instant annotation and the preconverted reference (unless `reference: false`) to train with.
    */
-  openAtlas(source: string | URL | { manifest: string | URL }, options?: { reference?: boolean }): Promise<OpenedAtlas>;
+  openAtlas(source: string | URL | { manifest: string | URL }, options?: { reference?: boolean; genes?: string[] }): Promise<OpenedAtlas>;
   /** `sclabel atlas build` on a loaded data set (store manifest as atlas.json, the bytes under manifest.files). */
   buildAtlas(dataset: DatasetHandle, options: AtlasBuildOptions, controls?: RunControls): Promise<BuiltAtlas>;
   /** As trainScnym, from `pretrained`'s weights (genes and classes matched by name; the rest is in the model's warnings). */

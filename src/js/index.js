@@ -238,9 +238,10 @@ class Client {
    * `manifest`): the model for instant annotation and, unless `reference: false`, the preconverted
    * reference as a data set for fine-tuning (`trainScnym(reference, query)`). Both are cached per
    * atlas version and checked against the manifest's SHA-256; the manifest's format version is
-   * checked before anything else is fetched.
+   * checked before anything else is fetched. `genes` keeps only those of the reference's genes
+   * (e.g. the ones a query has).
    */
-  async openAtlas(source, { reference = true } = {}) {
+  async openAtlas(source, { reference = true, genes } = {}) {
     const location = resolved(typeof source === 'object' && !(source instanceof URL) ? source.manifest : source);
     const { text, file } = await readManifest(location);
     let manifest;
@@ -261,7 +262,7 @@ class Client {
     // Cached per file content: a rebuilt atlas (new SHA-256) is fetched once, the old copy dropped.
     const model = await this.transport.call('loadModel', [file(m.path), { cache: m.sha256, sha256: m.sha256 }]);
     const data = reference
-      ? await this.transport.call('loadAtlasMatrix', [file(matrix.path), { cache: matrix.sha256, sha256: matrix.sha256, name: `${manifest.id} reference` }])
+      ? await this.transport.call('loadAtlasMatrix', [file(matrix.path), { cache: matrix.sha256, sha256: matrix.sha256, name: `${manifest.id} reference`, genes }])
       : null;
     return { manifest, model, reference: data };
   }

@@ -118,10 +118,15 @@ impl JsDataset {
     }
 
     /// An atlas's preconverted reference matrix (`sclabel atlas build`): X = ln(CPM+1), obs = its
-    /// label (and domain) column.
+    /// label (and domain) column; with `genes`, only those of its genes.
     #[wasm_bindgen(js_name = fromAtlasMatrix)]
-    pub fn from_atlas_matrix(bytes: &[u8]) -> Result<JsDataset, JsValue> {
-        crate::atlas::matrix::AtlasMatrix::from_bytes(bytes).map(|m| JsDataset { inner: Rc::new(m.to_anndata()) }).map_err(to_js)
+    pub fn from_atlas_matrix(bytes: &[u8], genes: Option<Vec<String>>) -> Result<JsDataset, JsValue> {
+        let m = crate::atlas::matrix::AtlasMatrix::from_bytes(bytes).map_err(to_js)?;
+        let m = match genes {
+            Some(g) => m.keep_genes(&g).map_err(to_js)?,
+            None => m,
+        };
+        Ok(JsDataset { inner: Rc::new(m.to_anndata()) })
     }
 
     /// Seeded synthetic raw counts with `cell_type` and `batch` columns.

@@ -34,6 +34,11 @@ test('an atlas opens in Node: its model labels cells, its reference trains, dama
     assert.equal(labels.filter((l) => l !== 'Unlabeled').length, 400);
     const trained = await sl.trainScnym(reference, query, { label_key: 'cell_type', query_normalize: true, config: { n_epochs: 2 } });
     assert.deepEqual(trained.classes, model.classes);
+    // Only some of its genes: the kept columns, in the atlas's order.
+    const some = [model.genes[7], model.genes[2], 'not_a_gene'];
+    const kept = (await sl.openAtlas(join(ATLAS, 'atlas.json'), { genes: some })).reference;
+    assert.deepEqual(await sl.varNames(kept), [model.genes[2], model.genes[7]]);
+    assert.equal(kept.nObs, 400);
     // Fine-tuning from the atlas model (genes matched by name: tests/atlas_native.rs covers a query with fewer).
     const tuned = await sl.fineTuneAtlas({ manifest, model, reference }, await sl.synthetic({ ...SYNTHETIC, seed: 12 }), { normalize: true, config: { n_epochs: 2 } });
     assert.deepEqual(tuned.classes, model.classes);

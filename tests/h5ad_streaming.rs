@@ -293,5 +293,5 @@ fn training_from_files_equals_training_on_them_loaded() {
     // Genes the data don't have are refused by name.
     let none = TransferOptions { genes: Some(vec!["not_a_gene".into()]), ..options };
     let err = block_on(train_transfer_h5ad(&r_rows, Some(&q_rows), &none, &device, &mut Silent)).unwrap_err();
-    assert!(err.to_string().contains("none of the 1 genes in options.genes"), "{err}");
+    assert!(err.to_string().contains("none of the 1 genes in options.genes (e.g. 'not_a_gene') is among the 30000 genes"), "{err}");
 }

@@ -29,7 +29,7 @@ use sclabel::data::h5ad::{open_h5ad_rows, read_h5ad_source, read_h5ad_source_gen
 use sclabel::data::h5ad_export::{annotate_h5ad, annotate_h5ad_copy, DenseF32, H5adAdditions, ObsValues};
 use sclabel::data::hvg::{HvgFlavor, HvgOptions};
 use sclabel::data::normalize::TargetScale;
-use sclabel::scnym::api::{fine_tune, predict_adata, predict_h5ad_rows, train_transfer, TransferOptions};
+use sclabel::scnym::api::{fine_tune, predict_adata, predict_h5ad_rows, train_transfer, train_transfer_h5ad, TransferOptions};
 use sclabel::scnym::bundle::ScnymModel;
 use sclabel::scnym::explain::{explain_h5ad_rows, ExplainOptions, Explanation};
 use sclabel::scnym::import::{import_scnym, parse_list};
@@ -545,6 +545,18 @@ fn write_annotated_h5ad(input: &Path, output: &Path, p: Prediction) -> Result<()
     }
 }
 
+/// A trained model's warnings, provenance (reference file, backend) and summary, then the bundle
+/// written to `out`.
+fn finish_training(mut model: ScnymModel, warnings: &[String], reference: &Path, dev: &ComputeDevice, out: &Path) -> Result<ScnymModel> {
+    warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+    model.provenance.details.insert("reference".into(), reference.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
+    model.provenance.details.insert("backend".into(), format!("{:?}", dev.info.backend));
+    summary(&model);
+    write(out, &block_on(model.to_bytes())?)?;
+    eprintln!("model written to {}", out.display());
+    Ok(model)
+}
+
 fn summary(model: &ScnymModel) {
     if let Some(m) = &model.metrics {
         eprintln!(
@@ -674,6 +686,44 @@ fn run(cli: Cli) -> Result<()> {
             }
             let dev = device(cli.backend)?;
             let max_query_cells = (max_query_cells > 0).then_some(max_query_cells);
+            let own_options = TransferOptions {
+                label_key,
+                domain_key,
+                split_key,
+                exclude_labels: exclude_label.clone(),
+                preset: preset.clone().unwrap_or_else(|| TransferOptions::default().preset),
+                config: config.clone(),
+                normalize,
+                use_raw,
+                query_use_raw,
+                query_normalize,
+                max_query_cells,
+                genes: genes.as_deref().map(read_lines).transpose()?,
+            };
+            // Files are trained from directly (read a block of cells at a time, the reference's
+            // training genes held compactly), unless fine-tuning (from --init or --atlas) or
+            // predicting the reference's own Unlabeled cells, which take the loaded data.
+            if let (None, None, Some(reference)) = (&atlas, &init, &reference) {
+                if predictions.is_none() || query.is_some() {
+                    let options = own_options;
+                    let r = open_rows(reference, options.use_raw)?;
+                    let query_raw = options.query_use_raw.unwrap_or(options.use_raw);
+                    let q = query.as_deref().map(|p| open_rows(p, query_raw)).transpose()?;
+                    let bar = bar(cli.quiet);
+                    let (model, warnings) = block_on(train_transfer_h5ad(&r, q.as_ref(), &options, &dev.device, &mut observe(&bar)))?;
+                    bar.finish_and_clear();
+                    let model = finish_training(model, &warnings, reference, &dev, &out)?;
+                    if let (Some(path), Some(q)) = (predictions, &q) {
+                        let predict_options = PredictOptions { unassigned_below, embedding: false, ..Default::default() };
+                        let normalize = options.query_normalize.unwrap_or(options.normalize);
+                        let (pred, report) = block_on(predict_h5ad_rows(&model, q, normalize, &predict_options, &dev.device, &mut observe(&bar)))?;
+                        report.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+                        write_predictions(&path, &q.obs_names, &pred)?;
+                        eprintln!("predictions written to {}", path.display());
+                    }
+                    return Ok(());
+                }
+            }
             let (r, pretrained, options, reference) = match (&atlas, reference) {
                 (Some(dir), _) => {
                     let a = open_atlas(&read(&dir.join("atlas.json"))?, |p| read(&dir.join(p)), &dev.device)?;
@@ -691,21 +741,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 (None, Some(reference)) => {
                     let pretrained = init.as_deref().map(|p| load_model(p, &dev.device)).transpose()?;
-                    let options = TransferOptions {
-                        label_key,
-                        domain_key,
-                        split_key,
-                        exclude_labels: exclude_label,
-                        preset: preset.unwrap_or_else(|| TransferOptions::default().preset),
-                        config,
-                        normalize,
-                        use_raw,
-                        query_use_raw,
-                        query_normalize,
-                        max_query_cells,
-                        genes: genes.as_deref().map(read_lines).transpose()?,
-                    };
-                    (load_h5ad(&reference)?, pretrained, options, reference)
+                    (load_h5ad(&reference)?, pretrained, own_options, reference)
                 }
                 (None, None) => unreachable!("clap requires --reference or --atlas"),
             };
@@ -720,17 +756,12 @@ fn run(cli: Cli) -> Result<()> {
                 None => None,
             };
             let bar = bar(cli.quiet);
-            let (mut model, warnings) = match &pretrained {
+            let (model, warnings) = match &pretrained {
                 Some(m) => block_on(fine_tune(m, &r, q.as_ref(), &options, &dev.device, &mut observe(&bar)))?,
                 None => block_on(train_transfer(&r, q.as_ref(), &options, &dev.device, &mut observe(&bar)))?,
             };
             bar.finish_and_clear();
-            warnings.iter().for_each(|w| eprintln!("warning: {w}"));
-            model.provenance.details.insert("reference".into(), reference.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
-            model.provenance.details.insert("backend".into(), format!("{:?}", dev.info.backend));
-            summary(&model);
-            write(&out, &block_on(model.to_bytes())?)?;
-            eprintln!("model written to {}", out.display());
+            let model = finish_training(model, &warnings, &reference, &dev, &out)?;
             if let Some(path) = predictions {
                 // The query, or else the reference's Unlabeled cells (only those are predicted).
                 let unlabeled;

@@ -293,10 +293,11 @@ impl Annotations {
 fn restrict_genes(shared: Vec<String>, options: &TransferOptions, warnings: &mut Vec<String>) -> Result<Vec<String>> {
     let Some(wanted) = &options.genes else { return Ok(shared) };
     let set: std::collections::HashSet<&str> = wanted.iter().map(String::as_str).collect();
+    let n_shared = shared.len();
     let kept: Vec<String> = shared.into_iter().filter(|g| set.contains(g.as_str())).collect();
     if kept.is_empty() {
         return Err(SclabelError::Genes(format!(
-            "none of the {} genes in options.genes is in the data (e.g. '{}')",
+            "none of the {} genes in options.genes (e.g. '{}') is among the {n_shared} genes training can use (with a query: those both data sets have)",
             wanted.len(),
             wanted.first().map(String::as_str).unwrap_or("")
         )));

@@ -829,6 +829,9 @@ impl Original {
         if name.contains('/') {
             return bad("a name may not contain '/'");
         }
+        if name.contains('\0') {
+            return bad("a name may not contain a NUL character");
+        }
         if group == "obs" && (name == index || name == "__categories") {
             return bad("that name is reserved in obs (the index column / anndata 0.7 categories)");
         }
@@ -2140,8 +2143,12 @@ mod tests {
     /// A file hdf5-pure wrote (a latest-format superblock) is rewritten instead, saying why.
     #[test]
     fn h5ad_export_appends_to_files_h5py_wrote() {
-        for file in ["csr_gzip.h5ad", "dense.h5ad"] {
-            let bytes = std::fs::read(format!("{}/tests/fixtures/fuzz/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        for file in ["csr_gzip.h5ad", "dense.h5ad", "dense.h5ad with a userblock"] {
+            let mut bytes =
+                std::fs::read(format!("{}/tests/fixtures/fuzz/{}", env!("CARGO_MANIFEST_DIR"), &file[..file.find(' ').unwrap_or(file.len())])).unwrap();
+            if file.ends_with("userblock") {
+                bytes = with_userblock(bytes);
+            }
             let n = n_obs(&bytes);
             let add = additions(n);
             let Annotation::Appended(appended) = annotate_h5ad_appending(SharedBytes(Arc::new(bytes.clone())), file, &add).unwrap() else {
@@ -2149,7 +2156,10 @@ mod tests {
             };
             let [(at, patch)] = &appended.patches[..] else { panic!("{file}: {} patches", appended.patches.len()) };
             let (at, end) = (*at as usize, *at as usize + patch.len());
-            assert!(end <= 128, "{file}: the patch ({at}..{end}) is the superblock's");
+            let base = File::from_bytes(bytes.clone()).unwrap().superblock().base_address.get() as usize;
+            assert!(end <= base + 128, "{file}: the patch ({at}..{end}) is the superblock's");
+            // The end-of-file address is absolute (the userblock counted), as libhdf5 writes it.
+            assert_eq!(u64::from_le_bytes(patch[..8].try_into().unwrap()), (bytes.len() + appended.tail.len()) as u64, "{file}");
             assert!(appended.tail.len() < 48 << 10, "{file}: {} bytes appended", appended.tail.len());
             let mut out = bytes.clone();
             appended.apply_to(&mut out);
@@ -2159,13 +2169,27 @@ mod tests {
             let mut again = additions(n);
             again.obs[1].1 = ObsValues::F32(vec![9.0; n]);
             let out2 = annotate_h5ad(out.clone(), file, &again).unwrap();
-            assert!(out2.len() < out.len() + (48 << 10) && out2[..64] != out[..64], "{file}: appended again");
+            assert!(out2.len() < out.len() + (48 << 10) && out2[base..base + 128] != out[base..base + 128], "{file}: appended again");
             check_annotated(&out, out2, &again, file);
         }
         match annotate_h5ad_appending(SharedBytes(Arc::new(small_h5ad())), "small.h5ad", &additions(5)).unwrap() {
             Annotation::Rewrite(why) => assert!(why.contains("superblock"), "{why}"),
             Annotation::Appended(_) => panic!("hdf5-pure's latest-format file was appended to"),
         }
+    }
+
+    /// `bytes` (a file with no userblock) behind a 512-byte userblock, as `h5py.File(userblock_size=512)`
+    /// lays it out: addresses stay relative to the superblock, whose base address becomes 512 and
+    /// whose end-of-file address (absolute) grows by 512.
+    fn with_userblock(bytes: Vec<u8>) -> Vec<u8> {
+        assert_eq!(bytes[8], 0, "a version-0 superblock");
+        let mut out = b"sclabel test userblock".to_vec();
+        out.resize(512, 0);
+        out.extend_from_slice(&bytes);
+        out[512 + 24..512 + 32].copy_from_slice(&512u64.to_le_bytes());
+        let eof = u64::from_le_bytes(out[512 + 40..512 + 48].try_into().unwrap());
+        out[512 + 40..512 + 48].copy_from_slice(&(eof + 512).to_le_bytes());
+        out
     }
 
     /// A scratch file under target/tmp (tests run in parallel: each names its own).
@@ -2890,6 +2914,8 @@ w.write_h5ad(sys.argv[1] + "/anndata_wide.h5ad")
         for f in ["anndata_gzip.h5ad", "anndata_lzf.h5ad", "anndata_wide.h5ad"] {
             cases.push((f.to_string(), std::fs::read(dir.join(f)).unwrap()));
         }
+        let dense = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fuzz/dense.h5ad")).unwrap();
+        cases.push(("dense_userblock.h5ad".into(), with_userblock(dense)));
         cases.extend(shared_files().into_iter().filter(|(f, _)| f != "pbmc68k_reduced.h5ad"));
         let mut args = Vec::new();
         for (file, bytes) in cases {

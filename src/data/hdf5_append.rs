@@ -39,9 +39,13 @@ const MSG_GROUP_INFO: u16 = 0x0A;
 const MSG_ATTRIBUTE: u16 = 0x0C;
 const MSG_CONTINUATION: u16 = 0x10;
 const MSG_SYMBOL_TABLE: u16 = 0x11;
-/// Bounds on a damaged or hostile file's metadata walks.
+/// Bounds on a damaged or hostile file's metadata walks: real h5ad metadata is far smaller (an
+/// obs of 10,000 columns has a ~200 KB name heap).
 const MAX_HEADER_BLOCKS: usize = 4096;
 const MAX_BTREE_DEPTH: usize = 64;
+const MAX_METADATA_READ: u64 = 64 << 20;
+/// Messages a rewritten object header may hold (its count is 16 bits).
+const MAX_MESSAGES: usize = 60_000;
 
 /// Why a file can't be appended to; the caller rewrites it instead.
 pub type NotAppendable = String;
@@ -57,6 +61,7 @@ pub struct Appended {
 impl Appended {
     /// Applies the append to the source's own bytes (which then are the output).
     pub fn apply_to(self, bytes: &mut Vec<u8>) {
+        bytes.reserve_exact(self.tail.len());
         for (at, patch) in &self.patches {
             bytes[*at as usize..*at as usize + patch.len()].copy_from_slice(patch);
         }
@@ -197,8 +202,12 @@ impl FileLayout {
         }
         let k = |at: usize| le_u16(&head, at) as usize;
         let (leaf_k, internal_k) = (k(16), k(18));
-        if leaf_k == 0 || internal_k == 0 {
-            return Err("a symbol-table node size of 0 in the superblock".into());
+        // Nodes hold 2K entries, counted in 16 bits.
+        if leaf_k == 0 || internal_k == 0 || leaf_k > 32_767 || internal_k > 32_767 {
+            return Err(format!("symbol-table node sizes {leaf_k} / {internal_k} in the superblock"));
+        }
+        if le_u64(&fields, 24) != UNDEF {
+            return Err("a driver-information block (a file split by the family or multi driver)".into());
         }
         Ok(FileLayout {
             base,
@@ -233,7 +242,7 @@ impl FileLayout {
         let mut total = 0u64;
         while let Some((start, len)) = blocks.pop() {
             total = total.saturating_add(len);
-            if !seen.insert(start) || seen.len() > MAX_HEADER_BLOCKS || total > src.len() {
+            if !seen.insert(start) || seen.len() > MAX_HEADER_BLOCKS || total > src.len().min(MAX_METADATA_READ) {
                 return Err(format!("the object header at {addr} has looping or too many continuation blocks"));
             }
             let bytes = read(src, start, len)?;
@@ -241,6 +250,10 @@ impl FileLayout {
             while p + 8 <= bytes.len() {
                 let (kind, size, flags) = (le_u16(&bytes, p), le_u16(&bytes, p + 2) as usize, bytes[p + 4]);
                 let data = bytes.get(p + 8..p + 8 + size).ok_or_else(|| format!("a message of the object header at {addr} runs past its block"))?;
+                // Version-1 messages are padded to 8 bytes (written back as they are).
+                if size % 8 != 0 {
+                    return Err(format!("a message of {size} bytes (not a multiple of 8) in the object header at {addr}"));
+                }
                 p += 8 + size;
                 match kind {
                     0 => {}
@@ -259,6 +272,9 @@ impl FileLayout {
         if all.iter().any(|m| matches!(m.kind, MSG_LINK_INFO | MSG_LINK | MSG_GROUP_INFO)) {
             return Err(format!("the group at {addr} stores its links as link messages (the latest format)"));
         }
+        if all.len() > MAX_MESSAGES {
+            return Err(format!("the group at {addr} has {} header messages", all.len()));
+        }
         let (tables, messages): (Vec<Message>, Vec<Message>) = all.into_iter().partition(|m| m.kind == MSG_SYMBOL_TABLE);
         let [table] = &tables[..] else {
             return Err(format!("the object at {addr} has {} symbol tables (a group has one)", tables.len()));
@@ -274,6 +290,9 @@ impl FileLayout {
         let h = read(src, self.abs(heap)?, 32)?;
         if &h[..4] != b"HEAP" {
             return Err(format!("no local heap at {heap}"));
+        }
+        if le_u64(&h, 8) > MAX_METADATA_READ {
+            return Err(format!("a local heap of {} bytes at {heap}", le_u64(&h, 8)));
         }
         let names = read(src, self.abs(le_u64(&h, 24))?, le_u64(&h, 8))?;
         let name_at = |offset: u64| -> Result<String, NotAppendable> {
@@ -294,6 +313,9 @@ impl FileLayout {
                 return Err(format!("no group B-tree node at {node}"));
             }
             let (level, used) = (head[5], le_u16(&head, 6) as u64);
+            if used > 2 * self.internal_k as u64 {
+                return Err(format!("a group B-tree node at {node} with {used} children (at most {})", 2 * self.internal_k));
+            }
             let body = read(src, at + 24, used * 16 + 8)?;
             for i in 0..used as usize {
                 let child = le_u64(&body, 8 + i * 16);
@@ -310,6 +332,9 @@ impl FileLayout {
                     return Err(format!("no symbol table node at {child}"));
                 }
                 let n = le_u16(&snod, 6) as u64;
+                if n > 2 * self.leaf_k as u64 || out.len() as u64 + n > src.len() / ENTRY_SIZE as u64 {
+                    return Err(format!("a symbol table node at {child} with {n} entries (at most {})", 2 * self.leaf_k));
+                }
                 let raw = read(src, at + 8, n * ENTRY_SIZE as u64)?;
                 for e in raw.chunks_exact(ENTRY_SIZE) {
                     out.push(Entry { name: name_at(le_u64(e, 0))?, raw: e.try_into().unwrap() });
@@ -320,9 +345,11 @@ impl FileLayout {
     }
 
     /// The superblock patch that makes `root` the root group and the file `new_len` bytes long.
+    /// The end-of-file address is the one absolute address in the superblock (libhdf5 writes the
+    /// file's length there, userblock included).
     fn superblock_patch(&self, root: &WrittenGroup, new_len: u64) -> (u64, Vec<u8>) {
         let mut p = Vec::with_capacity(56);
-        p.extend_from_slice(&(new_len - self.base).to_le_bytes());
+        p.extend_from_slice(&new_len.to_le_bytes());
         p.extend_from_slice(&self.driver_info);
         p.extend_from_slice(&self.root_name_offset);
         p.extend_from_slice(&root.header.to_le_bytes());

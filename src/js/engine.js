@@ -472,9 +472,10 @@ const OPS = {
 
   /**
    * The data set's original .h5ad with `additions` written in (see index.d.ts: H5adAdditions), as a
-   * Blob. A file h5py wrote (what anndata and scanpy save) is never read whole: the Blob is slices
-   * of the user's own file, a patched run of its superblock and the appended objects. Other files
-   * are rebuilt in memory, which a big one does not fit.
+   * Blob. A file h5py wrote (what anndata and scanpy save) is never read whole in the worker (only
+   * its metadata; a page without the worker reads a Blob whole): the Blob is slices of the user's
+   * own file, a patched run of its superblock and the appended objects. Other files are rebuilt in
+   * memory, which a big one does not fit.
    */
   async exportH5ad(dataset, additions) {
     const entry = this.get(dataset, 'dataset');

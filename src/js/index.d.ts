@@ -441,8 +441,10 @@ export interface Sclabel {
    * path in Node; both files then), read a block of cells at a time and never loaded: the
    * reference's training genes are held compactly (6 bytes per stored value), so a 1M-cell
    * reference over 2,000 genes (`options.genes`) trains in a tab. The same model either way.
+   * (In the package's worker, the default; without one a page reads a `Blob` whole.)
    */
-  trainScnym(reference: DatasetHandle | Blob | ArrayBuffer | ArrayBufferView | string, query?: DatasetHandle | Blob | ArrayBuffer | ArrayBufferView | string | null, options?: TransferOptions, controls?: RunControls): Promise<ModelHandle>;
+  trainScnym(reference: DatasetHandle, query?: DatasetHandle | null, options?: TransferOptions, controls?: RunControls): Promise<ModelHandle>;
+  trainScnym(reference: Blob | ArrayBuffer | ArrayBufferView | string, query?: Blob | ArrayBuffer | ArrayBufferView | string | null, options?: TransferOptions, controls?: RunControls): Promise<ModelHandle>;
   /**
    * `dataset`: a loaded data set, or an `.h5ad` itself (File / Blob, bytes, a path in Node), which
    * is then read a block of cells at a time and never held whole: a file too big to load predicts

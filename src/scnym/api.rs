@@ -302,8 +302,8 @@ fn restrict_genes(shared: Vec<String>, options: &TransferOptions, warnings: &mut
             wanted.first().map(String::as_str).unwrap_or("")
         )));
     }
-    if kept.len() < wanted.len() {
-        warnings.push(format!("{} of the {} genes in options.genes are in the data; training uses those", kept.len(), wanted.len()));
+    if kept.len() < set.len() {
+        warnings.push(format!("{} of the {} genes in options.genes are in the data; training uses those", kept.len(), set.len()));
     }
     Ok(kept)
 }
@@ -422,18 +422,17 @@ pub async fn train_transfer_h5ad<O: Observer>(
     check_unique(&reference.var_names, "the reference")?;
     let mut a = Annotations::of(&reference.obs, &reference.obs_names, options)?;
     let mut warnings = std::mem::take(&mut a.warnings);
-    let rids = reference.gene_ids();
-    let (genes, q_input) = match query {
-        None => (restrict_genes(reference.var_names.clone(), options, &mut warnings)?, None),
+    let genes = match query {
+        None => restrict_genes(reference.var_names.clone(), options, &mut warnings)?,
         Some(q) => {
             check_unique(&q.var_names, "the query")?;
-            let (_, _, shared) = common_genes(&rids, &q.gene_ids(), &mut warnings)?;
-            let genes = restrict_genes(shared, options, &mut warnings)?;
-            let input = StreamedInput::for_genes(q, &genes, options.query_normalize.unwrap_or(options.normalize), "query")?;
-            (genes, Some(input))
+            let (_, _, shared) = common_genes(&reference.gene_ids(), &q.gene_ids(), &mut warnings)?;
+            restrict_genes(shared, options, &mut warnings)?
         }
     };
+    // The reference's input is checked first, as train_transfer does.
     let r_input = StreamedInput::for_genes(reference, &genes, options.normalize, "reference")?;
+    let q_input = query.map(|q| StreamedInput::for_genes(q, &genes, options.query_normalize.unwrap_or(options.normalize), "query")).transpose()?;
     let mut normalization = vec![r_input.normalization.clone()];
     let n_reference = reference.n_rows;
     let mut x = RowBlocks::new(genes.len());

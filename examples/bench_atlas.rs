@@ -11,7 +11,7 @@ use sclabel::atlas::matrix::{AtlasMatrix, ValueEncoding};
 use sclabel::backend::{cpu, BackendRequest};
 use sclabel::block_on;
 use sclabel::data::anndata::AnnData;
-use sclabel::data::h5ad::read_h5ad;
+use sclabel::io::h5ad::read_h5ad;
 use sclabel::scnym::api::{predict_adata, prepare_input};
 use sclabel::scnym::predict::PredictOptions;
 use sclabel::train::progress::Silent;

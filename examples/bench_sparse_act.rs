@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use sclabel::model::gemm::{matmul, Operand};
-use sclabel::model::simd::tile_major;
-use sclabel::model::sparse_act::{SparseAct, TILE};
+use sclabel::nn::gemm::{matmul, Operand};
+use sclabel::nn::simd::tile_major;
+use sclabel::nn::sparse_act::{SparseAct, TILE};
 
 fn best(f: &mut dyn FnMut()) -> f64 {
     (0..7)

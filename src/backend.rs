@@ -141,7 +141,7 @@ async fn gpu_device(requested: BackendRequest) -> Result<ComputeDevice> {
 }
 
 /// Which executor runs a network: burn's (autodiff, kernels of the device's backend) or the host
-/// kernels (`model::gemm`, `host_linear`, `host_mlp`, `scnym::host_net`), faster on CPU backends for
+/// kernels (`nn::gemm`, `host_linear`, `host_mlp`, `scnym::host_net`), faster on CPU backends for
 /// the networks they cover. Chosen here only, and recorded in every training and prediction result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -8,8 +8,9 @@ pub mod audit;
 pub mod backend;
 pub mod data;
 pub mod error;
+pub mod io;
 pub mod memory;
-pub mod model;
+pub mod nn;
 pub mod scnym;
 pub mod train;
 

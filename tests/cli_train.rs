@@ -18,7 +18,7 @@ fn train_from_files_with_a_gene_list_then_predict_the_query() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tmp/cli_train");
     std::fs::create_dir_all(&dir).unwrap();
     let (reference, query) = (data.join("pancreas_xin.h5ad"), data.join("pancreas_wang.h5ad"));
-    let names = |p: &Path| sclabel::data::h5ad::read_h5ad(&std::fs::read(p).unwrap(), "names").unwrap().var_names;
+    let names = |p: &Path| sclabel::io::h5ad::read_h5ad(&std::fs::read(p).unwrap(), "names").unwrap().var_names;
     let query_genes = names(&query);
     let shared: Vec<String> = names(&reference).into_iter().filter(|g| query_genes.contains(g)).take(120).collect();
     let genes = dir.join("genes.txt");

@@ -2,7 +2,7 @@
 //! (tests/js/memory.test.mjs: loading it must peak within ~1.5× the CSR size) and read back here
 //! on demand through a `Source`.
 use hdf5_pure::{AttrValue, FileBuilder};
-use sclabel::data::h5ad::{read_h5ad_source, ReadSeekSource};
+use sclabel::io::h5ad::{read_h5ad_source, ReadSeekSource};
 
 const N_OBS: usize = 200_000;
 const N_VARS: usize = 1_000;

@@ -3,8 +3,8 @@
 //! layouts it refuses. Needs no data files.
 use hdf5_pure::{AttrValue, CharacterSet, CompoundTypeBuilder, Datatype, EnumTypeBuilder, FileBuilder, GroupBuilder, StringPadding};
 use sclabel::data::anndata::{AnnData, Column};
-use sclabel::data::h5ad::read_h5ad;
 use sclabel::error::SclabelError;
+use sclabel::io::h5ad::read_h5ad;
 
 /// The test matrix, 3 cells × 4 genes.
 const M: [[f32; 4]; 3] = [[1.0, 0.0, 2.0, 0.0], [0.0, 0.0, 3.0, 4.0], [5.0, 0.0, 0.0, 0.0]];

@@ -7,9 +7,9 @@ use std::io::Cursor;
 
 use hdf5_pure::{AttrValue, FileBuilder};
 use sclabel::data::anndata::AnnData;
-use sclabel::data::h5ad::{open_h5ad_rows, read_h5ad, ColumnMap, H5adRows, ReadSeekSource};
 use sclabel::data::matrix::CsrMatrix;
 use sclabel::data::normalize::{detect, detect_from_stats, log_factor, rescale_in_place, to_log_normalized, TargetScale, ValueStats};
+use sclabel::io::h5ad::{open_h5ad_rows, read_h5ad, ColumnMap, H5adRows, ReadSeekSource};
 
 fn rows_of(bytes: &[u8], name: &str, use_raw: bool) -> H5adRows {
     let source = ReadSeekSource::new(Cursor::new(bytes.to_vec())).unwrap();
@@ -197,7 +197,7 @@ fn genes_match_by_the_var_column_a_model_shares() {
 /// columns, and normalising it (scNym's ln(CPM+1), Annotatability's ln(CP10k+1)) or preparing a
 /// model's input from it equals doing so on the full matrix.
 fn check_gene_selection(bytes: &[u8], name: &str, genes: &[String]) {
-    use sclabel::data::h5ad::read_h5ad_source_genes;
+    use sclabel::io::h5ad::read_h5ad_source_genes;
     use sclabel::scnym::api::kept_model_input;
     let full = read_h5ad(bytes, name).unwrap();
     let source = ReadSeekSource::new(Cursor::new(bytes.to_vec())).unwrap();
@@ -260,7 +260,7 @@ fn loading_with_a_gene_selection_gives_the_full_files_results() {
     check_gene_selection(&bytes, "csc.h5ad", &["var5".to_string(), "var0".to_string(), "var3".to_string()]);
     // None of the genes: a clear error.
     let source = ReadSeekSource::new(Cursor::new(bytes)).unwrap();
-    let e = sclabel::data::h5ad::read_h5ad_source_genes(source, "csc.h5ad", &["TP53".to_string()]).unwrap_err().to_string();
+    let e = sclabel::io::h5ad::read_h5ad_source_genes(source, "csc.h5ad", &["TP53".to_string()]).unwrap_err().to_string();
     assert!(e.contains("none of the 1 genes asked for"), "{e}");
 }
 

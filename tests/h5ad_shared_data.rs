@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use sclabel::data::anndata::{AnnData, Column};
-use sclabel::data::h5ad::{read_h5ad, read_h5ad_source, ReadSeekSource};
 use sclabel::error::SclabelError;
+use sclabel::io::h5ad::{read_h5ad, read_h5ad_source, ReadSeekSource};
 
 macro_rules! data_path {
     ($file:literal) => {

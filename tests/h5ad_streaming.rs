@@ -9,7 +9,7 @@
 use hdf5_pure::{AttrValue, FileBuilder, GroupBuilder};
 use sclabel::backend::{cpu, BackendRequest};
 use sclabel::block_on;
-use sclabel::data::h5ad::{open_h5ad_rows, read_h5ad_source, ReadSeekSource};
+use sclabel::io::h5ad::{open_h5ad_rows, read_h5ad_source, ReadSeekSource};
 use sclabel::scnym::api::{predict_adata, predict_h5ad_rows, train_transfer, TransferOptions};
 use sclabel::scnym::explain::{explain_adata, explain_h5ad_rows, ExplainOptions};
 use sclabel::scnym::predict::PredictOptions;
@@ -82,7 +82,7 @@ fn counts(n_cells: usize, n_genes: usize, salt: u64) -> (Vec<i64>, Vec<i32>, Vec
 /// [`write`]'s file in the layout h5py writes (version-0 superblock, symbol-table groups), which
 /// the annotated export appends to (tests/js/streaming.test.mjs exports this query).
 fn write_h5py_layout(path: &std::path::Path, n_cells: usize, n_genes: usize, salt: u64) {
-    use sclabel::data::hdf5_append::{new_file, Element, Tail, Values};
+    use sclabel::io::hdf5_append::{new_file, Element, Tail, Values};
     let (indptr, indices, data) = counts(n_cells, n_genes, salt);
     let bytes = new_file(|t| {
         let enc = |t: &mut Tail, kind: &str, version: &str| vec![t.string_attribute("encoding-type", kind), t.string_attribute("encoding-version", version)];

@@ -3,9 +3,9 @@
 //! where ../shared/data is absent (build.rs sets `shared_data`).
 use std::collections::HashSet;
 
-use sclabel::data::h5ad::read_h5ad;
 use sclabel::data::hvg::{highly_variable_genes, HvgOptions};
 use sclabel::data::normalize::{to_log_normalized, TargetScale};
+use sclabel::io::h5ad::read_h5ad;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/pbmc3k_raw_labeled.h5ad");
 const LIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference-outputs/annotatability-pbmc3k-audit/pbmc3k_hvg2000.txt");

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use sclabel::backend::{cpu, BackendRequest, Executor};
 use sclabel::block_on;
 use sclabel::data::anndata::AnnData;
-use sclabel::data::h5ad::read_h5ad;
 use sclabel::data::synthetic::{synthetic_counts, SyntheticSpec};
+use sclabel::io::h5ad::read_h5ad;
 use sclabel::scnym::api::{predict_adata, train_transfer, TransferOptions};
 use sclabel::scnym::bundle::ScnymModel;
 use sclabel::scnym::predict::PredictOptions;
@@ -98,7 +98,7 @@ fn imported_scnym_model_reproduces_scnym_probabilities_and_embedding() {
 
     // Streamed from the file a block of cells at a time (the CLI's predict): the same prediction
     // as from the data set held whole.
-    use sclabel::data::h5ad::{open_h5ad_rows, ReadSeekSource};
+    use sclabel::io::h5ad::{open_h5ad_rows, ReadSeekSource};
     use sclabel::scnym::api::predict_h5ad_rows;
     let rows = open_h5ad_rows(ReadSeekSource::new(std::fs::File::open(&data).unwrap()).unwrap(), "symphony", false).unwrap();
     let (streamed, report) = block_on(predict_h5ad_rows(&model, &rows, true, &PredictOptions::default(), &device, &mut Silent)).unwrap();

@@ -2,8 +2,8 @@
 //! real file from ../shared/data when it is there.
 use sclabel::backend::{cpu, BackendRequest};
 use sclabel::block_on;
-use sclabel::data::h5ad::read_h5ad;
 use sclabel::data::synthetic::{synthetic_counts, SyntheticSpec};
+use sclabel::io::h5ad::read_h5ad;
 use sclabel::train::classifier::TrainOptions;
 use sclabel::train::holdout::{train_holdout, HoldoutOptions};
 use sclabel::train::progress::{FnObserver, Silent};

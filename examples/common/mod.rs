@@ -1,6 +1,6 @@
 //! What the benchmark examples share: reading ../shared/data, label-transfer scores.
 use sclabel::data::anndata::AnnData;
-use sclabel::data::h5ad::read_h5ad;
+use sclabel::io::h5ad::read_h5ad;
 
 /// A file of ../shared/data (benchmarks need it; a clear panic says so when it is missing).
 pub fn load(file: &str) -> AnnData {

@@ -12,12 +12,12 @@ use crate::audit::graph::{make_conf_graph, ConfGraph, ConfGraphOptions};
 use crate::audit::pca::{pca, PcaOptions};
 use crate::backend::{BackendInfo, ComputeDevice};
 use crate::data::anndata::{AnnData, ObsTable};
-use crate::data::h5ad::{ColumnMap, H5adRows};
 use crate::data::hvg::{highly_variable_genes, highly_variable_genes_of, HvgFlavor, HvgOptions, RowPasses};
 use crate::data::labels::{check_trainable, encode_labels, LabelEncoding};
 use crate::data::matrix::CsrMatrix;
 use crate::data::normalize::{detect_from_stats, log_factor, rescale_block_in_place, to_log_normalized_with, Normalization, NormalizationReport, TargetScale};
 use crate::error::{Result, SclabelError};
+use crate::io::h5ad::{ColumnMap, H5adRows};
 use crate::train::classifier::{predict_proba, train_mlp, EpochStats, TrainOptions};
 use crate::train::progress::Observer;
 

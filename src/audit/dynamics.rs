@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
-use crate::model::mlp::Mlp;
+use crate::nn::mlp::Mlp;
 use crate::train::classifier::{train_mlp, EpochStats, Record, TrainOptions};
 use crate::train::progress::Observer;
 

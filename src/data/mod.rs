@@ -1,11 +1,8 @@
-//! The data core: matrices, AnnData reading, normalisation, gene alignment, label encoding and
-//! minibatch sampling. No burn, no I/O beyond bytes.
+//! The data core: matrices, AnnData types, normalisation, gene alignment and identifiers, highly
+//! variable genes, label encoding, row sources for training and minibatch sampling. No burn, no I/O
+//! (file formats are `crate::io`).
 pub mod align;
 pub mod anndata;
-pub mod builder;
-pub mod h5ad;
-pub mod h5ad_export;
-pub mod hdf5_append;
 pub mod hvg;
 pub mod labels;
 pub mod matrix;

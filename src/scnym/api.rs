@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use crate::data::align::{align_genes, best_gene_ids, check_unique, gene_map, is_unique, GeneIdKind, GeneOverlap};
 use crate::data::anndata::AnnData;
 use crate::data::anndata::ObsTable;
-use crate::data::h5ad::{ColumnMap, H5adRows};
 use crate::data::labels::{check_trainable, encode_labels, sorted_codes, LabelEncoding};
 use crate::data::matrix::CsrMatrix;
 use crate::data::normalize::{
@@ -14,6 +13,7 @@ use crate::data::normalize::{
 };
 use crate::data::row_blocks::{RowBlocks, RowSource};
 use crate::error::{Result, SclabelError};
+use crate::io::h5ad::{ColumnMap, H5adRows};
 use crate::scnym::bundle::{InputSpec, Provenance, ScnymModel};
 use crate::scnym::config::ScnymConfig;
 use crate::scnym::finetune::pretrained_for;

@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::backend::ComputeDevice;
 use crate::data::align::GeneOverlap;
 use crate::data::anndata::AnnData;
-use crate::data::h5ad::H5adRows;
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
+use crate::io::h5ad::H5adRows;
 use crate::scnym::api::{model_input, StreamedInput};
 use crate::scnym::bundle::ScnymModel;
 use crate::scnym::model::Mode;
@@ -694,7 +694,7 @@ mod tests {
         let list = |f: &str| parse_list(&std::fs::read_to_string(dir.join(f)).unwrap());
         let weights = std::fs::read(dir.join("00_best_model_weights.pkl")).unwrap();
         let model = import_scnym(&weights, "00_best_model_weights.pkl", list("gene_names.txt"), list("class_names.txt"), &cd.device).unwrap();
-        let ad = crate::data::h5ad::read_h5ad(&std::fs::read(&data).unwrap(), "symphony").unwrap();
+        let ad = crate::io::h5ad::read_h5ad(&std::fs::read(&data).unwrap(), "symphony").unwrap();
         // The largest class, so there are 1000 cells to explain.
         let labels = ad.obs.get("cell_type").unwrap().to_strings();
         let count = |k: &String| labels.iter().filter(|l| l.as_ref() == Some(k)).count();

@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use crate::data::matrix::CsrMatrix;
 use crate::data::row_blocks::RowSource;
 use crate::error::{Result, SclabelError};
-use crate::model::host_linear::read_to_host;
+use crate::nn::host_linear::read_to_host;
 use crate::scnym::config::UnsupCriterion;
 use crate::scnym::host_net::HostScnym;
 use crate::scnym::model::{BnState, DomainAdversary, Mode, ScnymNet};

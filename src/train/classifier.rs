@@ -14,8 +14,8 @@ use crate::backend::Executor;
 use crate::data::matrix::CsrMatrix;
 use crate::data::sampler::{MinibatchSampler, Sampling};
 use crate::error::{Result, SclabelError};
-use crate::model::host_mlp::{HostMlp, Scratch};
-use crate::model::mlp::{Mlp, MlpConfig};
+use crate::nn::host_mlp::{HostMlp, Scratch};
+use crate::nn::mlp::{Mlp, MlpConfig};
 use crate::train::progress::{Observer, Phase, Progress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

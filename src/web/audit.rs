@@ -6,8 +6,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::audit::api::{audit_adata, audit_h5ad_rows, AuditOptions, AuditReport};
-use crate::data::h5ad::open_h5ad_rows;
 use crate::error::SclabelError;
+use crate::io::h5ad::open_h5ad_rows;
 use crate::scnym::explain::{explain_adata, explain_h5ad_rows, explain_labelled, ExplainOptions, Explanation};
 use crate::web::dataset::{JsDataset, JsSource};
 use crate::web::observer::JsObserver;

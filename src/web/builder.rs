@@ -1,6 +1,6 @@
 //! `DatasetBuilder`: JS readers of chunked formats (AnnData-Zarr, `src/js/zarr.js`) hand the core
 //! a data set a chunk at a time, in the chunks' stored types; the core's
-//! [`AnnDataBuilder`](crate::data::builder::AnnDataBuilder) validates and assembles it. This file
+//! [`AnnDataBuilder`](crate::io::builder::AnnDataBuilder) validates and assembles it. This file
 //! only converts JS values (typed arrays, string arrays, numbers) to core types.
 use std::rc::Rc;
 
@@ -10,8 +10,8 @@ use js_sys::{
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::data::builder::{AnnDataBuilder, DenseBlock, Layout, Target};
 use crate::data::matrix::MatrixChecksum;
+use crate::io::builder::{AnnDataBuilder, DenseBlock, Layout, Target};
 use crate::web::convert;
 use crate::web::dataset::JsDataset;
 use crate::web::error::{invalid_option, to_js};

@@ -6,9 +6,9 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::data::anndata::{AnnData, Column};
-use crate::data::h5ad::{read_h5ad_source, read_h5ad_source_genes, Source, SourceError};
 use crate::data::normalize::detect_from_stats;
 use crate::data::synthetic::{synthetic_counts, SyntheticSpec};
+use crate::io::h5ad::{read_h5ad_source, read_h5ad_source_genes, Source, SourceError};
 use crate::web::{convert, error::to_js};
 
 /// Bytes from JS on demand: `readAt(offset, length)` returns a `Uint8Array` of exactly `length`

@@ -1,5 +1,5 @@
 //! `annotateH5ad`: a user's own `.h5ad` with obs columns / obsm matrices written in
-//! (`crate::data::h5ad_export`).
+//! (`crate::io::h5ad_export`).
 //!
 //! The additions are a plain object, keys in order:
 //! `{ obs: { name: { categorical: (string|null)[] } | { categorical_codes: { categories: string[],
@@ -14,7 +14,7 @@ use js_sys::{Array, Float32Array, Function, Int32Array, Object, Reflect, Uint8Ar
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::data::h5ad_export::{self, Annotation, DenseF32, H5adAdditions, ObsValues};
+use crate::io::h5ad_export::{self, Annotation, DenseF32, H5adAdditions, ObsValues};
 use crate::web::dataset::JsSource;
 use crate::web::error::{invalid_option, to_js};
 

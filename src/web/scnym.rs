@@ -6,7 +6,7 @@ use js_sys::{Float32Array, Function, Object, Promise, Uint32Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::data::h5ad::open_h5ad_rows;
+use crate::io::h5ad::open_h5ad_rows;
 use crate::scnym::api::{fine_tune, predict_adata, predict_h5ad_rows, train_transfer, train_transfer_h5ad, PredictReport, TransferOptions};
 use crate::scnym::bundle::ScnymModel;
 use crate::scnym::import::import_scnym;

@@ -9,9 +9,9 @@ use burn::prelude::Device;
 
 use crate::data::matrix::CsrMatrix;
 use crate::error::Result;
-use crate::model::gemm::{matmul, Operand};
-use crate::model::host_linear::{add_column_sums, sgd_momentum, HostLinear, HostParams};
-use crate::model::mlp::Mlp;
+use crate::nn::gemm::{matmul, Operand};
+use crate::nn::host_linear::{add_column_sums, sgd_momentum, HostLinear, HostParams};
+use crate::nn::mlp::Mlp;
 
 /// A dense Linear layer (weight `[n_in, n_out]`, row-major: burn's layout) with its SGD momentum
 /// buffers.
@@ -155,7 +155,7 @@ mod tests {
     use super::*;
     use crate::backend::{cpu, BackendRequest};
     use crate::block_on;
-    use crate::model::mlp::MlpConfig;
+    use crate::nn::mlp::MlpConfig;
     use burn::module::Module;
     use burn::nn::loss::CrossEntropyLossConfig;
     use burn::optim::momentum::MomentumConfig;

@@ -4,8 +4,8 @@
 //! of which the backward pass keeps only the entries where A is non-zero (the ReLU and the dropout
 //! mask zero the rest). Dense gemm does four times the work at its peak; these loops do the useful
 //! quarter, a layer in 0.60–0.66 of gemm's time (`examples/bench_sparse_act`).
-use crate::model::simd::tile_major_into;
-pub use crate::model::simd::TILE;
+use crate::nn::simd::tile_major_into;
+pub use crate::nn::simd::TILE;
 
 /// The non-zeros of a row-major `[n_rows, width]` matrix, by row and by column.
 pub struct SparseAct {
@@ -144,7 +144,7 @@ fn for_row_blocks<F: Fn(usize, &mut [f32]) + Sync + Send>(buf: &mut [f32], width
 /// The kernels, generic over the inner loops (`simd::Lanes`).
 mod kernels {
     use super::SparseAct;
-    use crate::model::simd::{lanes_dispatch, Lanes, TILE};
+    use crate::nn::simd::{lanes_dispatch, Lanes, TILE};
 
     lanes_dispatch! {
         pub fn forward(out: &mut [f32], first: usize, a: &SparseAct, w: &[f32], bias: &[f32]) => forward_generic;
@@ -209,7 +209,7 @@ mod kernels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::simd::tile_major;
+    use crate::nn::simd::tile_major;
     use rand::rngs::StdRng;
     use rand::{RngExt, SeedableRng};
 
@@ -261,7 +261,7 @@ mod tests {
             assert!(max_diff(&out, &want) < 1e-4, "input grad {}", max_diff(&out, &want));
 
             // The portable loops (wasm, NEON) directly: the calls above took the AVX2 ones here.
-            use crate::model::simd::Portable;
+            use crate::nn::simd::Portable;
             let mut fwd = vec![0f32; n * n_out];
             kernels::forward_generic::<Portable>(&mut fwd, 0, &s, &tile_major::<TILE>(&w, width, n_out), &bias);
             let mut o = Vec::new();

@@ -27,12 +27,12 @@ macro_rules! lanes_dispatch {
             if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                 #[target_feature(enable = "avx2,fma")]
                 fn avx2($($arg: $ty),*) {
-                    $generic::<$crate::model::simd::Avx2>($($arg),*)
+                    $generic::<$crate::nn::simd::Avx2>($($arg),*)
                 }
                 // SAFETY: the CPU has the features `avx2` is compiled for (checked above).
                 return unsafe { avx2($($arg),*) };
             }
-            $generic::<$crate::model::simd::Portable>($($arg),*)
+            $generic::<$crate::nn::simd::Portable>($($arg),*)
         }
     )*};
 }

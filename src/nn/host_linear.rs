@@ -13,8 +13,8 @@ use burn::prelude::{Device, Tensor, TensorData};
 
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
-use crate::model::gemm::{matmul, Operand};
-use crate::model::simd::{tile_major, TILE};
+use crate::nn::gemm::{matmul, Operand};
+use crate::nn::simd::{tile_major, TILE};
 
 pub struct HostLinear {
     n_in: usize,
@@ -254,7 +254,7 @@ fn map_tiles<R: Send, F: Fn(usize) -> R + Sync + Send>(n: usize, f: F) -> Vec<R>
 /// The tile loops, on `simd::Lanes`.
 mod kernels {
     use super::*;
-    use crate::model::simd::{lanes_dispatch, Lanes};
+    use crate::nn::simd::{lanes_dispatch, Lanes};
 
     lanes_dispatch! {
         pub fn forward_tile(block: &mut [f32], w: &[f32], x: &CsrMatrix, rows: &[usize]) => forward_tile_generic;
@@ -353,7 +353,7 @@ mod tests {
         assert!(max < 1e-5, "forward differs by {max}");
         // the portable loops (wasm, NEON) on the first tile: the call above took the AVX2 ones here
         let mut block = vec![0f32; rows.len() * TILE];
-        kernels::forward_tile_generic::<crate::model::simd::Portable>(&mut block, &host.weight[..g * TILE], &x, &rows);
+        kernels::forward_tile_generic::<crate::nn::simd::Portable>(&mut block, &host.weight[..g * TILE], &x, &rows);
         for (k, b) in block.chunks(TILE).enumerate() {
             let max = b.iter().zip(&out[k * h..]).zip(&host.bias).map(|((v, o), bias)| (v + bias - o).abs()).fold(0f32, f32::max);
             assert!(max < 1e-5, "portable forward differs by {max}");

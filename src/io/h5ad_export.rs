@@ -3,7 +3,7 @@
 //! **Appended** (files h5py wrote: what anndata, scanpy and most tools save): the file's bytes are
 //! kept and the additions go after its last byte, with new obs / obsm / root groups that link the
 //! existing objects and one run of the superblock changed to reach them
-//! ([`crate::data::hdf5_append`], [`annotate_h5ad_appending`]). Every object, attribute and byte of
+//! ([`crate::io::hdf5_append`], [`annotate_h5ad_appending`]). Every object, attribute and byte of
 //! the source is as it was, booleans and storage included; memory is the additions. In the
 //! browser the output is a `Blob` of slices of the user's `File` plus the tail; natively a copy the
 //! file system made is patched and extended.
@@ -80,10 +80,10 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::data::anndata::Column;
-use crate::data::h5ad::read_h5ad;
-use crate::data::hdf5_append::{Appended, Element, Entry, FileLayout, Message, NotAppendable, Tail, Values};
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
+use crate::io::h5ad::read_h5ad;
+use crate::io::hdf5_append::{Appended, Element, Entry, FileLayout, Message, NotAppendable, Tail, Values};
 
 /// Largest decoded size allowed per byte of file, as in the reader: a dataset that claims more is
 /// corrupt, and refusing it keeps a forged shape from asking for terabytes.
@@ -229,7 +229,7 @@ pub enum Annotation {
 
 /// `additions` for the `.h5ad` read through `source` (on demand: a browser `File`, a file handle),
 /// as objects appended after its last byte and a patch of its superblock
-/// ([`crate::data::hdf5_append`]), checked before they are returned: the output, read through an
+/// ([`crate::io::hdf5_append`]), checked before they are returned: the output, read through an
 /// overlay of the source, has every object of the source as it was (all but the additions and
 /// obs's `column-order`) and the added obs columns read back as written. Memory is the additions
 /// and the file's metadata. Files h5py did not write (latest-format superblocks or groups, anndata
@@ -408,10 +408,10 @@ pub fn rewrite_h5ad(bytes: Vec<u8>, file_name: &str, additions: &H5adAdditions) 
 pub fn annotate_h5ad_copy(input: &std::path::Path, output: &std::path::Path, additions: &H5adAdditions) -> Result<()> {
     let name = input.display().to_string();
     let io = |p: &std::path::Path, e: std::io::Error| SclabelError::InvalidFile { file: p.display().to_string(), reason: e.to_string() };
-    let open = |p: &std::path::Path| -> Result<(File, Arc<crate::data::h5ad::ReadSeekSource<std::io::BufReader<std::fs::File>>>, usize)> {
+    let open = |p: &std::path::Path| -> Result<(File, Arc<crate::io::h5ad::ReadSeekSource<std::io::BufReader<std::fs::File>>>, usize)> {
         let f = std::fs::File::open(p).map_err(|e| io(p, e))?;
         let len = f.metadata().map_err(|e| io(p, e))?.len() as usize;
-        let source = crate::data::h5ad::ReadSeekSource::new(std::io::BufReader::new(f))
+        let source = crate::io::h5ad::ReadSeekSource::new(std::io::BufReader::new(f))
             .map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: e.to_string() })?;
         let source = Arc::new(source);
         let file = File::from_source(Shared(Arc::clone(&source)))

@@ -17,10 +17,10 @@
 //! the same [`SclabelError`] variants the `.h5ad` reader uses: `UnsupportedLayout` for malformed or
 //! missing elements, `InvalidValues` for non-finite matrix values. Nothing here panics on input.
 use crate::data::anndata::{categorical_from_strings, AnnData, Column, ObsTable, Raw};
-use crate::data::h5ad::{kept_columns, ColumnMap};
 use crate::data::matrix::{csc_to_csr, CsrMatrix};
 use crate::data::normalize::ValueStats;
 use crate::error::{Result, SclabelError};
+use crate::io::h5ad::{kept_columns, ColumnMap};
 
 /// How a matrix arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -491,6 +491,13 @@ export function open(options?: OpenOptions): Promise<Sclabel>;
 export function predictionAdditions(prediction: ScnymPrediction): H5adAdditions;
 export function auditAdditions(audit: AuditResult, nObs: number): H5adAdditions;
 export function toCsv(columns: Record<string, ArrayLike<unknown>>, index?: ArrayLike<string>): string;
+/** Vitessce's cell-sets JSON (obsSets 0.1.3). */
+export interface VitessceCellSets {
+  version: '0.1.3';
+  tree: { name: string; children: { name: string; color: [number, number, number]; set: [string, number | null][] }[] }[];
+}
+/** A prediction as Vitessce cell sets: a child set per label with cells, scored by scNym_confidence. */
+export function toVitessceCellSets(p: ScnymPrediction, obsNames: ArrayLike<string>, options?: { name?: string; colors?: Record<string, [number, number, number]> }): VitessceCellSets;
 export function loadRegistry(source: string | URL | Registry): Promise<Registry>;
 export const version: string;
 export const BUNDLE_FORMAT_VERSION: number;

@@ -320,6 +320,32 @@ export function auditAdditions(a, nObs) {
 }
 
 /** CSV text: one row per cell, `index` first (cell names), then each column (arrays / typed arrays). */
+/** Distinct colours (Tableau 20 order) for cell sets; more classes cycle through them. */
+const SET_COLORS = [
+  [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207],
+  [174, 199, 232], [255, 187, 120], [152, 223, 138], [255, 152, 150], [197, 176, 213], [196, 156, 148], [247, 182, 210], [199, 199, 199], [219, 219, 141], [158, 218, 229],
+];
+
+/**
+ * A predictScnym result as Vitessce cell sets (its obsSets JSON, version 0.1.3): one parent set
+ * `name` with a child per label that has cells — the model's classes in order, then any other
+ * label (e.g. 'Unassigned') — each listing its cells as [obs name, scNym_confidence]. What
+ * Vitessce's obsSets files and its `additionalObsSets` coordination value take. `obsNames`: one per
+ * cell (a streamed prediction's `p.obsNames`, or `sl.obsNames(dataset)`); `colors`: label → [r, g, b].
+ */
+export function toVitessceCellSets(p, obsNames, { name = 'sclabel scNym', colors = {} } = {}) {
+  const n = p.scNym.length;
+  if (obsNames?.length !== n) throw fail('invalid_option', `toVitessceCellSets: ${obsNames?.length ?? 'no'} obs names for ${n} predicted cells`);
+  const labels = [...p.classes, ...new Set(p.scNym.filter((l) => !p.classes.includes(l)))];
+  const sets = new Map(labels.map((l) => [l, []]));
+  for (let i = 0; i < n; i++) {
+    const score = p.scNym_confidence[i];
+    sets.get(p.scNym[i]).push([String(obsNames[i]), Number.isFinite(score) ? score : null]);
+  }
+  const children = labels.map((l, k) => ({ name: l, color: colors[l] ?? SET_COLORS[k % SET_COLORS.length], set: sets.get(l) })).filter((c) => c.set.length > 0);
+  return { version: '0.1.3', tree: [{ name, children }] };
+}
+
 export function toCsv(columns, index) {
   const names = Object.keys(columns);
   const n = index?.length ?? columns[names[0]]?.length ?? 0;

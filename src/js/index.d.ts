@@ -496,6 +496,8 @@ export interface VitessceCellSets {
   version: '0.1.3';
   tree: { name: string; children: { name: string; color: [number, number, number]; set: [string, number | null][] }[] }[];
 }
+/** Label columns as a CELLxGENE user-annotations CSV (for `cellxgene launch --annotations-file`); null labels become `unassigned`. */
+export function toCellxgeneAnnotations(columns: Record<string, ArrayLike<string | null>>, obsNames: ArrayLike<string>, options?: { source?: string }): string;
 /** A prediction as Vitessce cell sets: a child set per label with cells, scored by scNym_confidence. */
 export function toVitessceCellSets(p: ScnymPrediction, obsNames: ArrayLike<string>, options?: { name?: string; colors?: Record<string, [number, number, number]> }): VitessceCellSets;
 export function loadRegistry(source: string | URL | Registry): Promise<Registry>;

@@ -346,6 +346,34 @@ export function toVitessceCellSets(p, obsNames, { name = 'sclabel scNym', colors
   return { version: '0.1.3', tree: [{ name, children }] };
 }
 
+/**
+ * Label columns (name → one label per cell; null for none) as a CELLxGENE user-annotations CSV:
+ * `#` comment lines, a header (`index`, then the columns), a row per cell — the file CELLxGENE
+ * (desktop) reads from `--annotations-file` with pandas `read_csv(dtype='category', index_col=0,
+ * header=0, comment='#', keep_default_na=False)` (chanzuckerberg/cellxgene,
+ * server/common/annotations/local_file_csv.py). A cell without a label is `unassigned`. Names and
+ * labels may not hold '#' (that reader cuts a line there): refused, naming the value.
+ */
+export function toCellxgeneAnnotations(columns, obsNames, { source = 'sclabel' } = {}) {
+  const names = Object.keys(columns);
+  const n = obsNames?.length ?? 0;
+  const check = (v, what) => {
+    if (String(v).includes('#')) throw fail('invalid_values', `toCellxgeneAnnotations: ${what} '${v}' holds '#', which CELLxGENE reads as the start of a comment`);
+  };
+  for (const k of names) {
+    if (columns[k].length !== n) throw fail('invalid_option', `toCellxgeneAnnotations: column '${k}' has ${columns[k].length} values for ${n} cells`);
+    check(k, 'column name');
+  }
+  const label = (v) => (v === null || v === undefined ? 'unassigned' : v);
+  const body = Array.from({ length: n }, (_, i) => {
+    check(obsNames[i], 'cell name');
+    return [obsNames[i], ...names.map((k) => { check(label(columns[k][i]), `label of cell ${i}`); return label(columns[k][i]); })];
+  });
+  const header = [`# Annotations generated on ${new Date().toISOString().slice(0, 19)} using ${source}`, '# Input data: one row per cell, in the data set\'s obs order'];
+  const quote = (v) => (/[",\n\r]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
+  return `${[...header, ['index', ...names].map(quote).join(','), ...body.map((r) => r.map(quote).join(','))].join('\n')}\n`;
+}
+
 export function toCsv(columns, index) {
   const names = Object.keys(columns);
   const n = index?.length ?? columns[names[0]]?.length ?? 0;

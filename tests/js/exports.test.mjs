@@ -28,3 +28,37 @@ test("a prediction as Vitessce cell sets: valid against Vitessce's own obsSets s
   names.forEach((cell, i) => assert.deepEqual(where.get(cell), [p.scNym[i], p.scNym_confidence[i]]));
   assert.throws(() => toVitessceCellSets(p, names.slice(1)), (e) => e.code === 'invalid_option' && /299 obs names for 300/.test(e.message));
 });
+
+/**
+ * CSV as CELLxGENE reads its annotations (pandas read_csv with comment='#', header=0, index_col=0,
+ * keep_default_na=False): text after '#' dropped, lines left empty skipped, quoted fields unquoted.
+ */
+function readAsCellxgene(text) {
+  const rows = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.split('#')[0];
+    if (line.trim() === '') continue;
+    const fields = [];
+    for (let i = 0, field = '', quoted = false; i <= line.length; i++) {
+      const c = line[i];
+      if (quoted && c === '"' && line[i + 1] === '"') { field += '"'; i++; } else if (c === '"') quoted = !quoted;
+      else if ((c === ',' && !quoted) || i === line.length) { fields.push(field); field = ''; } else field += c;
+    }
+    rows.push(fields);
+  }
+  const [header, ...body] = rows;
+  return { columns: header.slice(1), index: body.map((r) => r[0]), values: body.map((r) => r.slice(1)) };
+}
+
+test('labels as a CELLxGENE annotations CSV read back as CELLxGENE reads them; a # is refused', async () => {
+  const { toCellxgeneAnnotations } = await import('sclabel');
+  const cells = ['AAAC-1', 'AAAG-1', 'c,3'];
+  const text = toCellxgeneAnnotations({ scNym: ['B cell', null, 'T "naive", CD4'], sclabel_audit: ['easy-to-learn', 'hard-to-learn', 'ambiguous'] }, cells);
+  assert.match(text, /^# Annotations generated on \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d using sclabel\n/);
+  const back = readAsCellxgene(text);
+  assert.deepEqual(back.columns, ['scNym', 'sclabel_audit']);
+  assert.deepEqual(back.index, cells);
+  assert.deepEqual(back.values, [['B cell', 'easy-to-learn'], ['unassigned', 'hard-to-learn'], ['T "naive", CD4', 'ambiguous']]);
+  assert.throws(() => toCellxgeneAnnotations({ scNym: ['CD4+ #1'] }, ['a']), (e) => e.code === 'invalid_values' && /'CD4\+ #1' holds '#'/.test(e.message));
+  assert.throws(() => toCellxgeneAnnotations({ scNym: ['x'] }, ['a', 'b']), (e) => e.code === 'invalid_option');
+});

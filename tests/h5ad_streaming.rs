@@ -82,7 +82,7 @@ fn counts(n_cells: usize, n_genes: usize, salt: u64) -> (Vec<i64>, Vec<i32>, Vec
 /// [`write`]'s file in the layout h5py writes (version-0 superblock, symbol-table groups), which
 /// the annotated export appends to (tests/js/streaming.test.mjs exports this query).
 fn write_h5py_layout(path: &std::path::Path, n_cells: usize, n_genes: usize, salt: u64) {
-    use sclabel::io::hdf5_append::{new_file, Element, Tail, Values};
+    use sclabel::io::hdf5_append::{new_file, Element, Entry, Tail, Values};
     let (indptr, indices, data) = counts(n_cells, n_genes, salt);
     let bytes = new_file(|t| {
         let enc = |t: &mut Tail, kind: &str, version: &str| vec![t.string_attribute("encoding-type", kind), t.string_attribute("encoding-version", version)];
@@ -90,7 +90,7 @@ fn write_h5py_layout(path: &std::path::Path, n_cells: usize, n_genes: usize, sal
             let attrs = enc(t, "string-array", "0.2.0");
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let index = t.dataset(Element::Str, &[names.len() as u64], Values::Strings(&names), &attrs);
-            entries.push(Tail::dataset_entry("_index", index));
+            entries.push(Entry::dataset("_index", index));
             let mut attrs = enc(t, "dataframe", "0.2.0");
             attrs.push(t.string_attribute("_index", "_index"));
             attrs.push(t.strings_attribute("column-order", &columns.iter().map(|c| c.to_string()).collect::<Vec<_>>()));
@@ -99,9 +99,9 @@ fn write_h5py_layout(path: &std::path::Path, n_cells: usize, n_genes: usize, sal
         let mut x_attrs = enc(t, "csr_matrix", "0.1.0");
         x_attrs.push(Tail::i64s_attribute("shape", &[n_cells as i64, n_genes as i64]));
         let x = [
-            Tail::dataset_entry("indptr", t.dataset(Element::I64, &[indptr.len() as u64], Values::I64(&indptr), &[])),
-            Tail::dataset_entry("indices", t.dataset(Element::I32, &[indices.len() as u64], Values::I32(&indices), &[])),
-            Tail::dataset_entry("data", t.dataset(Element::F32, &[data.len() as u64], Values::F32(&data), &[])),
+            Entry::dataset("indptr", t.dataset(Element::I64, &[indptr.len() as u64], Values::I64(&indptr), &[])),
+            Entry::dataset("indices", t.dataset(Element::I32, &[indices.len() as u64], Values::I32(&indices), &[])),
+            Entry::dataset("data", t.dataset(Element::F32, &[data.len() as u64], Values::F32(&data), &[])),
         ];
         let x = t.group(x.to_vec(), &x_attrs);
         let attrs = enc(t, "string-array", "0.2.0");
@@ -111,11 +111,11 @@ fn write_h5py_layout(path: &std::path::Path, n_cells: usize, n_genes: usize, sal
         let codes = t.dataset(Element::I8, &[n_cells as u64], Values::Bytes(&codes), &attrs);
         let mut attrs = enc(t, "categorical", "0.2.0");
         attrs.push(Tail::bool_attribute("ordered", false));
-        let cell_type = t.group(vec![Tail::dataset_entry("categories", categories), Tail::dataset_entry("codes", codes)], &attrs);
-        let obs = frame(t, (0..n_cells).map(|i| format!("c{salt}_{i}")).collect(), &["cell_type"], vec![Tail::group_entry("cell_type", &cell_type)]);
+        let cell_type = t.group(vec![Entry::dataset("categories", categories), Entry::dataset("codes", codes)], &attrs);
+        let obs = frame(t, (0..n_cells).map(|i| format!("c{salt}_{i}")).collect(), &["cell_type"], vec![Entry::group("cell_type", &cell_type)]);
         let var = frame(t, (0..n_genes).map(|g| format!("gene{g}")).collect(), &[], Vec::new());
         let attrs = enc(t, "anndata", "0.1.0");
-        t.group(vec![Tail::group_entry("X", &x), Tail::group_entry("obs", &obs), Tail::group_entry("var", &var)], &attrs)
+        t.group(vec![Entry::group("X", &x), Entry::group("obs", &obs), Entry::group("var", &var)], &attrs)
     });
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, bytes).unwrap();

@@ -57,9 +57,14 @@ impl RowBlocks {
         RowBlocks { n_cols, n_rows: 0, starts: Vec::new(), blocks: Vec::new() }
     }
 
+    /// Whether gene indices of a matrix of `n_cols` columns fit in 16 bits.
+    fn narrow(n_cols: usize) -> bool {
+        n_cols <= 1 << 16
+    }
+
     /// Bytes held per stored value for a matrix of `n_cols` columns (for memory estimates).
     pub fn bytes_per_value(n_cols: usize) -> u64 {
-        if n_cols <= 1 << 16 {
+        if Self::narrow(n_cols) {
             6
         } else {
             8
@@ -79,7 +84,7 @@ impl RowBlocks {
             .collect::<std::result::Result<_, _>>()
             .map_err(|_| SclabelError::ShapeMismatch(format!("a block of {} stored values (at most {} per block)", part.nnz(), u32::MAX)))?;
         let (from, to) = (base as usize, *part.indptr.last().expect("indptr is never empty") as usize);
-        let indices = if self.n_cols <= 1 << 16 {
+        let indices = if Self::narrow(self.n_cols) {
             Indices::U16(part.indices[from..to].iter().map(|&j| j as u16).collect())
         } else {
             Indices::U32(part.indices[from..to].to_vec())
@@ -97,8 +102,8 @@ impl RowBlocks {
 
     /// Bytes held by the matrix's values, indices and row offsets.
     pub fn bytes(&self) -> u64 {
-        let per_index = if self.n_cols <= 1 << 16 { 2 } else { 4 };
-        self.blocks.iter().map(|b| (b.data.len() * (4 + per_index) + b.indptr.len() * 4) as u64).sum()
+        let per_value = Self::bytes_per_value(self.n_cols);
+        self.blocks.iter().map(|b| b.data.len() as u64 * per_value + b.indptr.len() as u64 * 4).sum()
     }
 }
 

@@ -290,7 +290,7 @@ fn append_plan<S: Source + ?Sized>(raw: &S, plan: &Plan) -> std::result::Result<
         messages.retain(|m| m.attribute_name() != Some("column-order"));
         messages.push(tail.strings_attribute("column-order", &plan.column_order));
         let g = tail.group(entries, &messages);
-        relink(&mut root_entries, Tail::group_entry("obs", &g));
+        relink(&mut root_entries, Entry::group("obs", &g));
     }
     if !plan.obsm.is_empty() {
         let (mut entries, messages) = match linked(&root_entries, "obsm") {
@@ -304,13 +304,13 @@ fn append_plan<S: Source + ?Sized>(raw: &S, plan: &Plan) -> std::result::Result<
         for (name, m) in &plan.obsm {
             let attrs = array_encoding(&mut tail, "array");
             let header = tail.dataset(Element::F32, &[plan.n_obs, m.n_cols as u64], Values::F32(&m.values), &attrs);
-            entries.push(Tail::dataset_entry(name, header));
+            entries.push(Entry::dataset(name, header));
         }
         let g = tail.group(entries, &messages);
-        relink(&mut root_entries, Tail::group_entry("obsm", &g));
+        relink(&mut root_entries, Entry::group("obsm", &g));
     }
     let root_group = tail.group(root_entries, &root.messages);
-    Ok(tail.finish(&root_group, len))
+    Ok(tail.finish(&root_group))
 }
 
 /// anndata's `encoding-type` / `encoding-version` of an array-like element.
@@ -340,8 +340,8 @@ fn append_column(tail: &mut Tail, name: &str, col: &NewColumn) -> Entry {
                 tail.string_attribute("encoding-version", "0.2.0"),
                 Tail::bool_attribute("ordered", false),
             ];
-            let g = tail.group(vec![Tail::dataset_entry("categories", cats), Tail::dataset_entry("codes", codes)], &messages);
-            Tail::group_entry(name, &g)
+            let g = tail.group(vec![Entry::dataset("categories", cats), Entry::dataset("codes", codes)], &messages);
+            Entry::group(name, &g)
         }
         NewColumn::Plain(plain) => {
             let attrs = array_encoding(tail, "array");
@@ -352,7 +352,7 @@ fn append_column(tail: &mut Tail, name: &str, col: &NewColumn) -> Entry {
                     tail.dataset(Element::Bool, &[v.len() as u64], Values::Bytes(&v.iter().map(|&b| u8::from(b)).collect::<Vec<_>>()), &attrs)
                 }
             };
-            Tail::dataset_entry(name, header)
+            Entry::dataset(name, header)
         }
     }
 }

@@ -147,15 +147,15 @@ impl Entry {
         le_u64(&self.raw, 8)
     }
 
-    /// A link to a dataset (no cached data).
-    fn object(name: &str, header: u64) -> Self {
+    /// A link to the dataset whose object header is at `header` (no cached data).
+    pub fn dataset(name: &str, header: u64) -> Self {
         let mut raw = [0; ENTRY_SIZE];
         raw[8..16].copy_from_slice(&header.to_le_bytes());
         Entry { name: name.into(), raw }
     }
 
-    /// A link to a group, with its B-tree and local heap cached as libhdf5 writes them.
-    fn group(name: &str, g: &WrittenGroup) -> Self {
+    /// A link to a written group, with its B-tree and local heap cached as libhdf5 writes them.
+    pub fn group(name: &str, g: &WrittenGroup) -> Self {
         let mut raw = [0; ENTRY_SIZE];
         raw[8..16].copy_from_slice(&g.header.to_le_bytes());
         raw[16..20].copy_from_slice(&1u32.to_le_bytes());
@@ -695,20 +695,10 @@ impl<'a> Tail<'a> {
         WrittenGroup { header: self.put(&header), btree, heap }
     }
 
-    /// The entry linking a written group under `name`.
-    pub fn group_entry(name: &str, g: &WrittenGroup) -> Entry {
-        Entry::group(name, g)
-    }
-
-    /// The entry linking the dataset whose header is at `header` under `name`.
-    pub fn dataset_entry(name: &str, header: u64) -> Entry {
-        Entry::object(name, header)
-    }
-
     /// Ends the tail with `root` as the file's root group.
-    pub fn finish(mut self, root: &WrittenGroup, file_len: u64) -> Appended {
+    pub fn finish(mut self, root: &WrittenGroup) -> Appended {
         self.close_collection();
-        let new_len = file_len + self.bytes.len() as u64;
+        let new_len = self.layout.base + self.origin + self.bytes.len() as u64;
         Appended { patches: vec![self.layout.superblock_patch(root, new_len)], tail: self.bytes }
     }
 }
@@ -730,7 +720,7 @@ pub fn new_file(build: impl FnOnce(&mut Tail) -> WrittenGroup) -> Vec<u8> {
         FileLayout { base: 0, fields_at: 24, leaf_k: 4, internal_k: 16, root_header: UNDEF, driver_info: UNDEF.to_le_bytes(), root_name_offset: [0; 8] };
     let mut tail = Tail::new(&layout, SUPERBLOCK as u64);
     let root = build(&mut tail);
-    tail.finish(&root, SUPERBLOCK as u64).apply_to(&mut bytes);
+    tail.finish(&root).apply_to(&mut bytes);
     bytes
 }
 
@@ -769,8 +759,8 @@ mod tests {
             let names = t.dataset(Element::Str, &[3], Values::Strings(&["a", "", "ccc"]), &attrs);
             let x = t.dataset(Element::F32, &[3, 2], Values::F32(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), &[]);
             let attrs = vec![t.string_attribute("_index", "_index"), Tail::bool_attribute("flag", true)];
-            let obs = t.group(vec![Tail::dataset_entry("_index", names)], &attrs);
-            t.group(vec![Tail::group_entry("obs", &obs), Tail::dataset_entry("X", x)], &[Tail::i64s_attribute("shape", &[3, 2])])
+            let obs = t.group(vec![Entry::dataset("_index", names)], &attrs);
+            t.group(vec![Entry::group("obs", &obs), Entry::dataset("X", x)], &[Tail::i64s_attribute("shape", &[3, 2])])
         });
         let f = hdf5_pure::File::from_bytes(bytes.clone()).unwrap();
         assert_eq!(f.dataset("X").unwrap().read_f32().unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);

@@ -483,10 +483,9 @@ const OPS = {
       throw fail('invalid_option', `exportH5ad writes into the .h5ad a data set was loaded from; ${entry.name ? `'${entry.name}'` : 'this data set'} ${entry.format === 'zarr' ? 'was read from AnnData-Zarr' : 'was derived in memory (subset / withObs / synthetic)'}`);
     }
     const source = isUrl(entry.source) ? await (await fetchOk(entry.source)).blob() : entry.source;
-    const out = await withH5ad(source, 'exportH5ad', (r) => wasm.annotateH5adAppending(r.length, r.readAt, entry.name, additions));
+    const { out, size } = await withH5ad(source, 'exportH5ad', (r) => ({ out: wasm.annotateH5adAppending(r.length, r.readAt, entry.name, additions), size: r.length }));
     if (out.rewrite === undefined) return annotatedBlob(source, out);
     // Rebuilt in wasm memory beside the file's bytes: about twice its size.
-    const size = isBlob(source) ? source.size : source.byteLength ?? (isNode && typeof source === 'string' ? (await import('node:fs')).statSync(source).size : 0);
     wasm.reserveMemory(`the annotated copy of ${entry.name}`, 2.2 * size, `export the predictions as CSV instead (toCsv), or annotate the file natively (sclabel predict --annotate-h5ad); this file is rebuilt rather than appended to: ${out.rewrite}`);
     return new Blob([wasm.annotateH5ad(await readAll(source, entry.name), entry.name, additions)], { type: H5AD_TYPE });
   },

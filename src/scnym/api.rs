@@ -473,9 +473,9 @@ impl Fit {
         observer: &mut O,
     ) -> Result<(ScnymModel, Vec<String>)> {
         let Fit { genes, normalization, n_total, kept, annotations: a, mut warnings } = self;
-        let labels = a.labels;
+        let mut labels = a.labels;
         let every = kept.len() == n_total;
-        let codes: Vec<i32> = if every { labels.codes.clone() } else { kept.iter().map(|&i| labels.codes[i]).collect() };
+        let codes: Vec<i32> = if every { std::mem::take(&mut labels.codes) } else { kept.iter().map(|&i| labels.codes[i]).collect() };
         let domain_strings = a.domains.map(|d| if every { d } else { kept.iter().map(|&i| d[i].clone()).collect() });
         let splits = a.splits.map(|s| if every { s } else { kept.iter().map(|&i| s[i]).collect::<Vec<_>>() });
         let (domain_names, domains) = match domain_strings {

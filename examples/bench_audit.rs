@@ -111,7 +111,7 @@ fn run_with(task: &Task, codes: &[i32], seed: u64, host_network: bool) -> (Dynam
         _ => cpu(BackendRequest::Cpu, "bench").unwrap().device,
     };
     let rows: Vec<usize> = (0..task.x.n_rows).collect();
-    let options = TrainOptions { epochs: 50, seed, host_network, ..TrainOptions::default() };
+    let options = TrainOptions { n_epochs: 50, seed, host_network, ..TrainOptions::default() };
     let t = Instant::now();
     let out = block_on(follow_training_dynamics(&task.x, codes, task.classes.len(), &rows, &[codes], &options, &device, &mut Silent)).unwrap();
     (out.dynamics.into_iter().next().unwrap(), t.elapsed().as_secs_f64())

@@ -15,7 +15,7 @@ fn main() {
     let data = synthetic_counts(&SyntheticSpec { n_cells: batch * steps, n_genes: genes, n_classes: 10, markers_per_class: 20, ..Default::default() });
     let labels: Vec<i32> = (0..data.n_obs()).map(|i| (i % 10) as i32).collect();
     let rows: Vec<usize> = (0..data.n_obs()).collect();
-    let options = TrainOptions { epochs: 1, batch_size: batch, ..TrainOptions::default() };
+    let options = TrainOptions { n_epochs: 1, batch_size: batch, ..TrainOptions::default() };
     println!("MLP {genes} → {} → {} → 10, batch {batch}, {steps} steps per epoch (SGD, balanced sampling)", genes / 2, genes / 4);
     let mut times = [(Backend::Flex, Vec::new()), (Backend::Ndarray, Vec::new())];
     for round in 0..4 {

@@ -19,8 +19,7 @@ use sclabel::SclabelError;
 /// The scenario tests/js/audit_cases.mjs runs in wasm (same data, same options).
 fn small_audit() -> (SyntheticSpec, AuditOptions) {
     let spec = SyntheticSpec { n_cells: 300, n_genes: 100, n_classes: 3, seed: 21, ..Default::default() };
-    let options =
-        AuditOptions { train: TrainOptions { epochs: 6, batch_size: 64, learning_rate: 0.01, seed: 4, ..TrainOptions::default() }, ..AuditOptions::default() };
+    let options = AuditOptions { train: TrainOptions { n_epochs: 6, batch_size: 64, lr: 0.01, seed: 4, ..TrainOptions::default() }, ..AuditOptions::default() };
     (spec, options)
 }
 
@@ -47,7 +46,7 @@ fn audit_finds_flipped_labels_on_synthetic_blobs() {
     }
     let noisy = data.with_obs_column("cell_type", Column::Strings(given)).unwrap();
     let device = cpu(BackendRequest::Cpu, "test").unwrap();
-    let options = AuditOptions { train: TrainOptions { epochs: 30, learning_rate: 0.01, seed: 1, ..TrainOptions::default() }, ..AuditOptions::default() };
+    let options = AuditOptions { train: TrainOptions { n_epochs: 30, lr: 0.01, seed: 1, ..TrainOptions::default() }, ..AuditOptions::default() };
     let r = block_on(audit_adata(&noisy, &options, &device, &mut Silent)).unwrap();
     assert_eq!(r.cells.len(), 800);
     let score: Vec<f64> = r.dynamics.confidence.iter().map(|&c| 1.0 - c as f64).collect();
@@ -72,7 +71,7 @@ fn host_network_follows_burns_dynamics() {
     let rows: Vec<usize> = (0..x.n_rows).collect();
     let device = cpu(BackendRequest::Cpu, "test").unwrap().device;
     let run = |host| {
-        let options = TrainOptions { epochs: 8, batch_size: 64, learning_rate: 0.01, seed: 3, host_network: host, ..TrainOptions::default() };
+        let options = TrainOptions { n_epochs: 8, batch_size: 64, lr: 0.01, seed: 3, host_network: host, ..TrainOptions::default() };
         block_on(follow_training_dynamics(&x, &labels.codes, 3, &rows, &[&labels.codes], &options, &device, &mut Silent)).unwrap()
     };
     let (host, dense) = (run(true), run(false));

@@ -233,7 +233,7 @@ fn an_audit_streams_and_equals_the_loaded_file() {
     for flavor in [HvgFlavor::Seurat, HvgFlavor::SeuratV3] {
         let options = AuditOptions {
             hvg: Some(HvgOptions { flavor, ..HvgOptions::default() }),
-            train: TrainOptions { epochs: 3, seed: 1, ..TrainOptions::default() },
+            train: TrainOptions { n_epochs: 3, seed: 1, ..TrainOptions::default() },
             ..AuditOptions::default()
         };
         let a = block_on(audit_adata(&whole, &options, &device, &mut Silent)).unwrap();

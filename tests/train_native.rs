@@ -11,17 +11,15 @@ use sclabel::SclabelError;
 
 /// The options the native-vs-wasm loss-curve check uses (the Node test uses the same).
 fn curve_options() -> HoldoutOptions {
-    HoldoutOptions { train: TrainOptions { epochs: 5, batch_size: 64, seed: 42, ..TrainOptions::default() }, ..HoldoutOptions::default() }
+    HoldoutOptions { train: TrainOptions { n_epochs: 5, batch_size: 64, seed: 42, ..TrainOptions::default() }, ..HoldoutOptions::default() }
 }
 
 #[test]
 fn synthetic_training_learns_and_is_deterministic() {
     let data = synthetic_counts(&SyntheticSpec { n_cells: 600, n_genes: 200, n_classes: 4, seed: 3, ..Default::default() });
     let device = cpu(BackendRequest::Cpu, "test").unwrap();
-    let options = HoldoutOptions {
-        train: TrainOptions { epochs: 30, batch_size: 64, learning_rate: 0.01, seed: 1, ..TrainOptions::default() },
-        ..HoldoutOptions::default()
-    };
+    let options =
+        HoldoutOptions { train: TrainOptions { n_epochs: 30, batch_size: 64, lr: 0.01, seed: 1, ..TrainOptions::default() }, ..HoldoutOptions::default() };
     let a = block_on(train_holdout(&data, &options, &device, &mut Silent)).unwrap();
     let first = a.history.first().unwrap().loss;
     let last = a.history.last().unwrap().loss;
@@ -78,7 +76,7 @@ fn real_cells_symphony_holdout() {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let data = read_h5ad(&bytes, "pbmc_symphony_3chemistries.h5ad").unwrap();
     let device = cpu(BackendRequest::Cpu, "test").unwrap();
-    let options = HoldoutOptions { train: TrainOptions { epochs: 20, learning_rate: 0.01, seed: 0, ..TrainOptions::default() }, ..HoldoutOptions::default() };
+    let options = HoldoutOptions { train: TrainOptions { n_epochs: 20, lr: 0.01, seed: 0, ..TrainOptions::default() }, ..HoldoutOptions::default() };
     let r = block_on(train_holdout(&data, &options, &device, &mut Silent)).unwrap();
     eprintln!(
         "symphony holdout: accuracy {:.3} (majority {:.3}), loss {:?}",
@@ -100,10 +98,8 @@ fn wgpu_native_trains_synthetic() {
     let device = block_on(sclabel::backend::select(BackendRequest::Webgpu, Ok(()))).expect("a wgpu adapter");
     eprintln!("wgpu adapter: {:?}", device.info.adapter);
     let data = synthetic_counts(&SyntheticSpec { n_cells: 300, n_genes: 64, n_classes: 3, seed: 5, ..Default::default() });
-    let options = HoldoutOptions {
-        train: TrainOptions { epochs: 8, batch_size: 64, learning_rate: 0.05, seed: 1, ..TrainOptions::default() },
-        ..HoldoutOptions::default()
-    };
+    let options =
+        HoldoutOptions { train: TrainOptions { n_epochs: 8, batch_size: 64, lr: 0.05, seed: 1, ..TrainOptions::default() }, ..HoldoutOptions::default() };
     let r = block_on(train_holdout(&data, &options, &device, &mut Silent)).unwrap();
     assert_eq!(r.backend.backend, sclabel::backend::Backend::Webgpu);
     assert!(r.history.last().unwrap().loss < r.history[0].loss);

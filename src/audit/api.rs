@@ -33,9 +33,14 @@ pub enum CutoffRule {
     Fixed { confidence: f32, variability: f32 },
 }
 
+impl CutoffRule {
+    pub const DEFAULT_FRACTION: f64 = 0.1;
+    pub const DEFAULT_PERCENTILE: f64 = 25.0;
+}
+
 impl Default for CutoffRule {
     fn default() -> Self {
-        CutoffRule::Simulated { fraction: 0.1, percentile: 25.0 }
+        CutoffRule::Simulated { fraction: Self::DEFAULT_FRACTION, percentile: Self::DEFAULT_PERCENTILE }
     }
 }
 
@@ -52,7 +57,7 @@ pub struct AuditOptions {
     pub exclude_labels: Vec<String>,
     pub use_raw: bool,
     /// Annotatability expects ln(CP10k + 1).
-    pub normalize: TargetScale,
+    pub scale: TargetScale,
     /// Genes the networks train on: highly variable genes of the audited cells, selected after
     /// normalising over all genes (Annotatability's notebooks: normalise → log → top 2000 HVGs →
     /// train). `None`, or data with no more genes than `n_top_genes`: every gene.
@@ -76,7 +81,7 @@ impl Default for AuditOptions {
             second_label_key: None,
             exclude_labels: Vec::new(),
             use_raw: false,
-            normalize: TargetScale::Cp10k,
+            scale: TargetScale::Cp10k,
             hvg: Some(HvgOptions::default()),
             train: TrainOptions::default(),
             cutoffs: CutoffRule::default(),
@@ -169,7 +174,7 @@ fn derived(options: &TrainOptions, stream: u64) -> TrainOptions {
 pub async fn audit_adata<O: Observer>(adata: &AnnData, options: &AuditOptions, device: &ComputeDevice, observer: &mut O) -> Result<AuditReport> {
     options.validate()?;
     let (source_x, all_genes) = adata.matrix(options.use_raw)?;
-    let (x, normalization) = to_log_normalized_with(source_x, all_genes, &*adata.value_stats(options.use_raw)?, options.normalize)?;
+    let (x, normalization) = to_log_normalized_with(source_x, all_genes, &*adata.value_stats(options.use_raw)?, options.scale)?;
     let (labels, cells) = audit_labels(&adata.obs, &adata.obs_names, options)?;
     let (x, genes, gene_selection) = select_genes(&adata.obs, &adata.obs_names, source_x, x, all_genes, &normalization, &cells, options)?;
     let prepared = Prepared { x, genes, gene_selection, normalization, labels, cells };
@@ -193,7 +198,7 @@ pub async fn audit_h5ad_rows<O: Observer>(rows: &H5adRows, options: &AuditOption
         HvgPlan::All(sentence) => (None, sentence),
         HvgPlan::Select { hvg, batches, on, per_batch } => {
             // seurat on ln(CP10k+1) of whole cells, seurat_v3 on the counts as stored.
-            let scale = (hvg.flavor == HvgFlavor::Seurat).then_some((factor, totals, options.normalize));
+            let scale = (hvg.flavor == HvgFlavor::Seurat).then_some((factor, totals, options.scale));
             let mut passes = FileRows { rows, keep: ColumnMap::all(all), scale };
             let selected = highly_variable_genes_of(&mut passes, &cells, batches.as_deref(), hvg)?.selected;
             let sentence = selection_sentence(selected.len(), all, &on, &per_batch, cells.len());
@@ -208,7 +213,7 @@ pub async fn audit_h5ad_rows<O: Observer>(rows: &H5adRows, options: &AuditOption
         &keep,
         &format!("the {} audited genes of {} cells", keep.n_kept, rows.n_rows),
         "select fewer genes (hvg.n_top_genes) or audit fewer cells",
-        |start, x| rescale_block_in_place(x, factor, totals, start, options.normalize),
+        |start, x| rescale_block_in_place(x, factor, totals, start, options.scale),
     )?;
     let prepared = Prepared { x, genes, gene_selection, normalization, labels, cells };
     audit_prepared(prepared, &rows.obs, &rows.obs_names, options, device, observer).await
@@ -394,7 +399,7 @@ fn hvg_plan<'a>(
         None => None,
     };
     let on = match hvg.flavor {
-        HvgFlavor::Seurat => format!("seurat on ln({}+1)", scale_name(options.normalize)),
+        HvgFlavor::Seurat => format!("seurat on ln({}+1)", scale_name(options.scale)),
         HvgFlavor::SeuratV3 if normalization.normalization != Normalization::RawCounts => {
             return Err(SclabelError::InvalidOption {
                 option: "hvg.flavor".into(),
@@ -515,7 +520,7 @@ pub async fn trainability_graph<O: Observer>(
     if source_x.n_rows != adata.n_obs() || report.cells.iter().any(|&r| r >= source_x.n_rows) {
         return Err(SclabelError::ShapeMismatch("the audit report does not belong to this data set".into()));
     }
-    let (x, _) = to_log_normalized_with(source_x, var_names, &*adata.value_stats(report.options.use_raw)?, report.options.normalize)?;
+    let (x, _) = to_log_normalized_with(source_x, var_names, &*adata.value_stats(report.options.use_raw)?, report.options.scale)?;
     // The audit's genes (normalised over all genes first, as the audit did).
     let position: std::collections::HashMap<&str, usize> = var_names.iter().enumerate().map(|(j, g)| (g.as_str(), j)).collect();
     let cols = report

@@ -73,7 +73,7 @@ pub async fn follow_training_dynamics<O: Observer>(
     device: &Device,
     observer: &mut O,
 ) -> Result<DynamicsRun> {
-    if options.epochs == 0 {
+    if options.n_epochs == 0 {
         return Err(SclabelError::InvalidOption { option: "epochs".into(), reason: "training dynamics need at least one epoch".into() });
     }
     if let Some(&r) = rows.iter().find(|&&r| r >= labels.len() || labels[r] < 0) {

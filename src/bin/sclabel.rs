@@ -4,7 +4,7 @@
 //!   sclabel import-scnym --weights 00_best_model_weights.pkl --genes gene_names.txt --classes class_names.txt --out model.safetensors
 //!   sclabel info model.safetensors
 //!   sclabel audit   --input data.h5ad --label-key cell_type --out audit.csv [--genes genes.csv]
-//!   sclabel explain --model model.safetensors --input data.h5ad --groupby cell_type --target B --out saliency.csv
+//!   sclabel explain --model model.safetensors --input data.h5ad --label-key cell_type --target B --out saliency.csv
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -212,21 +212,21 @@ enum Command {
         /// Labels to leave out entirely (repeatable), e.g. unlabeled_QCfail.
         #[arg(long)]
         exclude_label: Vec<String>,
-        #[arg(long, default_value_t = 50)]
-        epochs: usize,
+        #[arg(long, default_value_t = AuditOptions::default().train.n_epochs)]
+        n_epochs: usize,
         /// 3, 4 or 5 Linear layers.
-        #[arg(long, default_value_t = 3)]
-        layers: usize,
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = AuditOptions::default().train.n_layers)]
+        n_layers: usize,
+        #[arg(long, default_value_t = AuditOptions::default().train.seed)]
         seed: u64,
         #[arg(long)]
         use_raw: bool,
         /// Scale the data are brought to (from counts or any log scale, over all genes) before
         /// gene selection and training: ln(CP10k+1) as Annotatability's notebooks, or ln(CPM+1).
         #[arg(long, value_enum, default_value = "cp10k")]
-        normalize: ScaleArg,
+        scale: ScaleArg,
         /// Train on this many highly variable genes of the audited cells (0: every gene).
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = HvgOptions::default().n_top_genes)]
         n_top_genes: usize,
         /// Highly-variable-gene method: seurat (on the log-normalised data) or seurat_v3 (on
         /// raw counts).
@@ -236,10 +236,10 @@ enum Command {
         #[arg(long)]
         hvg_batch_key: Option<String>,
         /// Fraction of labels flipped in the run that sets the cutoffs.
-        #[arg(long, allow_negative_numbers = true, default_value_t = 0.1)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = CutoffRule::DEFAULT_FRACTION)]
         flip_fraction: f64,
         /// Percentile of the flipped cells' scores taken as the cutoffs.
-        #[arg(long, allow_negative_numbers = true, default_value_t = 25.0)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = CutoffRule::DEFAULT_PERCENTILE)]
         percentile: f64,
         /// Fixed cutoffs instead of the simulated-noise run (both needed).
         #[arg(long, allow_negative_numbers = true, requires = "cutoff_var")]
@@ -256,18 +256,18 @@ enum Command {
         #[arg(long)]
         genes: Option<PathBuf>,
         /// Genes with a column sum below this are not scored.
-        #[arg(long, allow_negative_numbers = true, default_value_t = 100.0)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = GeneScoreOptions::default().min_counts)]
         min_counts: f64,
         /// Trainability-aware kNN graph as an edge list CSV (cell, neighbor, weight, distance),
         /// built on a PCA of the audited cells.
         #[arg(long)]
         graph: Option<PathBuf>,
         /// Weight of expression distance against confidence-rank distance in the graph.
-        #[arg(long, allow_negative_numbers = true, default_value_t = 0.9)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = ConfGraphOptions::default().alpha)]
         alpha: f64,
-        #[arg(long, default_value_t = 15)]
+        #[arg(long, default_value_t = ConfGraphOptions::default().k)]
         k: usize,
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = PcaOptions::default().n_components)]
         n_pcs: usize,
     },
     /// Expected-gradient gene attributions of a class's logit (scNym's interpret): per-gene
@@ -280,13 +280,13 @@ enum Command {
         input: PathBuf,
         /// obs column that says which cells are of the target (and source) class.
         #[arg(long)]
-        groupby: String,
+        label_key: String,
         #[arg(long)]
         target: String,
         /// Reference class; default: all other cells.
         #[arg(long)]
         source: Option<String>,
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = ExplainOptions::default().n_samples)]
         n_samples: usize,
         /// Explain a random subset of this many target cells.
         #[arg(long)]
@@ -931,11 +931,11 @@ fn run(cli: Cli) -> Result<()> {
             label_key,
             second_label_key,
             exclude_label,
-            epochs,
-            layers,
+            n_epochs,
+            n_layers,
             seed,
             use_raw,
-            normalize,
+            scale,
             n_top_genes,
             hvg_flavor,
             hvg_batch_key,
@@ -961,7 +961,7 @@ fn run(cli: Cli) -> Result<()> {
                 second_label_key,
                 exclude_labels: exclude_label,
                 use_raw,
-                normalize: match normalize {
+                scale: match scale {
                     ScaleArg::Cp10k => TargetScale::Cp10k,
                     ScaleArg::Cpm => TargetScale::Cpm,
                 },
@@ -974,7 +974,7 @@ fn run(cli: Cli) -> Result<()> {
                     batch_key: hvg_batch_key,
                     ..HvgOptions::default()
                 }),
-                train: TrainOptions { epochs, n_layers: layers, seed, ..TrainOptions::default() },
+                train: TrainOptions { n_epochs, n_layers, seed, ..TrainOptions::default() },
                 cutoffs,
                 reannotate: !no_reannotate,
                 gene_scores: genes.as_ref().map(|_| GeneScoreOptions { min_counts, ..GeneScoreOptions::default() }),
@@ -1039,14 +1039,14 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("graph ({} edges, symmetric) written to {}", c.nnz(), path.display());
             }
         }
-        Command::Explain { model, input, groupby, target, source, n_samples, n_cells, abs_scale, seed, normalize, use_raw, out, attributions } => {
+        Command::Explain { model, input, label_key, target, source, n_samples, n_cells, abs_scale, seed, normalize, use_raw, out, attributions } => {
             let dev = device(cli.backend)?;
             let m = load_model(&model, &dev.device)?;
             let rows = open_rows(&input, use_raw)?;
             let options = ExplainOptions { target, source, n_samples, n_cells, abs_scale, seed, normalize, use_raw, ..ExplainOptions::default() };
             let bar = bar(cli.quiet);
-            let labels = rows.obs.get(&groupby)?.to_strings();
-            let e = block_on(explain_h5ad_rows(&rows, &m, &labels, &format!("obs column '{groupby}'"), &options, &dev, &mut observe(&bar)))?;
+            let labels = rows.obs.get(&label_key)?.to_strings();
+            let e = block_on(explain_h5ad_rows(&rows, &m, &labels, &format!("obs column '{label_key}'"), &options, &dev, &mut observe(&bar)))?;
             bar.finish_and_clear();
             e.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
             let top: Vec<&str> = e.ranking.iter().take(10).map(|&g| e.genes[g].as_str()).collect();

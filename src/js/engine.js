@@ -438,12 +438,12 @@ const OPS = {
       : withH5ad(dataset, 'audit', (r, label) => this.session.auditH5ad(r.length, r.readAt, label, options, onProgress, signal));
   },
 
-  /** `dataset` as for predictScnym; `groupby` an obs column's name or one label per cell. */
-  async explainScnym(model, dataset, groupby, options, { onProgress, signal } = {}) {
+  /** `dataset` as for predictScnym; `labelKey` an obs column's name or one label per cell. */
+  async explainScnym(model, dataset, labelKey, options, { onProgress, signal } = {}) {
     const m = this.get(model, 'model').object;
     const e = dataset?.kind === 'dataset'
-      ? await this.session.explainScnym(m, this.get(dataset, 'dataset').object, groupby, options, onProgress, signal)
-      : await withH5ad(dataset, 'explainScnym', (r, label) => this.session.explainScnymH5ad(m, r.length, r.readAt, label, groupby, options, onProgress, signal));
+      ? await this.session.explainScnym(m, this.get(dataset, 'dataset').object, labelKey, options, onProgress, signal)
+      : await withH5ad(dataset, 'explainScnym', (r, label) => this.session.explainScnymH5ad(m, r.length, r.readAt, label, labelKey, options, onProgress, signal));
     return { ...e, backend: this.session.backend };
   },
 

@@ -49,7 +49,8 @@ export interface HoldoutOptions {
   label_key?: string;
   exclude_labels?: string[];
   use_raw?: boolean;
-  normalize?: 'cpm' | 'cp10k';
+  /** The scale the data are brought to (from counts or any log scale) before training: ln(CP10k+1) (default, Annotatability's) or ln(CPM+1). */
+  scale?: 'cpm' | 'cp10k';
   test_fraction?: number;
   train?: TrainOptions;
 }
@@ -262,7 +263,8 @@ export interface AuditOptions {
   second_label_key?: string | null;
   exclude_labels?: string[];
   use_raw?: boolean;
-  normalize?: 'cpm' | 'cp10k';
+  /** The scale the data are brought to (from counts or any log scale) before training: ln(CP10k+1) (default, Annotatability's) or ln(CPM+1). */
+  scale?: 'cpm' | 'cp10k';
   /**
    * Genes the networks train on: the highly variable genes of the audited cells, selected after
    * normalising over all genes (default { flavor: 'seurat', n_top_genes: 2000 }, as
@@ -454,11 +456,11 @@ export interface Sclabel {
   /** Annotatability's audit of a loaded data set, or of an `.h5ad` read a block of cells at a time (only the audited genes kept). */
   audit(dataset: DatasetHandle | Blob | ArrayBuffer | ArrayBufferView | string, options?: AuditOptions, controls?: RunControls): Promise<AuditResult>;
   /**
-   * Gene attributions for the cells labelled `options.target` in `groupby` (an obs column, or one
+   * Gene attributions for the cells labelled `options.target` in `labelKey` (an obs column, or one
    * label per cell, e.g. a prediction's `scNym`). An `.h5ad` source is read a block of cells at a
    * time; only the explained cells and at most 10,000 reference cells (a seeded sample) are kept.
    */
-  explainScnym(model: ModelHandle, dataset: DatasetHandle | Blob | ArrayBuffer | ArrayBufferView | string, groupby: string | (string | null)[], options: ExplainOptions, controls?: RunControls): Promise<Explanation>;
+  explainScnym(model: ModelHandle, dataset: DatasetHandle | Blob | ArrayBuffer | ArrayBufferView | string, labelKey: string | (string | null)[], options: ExplainOptions, controls?: RunControls): Promise<Explanation>;
   saveModel(model: ModelHandle): Promise<Uint8Array>;
   loadModel(source: BundleSource, options?: { cache?: string }): Promise<ModelHandle>;
   loadAtlas(entry: AtlasEntry): Promise<ModelHandle>;

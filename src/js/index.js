@@ -203,12 +203,12 @@ class Client {
 
   /**
    * Expected-gradient gene attributions of `model`'s logit for `options.target` on the cells
-   * labelled so in `groupby` (an obs column's name, or one label per cell such as a prediction's
+   * labelled so in `labelKey` (an obs column's name, or one label per cell such as a prediction's
    * `scNym`), of a loaded data set or of an `.h5ad` read a block of cells at a time (then at most
    * 10,000 reference cells are kept, a seeded sample; the result's warnings say so).
    */
-  explainScnym(model, dataset, groupby, options = {}, controls = {}) {
-    return this.transport.call('explainScnym', [model, dataset, groupby, options], controls);
+  explainScnym(model, dataset, labelKey, options = {}, controls = {}) {
+    return this.transport.call('explainScnym', [model, dataset, labelKey, options], controls);
   }
 
   /** A plain MLP on part of the labelled cells, tested on the rest (a quick check of a data set). */

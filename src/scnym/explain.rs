@@ -327,19 +327,19 @@ fn overlap_warning(overlap: &GeneOverlap) -> Option<String> {
     })
 }
 
-/// Explains the cells with `obs[groupby] == options.target` against the reference cells picked by
+/// Explains the cells with `obs[label_key] == options.target` against the reference cells picked by
 /// `options.source`, after aligning genes to the model and checking / normalising the input scale
 /// as prediction does. `cells` in the result are rows of `adata`.
 pub async fn explain_adata<O: Observer>(
     adata: &AnnData,
     model: &ScnymModel,
-    groupby: &str,
+    label_key: &str,
     options: &ExplainOptions,
     device: &ComputeDevice,
     observer: &mut O,
 ) -> Result<Explanation> {
-    let labels = adata.obs.get(groupby)?.to_strings();
-    explain_labelled(adata, model, &labels, &format!("obs column '{groupby}'"), options, device, observer).await
+    let labels = adata.obs.get(label_key)?.to_strings();
+    explain_labelled(adata, model, &labels, &format!("obs column '{label_key}'"), options, device, observer).await
 }
 
 /// [`explain_adata`] with one label per cell given by the caller (e.g. a prediction's `scNym`)
@@ -660,9 +660,9 @@ mod tests {
     #[test]
     fn unknown_or_absent_classes_are_named() {
         let (ad, model, cd) = synthetic();
-        let go = |target: &str, source: Option<&str>, groupby: &str| {
+        let go = |target: &str, source: Option<&str>, label_key: &str| {
             let o = ExplainOptions { target: target.into(), source: source.map(String::from), n_samples: 2, normalize: true, ..Default::default() };
-            block_on(explain_adata(&ad, &model, groupby, &o, &cd, &mut Silent)).unwrap_err().to_string()
+            block_on(explain_adata(&ad, &model, label_key, &o, &cd, &mut Silent)).unwrap_err().to_string()
         };
         let e = go("T cell", None, "cell_type");
         assert!(e.contains("'T cell'") && e.contains("type_0, type_1, type_2"), "{e}");

@@ -21,7 +21,7 @@ use crate::train::progress::{Observer, Phase, Progress};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OptimizerConfig {
-    /// PyTorch-style SGD: v = momentum·v + g (no dampening), p −= learning_rate·v.
+    /// PyTorch-style SGD: v = momentum·v + g (no dampening), p −= lr·v.
     Sgd {
         momentum: f64,
     },
@@ -32,9 +32,9 @@ pub enum OptimizerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainOptions {
-    pub epochs: usize,
+    pub n_epochs: usize,
     pub batch_size: usize,
-    pub learning_rate: f64,
+    pub lr: f64,
     pub optimizer: OptimizerConfig,
     pub sampling: Sampling,
     pub drop_last: bool,
@@ -49,9 +49,9 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         Self {
-            epochs: 50,
+            n_epochs: 50,
             batch_size: 256,
-            learning_rate: 1e-3,
+            lr: 1e-3,
             optimizer: OptimizerConfig::Sgd { momentum: 0.9 },
             sampling: Sampling::Balanced,
             drop_last: false,
@@ -127,8 +127,8 @@ pub async fn train_mlp<O: Observer>(
     if labels.len() != x.n_rows {
         return Err(SclabelError::ShapeMismatch(format!("{} labels for {} cells", labels.len(), x.n_rows)));
     }
-    if options.learning_rate.is_nan() || options.learning_rate <= 0.0 {
-        return Err(SclabelError::InvalidOption { option: "learning_rate".into(), reason: "must be positive".into() });
+    if options.lr.is_nan() || options.lr <= 0.0 {
+        return Err(SclabelError::InvalidOption { option: "lr".into(), reason: "must be positive".into() });
     }
     if let Some(rec) = record {
         check_record(rec, x.n_rows, n_classes)?;
@@ -145,11 +145,11 @@ pub async fn train_mlp<O: Observer>(
     let loss_fn = CrossEntropyLossConfig::new().init(&train_device);
     let mut sampler = MinibatchSampler::new(rows.clone(), Some(labels), options.sampling, options.batch_size, options.drop_last, options.seed)?;
     let steps_per_epoch = sampler.batches_per_epoch();
-    let mut history = Vec::with_capacity(options.epochs);
+    let mut history = Vec::with_capacity(options.n_epochs);
     let (mut buf, mut scratch) = (Vec::new(), Scratch::default());
     // Per epoch, per label column: the recorded probabilities (on the device).
     let mut recorded: Vec<Vec<Tensor<1>>> = Vec::new();
-    for epoch in 0..options.epochs {
+    for epoch in 0..options.n_epochs {
         if let Some(rec) = record {
             recorded.push(match &net {
                 Net::Device(model) => {
@@ -177,10 +177,10 @@ pub async fn train_mlp<O: Observer>(
                     correct = correct + logits.detach().argmax(1).squeeze_dim::<1>(1).equal(yb).int().sum();
                     loss_sum = loss_sum + loss.clone().detach();
                     let grads = GradientsParams::from_grads(loss.backward(), &model);
-                    Net::Device(optim.step(options.learning_rate, model, grads))
+                    Net::Device(optim.step(options.lr, model, grads))
                 }
                 Net::Host { mut mlp, momentum } => {
-                    let stats = mlp.train_step(x, batch, labels, options.learning_rate as f32, momentum, &mut scratch);
+                    let stats = mlp.train_step(x, batch, labels, options.lr as f32, momentum, &mut scratch);
                     host_loss += stats.loss_sum / batch.len() as f64;
                     host_correct += stats.correct;
                     Net::Host { mlp, momentum }
@@ -191,7 +191,7 @@ pub async fn train_mlp<O: Observer>(
                 .on_progress(&Progress {
                     phase: Phase::Train,
                     epoch,
-                    n_epochs: options.epochs,
+                    n_epochs: options.n_epochs,
                     step: step + 1,
                     steps_per_epoch,
                     cells_done: seen,
@@ -225,7 +225,7 @@ pub async fn train_mlp<O: Observer>(
             .on_progress(&Progress {
                 phase: Phase::Train,
                 epoch,
-                n_epochs: options.epochs,
+                n_epochs: options.n_epochs,
                 step: steps_per_epoch,
                 steps_per_epoch,
                 cells_done: seen,

@@ -25,7 +25,7 @@ pub struct HoldoutOptions {
     /// Use `.raw` instead of X (for files whose X is scaled).
     pub use_raw: bool,
     /// Log scale the data are converted to before training.
-    pub normalize: TargetScale,
+    pub scale: TargetScale,
     /// Fraction of labelled cells held out for testing.
     pub test_fraction: f64,
     pub train: TrainOptions,
@@ -37,7 +37,7 @@ impl Default for HoldoutOptions {
             label_key: "cell_type".into(),
             exclude_labels: Vec::new(),
             use_raw: false,
-            normalize: TargetScale::Cp10k,
+            scale: TargetScale::Cp10k,
             test_fraction: 0.2,
             train: TrainOptions::default(),
         }
@@ -70,7 +70,7 @@ pub async fn train_holdout<O: Observer>(adata: &AnnData, options: &HoldoutOption
     }
     // Borrow X (or .raw) rather than copying the data set: normalisation makes the one copy.
     let (source_x, var_names) = adata.matrix(options.use_raw)?;
-    let (x, normalization) = to_log_normalized_with(source_x, var_names, &*adata.value_stats(options.use_raw)?, options.normalize)?;
+    let (x, normalization) = to_log_normalized_with(source_x, var_names, &*adata.value_stats(options.use_raw)?, options.scale)?;
     let column = adata.obs.get(&options.label_key)?;
     let labels = encode_labels(column, &options.label_key, &adata.obs_names, &options.exclude_labels)?;
     check_trainable(&labels, &options.label_key)?;

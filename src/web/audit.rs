@@ -54,7 +54,7 @@ impl JsSession {
     }
 
     /// Expected-gradient attributions of `model`'s logit for `options.target`, for the cells with
-    /// that label in `groupby`: an obs column's name, or one label per cell (e.g. a prediction's
+    /// that label in `label_key`: an obs column's name, or one label per cell (e.g. a prediction's
     /// `scNym`). Resolves to { genes, cells (Uint32Array), attributions (Float32Array, cells ×
     /// genes), saliency (Float32Array per gene), ranking (Uint32Array, genes by saliency, highest
     /// first), target, n_samples, abs_scale, warnings }.
@@ -63,13 +63,13 @@ impl JsSession {
         &self,
         model: &JsScnymModel,
         dataset: &JsDataset,
-        groupby: JsValue,
+        label_key: JsValue,
         options: JsValue,
         on_progress: Option<Function>,
         signal: JsValue,
     ) -> Result<Promise, JsValue> {
         let options: ExplainOptions = convert::options(options, "options")?;
-        let groups = Groups::from_js(groupby)?;
+        let groups = Groups::from_js(label_key)?;
         let (model, data, device) = (model.inner.clone(), dataset.inner.clone(), self.device.clone());
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
@@ -91,13 +91,13 @@ impl JsSession {
         length: f64,
         read_at: Function,
         name: &str,
-        groupby: JsValue,
+        label_key: JsValue,
         options: JsValue,
         on_progress: Option<Function>,
         signal: JsValue,
     ) -> Result<Promise, JsValue> {
         let options: ExplainOptions = convert::options(options, "options")?;
-        let groups = Groups::from_js(groupby)?;
+        let groups = Groups::from_js(label_key)?;
         let rows = open_h5ad_rows(JsSource::new(length, read_at), name, options.use_raw).map_err(to_js)?;
         let (labels, what) = match groups {
             Groups::Column(c) => (rows.obs.get(&c).map_err(to_js)?.to_strings(), format!("obs column '{c}'")),
@@ -127,9 +127,9 @@ impl Groups {
         if js_sys::Array::is_array(&value) {
             return serde_wasm_bindgen::from_value(value)
                 .map(Self::Labels)
-                .map_err(|e| to_js(SclabelError::InvalidOption { option: "groupby".into(), reason: format!("labels must be strings or null: {e}") }));
+                .map_err(|e| to_js(SclabelError::InvalidOption { option: "label_key".into(), reason: format!("labels must be strings or null: {e}") }));
         }
-        Err(to_js(SclabelError::InvalidOption { option: "groupby".into(), reason: "an obs column's name or one label per cell (an array)".into() }))
+        Err(to_js(SclabelError::InvalidOption { option: "label_key".into(), reason: "an obs column's name or one label per cell (an array)".into() }))
     }
 }
 

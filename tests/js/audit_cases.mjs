@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { root } from './helpers.mjs';
 
 export const AUDIT_DATA = { nCells: 300, nGenes: 100, nClasses: 3, seed: 21 };
-export const AUDIT = { train: { epochs: 6, batch_size: 64, learning_rate: 0.01, seed: 4 } };
+export const AUDIT = { train: { n_epochs: 6, batch_size: 64, lr: 0.01, seed: 4 } };
 
 /** Runs in the page or in Node: the `sclabel` module is passed in. */
 export async function syntheticAudit(sclabel, backend, { AUDIT_DATA, AUDIT }) {

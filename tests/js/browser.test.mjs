@@ -48,7 +48,7 @@ test('WebGPU is really the backend when requested (synthetic cells)', async () =
   const { report, hasGpu } = await trainInPage(page, {
     backend: 'webgpu',
     dataset: { nCells: 300, nGenes: 64, nClasses: 3, seed: 5 },
-    options: { train: { epochs: 8, batch_size: 64, learning_rate: 0.05, seed: 1 } },
+    options: { train: { n_epochs: 8, batch_size: 64, lr: 0.05, seed: 1 } },
   });
   assert.ok(hasGpu, 'navigator.gpu exists');
   assert.equal(report.backend.backend, 'webgpu');
@@ -61,7 +61,7 @@ test('WebGPU is really the backend when requested (synthetic cells)', async () =
 
 const DEMO = join(root, 'www', 'data', 'pbmc68k_reduced.h5ad');
 const REAL = { url: '/www/data/pbmc68k_reduced.h5ad' };
-const REAL_OPTIONS = { label_key: 'bulk_labels', use_raw: true, train: { epochs: 15, learning_rate: 0.01, seed: 0 } };
+const REAL_OPTIONS = { label_key: 'bulk_labels', use_raw: true, train: { n_epochs: 15, lr: 0.01, seed: 0 } };
 
 for (const backend of ['cpu', 'webgpu']) {
   test(`real cells on ${backend}: pbmc68k_reduced bulk_labels, held-out accuracy far above chance`, async (t) => {
@@ -83,7 +83,7 @@ test('real cells from ../shared/data on CPU in the browser: Symphony, 9 types', 
   const { report } = await trainInPage(page, {
     backend: 'cpu',
     dataset: { url: '/shared-data/pbmc_symphony_3chemistries.h5ad' },
-    options: { train: { epochs: 20, learning_rate: 0.01, seed: 0 } },
+    options: { train: { n_epochs: 20, lr: 0.01, seed: 0 } },
   });
   assertLearned(report, 0.85);
   await page.close();

@@ -14,7 +14,7 @@ const APP = `
 import { open } from 'sclabel';
 const sl = await open({ backend: 'cpu' });
 const data = await sl.synthetic({ nCells: 300, nGenes: 60, nClasses: 3, seed: 1 });
-const report = await sl.trainHoldout(data, { train: { epochs: 20, learning_rate: 0.01, seed: 1 } });
+const report = await sl.trainHoldout(data, { train: { n_epochs: 20, lr: 0.01, seed: 1 } });
 document.body.dataset.result = JSON.stringify({ backend: sl.backend.backend, accuracy: report.test_accuracy });
 `;
 

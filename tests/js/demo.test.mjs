@@ -36,7 +36,7 @@ async function openDemo(browser, search = '') {
 /** Short runs: SwiftShader and the wasm CPU path are slow, and the views are what is tested here. */
 async function configure(page, { epochs, auditEpochs, auditBatch }) {
   await page.fill('#config', JSON.stringify({ n_epochs: epochs }));
-  await page.fill('#audit-config', JSON.stringify({ train: { epochs: auditEpochs, learning_rate: 0.01, batch_size: auditBatch } }));
+  await page.fill('#audit-config', JSON.stringify({ train: { n_epochs: auditEpochs, lr: 0.01, batch_size: auditBatch } }));
 }
 
 async function runToEnd(page) {

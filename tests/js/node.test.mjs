@@ -12,7 +12,7 @@ test('wasm CPU training gives the native loss curve for the same seed', async ()
   assert.equal(sl.backend.backend, 'flex');
   // Same data and options as tests/train_native.rs (synthetic seed 3, curve_options).
   const data = await sl.synthetic({ nCells: 600, nGenes: 200, nClasses: 4, seed: 3 });
-  const report = await sl.trainHoldout(data, { train: { epochs: 5, batch_size: 64, seed: 42 } });
+  const report = await sl.trainHoldout(data, { train: { n_epochs: 5, batch_size: 64, seed: 42 } });
   const wasm = report.history.map((e) => e.loss);
   const file = join(root, 'target', 'tmp', 'native_loss_curve.json');
   assert.ok(existsSync(file), `${file} is written by \`cargo test\` (tests/train_native.rs); run it first`);
@@ -27,10 +27,10 @@ test('options: NaN and Infinity are refused by name; a key set to undefined is a
   const sl = await open({ backend: 'cpu' });
   try {
     const data = await sl.synthetic({ nCells: 200, nGenes: 40, nClasses: 3, seed: 5 });
-    await assert.rejects(sl.trainHoldout(data, { train: { epochs: 1, learning_rate: NaN } }),
-      (e) => e.code === 'invalid_option' && /options\.train\.learning_rate/.test(e.message) && /not a finite number/.test(e.message));
+    await assert.rejects(sl.trainHoldout(data, { train: { n_epochs: 1, lr: NaN } }),
+      (e) => e.code === 'invalid_option' && /options\.train\.lr/.test(e.message) && /not a finite number/.test(e.message));
     await assert.rejects(sl.audit(data, { label_key: 'cell_type', hvg: null, cutoffs: [Infinity] }), (e) => e.code === 'invalid_option' && /options\.cutoffs\[0\]/.test(e.message));
-    const r = await sl.trainHoldout(data, { train: { epochs: 1, batch_size: 64, seed: 1, learning_rate: undefined } });
+    const r = await sl.trainHoldout(data, { train: { n_epochs: 1, batch_size: 64, seed: 1, lr: undefined } });
     assert.equal(r.history.length, 1);
   } finally {
     sl.close();
@@ -41,7 +41,7 @@ test('synthetic training in Node learns', async () => {
   const sl = await open({ backend: 'cpu' });
   const data = await sl.synthetic({ nCells: 600, nGenes: 200, nClasses: 4, seed: 3 });
   const progress = [];
-  const report = await sl.trainHoldout(data, { train: { epochs: 30, batch_size: 64, learning_rate: 0.01, seed: 1 } }, { onProgress: (p) => progress.push(p) });
+  const report = await sl.trainHoldout(data, { train: { n_epochs: 30, batch_size: 64, lr: 0.01, seed: 1 } }, { onProgress: (p) => progress.push(p) });
   assert.ok(report.test_accuracy > 0.9, `accuracy ${report.test_accuracy}`);
   assert.ok(progress.some((p) => p.loss !== null), 'epoch-end progress events carry the loss');
 });

@@ -92,7 +92,7 @@ test('with WebGPU switched off, auto falls back to the CPU and says why; webgpu 
       const { open } = await import('sclabel');
       const auto = await open({ backend: 'auto' });
       const data = await auto.synthetic({ nCells: 200, nGenes: 50, nClasses: 2, seed: 1 });
-      const report = await auto.trainHoldout(data, { train: { epochs: 2, seed: 1 } });
+      const report = await auto.trainHoldout(data, { train: { n_epochs: 2, seed: 1 } });
       auto.close();
       let error = null;
       try { await open({ backend: 'webgpu' }); } catch (e) { error = { code: e.code, message: e.message }; }
@@ -174,7 +174,7 @@ test('privacy: a whole analysis requests nothing but the package and the data th
     const data = await sl.load('/shared-data/pancreas_wang.h5ad');
     const model = await sl.trainScnym(data, null, { label_key: 'cell_type', normalize: true, config: { n_epochs: 2, seed: 1 } });
     const p = await sl.predictScnym(model, data, { normalize: true });
-    await sl.audit(data, { label_key: 'cell_type', train: { epochs: 3, seed: 1 } });
+    await sl.audit(data, { label_key: 'cell_type', train: { n_epochs: 3, seed: 1 } });
     await sl.exportH5ad(data, { obs: { scNym: { categorical: p.scNym } } });
     sl.close();
   });

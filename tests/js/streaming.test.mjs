@@ -99,7 +99,7 @@ test('an audit of an .h5ad read block by block equals the audit of the loaded fi
   const reference = join(root, 'target', 'tmp', 'streaming_reference.h5ad');
   assert.ok(existsSync(reference), 'written by `cargo test` (tests/h5ad_streaming.rs); run it first');
   const sl = await open({ backend: 'cpu' });
-  const options = { hvg: { n_top_genes: 500 }, train: { epochs: 3, seed: 1 }, reannotate: false, gene_scores: null };
+  const options = { hvg: { n_top_genes: 500 }, train: { n_epochs: 3, seed: 1 }, reannotate: false, gene_scores: null };
   const streamed = await sl.audit(reference, options);
   const loaded = await sl.audit(await sl.load(reference), options);
   assert.equal(streamed.genes.length, 500);

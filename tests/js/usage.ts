@@ -10,7 +10,7 @@ export async function example(file: File): Promise<number> {
   const labels = data.summary.obs.filter((c) => c.kind === 'categorical').map((c) => c.name);
   const controller = new AbortController();
   try {
-    const report: HoldoutReport = await sl.trainHoldout(data, { label_key: labels[0], train: { epochs: 5, optimizer: { kind: 'adam' } } }, {
+    const report: HoldoutReport = await sl.trainHoldout(data, { label_key: labels[0], train: { n_epochs: 5, optimizer: { kind: 'adam' } } }, {
       onProgress: (p: Progress) => console.log(p.epoch, p.loss ?? '…'),
       signal: controller.signal,
     });

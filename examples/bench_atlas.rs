@@ -145,7 +145,9 @@ fn main() {
             let options = AtlasOptions { id: "symphony".into(), normalize: true, domain_key: Some("donor".into()), values: enc, ..Default::default() };
             let package = block_on(build_atlas(&reference, &options, &device, &mut Silent)).unwrap();
             let model = sclabel::scnym::bundle::ScnymModel::from_bytes(&package.model, &device).unwrap();
-            let (pred, _) = block_on(predict_adata(&model, &query, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();
+            let (pred, _) =
+                block_on(predict_adata(&model, &query, &PredictOptions { normalize: true, use_raw: false, ..Default::default() }, &device, &mut Silent))
+                    .unwrap();
             let acc = pred.labels.iter().zip(q.iter()).filter(|(p, &i)| **p == truth[i]).count() as f64 / q.len() as f64;
             row[name] = json!(acc);
         }

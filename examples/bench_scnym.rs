@@ -38,9 +38,14 @@ fn transfer(reference: &AnnData, query: &AnnData, options: &TransferOptions) -> 
     let t = Instant::now();
     let (model, warnings) = block_on(train_transfer(reference, Some(query), options, &device, &mut Silent)).unwrap();
     let secs = t.elapsed().as_secs_f64();
-    let (pred, _) =
-        block_on(predict_adata(&model, query, options.normalize, false, &PredictOptions { embedding: false, ..Default::default() }, &device, &mut Silent))
-            .unwrap();
+    let (pred, _) = block_on(predict_adata(
+        &model,
+        query,
+        &PredictOptions { normalize: options.normalize, use_raw: false, embedding: false, ..Default::default() },
+        &device,
+        &mut Silent,
+    ))
+    .unwrap();
     let m = model.metrics.unwrap();
     let info = json!({"best_epoch": m.best_epoch, "epochs_run": m.epochs.len(), "mode": m.mode, "n_genes": model.genes.len(), "warnings": warnings});
     (pred.labels, pred.confidence, secs, info)

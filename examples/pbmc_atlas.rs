@@ -97,7 +97,9 @@ fn main() {
         let known: Vec<usize> = (0..truth.len()).filter(|&i| matrix.classes.contains(&truth[i])).collect();
         let score = |model: &ScnymModel| {
             let t = Instant::now();
-            let (p, report) = block_on(predict_adata(model, &query, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();
+            let (p, report) =
+                block_on(predict_adata(model, &query, &PredictOptions { normalize: true, use_raw: false, ..Default::default() }, &device, &mut Silent))
+                    .unwrap();
             let predict_s = t.elapsed().as_secs_f64();
             let (acc, kappa, f1) =
                 scores(&known.iter().map(|&i| truth[i].clone()).collect::<Vec<_>>(), &known.iter().map(|&i| p.labels[i].clone()).collect::<Vec<_>>());

@@ -8,6 +8,7 @@ use crate::error::{Result, SclabelError};
 
 /// What the caller asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum BackendRequest {
     /// WebGPU / wgpu if it starts, else the CPU backend (with the reason recorded).
@@ -20,6 +21,7 @@ pub enum BackendRequest {
 
 /// What actually runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
     /// burn's pure-Rust CPU backend (the default CPU backend).
@@ -38,6 +40,7 @@ pub struct ComputeDevice {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct BackendInfo {
     pub requested: BackendRequest,
     pub backend: Backend,
@@ -144,6 +147,7 @@ async fn gpu_device(requested: BackendRequest) -> Result<ComputeDevice> {
 /// kernels (`nn::gemm`, `host_linear`, `host_mlp`, `scnym::host_net`), faster on CPU backends for
 /// the networks they cover. Chosen here only, and recorded in every training and prediction result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Executor {
     Burn,

@@ -19,6 +19,9 @@ pub mod web;
 
 pub use error::{Result, SclabelError};
 
+#[cfg(all(test, not(target_family = "wasm")))]
+mod typescript;
+
 /// Runs one of the core's async functions to completion (native callers: CLI, tests, benches).
 #[cfg(not(target_family = "wasm"))]
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {

@@ -79,7 +79,8 @@ fn fine_tuning_starts_from_the_atlas_model() {
     let query = sclabel::data::anndata::AnnData { x, var_names: keep, var_ids: Vec::new(), x_stats: None, ..full.clone() };
     let truth: Vec<String> = full.obs.get("cell_type").unwrap().to_strings().into_iter().map(Option::unwrap).collect();
     let accuracy = |m: &ScnymModel| {
-        let (p, _) = block_on(predict_adata(m, &query, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();
+        let (p, _) =
+            block_on(predict_adata(m, &query, &PredictOptions { normalize: true, use_raw: false, ..Default::default() }, &device, &mut Silent)).unwrap();
         p.labels.iter().zip(&truth).filter(|(a, b)| a == b).count() as f64 / truth.len() as f64
     };
     let opts = |config| AtlasFineTuneOptions { preset: "no_new_identity".into(), config, ..AtlasFineTuneOptions::default() };

@@ -171,11 +171,11 @@ fn a_50k_cell_query_predicts_block_by_block() {
     // The first 5,000 query cells, streamed and held whole, agree; and the model labels them.
     let q = read_h5ad_source(open(&query), "query").unwrap();
     let head = q.select_obs(&(0..5_000).collect::<Vec<_>>()).unwrap();
-    let options = PredictOptions { embedding: false, ..PredictOptions::default() };
-    let (held, _) = block_on(predict_adata(&model, &head, true, false, &options, &device, &mut Silent)).unwrap();
+    let options = PredictOptions { normalize: true, embedding: false, ..PredictOptions::default() };
+    let (held, _) = block_on(predict_adata(&model, &head, &options, &device, &mut Silent)).unwrap();
     let rows = open_h5ad_rows(open(&query), "query", false).unwrap();
     assert!(rows.block_rows() < 50_000, "the query is read in several blocks ({} rows each)", rows.block_rows());
-    let (streamed, report) = block_on(predict_h5ad_rows(&model, &rows, true, &options, &device, &mut Silent)).unwrap();
+    let (streamed, report) = block_on(predict_h5ad_rows(&model, &rows, &options, &device, &mut Silent)).unwrap();
     assert_eq!(report.overlap.shared, 1_000);
     assert_eq!(streamed.labels[..5_000], held.labels[..]);
     let worst = held.probabilities.iter().zip(&streamed.probabilities).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);

@@ -65,7 +65,8 @@ fn imported_scnym_model_reproduces_scnym_probabilities_and_embedding() {
     let ad = load(&data);
     let query = subset(&ad, &rows_where(&ad, "donor", "3pv1", true));
     assert_eq!(query.n_obs(), 290);
-    let (pred, report) = block_on(predict_adata(&model, &query, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();
+    let (pred, report) =
+        block_on(predict_adata(&model, &query, &PredictOptions { normalize: true, use_raw: false, ..Default::default() }, &device, &mut Silent)).unwrap();
     assert_eq!(report.overlap.shared, 1767);
     let (classes, probs) = read_csv(&dir.join("scnym_probabilities.csv"));
     assert_eq!(classes, model.classes);
@@ -90,7 +91,8 @@ fn imported_scnym_model_reproduces_scnym_probabilities_and_embedding() {
     // browser test.
     let bytes = block_on(model.to_bytes()).unwrap();
     let back = ScnymModel::from_bytes(&bytes, &device).unwrap();
-    let (again, _) = block_on(predict_adata(&back, &query, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();
+    let (again, _) =
+        block_on(predict_adata(&back, &query, &PredictOptions { normalize: true, use_raw: false, ..Default::default() }, &device, &mut Silent)).unwrap();
     assert_eq!(again.probabilities, pred.probabilities);
     assert_eq!(back.genes, model.genes);
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
@@ -101,8 +103,10 @@ fn imported_scnym_model_reproduces_scnym_probabilities_and_embedding() {
     use sclabel::io::h5ad::{open_h5ad_rows, ReadSeekSource};
     use sclabel::scnym::api::predict_h5ad_rows;
     let rows = open_h5ad_rows(ReadSeekSource::new(std::fs::File::open(&data).unwrap()).unwrap(), "symphony", false).unwrap();
-    let (streamed, report) = block_on(predict_h5ad_rows(&model, &rows, true, &PredictOptions::default(), &device, &mut Silent)).unwrap();
-    let (held, _) = block_on(predict_adata(&model, &ad, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();
+    let (streamed, report) =
+        block_on(predict_h5ad_rows(&model, &rows, &PredictOptions { normalize: true, ..Default::default() }, &device, &mut Silent)).unwrap();
+    let (held, _) =
+        block_on(predict_adata(&model, &ad, &PredictOptions { normalize: true, use_raw: false, ..Default::default() }, &device, &mut Silent)).unwrap();
     assert_eq!(report.overlap.shared, 1767);
     assert_eq!(streamed.labels, held.labels);
     let worst = streamed.probabilities.iter().zip(&held.probabilities).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
@@ -129,7 +133,8 @@ fn symphony_two_chemistries_label_the_third() {
     assert!(warnings.iter().any(|w| w.contains("'HSC' has a single labelled cell")), "{warnings:?}");
     let metrics = model.metrics.as_ref().unwrap();
     assert_eq!(metrics.mode, "mixmatch+dan");
-    let (pred, _) = block_on(predict_adata(&model, &query, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();
+    let (pred, _) =
+        block_on(predict_adata(&model, &query, &PredictOptions { normalize: true, use_raw: false, ..Default::default() }, &device, &mut Silent)).unwrap();
     let truth = query.obs.get("cell_type").unwrap().to_strings();
     let hits = pred.labels.iter().zip(&truth).filter(|(p, t)| Some(p.as_str()) == t.as_deref()).count();
     let acc = hits as f32 / query.n_obs() as f32;
@@ -171,15 +176,15 @@ fn synthetic_transfer_is_deterministic_and_bundles_round_trip() {
     let losses = |m: &ScnymModel| m.metrics.as_ref().unwrap().epochs.iter().map(|e| (e.loss, e.val_loss)).collect::<Vec<_>>();
     assert_eq!(losses(&a), losses(&b), "same seed, same training");
     assert_eq!(a.metrics.as_ref().unwrap().mode, "mixmatch+dan");
-    let opts = PredictOptions { unassigned_below: Some(0.999), ..Default::default() };
-    let (pa, _) = block_on(predict_adata(&a, &ad, true, false, &opts, &device, &mut Silent)).unwrap();
+    let opts = PredictOptions { normalize: true, unassigned_below: Some(0.999), ..Default::default() };
+    let (pa, _) = block_on(predict_adata(&a, &ad, &opts, &device, &mut Silent)).unwrap();
     assert!(pa.labels.iter().any(|l| l == "Unassigned"));
     assert!(pa.probabilities.iter().all(|p| p.is_finite()));
     let bytes = block_on(a.to_bytes()).unwrap();
     let back = ScnymModel::from_bytes(&bytes, &device).unwrap();
     assert_eq!(back.config, a.config);
     assert_eq!(back.metrics, a.metrics);
-    let (pb, _) = block_on(predict_adata(&back, &ad, true, false, &opts, &device, &mut Silent)).unwrap();
+    let (pb, _) = block_on(predict_adata(&back, &ad, &opts, &device, &mut Silent)).unwrap();
     assert_eq!(pa, pb);
     // One flipped bit in the weights (the last bytes are tensor data) is refused, not predicted with.
     let mut damaged = bytes.clone();
@@ -189,7 +194,7 @@ fn synthetic_transfer_is_deterministic_and_bundles_round_trip() {
     assert_eq!(e.code(), "invalid_file");
     assert!(e.to_string().contains("SHA-256") && e.to_string().contains("damaged"), "{e}");
     // Cells with no value in the model's genes are predicted, and named in a warning.
-    let (_, report) = block_on(predict_adata(&a, &ad, true, false, &opts, &device, &mut Silent)).unwrap();
+    let (_, report) = block_on(predict_adata(&a, &ad, &opts, &device, &mut Silent)).unwrap();
     assert!(report.warnings.iter().all(|w| !w.contains("no value in any")), "{:?}", report.warnings);
     let mut emptied = ad.clone();
     let keep: Vec<usize> = (0..ad.n_obs()).collect();
@@ -207,7 +212,7 @@ fn synthetic_transfer_is_deterministic_and_bundles_round_trip() {
         .unwrap()
     };
     emptied.x_stats = None;
-    let (pe, report) = block_on(predict_adata(&a, &emptied, true, false, &opts, &device, &mut Silent)).unwrap();
+    let (pe, report) = block_on(predict_adata(&a, &emptied, &opts, &device, &mut Silent)).unwrap();
     assert_eq!(pe.labels.len(), ad.n_obs());
     let w = report.warnings.iter().find(|w| w.contains("no value in any of the model's genes")).expect("a warning naming the empty cells");
     assert!(w.starts_with(&format!("2 of {} cells", ad.n_obs())) && w.contains(&format!("'{}'", ad.obs_names[3])), "{w}");
@@ -245,7 +250,8 @@ fn host_network_follows_burn_training() {
             config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
             let options = TransferOptions { preset: preset.into(), domain_key: domain.map(Into::into), config: Some(config), ..small_transfer_options() };
             let (m, _) = block_on(train_transfer(ad, None, &options, &device, &mut Silent)).unwrap();
-            let (p, _) = block_on(predict_adata(&m, ad, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();
+            let (p, _) =
+                block_on(predict_adata(&m, ad, &PredictOptions { normalize: true, use_raw: false, ..Default::default() }, &device, &mut Silent)).unwrap();
             let metrics = m.metrics.unwrap();
             assert_eq!(metrics.executor, Some(if host { Executor::Host } else { Executor::Burn }), "variant {k}");
             assert_eq!(p.executor, Executor::Host, "prediction on the CPU runs on the host");
@@ -328,6 +334,6 @@ fn bad_inputs_give_clear_errors() {
     .unwrap();
     let mut other = synthetic_with_unlabeled();
     other.var_names.iter_mut().for_each(|g| g.insert_str(0, "X_"));
-    let e = block_on(predict_adata(&m, &other, true, false, &PredictOptions::default(), &device, &mut Silent)).unwrap_err();
+    let e = block_on(predict_adata(&m, &other, &PredictOptions { normalize: true, use_raw: false, ..Default::default() }, &device, &mut Silent)).unwrap_err();
     assert!(matches!(e, SclabelError::Genes(_)), "{e}");
 }

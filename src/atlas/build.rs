@@ -17,6 +17,7 @@ pub const MODEL_FILE: &str = "model.safetensors";
 
 /// What the atlas is and how it is built. Descriptive fields go into the manifest as given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct AtlasOptions {
     pub id: String,
@@ -36,7 +37,9 @@ pub struct AtlasOptions {
     pub max_cells_per_class: Option<usize>,
     pub values: ValueEncoding,
     /// scNym training of the shipped model (preset + config keys, as `trainScnym`).
+    #[cfg_attr(test, ts(type = "ScnymPreset"))]
     pub preset: String,
+    #[cfg_attr(test, ts(as = "Option<crate::scnym::config::ScnymConfig>"))]
     pub config: Option<serde_json::Value>,
     pub seed: u64,
 }
@@ -172,8 +175,14 @@ mod tests {
         assert_eq!(model.classes, matrix.classes);
         // The shipped model labels the shipped matrix well (synthetic classes are separable).
         let adata = matrix.to_anndata();
-        let (pred, _) =
-            crate::block_on(crate::scnym::api::predict_adata(&model, &adata, false, false, &PredictOptions::default(), &device, &mut Silent)).unwrap();
+        let (pred, _) = crate::block_on(crate::scnym::api::predict_adata(
+            &model,
+            &adata,
+            &PredictOptions { normalize: false, use_raw: false, ..Default::default() },
+            &device,
+            &mut Silent,
+        ))
+        .unwrap();
         let agree = pred.labels.iter().zip(&matrix.labels).filter(|(p, &c)| matrix.classes[c as usize] == **p).count();
         assert!(agree as f64 / 400.0 > 0.9, "{agree} of 400");
         let bad = AtlasOptions { id: "no spaces".into(), ..options };

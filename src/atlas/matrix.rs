@@ -31,6 +31,7 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// How stored values are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ValueEncoding {
     /// One byte per value, linear on (0, max].

@@ -60,12 +60,15 @@ pub fn open_atlas(manifest: &[u8], mut read: impl FnMut(&str) -> Result<Vec<u8>>
 /// atlas itself fixes the label and domain columns, and its stored ln(CPM+1) values are taken as
 /// they are.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct AtlasFineTuneOptions {
     /// scNym preset of the fine-tuning; default as `trainScnym`'s, `new_identity_discovery` (a
     /// user's query may hold cell types the atlas lacks).
+    #[cfg_attr(test, ts(type = "ScnymPreset"))]
     pub preset: String,
     /// scNym config keys merged into a copy of the preset.
+    #[cfg_attr(test, ts(as = "Option<crate::scnym::config::ScnymConfig>"))]
     pub config: Option<serde_json::Value>,
     /// Bring the query to the atlas's ln(CPM+1) from whatever scale it is detected on (default
     /// true: a query must match the atlas's scale, and the report says what was found).

@@ -23,6 +23,7 @@ use crate::train::progress::Observer;
 
 /// How the trusted / untrusted cutoffs are found.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CutoffRule {
     /// Annotatability's `find_cutoff_paramter`: flip `fraction` of the labels, train a fresh
@@ -45,6 +46,7 @@ impl Default for CutoffRule {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct AuditOptions {
     /// obs column with the annotations to audit.

@@ -9,6 +9,7 @@ use crate::error::{Result, SclabelError};
 /// A cell's category (Annotatability's PBMC notebook). One spelling everywhere — serde, the JS
 /// result, the CLI's CSV, the exported obs column: `easy-to-learn`, `ambiguous`, `hard-to-learn`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "kebab-case")]
 pub enum Category {
     /// "Correctly annotated": trusted, confidence > 0.95 and variability < 0.15 (defaults).
@@ -31,6 +32,7 @@ impl Category {
 
 /// Thresholds that separate trusted from untrusted cells.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Cutoffs {
     pub confidence: f32,
     pub variability: f32,
@@ -38,6 +40,7 @@ pub struct Cutoffs {
 
 /// Thresholds of the "easy-to-learn" category.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct EasyThresholds {
     pub confidence: f32,

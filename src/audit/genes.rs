@@ -8,6 +8,7 @@ use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct GeneScoreOptions {
     /// Exponent of the confidence weights in `conf_score_high`.

@@ -714,9 +714,9 @@ fn run(cli: Cli) -> Result<()> {
                     bar.finish_and_clear();
                     let model = finish_training(model, &warnings, reference, &dev, &out)?;
                     if let (Some(path), Some(q)) = (predictions, &q) {
-                        let predict_options = PredictOptions { unassigned_below, embedding: false, ..Default::default() };
                         let normalize = options.query_normalize.unwrap_or(options.normalize);
-                        let (pred, report) = block_on(predict_h5ad_rows(&model, q, normalize, &predict_options, &dev.device, &mut observe(&bar)))?;
+                        let predict_options = PredictOptions { normalize, unassigned_below, embedding: false, ..Default::default() };
+                        let (pred, report) = block_on(predict_h5ad_rows(&model, q, &predict_options, &dev.device, &mut observe(&bar)))?;
                         report.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
                         write_predictions(&path, &q.obs_names, &pred)?;
                         eprintln!("predictions written to {}", path.display());
@@ -773,8 +773,9 @@ fn run(cli: Cli) -> Result<()> {
                         (&unlabeled, options.use_raw, options.normalize)
                     }
                 };
-                let predict_options = PredictOptions { unassigned_below, embedding: false, ..Default::default() };
-                let (pred, report) = block_on(predict_adata(&model, target, target_normalize, target_raw, &predict_options, &dev.device, &mut observe(&bar)))?;
+                let predict_options =
+                    PredictOptions { normalize: target_normalize, use_raw: target_raw, unassigned_below, embedding: false, ..Default::default() };
+                let (pred, report) = block_on(predict_adata(&model, target, &predict_options, &dev.device, &mut observe(&bar)))?;
                 report.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
                 write_predictions(&path, &target.obs_names, &pred)?;
                 eprintln!("predictions written to {}", path.display());
@@ -785,8 +786,9 @@ fn run(cli: Cli) -> Result<()> {
             let m = load_model(&model, &dev.device)?;
             let rows = open_rows(&input, use_raw)?;
             let bar = bar(cli.quiet);
-            let options = PredictOptions { unassigned_below, embedding: embedding.is_some() || annotate_h5ad.is_some(), ..Default::default() };
-            let (pred, report) = block_on(predict_h5ad_rows(&m, &rows, normalize, &options, &dev.device, &mut observe(&bar)))?;
+            let options =
+                PredictOptions { normalize, use_raw, unassigned_below, embedding: embedding.is_some() || annotate_h5ad.is_some(), ..Default::default() };
+            let (pred, report) = block_on(predict_h5ad_rows(&m, &rows, &options, &dev.device, &mut observe(&bar)))?;
             bar.finish_and_clear();
             report.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
             eprintln!(

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 pub const LOW_OVERLAP_FRACTION: f64 = 0.5;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct GeneOverlap {
     pub model_genes: usize,
     pub data_genes: usize,

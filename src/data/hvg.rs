@@ -23,6 +23,7 @@ use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum HvgFlavor {
     /// Dispersion-based, on ln(x+1) data (scanpy's default; what Annotatability's notebooks use).
@@ -32,6 +33,7 @@ pub enum HvgFlavor {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct HvgOptions {
     pub flavor: HvgFlavor,

@@ -14,6 +14,7 @@ const MAX_LOG_VALUE: f32 = 16.0;
 const MAX_LOG2_VALUE: f32 = 21.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum TargetScale {
     /// ln(CPM + 1): counts per million (scNym).
@@ -32,6 +33,7 @@ impl TargetScale {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Normalization {
     /// Every stored value is a non-negative integer.
@@ -51,6 +53,7 @@ pub enum Normalization {
 
 /// Result of `detect`, with the evidence, so a UI can show why.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct NormalizationReport {
     pub normalization: Normalization,
     pub min: f32,

@@ -425,6 +425,7 @@ const OPS = {
       X_scnym: p.embedding,
       embeddingDim: p.embeddingDim,
       report: p.report,
+      options: p.options,
       backend: this.session.backend,
       executor: p.executor,
       ...(p.obsNames ? { obsNames: p.obsNames } : {}),

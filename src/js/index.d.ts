@@ -1,89 +1,38 @@
-// Types of sclabel's public JS API. Options and results are the core's serde form (snake_case).
+// Types of sclabel's public JS API. Options and results are the core's serde form (snake_case);
+// those in ./generated.d.ts are generated from the Rust types (src/typescript.rs), not written here.
 
-export type BackendRequest = 'auto' | 'webgpu' | 'cpu';
+import type * as Core from './generated.js';
+import type { BackendRequest, BackendInfo, Executor, Progress, NormalizationReport, EpochStats, HoldoutReport, ScnymConfig, PredictReport, Cutoffs, Category } from './generated.js';
 
-export interface BackendInfo {
-  requested: BackendRequest;
-  /** What actually runs: 'webgpu', or the CPU backend ('flex' | 'ndarray'). */
-  backend: 'webgpu' | 'flex' | 'ndarray';
-  adapter: string | null;
-  /** Why this backend runs (e.g. why 'auto' fell back to the CPU). */
-  reason: string;
-}
+export type {
+  BackendRequest, Backend, BackendInfo, Executor, Progress, Phase, NormalizationReport, Normalization, GeneOverlap,
+  OptimizerConfig, Sampling, EpochStats, HoldoutReport, ScnymConfig, ScnymPreset, PredictReport, TargetScale,
+  HvgFlavor, CutoffRule, Cutoffs, Category, ValueEncoding,
+} from './generated.js';
 
-export interface Progress {
-  phase: 'train' | 'predict';
-  epoch: number;
-  n_epochs: number;
-  step: number;
-  steps_per_epoch: number;
-  cells_done: number;
-  cells_total: number;
-  /** Set at the end of each epoch. */
-  loss: number | null;
-  accuracy: number | null;
-}
+/**
+ * Options as callers pass them: every field optional, in nested objects too (the core fills in
+ * its defaults, and results echo the resolved options); a tagged union (`kind`) is given whole.
+ */
+export type Options<T> = { [K in keyof T]?: OptionValue<T[K]> };
+type OptionValue<V> = V extends readonly unknown[] ? V : V extends { kind: string } ? V : V extends object ? Options<V> : V;
+
+export type TrainOptions = Options<Core.TrainOptions>;
+export type HoldoutOptions = Options<Core.HoldoutOptions>;
+/** scNym's label transfer (`trainScnym`, `fineTuneScnym`); `config` holds scNym's own config keys, merged into a copy of the preset. */
+export type TransferOptions = Options<Core.TransferOptions>;
+export type ScnymPredictOptions = Options<Core.PredictOptions>;
+/** The core's AtlasFineTuneOptions (src/atlas/open.rs): the same defaults as `sclabel train --atlas`. */
+export type FineTuneAtlasOptions = Options<Core.AtlasFineTuneOptions>;
+export type AtlasBuildOptions = Options<Core.AtlasOptions> & { id: string };
+/** Options of `audit` (Annotatability); defaults as the package's. */
+export type AuditOptions = Options<Core.AuditOptions>;
+/** `target`, the class whose logit is explained, is required. */
+export type ExplainOptions = Options<Core.ExplainOptions> & { target: string };
 
 export interface RunControls {
   onProgress?: (progress: Progress) => void;
   signal?: AbortSignal;
-}
-
-export type OptimizerConfig = { kind: 'sgd'; momentum: number } | { kind: 'adam' };
-
-export interface TrainOptions {
-  epochs?: number;
-  batch_size?: number;
-  learning_rate?: number;
-  optimizer?: OptimizerConfig;
-  sampling?: 'sequential' | 'shuffle' | 'balanced';
-  drop_last?: boolean;
-  /** Linear layers of the plain MLP: 3, 4 or 5. */
-  n_layers?: number;
-  seed?: number;
-  /** CPU backend with SGD: train on host kernels (sparse first layer; default true; same maths). */
-  host_network?: boolean;
-}
-
-export interface HoldoutOptions {
-  label_key?: string;
-  exclude_labels?: string[];
-  use_raw?: boolean;
-  /** The scale the data are brought to (from counts or any log scale) before training: ln(CP10k+1) (default, Annotatability's) or ln(CPM+1). */
-  scale?: 'cpm' | 'cp10k';
-  test_fraction?: number;
-  train?: TrainOptions;
-}
-
-export interface NormalizationReport {
-  normalization:
-    | { kind: 'raw_counts' }
-    | { kind: 'linear_normalized' }
-    | { kind: 'log_normalized'; scale: number | null }
-    | { kind: 'log2_normalized'; scale: number | null }
-    | { kind: 'scaled' };
-  min: number;
-  max: number;
-  median_total: number;
-  description: string;
-}
-
-export interface EpochStats { epoch: number; loss: number; accuracy: number }
-
-export interface HoldoutReport {
-  backend: BackendInfo;
-  normalization: NormalizationReport;
-  class_names: string[];
-  n_genes: number;
-  n_train: number;
-  n_test: number;
-  history: EpochStats[];
-  test_accuracy: number;
-  majority_accuracy: number;
-  test_rows: number[];
-  test_true: number[];
-  test_predicted: number[];
-  options: Required<HoldoutOptions>;
 }
 
 export interface DatasetSummary {
@@ -107,57 +56,6 @@ export interface DatasetHandle {
   readonly summary: DatasetSummary;
 }
 
-/** scNym's configuration keys (all optional; merged into a copy of the preset). */
-export interface ScnymConfig {
-  n_epochs?: number;
-  patience?: number | null;
-  lr?: number;
-  optimizer_name?: 'adadelta' | 'adam' | 'adamw' | 'sgd';
-  weight_decay?: number;
-  batch_size?: number;
-  balanced_classes?: boolean;
-  weighted_classes?: boolean;
-  mixup_alpha?: number;
-  unsup_max_weight?: number;
-  unsup_mean_teacher?: boolean;
-  model_kwargs?: { n_hidden?: number; n_hidden_init?: number; n_layers?: number; init_dropout?: number; residual?: boolean };
-  ssl_kwargs?: {
-    augment_pseudolabels?: boolean; augment?: 'log1p_drop' | 'none'; unsup_criterion?: 'mse' | 'ce'; n_augmentations?: number;
-    T?: number; ramp_epochs?: number; burn_in_epochs?: number; dan_criterion?: boolean; dan_ramp_epochs?: number;
-    dan_max_weight?: number; dan_burn_in_epochs?: number; min_epochs?: number | null; pseudolabel_min_confidence?: number;
-    dan_use_conf_pseudolabels?: boolean; dan_scale_loss_pseudoconf?: boolean; decay_coef?: number; unsup_max_weight?: number | null;
-  };
-  holdout_fraction?: number;
-  model_selection_fraction?: number;
-  seed?: number;
-  description?: string | null;
-  /** CPU backend: the whole training step on the host, first layer from the stored values only (default true; same maths). `sparse_first_layer` is read as an alias. */
-  host_network?: boolean;
-}
-
-export type ScnymPreset = 'default' | 'no_new_identity' | 'new_identity_discovery' | 'no_dan' | 'no_ssl';
-
-export interface TransferOptions {
-  label_key?: string;
-  domain_key?: string | null;
-  split_key?: string | null;
-  exclude_labels?: string[];
-  /** Default 'new_identity_discovery' (scNym's API default). */
-  preset?: ScnymPreset;
-  config?: ScnymConfig | null;
-  /** Convert X to ln(CPM+1) from whatever scale it is on; otherwise non-ln(CPM+1) input is an error. */
-  normalize?: boolean;
-  use_raw?: boolean;
-  /** Whether the query's `.raw` is used; default as `use_raw` (e.g. false for a query of counts). */
-  query_use_raw?: boolean | null;
-  /** Whether the query is converted to ln(CPM+1); default as `normalize` (an atlas reference is already ln(CPM+1), a query may hold counts). */
-  query_normalize?: boolean | null;
-  /** At most this many query cells train as the unlabelled set (a seeded subsample, said in the model's warnings); default 50000, null = all. Every cell is still predicted by `predictScnym`. */
-  max_query_cells?: number | null;
-  /** Train on these genes only (those the data have; with a query, those both have), e.g. highly variable genes; default every (shared) gene. */
-  genes?: string[] | null;
-}
-
 /** What an atlas is and where its data come from (they travel with it). */
 export interface AtlasDescription {
   id: string;
@@ -168,60 +66,9 @@ export interface AtlasDescription {
   source?: string | null;
 }
 
-export interface AtlasBuildOptions extends AtlasDescription {
-  /** Label → Cell Ontology ID. */
-  ontology?: Record<string, string>;
-  label_key?: string;
-  domain_key?: string | null;
-  use_raw?: boolean;
-  normalize?: boolean;
-  max_cells_per_class?: number | null;
-  /** Stored values: 'q8' (default), 'f16' or 'f32'. */
-  values?: 'q8' | 'f16' | 'f32';
-  /** Default 'no_new_identity'. */
-  preset?: ScnymPreset;
-  config?: ScnymConfig | null;
-  seed?: number;
-}
-
 export interface BuiltAtlas { manifest: AtlasManifest; matrix: Uint8Array; model: Uint8Array; warnings: string[] }
 
 export interface OpenedAtlas { manifest: AtlasManifest; model: ModelHandle; reference: DatasetHandle | null }
-
-/** The core's AtlasFineTuneOptions (src/atlas/open.rs): the same defaults as `sclabel train --atlas`. */
-export interface FineTuneAtlasOptions {
-  /** Convert the query to the atlas's ln(CPM+1) from whatever scale it is detected on (default true). */
-  normalize?: boolean;
-  /** Use the query's `.raw` (default false). */
-  use_raw?: boolean;
-  /** Default 'new_identity_discovery', as trainScnym (a query may hold cell types the atlas lacks). */
-  preset?: ScnymPreset;
-  config?: ScnymConfig | null;
-  /** Atlas labels left out of training. */
-  exclude_labels?: string[];
-  /** At most this many query cells train (a seeded subsample; default 50,000; null: all). */
-  max_query_cells?: number | null;
-}
-
-export interface ScnymPredictOptions {
-  normalize?: boolean;
-  use_raw?: boolean;
-  /** Cells less confident than this are labelled 'Unassigned'. */
-  unassigned_below?: number | null;
-  embedding?: boolean;
-  batch_size?: number;
-  /** When an `.h5ad` is predicted directly: the var column with the gene names (a loaded data set has its own, see `load`). */
-  var_names?: string | null;
-}
-
-export interface GeneOverlap {
-  model_genes: number; data_genes: number; shared: number; fraction: number; missing_examples: string[]; low: boolean;
-  /** Which of the data's identifiers matched the model's genes, e.g. "var['feature_name'] (gene symbols; the var index holds Ensembl IDs and shares 0 genes)". */
-  matched_by: string;
-}
-
-/** Which executor ran a network (the core's `backend::Executor`). */
-export type Executor = 'host' | 'burn';
 
 export interface ScnymPrediction {
   cells: number;
@@ -237,7 +84,9 @@ export interface ScnymPrediction {
   /** cells × embeddingDim, row-major (adata.obsm['X_scnym']); null when not asked for. */
   X_scnym: Float32Array | null;
   embeddingDim: number;
-  report: { overlap: GeneOverlap; normalization: NormalizationReport; warnings: string[] };
+  report: PredictReport;
+  /** The options after defaults were filled in. */
+  options: Core.PredictOptions;
   backend: BackendInfo;
   /** Which executor ran the network: the host kernels (CPU backends) or burn's (WebGPU, and what the host kernels do not cover). */
   executor: Executor;
@@ -256,30 +105,6 @@ export interface ModelHandle {
   readonly info: { arch: Record<string, unknown>; input: { transform: string; target_total: number }; provenance: Record<string, unknown>; config: ScnymConfig | null; metrics: Record<string, unknown> | null };
 }
 
-/** Options of `audit` (Annotatability); every field optional, defaults as the package's. */
-export interface AuditOptions {
-  label_key?: string;
-  /** A second label column whose probabilities are followed too (classes of `label_key`). */
-  second_label_key?: string | null;
-  exclude_labels?: string[];
-  use_raw?: boolean;
-  /** The scale the data are brought to (from counts or any log scale) before training: ln(CP10k+1) (default, Annotatability's) or ln(CPM+1). */
-  scale?: 'cpm' | 'cp10k';
-  /**
-   * Genes the networks train on: the highly variable genes of the audited cells, selected after
-   * normalising over all genes (default { flavor: 'seurat', n_top_genes: 2000 }, as
-   * Annotatability's notebooks); null trains on every gene. `seurat_v3` needs raw counts.
-   */
-  hvg?: { flavor?: 'seurat' | 'seurat_v3'; n_top_genes?: number; batch_key?: string | null; n_bins?: number; span?: number } | null;
-  train?: HoldoutOptions['train'];
-  /** Simulated label noise (default { kind: 'simulated', fraction: 0.1, percentile: 25 }) or fixed cutoffs. */
-  cutoffs?: { kind: 'simulated'; fraction: number; percentile: number } | { kind: 'fixed'; confidence: number; variability: number };
-  /** Thresholds of "easy-to-learn" (default 0.95 / 0.15). */
-  easy?: { confidence?: number; variability?: number };
-  reannotate?: boolean;
-  gene_scores?: { power?: number; power_low?: number; min_counts?: number } | null;
-}
-
 export interface AuditResult {
   /** Rows of the dataset that were audited; every per-cell array is aligned with it. */
   cells: Uint32Array;
@@ -290,17 +115,17 @@ export interface AuditResult {
   var: Float32Array;
   /** 1 = trusted (conf or var above its cutoff). */
   trusted: Uint8Array;
-  category: Array<'easy-to-learn' | 'ambiguous' | 'hard-to-learn'>;
+  category: Category[];
   /** Given label for trusted cells, a re-annotation network's label for untrusted ones; null when off. */
   corrected_label: string[] | null;
   conf_second?: Float32Array;
   var_second?: Float32Array;
-  cutoffs: { confidence: number; variability: number };
+  cutoffs: Cutoffs;
   /** The simulated-noise run: positions (into `cells`) of flipped cells, AUROC of 1 − conf for them. */
   noise_run: { flipped: number[]; auroc: number | null } | null;
   gene_scores: { genes: string[]; conf_score_high: Float32Array; conf_score_low: Float32Array; conf_score_mid: Float32Array } | null;
   class_names: string[];
-  history: Array<{ epoch: number; loss: number; accuracy: number }>;
+  history: EpochStats[];
   backend: BackendInfo;
   /** Which executor trained the networks. */
   executor: Executor;
@@ -309,21 +134,8 @@ export interface AuditResult {
   genes: string[];
   /** How they were chosen, e.g. "2000 highly variable genes of 32738 (seurat on ln(CP10k+1), 2638 cells)". */
   gene_selection: string;
-}
-
-export interface ExplainOptions {
-  /** The class whose logit is explained (required). */
-  target: string;
-  /** Reference class; null / 'all' = all other cells. */
-  source?: string | null;
-  n_samples?: number;
-  batch_size?: number;
-  /** scNym's |x − x′| scaling instead of the signed difference. */
-  abs_scale?: boolean;
-  n_cells?: number | null;
-  seed?: number;
-  normalize?: boolean;
-  use_raw?: boolean;
+  /** The options after defaults were filled in. */
+  options: Core.AuditOptions;
 }
 
 export interface Explanation {

@@ -27,6 +27,7 @@ use burn::prelude::Device;
 pub const MAX_LOG_CPM: f32 = 13.815_512;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct TransferOptions {
     /// obs column with cell types; `Unlabeled` marks the cells to transfer labels to.
@@ -37,8 +38,10 @@ pub struct TransferOptions {
     pub split_key: Option<String>,
     /// Labels treated like `Unlabeled`... but left out of training entirely (e.g. `unlabeled_QCfail`).
     pub exclude_labels: Vec<String>,
+    #[cfg_attr(test, ts(type = "ScnymPreset"))]
     pub preset: String,
     /// scNym-style config (JSON object) merged into a copy of the preset.
+    #[cfg_attr(test, ts(as = "Option<crate::scnym::config::ScnymConfig>"))]
     pub config: Option<serde_json::Value>,
     /// Convert whatever scale X is on (counts, ln(CP10k+1), …) to ln(CPM+1). When false, data
     /// that isn't ln(CPM+1) is refused with a message saying so (scNym's checks).
@@ -537,6 +540,7 @@ impl Fit {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct PredictReport {
     pub overlap: GeneOverlap,
     pub normalization: NormalizationReport,
@@ -618,13 +622,11 @@ impl EmptyCells {
 pub async fn predict_adata<O: Observer>(
     model: &ScnymModel,
     adata: &AnnData,
-    normalize: bool,
-    use_raw: bool,
     options: &PredictOptions,
     device: &Device,
     observer: &mut O,
 ) -> Result<(Prediction, PredictReport)> {
-    let (x, normalization, overlap) = model_input(model, adata, normalize, use_raw)?;
+    let (x, normalization, overlap) = model_input(model, adata, options.normalize, options.use_raw)?;
     let mut empty = EmptyCells::default();
     empty.add(&x, 0, &adata.obs_names);
     let mut warnings = overlap_warnings(&overlap);
@@ -640,12 +642,11 @@ pub async fn predict_adata<O: Observer>(
 pub async fn predict_h5ad_rows<O: Observer>(
     model: &ScnymModel,
     rows: &H5adRows,
-    normalize: bool,
     options: &PredictOptions,
     device: &Device,
     observer: &mut O,
 ) -> Result<(Prediction, PredictReport)> {
-    let input = StreamedInput::new(model, rows, normalize)?;
+    let input = StreamedInput::new(model, rows, options.normalize)?;
     let mut parts = PredictionParts::new(model, options, rows.n_rows)?;
     let block = rows.block_rows();
     let (mut start, mut empty) = (0, EmptyCells::default());

@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::error::{Result, SclabelError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerName {
     Adadelta,
@@ -17,6 +18,7 @@ pub enum OptimizerName {
 
 /// Augmentation of labelled cells before MixUp (scNym's `AUGMENTATION_SCHEMES`, the two we carry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Augmentation {
     /// expm1 → dropout(p = 0.1) → rescale each cell to 1e6 → log1p.
@@ -25,6 +27,7 @@ pub enum Augmentation {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum UnsupCriterion {
     Mse,
@@ -33,6 +36,7 @@ pub enum UnsupCriterion {
 
 /// Architecture (scNym's `model_kwargs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelKwargs {
     pub n_hidden: usize,
@@ -51,6 +55,7 @@ impl Default for ModelKwargs {
 
 /// Semi-supervised and adversarial settings (scNym's `ssl_kwargs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct SslKwargs {
     pub augment_pseudolabels: bool,
@@ -101,6 +106,7 @@ impl Default for SslKwargs {
 
 /// The whole training configuration. Defaults are scNym's `default` preset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct ScnymConfig {
     pub n_epochs: usize,
@@ -130,6 +136,7 @@ pub struct ScnymConfig {
     /// speed switch, not part of the model: not written to bundles (so a user's config can name it
     /// by its earlier name, `sparse_first_layer`, without meeting the preset's copy).
     #[serde(alias = "sparse_first_layer", skip_serializing)]
+    #[cfg_attr(test, ts(skip))]
     pub host_network: bool,
 }
 

@@ -30,6 +30,7 @@ use crate::train::progress::{Observer, Progress};
 const MAX_CHUNK_VALUES: usize = 1 << 23;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct ExplainOptions {
     /// Class whose logit is explained; the cells explained are those labelled with it.

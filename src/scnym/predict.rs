@@ -18,19 +18,29 @@ use crate::train::progress::{Observer, Progress};
 
 pub const UNASSIGNED: &str = "Unassigned";
 
+/// Options of a prediction, as every door takes them (JS `predictScnym`, `sclabel predict`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct PredictOptions {
+    /// Convert X from whatever scale it is on to ln(CPM+1); otherwise input that is not ln(CPM+1)
+    /// is refused, saying what it is.
+    pub normalize: bool,
+    /// Use `.raw` instead of X.
+    pub use_raw: bool,
     /// Cells whose confidence is below this get the label `Unassigned` (`None`: always the argmax).
     pub unassigned_below: Option<f32>,
     /// Also return the embedding (cells × n_hidden).
     pub embedding: bool,
     pub batch_size: usize,
+    /// An `.h5ad` predicted without being loaded: the var column with the gene names (a loaded
+    /// data set has its own).
+    pub var_names: Option<String>,
 }
 
 impl Default for PredictOptions {
     fn default() -> Self {
-        Self { unassigned_below: None, embedding: true, batch_size: 1024 }
+        Self { normalize: false, use_raw: false, unassigned_below: None, embedding: true, batch_size: 1024, var_names: None }
     }
 }
 

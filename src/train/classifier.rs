@@ -19,6 +19,7 @@ use crate::nn::mlp::{Mlp, MlpConfig};
 use crate::train::progress::{Observer, Phase, Progress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OptimizerConfig {
     /// PyTorch-style SGD: v = momentum·v + g (no dampening), p −= lr·v.
@@ -30,6 +31,7 @@ pub enum OptimizerConfig {
 
 /// Options of the plain-MLP training loop. Defaults are Annotatability's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainOptions {
     pub n_epochs: usize,
@@ -63,6 +65,7 @@ impl Default for TrainOptions {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct EpochStats {
     pub epoch: usize,
     /// Mean cross-entropy over the epoch's minibatches (before each step's update).

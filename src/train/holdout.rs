@@ -15,6 +15,7 @@ use crate::train::classifier::{predict_proba, train_mlp, EpochStats, TrainOption
 use crate::train::progress::Observer;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(default, deny_unknown_fields)]
 pub struct HoldoutOptions {
     /// obs column with the cell-type labels.
@@ -45,6 +46,7 @@ impl Default for HoldoutOptions {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct HoldoutReport {
     pub backend: BackendInfo,
     pub normalization: NormalizationReport,

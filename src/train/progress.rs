@@ -6,6 +6,7 @@ use std::future::Future;
 use crate::error::Result;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Train,
@@ -15,6 +16,7 @@ pub enum Phase {
 /// One progress event. `loss` / `accuracy` are set at the end of each epoch (reading them
 /// every step would stall the GPU).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Progress {
     pub phase: Phase,
     pub epoch: usize,

@@ -190,5 +190,6 @@ fn audit_to_js(r: &AuditReport) -> Result<JsValue, JsValue> {
     convert::set(&out, "normalization", convert::to_js(&r.normalization)?)?;
     convert::set(&out, "genes", convert::to_js(&r.genes)?)?;
     convert::set(&out, "gene_selection", convert::to_js(&r.gene_selection)?)?;
+    convert::set(&out, "options", convert::to_js(&r.options)?)?;
     Ok(out.into())
 }

@@ -19,9 +19,10 @@ pub fn options<T: DeserializeOwned + Default>(value: JsValue, name: &str) -> Res
     serde_json::from_value(json).map_err(|e| invalid_option(name, e))
 }
 
-/// Plain JS objects (not Maps); numeric vectors stay arrays.
+/// Plain JS objects (not Maps); numeric vectors stay arrays; `None` is `null`, as the generated
+/// TypeScript types declare it (`T | null`), not a missing key.
 pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
-    let serializer = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true);
+    let serializer = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true).serialize_missing_as_null(true);
     value.serialize(&serializer).map_err(|e| JsValue::from_str(&format!("could not convert a result to JS: {e}")))
 }
 

@@ -61,31 +61,8 @@ impl JsScnymModel {
     }
 }
 
-#[derive(serde::Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
-struct JsPredictOptions {
-    normalize: bool,
-    use_raw: bool,
-    unassigned_below: Option<f32>,
-    embedding: Option<bool>,
-    batch_size: Option<usize>,
-    /// Streamed files only: the var column with the gene names (a loaded data set has its own).
-    var_names: Option<String>,
-}
-
-impl JsPredictOptions {
-    fn predict_options(&self) -> PredictOptions {
-        let defaults = PredictOptions::default();
-        PredictOptions {
-            unassigned_below: self.unassigned_below,
-            embedding: self.embedding.unwrap_or(true),
-            batch_size: self.batch_size.unwrap_or(defaults.batch_size),
-        }
-    }
-}
-
 /// A prediction as the JS layer takes it (typed arrays for the per-cell numbers).
-fn prediction_to_js(p: &Prediction, report: &PredictReport, obs_names: Option<&[String]>) -> Result<JsValue, JsValue> {
+fn prediction_to_js(p: &Prediction, report: &PredictReport, options: &PredictOptions, obs_names: Option<&[String]>) -> Result<JsValue, JsValue> {
     let out = Object::new();
     convert::set(&out, "classes", convert::to_js(&p.classes)?)?;
     convert::set(&out, "labels", convert::to_js(&p.labels)?)?;
@@ -96,6 +73,7 @@ fn prediction_to_js(p: &Prediction, report: &PredictReport, obs_names: Option<&[
     convert::set(&out, "embeddingDim", p.embedding_dim as u32)?;
     convert::set(&out, "executor", convert::to_js(&p.executor)?)?;
     convert::set(&out, "report", convert::to_js(report)?)?;
+    convert::set(&out, "options", convert::to_js(options)?)?;
     if let Some(names) = obs_names {
         convert::set(&out, "obsNames", convert::to_js(&names)?)?;
     }
@@ -193,12 +171,12 @@ impl JsSession {
         on_progress: Option<Function>,
         signal: JsValue,
     ) -> Result<Promise, JsValue> {
-        let o: JsPredictOptions = convert::options(options, "options")?;
+        let o: PredictOptions = convert::options(options, "options")?;
         let (model, data, device) = (model.inner.clone(), dataset.inner.clone(), self.device.device.clone());
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
-            let (p, report) = predict_adata(&model, &data, o.normalize, o.use_raw, &o.predict_options(), &device, &mut observer).await.map_err(to_js)?;
-            prediction_to_js(&p, &report, None)
+            let (p, report) = predict_adata(&model, &data, &o, &device, &mut observer).await.map_err(to_js)?;
+            prediction_to_js(&p, &report, &o, None)
         }))
     }
 
@@ -218,7 +196,7 @@ impl JsSession {
         on_progress: Option<Function>,
         signal: JsValue,
     ) -> Result<Promise, JsValue> {
-        let o: JsPredictOptions = convert::options(options, "options")?;
+        let o: PredictOptions = convert::options(options, "options")?;
         let mut rows = open_h5ad_rows(JsSource::new(length, read_at), name, o.use_raw).map_err(to_js)?;
         if let Some(column) = &o.var_names {
             rows.use_var_names_from(column).map_err(to_js)?;
@@ -226,8 +204,8 @@ impl JsSession {
         let (model, device) = (model.inner.clone(), self.device.device.clone());
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
-            let (p, report) = predict_h5ad_rows(&model, &rows, o.normalize, &o.predict_options(), &device, &mut observer).await.map_err(to_js)?;
-            prediction_to_js(&p, &report, Some(&rows.obs_names))
+            let (p, report) = predict_h5ad_rows(&model, &rows, &o, &device, &mut observer).await.map_err(to_js)?;
+            prediction_to_js(&p, &report, &o, Some(&rows.obs_names))
         }))
     }
 

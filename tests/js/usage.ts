@@ -14,6 +14,11 @@ export async function example(file: File): Promise<number> {
       onProgress: (p: Progress) => console.log(p.epoch, p.loss ?? '…'),
       signal: controller.signal,
     });
+    // The types are the core's: an old spelling is caught by the compiler, not only by the core.
+    // @ts-expect-error: the training option is n_epochs (TrainOptions), as scNym's config.
+    await sl.trainHoldout(data, { train: { epochs: 5 } });
+    // @ts-expect-error: the audit's target scale is `scale` ('cp10k' | 'cpm').
+    await sl.audit(data, { normalize: 'cp10k' });
     return report.test_accuracy + (report.backend.backend === 'webgpu' ? 0 : 0);
   } catch (e) {
     if ((e as SclabelError).code === 'cancelled') return NaN;

@@ -18,6 +18,7 @@ use crate::data::matrix::CsrMatrix;
 use crate::data::normalize::{detect_from_stats, log_factor, rescale_block_in_place, to_log_normalized_with, Normalization, NormalizationReport, TargetScale};
 use crate::error::{Result, SclabelError};
 use crate::io::h5ad::{ColumnMap, H5adRows};
+use crate::io::h5ad_export::{H5adAdditions, ObsValues};
 use crate::train::classifier::{predict_proba, train_mlp, EpochStats, TrainOptions};
 use crate::train::progress::Observer;
 
@@ -166,6 +167,65 @@ pub struct AuditReport {
     /// Which executor trained the networks (see `backend::Executor`).
     pub executor: crate::backend::Executor,
     pub options: AuditOptions,
+}
+
+/// The names Annotatability gives its outputs in an AnnData's obs (the JS result and the CLI's CSV
+/// call the category `category`).
+pub mod slots {
+    pub const CONFIDENCE: &str = "conf";
+    pub const VARIABILITY: &str = "var";
+    pub const CATEGORY: &str = "Annotation";
+    pub const CORRECTED_LABEL: &str = "corrected_label";
+}
+
+impl AuditReport {
+    /// What Annotatability writes into the audited AnnData's obs (`n_obs` cells): `conf`, `var`,
+    /// `Annotation` and `corrected_label`; cells the audit left out are NaN / missing.
+    pub fn anndata_additions(&self, n_obs: usize) -> Result<H5adAdditions> {
+        audit_additions(n_obs, &self.cells, &self.dynamics.confidence, &self.dynamics.variability, &self.categories, self.corrected_labels.as_deref())
+    }
+}
+
+/// [`AuditReport::anndata_additions`] from its parts (an audit handed back by JS), checked: every
+/// per-cell part has one value per audited cell, and each audited cell is a row of the file.
+pub fn audit_additions(
+    n_obs: usize,
+    cells: &[usize],
+    conf: &[f32],
+    var: &[f32],
+    categories: &[Category],
+    corrected: Option<&[String]>,
+) -> Result<H5adAdditions> {
+    let n = cells.len();
+    let lengths = [("conf", conf.len()), ("var", var.len()), ("category", categories.len()), ("corrected_label", corrected.map_or(n, <[String]>::len))];
+    if let Some((what, len)) = lengths.into_iter().find(|&(_, len)| len != n) {
+        return Err(SclabelError::InvalidOption { option: format!("audit.{what}"), reason: format!("has {len} values for {n} audited cells") });
+    }
+    if let Some(&row) = cells.iter().find(|&&c| c >= n_obs) {
+        return Err(SclabelError::InvalidOption {
+            option: "audit.cells".into(),
+            reason: format!("row {row} is past the file's {n_obs} cells: an audit of another data set?"),
+        });
+    }
+    let spread_f32 = |values: &[f32]| {
+        let mut out = vec![f32::NAN; n_obs];
+        cells.iter().zip(values).for_each(|(&c, &v)| out[c] = v);
+        ObsValues::F32(out)
+    };
+    let spread = |values: &mut dyn Iterator<Item = String>| {
+        let mut out = vec![None; n_obs];
+        cells.iter().zip(values).for_each(|(&c, v)| out[c] = Some(v));
+        ObsValues::Categorical(out)
+    };
+    let mut obs = vec![
+        (slots::CONFIDENCE.to_string(), spread_f32(conf)),
+        (slots::VARIABILITY.to_string(), spread_f32(var)),
+        (slots::CATEGORY.to_string(), spread(&mut categories.iter().map(|c| c.as_str().to_string()))),
+    ];
+    if let Some(corrected) = corrected {
+        obs.push((slots::CORRECTED_LABEL.to_string(), spread(&mut corrected.iter().cloned())));
+    }
+    Ok(H5adAdditions { obs, obsm: Vec::new() })
 }
 
 /// Seeds of the separate networks, derived from the user's seed so one seed fixes the run.
@@ -540,6 +600,23 @@ pub async fn trainability_graph<O: Observer>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_columns_line_up_with_the_files_cells() {
+        let cats = [Category::EasyToLearn, Category::HardToLearn];
+        let corrected = ["B".to_string(), "T".to_string()];
+        let add = audit_additions(4, &[1, 3], &[0.9, 0.2], &[0.1, 0.3], &cats, Some(&corrected)).unwrap();
+        let names: Vec<&str> = add.obs.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["conf", "var", "Annotation", "corrected_label"]);
+        let ObsValues::F32(conf) = &add.obs[0].1 else { panic!("conf is float32") };
+        assert!(conf[0].is_nan() && conf[2].is_nan() && conf[1] == 0.9 && conf[3] == 0.2);
+        let ObsValues::Categorical(category) = &add.obs[2].1 else { panic!("Annotation is categorical") };
+        assert_eq!(category, &[None, Some("easy-to-learn".into()), None, Some("hard-to-learn".into())]);
+        let e = audit_additions(4, &[1, 3], &[0.9], &[0.1, 0.3], &cats, None).unwrap_err();
+        assert!(matches!(&e, SclabelError::InvalidOption { option, .. } if option == "audit.conf"), "{e}");
+        let e = audit_additions(3, &[1, 3], &[0.9, 0.2], &[0.1, 0.3], &cats, None).unwrap_err();
+        assert!(matches!(&e, SclabelError::InvalidOption { option, .. } if option == "audit.cells"), "{e}");
+    }
 
     #[test]
     fn out_of_range_options_are_refused_by_name() {

@@ -28,12 +28,12 @@ use sclabel::data::anndata::AnnData;
 use sclabel::data::hvg::{HvgFlavor, HvgOptions};
 use sclabel::data::normalize::TargetScale;
 use sclabel::io::h5ad::{open_h5ad_rows, read_h5ad_source, read_h5ad_source_genes, H5adRows, ReadSeekSource};
-use sclabel::io::h5ad_export::{annotate_h5ad, annotate_h5ad_copy, DenseF32, H5adAdditions, ObsValues};
+use sclabel::io::h5ad_export::{annotate_h5ad, annotate_h5ad_copy, H5adAdditions};
 use sclabel::scnym::api::{fine_tune, predict_adata, predict_h5ad_rows, train_transfer, train_transfer_h5ad, TransferOptions};
 use sclabel::scnym::bundle::ScnymModel;
 use sclabel::scnym::explain::{explain_h5ad_rows, ExplainOptions, Explanation};
 use sclabel::scnym::import::{import_scnym, parse_list};
-use sclabel::scnym::predict::{PredictOptions, Prediction};
+use sclabel::scnym::predict::{slots, PredictOptions, Prediction};
 use sclabel::train::classifier::TrainOptions;
 use sclabel::train::progress::{FnObserver, Phase, Progress};
 use sclabel::{Result, SclabelError};
@@ -252,6 +252,10 @@ enum Command {
         /// Per-cell CSV: cell, label, conf, var, trusted, category, corrected label.
         #[arg(long)]
         out: PathBuf,
+        /// Also write a copy of the input .h5ad with obs conf, var, Annotation and corrected_label
+        /// added, as Annotatability writes them (everything else as it was).
+        #[arg(long, value_name = "OUT")]
+        annotate_h5ad: Option<PathBuf>,
         /// Gene scores CSV (conf_score_high, conf_score_low, conf_score_mid).
         #[arg(long)]
         genes: Option<PathBuf>,
@@ -494,7 +498,7 @@ fn csv_field(s: &str) -> String {
 }
 
 fn write_predictions(path: &Path, cells: &[String], p: &Prediction) -> Result<()> {
-    let mut out = String::from("cell,scNym,scNym_confidence");
+    let mut out = format!("cell,{},{}", slots::LABELS, slots::CONFIDENCE);
     for c in &p.classes {
         out.push(',');
         out.push_str(&csv_field(c));
@@ -515,7 +519,7 @@ fn write_embedding(path: &Path, cells: &[String], p: &Prediction) -> Result<()> 
     let e = p.embedding.as_ref().expect("embedding requested");
     let d = p.embedding_dim;
     let mut out = String::from("cell");
-    (0..d).for_each(|j| out.push_str(&format!(",X_scnym_{j}")));
+    (0..d).for_each(|j| out.push_str(&format!(",{}_{j}", slots::EMBEDDING)));
     out.push('\n');
     for (i, cell) in cells.iter().enumerate() {
         out.push_str(&csv_field(cell));
@@ -529,17 +533,11 @@ fn write_embedding(path: &Path, cells: &[String], p: &Prediction) -> Result<()> 
 /// place in a copy the file system makes (never the whole file rebuilt beside itself; hdf5-pure
 /// still mirrors h5py's version-0 files to edit them), or rebuilt in memory where the editor
 /// can't (anndata ≤ 0.6 tables are converted).
-fn write_annotated_h5ad(input: &Path, output: &Path, p: Prediction) -> Result<()> {
-    let obs = vec![
-        ("scNym".to_string(), ObsValues::Categorical(p.labels.into_iter().map(Some).collect())),
-        ("scNym_confidence".to_string(), ObsValues::F32(p.confidence)),
-    ];
-    let obsm = p.embedding.map(|values| vec![("X_scnym".to_string(), DenseF32 { n_cols: p.embedding_dim, values })]).unwrap_or_default();
-    let additions = H5adAdditions { obs, obsm };
-    match annotate_h5ad_copy(input, output, &additions) {
+fn write_annotated_h5ad(input: &Path, output: &Path, additions: &H5adAdditions) -> Result<()> {
+    match annotate_h5ad_copy(input, output, additions) {
         Err(SclabelError::UnsupportedLayout { element, reason, .. }) => {
             eprintln!("note: {element}: {reason}; rebuilding the file in memory instead");
-            write(output, &annotate_h5ad(read(input)?, &input.display().to_string(), &additions)?)
+            write(output, &annotate_h5ad(read(input)?, &input.display().to_string(), additions)?)
         }
         done => done,
     }
@@ -801,7 +799,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             eprintln!("predictions for {} cells written to {}", rows.n_rows, out.display());
             if let Some(path) = annotate_h5ad {
-                write_annotated_h5ad(&input, &path, pred)?;
+                write_annotated_h5ad(&input, &path, &pred.anndata_additions())?;
                 eprintln!("{} with scNym, scNym_confidence and X_scnym written to {}", input.display(), path.display());
             }
         }
@@ -947,6 +945,7 @@ fn run(cli: Cli) -> Result<()> {
             cutoff_var,
             no_reannotate,
             out,
+            annotate_h5ad,
             genes,
             min_counts,
             graph,
@@ -1013,6 +1012,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             write_audit(&out, &obs_names, &report)?;
             eprintln!("audit written to {}", out.display());
+            if let Some(path) = &annotate_h5ad {
+                write_annotated_h5ad(&input, path, &report.anndata_additions(obs_names.len())?)?;
+                eprintln!("{} with conf, var, Annotation and corrected_label written to {}", input.display(), path.display());
+            }
             if let (Some(path), Some(g)) = (genes, &report.gene_scores) {
                 write_gene_scores(&path, g)?;
                 let top = |s: &[f32]| GeneScores::top(s, 10).into_iter().map(|i| g.genes[i].as_str()).collect::<Vec<_>>().join(" ");

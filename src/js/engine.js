@@ -414,22 +414,8 @@ const OPS = {
     const p = dataset?.kind === 'dataset'
       ? await this.session.predictScnym(m, this.get(dataset, 'dataset').object, options, onProgress, signal)
       : await withH5ad(dataset, 'predictScnym', (r, label) => this.session.predictScnymH5ad(m, r.length, r.readAt, label, options, onProgress, signal));
-    // scNym's own names for what it writes to adata.obs / adata.obsm.
-    return {
-      cells: p.labels.length,
-      classes: p.classes,
-      scNym: p.labels,
-      scNym_confidence: p.confidence,
-      scNym_probabilities: p.probabilities,
-      predicted: p.predicted,
-      X_scnym: p.embedding,
-      embeddingDim: p.embeddingDim,
-      report: p.report,
-      options: p.options,
-      backend: this.session.backend,
-      executor: p.executor,
-      ...(p.obsNames ? { obsNames: p.obsNames } : {}),
-    };
+    // Keyed by scNym's own names for what it writes to adata.obs / adata.obsm (the core's slots).
+    return { cells: p.predicted.length, ...p, backend: this.session.backend };
   },
 
   /** `dataset` as for predictScnym: an `.h5ad` source keeps only the audited genes. */
@@ -484,11 +470,11 @@ const OPS = {
       throw fail('invalid_option', `exportH5ad writes into the .h5ad a data set was loaded from; ${entry.name ? `'${entry.name}'` : 'this data set'} ${entry.format === 'zarr' ? 'was read from AnnData-Zarr' : 'was derived in memory (subset / withObs / synthetic)'}`);
     }
     const source = isUrl(entry.source) ? await (await fetchOk(entry.source)).blob() : entry.source;
-    const { out, size } = await withH5ad(source, 'exportH5ad', (r) => ({ out: wasm.annotateH5adAppending(r.length, r.readAt, entry.name, additions), size: r.length }));
+    const { out, size } = await withH5ad(source, 'exportH5ad', (r) => ({ out: wasm.annotateH5adAppending(r.length, r.readAt, entry.name, additions, entry.object.nObs), size: r.length }));
     if (out.rewrite === undefined) return annotatedBlob(source, out);
     // Rebuilt in wasm memory beside the file's bytes: about twice its size.
     wasm.reserveMemory(`the annotated copy of ${entry.name}`, 2.2 * size, `export the predictions as CSV instead (toCsv), or annotate the file natively (sclabel predict --annotate-h5ad); this file is rebuilt rather than appended to: ${out.rewrite}`);
-    return new Blob([wasm.annotateH5ad(await readAll(source, entry.name), entry.name, additions)], { type: H5AD_TYPE });
+    return new Blob([wasm.annotateH5ad(await readAll(source, entry.name), entry.name, additions, entry.object.nObs)], { type: H5AD_TYPE });
   },
 
   free(handle) {

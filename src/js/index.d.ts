@@ -171,6 +171,10 @@ export interface H5adAdditions {
     | { categorical_codes: { categories: string[]; codes: Int32Array | number[] } }
     | { f32: Float32Array | number[] } | { i32: Int32Array | number[] } | { bool: boolean[] | Uint8Array }>;
   obsm?: Record<string, { n_cols: number; values: Float32Array | number[] }>;
+  /** A prediction's obs scNym, scNym_confidence and obsm X_scnym (what `predictionAdditions` gives). */
+  prediction?: ScnymPrediction;
+  /** An audit's obs conf, var, Annotation and corrected_label (what `auditAdditions` gives). */
+  audit?: AuditResult;
 }
 
 export interface AtlasEntry {
@@ -303,7 +307,8 @@ export interface SclabelError extends Error {
 
 export function open(options?: OpenOptions): Promise<Sclabel>;
 export function predictionAdditions(prediction: ScnymPrediction): H5adAdditions;
-export function auditAdditions(audit: AuditResult, nObs: number): H5adAdditions;
+/** `nObs` is not needed (the file says how many cells it has); accepted for callers that pass it. */
+export function auditAdditions(audit: AuditResult, nObs?: number): H5adAdditions;
 export function toCsv(columns: Record<string, ArrayLike<unknown>>, index?: ArrayLike<string>): string;
 /** Vitessce's cell-sets JSON (obsSets 0.1.3). */
 export interface VitessceCellSets {

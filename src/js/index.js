@@ -298,25 +298,21 @@ class Client {
 
 // ------------------------------------------------------------------------------- results
 
-/** obs / obsm additions for exportH5ad from a predictScnym result (scNym's own column names). */
-export function predictionAdditions(p) {
-  return {
-    obs: { scNym: { categorical: p.scNym }, scNym_confidence: { f32: p.scNym_confidence } },
-    obsm: p.X_scnym ? { X_scnym: { n_cols: p.embeddingDim, values: p.X_scnym } } : {},
-  };
+/**
+ * exportH5ad's additions for a predictScnym result: obs scNym, scNym_confidence and obsm X_scnym,
+ * mapped by the core (as the CLI's --annotate-h5ad writes them).
+ */
+export function predictionAdditions(prediction) {
+  return { prediction };
 }
 
 /**
- * obs additions from an audit result (Annotatability's names). Cells the audit left out (excluded
- * labels) get NaN / missing values, so the columns line up with the file's cells.
+ * exportH5ad's additions for an audit result: obs conf, var, Annotation and corrected_label, as
+ * Annotatability writes them, mapped by the core; cells the audit left out (excluded labels) get
+ * NaN / missing values. (`nObs` is no longer needed: the file says how many cells it has.)
  */
-export function auditAdditions(a, nObs) {
-  const f32 = (values) => { const out = new Float32Array(nObs).fill(NaN); a.cells.forEach((c, i) => { out[c] = values[i]; }); return { f32: out }; };
-  const cat = (values) => { const out = new Array(nObs).fill(null); a.cells.forEach((c, i) => { out[c] = values[i]; }); return { categorical: out }; };
-  return {
-    obs: { conf: f32(a.conf), var: f32(a.var), Annotation: cat(a.category), corrected_label: cat(a.corrected_label) },
-    obsm: {},
-  };
+export function auditAdditions(audit) {
+  return { audit };
 }
 
 /** CSV text: one row per cell, `index` first (cell names), then each column (arrays / typed arrays). */

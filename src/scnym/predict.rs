@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Executor;
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
+use crate::io::h5ad_export::{DenseF32, H5adAdditions, ObsValues};
 use crate::scnym::bundle::ScnymModel;
 use crate::scnym::host_net::HostScnym;
 use crate::scnym::model::Mode;
@@ -60,6 +61,37 @@ pub struct Prediction {
     pub embedding_dim: usize,
     /// Which executor ran the network (see `backend::Executor`).
     pub executor: Executor,
+}
+
+/// The names scNym gives its outputs in an AnnData, used for them everywhere: the JS result's keys,
+/// the CLI's CSV columns and the columns of an annotated `.h5ad`.
+pub mod slots {
+    /// `adata.obs`: the label of each cell (categorical).
+    pub const LABELS: &str = "scNym";
+    /// `adata.obs`: the largest probability of each cell.
+    pub const CONFIDENCE: &str = "scNym_confidence";
+    /// Cells × classes (scNym keeps them in `adata.uns`; a JS result and the CSV carry them).
+    pub const PROBABILITIES: &str = "scNym_probabilities";
+    /// `adata.obsm`: the embedding (cells × hidden units).
+    pub const EMBEDDING: &str = "X_scnym";
+}
+
+impl Prediction {
+    /// What scNym writes into an AnnData: obs `scNym`, `scNym_confidence`; obsm `X_scnym`.
+    pub fn anndata_additions(self) -> H5adAdditions {
+        prediction_additions(self.labels, self.confidence, self.embedding.map(|values| DenseF32 { n_cols: self.embedding_dim, values }))
+    }
+}
+
+/// [`Prediction::anndata_additions`] from its parts (a prediction handed back by JS).
+pub fn prediction_additions(labels: Vec<String>, confidence: Vec<f32>, embedding: Option<DenseF32>) -> H5adAdditions {
+    H5adAdditions {
+        obs: vec![
+            (slots::LABELS.into(), ObsValues::Categorical(labels.into_iter().map(Some).collect())),
+            (slots::CONFIDENCE.into(), ObsValues::F32(confidence)),
+        ],
+        obsm: embedding.map(|e| vec![(slots::EMBEDDING.into(), e)]).unwrap_or_default(),
+    }
 }
 
 /// Runs `model` on `x`, whose columns are already the model's genes on its input scale.

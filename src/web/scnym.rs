@@ -10,7 +10,7 @@ use crate::io::h5ad::open_h5ad_rows;
 use crate::scnym::api::{fine_tune, predict_adata, predict_h5ad_rows, train_transfer, train_transfer_h5ad, PredictReport, TransferOptions};
 use crate::scnym::bundle::ScnymModel;
 use crate::scnym::import::import_scnym;
-use crate::scnym::predict::{PredictOptions, Prediction};
+use crate::scnym::predict::{slots, PredictOptions, Prediction};
 use crate::web::dataset::{JsDataset, JsSource};
 use crate::web::observer::JsObserver;
 use crate::web::session::JsSession;
@@ -61,15 +61,16 @@ impl JsScnymModel {
     }
 }
 
-/// A prediction as the JS layer takes it (typed arrays for the per-cell numbers).
+/// A prediction as the JS result (typed arrays for the per-cell numbers), keyed by the names scNym
+/// gives its outputs in an AnnData (`scnym::predict::slots`).
 fn prediction_to_js(p: &Prediction, report: &PredictReport, options: &PredictOptions, obs_names: Option<&[String]>) -> Result<JsValue, JsValue> {
     let out = Object::new();
     convert::set(&out, "classes", convert::to_js(&p.classes)?)?;
-    convert::set(&out, "labels", convert::to_js(&p.labels)?)?;
+    convert::set(&out, slots::LABELS, convert::to_js(&p.labels)?)?;
     convert::set(&out, "predicted", Uint32Array::from(&p.predicted[..]))?;
-    convert::set(&out, "confidence", Float32Array::from(&p.confidence[..]))?;
-    convert::set(&out, "probabilities", Float32Array::from(&p.probabilities[..]))?;
-    convert::set(&out, "embedding", p.embedding.as_deref().map(|e| JsValue::from(Float32Array::from(e))).unwrap_or(JsValue::NULL))?;
+    convert::set(&out, slots::CONFIDENCE, Float32Array::from(&p.confidence[..]))?;
+    convert::set(&out, slots::PROBABILITIES, Float32Array::from(&p.probabilities[..]))?;
+    convert::set(&out, slots::EMBEDDING, p.embedding.as_deref().map(|e| JsValue::from(Float32Array::from(e))).unwrap_or(JsValue::NULL))?;
     convert::set(&out, "embeddingDim", p.embedding_dim as u32)?;
     convert::set(&out, "executor", convert::to_js(&p.executor)?)?;
     convert::set(&out, "report", convert::to_js(report)?)?;
@@ -159,9 +160,9 @@ impl JsSession {
         }))
     }
 
-    /// Predicts `dataset` with `model`: { classes, labels, predicted (Uint32Array), confidence
-    /// (Float32Array), probabilities (Float32Array, cells × classes), embedding (Float32Array,
-    /// cells × embeddingDim), embeddingDim, report { overlap, normalization, warnings } }.
+    /// Predicts `dataset` with `model`: { classes, scNym, predicted (Uint32Array), scNym_confidence
+    /// (Float32Array), scNym_probabilities (Float32Array, cells × classes), X_scnym (Float32Array,
+    /// cells × embeddingDim, or null), embeddingDim, executor, report, options }.
     #[wasm_bindgen(js_name = predictScnym)]
     pub fn predict_scnym(
         &self,

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { open, toCsv } from 'sclabel';
+import { open, toCsv, auditAdditions } from 'sclabel';
 import { root, sharedFile } from './helpers.mjs';
 
 test('wasm CPU training gives the native loss curve for the same seed', async () => {
@@ -169,4 +169,25 @@ test('gene names from a named var column, and a gene selection matched by whiche
   assert.deepEqual(await sl.varNames(kept), ids.slice(0, 50));
   await assert.rejects(sl.load(file, { varNames: 'no_such_column' }), (e) => e.code === 'invalid_option' && /gene_ids/.test(e.message));
   sl.close();
+});
+
+test('an audit written into the user\'s .h5ad under Annotatability\'s names, mapped by the core (auditAdditions)', async (t) => {
+  const file = join(root, 'www', 'data', 'pbmc68k_reduced.h5ad');
+  if (!existsSync(file)) return t.skip('www/data/pbmc68k_reduced.h5ad missing: run scripts/setup.sh');
+  const sl = await open({ backend: 'cpu' });
+  try {
+    const data = await sl.load(file);
+    const a = await sl.audit(data, { label_key: 'bulk_labels', use_raw: true, hvg: { n_top_genes: 300 }, exclude_labels: ['Dendritic'], train: { n_epochs: 3, seed: 1 }, gene_scores: null });
+    const blob = await sl.exportH5ad(data, auditAdditions(a));
+    const again = await sl.load(new Uint8Array(await blob.arrayBuffer()), { name: 'annotated.h5ad' });
+    const [labels, category, corrected] = await Promise.all(['bulk_labels', 'Annotation', 'corrected_label'].map((c) => sl.obs(again, c)));
+    // The excluded cells have no category; the audited ones have theirs, at their own rows.
+    labels.forEach((l, i) => assert.equal(category[i] === null, l === 'Dendritic', `${i}: ${l} → ${category[i]}`));
+    a.cells.forEach((c, k) => assert.equal(category[c], a.category[k]));
+    a.cells.forEach((c, k) => assert.equal(corrected[c], a.corrected_label[k]));
+    const columns = again.summary.obs.map((c) => c.name);
+    assert.ok(['conf', 'var', 'Annotation', 'corrected_label'].every((c) => columns.includes(c)), columns.join(','));
+  } finally {
+    sl.close();
+  }
 });

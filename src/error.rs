@@ -16,17 +16,17 @@ pub enum SclabelError {
     #[error("obs has no column '{column}' (available: {available})")]
     ColumnNotFound { column: String, available: String },
     /// Matrix values that the requested operation cannot use (NaN, negatives, wrong scale …).
-    #[error("{0}")]
-    InvalidValues(String),
+    #[error("{reason}")]
+    InvalidValues { reason: String, place: Box<Place> },
     /// Shapes that do not fit together.
-    #[error("shape mismatch: {0}")]
-    ShapeMismatch(String),
+    #[error("shape mismatch: {reason}")]
+    ShapeMismatch { reason: String, place: Box<Place> },
     /// Gene lists that cannot be aligned (no shared genes, duplicates).
-    #[error("{0}")]
-    Genes(String),
+    #[error("{reason}")]
+    Genes { reason: String, place: Box<Place> },
     /// Labels that cannot be trained on (one class, empty …).
-    #[error("{0}")]
-    Labels(String),
+    #[error("{reason}")]
+    Labels { reason: String, place: Box<Place> },
     /// An option outside its allowed values.
     #[error("invalid option '{option}': {reason}")]
     InvalidOption { option: String, reason: String },
@@ -44,7 +44,98 @@ pub enum SclabelError {
     TooLarge { what: String, need: u64, available: u64, advice: String },
 }
 
+/// Where in the user's data a problem is, as far as the code that found it knows: what a host can
+/// point at (`error.details` in JS) beside the message, which says the same in words. Boxed in the
+/// variants, so that every `Result` stays small.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Place {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// An obs column (labels, domains, splits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gene: Option<String>,
+    /// A cell's name (obs index).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cell: Option<String>,
+    /// A cell's row (0-based), where its name is not at hand.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row: Option<usize>,
+}
+
 impl SclabelError {
+    pub fn values(reason: impl Into<String>) -> Self {
+        Self::InvalidValues { reason: reason.into(), place: Box::default() }
+    }
+
+    pub fn shape(reason: impl Into<String>) -> Self {
+        Self::ShapeMismatch { reason: reason.into(), place: Box::default() }
+    }
+
+    pub fn genes(reason: impl Into<String>) -> Self {
+        Self::Genes { reason: reason.into(), place: Box::default() }
+    }
+
+    pub fn labels(reason: impl Into<String>) -> Self {
+        Self::Labels { reason: reason.into(), place: Box::default() }
+    }
+
+    /// The place of a values / shape / genes / labels error (other variants carry their own fields).
+    fn place_mut(&mut self) -> Option<&mut Place> {
+        match self {
+            Self::InvalidValues { place, .. } | Self::ShapeMismatch { place, .. } | Self::Genes { place, .. } | Self::Labels { place, .. } => Some(place),
+            _ => None,
+        }
+    }
+
+    fn with(mut self, set: impl FnOnce(&mut Place)) -> Self {
+        if let Some(p) = self.place_mut() {
+            set(p);
+        }
+        self
+    }
+
+    pub fn in_file(self, file: impl Into<String>) -> Self {
+        self.with(|p| p.file = Some(file.into()))
+    }
+
+    pub fn in_column(self, column: impl Into<String>) -> Self {
+        self.with(|p| p.column = Some(column.into()))
+    }
+
+    pub fn at_gene(self, gene: impl Into<String>) -> Self {
+        self.with(|p| p.gene = Some(gene.into()))
+    }
+
+    pub fn at_cell(self, cell: impl Into<String>) -> Self {
+        self.with(|p| p.cell = Some(cell.into()))
+    }
+
+    pub fn at_row(self, row: usize) -> Self {
+        self.with(|p| p.row = Some(row))
+    }
+
+    /// The error's fields as data (file, column, gene, cell, row, option, version …): what the
+    /// bindings hand JS as `error.details`, so a host can point at the problem without parsing
+    /// the message.
+    pub fn details(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Self::InvalidFile { file, .. } => json!({ "file": file }),
+            Self::UnsupportedLayout { file, element, .. } => json!({ "file": file, "element": element }),
+            Self::ColumnNotFound { column, .. } => json!({ "column": column }),
+            Self::InvalidValues { place, .. } | Self::ShapeMismatch { place, .. } | Self::Genes { place, .. } | Self::Labels { place, .. } => {
+                serde_json::to_value(place).unwrap_or_default()
+            }
+            Self::InvalidOption { option, .. } => json!({ "option": option }),
+            Self::Backend { backend, .. } => json!({ "backend": backend }),
+            Self::Cancelled => json!({}),
+            Self::UnsupportedVersion { file, what, found, supported, .. } => json!({ "file": file, "what": what, "found": found, "supported": supported }),
+            Self::TooLarge { what, need, available, .. } => json!({ "what": what, "need": need, "available": available }),
+        }
+    }
+
     /// A device operation (read-back, transaction) failed.
     pub fn backend(device: &impl std::fmt::Debug, reason: impl std::fmt::Debug) -> Self {
         Self::Backend { backend: format!("{device:?}"), reason: format!("{reason:?}") }
@@ -56,10 +147,10 @@ impl SclabelError {
             Self::InvalidFile { .. } => "invalid_file",
             Self::UnsupportedLayout { .. } => "unsupported_layout",
             Self::ColumnNotFound { .. } => "column_not_found",
-            Self::InvalidValues(_) => "invalid_values",
-            Self::ShapeMismatch(_) => "shape_mismatch",
-            Self::Genes(_) => "genes",
-            Self::Labels(_) => "labels",
+            Self::InvalidValues { .. } => "invalid_values",
+            Self::ShapeMismatch { .. } => "shape_mismatch",
+            Self::Genes { .. } => "genes",
+            Self::Labels { .. } => "labels",
             Self::InvalidOption { .. } => "invalid_option",
             Self::Backend { .. } => "backend",
             Self::Cancelled => "cancelled",
@@ -106,16 +197,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn details_carry_the_place_as_data() {
+        let e = SclabelError::labels("no value").in_column("cell_type").at_cell("AAAC-1").at_row(4);
+        assert_eq!(e.details(), serde_json::json!({ "column": "cell_type", "cell": "AAAC-1", "row": 4 }));
+        assert_eq!(e.to_string(), "no value", "the message is the reason, unchanged");
+        let e = SclabelError::values("x").at_gene("CD3E");
+        assert_eq!(e.details(), serde_json::json!({ "gene": "CD3E" }));
+        // Variants with fields of their own keep them; the builders leave them be.
+        let e = SclabelError::InvalidOption { option: "lr".into(), reason: "must be positive".into() }.at_gene("ignored");
+        assert_eq!(e.details(), serde_json::json!({ "option": "lr" }));
+    }
+
+    #[test]
     fn every_variant_has_a_listed_code() {
         let s = || String::new();
         let all = [
             SclabelError::InvalidFile { file: s(), reason: s() },
             SclabelError::UnsupportedLayout { file: s(), element: s(), reason: s() },
             SclabelError::ColumnNotFound { column: s(), available: s() },
-            SclabelError::InvalidValues(s()),
-            SclabelError::ShapeMismatch(s()),
-            SclabelError::Genes(s()),
-            SclabelError::Labels(s()),
+            SclabelError::values(s()),
+            SclabelError::shape(s()),
+            SclabelError::genes(s()),
+            SclabelError::labels(s()),
             SclabelError::InvalidOption { option: s(), reason: s() },
             SclabelError::Backend { backend: s(), reason: s() },
             SclabelError::Cancelled,

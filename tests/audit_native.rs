@@ -113,7 +113,7 @@ fn audit_scenario_for_the_wasm_tests_and_two_label_dynamics() {
     let strange = Column::Strings((0..data.n_obs()).map(|i| if i == 5 { "Martian".to_string() } else { "type_0".to_string() }).collect());
     let bad = data.with_obs_column("alt", strange).unwrap();
     match block_on(audit_adata(&bad, &AuditOptions { second_label_key: Some("alt".into()), ..options }, &device, &mut Silent)) {
-        Err(SclabelError::Labels(m)) => assert!(m.contains("Martian"), "{m}"),
+        Err(SclabelError::Labels { reason: m, .. }) => assert!(m.contains("Martian"), "{m}"),
         other => panic!("expected a labels error, got {other:?}"),
     }
 }

@@ -335,5 +335,5 @@ fn bad_inputs_give_clear_errors() {
     let mut other = synthetic_with_unlabeled();
     other.var_names.iter_mut().for_each(|g| g.insert_str(0, "X_"));
     let e = block_on(predict_adata(&m, &other, &PredictOptions { normalize: true, use_raw: false, ..Default::default() }, &device, &mut Silent)).unwrap_err();
-    assert!(matches!(e, SclabelError::Genes(_)), "{e}");
+    assert!(matches!(e, SclabelError::Genes { .. }), "{e}");
 }

@@ -46,7 +46,7 @@ pub fn combine_references(parts: &[ReferencePart], label_map: &BTreeMap<String, 
         shared.retain(|g| set.contains(g));
     }
     if shared.is_empty() {
-        return Err(SclabelError::Genes(format!(
+        return Err(SclabelError::genes(format!(
             "the references ({}) share no gene names",
             parts.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
         )));
@@ -90,7 +90,7 @@ pub fn combine_references(parts: &[ReferencePart], label_map: &BTreeMap<String, 
     }
     if !unmapped.is_empty() {
         let list: Vec<String> = unmapped.iter().map(|(k, n)| format!("{k} ({n} cells)")).collect();
-        return Err(SclabelError::Labels(format!("labels missing from the label map (map them, or to null to drop them): {}", list.join(", "))));
+        return Err(SclabelError::labels(format!("labels missing from the label map (map them, or to null to drop them): {}", list.join(", "))));
     }
     let x = CsrMatrix::vstack(&blocks.iter().collect::<Vec<_>>())?;
     let categorical = |values: &[String]| {

@@ -72,7 +72,7 @@ fn codes_of(adata: &AnnData, key: &str, what: &str) -> Result<(Vec<i32>, Vec<Str
     let index: HashMap<&str, i32> = categories.iter().enumerate().map(|(i, c)| (c.as_str(), i as i32)).collect();
     let codes = strings.iter().map(|s| s.as_deref().and_then(|s| index.get(s).copied()).unwrap_or(-1)).collect();
     if categories.is_empty() {
-        return Err(SclabelError::Labels(format!("{what} column '{key}' has no labelled cell")));
+        return Err(SclabelError::labels(format!("{what} column '{key}' has no labelled cell")).in_column(key));
     }
     Ok((codes, categories))
 }
@@ -138,7 +138,7 @@ impl AtlasMatrix {
         let wanted: std::collections::HashSet<&str> = genes.iter().map(String::as_str).collect();
         let kept: Vec<usize> = (0..self.genes.len()).filter(|&j| wanted.contains(self.genes[j].as_str())).collect();
         if kept.is_empty() {
-            return Err(SclabelError::Genes(format!(
+            return Err(SclabelError::genes(format!(
                 "none of the {} genes asked for (e.g. '{}') is among the atlas matrix's {} (e.g. '{}')",
                 genes.len(),
                 genes.first().map(String::as_str).unwrap_or(""),
@@ -195,7 +195,7 @@ impl AtlasMatrix {
             let mut previous = 0u32;
             for (k, &c) in x.indices[a..b].iter().enumerate() {
                 if k > 0 && c <= previous {
-                    return Err(SclabelError::InvalidValues(format!("atlas matrix: row {r} has unsorted or repeated gene columns")));
+                    return Err(SclabelError::values(format!("atlas matrix: row {r} has unsorted or repeated gene columns")));
                 }
                 let mut gap = c - if k == 0 { 0 } else { previous };
                 previous = c;
@@ -212,7 +212,7 @@ impl AtlasMatrix {
         }
         let max = x.data.iter().fold(0f32, |m, &v| m.max(v));
         if x.data.iter().any(|v| !v.is_finite() || *v < 0.0) {
-            return Err(SclabelError::InvalidValues("atlas matrix: values must be finite and ≥ 0 (ln(CPM+1))".into()));
+            return Err(SclabelError::values("atlas matrix: values must be finite and ≥ 0 (ln(CPM+1))"));
         }
         let (values, dtype, quantization) = match encoding {
             ValueEncoding::Q8 => {

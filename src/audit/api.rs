@@ -348,9 +348,14 @@ async fn audit_prepared<O: Observer>(
             let values = obs.get(key)?.to_strings();
             let mut codes = vec![-1i32; x.n_rows];
             for &r in &cells {
-                let v = values[r].as_deref().ok_or_else(|| SclabelError::Labels(format!("obs '{key}' has no value for cell '{}'", obs_names[r])))?;
+                let v = values[r].as_deref().ok_or_else(|| {
+                    SclabelError::labels(format!("obs '{key}' has no value for cell '{}'", obs_names[r]))
+                        .in_column(key.as_str())
+                        .at_cell(&obs_names[r])
+                        .at_row(r)
+                })?;
                 let k = labels.class_names.iter().position(|c| c == v).ok_or_else(|| {
-                    SclabelError::Labels(format!(
+                    SclabelError::labels(format!(
                         "obs '{key}': cell '{}' has label '{v}', which is not a class of '{}' ({})",
                         obs_names[r],
                         options.label_key,
@@ -509,7 +514,12 @@ fn batch_codes(obs: &ObsTable, obs_names: &[String], key: &str, cells: &[usize])
     let mut seen: Vec<String> = Vec::new();
     let mut codes = vec![0u32; values.len()];
     for &r in cells {
-        let v = values[r].as_deref().ok_or_else(|| SclabelError::Labels(format!("obs '{key}' (hvg.batch_key) has no value for cell '{}'", obs_names[r])))?;
+        let v = values[r].as_deref().ok_or_else(|| {
+            SclabelError::labels(format!("obs '{key}' (hvg.batch_key) has no value for cell '{}'", obs_names[r]))
+                .in_column(key)
+                .at_cell(&obs_names[r])
+                .at_row(r)
+        })?;
         codes[r] = match seen.iter().position(|s| s == v) {
             Some(k) => k as u32,
             None => {
@@ -555,7 +565,7 @@ async fn reannotate<O: Observer>(
         return Ok(out);
     }
     if trusted_rows.is_empty() {
-        return Err(SclabelError::Labels("no cell is trusted, so there is nothing to re-annotate from".into()));
+        return Err(SclabelError::labels("no cell is trusted, so there is nothing to re-annotate from"));
     }
     let model = train_mlp(x, codes, n_classes, &trusted_rows, options, None, &device.device, observer).await?.model;
     let proba = predict_proba(&model, x, &untrusted, 1024, &device.device, observer).await?;
@@ -580,7 +590,7 @@ pub async fn trainability_graph<O: Observer>(
 ) -> Result<ConfGraph> {
     let (source_x, var_names) = adata.matrix(report.options.use_raw)?;
     if source_x.n_rows != adata.n_obs() || report.cells.iter().any(|&r| r >= source_x.n_rows) {
-        return Err(SclabelError::ShapeMismatch("the audit report does not belong to this data set".into()));
+        return Err(SclabelError::shape("the audit report does not belong to this data set"));
     }
     let (x, _) = to_log_normalized_with(source_x, var_names, &*adata.value_stats(report.options.use_raw)?, report.options.scale)?;
     // The audit's genes (normalised over all genes first, as the audit did).
@@ -588,7 +598,7 @@ pub async fn trainability_graph<O: Observer>(
     let cols = report
         .genes
         .iter()
-        .map(|g| position.get(g.as_str()).copied().ok_or_else(|| SclabelError::ShapeMismatch(format!("the audit report's gene '{g}' is not in this data set"))))
+        .map(|g| position.get(g.as_str()).copied().ok_or_else(|| SclabelError::shape(format!("the audit report's gene '{g}' is not in this data set"))))
         .collect::<Result<Vec<usize>>>()?;
     let x = if cols.len() == var_names.len() { x } else { x.select_cols(&cols) };
     let sub = x.select_rows(&report.cells);

@@ -60,7 +60,7 @@ pub fn flip_labels(codes: &[i32], rows: &[usize], n_classes: usize, fraction: f6
         return Err(SclabelError::InvalidOption { option: "flip_fraction".into(), reason: format!("must be in [0, 1), got {fraction}") });
     }
     if n_classes < 2 {
-        return Err(SclabelError::Labels("flipping labels needs at least two classes".into()));
+        return Err(SclabelError::labels("flipping labels needs at least two classes"));
     }
     let mut out = codes.to_vec();
     let mut flipped = Vec::new();
@@ -78,7 +78,7 @@ pub fn flip_labels(codes: &[i32], rows: &[usize], n_classes: usize, fraction: f6
 /// numpy's default (linear-interpolation) percentile, q in [0, 100].
 pub fn percentile(values: &[f32], q: f64) -> Result<f32> {
     if values.is_empty() {
-        return Err(SclabelError::InvalidValues("percentile of no values".into()));
+        return Err(SclabelError::values("percentile of no values"));
     }
     if !(0.0..=100.0).contains(&q) {
         return Err(SclabelError::InvalidOption { option: "percentile".into(), reason: format!("must be in [0, 100], got {q}") });

@@ -26,7 +26,7 @@ pub struct Dynamics {
 /// accumulated in f64.
 pub fn confidence_and_variability(trajectory: &[f32], n_cells: usize) -> Result<Dynamics> {
     if n_cells == 0 || trajectory.is_empty() || !trajectory.len().is_multiple_of(n_cells) {
-        return Err(SclabelError::ShapeMismatch(format!("{} recorded probabilities are not whole snapshots of {n_cells} cells", trajectory.len())));
+        return Err(SclabelError::shape(format!("{} recorded probabilities are not whole snapshots of {n_cells} cells", trajectory.len())));
     }
     let n_snapshots = trajectory.len() / n_cells;
     let mut sum = vec![0f64; n_cells];
@@ -39,9 +39,7 @@ pub fn confidence_and_variability(trajectory: &[f32], n_cells: usize) -> Result<
         sq.iter_mut().zip(snapshot).zip(&mean).for_each(|((s, &p), m)| *s += (p as f64 - m).powi(2));
     }
     if let Some(i) = mean.iter().position(|m| !m.is_finite()) {
-        return Err(SclabelError::InvalidValues(format!(
-            "training produced a non-finite probability for cell {i}; lower the learning rate or check the input scale"
-        )));
+        return Err(SclabelError::values(format!("training produced a non-finite probability for cell {i}; lower the learning rate or check the input scale")));
     }
     Ok(Dynamics {
         confidence: mean.iter().map(|&m| m as f32).collect(),
@@ -77,7 +75,7 @@ pub async fn follow_training_dynamics<O: Observer>(
         return Err(SclabelError::InvalidOption { option: "epochs".into(), reason: "training dynamics need at least one epoch".into() });
     }
     if let Some(&r) = rows.iter().find(|&&r| r >= labels.len() || labels[r] < 0) {
-        return Err(SclabelError::Labels(format!("cell {r} has no label to follow")));
+        return Err(SclabelError::labels(format!("cell {r} has no label to follow")).at_row(r));
     }
     let record = Record { rows, labels: recorded.to_vec() };
     let trained = train_mlp(x, labels, n_classes, rows, options, Some(&record), device, observer).await?;

@@ -53,7 +53,7 @@ impl GeneScores {
 pub fn gene_scores(x: &CsrMatrix, genes: &[String], confidence: &[f32], options: &GeneScoreOptions) -> Result<GeneScores> {
     let n = x.n_rows;
     if confidence.len() != n || genes.len() != x.n_cols {
-        return Err(SclabelError::ShapeMismatch(format!(
+        return Err(SclabelError::shape(format!(
             "gene scores: {} confidences and {} gene names for a {n} × {} matrix",
             confidence.len(),
             genes.len(),
@@ -61,7 +61,7 @@ pub fn gene_scores(x: &CsrMatrix, genes: &[String], confidence: &[f32], options:
         )));
     }
     if let Some(i) = confidence.iter().position(|c| !(0.0..=1.0).contains(c)) {
-        return Err(SclabelError::InvalidValues(format!("confidence of cell {i} is {}, not a probability", confidence[i])));
+        return Err(SclabelError::values(format!("confidence of cell {i} is {}, not a probability", confidence[i])));
     }
     for (name, p) in [("power", options.power), ("power_low", options.power_low)] {
         if !p.is_finite() || p <= 0.0 {
@@ -71,7 +71,7 @@ pub fn gene_scores(x: &CsrMatrix, genes: &[String], confidence: &[f32], options:
     let c: Vec<f64> = confidence.iter().map(|&v| v as f64).collect();
     let (sum_hi, sum_lo) = (c.iter().sum::<f64>(), c.iter().map(|v| 1.0 - v).sum::<f64>());
     if sum_hi <= 0.0 || sum_lo <= 0.0 {
-        return Err(SclabelError::InvalidValues("gene scores need confidences that are neither all 0 nor all 1".into()));
+        return Err(SclabelError::values("gene scores need confidences that are neither all 0 nor all 1"));
     }
     let w_hi: Vec<f64> = c.iter().map(|v| v / sum_hi).collect();
     let w_lo: Vec<f64> = c.iter().map(|v| (1.0 - v) / sum_lo).collect();
@@ -99,7 +99,7 @@ pub fn gene_scores(x: &CsrMatrix, genes: &[String], confidence: &[f32], options:
     let mut out = GeneScores { genes: Vec::new(), conf_score_high: Vec::new(), conf_score_low: Vec::new(), conf_score_mid: Vec::new() };
     for j in 0..g {
         if !s1[j].is_finite() || !s2[j].is_finite() {
-            return Err(SclabelError::InvalidValues(format!("gene '{}' has non-finite values", genes[j])));
+            return Err(SclabelError::values(format!("gene '{}' has non-finite values", genes[j])).at_gene(&genes[j]));
         }
         if s1[j] < options.min_counts {
             continue;
@@ -114,7 +114,7 @@ pub fn gene_scores(x: &CsrMatrix, genes: &[String], confidence: &[f32], options:
         out.conf_score_mid.push(score(2));
     }
     if out.genes.is_empty() {
-        return Err(SclabelError::Genes(format!("no gene has a column sum of at least min_counts = {}", options.min_counts)));
+        return Err(SclabelError::genes(format!("no gene has a column sum of at least min_counts = {}", options.min_counts)));
     }
     Ok(out)
 }

@@ -84,10 +84,7 @@ pub async fn make_conf_graph<O: Observer>(
     let n = confidence.len();
     let d = n_dims;
     if d == 0 || embedding.len() != n * d {
-        return Err(SclabelError::ShapeMismatch(format!(
-            "embedding has {} values, expected {n} cells (the confidence length) × {d} dimensions",
-            embedding.len()
-        )));
+        return Err(SclabelError::shape(format!("embedding has {} values, expected {n} cells (the confidence length) × {d} dimensions", embedding.len())));
     }
     let k = options.k;
     if k == 0 || k >= n {
@@ -104,13 +101,13 @@ pub async fn make_conf_graph<O: Observer>(
         return Err(SclabelError::InvalidOption { option: "block_size".into(), reason: "must be at least 1".into() });
     }
     if let Some(p) = embedding.iter().position(|v| !v.is_finite()) {
-        return Err(SclabelError::InvalidValues(format!("the embedding of cell {} has a non-finite value ({})", p / d, embedding[p])));
+        return Err(SclabelError::values(format!("the embedding of cell {} has a non-finite value ({})", p / d, embedding[p])).at_row(p / d));
     }
     if let Some(i) = confidence.iter().position(|v| !v.is_finite()) {
-        return Err(SclabelError::InvalidValues(format!("cell {i} has a non-finite confidence ({})", confidence[i])));
+        return Err(SclabelError::values(format!("cell {i} has a non-finite confidence ({})", confidence[i])).at_row(i));
     }
     if n > i32::MAX as usize {
-        return Err(SclabelError::ShapeMismatch(format!("{n} cells is more than the graph supports")));
+        return Err(SclabelError::shape(format!("{n} cells is more than the graph supports")));
     }
 
     // Ranks: stable sort, so ties go by cell index.
@@ -154,7 +151,7 @@ pub async fn make_conf_graph<O: Observer>(
     }
     let m_d = total / (n as f64 * n as f64);
     if !m_d.is_finite() || m_d <= 0.0 {
-        return Err(SclabelError::InvalidValues("all cells have the same embedding (mean distance 0), so distances can't be normalised".into()));
+        return Err(SclabelError::values("all cells have the same embedding (mean distance 0), so distances can't be normalised"));
     }
     // m' = α·mean(D)/m_D + (1−α)·mean(|r_i − r_j|)/m_R over n² entries = α + (1−α)(n−1)/n.
     let m_blend = alpha + (1.0 - alpha) * (n as f64 - 1.0) / n as f64;
@@ -494,9 +491,9 @@ mod tests {
     fn bad_input_is_an_error() {
         let (mut emb, conf) = points(20, 3, 4);
         let o = ConfGraphOptions { k: 3, ..Default::default() };
-        assert!(matches!(build(&emb[..59], 3, &conf, &o), Err(SclabelError::ShapeMismatch(_))));
-        assert!(matches!(build(&emb, 3, &conf[..19], &o), Err(SclabelError::ShapeMismatch(_))));
-        assert!(matches!(build(&emb, 0, &conf, &o), Err(SclabelError::ShapeMismatch(_))));
+        assert!(matches!(build(&emb[..59], 3, &conf, &o), Err(SclabelError::ShapeMismatch { .. })));
+        assert!(matches!(build(&emb, 3, &conf[..19], &o), Err(SclabelError::ShapeMismatch { .. })));
+        assert!(matches!(build(&emb, 0, &conf, &o), Err(SclabelError::ShapeMismatch { .. })));
         for k in [0, 20, 25] {
             assert!(matches!(build(&emb, 3, &conf, &ConfGraphOptions { k, ..o.clone() }), Err(SclabelError::InvalidOption { .. })));
         }
@@ -506,11 +503,11 @@ mod tests {
         assert!(build(&emb, 3, &conf, &ConfGraphOptions { block_size: Some(0), ..o.clone() }).is_err());
         let mut bad_conf = conf.clone();
         bad_conf[7] = f32::NAN;
-        assert!(matches!(build(&emb, 3, &bad_conf, &o), Err(SclabelError::InvalidValues(ref m)) if m.contains("cell 7")));
+        assert!(matches!(build(&emb, 3, &bad_conf, &o), Err(SclabelError::InvalidValues { reason: ref m, .. }) if m.contains("cell 7")));
         emb[3 * 5 + 1] = f32::INFINITY;
-        assert!(matches!(build(&emb, 3, &conf, &o), Err(SclabelError::InvalidValues(ref m)) if m.contains("cell 5")));
+        assert!(matches!(build(&emb, 3, &conf, &o), Err(SclabelError::InvalidValues { reason: ref m, .. }) if m.contains("cell 5")));
         // Identical points: no distance scale.
-        assert!(matches!(build(&[1.0; 10], 2, &[0.1, 0.2, 0.3, 0.4, 0.5], &ConfGraphOptions { k: 2, ..o.clone() }), Err(SclabelError::InvalidValues(_))));
+        assert!(matches!(build(&[1.0; 10], 2, &[0.1, 0.2, 0.3, 0.4, 0.5], &ConfGraphOptions { k: 2, ..o.clone() }), Err(SclabelError::InvalidValues { .. })));
         assert!(build(&[], 2, &[], &o).is_err());
     }
 

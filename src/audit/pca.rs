@@ -146,7 +146,7 @@ pub fn pca(x: &CsrMatrix, options: &PcaOptions) -> Result<Pca> {
 /// `CsrMatrix::new`) and that every value is finite, so the products below can index freely.
 fn validate(x: &CsrMatrix) -> Result<()> {
     if x.indptr.len() != x.n_rows + 1 || x.indices.len() != x.data.len() {
-        return Err(SclabelError::ShapeMismatch(format!(
+        return Err(SclabelError::shape(format!(
             "CSR with {} rows has {} indptr entries, {} indices and {} values",
             x.n_rows,
             x.indptr.len(),
@@ -155,14 +155,14 @@ fn validate(x: &CsrMatrix) -> Result<()> {
         )));
     }
     if x.indptr[0] != 0 || x.indptr[x.n_rows] as usize != x.data.len() || x.indptr.windows(2).any(|w| w[1] < w[0]) {
-        return Err(SclabelError::ShapeMismatch("CSR indptr must rise from 0 to the number of stored values".into()));
+        return Err(SclabelError::shape("CSR indptr must rise from 0 to the number of stored values"));
     }
     if let Some(&c) = x.indices.iter().find(|&&c| c as usize >= x.n_cols) {
-        return Err(SclabelError::ShapeMismatch(format!("CSR column index {c} out of range for {} genes", x.n_cols)));
+        return Err(SclabelError::shape(format!("CSR column index {c} out of range for {} genes", x.n_cols)));
     }
     if let Some(pos) = x.data.iter().position(|v| !v.is_finite()) {
         let cell = x.indptr.partition_point(|&p| p as usize <= pos).saturating_sub(1);
-        return Err(SclabelError::InvalidValues(format!("PCA needs finite values, but cell {cell} has {} (gene column {})", x.data[pos], x.indices[pos])));
+        return Err(SclabelError::values(format!("PCA needs finite values, but cell {cell} has {} (gene column {})", x.data[pos], x.indices[pos])));
     }
     Ok(())
 }
@@ -504,13 +504,13 @@ mod tests {
     fn bad_input_is_an_error() {
         let x = CsrMatrix::from_dense(3, 3, &[1.0, 0.0, 2.0, 0.0, f32::NAN, 1.0, 3.0, 0.0, 0.0]).unwrap();
         let err = pca(&x, &PcaOptions { n_components: 2, ..Default::default() }).unwrap_err();
-        assert!(matches!(err, SclabelError::InvalidValues(ref m) if m.contains("cell 1")), "{err}");
+        assert!(matches!(err, SclabelError::InvalidValues { reason: ref m, .. } if m.contains("cell 1")), "{err}");
         let ok = CsrMatrix::from_dense(3, 3, &[1.0, 0.0, 2.0, 0.0, 1.0, 1.0, 3.0, 0.0, 0.0]).unwrap();
         for k in [0, 4] {
             assert!(matches!(pca(&ok, &PcaOptions { n_components: k, ..Default::default() }), Err(SclabelError::InvalidOption { .. })));
         }
         let broken = CsrMatrix { n_rows: 2, n_cols: 3, indptr: vec![0, 1, 2], indices: vec![0, 7], data: vec![1.0, 1.0] };
-        assert!(matches!(pca(&broken, &PcaOptions { n_components: 1, ..Default::default() }), Err(SclabelError::ShapeMismatch(_))));
+        assert!(matches!(pca(&broken, &PcaOptions { n_components: 1, ..Default::default() }), Err(SclabelError::ShapeMismatch { .. })));
         let short = CsrMatrix { n_rows: 2, n_cols: 3, indptr: vec![0, 1], indices: vec![0], data: vec![1.0] };
         assert!(pca(&short, &PcaOptions { n_components: 1, ..Default::default() }).is_err());
     }

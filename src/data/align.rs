@@ -100,9 +100,10 @@ pub fn check_unique(genes: &[String], what: &str) -> Result<()> {
     let mut seen = HashMap::with_capacity(genes.len());
     for (i, g) in genes.iter().enumerate() {
         if let Some(j) = seen.insert(g.as_str(), i) {
-            return Err(SclabelError::Genes(format!(
+            return Err(SclabelError::genes(format!(
                 "{what} has duplicate gene name '{g}' (positions {j} and {i}); make names unique (e.g. var_names_make_unique) first"
-            )));
+            ))
+            .at_gene(g.as_str()));
         }
     }
     Ok(())
@@ -128,7 +129,7 @@ pub fn gene_map(data_genes: &[String], model_genes: &[String]) -> Result<(Vec<Op
         matched_by: "var index".into(),
     };
     if shared == 0 {
-        return Err(SclabelError::Genes(format!(
+        return Err(SclabelError::genes(format!(
             "no gene of the data ({} genes, {}, e.g. '{}') is among the model's {} genes ({}, e.g. '{}'); check the species, and name the var column that holds the model's kind of identifier (var_names / --var-names)",
             data_genes.len(),
             GeneIdKind::of(data_genes).describe(),
@@ -144,7 +145,7 @@ pub fn gene_map(data_genes: &[String], model_genes: &[String]) -> Result<(Vec<Op
 /// Reorders X's columns to `model_genes`. Errors on duplicate names or when no gene is shared.
 pub fn align_genes(x: &CsrMatrix, data_genes: &[String], model_genes: &[String]) -> Result<(CsrMatrix, GeneOverlap)> {
     if data_genes.len() != x.n_cols {
-        return Err(SclabelError::ShapeMismatch(format!("{} gene names for {} columns", data_genes.len(), x.n_cols)));
+        return Err(SclabelError::shape(format!("{} gene names for {} columns", data_genes.len(), x.n_cols)));
     }
     let (map, overlap) = gene_map(data_genes, model_genes)?;
     // Sized to the kept values (a model's genes are often a small part of a file's); all of them

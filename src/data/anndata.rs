@@ -134,33 +134,28 @@ impl AnnData {
     pub fn validate(&self) -> Result<()> {
         let (n, g) = (self.x.n_rows, self.x.n_cols);
         if self.obs_names.len() != n {
-            return Err(SclabelError::ShapeMismatch(format!("{} obs names for {n} cells", self.obs_names.len())));
+            return Err(SclabelError::shape(format!("{} obs names for {n} cells", self.obs_names.len())));
         }
         if self.var_names.len() != g {
-            return Err(SclabelError::ShapeMismatch(format!("{} var names for {g} genes", self.var_names.len())));
+            return Err(SclabelError::shape(format!("{} var names for {g} genes", self.var_names.len())));
         }
         if let Some(s) = self.x_stats.as_ref().filter(|s| s.sums.len() != n) {
-            return Err(SclabelError::ShapeMismatch(format!("value statistics of {} cells for {n} cells", s.sums.len())));
+            return Err(SclabelError::shape(format!("value statistics of {} cells for {n} cells", s.sums.len())));
         }
         if let Some((name, ids)) = self.var_ids.iter().find(|(_, ids)| ids.len() != g) {
-            return Err(SclabelError::ShapeMismatch(format!("var column '{name}' has {} values for {g} genes", ids.len())));
+            return Err(SclabelError::shape(format!("var column '{name}' has {} values for {g} genes", ids.len())));
         }
         for (name, c) in &self.obs.columns {
             if c.len() != n {
-                return Err(SclabelError::ShapeMismatch(format!("obs column '{name}' has {} values for {n} cells", c.len())));
+                return Err(SclabelError::shape(format!("obs column '{name}' has {} values for {n} cells", c.len())));
             }
         }
         if let Some(raw) = &self.raw {
             if raw.x.n_rows != n || raw.var_names.len() != raw.x.n_cols {
-                return Err(SclabelError::ShapeMismatch(format!(
-                    "raw is {} × {} with {} var names, X has {n} cells",
-                    raw.x.n_rows,
-                    raw.x.n_cols,
-                    raw.var_names.len()
-                )));
+                return Err(SclabelError::shape(format!("raw is {} × {} with {} var names, X has {n} cells", raw.x.n_rows, raw.x.n_cols, raw.var_names.len())));
             }
             if let Some(s) = raw.x_stats.as_ref().filter(|s| s.sums.len() != n) {
-                return Err(SclabelError::ShapeMismatch(format!("raw value statistics of {} cells for {n} cells", s.sums.len())));
+                return Err(SclabelError::shape(format!("raw value statistics of {} cells for {n} cells", s.sums.len())));
             }
         }
         Ok(())
@@ -192,7 +187,7 @@ impl AnnData {
     /// A new data set with obs column `name` set to `values` (added, or replaced in place).
     pub fn with_obs_column(&self, name: &str, column: Column) -> Result<AnnData> {
         if column.len() != self.n_obs() {
-            return Err(SclabelError::ShapeMismatch(format!("{} values for obs column '{name}', the data set has {} cells", column.len(), self.n_obs())));
+            return Err(SclabelError::shape(format!("{} values for obs column '{name}', the data set has {} cells", column.len(), self.n_obs())));
         }
         let mut out = self.clone();
         match out.obs.columns.iter_mut().find(|(n, _)| n == name) {

@@ -161,11 +161,11 @@ pub fn highly_variable_genes_of(x: &mut impl RowPasses, rows: &[usize], batches:
     }
     if let Some(b) = batches {
         if b.len() != n_rows {
-            return Err(SclabelError::ShapeMismatch(format!("{} batch codes for {} cells", b.len(), n_rows)));
+            return Err(SclabelError::shape(format!("{} batch codes for {} cells", b.len(), n_rows)));
         }
     }
     if let Some(&r) = rows.iter().find(|&&r| r >= n_rows) {
-        return Err(SclabelError::ShapeMismatch(format!("row {r} is out of range for {n_rows} cells")));
+        return Err(SclabelError::shape(format!("row {r} is out of range for {n_rows} cells")));
     }
     if !rows.windows(2).all(|w| w[0] < w[1]) {
         return Err(bad("rows must be ascending and distinct".into()));
@@ -414,7 +414,7 @@ pub fn loess_quadratic(x: &[f64], y: &[f64], span: f64) -> Result<Vec<f64>> {
         return Ok(Vec::new());
     }
     if x.iter().chain(y).any(|v| !v.is_finite()) {
-        return Err(SclabelError::InvalidValues("loess: non-finite input".into()));
+        return Err(SclabelError::values("loess: non-finite input"));
     }
     let q = ((span * n as f64).floor() as usize).clamp(1, n);
     if q < 3 {

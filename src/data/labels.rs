@@ -36,14 +36,14 @@ pub fn encode_labels(column: &Column, column_name: &str, obs_names: &[String], e
     let values = column.to_strings();
     if let Some(i) = values.iter().position(Option::is_none) {
         let cell = obs_names.get(i).map(String::as_str).unwrap_or("?");
-        return Err(SclabelError::Labels(format!(
+        return Err(SclabelError::labels(format!(
             "cell '{cell}' (row {i}) has no value in label column '{column_name}'; set it to '{UNLABELED}' to treat it as unlabelled, or drop the cell"
         )));
     }
     // An empty string is not a class name (a bundle could not list it): refused like a missing value.
     if let Some(i) = values.iter().position(|v| v.as_deref().is_some_and(|v| v.trim().is_empty())) {
         let cell = obs_names.get(i).map(String::as_str).unwrap_or("?");
-        return Err(SclabelError::Labels(format!(
+        return Err(SclabelError::labels(format!(
             "cell '{cell}' (row {i}) has an empty label in column '{column_name}'; set it to '{UNLABELED}' to treat it as unlabelled, give it a class, or drop the cell"
         )));
     }
@@ -62,9 +62,10 @@ pub fn encode_labels(column: &Column, column_name: &str, obs_names: &[String], e
 /// Checks that labels can train a classifier: at least two classes with labelled cells.
 pub fn check_trainable(labels: &LabelEncoding, column_name: &str) -> Result<()> {
     match labels.n_classes() {
-        0 => Err(SclabelError::Labels(format!("label column '{column_name}' has no labelled cells (all are '{UNLABELED}')"))),
+        0 => Err(SclabelError::labels(format!("label column '{column_name}' has no labelled cells (all are '{UNLABELED}')")).in_column(column_name)),
         1 => {
-            Err(SclabelError::Labels(format!("label column '{column_name}' has a single class ('{}'); a classifier needs at least two", labels.class_names[0])))
+            Err(SclabelError::labels(format!("label column '{column_name}' has a single class ('{}'); a classifier needs at least two", labels.class_names[0]))
+                .in_column(column_name))
         }
         _ => Ok(()),
     }
@@ -100,7 +101,7 @@ pub fn encode_domains(column: Option<(&Column, &str)>, labels: &LabelEncoding) -
         Some((column, name)) => {
             let values = column.to_strings();
             if let Some(i) = values.iter().position(Option::is_none) {
-                return Err(SclabelError::Labels(format!("cell at row {i} has no value in domain column '{name}'")));
+                return Err(SclabelError::labels(format!("cell at row {i} has no value in domain column '{name}'")).in_column(name).at_row(i));
             }
             let (names, codes) = sorted_codes(&values.into_iter().flatten().collect::<Vec<_>>());
             Ok(DomainEncoding { names, codes })

@@ -17,13 +17,13 @@ impl CsrMatrix {
     /// Builds a matrix after checking every invariant, so later code can index without checks.
     pub fn new(n_rows: usize, n_cols: usize, indptr: Vec<u64>, indices: Vec<u32>, data: Vec<f32>) -> Result<Self> {
         if indptr.len() != n_rows + 1 {
-            return Err(SclabelError::ShapeMismatch(format!("CSR indptr has {} entries, expected n_rows + 1 = {}", indptr.len(), n_rows + 1)));
+            return Err(SclabelError::shape(format!("CSR indptr has {} entries, expected n_rows + 1 = {}", indptr.len(), n_rows + 1)));
         }
         if indices.len() != data.len() {
-            return Err(SclabelError::ShapeMismatch(format!("CSR has {} indices but {} values", indices.len(), data.len())));
+            return Err(SclabelError::shape(format!("CSR has {} indices but {} values", indices.len(), data.len())));
         }
         if indptr[0] != 0 || *indptr.last().unwrap() as usize != data.len() {
-            return Err(SclabelError::ShapeMismatch(format!(
+            return Err(SclabelError::shape(format!(
                 "CSR indptr must start at 0 and end at nnz = {} (got {} .. {})",
                 data.len(),
                 indptr[0],
@@ -31,10 +31,10 @@ impl CsrMatrix {
             )));
         }
         if let Some(r) = indptr.windows(2).position(|w| w[1] < w[0]) {
-            return Err(SclabelError::ShapeMismatch(format!("CSR indptr decreases at row {r}")));
+            return Err(SclabelError::shape(format!("CSR indptr decreases at row {r}")));
         }
         if let Some(&c) = indices.iter().find(|&&c| c as usize >= n_cols) {
-            return Err(SclabelError::ShapeMismatch(format!("CSR column index {c} out of range for {n_cols} columns")));
+            return Err(SclabelError::shape(format!("CSR column index {c} out of range for {n_cols} columns")));
         }
         let mut m = Self { n_rows, n_cols, indptr, indices, data };
         m.sum_duplicates();
@@ -91,7 +91,7 @@ impl CsrMatrix {
     /// Converts a row-major dense matrix, keeping only non-zeros.
     pub fn from_dense(n_rows: usize, n_cols: usize, values: &[f32]) -> Result<Self> {
         if values.len() != n_rows * n_cols {
-            return Err(SclabelError::ShapeMismatch(format!("dense matrix has {} values, expected {n_rows} × {n_cols}", values.len())));
+            return Err(SclabelError::shape(format!("dense matrix has {} values, expected {n_rows} × {n_cols}", values.len())));
         }
         let mut indptr = Vec::with_capacity(n_rows + 1);
         let (mut indices, mut data) = (Vec::new(), Vec::new());
@@ -138,7 +138,7 @@ impl CsrMatrix {
     pub fn vstack(parts: &[&CsrMatrix]) -> Result<Self> {
         let n_cols = parts.first().map_or(0, |p| p.n_cols);
         if let Some(p) = parts.iter().find(|p| p.n_cols != n_cols) {
-            return Err(SclabelError::ShapeMismatch(format!("stacking matrices with {} and {n_cols} columns", p.n_cols)));
+            return Err(SclabelError::shape(format!("stacking matrices with {} and {n_cols} columns", p.n_cols)));
         }
         let mut indptr = vec![0u64];
         let (mut indices, mut data) = (Vec::new(), Vec::new());
@@ -216,7 +216,7 @@ impl CsrMatrix {
 /// CSC (column pointers, row indices) to CSR, validating as it goes. Used by the readers for
 /// `csc_matrix` X; the CSR copy is built before the CSC one is dropped, so the peak is both.
 pub fn csc_to_csr(n_rows: usize, n_cols: usize, colptr: &[u64], rows: &[u32], data: &[f32]) -> Result<CsrMatrix> {
-    let bad = |m: String| SclabelError::ShapeMismatch(m);
+    let bad = |m: String| SclabelError::shape(m);
     if colptr.len() != n_cols.saturating_add(1) || rows.len() != data.len() {
         return Err(bad(format!("CSC has {} column pointers for {n_cols} columns", colptr.len())));
     }

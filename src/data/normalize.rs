@@ -217,7 +217,9 @@ pub fn detect(x: &CsrMatrix, var_names: &[String]) -> Result<NormalizationReport
 pub fn detect_from_stats(stats: &ValueStats, var_names: &[String]) -> Result<NormalizationReport> {
     if let Some((cell, gene, v)) = stats.non_finite {
         let gene = var_names.get(gene as usize).map(String::as_str).unwrap_or("?");
-        return Err(SclabelError::InvalidValues(format!("X has a non-finite value ({v}) at cell {cell}, gene '{gene}'; remove or impute it before analysis")));
+        return Err(SclabelError::values(format!("X has a non-finite value ({v}) at cell {cell}, gene '{gene}'; remove or impute it before analysis"))
+            .at_row(cell)
+            .at_gene(gene));
     }
     let (min, all_integer) = (stats.min, stats.all_integer);
     let sums = &stats.sums;
@@ -233,7 +235,7 @@ pub fn detect_from_stats(stats: &ValueStats, var_names: &[String]) -> Result<Nor
         && stats.max_within_log <= 0.75 * MAX_LOG_VALUE;
     let max = if outliers { stats.max_within_log } else { stats.max };
     if min == 0.0 && max == 0.0 && !sums.is_empty() {
-        return Err(SclabelError::InvalidValues(format!(
+        return Err(SclabelError::values(format!(
             "X holds no non-zero value in any of its {} cells: there is nothing to learn from or predict; check that X (or .raw) is the expression matrix",
             sums.len()
         )));
@@ -311,7 +313,7 @@ pub fn to_log_normalized(x: &CsrMatrix, var_names: &[String], target: TargetScal
 /// by its total, over all of its genes.
 pub fn to_log_normalized_with(x: &CsrMatrix, var_names: &[String], stats: &ValueStats, target: TargetScale) -> Result<(CsrMatrix, NormalizationReport)> {
     if stats.sums.len() != x.n_rows {
-        return Err(SclabelError::ShapeMismatch(format!("value statistics of {} cells for {} cells", stats.sums.len(), x.n_rows)));
+        return Err(SclabelError::shape(format!("value statistics of {} cells for {} cells", stats.sums.len(), x.n_rows)));
     }
     let report = detect_from_stats(stats, var_names)?;
     Ok((rescaled_copy(x, log_factor(&report)?, stats.totals(&report.normalization), target)?, report))
@@ -340,7 +342,7 @@ fn rescaled_copy(x: &CsrMatrix, log_factor: Option<f64>, totals: Option<&[f64]>,
 /// data are refused with the detection's reason.
 pub fn log_factor(report: &NormalizationReport) -> Result<Option<f64>> {
     match report.normalization {
-        Normalization::Scaled => Err(SclabelError::InvalidValues(report.description.clone())),
+        Normalization::Scaled => Err(SclabelError::values(report.description.clone())),
         Normalization::LogNormalized { .. } => Ok(Some(1.0)),
         Normalization::Log2Normalized { .. } => Ok(Some(std::f64::consts::LN_2)),
         Normalization::RawCounts | Normalization::LinearNormalized => Ok(None),
@@ -382,13 +384,13 @@ pub fn require_log_normalized(x: &CsrMatrix, var_names: &[String]) -> Result<Nor
     let report = detect(x, var_names)?;
     match report.normalization {
         Normalization::LogNormalized { .. } => Ok(report),
-        Normalization::RawCounts => Err(SclabelError::InvalidValues(
-            "X holds raw counts; the model expects ln(CPM+1). Normalise first (normalize: \"cpm\") or pass log-normalised data".into(),
-        )),
-        Normalization::LinearNormalized | Normalization::Log2Normalized { .. } => {
-            Err(SclabelError::InvalidValues(format!("{}; the model expects ln(CPM+1). Normalise first (normalize: \"cpm\")", report.description)))
+        Normalization::RawCounts => {
+            Err(SclabelError::values("X holds raw counts; the model expects ln(CPM+1). Normalise first (normalize: \"cpm\") or pass log-normalised data"))
         }
-        Normalization::Scaled => Err(SclabelError::InvalidValues(report.description)),
+        Normalization::LinearNormalized | Normalization::Log2Normalized { .. } => {
+            Err(SclabelError::values(format!("{}; the model expects ln(CPM+1). Normalise first (normalize: \"cpm\")", report.description)))
+        }
+        Normalization::Scaled => Err(SclabelError::values(report.description)),
     }
 }
 

@@ -74,7 +74,7 @@ impl RowBlocks {
     /// Appends `part`'s rows as the matrix's next rows.
     pub fn push(&mut self, part: &CsrMatrix) -> Result<()> {
         if part.n_cols != self.n_cols {
-            return Err(SclabelError::ShapeMismatch(format!("a block of {} columns for a matrix of {}", part.n_cols, self.n_cols)));
+            return Err(SclabelError::shape(format!("a block of {} columns for a matrix of {}", part.n_cols, self.n_cols)));
         }
         let base = part.indptr[0];
         let indptr: Vec<u32> = part
@@ -82,7 +82,7 @@ impl RowBlocks {
             .iter()
             .map(|&p| u32::try_from(p - base))
             .collect::<std::result::Result<_, _>>()
-            .map_err(|_| SclabelError::ShapeMismatch(format!("a block of {} stored values (at most {} per block)", part.nnz(), u32::MAX)))?;
+            .map_err(|_| SclabelError::shape(format!("a block of {} stored values (at most {} per block)", part.nnz(), u32::MAX)))?;
         let (from, to) = (base as usize, *part.indptr.last().expect("indptr is never empty") as usize);
         let indices = if Self::narrow(self.n_cols) {
             Indices::U16(part.indices[from..to].iter().map(|&j| j as u16).collect())

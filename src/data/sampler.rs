@@ -58,7 +58,7 @@ impl MinibatchSampler {
             }
             by_class.retain(|v| !v.is_empty());
             if by_class.is_empty() {
-                return Err(SclabelError::Labels("balanced sampling: no labelled cells among the rows".into()));
+                return Err(SclabelError::labels("balanced sampling: no labelled cells among the rows"));
             }
         }
         Ok(Self { rows, by_class, sampling, batch_size, drop_last, rng: StdRng::seed_from_u64(seed) })

@@ -204,7 +204,7 @@ impl AnnDataBuilder {
         let names = names.ok_or_else(|| self.unsupported(element, "gene names must be given before keep_genes".into()))?;
         let kept = kept_columns(names, genes);
         if kept.is_empty() && target == Target::X {
-            return Err(SclabelError::Genes(format!(
+            return Err(SclabelError::genes(format!(
                 "{}: none of the {} genes asked for (e.g. '{}') is in the data set ({} genes, e.g. '{}')",
                 self.file,
                 genes.len(),
@@ -662,10 +662,7 @@ impl MatrixBuilder {
     }
 
     fn non_finite(&self, file: &str, part: &str, pos: impl std::fmt::Display, v: impl std::fmt::Display) -> SclabelError {
-        SclabelError::InvalidValues(format!(
-            "{file}: '{}' has a non-finite value at {pos} ({v}, as float32); the matrix must hold finite numbers",
-            self.element(part)
-        ))
+        SclabelError::values(format!("{file}: '{}' has a non-finite value at {pos} ({v}, as float32); the matrix must hold finite numbers", self.element(part)))
     }
 
     fn push_dense_block<T: Element>(&mut self, file: &str, b: DenseBlock<'_, T>) -> Result<()> {

@@ -813,7 +813,7 @@ impl ColumnMap {
     /// columns no source column fills stay zero).
     pub fn new(map: Vec<Option<u32>>, n_kept: usize) -> Result<Self> {
         if let Some(bad) = map.iter().flatten().find(|&&k| k as usize >= n_kept) {
-            return Err(SclabelError::ShapeMismatch(format!("column map sends a gene to column {bad} of {n_kept}")));
+            return Err(SclabelError::shape(format!("column map sends a gene to column {bad} of {n_kept}")));
         }
         Ok(Self { map, n_kept })
     }
@@ -827,7 +827,7 @@ impl ColumnMap {
     pub fn keeping(n: usize, kept: &[usize]) -> Result<Self> {
         let mut map = vec![None; n];
         for (k, &j) in kept.iter().enumerate() {
-            *map.get_mut(j).ok_or_else(|| SclabelError::ShapeMismatch(format!("column {j} is out of range for {n} columns")))? = Some(k as u32);
+            *map.get_mut(j).ok_or_else(|| SclabelError::shape(format!("column {j} is out of range for {n} columns")))? = Some(k as u32);
         }
         Self::new(map, kept.len())
     }
@@ -961,7 +961,7 @@ pub fn read_h5ad_source_genes<S: Source + Send + Sync + 'static>(source: S, file
     let (names, _) = crate::data::align::best_gene_ids(&ids, genes);
     let kept = kept_columns(names, genes);
     if kept.is_empty() {
-        return Err(SclabelError::Genes(format!(
+        return Err(SclabelError::genes(format!(
             "{file_name}: none of the {} genes asked for (e.g. '{}') is in the file ({} genes, e.g. '{}')",
             genes.len(),
             genes.first().map(String::as_str).unwrap_or(""),
@@ -1195,10 +1195,10 @@ impl H5adRows {
     /// file) and those cells as rows of the block. Memory is one block.
     pub fn for_blocks_of(&self, wanted: &[usize], keep: &ColumnMap, mut each: impl FnMut(usize, CsrMatrix, &[usize]) -> Result<()>) -> Result<()> {
         if let Some(&r) = wanted.iter().find(|&&r| r >= self.n_rows) {
-            return Err(SclabelError::ShapeMismatch(format!("cell {r} is out of range for {} cells", self.n_rows)));
+            return Err(SclabelError::shape(format!("cell {r} is out of range for {} cells", self.n_rows)));
         }
         if !wanted.windows(2).all(|w| w[0] < w[1]) {
-            return Err(SclabelError::ShapeMismatch("cells to read must be ascending and distinct".into()));
+            return Err(SclabelError::shape("cells to read must be ascending and distinct"));
         }
         let block = self.block_rows().max(1);
         let (mut next, mut local) = (0, Vec::new());
@@ -1240,10 +1240,10 @@ impl H5adRows {
     pub fn read_rows(&self, rows: std::ops::Range<usize>, keep: &ColumnMap) -> Result<CsrMatrix> {
         let r = &self.reader;
         if rows.end > self.n_rows || rows.start > rows.end {
-            return Err(SclabelError::ShapeMismatch(format!("cells {}..{} of {}", rows.start, rows.end, self.n_rows)));
+            return Err(SclabelError::shape(format!("cells {}..{} of {}", rows.start, rows.end, self.n_rows)));
         }
         if keep.map.len() != self.n_cols {
-            return Err(SclabelError::ShapeMismatch(format!("a column map of {} genes for X's {}", keep.map.len(), self.n_cols)));
+            return Err(SclabelError::shape(format!("a column map of {} genes for X's {}", keep.map.len(), self.n_cols)));
         }
         let n = rows.len();
         let mut indptr = Vec::with_capacity(n + 1);

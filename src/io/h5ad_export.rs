@@ -808,7 +808,7 @@ impl Original {
             self.check_name("obsm", name, "", new_obsm.iter().map(|(n, _)| *n))?;
             let want = n_obs.checked_mul(m.n_cols as u64);
             if want != Some(m.values.len() as u64) {
-                return Err(SclabelError::ShapeMismatch(format!(
+                return Err(SclabelError::shape(format!(
                     "{}: obsm '{name}' has {} values, but {n_obs} cells × {} columns need {}",
                     self.name,
                     m.values.len(),
@@ -850,7 +850,7 @@ impl Original {
             ObsValues::Bool(v) => v.len(),
         };
         if len as u64 != n_obs {
-            return Err(SclabelError::ShapeMismatch(format!("{}: obs column '{name}' has {len} values but obs has {n_obs} cells", self.name)));
+            return Err(SclabelError::shape(format!("{}: obs column '{name}' has {len} values but obs has {n_obs} cells", self.name)));
         }
         Ok(match values {
             ObsValues::Categorical(labels) => {
@@ -864,10 +864,10 @@ impl Original {
             ObsValues::CategoricalCodes { categories, codes } => {
                 let mut seen = BTreeSet::new();
                 if let Some(dup) = categories.iter().find(|c| !seen.insert(c.as_str())) {
-                    return Err(SclabelError::InvalidValues(format!("obs column '{name}': category '{dup}' appears twice")));
+                    return Err(SclabelError::values(format!("obs column '{name}': category '{dup}' appears twice")));
                 }
                 if let Some(c) = codes.iter().find(|&&c| c < -1 || c >= categories.len() as i32) {
-                    return Err(SclabelError::InvalidValues(format!(
+                    return Err(SclabelError::values(format!(
                         "obs column '{name}': code {c} outside -1..{} ({} categories)",
                         categories.len(),
                         categories.len()

@@ -1,4 +1,5 @@
 // Errors crossing the JS API carry a stable `.code`, like the ones the wasm core throws.
-export function fail(code, message) {
-  return Object.assign(new Error(message), { code });
+// `details`: the core's fields of the error (file, column, gene, cell, row, option …), as data.
+export function fail(code, message, details) {
+  return Object.assign(new Error(message), { code }, details ? { details } : {});
 }

@@ -303,6 +303,12 @@ export interface Sclabel {
 export interface SclabelError extends Error {
   code: 'invalid_file' | 'unsupported_layout' | 'column_not_found' | 'invalid_values' | 'shape_mismatch' | 'genes'
     | 'labels' | 'invalid_option' | 'backend' | 'cancelled' | 'too_large' | 'crashed' | 'worker_failed' | 'closed' | 'unsupported_version' | 'internal';
+  /**
+   * The core's fields of the error, as data: where in the user's data it is (`file`, `column`,
+   * `gene`, `cell`, `row`), or the `option`, the format `found` / `supported`, the bytes `need` /
+   * `available` … (absent for the JS layer's own codes).
+   */
+  details?: { file?: string; column?: string; gene?: string; cell?: string; row?: number; option?: string; element?: string; what?: string; found?: string; supported?: string; need?: number; available?: number; backend?: string };
 }
 
 export function open(options?: OpenOptions): Promise<Sclabel>;

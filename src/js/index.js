@@ -69,7 +69,7 @@ class WorkerTransport {
       this.pending.delete(data.id);
       call.cleanup();
       if (data.type === 'result') call.resolve(data.result);
-      else call.reject(fail(data.error.code, data.error.message));
+      else call.reject(fail(data.error.code, data.error.message, data.error.details));
     };
     // The worker script failed to load or threw outside a call: nothing pending can finish.
     this.worker.onerror = (event) => {

@@ -36,7 +36,7 @@ self.onmessage = async ({ data }) => {
     if (isTrap(e)) crashed = e.message;
     const code = isTrap(e) ? 'crashed' : e?.code ?? 'internal';
     const message = isTrap(e) ? `sclabel crashed in ${op} (${e.message}); a lost GPU device does this — open a new client, with backend 'cpu' if it persists` : e?.message ?? String(e);
-    self.postMessage({ id, type: 'error', error: { message, code } });
+    self.postMessage({ id, type: 'error', error: { message, code, details: isTrap(e) ? undefined : e?.details } });
   } finally {
     controllers.delete(id);
   }

@@ -107,19 +107,19 @@ pub fn check_input(stats: &ValueStats, genes: &[String], normalize: bool, what: 
     let report = detect_from_stats(stats, genes)?;
     let fix = "convert it to ln(CPM+1) first, or ask sclabel to (normalize: true / --normalize)";
     match &report.normalization {
-        Normalization::Scaled => Err(SclabelError::InvalidValues(format!("{what}: {}", report.description))),
+        Normalization::Scaled => Err(SclabelError::values(format!("{what}: {}", report.description))),
         _ if normalize => Ok(report),
         Normalization::RawCounts => {
-            Err(SclabelError::InvalidValues(format!("{what}: X holds raw counts (all values are integers); scNym models expect ln(CPM+1): {fix}")))
+            Err(SclabelError::values(format!("{what}: X holds raw counts (all values are integers); scNym models expect ln(CPM+1): {fix}")))
         }
         Normalization::LinearNormalized | Normalization::Log2Normalized { .. } => {
-            Err(SclabelError::InvalidValues(format!("{what}: {}; scNym models expect ln(CPM+1): {fix}", report.description)))
+            Err(SclabelError::values(format!("{what}: {}; scNym models expect ln(CPM+1): {fix}", report.description)))
         }
-        Normalization::LogNormalized { scale: Some(s) } if (s / 1e6 - 1.0).abs() > 0.01 => Err(SclabelError::InvalidValues(format!(
-            "{what}: X holds ln(x+1) of counts normalised to {s:.0} per cell, not 1e6; scNym models expect ln(CPM+1): {fix}"
-        ))),
+        Normalization::LogNormalized { scale: Some(s) } if (s / 1e6 - 1.0).abs() > 0.01 => {
+            Err(SclabelError::values(format!("{what}: X holds ln(x+1) of counts normalised to {s:.0} per cell, not 1e6; scNym models expect ln(CPM+1): {fix}")))
+        }
         _ if report.max > MAX_LOG_CPM * 1.0001 => {
-            Err(SclabelError::InvalidValues(format!("{what}: max value {:.2} exceeds ln(1e6+1) = 13.82, so X is not ln(CPM+1): {fix}", report.max)))
+            Err(SclabelError::values(format!("{what}: max value {:.2} exceeds ln(1e6+1) = 13.82, so X is not ln(CPM+1): {fix}", report.max)))
         }
         _ => Ok(report),
     }
@@ -186,7 +186,10 @@ fn strings_of(obs: &ObsTable, obs_names: &[String], key: &str, what: &str) -> Re
         .enumerate()
         .map(|(i, v)| {
             v.ok_or_else(|| {
-                SclabelError::Labels(format!("cell '{}' (row {i}) has no value in {what} column '{key}'", obs_names.get(i).map(String::as_str).unwrap_or("?")))
+                SclabelError::labels(format!("cell '{}' (row {i}) has no value in {what} column '{key}'", obs_names.get(i).map(String::as_str).unwrap_or("?")))
+                    .in_column(key)
+                    .at_cell(obs_names.get(i).map(String::as_str).unwrap_or("?"))
+                    .at_row(i)
             })
         })
         .collect()
@@ -254,7 +257,9 @@ impl Annotations {
                         "test" => Ok(Some(Split::Test)),
                         "val" => Ok(Some(Split::Val)),
                         _ if labels.codes[i] < 0 => Ok(None),
-                        other => Err(SclabelError::Labels(format!("split column '{k}' has '{other}' at row {i}; use train, test or val"))),
+                        other => Err(SclabelError::labels(format!("split column '{k}' has '{other}' at row {i}; use train, test or val"))
+                            .in_column(k.as_str())
+                            .at_row(i)),
                     })
                     .collect::<Result<_>>()?,
             ),
@@ -299,7 +304,7 @@ fn restrict_genes(shared: Vec<String>, options: &TransferOptions, warnings: &mut
     let n_shared = shared.len();
     let kept: Vec<String> = shared.into_iter().filter(|g| set.contains(g.as_str())).collect();
     if kept.is_empty() {
-        return Err(SclabelError::Genes(format!(
+        return Err(SclabelError::genes(format!(
             "none of the {} genes in options.genes (e.g. '{}') is among the {n_shared} genes training can use (with a query: those both data sets have)",
             wanted.len(),
             wanted.first().map(String::as_str).unwrap_or("")
@@ -321,7 +326,7 @@ fn common_genes<'a>(
     let (rnames, qnames, shared, rhow, qhow) = shared_genes(reference, query);
     if shared.is_empty() {
         let (r, q) = (reference[0].1, query[0].1);
-        return Err(SclabelError::Genes(format!(
+        return Err(SclabelError::genes(format!(
             "the reference ({}, e.g. '{}') and the query ({}, e.g. '{}') share no gene names; check the species, or name the var column that holds matching identifiers (var_names)",
             GeneIdKind::of(r).describe(),
             r.first().map(String::as_str).unwrap_or(""),

@@ -145,20 +145,20 @@ async fn explain_chunked<O: Observer>(
 ) -> Result<Explanation> {
     let g = x.n_cols;
     if g != model.arch.n_genes {
-        return Err(SclabelError::ShapeMismatch(format!("{g} genes in the data, {} in the model (align them first)", model.arch.n_genes)));
+        return Err(SclabelError::shape(format!("{g} genes in the data, {} in the model (align them first)", model.arch.n_genes)));
     }
     if target_class >= model.arch.n_classes {
         return Err(invalid("target", format!("class index {target_class} is out of range for a model with {} classes", model.arch.n_classes)));
     }
     check_counts(options)?;
     if target_rows.is_empty() {
-        return Err(SclabelError::Labels("no target cells to explain".into()));
+        return Err(SclabelError::labels("no target cells to explain"));
     }
     if reference_rows.is_empty() {
-        return Err(SclabelError::Labels("the reference pool is empty".into()));
+        return Err(SclabelError::labels("the reference pool is empty"));
     }
     if let Some(&r) = target_rows.iter().chain(reference_rows).find(|&&r| r >= x.n_rows) {
-        return Err(SclabelError::ShapeMismatch(format!("row {r} is out of range for {} cells", x.n_rows)));
+        return Err(SclabelError::shape(format!("row {r} is out of range for {} cells", x.n_rows)));
     }
     let cells = explained_cells(target_rows, options);
     let plain = device.clone().inner();
@@ -218,7 +218,7 @@ async fn explain_chunked<O: Observer>(
             .try_into_vec_as::<f32>()
             .map_err(|e| SclabelError::backend(device, e))?;
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(SclabelError::InvalidValues(format!(
+            return Err(SclabelError::values(format!(
                 "non-finite attribution for cell {} (row {}); check the input values",
                 k * b + i / g,
                 row_of(batch[i / g])
@@ -273,14 +273,14 @@ fn pick_cells(model: &ScnymModel, labels: &[Option<String>], what: &str, options
     let is = |i: usize, name: &str| labels[i].as_deref() == Some(name);
     let target_rows: Vec<usize> = (0..labels.len()).filter(|&i| is(i, &options.target)).collect();
     if target_rows.is_empty() {
-        return Err(SclabelError::Labels(format!("no cell has '{}' in {what}", options.target)));
+        return Err(SclabelError::labels(format!("no cell has '{}' in {what}", options.target)));
     }
     let reference_rows: Vec<usize> = match source {
         Some(s) => (0..labels.len()).filter(|&i| is(i, s)).collect(),
         None => (0..labels.len()).filter(|&i| !is(i, &options.target)).collect(),
     };
     if reference_rows.is_empty() {
-        return Err(SclabelError::Labels(match source {
+        return Err(SclabelError::labels(match source {
             Some(s) => format!("no cell has '{s}' in {what}, so there are no reference cells"),
             None => format!("every cell is '{}' in {what}, so there are no reference cells", options.target),
         }));
@@ -355,7 +355,7 @@ pub async fn explain_labelled<O: Observer>(
     observer: &mut O,
 ) -> Result<Explanation> {
     if labels.len() != adata.n_obs() {
-        return Err(SclabelError::ShapeMismatch(format!("{} labels for {} cells", labels.len(), adata.n_obs())));
+        return Err(SclabelError::shape(format!("{} labels for {} cells", labels.len(), adata.n_obs())));
     }
     let (target_class, target_rows, reference_rows) = pick_cells(model, labels, what, options)?;
     let (x, _, overlap) = model_input(model, adata, options.normalize, options.use_raw)?;
@@ -379,7 +379,7 @@ pub async fn explain_h5ad_rows<O: Observer>(
     observer: &mut O,
 ) -> Result<Explanation> {
     if labels.len() != rows.n_rows {
-        return Err(SclabelError::ShapeMismatch(format!("{} labels for {} cells", labels.len(), rows.n_rows)));
+        return Err(SclabelError::shape(format!("{} labels for {} cells", labels.len(), rows.n_rows)));
     }
     // Checked before the passes over the file (expected_gradients checks them again).
     check_counts(options)?;

@@ -49,10 +49,10 @@ pub async fn pretrained_for(model: &ScnymModel, genes: &[String], classes: &[Str
     let genes_carried = gene_src.iter().flatten().count();
     let classes_carried = class_src.iter().flatten().count();
     if genes_carried == 0 {
-        return Err(SclabelError::Genes("the pretrained model shares no genes with the training data: fine-tuning would start from nothing".into()));
+        return Err(SclabelError::genes("the pretrained model shares no genes with the training data: fine-tuning would start from nothing"));
     }
     if classes_carried == 0 {
-        return Err(SclabelError::Labels(format!(
+        return Err(SclabelError::labels(format!(
             "none of the training labels ({}) is a class of the pretrained model ({}): are the label vocabularies the same?",
             preview(classes),
             preview(&model.classes)

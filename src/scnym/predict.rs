@@ -146,10 +146,10 @@ impl PredictionParts {
     /// Predicts the next cells (`x`'s rows, the model's genes on its input scale).
     pub async fn add<O: Observer>(&mut self, model: &ScnymModel, x: &CsrMatrix, device: &Device, observer: &mut O) -> Result<()> {
         if x.n_cols != model.arch.n_genes {
-            return Err(SclabelError::ShapeMismatch(format!("{} genes in the data, {} in the model (align them first)", x.n_cols, model.arch.n_genes)));
+            return Err(SclabelError::shape(format!("{} genes in the data, {} in the model (align them first)", x.n_cols, model.arch.n_genes)));
         }
         if self.done + x.n_rows > self.total {
-            return Err(SclabelError::ShapeMismatch(format!("{} more cells after {} of {}", x.n_rows, self.done, self.total)));
+            return Err(SclabelError::shape(format!("{} more cells after {} of {}", x.n_rows, self.done, self.total)));
         }
         let bs = self.options.batch_size.max(1);
         let n_batches = self.total.div_ceil(bs);
@@ -196,13 +196,13 @@ impl PredictionParts {
     /// Labels and confidences once every cell is in.
     pub fn finish(self, model: &ScnymModel) -> Result<Prediction> {
         if self.done != self.total {
-            return Err(SclabelError::ShapeMismatch(format!("{} of {} cells predicted", self.done, self.total)));
+            return Err(SclabelError::shape(format!("{} of {} cells predicted", self.done, self.total)));
         }
         let c = model.arch.n_classes;
         let h = *model.arch.block_widths().last().expect("blocks");
         let probabilities = self.probabilities;
         if let Some(i) = probabilities.iter().position(|p| !p.is_finite()) {
-            return Err(SclabelError::InvalidValues(format!("the model produced a non-finite probability for cell {}; check the input values", i / c)));
+            return Err(SclabelError::values(format!("the model produced a non-finite probability for cell {}; check the input values", i / c)).at_row(i / c));
         }
         let predicted: Vec<u32> = probabilities.chunks(c).map(|p| argmax(p) as u32).collect();
         let confidence: Vec<f32> = probabilities.chunks(c).zip(&predicted).map(|(p, &k)| p[k as usize]).collect();

@@ -102,7 +102,7 @@ pub fn make_splits(data: &TrainingData, config: &ScnymConfig) -> Result<(Vec<usi
         }
     };
     if train.len() < 2 {
-        return Err(SclabelError::Labels(format!(
+        return Err(SclabelError::labels(format!(
             "only {} labelled cells are left for training after the held-out splits; scNym needs at least 2 (it expects hundreds)",
             train.len()
         )));
@@ -170,7 +170,7 @@ fn epoch_lr(config: &ScnymConfig, epoch: usize) -> f64 {
 }
 
 fn diverged() -> SclabelError {
-    SclabelError::InvalidValues("the model-selection loss is not finite: training diverged (lower the learning rate)".into())
+    SclabelError::values("the model-selection loss is not finite: training diverged (lower the learning rate)")
 }
 
 /// Mean cross-entropy and accuracy of `net` on `rows` (eval mode), in batches.
@@ -227,11 +227,11 @@ pub async fn train<O: Observer>(
 ) -> Result<Trained> {
     let n = data.x.n_rows();
     if data.labels.len() != n || data.domains.len() != n || data.splits.is_some_and(|s| s.len() != n) {
-        return Err(SclabelError::ShapeMismatch(format!("labels, domains and splits must have one entry per cell ({n})")));
+        return Err(SclabelError::shape(format!("labels, domains and splits must have one entry per cell ({n})")));
     }
     let arch = match init {
         Some(p) if p.arch.n_genes != data.x.n_cols() || p.arch.n_classes != data.n_classes => {
-            return Err(SclabelError::ShapeMismatch(format!(
+            return Err(SclabelError::shape(format!(
                 "pretrained weights for {} genes × {} classes, data with {} × {}",
                 p.arch.n_genes,
                 p.arch.n_classes,
@@ -440,7 +440,7 @@ pub async fn train<O: Observer>(
         // End of epoch: one read for the losses, then model selection.
         let vals = student.take_epoch_losses(batches.len()).await?;
         if !vals[0].is_finite() {
-            return Err(SclabelError::InvalidValues(format!(
+            return Err(SclabelError::values(format!(
                 "the training loss became {} in epoch {epoch}: training diverged (lower lr, check the input values)",
                 vals[0]
             )));

@@ -128,7 +128,7 @@ pub async fn train_mlp<O: Observer>(
     observer: &mut O,
 ) -> Result<TrainedMlp> {
     if labels.len() != x.n_rows {
-        return Err(SclabelError::ShapeMismatch(format!("{} labels for {} cells", labels.len(), x.n_rows)));
+        return Err(SclabelError::shape(format!("{} labels for {} cells", labels.len(), x.n_rows)));
     }
     if options.lr.is_nan() || options.lr <= 0.0 {
         return Err(SclabelError::InvalidOption { option: "lr".into(), reason: "must be positive".into() });
@@ -219,9 +219,7 @@ pub async fn train_mlp<O: Observer>(
         let loss = loss / batches.len().max(1) as f32;
         let accuracy = correct / seen.max(1) as f32;
         if !loss.is_finite() {
-            return Err(SclabelError::InvalidValues(format!(
-                "training diverged at epoch {epoch} (loss {loss}); lower the learning rate or check the input scale"
-            )));
+            return Err(SclabelError::values(format!("training diverged at epoch {epoch} (loss {loss}); lower the learning rate or check the input scale")));
         }
         history.push(EpochStats { epoch, loss, accuracy });
         observer
@@ -251,14 +249,14 @@ pub async fn train_mlp<O: Observer>(
 
 fn check_record(rec: &Record<'_>, n_rows: usize, n_classes: usize) -> Result<()> {
     if let Some(&r) = rec.rows.iter().find(|&&r| r >= n_rows) {
-        return Err(SclabelError::ShapeMismatch(format!("recorded row {r} is outside the {n_rows} cells")));
+        return Err(SclabelError::shape(format!("recorded row {r} is outside the {n_rows} cells")));
     }
     for labels in &rec.labels {
         if labels.len() != n_rows {
-            return Err(SclabelError::ShapeMismatch(format!("{} recorded labels for {n_rows} cells", labels.len())));
+            return Err(SclabelError::shape(format!("{} recorded labels for {n_rows} cells", labels.len())));
         }
         if let Some(&r) = rec.rows.iter().find(|&&r| labels[r] < 0 || labels[r] as usize >= n_classes) {
-            return Err(SclabelError::Labels(format!("cell {r} has no class of the model to record (code {})", labels[r])));
+            return Err(SclabelError::labels(format!("cell {r} has no class of the model to record (code {})", labels[r])));
         }
     }
     Ok(())

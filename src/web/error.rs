@@ -1,4 +1,5 @@
-//! The only place a `SclabelError` becomes a JS `Error` (with a stable `.code`).
+//! The only place a `SclabelError` becomes a JS `Error` (with a stable `.code`, and its fields as
+//! `.details`).
 use wasm_bindgen::JsValue;
 
 use crate::error::SclabelError;
@@ -6,6 +7,9 @@ use crate::error::SclabelError;
 pub fn to_js(e: SclabelError) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
     let _ = js_sys::Reflect::set(&err, &"code".into(), &e.code().into());
+    if let Ok(details) = crate::web::convert::to_js(&e.details()) {
+        let _ = js_sys::Reflect::set(&err, &"details".into(), &details);
+    }
     err.into()
 }
 

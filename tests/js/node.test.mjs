@@ -191,3 +191,16 @@ test('an audit written into the user\'s .h5ad under Annotatability\'s names, map
     sl.close();
   }
 });
+
+test('errors carry their code and, as data, where in the data they are (error.details)', async () => {
+  const sl = await open({ backend: 'cpu' });
+  try {
+    const data = await sl.synthetic({ nCells: 120, nGenes: 30, nClasses: 3, seed: 1 });
+    const one = await sl.withObs(data, 'one_type', new Array(120).fill('T'));
+    await assert.rejects(sl.trainHoldout(one, { label_key: 'one_type' }), (e) => e.code === 'labels' && e.details?.column === 'one_type');
+    await assert.rejects(sl.trainHoldout(data, { train: { lr: -1 } }), (e) => e.code === 'invalid_option' && e.details?.option === 'lr');
+    await assert.rejects(sl.trainHoldout(data, { label_key: 'nope' }), (e) => e.code === 'column_not_found' && e.details?.column === 'nope');
+  } finally {
+    sl.close();
+  }
+});

@@ -1,12 +1,12 @@
 //! Opening an atlas package natively (the CLI, examples, tests): the manifest is checked first
-//! (format and versions), then each file against its SHA-256, then parsed. The browser does the
-//! same steps in JS (`openAtlas`), fetching each file only after the manifest passed.
+//! (format and versions, `check_manifest`), then each file against its SHA-256, then parsed. The
+//! browser takes the same steps (`openAtlas`: the same `check_manifest`, then each file fetched).
 use burn::prelude::Device;
 
 use super::build::{sha256_hex, MANIFEST_FORMAT, MANIFEST_VERSION};
 use super::matrix::AtlasMatrix;
 use crate::scnym::api::TransferOptions;
-use crate::scnym::bundle::ScnymModel;
+use crate::scnym::bundle::{ScnymModel, FORMAT_VERSION as BUNDLE_FORMAT_VERSION};
 use crate::{Result, SclabelError};
 
 pub struct OpenedAtlas {
@@ -19,25 +19,41 @@ fn bad(file: &str, reason: impl Into<String>) -> SclabelError {
     SclabelError::InvalidFile { file: file.into(), reason: reason.into() }
 }
 
-/// `manifest` is atlas.json's bytes; `read(path)` returns the bytes of a file it names.
-pub fn open_atlas(manifest: &[u8], mut read: impl FnMut(&str) -> Result<Vec<u8>>, device: &Device) -> Result<OpenedAtlas> {
-    let manifest: serde_json::Value = serde_json::from_slice(manifest).map_err(|e| bad("atlas.json", format!("not JSON: {e}")))?;
+/// atlas.json (`bytes`; `file` names it in messages) checked before any file it names is read:
+/// its format, its format version, the paths of the model and the matrix, and the bundle format
+/// its model needs. Every door uses it (`open_atlas`, the browser's `openAtlas`, which fetches
+/// nothing else until it passed).
+pub fn check_manifest(bytes: &[u8], file: &str) -> Result<serde_json::Value> {
+    let manifest: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(file, format!("not JSON (an atlas.json was expected): {e}")))?;
     if manifest["format"] != MANIFEST_FORMAT {
-        return Err(bad("atlas.json", format!("format is {}, not '{MANIFEST_FORMAT}'", manifest["format"])));
+        return Err(bad(file, format!("format is {}, not '{MANIFEST_FORMAT}'", manifest["format"])));
     }
+    let too_new = |what: &str, found: u64, supported: u32| SclabelError::UnsupportedVersion {
+        file: file.into(),
+        what: what.into(),
+        found: found.to_string(),
+        supported: format!("up to {supported}"),
+        advice: "update sclabel".into(),
+    };
     match manifest["format_version"].as_u64() {
         Some(v) if v <= MANIFEST_VERSION as u64 => {}
-        Some(v) => {
-            return Err(SclabelError::UnsupportedVersion {
-                file: "atlas.json".into(),
-                what: "format version".into(),
-                found: v.to_string(),
-                supported: format!("up to {MANIFEST_VERSION}"),
-                advice: "update sclabel".into(),
-            })
-        }
-        None => return Err(bad("atlas.json", "format_version is missing or not a whole number")),
+        Some(v) => return Err(too_new("format version", v, MANIFEST_VERSION)),
+        None => return Err(bad(file, "format_version is missing or not a whole number")),
     }
+    for part in ["model", "matrix"] {
+        if manifest["files"][part]["path"].as_str().is_none() {
+            return Err(bad(file, format!("files.{part}.path is missing: 'files' must name the model and the matrix")));
+        }
+    }
+    if let Some(v) = manifest["files"]["model"]["bundle_format_version"].as_u64().filter(|&v| v > BUNDLE_FORMAT_VERSION as u64) {
+        return Err(too_new("model bundle format", v, BUNDLE_FORMAT_VERSION));
+    }
+    Ok(manifest)
+}
+
+/// `manifest` is atlas.json's bytes; `read(path)` returns the bytes of a file it names.
+pub fn open_atlas(manifest: &[u8], mut read: impl FnMut(&str) -> Result<Vec<u8>>, device: &Device) -> Result<OpenedAtlas> {
+    let manifest = check_manifest(manifest, "atlas.json")?;
     let mut file = |part: &str| -> Result<Vec<u8>> {
         let entry = &manifest["files"][part];
         let path = entry["path"].as_str().ok_or_else(|| bad("atlas.json", format!("files.{part}.path missing")))?;
@@ -115,6 +131,22 @@ impl OpenedAtlas {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_manifest_is_checked_before_its_files() {
+        let ok = serde_json::json!({ "format": "sclabel-atlas", "format_version": 1, "files": { "model": { "path": "m", "bundle_format_version": 1 }, "matrix": { "path": "x" } } });
+        let check = |v: &serde_json::Value| check_manifest(v.to_string().as_bytes(), "a/atlas.json");
+        assert!(check(&ok).is_ok());
+        let mut newer = ok.clone();
+        newer["files"]["model"]["bundle_format_version"] = 9.into();
+        assert!(matches!(check(&newer), Err(SclabelError::UnsupportedVersion { ref what, .. }) if what == "model bundle format"));
+        newer["format_version"] = 2.into();
+        assert!(matches!(check(&newer), Err(SclabelError::UnsupportedVersion { ref what, .. }) if what == "format version"));
+        let mut no_matrix = ok.clone();
+        no_matrix["files"].as_object_mut().unwrap().remove("matrix");
+        assert!(matches!(check(&no_matrix), Err(SclabelError::InvalidFile { ref reason, .. }) if reason.contains("files.matrix.path")));
+        assert!(matches!(check_manifest(b"{ no", "a/atlas.json"), Err(SclabelError::InvalidFile { ref file, .. }) if file == "a/atlas.json"));
+    }
+
     use super::*;
 
     #[test]

@@ -438,6 +438,11 @@ const OPS = {
     return this.get(model, 'model').object.toBytes();
   },
 
+  /** atlas.json's text checked by the core (format, versions, the files it names), parsed. */
+  async checkAtlasManifest(text, location) {
+    return wasm.checkAtlasManifest(text, location);
+  },
+
   /** A model bundle from bytes, a Blob or a URL (cached with the Cache API when `cache` names a key). */
   async loadModel(source, { cache, sha256 } = {}) {
     return this.modelHandle(this.session.loadScnymModel(await bundleBytes(source, cache, sha256)));

@@ -8,7 +8,6 @@ export const version = '__SCLABEL_VERSION__';
 export const BUNDLE_FORMAT_VERSION = 1;
 /** Newest atlas manifest format this package reads (`sclabel atlas build`'s atlas.json). */
 export const ATLAS_FORMAT_VERSION = 1;
-const ATLAS_FORMAT = 'sclabel-atlas';
 
 const isNode = typeof process !== 'undefined' && process.versions?.node != null;
 
@@ -244,21 +243,9 @@ class Client {
   async openAtlas(source, { reference = true, genes } = {}) {
     const location = resolved(typeof source === 'object' && !(source instanceof URL) ? source.manifest : source);
     const { text, file } = await readManifest(location);
-    let manifest;
-    try {
-      manifest = JSON.parse(text);
-    } catch {
-      throw fail('invalid_file', `${location}: not JSON (an atlas.json was expected)`);
-    }
-    if (manifest?.format !== ATLAS_FORMAT) throw fail('invalid_file', `${location}: format is '${manifest?.format}', not '${ATLAS_FORMAT}'`);
-    if (!(manifest.format_version <= ATLAS_FORMAT_VERSION)) {
-      throw fail('unsupported_version', `atlas '${manifest.id}' has format version ${manifest.format_version}; this sclabel (${version}) reads up to ${ATLAS_FORMAT_VERSION} — update sclabel`);
-    }
-    const { model: m, matrix } = manifest.files ?? {};
-    if (!m?.path || !matrix?.path) throw fail('invalid_file', `${location}: 'files' must name the model and the matrix`);
-    if (!(m.bundle_format_version <= BUNDLE_FORMAT_VERSION)) {
-      throw fail('unsupported_version', `atlas '${manifest.id}' needs bundle format ${m.bundle_format_version}; this sclabel (${version}) reads up to ${BUNDLE_FORMAT_VERSION} — update sclabel`);
-    }
+    // Checked by the core, as natively (atlas::open::check_manifest), before any file is fetched.
+    const manifest = await this.transport.call('checkAtlasManifest', [text, String(location)]);
+    const { model: m, matrix } = manifest.files;
     // Cached per file content: a rebuilt atlas (new SHA-256) is fetched once, the old copy dropped.
     const model = await this.transport.call('loadModel', [file(m.path), { cache: m.sha256, sha256: m.sha256 }]);
     const data = reference

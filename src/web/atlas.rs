@@ -1,11 +1,11 @@
 //! Atlases in the browser (and in Node): building a package from a data set. Opening one is
-//! `Dataset.fromAtlasMatrix` + `Session.loadScnymModel`; the JS layer checks the manifest.
+//! `checkAtlasManifest`, then `Dataset.fromAtlasMatrix` + `Session.loadScnymModel`.
 use js_sys::{Function, Object, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::atlas::build::{build_atlas, AtlasOptions};
-use crate::atlas::open::{fine_tune_options, AtlasFineTuneOptions};
+use crate::atlas::open::{check_manifest, fine_tune_options, AtlasFineTuneOptions};
 use crate::web::dataset::JsDataset;
 use crate::web::observer::JsObserver;
 use crate::web::session::JsSession;
@@ -38,4 +38,11 @@ impl JsSession {
 pub fn atlas_fine_tune_options(label_key: &str, domain_key: Option<String>, options: JsValue) -> Result<JsValue, JsValue> {
     let options: AtlasFineTuneOptions = convert::options(options, "options")?;
     convert::to_js(&fine_tune_options(label_key, domain_key.as_deref(), &options))
+}
+
+/// An atlas.json's text, checked as every door checks it (`atlas::open::check_manifest`: format,
+/// versions, the files it must name), as a plain object; `file` names it in messages.
+#[wasm_bindgen(js_name = checkAtlasManifest)]
+pub fn check_atlas_manifest(text: &str, file: &str) -> Result<JsValue, JsValue> {
+    convert::to_js(&check_manifest(text.as_bytes(), file).map_err(to_js)?)
 }

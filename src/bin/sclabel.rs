@@ -109,7 +109,7 @@ enum Command {
         /// Cells to transfer labels to (all treated as `Unlabeled`).
         #[arg(long)]
         query: Option<PathBuf>,
-        #[arg(long, default_value = "cell_type")]
+        #[arg(long, default_value_t = TransferOptions::default().label_key)]
         label_key: String,
         /// obs column with each cell's domain (batch, chemistry, donor, study).
         #[arg(long)]
@@ -204,7 +204,7 @@ enum Command {
     Audit {
         #[arg(long)]
         input: PathBuf,
-        #[arg(long, default_value = "cell_type")]
+        #[arg(long, default_value_t = AuditOptions::default().label_key)]
         label_key: String,
         /// A second label column whose probabilities are followed too (same classes).
         #[arg(long)]
@@ -298,7 +298,7 @@ enum Command {
         /// scNym's |x − x′| scaling instead of the signed difference.
         #[arg(long)]
         abs_scale: bool,
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = ExplainOptions::default().seed)]
         seed: u64,
         #[arg(long)]
         normalize: bool,
@@ -346,7 +346,7 @@ enum AtlasCommand {
         /// JSON file mapping labels to Cell Ontology IDs ({"B cell": "CL:0000236", …}).
         #[arg(long)]
         ontology: Option<PathBuf>,
-        #[arg(long, default_value = "cell_type")]
+        #[arg(long, default_value_t = AtlasOptions::default().label_key)]
         label_key: String,
         #[arg(long)]
         domain_key: Option<String>,
@@ -362,12 +362,12 @@ enum AtlasCommand {
         #[arg(long, default_value = "q8")]
         values: String,
         /// scNym preset of the shipped model.
-        #[arg(long, default_value = "no_new_identity")]
+        #[arg(long, default_value_t = AtlasOptions::default().preset)]
         preset: String,
         /// JSON file with scNym config keys.
         #[arg(long)]
         config: Option<PathBuf>,
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = AtlasOptions::default().seed)]
         seed: u64,
         #[arg(long)]
         out: PathBuf,

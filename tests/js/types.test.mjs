@@ -35,12 +35,14 @@ test('error codes: one list, from the core, used by the JS layer and index.d.ts'
   assert.deepEqual([...typed].sort(), [...codes].sort());
 });
 
-// Real results against the types generated from the core's serde types (pkg/generated.d.ts):
-// the serde parts of a holdout report, progress events, a model's resolved config, a prediction
-// and an audit are written as typed object literals and compiled with tsc. A key the core returns
-// that the types lack, a declared key it does not return (or returns as undefined), or a value
-// of another type fails.
-test('real results type-check against the generated types', async () => {
+// Real results against the published types (pkg/index.d.ts, whose option and report types are
+// generated from the core's serde types, pkg/generated.d.ts): whole results of a holdout, a
+// prediction (of a loaded data set and of an .h5ad read by blocks), an audit and an explanation,
+// with progress events and a model's resolved config, are written as typed TypeScript literals
+// (typed arrays as their constructors, long arrays shortened) and compiled with tsc. A key the
+// core returns that the types lack, a declared key it does not return (or returns as undefined),
+// or a value of another type fails.
+test('real results type-check against the published types', async () => {
   const { writeFileSync, mkdirSync } = await import('node:fs');
   const { open } = await import('sclabel');
   const sl = await open({ backend: 'cpu' });
@@ -52,32 +54,41 @@ test('real results type-check against the generated types', async () => {
     results.progress = ['Progress[]', progress.slice(0, 4)];
     const model = await sl.trainScnym(data, null, { preset: 'no_ssl', normalize: true, config: { n_epochs: 1 } });
     results.config = ['ScnymConfig', model.info.config];
-    const p = await sl.predictScnym(model, data, { normalize: true, unassigned_below: 0.2 });
-    results.predictReport = ['PredictReport', p.report];
-    results.predictOptions = ['PredictOptions', p.options];
-    results.predictExecutor = ['Executor', p.executor];
-    results.backend = ['BackendInfo', p.backend];
-    const a = await sl.audit(data, { hvg: null, train: { n_epochs: 3, seed: 1 }, gene_scores: null });
-    results.auditOptions = ['AuditOptions', a.options];
-    results.auditNormalization = ['NormalizationReport', a.normalization];
-    results.auditCutoffs = ['Cutoffs', a.cutoffs];
-    results.auditCategories = ['Category[]', a.category];
-    results.auditHistory = ['EpochStats[]', a.history];
+    results.prediction = ['ScnymPrediction', await sl.predictScnym(model, data, { normalize: true, unassigned_below: 0.2 })];
+    const file = join(root, 'www', 'data', 'pbmc68k_reduced.h5ad');
+    const { existsSync } = await import('node:fs');
+    if (existsSync(file)) {
+      const labelled = await sl.load(file);
+      const m = await sl.trainScnym(labelled, null, { label_key: 'bulk_labels', use_raw: true, normalize: true, preset: 'no_ssl', config: { n_epochs: 1 } });
+      results.streamed = ['ScnymPrediction', await sl.predictScnym(m, file, { use_raw: true, normalize: true, embedding: false })];
+      results.explanation = ['Explanation', await sl.explainScnym(m, labelled, 'bulk_labels', { target: 'CD19+ B', n_samples: 4, n_cells: 5, use_raw: true, normalize: true })];
+    }
+    results.audit = ['AuditResult', await sl.audit(data, { hvg: null, train: { n_epochs: 3, seed: 1 } })];
   } finally {
     sl.close();
   }
   const dir = join(root, 'target', 'tmp', 'types-check');
   mkdirSync(dir, { recursive: true });
-  const lines = [`import type * as T from '${join(root, 'pkg', 'generated.js')}';`];
+  const lines = [`import type * as T from '${join(root, 'pkg', 'index.js')}';`];
   for (const [name, [type, value]] of Object.entries(results)) {
     const typed = type.endsWith('[]') ? `T.${type.slice(0, -2)}[]` : `T.${type}`;
-    lines.push(`export const ${name}: ${typed} = ${JSON.stringify(value, (k, v) => (v === undefined ? '__undefined__' : v))};`);
+    lines.push(`export const ${name}: ${typed} = ${literal(value)};`);
   }
   writeFileSync(join(dir, 'results.ts'), lines.join('\n') + '\n');
   const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
   try {
-    execFileSync(process.execPath, [tsc, '--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', join(dir, 'results.ts')], { encoding: 'utf8' });
+    execFileSync(process.execPath, [tsc, '--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--lib', 'es2022,dom', join(dir, 'results.ts')], { encoding: 'utf8' });
   } catch (e) {
-    assert.fail(`real results do not match pkg/generated.d.ts:\n${e.stdout}${e.stderr}`);
+    assert.fail(`real results do not match pkg/index.d.ts (see ${join(dir, 'results.ts')}):\n${e.stdout}${e.stderr}`);
   }
 });
+
+/** A value as a TypeScript literal: typed arrays as `new Float32Array(0)`, at most 3 items of an array, undefined as a string (a type error). */
+function literal(v) {
+  if (v === undefined) return "'__undefined__'";
+  if (v === null || typeof v === 'boolean' || typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : (Number.isNaN(v) ? 'NaN' : (v > 0 ? 'Infinity' : '-Infinity'));
+  if (ArrayBuffer.isView(v)) return `new ${v.constructor.name}(0)`;
+  if (Array.isArray(v)) return `[${v.slice(0, 3).map(literal).join(', ')}]`;
+  return `{ ${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}: ${literal(x)}`).join(', ')} }`;
+}

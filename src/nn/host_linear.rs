@@ -14,6 +14,7 @@ use burn::prelude::{Device, Tensor, TensorData};
 use crate::data::matrix::CsrMatrix;
 use crate::error::{Result, SclabelError};
 use crate::nn::gemm::{matmul, Operand};
+use crate::nn::host_ops::{add_column_sums, sgd_momentum};
 use crate::nn::simd::{tile_major, TILE};
 
 pub struct HostLinear {
@@ -130,19 +131,6 @@ impl HostLinear {
     /// under any element-wise update of a zero gradient) and bias.
     pub fn params_mut(&mut self) -> (&mut [f32], &mut [f32]) {
         (&mut self.weight, &mut self.bias)
-    }
-}
-
-/// Adds the column sums of a row-major gradient `[rows, into.len()]` to `into` (a bias gradient).
-pub fn add_column_sums(grad_out: &[f32], into: &mut [f32]) {
-    grad_out.chunks_exact(into.len()).for_each(|row| into.iter_mut().zip(row).for_each(|(s, g)| *s += g));
-}
-
-/// PyTorch's SGD with momentum, element-wise: v ← μ·v + g (v = g on the first step), p ← p − lr·v.
-pub fn sgd_momentum(params: &mut [f32], velocity: &mut [f32], grad: &[f32], learning_rate: f32, momentum: f32, first: bool) {
-    for ((p, v), g) in params.iter_mut().zip(velocity.iter_mut()).zip(grad) {
-        *v = if first { *g } else { momentum * *v + g };
-        *p -= learning_rate * *v;
     }
 }
 

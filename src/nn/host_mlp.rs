@@ -10,7 +10,8 @@ use burn::prelude::Device;
 use crate::data::matrix::CsrMatrix;
 use crate::error::Result;
 use crate::nn::gemm::{matmul, Operand};
-use crate::nn::host_linear::{add_column_sums, sgd_momentum, HostLinear, HostParams};
+use crate::nn::host_linear::{HostLinear, HostParams};
+use crate::nn::host_ops::{add_column_sums, dense_input_grad, hard_ce_grad, relu_grad_in_place, relu_in_place, sgd_momentum};
 use crate::nn::mlp::Mlp;
 
 /// A dense Linear layer (weight `[n_in, n_out]`, row-major: burn's layout) with its SGD momentum
@@ -33,14 +34,8 @@ impl DenseLayer {
     /// output) is 0 — so it is the gradient before that ReLU. Call before `sgd_step`.
     fn input_grad(&self, input: &[f32], grad_out: &[f32], rows: usize, out: &mut Vec<f32>) {
         let HostParams { n_in, n_out, weight, .. } = &self.params;
-        out.clear();
-        out.resize(rows * n_in, 0.0);
-        matmul(out, rows, *n_in, *n_out, Operand::RowMajor(grad_out), Operand::Transposed(weight), 0.0, false);
-        out.iter_mut().zip(input).for_each(|(g, &a)| {
-            if a <= 0.0 {
-                *g = 0.0
-            }
-        });
+        dense_input_grad(weight, *n_in, *n_out, grad_out, rows, out);
+        relu_grad_in_place(out, input);
     }
 
     /// v ← μ·v + inputᵀ·grad_out (v = the gradient on the first step), W ← W − lr·v; same for b.
@@ -106,7 +101,7 @@ impl HostMlp {
         scratch.acts.resize_with(self.dense.len() + 1, Vec::new);
         self.first.forward(x, rows, &mut scratch.acts[0]);
         for (i, layer) in self.dense.iter().enumerate() {
-            relu(&mut scratch.acts[i]);
+            relu_in_place(&mut scratch.acts[i]);
             let (done, next) = scratch.acts.split_at_mut(i + 1);
             layer.params.forward(&done[i], b, &mut next[0]);
         }
@@ -120,21 +115,8 @@ impl HostMlp {
         let c = self.n_classes();
         self.forward(x, rows, scratch);
         let logits = scratch.acts.last().expect("logits");
-        // d(mean CE)/d logits = (softmax − onehot) / b.
-        scratch.grad.clear();
-        scratch.grad.resize(b * c, 0.0);
-        let mut stats = StepStats { loss_sum: 0.0, correct: 0 };
-        for ((z, g), &r) in logits.chunks_exact(c).zip(scratch.grad.chunks_exact_mut(c)).zip(rows) {
-            let y = labels[r] as usize;
-            let (argmax, max) = z.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) });
-            let sum: f32 = z.iter().map(|&v| (v - max).exp()).sum();
-            stats.loss_sum += ((sum.ln() + max) - z[y]) as f64;
-            stats.correct += usize::from(argmax == y);
-            for (gi, &v) in g.iter_mut().zip(z) {
-                *gi = (v - max).exp() / sum / b as f32;
-            }
-            g[y] -= 1.0 / b as f32;
-        }
+        let (loss_sum, correct) = hard_ce_grad(logits, rows.iter().map(|&r| labels[r] as usize), c, &mut scratch.grad);
+        let stats = StepStats { loss_sum, correct };
         for i in (0..self.dense.len()).rev() {
             let input = &scratch.acts[i];
             self.dense[i].input_grad(input, &scratch.grad, b, &mut scratch.grad_in);
@@ -144,10 +126,6 @@ impl HostMlp {
         self.first.sgd_step(x, rows, &scratch.grad, learning_rate, momentum);
         stats
     }
-}
-
-fn relu(v: &mut [f32]) {
-    v.iter_mut().for_each(|a| *a = a.max(0.0));
 }
 
 #[cfg(test)]

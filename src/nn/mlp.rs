@@ -57,21 +57,22 @@ impl MlpConfig {
     pub fn init(&self, device: &Device, seed: u64) -> Result<Mlp> {
         let widths = self.widths()?;
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut uniform = |n: usize, bound: f32| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
-        let layers = widths
-            .windows(2)
-            .map(|w| {
-                let (fan_in, fan_out) = (w[0], w[1]);
-                let bound = 1.0 / (fan_in as f32).sqrt();
-                let weight = uniform(fan_in * fan_out, bound);
-                let bias = uniform(fan_out, bound);
-                Linear {
-                    weight: Param::from_tensor(Tensor::from_data(TensorData::new(weight, [fan_in, fan_out]), device)),
-                    bias: Some(Param::from_tensor(Tensor::from_data(TensorData::new(bias, [fan_out]), device))),
-                }
-            })
-            .collect();
+        let layers = widths.windows(2).map(|w| torch_linear(w[0], w[1], device, &mut rng)).collect();
         Ok(Mlp { layers })
+    }
+}
+
+/// A Linear layer (weight `[fan_in, fan_out]`, burn's layout) with PyTorch's default
+/// initialisation: weight, then bias, drawn from `rng` ~ U(−1/√fan_in, 1/√fan_in). Every network
+/// here starts from it (this MLP, scNym's).
+pub fn torch_linear(fan_in: usize, fan_out: usize, device: &Device, rng: &mut StdRng) -> Linear {
+    let bound = 1.0 / (fan_in as f32).sqrt();
+    let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
+    let weight = draw(fan_in * fan_out);
+    let bias = draw(fan_out);
+    Linear {
+        weight: Param::from_tensor(Tensor::from_data(TensorData::new(weight, [fan_in, fan_out]), device)),
+        bias: Some(Param::from_tensor(Tensor::from_data(TensorData::new(bias, [fan_out]), device))),
     }
 }
 

@@ -14,7 +14,8 @@ use crate::data::matrix::CsrMatrix;
 use crate::data::row_blocks::RowSource;
 use crate::error::Result;
 use crate::nn::gemm::{matmul, Operand};
-use crate::nn::host_linear::{add_column_sums, read_to_host, HostLinear, HostParams, LinearGrad};
+use crate::nn::host_linear::{read_to_host, HostLinear, HostParams, LinearGrad};
+use crate::nn::host_ops::{add_column_sums, dense_input_grad, log_sum_exp, relu_grad_in_place, relu_in_place, soft_ce_grad, softmax_in_place};
 use crate::nn::simd::{tile_major, tile_major_into};
 use crate::nn::sparse_act::{SparseAct, TILE};
 use crate::scnym::config::UnsupCriterion;
@@ -62,9 +63,7 @@ impl Dense {
         let HostParams { n_in, n_out, weight, .. } = &self.params;
         matmul(&mut self.grad_w, *n_in, *n_out, rows, Operand::Transposed(input), Operand::RowMajor(g), 1.0, true);
         add_column_sums(g, &mut self.grad_b);
-        grad_in.clear();
-        grad_in.resize(rows * n_in, 0.0);
-        matmul(grad_in, rows, *n_in, *n_out, Operand::RowMajor(g), Operand::Transposed(weight), 0.0, false);
+        dense_input_grad(weight, *n_in, *n_out, g, rows, grad_in);
     }
 
     /// `backward` for a training-mode activation input: the weight gradient from its non-zeros,
@@ -498,18 +497,14 @@ impl HostScnym {
             let emb = SparseAct::from_dense(last, nd, last.len() / nd.max(1));
             let (mut hidden, mut dl) = (Vec::new(), Vec::new());
             adversary.hidden.forward_sparse(&emb, &mut hidden);
-            hidden.iter_mut().for_each(|v| *v = v.max(0.0));
+            relu_in_place(&mut hidden);
             adversary.output.params.forward(&hidden, nd, &mut dl);
             let n_domains = adversary.output.params.n_out;
             losses[3] = soft_ce_grad(&mut dl, &p.domains, n_domains, None, p.scale / nd as f64);
             losses[0] += losses[3];
             let mut g_hidden = Vec::new();
             adversary.output.backward(&hidden, &dl, nd, &mut g_hidden);
-            g_hidden.iter_mut().zip(&hidden).for_each(|(g, &h)| {
-                if h <= 0.0 {
-                    *g = 0.0
-                }
-            });
+            relu_grad_in_place(&mut g_hidden, &hidden);
             let mut g_emb = Vec::new();
             adversary.hidden.backward_sparse(&emb, &g_hidden, &mut g_emb);
             // gradient reversal: −w on the way back into the classifier
@@ -538,29 +533,4 @@ impl HostScnym {
         }
         losses
     }
-}
-
-fn log_sum_exp(z: &[f32]) -> f32 {
-    let max = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    z.iter().map(|&v| (v - max).exp()).sum::<f32>().ln() + max
-}
-
-fn softmax_in_place(z: &mut [f32]) {
-    let lse = log_sum_exp(z);
-    z.iter_mut().for_each(|v| *v = (*v - lse).exp());
-}
-
-/// Soft-label cross-entropy of each row of `logits` (overwritten with the gradient of
-/// `factor · Σᵢ wᵢ·CEᵢ`), returning that loss. ∂CEᵢ/∂z = softmax(z)·Σt − t.
-fn soft_ce_grad(logits: &mut [f32], targets: &[f32], c: usize, weights: Option<&[f32]>, factor: f64) -> f64 {
-    let mut loss = 0f64;
-    for (i, (z, t)) in logits.chunks_exact_mut(c).zip(targets.chunks_exact(c)).enumerate() {
-        let w = weights.map_or(1.0, |w| w[i]);
-        let lse = log_sum_exp(z);
-        loss += w as f64 * t.iter().zip(z.iter()).map(|(&t, &v)| t as f64 * (lse - v) as f64).sum::<f64>();
-        let total: f32 = t.iter().sum();
-        let s = (w as f64 * factor) as f32;
-        z.iter_mut().zip(t).for_each(|(v, &t)| *v = ((*v - lse).exp() * total - t) * s);
-    }
-    loss * factor
 }

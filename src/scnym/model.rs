@@ -8,9 +8,10 @@ use burn::nn::Linear;
 use burn::prelude::{Device, Tensor, TensorData};
 use burn::tensor::activation::relu;
 use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
+use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use crate::nn::mlp::torch_linear;
 use crate::scnym::config::ModelKwargs;
 use crate::scnym::ops::dropout_mask;
 
@@ -211,17 +212,17 @@ impl ScnymNet {
         let mut fan_in = arch.n_genes;
         let mut blocks = Vec::new();
         for (i, &w) in widths.iter().enumerate() {
-            let linear = init_linear(fan_in, w, device, &mut rng);
+            let linear = torch_linear(fan_in, w, device, &mut rng);
             let norm = init_norm(w, device);
             let residual = (arch.residual && i >= 2).then(|| ResidualTail {
-                linear: init_linear(w, w, device, &mut rng),
+                linear: torch_linear(w, w, device, &mut rng),
                 norm: init_norm(w, device),
                 outer: init_norm(w, device),
             });
             blocks.push(Block { linear, norm, residual });
             fan_in = w;
         }
-        let output = init_linear(fan_in, arch.n_classes, device, &mut rng);
+        let output = torch_linear(fan_in, arch.n_classes, device, &mut rng);
         Self { blocks, output }
     }
 
@@ -242,7 +243,7 @@ impl ScnymNet {
 impl DomainAdversary {
     pub fn with_domains(n_hidden: usize, n_domains: usize, device: &Device, seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed ^ 0xDA4);
-        Self { hidden: init_linear(n_hidden, n_hidden, device, &mut rng), output: init_linear(n_hidden, n_domains, device, &mut rng) }
+        Self { hidden: torch_linear(n_hidden, n_hidden, device, &mut rng), output: torch_linear(n_hidden, n_domains, device, &mut rng) }
     }
 
     /// Domain logits from the post-ReLU embedding (already through gradient reversal).
@@ -256,17 +257,6 @@ fn input_dropout(x: Tensor<2>, p: f64, rng: &mut StdRng) -> Tensor<2> {
     let counts = dropout(x.exp() - 1.0, p, rng);
     let total = counts.clone().sum_dim(1).clamp_min(1e-12);
     (counts / total * 1e6 + 1.0).log()
-}
-
-fn init_linear(fan_in: usize, fan_out: usize, device: &Device, rng: &mut StdRng) -> Linear {
-    let bound = 1.0 / (fan_in as f32).sqrt();
-    let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
-    let weight = draw(fan_in * fan_out);
-    let bias = draw(fan_out);
-    Linear {
-        weight: Param::from_tensor(Tensor::from_data(TensorData::new(weight, [fan_in, fan_out]), device)),
-        bias: Some(Param::from_tensor(Tensor::from_data(TensorData::new(bias, [fan_out]), device))),
-    }
 }
 
 fn init_norm(width: usize, device: &Device) -> Norm {

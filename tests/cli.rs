@@ -23,7 +23,8 @@ fn train_from_files_with_a_gene_list_then_predict_the_query() {
     let query_genes = names(&query);
     let shared: Vec<String> = names(&reference).into_iter().filter(|g| query_genes.contains(g)).take(120).collect();
     let genes = dir.join("genes.txt");
-    std::fs::write(&genes, shared.join("\n") + "\nnot_a_gene\n").unwrap();
+    // Saved as Windows editors save it: a byte-order mark and CRLF line ends (neither joins a name).
+    std::fs::write(&genes, "\u{feff}".to_string() + &shared.join("\r\n") + "\r\nnot_a_gene\r\n").unwrap();
     let config = dir.join("config.json");
     std::fs::write(&config, r#"{"n_epochs": 3}"#).unwrap();
     let (model, predictions) = (dir.join("model.safetensors"), dir.join("predictions.csv"));

@@ -193,6 +193,16 @@ fn synthetic_transfer_is_deterministic_and_bundles_round_trip() {
     let e = ScnymModel::from_bytes(&damaged, &device).expect_err("a damaged bundle is refused");
     assert_eq!(e.code(), "invalid_file");
     assert!(e.to_string().contains("SHA-256") && e.to_string().contains("damaged"), "{e}");
+    // A bundle whose metadata says it expects another input scale is refused, not fed ln(CPM+1).
+    let cp10k = {
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let mut meta = header.metadata().clone().unwrap();
+        meta.insert("input".into(), r#"{"transform":"log1p_cp10k","target_total":10000.0}"#.into());
+        safetensors::serialize(st.tensors(), Some(meta)).unwrap()
+    };
+    let e = ScnymModel::from_bytes(&cp10k, &device).expect_err("an input scale other than ln(CPM+1) is refused");
+    assert!(e.code() == "invalid_file" && e.to_string().contains("log1p_cp10k"), "{e}");
     // Cells with no value in the model's genes are predicted, and named in a warning.
     let (_, report) = block_on(predict_adata(&a, &ad, &opts, &device, &mut Silent)).unwrap();
     assert!(report.warnings.iter().all(|w| !w.contains("no value in any")), "{:?}", report.warnings);

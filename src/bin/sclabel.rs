@@ -410,6 +410,8 @@ fn file_source(path: &Path) -> Result<ReadSeekSource<std::io::BufReader<std::fs:
 /// A text file's non-empty lines, trimmed (a gene list).
 fn read_lines(path: &Path) -> Result<Vec<String>> {
     let text = String::from_utf8(read(path)?).map_err(|_| SclabelError::InvalidFile { file: path.display().to_string(), reason: "not UTF-8 text".into() })?;
+    // A byte-order mark (Windows editors write one) is not whitespace: it would join the first name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
 }
 

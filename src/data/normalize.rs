@@ -12,6 +12,11 @@ const MAX_LOG_VALUE: f32 = 16.0;
 /// The same for log2(x + 1) (log2(1e6 + 1) = 19.93): Bioconductor's logcounts and many published
 /// matrices are base 2, and their values above MAX_LOG_VALUE are not linear data.
 const MAX_LOG2_VALUE: f32 = 21.0;
+/// Above this no stored value is plausible on any scale (see `detect_from_stats`).
+const MAX_PLAUSIBLE_VALUE: f32 = 1e9;
+/// The largest outlier of a ln / log2 matrix whose inverse (e^x − 1, 2^x − 1) stays finite in f32.
+const MAX_LN_INVERTIBLE: f32 = 80.0;
+const MAX_LOG2_INVERTIBLE: f32 = 120.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
@@ -106,6 +111,8 @@ pub struct ValueStats {
     pub above_log: u64,
     pub max_within_log: f32,
     pub first_above_log: Option<(usize, u32, f32)>,
+    /// Where the largest value is (cell, gene column; the first cell holding it).
+    pub max_at: Option<(usize, u32)>,
 }
 
 impl Default for ValueStats {
@@ -122,6 +129,7 @@ impl Default for ValueStats {
             above_log: 0,
             max_within_log: 0.0,
             first_above_log: None,
+            max_at: None,
         }
     }
 }
@@ -155,6 +163,9 @@ impl ValueStats {
             return;
         }
         self.min = self.min.min(v);
+        if self.max_at.is_none() || v > self.max || (v == self.max && self.max_at.is_some_and(|(c, _)| cell < c)) {
+            self.max_at = Some((cell, gene));
+        }
         self.max = self.max.max(v);
         self.all_integer &= v.fract() == 0.0;
         self.n_values += 1;
@@ -183,6 +194,7 @@ impl ValueStats {
             log2_totals: pick(&self.log2_totals),
             non_finite: None,
             first_above_log: None,
+            max_at: None,
             ..*self
         }
     }
@@ -220,6 +232,18 @@ pub fn detect_from_stats(stats: &ValueStats, var_names: &[String]) -> Result<Nor
         return Err(SclabelError::values(format!("X has a non-finite value ({v}) at cell {cell}, gene '{gene}'; remove or impute it before analysis"))
             .at_row(cell)
             .at_gene(gene));
+    }
+    // No expression matrix holds a value this large, on any scale (counts and normalised values
+    // per gene stay far below it): a damaged file, or X is not expression.
+    let implausible = |why: String| {
+        let (cell, gene) = stats.max_at.unwrap_or((0, u32::MAX));
+        let name = var_names.get(gene as usize).map(String::as_str).unwrap_or("?");
+        Err(SclabelError::values(format!("X has {} at cell {cell}, gene '{name}': {why}; the file is damaged or X is not an expression matrix", stats.max))
+            .at_row(cell)
+            .at_gene(name))
+    };
+    if stats.max > MAX_PLAUSIBLE_VALUE {
+        return implausible(format!("no expression matrix holds values above {MAX_PLAUSIBLE_VALUE:e}"));
     }
     let (min, all_integer) = (stats.min, stats.all_integer);
     let sums = &stats.sums;
@@ -285,6 +309,16 @@ pub fn detect_from_stats(stats: &ValueStats, var_names: &[String]) -> Result<Nor
             (Normalization::LogNormalized { scale: ln_scale }, med, description)
         }
     };
+    // An outlier of a log matrix is turned back into counts with the rest: past these bounds
+    // e^x (2^x) overflows, and its cell would be normalised by an infinite total.
+    let overflow = match normalization {
+        Normalization::LogNormalized { .. } => Some(MAX_LN_INVERTIBLE),
+        Normalization::Log2Normalized { .. } => Some(MAX_LOG2_INVERTIBLE),
+        _ => None,
+    };
+    if let Some(bound) = overflow.filter(|&b| stats.max > b) {
+        return implausible(format!("read as a log scale ({description}), it would stand for more than e^{bound} counts"));
+    }
     let description = match stats.first_above_log.filter(|_| outliers) {
         Some((cell, gene, v)) => format!(
             "{description}; {} value{} far above the others (e.g. {v} at cell {cell}, gene '{}'; the others are at most {:.2}) read as outliers: check {}, as {} normalisation is dominated by it",
@@ -439,6 +473,17 @@ mod tests {
         // Two such values in ~14,000 are not "a few in 100,000": the maximum decides, as before.
         bad.data[1234] = 30.0;
         assert_eq!(detect(&bad, &genes(50)).unwrap().normalization, Normalization::LinearNormalized);
+        // Past what e^x can stand for, an outlier is refused, naming its cell and gene.
+        let mut huge = ln.clone();
+        huge.data[777] = 100.0;
+        let e = detect(&huge, &genes(50)).unwrap_err();
+        assert!(matches!(&e, SclabelError::InvalidValues { .. }) && e.to_string().contains("X has 100 at cell"), "{e}");
+        assert!(e.details()["gene"].is_string() && e.details()["row"].is_number(), "{}", e.details());
+        // 1e30 anywhere, on any scale, is no expression value.
+        let mut counts = many_counts();
+        counts.data[5] = 1e30;
+        let e = detect(&counts, &genes(50)).unwrap_err();
+        assert!(e.to_string().contains("no expression matrix holds values above"), "{e}");
         // Linear data (counts per 10k, not logged) stays linear.
         let mut linear = many_counts();
         for r in 0..linear.n_rows {

@@ -262,6 +262,14 @@ impl ScnymModel {
         let genes: Vec<String> = parse(get("genes")?, "genes")?;
         let classes: Vec<String> = parse(get("classes")?, "classes")?;
         let input: InputSpec = parse(get("input")?, "input")?;
+        // Every door brings data to ln(CPM+1) for a model; a bundle saying it wants anything
+        // else would be scored on the wrong scale, so it is refused rather than ignored.
+        if input != InputSpec::default() {
+            return Err(bad(format!(
+                "metadata 'input' says the model expects {} with target total {}; this sclabel feeds models ln(CPM+1) only (log1p_cpm, 1e6)",
+                input.transform, input.target_total
+            )));
+        }
         let provenance: Provenance = parse(get("provenance")?, "provenance")?;
         // Bundles from before the checksum (2026-12-04) have none and load unchecked.
         if let Some(want) = meta.get("tensors_sha256") {

@@ -200,6 +200,12 @@ test('errors carry their code and, as data, where in the data they are (error.de
     await assert.rejects(sl.trainHoldout(one, { label_key: 'one_type' }), (e) => e.code === 'labels' && e.details?.column === 'one_type');
     await assert.rejects(sl.trainHoldout(data, { train: { lr: -1 } }), (e) => e.code === 'invalid_option' && e.details?.option === 'lr');
     await assert.rejects(sl.trainHoldout(data, { label_key: 'nope' }), (e) => e.code === 'column_not_found' && e.details?.column === 'nope');
+    // The audit's and explanation's options are refused the same way, naming the option's path.
+    await assert.rejects(sl.audit(data, { train: { lr: NaN } }), (e) => e.code === 'invalid_option' && /options\.train\.lr/.test(e.message) && /not a finite number/.test(e.message));
+    await assert.rejects(sl.audit(data, { cutoffs: { kind: 'fixed', confidence: 2, variability: 0.1 } }), (e) => e.code === 'invalid_option' && e.details?.option === 'cutoffs.confidence');
+    const model = await sl.trainScnym(data, null, { preset: 'no_ssl', normalize: true, config: { n_epochs: 1 } });
+    await assert.rejects(sl.explainScnym(model, data, 'cell_type', { target: 'type_0', n_samples: Infinity }), (e) => e.code === 'invalid_option' && /options\.n_samples/.test(e.message));
+    await assert.rejects(sl.explainScnym(model, data, 'cell_type', { target: 'type_0', n_sample: 3 }), (e) => e.code === 'invalid_option' && /n_sample/.test(e.message));
   } finally {
     sl.close();
   }

@@ -1,7 +1,9 @@
 //! Fuzzing every byte parser a user's file reaches, from mutated real inputs (issue 26): the
 //! `.h5ad` reader (whole, streamed by blocks, gene-selecting) and the annotated-h5ad export, the
 //! scNym checkpoint importer (zip + pickle), model bundles, atlas matrices, and the chunk builder
-//! behind the AnnData-Zarr reader (driven by random sequences of calls).
+//! behind the AnnData-Zarr reader (driven by random sequences of calls); and, structure-aware,
+//! generated `.h5ad` trees and torch.save archives whose pickles are built from the opcodes a
+//! state dict uses (an input is a generator's seed).
 //!
 //! Time-boxed for CI: `SCLABEL_FUZZ_SECS` (default 60) is shared between the targets. A longer run:
 //!     SCLABEL_FUZZ_SECS=1800 cargo test --features ndarray,cli --test fuzz -- --nocapture
@@ -113,6 +115,7 @@ fn targets() -> Vec<FuzzTarget> {
 
     let d1 = dev.clone();
     let d2 = dev.clone();
+    let d3 = dev.clone();
     vec![
         FuzzTarget {
             name: "h5ad",
@@ -145,6 +148,35 @@ fn targets() -> Vec<FuzzTarget> {
         },
         FuzzTarget { name: "bundle", seeds: vec![bundle, unchecked], run: Box::new(move |b| ScnymModel::from_bytes(b, &d2).map(|_| ())) },
         FuzzTarget { name: "atlas_matrix", seeds: matrices, run: Box::new(|b| AtlasMatrix::from_bytes(b).map(|_| ())) },
+        FuzzTarget {
+            name: "pickle_structured",
+            // An input is the seed of a generated torch.save archive (8 bytes, little-endian).
+            seeds: (0u64..4).map(|s| s.to_le_bytes().to_vec()).collect(),
+            run: Box::new(move |b| {
+                let archive = torch_archive(seed_of(b));
+                import_scnym(&archive, "structured.pt", names("GENE", GENES), names("type", CLASSES), &d3).map(|_| ())
+            }),
+        },
+        FuzzTarget {
+            name: "h5ad_structured",
+            // An input is the seed of a generated AnnData-layout HDF5 file (8 bytes, little-endian).
+            seeds: (0u64..4).map(|s| s.to_le_bytes().to_vec()).collect(),
+            run: Box::new(|b| {
+                let file = h5ad_tree(seed_of(b));
+                let whole = read_h5ad(&file, "structured.h5ad");
+                // A column of the file's length, so that a readable file reaches the export's writing.
+                let n = whole.as_ref().map_or(4, |ad| ad.n_obs());
+                let whole = whole.map(|_| ());
+                let rows = open_h5ad_rows(ReadSeekSource::new(Cursor::new(file.clone())).expect("a cursor"), "structured.h5ad", false).and_then(|rows| {
+                    rows.value_stats()?;
+                    rows.read_kept(&ColumnMap::all(rows.n_cols), "fuzz", "", |_, _| {})?;
+                    Ok(())
+                });
+                let additions = H5adAdditions { obs: vec![("scNym".into(), ObsValues::F32(vec![0.5; n]))], obsm: Vec::new() };
+                let export = annotate_h5ad(file, "structured.h5ad", &additions).map(|_| ());
+                whole.and(rows).and(export)
+            }),
+        },
         FuzzTarget {
             name: "zarr_builder",
             // An input is the seed of a random sequence of builder calls (8 bytes, little-endian).
@@ -285,6 +317,268 @@ fn builder_calls(seed: u64) -> Result<(), SclabelError> {
     }
     let finished = b.finish().map(|_| ());
     outcome.and(finished)
+}
+
+// ------------------------------------------------------------------------------ structure-aware inputs
+
+/// The generator seed an input stands for (its first 8 bytes, little-endian).
+fn seed_of(b: &[u8]) -> u64 {
+    let mut seed = [0u8; 8];
+    seed[..b.len().min(8)].copy_from_slice(&b[..b.len().min(8)]);
+    u64::from_le_bytes(seed)
+}
+
+/// A zip archive of stored entries, as torch.save writes it (no compression, no CRC check here).
+fn stored_zip(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let (mut out, mut central) = (Vec::new(), Vec::new());
+    for (name, data) in entries {
+        let local = out.len() as u32;
+        out.extend_from_slice(b"PK\x03\x04");
+        out.extend_from_slice(&[20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(data);
+        central.extend_from_slice(b"PK\x01\x02");
+        central.extend_from_slice(&[20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        central.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        central.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        central.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        central.extend_from_slice(&[0; 12]);
+        central.extend_from_slice(&local.to_le_bytes());
+        central.extend_from_slice(name.as_bytes());
+    }
+    let at = out.len() as u32;
+    out.extend_from_slice(&central);
+    out.extend_from_slice(b"PK\x05\x06\0\0\0\0");
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    out.extend_from_slice(&at.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+/// A generated torch.save archive of a state dict, built from the pickle opcodes a state dict
+/// uses: mostly scNym's tensors with the right names and shapes (so the importer gets past its
+/// first checks), now and then with a shape, offset or stride that is huge, negative or of another
+/// rank, another storage type, a missing or short storage, values that are not tensors, nesting,
+/// memo references (dangling, or repeated into a "billion laughs"), and stray opcodes.
+fn torch_archive(seed: u64) -> Vec<u8> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut p: Vec<u8> = vec![0x80, 2, b'}', b'q', 0, b'('];
+    let unicode = |p: &mut Vec<u8>, s: &str| {
+        p.push(b'X');
+        p.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        p.extend_from_slice(s.as_bytes());
+    };
+    let int = |p: &mut Vec<u8>, v: i64| {
+        p.push(0x8a);
+        p.push(8);
+        p.extend_from_slice(&v.to_le_bytes());
+    };
+    let odd = [-1i64, 0, 1, i64::MAX, i64::MIN, 1 << 40, u32::MAX as i64];
+    let hidden = 8usize;
+    let mut tensors: Vec<(String, Vec<usize>)> = Vec::new();
+    for (layer, width_in) in [(0, GENES), (4, hidden), (8, hidden)] {
+        tensors.push((format!("embed.{layer}.weight"), vec![hidden, width_in]));
+        tensors.push((format!("embed.{layer}.bias"), vec![hidden]));
+        for part in ["weight", "bias", "running_mean", "running_var"] {
+            tensors.push((format!("embed.{}.{part}", layer + 1), vec![hidden]));
+        }
+    }
+    tensors.push(("classif.0.weight".into(), vec![CLASSES, hidden]));
+    tensors.push(("classif.0.bias".into(), vec![CLASSES]));
+    let mut storages: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut memo_next = 1u8;
+    for (name, shape) in tensors {
+        if rng.random_bool(0.005) {
+            continue; // a missing tensor
+        }
+        unicode(&mut p, &name);
+        // Most archives hold only well-formed tensors, so that the importer's later checks run too.
+        let corrupt = rng.random_bool(0.03);
+        match if corrupt { rng.random_range(0..9) } else { 9 } {
+            0 => int(&mut p, odd[rng.random_range(0..odd.len())]),
+            1 => p.push(b'N'),
+            2 => {
+                // a memo reference, often to nothing
+                p.extend_from_slice(&[b'h', rng.random_range(0..4)]);
+            }
+            3 => {
+                // a list doubled through memo references, level after level
+                p.extend_from_slice(&[b']', b'q', memo_next]);
+                let mut last = memo_next;
+                for _ in 0..rng.random_range(1..40) {
+                    memo_next = memo_next.wrapping_add(1).max(1);
+                    p.extend_from_slice(&[b']', b'(', b'h', last, b'h', last, b'e', b'q', memo_next]);
+                    last = memo_next;
+                }
+            }
+            4 => {
+                // deep nesting
+                for _ in 0..rng.random_range(1..5000) {
+                    p.push(b']');
+                    p.push(b'(');
+                }
+            }
+            _ => {
+                let numel: usize = shape.iter().product();
+                let key = storages.len().to_string();
+                p.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\n(");
+                // the storage: a persistent id ('storage', <type>, key, 'cpu', numel)
+                p.push(b'(');
+                unicode(&mut p, "storage");
+                let kind = if corrupt { ["DoubleStorage", "LongStorage", "HalfStorage"][rng.random_range(0..3)] } else { "FloatStorage" };
+                let module = if corrupt && rng.random_bool(0.3) { "os" } else { "torch" };
+                p.extend_from_slice(format!("c{module}\n{kind}\n").as_bytes());
+                unicode(&mut p, &key);
+                unicode(&mut p, "cpu");
+                int(&mut p, numel as i64);
+                p.extend_from_slice(b"tQ");
+                let width = if kind == "DoubleStorage" || kind == "LongStorage" { 8 } else { 4 };
+                let mut offset = 0i64;
+                let mut dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+                let mut strides: Vec<i64> = (0..dims.len()).map(|k| dims[k + 1..].iter().product()).collect();
+                match if corrupt { rng.random_range(0..5) } else { 5 } {
+                    0 => offset = odd[rng.random_range(0..odd.len())],
+                    1 if !dims.is_empty() => dims[0] = odd[rng.random_range(0..odd.len())],
+                    2 if !strides.is_empty() => strides[0] = odd[rng.random_range(0..odd.len())],
+                    3 => dims.push(2),
+                    _ => {}
+                }
+                int(&mut p, offset);
+                p.push(b'(');
+                dims.iter().for_each(|&d| int(&mut p, d));
+                p.push(b't');
+                p.push(b'(');
+                strides.iter().for_each(|&d| int(&mut p, d));
+                p.push(b't');
+                p.extend_from_slice(&[0x89, b'c']);
+                p.extend_from_slice(b"collections\nOrderedDict\n)R");
+                p.extend_from_slice(b"tR");
+                // its bytes: usually enough, sometimes short or empty
+                let bytes = match if corrupt { rng.random_range(0..3) } else { 2 } {
+                    0 => 0,
+                    1 => numel * width / 2,
+                    _ => numel * width,
+                };
+                let data: Vec<u8> = (0..bytes).map(|k| if k % 4 == 3 { 0x3f } else { rng.random() }).collect();
+                storages.push((key, data));
+            }
+        }
+        if rng.random_bool(0.005) {
+            p.push([b'b', b'a', b's', b'u', b'e', b't', 0x94, 0xff][rng.random_range(0..8)]);
+            // a stray opcode
+        }
+    }
+    p.extend_from_slice(b"u.");
+    let mut entries = vec![("archive/data.pkl".to_string(), p), ("archive/version".to_string(), b"3\n".to_vec())];
+    entries.extend(storages.into_iter().map(|(k, d)| (format!("archive/data/{k}"), d)));
+    stored_zip(&entries)
+}
+
+/// A generated `.h5ad` in the layout h5py writes: X (CSR, CSC or dense; sometimes another
+/// encoding, a shape that is huge, zero or disagrees with the arrays, index arrays out of range
+/// or decreasing, values of another type or non-finite), obs and var dataframes (sometimes
+/// without their index, with names of another length, a categorical column with codes out of
+/// range or no categories), a `.raw`, and elements missing now and then.
+fn h5ad_tree(seed: u64) -> Vec<u8> {
+    use sclabel::io::hdf5_append::{new_file, Element, Entry, Tail, Values};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (n_obs, n_vars) = (rng.random_range(0..6usize), rng.random_range(0..6usize));
+    // Half the files are well formed; the others have one thing wrong, chosen here.
+    let wrong = if rng.random_bool(0.5) { usize::MAX } else { rng.random_range(0..14) };
+    let bad = |k: usize| wrong == k;
+    new_file(|t| {
+        let enc = |t: &mut Tail, kind: &str, version: &str| vec![t.string_attribute("encoding-type", kind), t.string_attribute("encoding-version", version)];
+        let odd = [-1i64, 0, 1, 7, i64::MAX, 1 << 40];
+        let mut entries = Vec::new();
+        // X
+        if !bad(0) {
+            let kind = if bad(1) { "dataframe" } else { ["csr_matrix", "csc_matrix", "array"][rng.random_range(0..3)] };
+            let (major, minor) = if kind == "csc_matrix" { (n_vars, n_obs) } else { (n_obs, n_vars) };
+            if kind == "array" {
+                let len = if bad(2) { rng.random_range(0..40) } else { n_obs * n_vars };
+                let v: Vec<f32> = (0..len).map(|k| if bad(3) && k == 0 { f32::NAN } else { rng.random_range(0..9) as f32 }).collect();
+                let attrs = enc(t, "array", "0.2.0");
+                let dims = if bad(4) { vec![rng.random_range(0..1u64 << 40)] } else { vec![n_obs as u64, n_vars as u64] };
+                let x = t.dataset(Element::F32, &dims, Values::F32(&v), &attrs);
+                entries.push(Entry::dataset("X", x));
+            } else {
+                let mut indptr = vec![0i64];
+                let mut indices = Vec::new();
+                for _ in 0..major {
+                    let c = rng.random_range(0..=minor);
+                    indices.extend((0..c as i64).map(|k| if bad(5) && rng.random_bool(0.3) { odd[rng.random_range(0..odd.len())] } else { k }));
+                    indptr.push(indices.len() as i64);
+                }
+                if bad(6) && !indptr.is_empty() {
+                    let k = rng.random_range(0..indptr.len());
+                    indptr[k] = odd[rng.random_range(0..odd.len())];
+                }
+                let data: Vec<f32> = (0..indices.len() + usize::from(bad(7))).map(|_| rng.random_range(1..9) as f32).collect();
+                let mut attrs = enc(t, kind, "0.1.0");
+                let shape = if bad(8) { vec![odd[rng.random_range(0..odd.len())], n_vars as i64] } else { vec![n_obs as i64, n_vars as i64] };
+                attrs.push(Tail::i64s_attribute("shape", &shape));
+                let idx32: Vec<i32> = indices.iter().map(|&v| v as i32).collect();
+                let mut parts = vec![Entry::dataset("indptr", t.dataset(Element::I64, &[indptr.len() as u64], Values::I64(&indptr), &[]))];
+                if !bad(9) {
+                    parts.push(Entry::dataset("indices", t.dataset(Element::I32, &[idx32.len() as u64], Values::I32(&idx32), &[])));
+                }
+                let data_element = if bad(10) { Element::Str } else { Element::F32 };
+                let data = match data_element {
+                    Element::Str => t.dataset(Element::Str, &[1], Values::Strings(&["not a number"]), &[]),
+                    _ => t.dataset(Element::F32, &[data.len() as u64], Values::F32(&data), &[]),
+                };
+                parts.push(Entry::dataset("data", data));
+                let g = t.group(parts, &attrs);
+                entries.push(Entry::group("X", &g));
+            }
+        }
+        // obs and var
+        for (name, n) in [("obs", n_obs), ("var", n_vars)] {
+            if bad(11) && rng.random_bool(0.5) {
+                continue;
+            }
+            let len = if bad(12) { rng.random_range(0..8) } else { n };
+            let names: Vec<String> = (0..len).map(|k| format!("{name}{k}")).collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let mut cols = Vec::new();
+            if !(bad(11) && rng.random_bool(0.5)) {
+                let attrs = enc(t, "string-array", "0.2.0");
+                cols.push(Entry::dataset("_index", t.dataset(Element::Str, &[refs.len() as u64], Values::Strings(&refs), &attrs)));
+            }
+            let mut order = Vec::new();
+            if name == "obs" && rng.random_bool(0.7) {
+                let attrs = enc(t, "string-array", "0.2.0");
+                let n_cat = if bad(13) { rng.random_range(0..2) } else { rng.random_range(1..4) };
+                let cats: Vec<String> = (0..n_cat).map(|k| format!("type{k}")).collect();
+                let cat_refs: Vec<&str> = cats.iter().map(String::as_str).collect();
+                let categories = t.dataset(Element::Str, &[cat_refs.len() as u64], Values::Strings(&cat_refs), &attrs);
+                let codes: Vec<u8> = (0..len).map(|k| if bad(13) && rng.random_bool(0.5) { rng.random() } else { (k % n_cat.max(1)) as u8 }).collect();
+                let attrs = enc(t, "array", "0.2.0");
+                let codes = t.dataset(Element::I8, &[codes.len() as u64], Values::Bytes(&codes), &attrs);
+                let mut attrs = enc(t, "categorical", "0.2.0");
+                attrs.push(Tail::bool_attribute("ordered", false));
+                let g = t.group(vec![Entry::dataset("categories", categories), Entry::dataset("codes", codes)], &attrs);
+                cols.push(Entry::group("cell_type", &g));
+                order.push("cell_type".to_string());
+            }
+            if bad(12) && rng.random_bool(0.5) {
+                order.push("missing_column".into());
+            }
+            let mut attrs = enc(t, "dataframe", "0.2.0");
+            attrs.push(t.string_attribute("_index", "_index"));
+            attrs.push(t.strings_attribute("column-order", &order));
+            let g = t.group(cols, &attrs);
+            entries.push(Entry::group(name, &g));
+        }
+        let attrs = enc(t, "anndata", "0.1.0");
+        t.group(entries, &attrs)
+    })
 }
 
 // ------------------------------------------------------------------------------ mutation

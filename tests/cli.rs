@@ -5,6 +5,14 @@
 use std::path::Path;
 use std::process::Command;
 
+/// Runs the CLI expecting it to fail; returns what it printed.
+fn sclabel_fails(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sclabel")).args(args).output().expect("the sclabel binary runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "sclabel {} should fail: {text}", args.join(" "));
+    text
+}
+
 fn sclabel(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_sclabel")).args(args).output().expect("the sclabel binary runs");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -105,6 +113,22 @@ fn train_predict_explain_with_an_annotated_copy() {
     assert_eq!(after.obs_names, before.obs_names);
     let file = hdf5_pure::File::from_bytes(std::fs::read(&annotated).unwrap()).unwrap();
     assert_eq!(file.dataset("obsm/X_scnym").unwrap().shape().unwrap(), vec![700, 256]);
+    // A negative number is read as the option's value and refused with its range, not taken for a flag.
+    let e = sclabel_fails(&[
+        "--quiet",
+        "predict",
+        "--model",
+        &p(&model),
+        "--input",
+        &p(&input),
+        "--use-raw",
+        "--normalize",
+        "--out",
+        &p(&csv),
+        "--unassigned-below",
+        "-1",
+    ]);
+    assert!(e.contains("unassigned_below") && e.contains("between 0 and 1"), "{e}");
     let saliency = dir.join("saliency.csv");
     sclabel(&[
         "--quiet",
@@ -157,6 +181,22 @@ fn audit_with_an_annotated_copy() {
         &p(&annotated),
     ]);
     assert!(log.contains("cells audited"), "{log}");
+    let e = sclabel_fails(&[
+        "--quiet",
+        "audit",
+        "--input",
+        &p(&input),
+        "--label-key",
+        "bulk_labels",
+        "--use-raw",
+        "--out",
+        &p(&csv),
+        "--genes",
+        &p(&dir.join("g.csv")),
+        "--min-counts",
+        "-1",
+    ]);
+    assert!(e.contains("gene_scores.min_counts"), "{e}");
     let after = obs(&annotated);
     let labels = after.obs.get("bulk_labels").unwrap().to_strings();
     let category = after.obs.get("Annotation").unwrap().to_strings();

@@ -357,6 +357,34 @@ export function toCellxgeneAnnotations(columns, obsNames, { source = 'sclabel' }
   return `${[...header, ['index', ...names].map(quote).join(','), ...body.map((r) => r.map(quote).join(','))].join('\n')}\n`;
 }
 
+/**
+ * Result columns as a UCSC Cell Browser meta table (meta.tsv, as `cbBuild` reads it: tab-separated,
+ * a header row, the cell identifier first, one row per cell). Missing values are empty. Values
+ * holding a tab or a line break are refused, as are cell names that start with '#' (a comment
+ * line there) or '"' (the reader then strips quotes from every field).
+ */
+export function toCellBrowserMeta(columns, obsNames, { idColumn = 'cellId' } = {}) {
+  const names = Object.keys(columns);
+  const n = obsNames?.length ?? 0;
+  const field = (v, what) => {
+    const text = v === null || v === undefined || (typeof v === 'number' && Number.isNaN(v)) ? '' : String(v);
+    if (/[\t\r\n]/.test(text)) throw fail('invalid_values', `toCellBrowserMeta: ${what} '${text}' holds a tab or a line break, which a .tsv field cannot`);
+    return text;
+  };
+  for (const k of [idColumn, ...names]) {
+    if (field(k, 'column name') === '') throw fail('invalid_option', 'toCellBrowserMeta: a column name is empty');
+  }
+  for (const k of names) {
+    if (columns[k].length !== n) throw fail('invalid_option', `toCellBrowserMeta: column '${k}' has ${columns[k].length} values for ${n} cells`);
+  }
+  const rows = Array.from({ length: n }, (_, i) => {
+    const cell = field(obsNames[i], 'cell name');
+    if (/^[#"]/.test(cell)) throw fail('invalid_values', `toCellBrowserMeta: cell name '${cell}' starts with '${cell[0]}', which the Cell Browser reads as ${cell[0] === '#' ? 'a comment line' : 'a quoted file'}`);
+    return [cell, ...names.map((k) => field(columns[k][i], `value of '${k}' for cell ${i}`))].join('\t');
+  });
+  return `${[[idColumn, ...names].join('\t'), ...rows].join('\n')}\n`;
+}
+
 export function toCsv(columns, index) {
   const names = Object.keys(columns);
   const n = index?.length ?? columns[names[0]]?.length ?? 0;

@@ -62,3 +62,23 @@ test('labels as a CELLxGENE annotations CSV read back as CELLxGENE reads them; a
   assert.throws(() => toCellxgeneAnnotations({ scNym: ['CD4+ #1'] }, ['a']), (e) => e.code === 'invalid_values' && /'CD4\+ #1' holds '#'/.test(e.message));
   assert.throws(() => toCellxgeneAnnotations({ scNym: ['x'] }, ['a', 'b']), (e) => e.code === 'invalid_option');
 });
+
+/** A meta.tsv as the Cell Browser's cbBuild reads it (cellbrowser 1.2.16 `parseIntoColumns` / `lineFileNextRow`): tab-split lines, '#' lines skipped. */
+function readAsCellBrowser(text) {
+  const lines = text.split('\n').filter((l) => l !== '');
+  const header = lines[0].split('\t').map((h) => h.split('|')[0]);
+  const rows = lines.slice(1).filter((l) => !l.startsWith('#')).map((l) => l.replace(/\r$/, '').split('\t'));
+  return { header, rows };
+}
+
+test('result columns as a Cell Browser meta.tsv read back as cbBuild reads them; tabs and comment-like names refused', async () => {
+  const { toCellBrowserMeta } = await import('sclabel');
+  const cells = ['AAAC-1', 'AAAG-1', 'c 3'];
+  const text = toCellBrowserMeta({ scNym: ['B cell', null, 'T "naive", CD4'], scNym_confidence: new Float32Array([0.5, NaN, 0.25]) }, cells);
+  const back = readAsCellBrowser(text);
+  assert.deepEqual(back.header, ['cellId', 'scNym', 'scNym_confidence']);
+  assert.deepEqual(back.rows, [['AAAC-1', 'B cell', '0.5'], ['AAAG-1', '', ''], ['c 3', 'T "naive", CD4', '0.25']]);
+  assert.throws(() => toCellBrowserMeta({ scNym: ['a\tb', 'x', 'y'] }, cells), (e) => e.code === 'invalid_values' && /tab or a line break/.test(e.message));
+  assert.throws(() => toCellBrowserMeta({ scNym: ['a', 'b', 'c'] }, ['#1', 'x', 'y']), (e) => e.code === 'invalid_values' && /comment/.test(e.message));
+  assert.throws(() => toCellBrowserMeta({ scNym: ['a'] }, cells), (e) => e.code === 'invalid_option' && /1 values for 3 cells/.test(e.message));
+});

@@ -323,6 +323,8 @@ export interface VitessceCellSets {
 }
 /** Label columns as a CELLxGENE user-annotations CSV (for `cellxgene launch --annotations-file`); null labels become `unassigned`. */
 export function toCellxgeneAnnotations(columns: Record<string, ArrayLike<string | null>>, obsNames: ArrayLike<string>, options?: { source?: string }): string;
+/** Labels as the CELLxGENE schema's `cell_type_ontology_term_id` (an atlas's Cell Ontology IDs; 'unknown' for labels without one). */
+export function toCellxgeneSchemaColumns(labels: ArrayLike<string | null>, manifest: { classes: { label: string; ontology_id?: string | null }[] }): { cell_type_ontology_term_id: string[] };
 /** Result columns as a UCSC Cell Browser meta table (meta.tsv as cbBuild reads it: the cell id first, tab-separated); missing values empty. */
 export function toCellBrowserMeta(columns: Record<string, ArrayLike<string | number | null>>, obsNames: ArrayLike<string>, options?: { idColumn?: string }): string;
 /** A prediction as Vitessce cell sets: a child set per label with cells, scored by scNym_confidence. */

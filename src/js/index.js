@@ -357,6 +357,27 @@ export function toCellxgeneAnnotations(columns, obsNames, { source = 'sclabel' }
   return `${[...header, ['index', ...names].map(quote).join(','), ...body.map((r) => r.map(quote).join(','))].join('\n')}\n`;
 }
 
+/** Cell Ontology terms the CELLxGENE schema forbids for cell_type_ontology_term_id (too general). */
+const FORBIDDEN_CELL_TYPES = new Set(['CL:0000255', 'CL:0000257', 'CL:0000548']);
+
+/**
+ * Labels as the CELLxGENE schema's obs column `cell_type_ontology_term_id`: each label's Cell
+ * Ontology ID from an atlas manifest's classes, 'unknown' for a label without one (e.g.
+ * 'Unassigned'). IDs that are not CL terms, or that the schema forbids, are refused, naming the
+ * class. (`cell_type` itself is added by CELLxGENE's curation from the ID.)
+ */
+export function toCellxgeneSchemaColumns(labels, manifest) {
+  const ids = new Map();
+  for (const c of manifest?.classes ?? []) {
+    const id = c.ontology_id;
+    if (id == null) continue;
+    if (!/^CL:\d{7}$/.test(id)) throw fail('invalid_file', `toCellxgeneSchemaColumns: class '${c.label}' has ontology_id '${id}', not a Cell Ontology term (CL:nnnnnnn)`);
+    if (FORBIDDEN_CELL_TYPES.has(id)) throw fail('invalid_file', `toCellxgeneSchemaColumns: class '${c.label}' has ontology_id '${id}', which the CELLxGENE schema forbids as too general`);
+    ids.set(c.label, id);
+  }
+  return { cell_type_ontology_term_id: Array.from(labels, (l) => ids.get(l) ?? 'unknown') };
+}
+
 /**
  * Result columns as a UCSC Cell Browser meta table (meta.tsv, as `cbBuild` reads it: tab-separated,
  * a header row, the cell identifier first, one row per cell). Missing values are empty. Values

@@ -82,3 +82,20 @@ test('result columns as a Cell Browser meta.tsv read back as cbBuild reads them;
   assert.throws(() => toCellBrowserMeta({ scNym: ['a', 'b', 'c'] }, ['#1', 'x', 'y']), (e) => e.code === 'invalid_values' && /comment/.test(e.message));
   assert.throws(() => toCellBrowserMeta({ scNym: ['a'] }, cells), (e) => e.code === 'invalid_option' && /1 values for 3 cells/.test(e.message));
 });
+
+test("labels as CELLxGENE's cell_type_ontology_term_id from an atlas's Cell Ontology IDs; 'unknown' without one; bad IDs refused", async () => {
+  const { readFileSync, existsSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { toCellxgeneSchemaColumns } = await import('sclabel');
+  const { root } = await import('./helpers.mjs');
+  const file = join(root, 'www', 'data', 'atlases', 'pbmc68k-reduced', 'atlas.json');
+  const manifest = existsSync(file)
+    ? JSON.parse(readFileSync(file, 'utf8'))
+    : { classes: [{ label: 'CD19+ B', ontology_id: 'CL:0000236' }, { label: 'Dendritic', ontology_id: 'CL:0000451' }] };
+  const { cell_type_ontology_term_id: ids } = toCellxgeneSchemaColumns(['CD19+ B', 'Unassigned', 'Dendritic', null], manifest);
+  assert.deepEqual(ids, ['CL:0000236', 'unknown', 'CL:0000451', 'unknown']);
+  // The schema's form: a CL term or 'unknown' (cellxgene-schema 7.1.2's curie constraint for this column).
+  assert.ok(ids.every((id) => /^CL:\d{7}$/.test(id) || id === 'unknown'));
+  assert.throws(() => toCellxgeneSchemaColumns(['B'], { classes: [{ label: 'B', ontology_id: 'B cell' }] }), (e) => e.code === 'invalid_file' && /not a Cell Ontology term/.test(e.message));
+  assert.throws(() => toCellxgeneSchemaColumns(['x'], { classes: [{ label: 'x', ontology_id: 'CL:0000548' }] }), (e) => e.code === 'invalid_file' && /forbids/.test(e.message));
+});

@@ -4,16 +4,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 features=${SCLABEL_WASM_FEATURES:-web,flex,wgpu}
-cargo build --lib --profile wasm --target wasm32-unknown-unknown --no-default-features --features "$features"
 rm -rf pkg && mkdir -p pkg
 # The name section (function names for stack traces) is ~1 MB gzipped; keep it with
 # SCLABEL_WASM_KEEP_NAMES=1 when debugging a panic.
 strip=(--remove-name-section --remove-producers-section)
 [ "${SCLABEL_WASM_KEEP_NAMES:-0}" = 1 ] && strip=()
-wasm-bindgen --target web "${strip[@]}" --out-dir pkg --out-name sclabel_wasm target/wasm32-unknown-unknown/wasm/sclabel.wasm
-if [ "${1:-}" = --release-size ]; then
-  npx --yes binaryen@132.0.0 pkg/sclabel_wasm_bg.wasm -Oz -o pkg/sclabel_wasm_bg.wasm
-fi
+# Two modules with the same API: the full one (CPU + WebGPU) and a CPU-only one without burn's GPU
+# stack, which the engine loads for the CPU (src/js/engine.js, moduleKind). Cargo keeps both
+# builds' artifacts (their feature sets differ), so each rebuild is incremental.
+for module in sclabel_wasm:"$features" sclabel_wasm_cpu:web,flex; do
+  name=${module%%:*}
+  cargo build --lib --profile wasm --target wasm32-unknown-unknown --no-default-features --features "${module#*:}"
+  wasm-bindgen --target web "${strip[@]}" --out-dir pkg --out-name "$name" target/wasm32-unknown-unknown/wasm/sclabel.wasm
+  if [ "${1:-}" = --release-size ]; then
+    npx --yes binaryen@132.0.0 "pkg/${name}_bg.wasm" -Oz -o "pkg/${name}_bg.wasm"
+  fi
+done
 # The JS layer: our modules as written, the package version stamped in, and zarrita (the Zarr
 # reader) bundled into one self-contained file, so the package has no bare imports and runs
 # unbundled in a browser as well as under Vite / webpack / Node.
@@ -26,6 +32,6 @@ mkdir -p pkg/vendor
 npx --no-install esbuild zarrita=src/js/vendor/zarrita.entry.js --bundle --format=esm --platform=browser \
   --splitting --minify --alias:worker_threads=./src/js/vendor/no-worker-threads.js \
   --chunk-names='zarrita-[name]-[hash]' --outdir=pkg/vendor --log-level=warning
-raw=$(stat -c %s pkg/sclabel_wasm_bg.wasm)
-gz=$(gzip -9 -c pkg/sclabel_wasm_bg.wasm | wc -c)
-echo "wasm: $raw bytes raw, $gz bytes gzipped"
+for name in sclabel_wasm sclabel_wasm_cpu; do
+  echo "$name: $(stat -c %s "pkg/${name}_bg.wasm") bytes raw, $(gzip -9 -c "pkg/${name}_bg.wasm" | wc -c) bytes gzipped"
+done

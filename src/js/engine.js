@@ -2,25 +2,41 @@
 // runs the operations the public client (index.js) asks for. It runs inside a Web Worker in
 // browsers (worker.js), or in the caller's thread in Node. Objects never leave it: callers hold
 // plain handles ({ kind, id, ... }) that survive postMessage.
-import init, * as wasm from './sclabel_wasm.js';
 import { readZarr } from './zarr.js';
 import { fail } from './errors.js';
 
 const isNode = typeof process !== 'undefined' && process.versions?.node != null;
 
-let module = null;
+/**
+ * The package ships two wasm modules with the same API: the full one (CPU + WebGPU) and a CPU-only
+ * one, about half its size, which a page without WebGPU, or asking for the CPU, downloads instead.
+ * A host that moved the full module (`wasm`) and not the CPU one (`wasmCpu`) gets the full one.
+ */
+function moduleKind(backend, { wasm, wasmCpu }) {
+  if (wasm !== undefined && wasmCpu === undefined) return 'full';
+  if (backend === 'cpu') return 'cpu';
+  if (backend === 'webgpu') return 'full';
+  return globalThis.navigator?.gpu ? 'full' : 'cpu';
+}
 
-/** Instantiates the wasm module once per thread. `source`: URL, Response, bytes or Module. */
-async function instantiate(source) {
-  module ??= (async () => {
-    let s = source;
-    if (s === undefined && isNode) {
-      const { readFile } = await import('node:fs/promises');
-      s = await readFile(new URL('./sclabel_wasm_bg.wasm', import.meta.url));
-    }
-    return init(s === undefined ? undefined : { module_or_path: s });
-  })();
-  return module;
+const modules = new Map();
+
+/** Instantiates a module once per thread: { glue (its namespace), exports }. `source`: URL, Response, bytes or Module. */
+function instantiate(kind, source) {
+  if (!modules.has(kind)) {
+    modules.set(kind, (async () => {
+      // Literal paths, so that bundlers see both modules.
+      const glue = kind === 'cpu' ? await import('./sclabel_wasm_cpu.js') : await import('./sclabel_wasm.js');
+      let s = source;
+      if (s === undefined && isNode) {
+        const { readFile } = await import('node:fs/promises');
+        s = await readFile(new URL(kind === 'cpu' ? './sclabel_wasm_cpu_bg.wasm' : './sclabel_wasm_bg.wasm', import.meta.url));
+      }
+      const exports = await glue.default(s === undefined ? undefined : { module_or_path: s });
+      return { glue, exports };
+    })());
+  }
+  return modules.get(kind);
 }
 
 // --------------------------------------------------------------------------------- loading
@@ -206,17 +222,21 @@ function unwatchTraps(call) {
 
 export class Engine {
   /** Starts the wasm module and a compute session ('auto' | 'webgpu' | 'cpu'). */
-  static async create({ backend = 'auto', wasm: wasmSource, memoryLimit } = {}) {
-    const exports = await instantiate(wasmSource);
+  static async create({ backend = 'auto', wasm: wasmSource, wasmCpu, memoryLimit } = {}) {
+    const kind = moduleKind(backend, { wasm: wasmSource, wasmCpu });
+    const { glue: wasm, exports } = await instantiate(kind, kind === 'cpu' ? wasmCpu : wasmSource);
     if (memoryLimit !== undefined && memoryLimit !== null && !(Number.isFinite(memoryLimit) && memoryLimit > 0)) {
       throw fail('invalid_option', `memoryLimit must be a positive number of bytes, got ${memoryLimit}`);
     }
     wasm.setMemoryLimit(memoryLimit ?? undefined);
     const session = await wasm.Session.start(backend);
-    return new Engine(session, exports.memory);
+    return new Engine(wasm, session, exports.memory, kind);
   }
 
-  constructor(session, memory) {
+  /** `wasm`: the namespace of the module this engine runs (its objects belong to it). */
+  constructor(wasm, session, memory, kind) {
+    this.wasm = wasm;
+    this.module = kind;
     this.session = session;
     this.memory = memory;
     this.objects = new Map();
@@ -295,15 +315,15 @@ async function loadSource(engine, source, { name, format, genes } = {}, { onProg
       const kind = formatOf(source, reader, head, format);
       if (kind === 'h5ad') {
         const dataset = genes
-          ? wasm.Dataset.fromH5adReaderGenes(reader.length, reader.readAt, label, Array.from(genes, String))
-          : wasm.Dataset.fromH5adReader(reader.length, reader.readAt, label);
+          ? engine.wasm.Dataset.fromH5adReaderGenes(reader.length, reader.readAt, label, Array.from(genes, String))
+          : engine.wasm.Dataset.fromH5adReader(reader.length, reader.readAt, label);
         // The source (a File, the caller's buffer or path) is kept — not copied — for exportH5ad.
         return engine.datasetHandle(dataset, { name: label, format: 'h5ad', source: reader.keep });
       }
       if (kind === 'zarr-zip') {
         // A File / Blob is read a zip entry at a time (zarrita's ZipFileStore reads ranges of it).
         const zipped = isBlob(source) ? source : reader.readAt(0, reader.length);
-        const dataset = await readZarr(zipped, { name: label, wasm, onProgress, signal, genes });
+        const dataset = await readZarr(zipped, { name: label, wasm: engine.wasm, onProgress, signal, genes });
         return engine.datasetHandle(dataset, { name: label, format: 'zarr' });
       }
       throw fail('invalid_file', `${label}: neither an HDF5 (.h5ad) file nor a zip (AnnData-Zarr) — its first bytes are ${Array.from(head, (b) => b.toString(16).padStart(2, '0')).join(' ')}`);
@@ -311,7 +331,7 @@ async function loadSource(engine, source, { name, format, genes } = {}, { onProg
       reader.close?.();
     }
   }
-  const dataset = await readZarr(source, { name: label, wasm, onProgress, signal, genes });
+  const dataset = await readZarr(source, { name: label, wasm: engine.wasm, onProgress, signal, genes });
   return engine.datasetHandle(dataset, { name: label, format: 'zarr' });
 }
 
@@ -351,7 +371,7 @@ const OPS = {
   },
 
   synthetic({ nCells = 600, nGenes = 200, nClasses = 4, seed = 0 } = {}) {
-    return this.datasetHandle(wasm.Dataset.synthetic(nCells, nGenes, nClasses, BigInt(seed)), { name: 'synthetic' });
+    return this.datasetHandle(this.wasm.Dataset.synthetic(nCells, nGenes, nClasses, BigInt(seed)), { name: 'synthetic' });
   },
 
   subset(dataset, rows) {
@@ -401,7 +421,7 @@ const OPS = {
 
   /** scNym's atlas → target path; the core resolves `options` (its AtlasFineTuneOptions defaults). */
   async fineTuneAtlas(model, reference, query, { label_key, domain_key }, options, controls) {
-    const resolved = wasm.atlasFineTuneOptions(label_key, domain_key ?? null, options ?? null);
+    const resolved = this.wasm.atlasFineTuneOptions(label_key, domain_key ?? null, options ?? null);
     return OPS.fineTuneScnym.call(this, model, reference, query, resolved, controls);
   },
 
@@ -440,7 +460,7 @@ const OPS = {
 
   /** atlas.json's text checked by the core (format, versions, the files it names), parsed. */
   async checkAtlasManifest(text, location) {
-    return wasm.checkAtlasManifest(text, location);
+    return this.wasm.checkAtlasManifest(text, location);
   },
 
   /** A model bundle from bytes, a Blob or a URL (cached with the Cache API when `cache` names a key). */
@@ -451,7 +471,7 @@ const OPS = {
   /** An atlas's reference matrix (bytes, Blob or URL; cached like bundles), its SHA-256 checked. */
   async loadAtlasMatrix(source, { cache, sha256, name, genes } = {}) {
     const keep = genes ? Array.from(genes, String) : undefined;
-    return this.datasetHandle(wasm.Dataset.fromAtlasMatrix(await bundleBytes(source, cache, sha256), keep), { name: name ?? 'atlas matrix', format: 'atlas' });
+    return this.datasetHandle(this.wasm.Dataset.fromAtlasMatrix(await bundleBytes(source, cache, sha256), keep), { name: name ?? 'atlas matrix', format: 'atlas' });
   },
 
   async buildAtlas(dataset, options, { onProgress, signal } = {}) {
@@ -475,11 +495,11 @@ const OPS = {
       throw fail('invalid_option', `exportH5ad writes into the .h5ad a data set was loaded from; ${entry.name ? `'${entry.name}'` : 'this data set'} ${entry.format === 'zarr' ? 'was read from AnnData-Zarr' : 'was derived in memory (subset / withObs / synthetic)'}`);
     }
     const source = isUrl(entry.source) ? await (await fetchOk(entry.source)).blob() : entry.source;
-    const { out, size } = await withH5ad(source, 'exportH5ad', (r) => ({ out: wasm.annotateH5adAppending(r.length, r.readAt, entry.name, additions, entry.object.nObs), size: r.length }));
+    const { out, size } = await withH5ad(source, 'exportH5ad', (r) => ({ out: this.wasm.annotateH5adAppending(r.length, r.readAt, entry.name, additions, entry.object.nObs), size: r.length }));
     if (out.rewrite === undefined) return annotatedBlob(source, out);
     // Rebuilt in wasm memory beside the file's bytes: about twice its size.
-    wasm.reserveMemory(`the annotated copy of ${entry.name}`, 2.2 * size, `export the predictions as CSV instead (toCsv), or annotate the file natively (sclabel predict --annotate-h5ad); this file is rebuilt rather than appended to: ${out.rewrite}`);
-    return new Blob([wasm.annotateH5ad(await readAll(source, entry.name), entry.name, additions, entry.object.nObs)], { type: H5AD_TYPE });
+    this.wasm.reserveMemory(`the annotated copy of ${entry.name}`, 2.2 * size, `export the predictions as CSV instead (toCsv), or annotate the file natively (sclabel predict --annotate-h5ad); this file is rebuilt rather than appended to: ${out.rewrite}`);
+    return new Blob([this.wasm.annotateH5ad(await readAll(source, entry.name), entry.name, additions, entry.object.nObs)], { type: H5AD_TYPE });
   },
 
   free(handle) {

@@ -222,8 +222,10 @@ export interface OpenOptions {
   backend?: BackendRequest;
   /** Run in a Web Worker (default in browsers; Node always runs in-process). */
   worker?: boolean;
-  /** Where the .wasm is, when a bundler moved it. */
+  /** Where the full .wasm (CPU + WebGPU) is, when a bundler moved it; given alone, the full module runs whatever the backend. */
   wasm?: string | URL | Response | BufferSource | WebAssembly.Module;
+  /** Where the CPU-only .wasm is (about half the full one; loaded for 'cpu', or 'auto' without WebGPU, and in Node), when a bundler moved it. */
+  wasmCpu?: string | URL | Response | BufferSource | WebAssembly.Module;
   /**
    * Bytes the module's memory may reach before work whose data would pass it is refused with
    * `too_large` (a message saying what is too big and what to do) instead of crashing the page.

@@ -34,15 +34,18 @@ async function readManifest(location) {
 /**
  * Starts sclabel. `backend`: 'auto' (WebGPU, else CPU — the result says why), 'webgpu' or 'cpu'.
  * `worker`: run in a Web Worker (default in browsers; Node always runs in-process).
- * `wasm`: where the .wasm is, when a bundler moved it (a URL, Response, bytes or Module).
+ * The CPU-only wasm module (about half the full one) is what a page without WebGPU, asking for
+ * the CPU, or Node downloads; the full module (CPU + WebGPU) otherwise.
+ * `wasm` / `wasmCpu`: where the full / CPU-only .wasm is, when a bundler moved them (a URL,
+ * Response, bytes or Module); given `wasm` alone, the full module runs whatever the backend.
  * `memoryLimit`: bytes the module's memory may reach before work is refused with `too_large`
  * (default and most: 4 GiB minus 512 MiB of headroom).
  */
-export async function open({ backend = 'auto', worker = !isNode && typeof Worker !== 'undefined', wasm, memoryLimit } = {}) {
+export async function open({ backend = 'auto', worker = !isNode && typeof Worker !== 'undefined', wasm, wasmCpu, memoryLimit } = {}) {
   if (!BACKENDS.includes(backend)) throw fail('invalid_option', `unknown backend '${backend}'; use one of ${BACKENDS.join(', ')}`);
   const transport = worker ? new WorkerTransport() : await InProcess.create();
   try {
-    const info = await transport.call('open', [{ backend, wasm: resolved(wasm), memoryLimit }]);
+    const info = await transport.call('open', [{ backend, wasm: resolved(wasm), wasmCpu: resolved(wasmCpu), memoryLimit }]);
     return new Client(transport, info);
   } catch (e) {
     transport.close();

@@ -299,3 +299,26 @@ test('model bundles: save → load, an atlas registry with Cache API caching per
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('the CPU-only module is what a CPU client downloads; WebGPU gets the full one', async () => {
+  const { statSync } = await import('node:fs');
+  const size = (name) => statSync(join(root, 'pkg', name)).size;
+  // The CPU module leaves burn's GPU stack out: well under the full module's size.
+  assert.ok(size('sclabel_wasm_cpu_bg.wasm') < 0.5 * size('sclabel_wasm_bg.wasm'), `${size('sclabel_wasm_cpu_bg.wasm')} vs ${size('sclabel_wasm_bg.wasm')} bytes`);
+  for (const [backend, want, not] of [['cpu', 'sclabel_wasm_cpu_bg.wasm', 'sclabel_wasm_bg.wasm'], ['webgpu', 'sclabel_wasm_bg.wasm', 'sclabel_wasm_cpu_bg.wasm']]) {
+    const { page, errors, requests } = await harness();
+    const info = await page.evaluate(async (b) => {
+      const { open } = await import('sclabel');
+      const sl = await open({ backend: b });
+      const data = await sl.synthetic({ nCells: 60, nGenes: 20, nClasses: 2, seed: 1 });
+      const report = await sl.trainHoldout(data, { train: { n_epochs: 1 } });
+      sl.close();
+      return { backend: sl.backend.backend, accuracy: report.test_accuracy };
+    }, backend);
+    assert.equal(info.backend, backend === 'cpu' ? 'flex' : 'webgpu');
+    assert.ok(requests.some((u) => u.endsWith(`/pkg/${want}`)), `${backend}: ${want} not requested (${requests.filter((u) => u.includes('.wasm')).join(', ')})`);
+    assert.ok(!requests.some((u) => u.endsWith(`/pkg/${not}`)), `${backend}: ${not} requested too`);
+    assert.deepEqual(errors, []);
+    await page.close();
+  }
+});

@@ -49,8 +49,6 @@ pub enum SclabelError {
 /// variants, so that every `Result` stays small.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Place {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
     /// An obs column (labels, domains, splits).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub column: Option<String>,
@@ -96,8 +94,12 @@ impl SclabelError {
         self
     }
 
-    pub fn in_file(self, file: impl Into<String>) -> Self {
-        self.with(|p| p.file = Some(file.into()))
+    /// The same error with another reason (a place-carrying variant built before its message).
+    pub fn with_reason(mut self, text: impl Into<String>) -> Self {
+        if let Self::InvalidValues { reason, .. } | Self::ShapeMismatch { reason, .. } | Self::Genes { reason, .. } | Self::Labels { reason, .. } = &mut self {
+            *reason = text.into();
+        }
+        self
     }
 
     pub fn in_column(self, column: impl Into<String>) -> Self {

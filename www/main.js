@@ -1,6 +1,6 @@
 // The demo viewer: built only on sclabel's public JS API, as a host application would use it.
 // Flow: load a reference and a query (the bundled demo pair, or the user's files) → trainScnym →
-// predictScnym on both (labels, confidence, X_scnym) → audit the reference labels → views, exports.
+// predictScnym on both (scNym, scNym_confidence, X_scnym) → audit the reference labels → views, exports.
 // With an atlas from the registry (data/atlases.json) as the reference: its pretrained model labels
 // the query at once, or is fine-tuned on the atlas + query (fineTuneAtlas) before predicting.
 import { open, loadRegistry, predictionAdditions, toCsv } from 'sclabel';

@@ -41,12 +41,14 @@ pub fn check_manifest(bytes: &[u8], file: &str) -> Result<serde_json::Value> {
         None => return Err(bad(file, "format_version is missing or not a whole number")),
     }
     for part in ["model", "matrix"] {
-        if manifest["files"][part]["path"].as_str().is_none() {
-            return Err(bad(file, format!("files.{part}.path is missing: 'files' must name the model and the matrix")));
+        if manifest["files"][part]["path"].as_str().is_none_or(str::is_empty) {
+            return Err(bad(file, format!("files.{part}.path is missing or empty: 'files' must name the model and the matrix")));
         }
     }
-    if let Some(v) = manifest["files"]["model"]["bundle_format_version"].as_u64().filter(|&v| v > BUNDLE_FORMAT_VERSION as u64) {
-        return Err(too_new("model bundle format", v, BUNDLE_FORMAT_VERSION));
+    match manifest["files"]["model"]["bundle_format_version"].as_u64() {
+        Some(v) if v <= BUNDLE_FORMAT_VERSION as u64 => {}
+        Some(v) => return Err(too_new("model bundle format", v, BUNDLE_FORMAT_VERSION)),
+        None => return Err(bad(file, "files.model.bundle_format_version is missing or not a whole number")),
     }
     Ok(manifest)
 }
@@ -56,7 +58,7 @@ pub fn open_atlas(manifest: &[u8], mut read: impl FnMut(&str) -> Result<Vec<u8>>
     let manifest = check_manifest(manifest, "atlas.json")?;
     let mut file = |part: &str| -> Result<Vec<u8>> {
         let entry = &manifest["files"][part];
-        let path = entry["path"].as_str().ok_or_else(|| bad("atlas.json", format!("files.{part}.path missing")))?;
+        let path = entry["path"].as_str().unwrap_or_default(); // present: check_manifest made sure
         let bytes = read(path)?;
         let want = entry["sha256"].as_str().unwrap_or_default();
         if sha256_hex(&bytes) != want {

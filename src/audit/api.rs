@@ -147,6 +147,8 @@ pub struct AuditReport {
     pub genes: Vec<String>,
     pub gene_selection: String,
     pub class_names: Vec<String>,
+    /// Cells of the audited data set (what `cells` index into).
+    pub n_obs: usize,
     /// Rows of the AnnData that were audited (cells with a label not excluded), in order; every
     /// per-cell vector below is aligned with it.
     pub cells: Vec<usize>,
@@ -182,6 +184,12 @@ impl AuditReport {
     /// What Annotatability writes into the audited AnnData's obs (`n_obs` cells): `conf`, `var`,
     /// `Annotation` and `corrected_label`; cells the audit left out are NaN / missing.
     pub fn anndata_additions(&self, n_obs: usize) -> Result<H5adAdditions> {
+        if n_obs != self.n_obs {
+            return Err(SclabelError::InvalidOption {
+                option: "audit".into(),
+                reason: format!("audits a data set of {} cells, not this one of {n_obs}", self.n_obs),
+            });
+        }
         audit_additions(n_obs, &self.cells, &self.dynamics.confidence, &self.dynamics.variability, &self.categories, self.corrected_labels.as_deref())
     }
 }
@@ -419,6 +427,7 @@ async fn audit_prepared<O: Observer>(
         genes,
         gene_selection,
         class_names: labels.class_names,
+        n_obs: x.n_rows,
         cells,
         labels: label_names,
         dynamics,

@@ -72,10 +72,10 @@ pub async fn follow_training_dynamics<O: Observer>(
     observer: &mut O,
 ) -> Result<DynamicsRun> {
     if options.n_epochs == 0 {
-        return Err(SclabelError::InvalidOption { option: "epochs".into(), reason: "training dynamics need at least one epoch".into() });
+        return Err(SclabelError::InvalidOption { option: "train.n_epochs".into(), reason: "training dynamics need at least one epoch".into() });
     }
     if let Some(&r) = rows.iter().find(|&&r| r >= labels.len() || labels[r] < 0) {
-        return Err(SclabelError::labels(format!("cell {r} has no label to follow")).at_row(r));
+        return Err(SclabelError::labels(format!("cell {r} has no label to follow")));
     }
     let record = Record { rows, labels: recorded.to_vec() };
     let trained = train_mlp(x, labels, n_classes, rows, options, Some(&record), device, observer).await?;

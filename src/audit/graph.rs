@@ -101,10 +101,10 @@ pub async fn make_conf_graph<O: Observer>(
         return Err(SclabelError::InvalidOption { option: "block_size".into(), reason: "must be at least 1".into() });
     }
     if let Some(p) = embedding.iter().position(|v| !v.is_finite()) {
-        return Err(SclabelError::values(format!("the embedding of cell {} has a non-finite value ({})", p / d, embedding[p])).at_row(p / d));
+        return Err(SclabelError::values(format!("the embedding of cell {} has a non-finite value ({})", p / d, embedding[p])));
     }
     if let Some(i) = confidence.iter().position(|v| !v.is_finite()) {
-        return Err(SclabelError::values(format!("cell {i} has a non-finite confidence ({})", confidence[i])).at_row(i));
+        return Err(SclabelError::values(format!("cell {i} has a non-finite confidence ({})", confidence[i])));
     }
     if n > i32::MAX as usize {
         return Err(SclabelError::shape(format!("{n} cells is more than the graph supports")));

@@ -84,6 +84,35 @@ enum HvgFlavorArg {
     SeuratV3,
 }
 
+// The CLI's enums mirror the core's, whose defaults they show (defaults are defined once, there).
+impl From<TargetScale> for ScaleArg {
+    fn from(s: TargetScale) -> Self {
+        match s {
+            TargetScale::Cp10k => ScaleArg::Cp10k,
+            TargetScale::Cpm => ScaleArg::Cpm,
+        }
+    }
+}
+
+impl From<HvgFlavor> for HvgFlavorArg {
+    fn from(f: HvgFlavor) -> Self {
+        match f {
+            HvgFlavor::Seurat => HvgFlavorArg::Seurat,
+            HvgFlavor::SeuratV3 => HvgFlavorArg::SeuratV3,
+        }
+    }
+}
+
+const ENCODINGS: [ValueEncoding; 3] = [ValueEncoding::Q8, ValueEncoding::F16, ValueEncoding::F32];
+
+fn encoding_name(e: ValueEncoding) -> &'static str {
+    match e {
+        ValueEncoding::Q8 => "q8",
+        ValueEncoding::F16 => "f16",
+        ValueEncoding::F32 => "f32",
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum BackendArg {
     Cpu,
@@ -223,14 +252,14 @@ enum Command {
         use_raw: bool,
         /// Scale the data are brought to (from counts or any log scale, over all genes) before
         /// gene selection and training: ln(CP10k+1) as Annotatability's notebooks, or ln(CPM+1).
-        #[arg(long, value_enum, default_value = "cp10k")]
+        #[arg(long, value_enum, default_value_t = ScaleArg::from(AuditOptions::default().scale))]
         scale: ScaleArg,
         /// Train on this many highly variable genes of the audited cells (0: every gene).
         #[arg(long, default_value_t = HvgOptions::default().n_top_genes)]
         n_top_genes: usize,
         /// Highly-variable-gene method: seurat (on the log-normalised data) or seurat_v3 (on
         /// raw counts).
-        #[arg(long, value_enum, default_value = "seurat")]
+        #[arg(long, value_enum, default_value_t = HvgFlavorArg::from(HvgOptions::default().flavor))]
         hvg_flavor: HvgFlavorArg,
         /// obs column of batches: genes are selected per batch and combined (scanpy's batch_key).
         #[arg(long)]
@@ -359,7 +388,7 @@ enum AtlasCommand {
         #[arg(long)]
         max_cells_per_class: Option<usize>,
         /// How values are stored: q8 (1 byte, error ≤ max/510), f16 or f32.
-        #[arg(long, default_value = "q8")]
+        #[arg(long, default_value_t = encoding_name(AtlasOptions::default().values).to_string())]
         values: String,
         /// scNym preset of the shipped model.
         #[arg(long, default_value_t = AtlasOptions::default().preset)]
@@ -841,12 +870,10 @@ fn run(cli: Cli) -> Result<()> {
             let json_file = |p: &Path| -> Result<serde_json::Value> {
                 serde_json::from_slice(&read(p)?).map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("not JSON: {e}") })
             };
-            let values = match values.as_str() {
-                "q8" => ValueEncoding::Q8,
-                "f16" => ValueEncoding::F16,
-                "f32" => ValueEncoding::F32,
-                other => return Err(SclabelError::InvalidOption { option: "values".into(), reason: format!("'{other}': use q8, f16 or f32") }),
-            };
+            let values = ENCODINGS
+                .into_iter()
+                .find(|&e| encoding_name(e) == values)
+                .ok_or_else(|| SclabelError::InvalidOption { option: "values".into(), reason: format!("'{values}': use q8, f16 or f32") })?;
             let ontology = match &ontology {
                 Some(p) => serde_json::from_value(json_file(p)?)
                     .map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("expected {{\"label\": \"CL:…\"}}: {e}") })?,

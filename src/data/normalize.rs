@@ -113,6 +113,10 @@ pub struct ValueStats {
     pub first_above_log: Option<(usize, u32, f32)>,
     /// Where the largest value is (cell, gene column; the first cell holding it).
     pub max_at: Option<(usize, u32)>,
+    /// How many gene columns the gene positions above count in, when that is the matrix whose
+    /// names a caller passes (`of`); `None` when the values came from a reader that also saw genes
+    /// the data set does not keep, or that does not say which gene a value is (streamed CSR).
+    pub n_cols: Option<usize>,
 }
 
 impl Default for ValueStats {
@@ -130,6 +134,7 @@ impl Default for ValueStats {
             max_within_log: 0.0,
             first_above_log: None,
             max_at: None,
+            n_cols: None,
         }
     }
 }
@@ -163,7 +168,7 @@ impl ValueStats {
             return;
         }
         self.min = self.min.min(v);
-        if self.max_at.is_none() || v > self.max || (v == self.max && self.max_at.is_some_and(|(c, _)| cell < c)) {
+        if v > self.max || (v == self.max && self.max_at.is_none_or(|(c, _)| cell < c)) {
             self.max_at = Some((cell, gene));
         }
         self.max = self.max.max(v);
@@ -185,22 +190,40 @@ impl ValueStats {
         self.log2_totals[cell] += (x * std::f64::consts::LN_2).exp_m1() as f32 as f64;
     }
 
-    /// The statistics of the cells at `rows` (global ones unchanged: they describe the data's scale).
+    /// The statistics of the cells at `rows` (global ones unchanged: they describe the data's
+    /// scale); a value's position is kept, renumbered, when its cell is among `rows`.
     pub fn select_rows(&self, rows: &[usize]) -> Self {
         let pick = |v: &[f64]| rows.iter().map(|&r| v[r]).collect();
+        let at = |cell: usize| rows.iter().position(|&r| r == cell);
         Self {
             sums: pick(&self.sums),
             ln_totals: pick(&self.ln_totals),
             log2_totals: pick(&self.log2_totals),
-            non_finite: None,
-            first_above_log: None,
-            max_at: None,
+            non_finite: self.non_finite.and_then(|(c, g, v)| Some((at(c)?, g, v))),
+            first_above_log: self.first_above_log.and_then(|(c, g, v)| Some((at(c)?, g, v))),
+            max_at: self.max_at.and_then(|(c, g)| Some((at(c)?, g))),
             ..*self
         }
     }
 
+    /// The name of gene column `gene` among `var_names`, when the positions count in them.
+    fn gene_name<'a>(&self, var_names: &'a [String], gene: u32) -> Option<&'a str> {
+        (self.n_cols == Some(var_names.len())).then(|| var_names.get(gene as usize).map(String::as_str)).flatten()
+    }
+
+    /// "cell 3, gene 'CD3E'" as far as it is known, with the error's place set to match.
+    fn place(&self, var_names: &[String], at: Option<(usize, u32)>, e: SclabelError) -> (String, SclabelError) {
+        match at {
+            Some((cell, gene)) => match self.gene_name(var_names, gene) {
+                Some(name) => (format!("at cell {cell}, gene '{name}'"), e.at_row(cell).at_gene(name)),
+                None => (format!("at cell {cell}"), e.at_row(cell)),
+            },
+            None => ("in a cell outside the ones selected".into(), e),
+        }
+    }
+
     pub fn of(x: &CsrMatrix) -> Self {
-        let mut s = Self::default();
+        let mut s = Self { n_cols: Some(x.n_cols), ..Self::default() };
         for i in 0..x.n_rows {
             let (idx, val) = x.row(i);
             s.add_row(idx, val);
@@ -228,19 +251,14 @@ pub fn detect(x: &CsrMatrix, var_names: &[String]) -> Result<NormalizationReport
 /// [`detect`] from statistics gathered over every stored value (see [`ValueStats`]).
 pub fn detect_from_stats(stats: &ValueStats, var_names: &[String]) -> Result<NormalizationReport> {
     if let Some((cell, gene, v)) = stats.non_finite {
-        let gene = var_names.get(gene as usize).map(String::as_str).unwrap_or("?");
-        return Err(SclabelError::values(format!("X has a non-finite value ({v}) at cell {cell}, gene '{gene}'; remove or impute it before analysis"))
-            .at_row(cell)
-            .at_gene(gene));
+        let (at, e) = stats.place(var_names, Some((cell, gene)), SclabelError::values(""));
+        return Err(e.with_reason(format!("X has a non-finite value ({v}) {at}; remove or impute it before analysis")));
     }
     // No expression matrix holds a value this large, on any scale (counts and normalised values
     // per gene stay far below it): a damaged file, or X is not expression.
     let implausible = |why: String| {
-        let (cell, gene) = stats.max_at.unwrap_or((0, u32::MAX));
-        let name = var_names.get(gene as usize).map(String::as_str).unwrap_or("?");
-        Err(SclabelError::values(format!("X has {} at cell {cell}, gene '{name}': {why}; the file is damaged or X is not an expression matrix", stats.max))
-            .at_row(cell)
-            .at_gene(name))
+        let (at, e) = stats.place(var_names, stats.max_at, SclabelError::values(""));
+        Err(e.with_reason(format!("X has {:e} {at}: {why}; the file is damaged or X is not an expression matrix", stats.max)))
     };
     if stats.max > MAX_PLAUSIBLE_VALUE {
         return implausible(format!("no expression matrix holds values above {MAX_PLAUSIBLE_VALUE:e}"));
@@ -317,14 +335,15 @@ pub fn detect_from_stats(stats: &ValueStats, var_names: &[String]) -> Result<Nor
         _ => None,
     };
     if let Some(bound) = overflow.filter(|&b| stats.max > b) {
-        return implausible(format!("read as a log scale ({description}), it would stand for more than e^{bound} counts"));
+        let base = if bound == MAX_LN_INVERTIBLE { "e" } else { "2" };
+        return implausible(format!("read as a log scale ({description}), it would stand for more than {base}^{bound} counts"));
     }
     let description = match stats.first_above_log.filter(|_| outliers) {
         Some((cell, gene, v)) => format!(
-            "{description}; {} value{} far above the others (e.g. {v} at cell {cell}, gene '{}'; the others are at most {:.2}) read as outliers: check {}, as {} normalisation is dominated by it",
+            "{description}; {} value{} far above the others (e.g. {v} {}; the others are at most {:.2}) read as outliers: check {}, as {} normalisation is dominated by it",
             stats.above_log,
             if stats.above_log == 1 { "" } else { "s" },
-            var_names.get(gene as usize).map(String::as_str).unwrap_or("?"),
+            stats.place(var_names, Some((cell, gene)), SclabelError::values("")).0,
             stats.max_within_log,
             if stats.above_log == 1 { "it" } else { "them" },
             if stats.above_log == 1 { "its cell's" } else { "their cells'" },
@@ -477,7 +496,7 @@ mod tests {
         let mut huge = ln.clone();
         huge.data[777] = 100.0;
         let e = detect(&huge, &genes(50)).unwrap_err();
-        assert!(matches!(&e, SclabelError::InvalidValues { .. }) && e.to_string().contains("X has 100 at cell"), "{e}");
+        assert!(matches!(&e, SclabelError::InvalidValues { .. }) && e.to_string().contains("X has 1e2 at cell"), "{e}");
         assert!(e.details()["gene"].is_string() && e.details()["row"].is_number(), "{}", e.details());
         // 1e30 anywhere, on any scale, is no expression value.
         let mut counts = many_counts();

@@ -1369,6 +1369,8 @@ impl H5adRows {
                 }
             }
         }
+        // Gene positions count in the file's columns (a gene-selecting caller keeps fewer names).
+        stats.n_cols = Some(self.n_cols);
         Ok(stats)
     }
 }

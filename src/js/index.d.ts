@@ -19,12 +19,19 @@ type OptionValue<V> = V extends readonly unknown[] ? V : V extends { kind: strin
 
 export type TrainOptions = Options<Core.TrainOptions>;
 export type HoldoutOptions = Options<Core.HoldoutOptions>;
-/** scNym's label transfer (`trainScnym`, `fineTuneScnym`); `config` holds scNym's own config keys, merged into a copy of the preset. */
-export type TransferOptions = Options<Core.TransferOptions>;
+/**
+ * scNym's config keys as callers pass them (merged into a copy of the preset). `host_network`
+ * (CPU backends: the whole training step on the host, default true; `false` keeps burn's autodiff,
+ * for comparisons) is a speed switch, not part of the model, so results' configs do not carry it.
+ */
+export type ScnymConfigOptions = Options<ScnymConfig> & { host_network?: boolean };
+type WithConfig<T> = Omit<Options<T>, 'config'> & { config?: ScnymConfigOptions | null };
+/** scNym's label transfer (`trainScnym`, `fineTuneScnym`). */
+export type TransferOptions = WithConfig<Core.TransferOptions>;
 export type ScnymPredictOptions = Options<Core.PredictOptions>;
 /** The core's AtlasFineTuneOptions (src/atlas/open.rs): the same defaults as `sclabel train --atlas`. */
-export type FineTuneAtlasOptions = Options<Core.AtlasFineTuneOptions>;
-export type AtlasBuildOptions = Options<Core.AtlasOptions> & { id: string };
+export type FineTuneAtlasOptions = WithConfig<Core.AtlasFineTuneOptions>;
+export type AtlasBuildOptions = WithConfig<Core.AtlasOptions> & { id: string };
 /** Options of `audit` (Annotatability); defaults as the package's. */
 export type AuditOptions = Options<Core.AuditOptions>;
 /** `target`, the class whose logit is explained, is required. */
@@ -106,6 +113,8 @@ export interface ModelHandle {
 }
 
 export interface AuditResult {
+  /** Cells of the audited data set (what `cells` index into). */
+  n_obs: number;
   /** Rows of the dataset that were audited; every per-cell array is aligned with it. */
   cells: Uint32Array;
   labels: string[];
@@ -315,7 +324,7 @@ export interface SclabelError extends Error {
 
 export function open(options?: OpenOptions): Promise<Sclabel>;
 export function predictionAdditions(prediction: ScnymPrediction): H5adAdditions;
-/** `nObs` is not needed (the file says how many cells it has); accepted for callers that pass it. */
+/** `nObs` is not needed (exportH5ad knows the data set's cells, and refuses an audit of another size); accepted for callers that pass it. */
 export function auditAdditions(audit: AuditResult, nObs?: number): H5adAdditions;
 export function toCsv(columns: Record<string, ArrayLike<unknown>>, index?: ArrayLike<string>): string;
 /** Vitessce's cell-sets JSON (obsSets 0.1.3). */

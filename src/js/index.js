@@ -299,7 +299,8 @@ export function predictionAdditions(prediction) {
 /**
  * exportH5ad's additions for an audit result: obs conf, var, Annotation and corrected_label, as
  * Annotatability writes them, mapped by the core; cells the audit left out (excluded labels) get
- * NaN / missing values. (`nObs` is no longer needed: the file says how many cells it has.)
+ * NaN / missing values. (`nObs` is no longer needed: exportH5ad knows the data set's cells, and
+ * refuses an audit of a data set of another size.)
  */
 export function auditAdditions(audit) {
   return { audit };

@@ -13,7 +13,7 @@ use crate::data::normalize::{
 };
 use crate::data::row_blocks::{RowBlocks, RowSource};
 use crate::error::{Result, SclabelError};
-use crate::io::h5ad::{ColumnMap, H5adRows};
+use crate::io::h5ad::{open_h5ad_rows, ColumnMap, H5adRows, Source};
 use crate::scnym::bundle::{InputSpec, Provenance, ScnymModel};
 use crate::scnym::config::ScnymConfig;
 use crate::scnym::finetune::pretrained_for;
@@ -631,6 +631,12 @@ pub async fn predict_adata<O: Observer>(
     device: &Device,
     observer: &mut O,
 ) -> Result<(Prediction, PredictReport)> {
+    if options.var_names.is_some() {
+        return Err(SclabelError::InvalidOption {
+            option: "var_names".into(),
+            reason: "applies to an .h5ad predicted without loading it; a loaded data set takes its gene-name column when it is loaded (varNames)".into(),
+        });
+    }
     let (x, normalization, overlap) = model_input(model, adata, options.normalize, options.use_raw)?;
     let mut empty = EmptyCells::default();
     empty.add(&x, 0, &adata.obs_names);
@@ -640,7 +646,18 @@ pub async fn predict_adata<O: Observer>(
     Ok((prediction, PredictReport { overlap, normalization, warnings }))
 }
 
-/// [`predict_adata`] over an `.h5ad` read a block of cells at a time, never whole: one pass over
+/// `source`'s rows as [`predict_h5ad_rows`] reads them under `options`: X or `.raw` (`use_raw`),
+/// gene names from the var column `var_names` when given.
+pub fn open_prediction_rows<S: Source + Send + Sync + 'static>(source: S, file_name: &str, options: &PredictOptions) -> Result<H5adRows> {
+    let mut rows = open_h5ad_rows(source, file_name, options.use_raw)?;
+    if let Some(column) = &options.var_names {
+        rows.use_var_names_from(column)?;
+    }
+    Ok(rows)
+}
+
+/// [`predict_adata`] over an `.h5ad` read a block of cells at a time, never whole (`rows` opened
+/// by [`open_prediction_rows`] with the same options): one pass over
 /// the values for what normalisation needs (the scale, each cell's totals over all genes), then
 /// one over the model's genes, block by block. Memory is the model, one block of kept genes and
 /// the per-cell outputs.

@@ -154,6 +154,7 @@ fn audit_to_js(r: &AuditReport) -> Result<JsValue, JsValue> {
     let out = Object::new();
     let cells: Vec<u32> = r.cells.iter().map(|&c| c as u32).collect();
     convert::set(&out, "cells", Uint32Array::from(&cells[..]))?;
+    convert::set(&out, "n_obs", r.n_obs as u32)?;
     convert::set(&out, "labels", convert::to_js(&r.labels)?)?;
     convert::set(&out, "conf", Float32Array::from(&r.dynamics.confidence[..]))?;
     convert::set(&out, "var", Float32Array::from(&r.dynamics.variability[..]))?;

@@ -34,7 +34,7 @@ pub fn set(obj: &js_sys::Object, key: &str, value: impl Into<JsValue>) -> Result
 /// Mends what serde_wasm_bindgen reads differently from what the caller wrote, walking the
 /// converted `json` beside the JS `js`: `{ key: undefined }` means the key is absent, not null,
 /// so it is removed; a null that was NaN or ±Infinity is refused, naming its path
-/// (`options.train.learning_rate`; serde alone says "invalid type: null, expected f64"). Only
+/// (`options.train.lr`; serde alone says "invalid type: null, expected f64"). Only
 /// nulls and containers are looked up in JS, so numeric arrays cost nothing.
 fn as_written(json: &mut serde_json::Value, js: &JsValue, path: &str, depth: usize) -> Result<(), String> {
     use serde_json::Value;

@@ -114,6 +114,10 @@ fn audit(a: &JsValue, n_obs: usize) -> Result<H5adAdditions, JsValue> {
     let what = "additions.audit";
     object(a, what)?;
     let field = |name: &str| Reflect::get(a, &name.into());
+    // An audit of another data set (one of another size) is refused, not written misaligned.
+    if let Some(audited) = field("n_obs")?.as_f64().filter(|&m| m != n_obs as f64) {
+        return Err(invalid_option(what, format!("audits a data set of {audited} cells, not this one of {n_obs}")));
+    }
     let cells = field("cells")?;
     let cells: Vec<usize> = match cells.dyn_ref::<Uint32Array>() {
         Some(c) => c.to_vec().into_iter().map(|c| c as usize).collect(),

@@ -7,7 +7,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::io::h5ad::open_h5ad_rows;
-use crate::scnym::api::{fine_tune, predict_adata, predict_h5ad_rows, train_transfer, train_transfer_h5ad, PredictReport, TransferOptions};
+use crate::scnym::api::{
+    fine_tune, open_prediction_rows, predict_adata, predict_h5ad_rows, train_transfer, train_transfer_h5ad, PredictReport, TransferOptions,
+};
 use crate::scnym::bundle::ScnymModel;
 use crate::scnym::import::import_scnym;
 use crate::scnym::predict::{slots, PredictOptions, Prediction};
@@ -198,10 +200,7 @@ impl JsSession {
         signal: JsValue,
     ) -> Result<Promise, JsValue> {
         let o: PredictOptions = convert::options(options, "options")?;
-        let mut rows = open_h5ad_rows(JsSource::new(length, read_at), name, o.use_raw).map_err(to_js)?;
-        if let Some(column) = &o.var_names {
-            rows.use_var_names_from(column).map_err(to_js)?;
-        }
+        let rows = open_prediction_rows(JsSource::new(length, read_at), name, &o).map_err(to_js)?;
         let (model, device) = (model.inner.clone(), self.device.device.clone());
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);

@@ -187,6 +187,9 @@ test('an audit written into the user\'s .h5ad under Annotatability\'s names, map
     a.cells.forEach((c, k) => assert.equal(corrected[c], a.corrected_label[k]));
     const columns = again.summary.obs.map((c) => c.name);
     assert.ok(['conf', 'var', 'Annotation', 'corrected_label'].every((c) => columns.includes(c)), columns.join(','));
+    // An audit written into another data set's file (of another size) is refused, not misaligned.
+    const other = await sl.load(join(root, 'www', 'data', 'pbmc3k_counts.h5ad'));
+    await assert.rejects(sl.exportH5ad(other, auditAdditions(a)), (e) => e.code === 'invalid_option' && /audits a data set of 700 cells/.test(e.message));
   } finally {
     sl.close();
   }

@@ -32,7 +32,7 @@ export async function example(file: File): Promise<number> {
 export async function transfer(sl: Sclabel, reference: DatasetHandle, query: DatasetHandle): Promise<string> {
   const model: ModelHandle = await sl.trainScnym(reference, query, {
     label_key: 'cell_type', domain_key: 'batch', preset: 'new_identity_discovery', normalize: true,
-    config: { n_epochs: 20, ssl_kwargs: { T: 0.5 } },
+    config: { n_epochs: 20, ssl_kwargs: { T: 0.5 }, host_network: true },
   });
   const bytes: Uint8Array = await sl.saveModel(model);
   const again = await sl.loadModel(bytes);

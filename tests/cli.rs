@@ -90,20 +90,9 @@ fn train_predict_explain_with_an_annotated_copy() {
     let common = ["--label-key", "bulk_labels", "--use-raw", "--normalize"];
     sclabel(&[&["--quiet", "train", "--reference", &p(&input), "--preset", "no_ssl", "--config", &p(&config), "--out", &p(&model)][..], &common].concat());
     let (csv, annotated) = (dir.join("predictions.csv"), dir.join("annotated.h5ad"));
-    sclabel(&[
-        "--quiet",
-        "predict",
-        "--model",
-        &p(&model),
-        "--input",
-        &p(&input),
-        "--use-raw",
-        "--normalize",
-        "--out",
-        &p(&csv),
-        "--annotate-h5ad",
-        &p(&annotated),
-    ]);
+    let (model_path, input_path, csv_path) = (p(&model), p(&input), p(&csv));
+    let predict = ["--quiet", "predict", "--model", &model_path, "--input", &input_path, "--use-raw", "--normalize", "--out", &csv_path];
+    sclabel(&[&predict[..], &["--annotate-h5ad", &p(&annotated)]].concat());
     let header = std::fs::read_to_string(&csv).unwrap().lines().next().unwrap().to_string();
     assert!(header.starts_with("cell,scNym,scNym_confidence,"), "{header}");
     // The copy holds what scNym writes into an AnnData, under the core's names, and the input's own.
@@ -114,20 +103,7 @@ fn train_predict_explain_with_an_annotated_copy() {
     let file = hdf5_pure::File::from_bytes(std::fs::read(&annotated).unwrap()).unwrap();
     assert_eq!(file.dataset("obsm/X_scnym").unwrap().shape().unwrap(), vec![700, 256]);
     // A negative number is read as the option's value and refused with its range, not taken for a flag.
-    let e = sclabel_fails(&[
-        "--quiet",
-        "predict",
-        "--model",
-        &p(&model),
-        "--input",
-        &p(&input),
-        "--use-raw",
-        "--normalize",
-        "--out",
-        &p(&csv),
-        "--unassigned-below",
-        "-1",
-    ]);
+    let e = sclabel_fails(&[&predict[..], &["--unassigned-below", "-1"]].concat());
     assert!(e.contains("unassigned_below") && e.contains("between 0 and 1"), "{e}");
     let saliency = dir.join("saliency.csv");
     sclabel(&[
@@ -161,41 +137,11 @@ fn audit_with_an_annotated_copy() {
     std::fs::create_dir_all(&dir).unwrap();
     let p = |p: &Path| p.display().to_string();
     let (csv, annotated) = (dir.join("audit.csv"), dir.join("annotated.h5ad"));
-    let log = sclabel(&[
-        "--quiet",
-        "audit",
-        "--input",
-        &p(&input),
-        "--label-key",
-        "bulk_labels",
-        "--use-raw",
-        "--n-epochs",
-        "3",
-        "--n-top-genes",
-        "300",
-        "--exclude-label",
-        "Dendritic",
-        "--out",
-        &p(&csv),
-        "--annotate-h5ad",
-        &p(&annotated),
-    ]);
+    let (input_path, csv_path) = (p(&input), p(&csv));
+    let audit = ["--quiet", "audit", "--input", &input_path, "--label-key", "bulk_labels", "--use-raw", "--out", &csv_path];
+    let log = sclabel(&[&audit[..], &["--n-epochs", "3", "--n-top-genes", "300", "--exclude-label", "Dendritic", "--annotate-h5ad", &p(&annotated)]].concat());
     assert!(log.contains("cells audited"), "{log}");
-    let e = sclabel_fails(&[
-        "--quiet",
-        "audit",
-        "--input",
-        &p(&input),
-        "--label-key",
-        "bulk_labels",
-        "--use-raw",
-        "--out",
-        &p(&csv),
-        "--genes",
-        &p(&dir.join("g.csv")),
-        "--min-counts",
-        "-1",
-    ]);
+    let e = sclabel_fails(&[&audit[..], &["--genes", &p(&dir.join("g.csv")), "--min-counts", "-1"]].concat());
     assert!(e.contains("gene_scores.min_counts"), "{e}");
     let after = obs(&annotated);
     let labels = after.obs.get("bulk_labels").unwrap().to_strings();

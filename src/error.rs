@@ -94,14 +94,6 @@ impl SclabelError {
         self
     }
 
-    /// The same error with another reason (a place-carrying variant built before its message).
-    pub fn with_reason(mut self, text: impl Into<String>) -> Self {
-        if let Self::InvalidValues { reason, .. } | Self::ShapeMismatch { reason, .. } | Self::Genes { reason, .. } | Self::Labels { reason, .. } = &mut self {
-            *reason = text.into();
-        }
-        self
-    }
-
     pub fn in_column(self, column: impl Into<String>) -> Self {
         self.with(|p| p.column = Some(column.into()))
     }

@@ -184,26 +184,33 @@ impl AuditReport {
     /// What Annotatability writes into the audited AnnData's obs (`n_obs` cells): `conf`, `var`,
     /// `Annotation` and `corrected_label`; cells the audit left out are NaN / missing.
     pub fn anndata_additions(&self, n_obs: usize) -> Result<H5adAdditions> {
-        if n_obs != self.n_obs {
-            return Err(SclabelError::InvalidOption {
-                option: "audit".into(),
-                reason: format!("audits a data set of {} cells, not this one of {n_obs}", self.n_obs),
-            });
-        }
-        audit_additions(n_obs, &self.cells, &self.dynamics.confidence, &self.dynamics.variability, &self.categories, self.corrected_labels.as_deref())
+        audit_additions(
+            n_obs,
+            Some(self.n_obs),
+            &self.cells,
+            &self.dynamics.confidence,
+            &self.dynamics.variability,
+            &self.categories,
+            self.corrected_labels.as_deref(),
+        )
     }
 }
 
-/// [`AuditReport::anndata_additions`] from its parts (an audit handed back by JS), checked: every
+/// [`AuditReport::anndata_additions`] from its parts (an audit handed back by JS), checked: an
+/// audit of a data set of another size (`audited_n_obs`) is refused, not written misaligned; every
 /// per-cell part has one value per audited cell, and each audited cell is a row of the file.
 pub fn audit_additions(
     n_obs: usize,
+    audited_n_obs: Option<usize>,
     cells: &[usize],
     conf: &[f32],
     var: &[f32],
     categories: &[Category],
     corrected: Option<&[String]>,
 ) -> Result<H5adAdditions> {
+    if let Some(audited) = audited_n_obs.filter(|&m| m != n_obs) {
+        return Err(SclabelError::InvalidOption { option: "audit".into(), reason: format!("audits a data set of {audited} cells, not this one of {n_obs}") });
+    }
     let n = cells.len();
     let lengths = [("conf", conf.len()), ("var", var.len()), ("category", categories.len()), ("corrected_label", corrected.map_or(n, <[String]>::len))];
     if let Some((what, len)) = lengths.into_iter().find(|&(_, len)| len != n) {
@@ -624,16 +631,16 @@ mod tests {
     fn audit_columns_line_up_with_the_files_cells() {
         let cats = [Category::EasyToLearn, Category::HardToLearn];
         let corrected = ["B".to_string(), "T".to_string()];
-        let add = audit_additions(4, &[1, 3], &[0.9, 0.2], &[0.1, 0.3], &cats, Some(&corrected)).unwrap();
+        let add = audit_additions(4, None, &[1, 3], &[0.9, 0.2], &[0.1, 0.3], &cats, Some(&corrected)).unwrap();
         let names: Vec<&str> = add.obs.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["conf", "var", "Annotation", "corrected_label"]);
         let ObsValues::F32(conf) = &add.obs[0].1 else { panic!("conf is float32") };
         assert!(conf[0].is_nan() && conf[2].is_nan() && conf[1] == 0.9 && conf[3] == 0.2);
         let ObsValues::Categorical(category) = &add.obs[2].1 else { panic!("Annotation is categorical") };
         assert_eq!(category, &[None, Some("easy-to-learn".into()), None, Some("hard-to-learn".into())]);
-        let e = audit_additions(4, &[1, 3], &[0.9], &[0.1, 0.3], &cats, None).unwrap_err();
+        let e = audit_additions(4, None, &[1, 3], &[0.9], &[0.1, 0.3], &cats, None).unwrap_err();
         assert!(matches!(&e, SclabelError::InvalidOption { option, .. } if option == "audit.conf"), "{e}");
-        let e = audit_additions(3, &[1, 3], &[0.9, 0.2], &[0.1, 0.3], &cats, None).unwrap_err();
+        let e = audit_additions(3, None, &[1, 3], &[0.9, 0.2], &[0.1, 0.3], &cats, None).unwrap_err();
         assert!(matches!(&e, SclabelError::InvalidOption { option, .. } if option == "audit.cells"), "{e}");
     }
 

@@ -103,14 +103,9 @@ impl From<HvgFlavor> for HvgFlavorArg {
     }
 }
 
-const ENCODINGS: [ValueEncoding; 3] = [ValueEncoding::Q8, ValueEncoding::F16, ValueEncoding::F32];
-
-fn encoding_name(e: ValueEncoding) -> &'static str {
-    match e {
-        ValueEncoding::Q8 => "q8",
-        ValueEncoding::F16 => "f16",
-        ValueEncoding::F32 => "f32",
-    }
+/// A value encoding's name as the core spells it (its serde form: q8, f16, f32).
+fn encoding_name(e: ValueEncoding) -> String {
+    serde_json::to_value(e).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -388,7 +383,7 @@ enum AtlasCommand {
         #[arg(long)]
         max_cells_per_class: Option<usize>,
         /// How values are stored: q8 (1 byte, error ≤ max/510), f16 or f32.
-        #[arg(long, default_value_t = encoding_name(AtlasOptions::default().values).to_string())]
+        #[arg(long, default_value_t = encoding_name(AtlasOptions::default().values))]
         values: String,
         /// scNym preset of the shipped model.
         #[arg(long, default_value_t = AtlasOptions::default().preset)]
@@ -870,10 +865,8 @@ fn run(cli: Cli) -> Result<()> {
             let json_file = |p: &Path| -> Result<serde_json::Value> {
                 serde_json::from_slice(&read(p)?).map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("not JSON: {e}") })
             };
-            let values = ENCODINGS
-                .into_iter()
-                .find(|&e| encoding_name(e) == values)
-                .ok_or_else(|| SclabelError::InvalidOption { option: "values".into(), reason: format!("'{values}': use q8, f16 or f32") })?;
+            let values: ValueEncoding = serde_json::from_value(serde_json::Value::String(values.clone()))
+                .map_err(|_| SclabelError::InvalidOption { option: "values".into(), reason: format!("'{values}': use q8, f16 or f32") })?;
             let ontology = match &ontology {
                 Some(p) => serde_json::from_value(json_file(p)?)
                     .map_err(|e| SclabelError::InvalidFile { file: p.display().to_string(), reason: format!("expected {{\"label\": \"CL:…\"}}: {e}") })?,

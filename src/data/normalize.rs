@@ -211,15 +211,9 @@ impl ValueStats {
         (self.n_cols == Some(var_names.len())).then(|| var_names.get(gene as usize).map(String::as_str)).flatten()
     }
 
-    /// "cell 3, gene 'CD3E'" as far as it is known, with the error's place set to match.
-    fn place(&self, var_names: &[String], at: Option<(usize, u32)>, e: SclabelError) -> (String, SclabelError) {
-        match at {
-            Some((cell, gene)) => match self.gene_name(var_names, gene) {
-                Some(name) => (format!("at cell {cell}, gene '{name}'"), e.at_row(cell).at_gene(name)),
-                None => (format!("at cell {cell}"), e.at_row(cell)),
-            },
-            None => ("in a cell outside the ones selected".into(), e),
-        }
+    /// Where a value is: its cell and, when the positions count in `var_names`, its gene.
+    fn locate<'a>(&self, var_names: &'a [String], at: Option<(usize, u32)>) -> Option<(usize, Option<&'a str>)> {
+        at.map(|(cell, gene)| (cell, self.gene_name(var_names, gene)))
     }
 
     pub fn of(x: &CsrMatrix) -> Self {
@@ -248,17 +242,35 @@ pub fn detect(x: &CsrMatrix, var_names: &[String]) -> Result<NormalizationReport
     detect_from_stats(&ValueStats::of(x), var_names)
 }
 
+/// "at cell 3, gene 'CD3E'", as far as the place is known.
+fn described(at: Option<(usize, Option<&str>)>) -> String {
+    match at {
+        Some((cell, Some(gene))) => format!("at cell {cell}, gene '{gene}'"),
+        Some((cell, None)) => format!("at cell {cell}"),
+        None => "in a cell outside the ones selected".into(),
+    }
+}
+
+/// An `invalid_values` error with its place as data.
+fn placed(reason: String, at: Option<(usize, Option<&str>)>) -> SclabelError {
+    match at {
+        Some((cell, Some(gene))) => SclabelError::values(reason).at_row(cell).at_gene(gene),
+        Some((cell, None)) => SclabelError::values(reason).at_row(cell),
+        None => SclabelError::values(reason),
+    }
+}
+
 /// [`detect`] from statistics gathered over every stored value (see [`ValueStats`]).
 pub fn detect_from_stats(stats: &ValueStats, var_names: &[String]) -> Result<NormalizationReport> {
     if let Some((cell, gene, v)) = stats.non_finite {
-        let (at, e) = stats.place(var_names, Some((cell, gene)), SclabelError::values(""));
-        return Err(e.with_reason(format!("X has a non-finite value ({v}) {at}; remove or impute it before analysis")));
+        let at = stats.locate(var_names, Some((cell, gene)));
+        return Err(placed(format!("X has a non-finite value ({v}) {}; remove or impute it before analysis", described(at)), at));
     }
     // No expression matrix holds a value this large, on any scale (counts and normalised values
     // per gene stay far below it): a damaged file, or X is not expression.
     let implausible = |why: String| {
-        let (at, e) = stats.place(var_names, stats.max_at, SclabelError::values(""));
-        Err(e.with_reason(format!("X has {:e} {at}: {why}; the file is damaged or X is not an expression matrix", stats.max)))
+        let at = stats.locate(var_names, stats.max_at);
+        Err(placed(format!("X has {:e} {}: {why}; the file is damaged or X is not an expression matrix", stats.max, described(at)), at))
     };
     if stats.max > MAX_PLAUSIBLE_VALUE {
         return implausible(format!("no expression matrix holds values above {MAX_PLAUSIBLE_VALUE:e}"));
@@ -343,7 +355,7 @@ pub fn detect_from_stats(stats: &ValueStats, var_names: &[String]) -> Result<Nor
             "{description}; {} value{} far above the others (e.g. {v} {}; the others are at most {:.2}) read as outliers: check {}, as {} normalisation is dominated by it",
             stats.above_log,
             if stats.above_log == 1 { "" } else { "s" },
-            stats.place(var_names, Some((cell, gene)), SclabelError::values("")).0,
+            described(stats.locate(var_names, Some((cell, gene)))),
             stats.max_within_log,
             if stats.above_log == 1 { "it" } else { "them" },
             if stats.above_log == 1 { "its cell's" } else { "their cells'" },

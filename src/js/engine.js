@@ -230,13 +230,12 @@ export class Engine {
     }
     wasm.setMemoryLimit(memoryLimit ?? undefined);
     const session = await wasm.Session.start(backend);
-    return new Engine(wasm, session, exports.memory, kind);
+    return new Engine(wasm, session, exports.memory);
   }
 
   /** `wasm`: the namespace of the module this engine runs (its objects belong to it). */
-  constructor(wasm, session, memory, kind) {
+  constructor(wasm, session, memory) {
     this.wasm = wasm;
-    this.module = kind;
     this.session = session;
     this.memory = memory;
     this.objects = new Map();

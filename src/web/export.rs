@@ -114,10 +114,6 @@ fn audit(a: &JsValue, n_obs: usize) -> Result<H5adAdditions, JsValue> {
     let what = "additions.audit";
     object(a, what)?;
     let field = |name: &str| Reflect::get(a, &name.into());
-    // An audit of another data set (one of another size) is refused, not written misaligned.
-    if let Some(audited) = field("n_obs")?.as_f64().filter(|&m| m != n_obs as f64) {
-        return Err(invalid_option(what, format!("audits a data set of {audited} cells, not this one of {n_obs}")));
-    }
     let cells = field("cells")?;
     let cells: Vec<usize> = match cells.dyn_ref::<Uint32Array>() {
         Some(c) => c.to_vec().into_iter().map(|c| c as usize).collect(),
@@ -128,7 +124,8 @@ fn audit(a: &JsValue, n_obs: usize) -> Result<H5adAdditions, JsValue> {
     let categories: Vec<Category> = serde_wasm_bindgen::from_value(field("category")?).map_err(|e| invalid_option(&format!("{what}.category"), e))?;
     let corrected: Option<Vec<String>> =
         serde_wasm_bindgen::from_value(field("corrected_label")?).map_err(|e| invalid_option(&format!("{what}.corrected_label"), e))?;
-    audit_additions(n_obs, &cells, &conf, &var, &categories, corrected.as_deref()).map_err(to_js)
+    let audited_n_obs = field("n_obs")?.as_f64().map(|m| m as usize);
+    audit_additions(n_obs, audited_n_obs, &cells, &conf, &var, &categories, corrected.as_deref()).map_err(to_js)
 }
 
 fn float32(v: &JsValue, what: &str) -> Result<Vec<f32>, JsValue> {

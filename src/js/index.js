@@ -293,7 +293,9 @@ class Client {
  * mapped by the core (as the CLI's --annotate-h5ad writes them).
  */
 export function predictionAdditions(prediction) {
-  return { prediction };
+  // The probabilities (cells × classes, the largest array) are not written: not copied to the worker.
+  const { scNym_probabilities: _, ...written } = prediction;
+  return { prediction: written };
 }
 
 /**

@@ -13,7 +13,7 @@ const id = 'pbmc68k-reduced';
 const out = join(root, 'www/data/atlases', id);
 const registry = join(root, 'www/data/atlases.json');
 const mtime = (p) => (existsSync(p) ? statSync(p).mtimeMs : 0);
-if (mtime(join(out, 'atlas.json')) > Math.max(mtime(source), mtime(join(root, 'pkg/sclabel_bg.wasm'))) && existsSync(registry)) {
+if (mtime(join(out, 'atlas.json')) > Math.max(mtime(source), mtime(join(root, 'pkg/sclabel_wasm_cpu_bg.wasm'))) && existsSync(registry)) {
   console.log(`demo atlas up to date: ${out}`);
   process.exit(0);
 }

@@ -29,7 +29,8 @@ fi
 # `npm install`, not `npm ci`: the registry mirror these machines use lacks rollup's (vite's)
 # binaries for other platforms, so the lock file records only the linux ones and `npm ci` refuses it
 # as out of sync; `npm install` still installs exactly the locked versions and leaves the lock alone.
-if [ ! -d node_modules/playwright-core ]; then
+# Run again when the lock is newer than what was installed (a pulled change added packages).
+if [ ! -d node_modules/playwright-core ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm install --no-audit --no-fund --loglevel=error
 fi
 

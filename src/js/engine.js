@@ -369,6 +369,34 @@ const OPS = {
     }
   },
 
+  /** A data set from arrays a host already holds (index.js `fromMatrix`). */
+  fromMatrix(matrix, { obsNames, varNames, obs = {}, name = 'matrix' } = {}) {
+    const { nObs, nVars } = matrix ?? {};
+    const sparse = matrix?.indptr !== undefined;
+    if (!sparse && matrix?.dense === undefined) throw fail('invalid_option', 'fromMatrix: the matrix needs `dense` (row-major values) or `indptr`, `indices` and `data` (CSR)');
+    if (!Array.isArray(obsNames) || !Array.isArray(varNames)) throw fail('invalid_option', 'fromMatrix: `obsNames` and `varNames` are required arrays');
+    const builder = new this.wasm.DatasetBuilder(name, nObs, nVars, sparse ? 'csr' : 'dense', sparse ? matrix.data.length : 0);
+    try {
+      builder.setObsNames(obsNames.map(String));
+      builder.setVarNames('X', varNames.map(String));
+      if (sparse) {
+        builder.pushIndptr('X', matrix.indptr);
+        builder.pushIndices('X', matrix.indices);
+        builder.pushData('X', matrix.data);
+      } else {
+        const dense = ArrayBuffer.isView(matrix.dense) ? matrix.dense : Float32Array.from(matrix.dense);
+        if (dense.length !== nObs * nVars) throw fail('invalid_option', `fromMatrix: ${dense.length} dense values for ${nObs} cells × ${nVars} genes`);
+        // A band of rows at a time: wasm memory holds one band's copy, not the whole dense matrix.
+        const rows = Math.max(1, Math.floor(2 ** 22 / Math.max(nVars, 1)));
+        for (let r = 0; r < nObs; r += rows) builder.pushDenseRows('X', dense.subarray(r * nVars, Math.min(nObs, r + rows) * nVars));
+      }
+      for (const [column, values] of Object.entries(obs)) builder.addObsStrings(column, Array.from(values, (v) => (v == null ? null : String(v))));
+      return this.datasetHandle(builder.finish(), { name, format: 'memory' });
+    } finally {
+      builder.free();
+    }
+  },
+
   synthetic({ nCells = 600, nGenes = 200, nClasses = 4, seed = 0 } = {}) {
     return this.datasetHandle(this.wasm.Dataset.synthetic(nCells, nGenes, nClasses, BigInt(seed)), { name: 'synthetic' });
   },
@@ -391,6 +419,10 @@ const OPS = {
 
   varNames(dataset) {
     return this.get(dataset, 'dataset').object.varNames();
+  },
+
+  matrix(dataset) {
+    return this.get(dataset, 'dataset').object.matrix();
   },
 
   async trainHoldout(dataset, options, { onProgress, signal } = {}) {
@@ -491,7 +523,7 @@ const OPS = {
   async exportH5ad(dataset, additions) {
     const entry = this.get(dataset, 'dataset');
     if (entry.format !== 'h5ad' || entry.source === undefined) {
-      throw fail('invalid_option', `exportH5ad writes into the .h5ad a data set was loaded from; ${entry.name ? `'${entry.name}'` : 'this data set'} ${entry.format === 'zarr' ? 'was read from AnnData-Zarr' : 'was derived in memory (subset / withObs / synthetic)'}`);
+      throw fail('invalid_option', `exportH5ad writes into the .h5ad a data set was loaded from; ${entry.name ? `'${entry.name}'` : 'this data set'} ${entry.format === 'zarr' ? 'was read from AnnData-Zarr' : 'was made in memory (fromMatrix / subset / withObs / synthetic)'}`);
     }
     const source = isUrl(entry.source) ? await (await fetchOk(entry.source)).blob() : entry.source;
     const { out, size } = await withH5ad(source, 'exportH5ad', (r) => ({ out: this.wasm.annotateH5adAppending(r.length, r.readAt, entry.name, additions, entry.object.nObs), size: r.length }));

@@ -169,6 +169,11 @@ export type DataSource =
   | FileSystemDirectoryHandle | FileList | File[]
   | { get(key: string): Promise<Uint8Array | undefined> };
 
+/** `fromMatrix`'s values: dense (row-major, `nObs × nVars`) or CSR. */
+export type MatrixInput =
+  | { nObs: number; nVars: number; dense: ArrayLike<number> }
+  | { nObs: number; nVars: number; indptr: ArrayLike<number>; indices: ArrayLike<number>; data: ArrayLike<number> };
+
 export type BundleSource = ArrayBuffer | ArrayBufferView | Blob | string | URL;
 
 export interface LoadProgress { phase: 'loading'; done: number; total: number }
@@ -264,6 +269,13 @@ export interface Sclabel {
   obs(dataset: DatasetHandle, column: string): Promise<(string | null)[]>;
   obsNames(dataset: DatasetHandle): Promise<string[]>;
   varNames(dataset: DatasetHandle): Promise<string[]>;
+  /**
+   * A data set from arrays the host already holds (e.g. a viewer's loaded matrix): dense row-major
+   * values or CSR; values are read as a file's X would be (counts, ln or log2 detected).
+   */
+  fromMatrix(matrix: MatrixInput, options: { obsNames: ArrayLike<string>; varNames: ArrayLike<string>; obs?: Record<string, ArrayLike<string | null>>; name?: string }): Promise<DatasetHandle>;
+  /** X as held, CSR (only the kept genes of a data set loaded with `genes`). */
+  matrix(dataset: DatasetHandle): Promise<{ nObs: number; nVars: number; indptr: Float64Array; indices: Uint32Array; data: Float32Array }>;
   trainHoldout(dataset: DatasetHandle, options?: HoldoutOptions, controls?: RunControls): Promise<HoldoutReport>;
   /**
    * `reference` and `query`: loaded data sets, or `.h5ad` files themselves (File / Blob, bytes, a
@@ -340,6 +352,8 @@ export function toCellxgeneSchemaColumns(labels: ArrayLike<string | null>, manif
 export function toCellBrowserMeta(columns: Record<string, ArrayLike<string | number | null>>, obsNames: ArrayLike<string>, options?: { idColumn?: string }): string;
 /** A prediction as Vitessce cell sets: a child set per label with cells, scored by scNym_confidence. */
 export function toVitessceCellSets(p: ScnymPrediction, obsNames: ArrayLike<string>, options?: { name?: string; colors?: Record<string, [number, number, number]> }): VitessceCellSets;
+/** A prediction's confidence as Vitessce cell sets: a child set per band between `edges` (default 0.5, 0.7, 0.9), low to high. */
+export function toVitessceConfidenceSets(p: ScnymPrediction, obsNames: ArrayLike<string>, options?: { name?: string; edges?: number[] }): VitessceCellSets;
 export function loadRegistry(source: string | URL | Registry): Promise<Registry>;
 export const version: string;
 export const BUNDLE_FORMAT_VERSION: number;

@@ -146,6 +146,16 @@ class Client {
     return this.transport.call('load', [resolved(source), { name, format, varNames, genes: genes && Array.from(genes) }], { onProgress, signal });
   }
 
+  /**
+   * A data set from arrays the host already holds (a viewer's loaded matrix): `matrix` is
+   * `{ nObs, nVars, dense }` (row-major, any numeric typed array) or `{ nObs, nVars, indptr,
+   * indices, data }` (CSR); `obsNames` / `varNames` name its cells and genes; `obs`: string columns
+   * (e.g. labels). Values are read as a file's X would be (counts, ln or log2 detected).
+   */
+  fromMatrix(matrix, { obsNames, varNames, obs, name } = {}) {
+    return this.transport.call('fromMatrix', [matrix, { obsNames: obsNames && Array.from(obsNames), varNames: varNames && Array.from(varNames), obs, name }]);
+  }
+
   /** Seeded synthetic raw counts with `cell_type` and `batch` obs columns. */
   synthetic(spec = {}) { return this.transport.call('synthetic', [spec]); }
   /** A new data set with only the cells at `rows`. */
@@ -156,6 +166,8 @@ class Client {
   obs(dataset, column) { return this.transport.call('obs', [dataset, column]); }
   obsNames(dataset) { return this.transport.call('obsNames', [dataset]); }
   varNames(dataset) { return this.transport.call('varNames', [dataset]); }
+  /** X as held (CSR: indptr, indices, data; only the kept genes of a data set loaded with `genes`). */
+  matrix(dataset) { return this.transport.call('matrix', [dataset]); }
 
   /**
    * scNym: trains on `reference` (cells labelled 'Unlabeled' are unlabelled) and an optional
@@ -308,7 +320,6 @@ export function auditAdditions(audit) {
   return { audit };
 }
 
-/** CSV text: one row per cell, `index` first (cell names), then each column (arrays / typed arrays). */
 /** Distinct colours (Tableau 20 order) for cell sets; more classes cycle through them. */
 const SET_COLORS = [
   [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189], [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207],
@@ -332,6 +343,32 @@ export function toVitessceCellSets(p, obsNames, { name = 'sclabel scNym', colors
     sets.get(p.scNym[i]).push([String(obsNames[i]), Number.isFinite(score) ? score : null]);
   }
   const children = labels.map((l, k) => ({ name: l, color: colors[l] ?? SET_COLORS[k % SET_COLORS.length], set: sets.get(l) })).filter((c) => c.set.length > 0);
+  return { version: '0.1.3', tree: [{ name, children }] };
+}
+
+/** Sequential colours (viridis at 0.2, 0.45, 0.7, 0.95) for confidence bands, low to high. */
+const CONFIDENCE_COLORS = [[65, 68, 135], [42, 120, 142], [34, 168, 132], [187, 223, 39]];
+
+/**
+ * A prediction's confidence as Vitessce cell sets, so a viewer that colours by set selection can
+ * colour cells by it: one parent set `name` with a child per band of scNym_confidence (edges
+ * ascending, each band [lower, upper)), low to high on a sequential scale, each cell with its score.
+ */
+export function toVitessceConfidenceSets(p, obsNames, { name = 'sclabel confidence', edges = [0.5, 0.7, 0.9] } = {}) {
+  const n = p.scNym_confidence.length;
+  if (obsNames?.length !== n) throw fail('invalid_option', `toVitessceConfidenceSets: ${obsNames?.length ?? 'no'} obs names for ${n} predicted cells`);
+  if (!edges.every((e, i) => Number.isFinite(e) && (i === 0 || e > edges[i - 1]))) throw fail('invalid_option', `toVitessceConfidenceSets: edges [${edges.join(', ')}] are not finite and ascending`);
+  const labels = [`confidence < ${edges[0]}`, ...edges.slice(1).map((e, i) => `${edges[i]} ≤ confidence < ${e}`), `confidence ≥ ${edges[edges.length - 1]}`];
+  const sets = labels.map(() => []);
+  for (let i = 0; i < n; i++) {
+    const c = p.scNym_confidence[i];
+    if (!Number.isFinite(c)) continue; // a cell left out of the prediction has no confidence
+    let band = 0;
+    while (band < edges.length && c >= edges[band]) band++;
+    sets[band].push([String(obsNames[i]), c]);
+  }
+  const color = (k) => CONFIDENCE_COLORS[Math.round((k / Math.max(labels.length - 1, 1)) * (CONFIDENCE_COLORS.length - 1))];
+  const children = labels.map((l, k) => ({ name: l, color: color(k), set: sets[k] })).filter((c) => c.set.length > 0);
   return { version: '0.1.3', tree: [{ name, children }] };
 }
 
@@ -412,6 +449,7 @@ export function toCellBrowserMeta(columns, obsNames, { idColumn = 'cellId' } = {
   return `${[[idColumn, ...names].join('\t'), ...rows].join('\n')}\n`;
 }
 
+/** CSV text: one row per cell, `index` first (cell names), then each column (arrays / typed arrays). */
 export function toCsv(columns, index) {
   const names = Object.keys(columns);
   const n = index?.length ?? columns[names[0]]?.length ?? 0;

@@ -3,7 +3,7 @@
 // predictScnym on both (scNym, scNym_confidence, X_scnym) → audit the reference labels → views, exports.
 // With an atlas from the registry (data/atlases.json) as the reference: its pretrained model labels
 // the query at once, or is fine-tuned on the atlas + query (fineTuneAtlas) before predicting.
-import { open, loadRegistry, predictionAdditions, toCsv } from 'sclabel';
+import { open, loadRegistry, predictionAdditions, toCsv, toCellxgeneAnnotations, toCellBrowserMeta, toVitessceCellSets } from 'sclabel';
 import { EmbeddingView } from './views/embedding.js';
 import * as charts from './views/charts.js';
 import { esc } from './views/charts.js';
@@ -589,6 +589,10 @@ const exporters = {
     download(csvBlob(columns, names), `${stem(r.reference.name)}-annotatability.csv`);
   },
   'export-model': async (r) => download(await r.client.saveModel(r.model), 'sclabel-scnym-model.safetensors'),
+  // The label as a categorical annotation (confidence is not one: CELLxGENE reads every column as categories).
+  'export-cellxgene': async (r) => download(toCellxgeneAnnotations({ scNym: r.prediction.scNym }, r.queryNames), `${stem(r.query.name)}-scnym-cellxgene.csv`, 'text/csv'),
+  'export-cellbrowser': async (r) => download(toCellBrowserMeta({ scNym: r.prediction.scNym, scNym_confidence: r.prediction.scNym_confidence }, r.queryNames), `${stem(r.query.name)}-scnym-meta.tsv`, 'text/tab-separated-values'),
+  'export-vitessce': async (r) => download(JSON.stringify(toVitessceCellSets(r.prediction, r.queryNames)), `${stem(r.query.name)}-scnym.cell-sets.json`, 'application/json'),
 };
 
 // ---- wiring --------------------------------------------------------------------------------

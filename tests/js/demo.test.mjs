@@ -148,6 +148,16 @@ test('ready demo on WebGPU: transfer + audit, every view drawn, every export re-
     assert.ok(labelColumn > 0 && header.includes('scNym_confidence'));
     const csvLabels = csv.slice(1).map((line) => line.split(',')[labelColumn]);
     const csvConf = csv.slice(1).map((line) => Number(line.split(',')[header.indexOf('scNym_confidence')]));
+    // The same labels in the files other viewers read (formats checked in tests/js/exports.test.mjs).
+    const cxg = (await downloadOf(page, '#export-cellxgene')).bytes.toString().trim().split('\n').filter((l) => !l.startsWith('#'));
+    assert.equal(cxg[0], 'index,scNym');
+    assert.deepEqual(cxg.slice(1).map((l) => l.split(',')[1]), csvLabels);
+    const meta = (await downloadOf(page, '#export-cellbrowser')).bytes.toString().trim().split('\n').map((l) => l.split('\t'));
+    assert.deepEqual(meta[0], ['cellId', 'scNym', 'scNym_confidence']);
+    assert.deepEqual(meta.slice(1).map((r) => r[1]), csvLabels);
+    const sets = JSON.parse((await downloadOf(page, '#export-vitessce')).bytes.toString());
+    const setOf = new Map(sets.tree[0].children.flatMap((c) => c.set.map(([cell]) => [cell, c.name])));
+    assert.deepEqual(csv.slice(1).map((line) => setOf.get(line.split(',')[0])), csvLabels);
     const h5ad = await downloadOf(page, '#export-h5ad');
     assert.match(h5ad.name, /pbmc3k_counts-scnym\.h5ad$/);
     const bundle = await downloadOf(page, '#export-model');

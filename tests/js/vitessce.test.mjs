@@ -7,8 +7,9 @@
 // Nothing may be requested beyond the config's URLs and the page's and package's own files.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { extname, join, normalize } from 'node:path';
 import { startServer } from '../../scripts/serve.mjs';
 import { open } from 'sclabel';
 import { launchChromium, artifacts, root } from './helpers.mjs';
@@ -115,5 +116,104 @@ test('the sclabel view labels the data set Vitessce loaded and hands the labels 
     assert.deepEqual(errors.map(String), []);
   } finally {
     await browser.close();
+  }
+});
+
+test('the page opens a zipped AnnData-Zarr picked on this computer, read where it lies', { timeout: 300_000 }, async (t) => {
+  if (!existsSync(join(root, 'www', 'vendor', 'vitessce', 'vitessce-all.js'))) {
+    t.skip('the Vitessce page is not built (scripts/build-www.sh)');
+    return;
+  }
+  // Zipped as `zip -r` does, under a top folder (Vitessce's entry naming looks through it).
+  const zip = join(root, 'tests', 'fixtures', 'zarr', 'pancreas_wang_csc.v2.zarr.zip');
+  const sl = await open({ backend: 'cpu' });
+  const data = await sl.load(zip);
+  sl.close();
+  const browser = await launchChromium({ webgpu: false });
+  try {
+    const page = await browser.context.newPage();
+    const errors = [], requests = [];
+    page.on('pageerror', (e) => errors.push(e));
+    page.on('request', (r) => requests.push(r.url()));
+    await page.goto(`${base}/www/vitessce.html`);
+    await page.setInputFiles('#zip', zip);
+    await page.fill('#embedding', '');
+    await page.click('#open button[type=submit]');
+    const size = page.locator('.sclabel-size');
+    await page.waitForFunction(() => /pancreas/.test(window.vitessceConfig?.name ?? '') && document.querySelector('.sclabel-size'), null, { timeout: 120_000 });
+    assert.equal(await size.innerText(), `${data.nObs.toLocaleString('en-US')} cells × ${data.nVars.toLocaleString('en-US')} genes`);
+    assert.deepEqual(requests.filter((u) => /\/local\/|\.zip/.test(u)), [], 'the picked file is never requested over HTTP');
+    assert.deepEqual(errors.map(String), []);
+  } finally {
+    await browser.close();
+  }
+});
+
+// The README's host lines, verbatim but for the config, in an app Vite builds as a host would (the
+// package linked into its node_modules; React and Vitessce resolved from the project's).
+const HOST_APP = `
+import { createElement as h } from 'react';
+import { createRoot } from 'react-dom/client';
+import { Vitessce } from '@vitessce/all';
+import { sclabelViewType } from 'sclabel/vitessce';
+
+const config = {
+  version: '1.0.17', name: 'host', initStrategy: 'auto',
+  datasets: [{ uid: 'd', name: 'pbmc3k', files: [{ fileType: 'anndata.zarr', url: new URL('/data/pbmc3k.zarr', location.href).href, options: { obsFeatureMatrix: { path: 'X' } } }] }],
+  layout: [{ component: 'obsSets', x: 0, y: 0, w: 6, h: 8 }],
+};
+const pluginViewTypes = [sclabelViewType({ registry: new URL('/data/atlases.json', location.href).href, onResult: (r) => { window.labelled = r.prediction.cells; } })];
+config.layout.push({ component: 'sclabel', x: 9, y: 0, w: 3, h: 8 });
+createRoot(document.getElementById('app')).render(h(Vitessce, { config, pluginViewTypes, theme: 'light', height: 800 }));
+`;
+
+test('a host app built by Vite adds the view with the README\'s lines', { timeout: 600_000 }, async (t) => {
+  if (!existsSync(ZARR)) {
+    t.skip('the Vitessce example is not built (scripts/build-www.sh)');
+    return;
+  }
+  // Inside the project, so React and Vitessce resolve from its node_modules as from a host's.
+  const dir = join(root, 'tests', 'artifacts', 'vite-vitessce-host');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(join(dir, 'node_modules'), { recursive: true });
+  symlinkSync(root, join(dir, 'node_modules', 'sclabel'), 'dir');
+  writeFileSync(join(dir, 'index.html'), '<!doctype html><html><body><div id="app"></div><script type="module" src="./main.js"></script></body></html>');
+  writeFileSync(join(dir, 'main.js'), HOST_APP);
+  const { build } = await import('vite');
+  // Vitessce's 3-D views import optional three.js peers a 2-D host does not install (docs/viewers.md).
+  await build({ root: dir, logLevel: 'error', configFile: false, build: { outDir: join(dir, 'dist'), target: 'es2022', rollupOptions: { external: [/^@react-three\//] } }, worker: { format: 'es' } });
+  const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
+  const hostServer = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    const file = path.startsWith('/data/') ? normalize(join(root, 'www', path)) : normalize(join(dir, 'dist', path === '/' ? 'index.html' : path));
+    try {
+      const body = readFileSync(file);
+      res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream' });
+      res.end(body);
+    } catch {
+      res.writeHead(404);
+      res.end();
+    }
+  });
+  await new Promise((ok) => hostServer.listen(0, '127.0.0.1', ok));
+  const browser = await launchChromium({ webgpu: false });
+  try {
+    const page = await browser.context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e));
+    await page.goto(`http://127.0.0.1:${hostServer.address().port}/`);
+    const source = page.locator('select[data-sclabel=source]');
+    await source.locator('option[value="atlas:0"]').waitFor({ state: 'attached', timeout: 120_000 });
+    await source.selectOption('atlas:0');
+    await page.waitForFunction(() => document.querySelector('button[data-sclabel=run]')?.disabled === false, null, { timeout: 120_000 });
+    await page.click('button[data-sclabel=run]');
+    await page.waitForFunction(() => window.labelled, null, { timeout: 300_000 });
+    assert.equal(await page.evaluate(() => window.labelled), 2700);
+    await page.getByText('sclabel: PBMC 68k', { exact: false }).first().waitFor({ timeout: 30_000 });
+    assert.deepEqual(errors.map(String), []);
+  } finally {
+    await browser.close();
+    hostServer.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -180,8 +180,7 @@ test('a host app built by Vite adds the view with the README\'s lines', { timeou
   writeFileSync(join(dir, 'index.html'), '<!doctype html><html><body><div id="app"></div><script type="module" src="./main.js"></script></body></html>');
   writeFileSync(join(dir, 'main.js'), HOST_APP);
   const { build } = await import('vite');
-  // Vitessce's 3-D views import optional three.js peers a 2-D host does not install (docs/viewers.md).
-  await build({ root: dir, logLevel: 'error', configFile: false, build: { outDir: join(dir, 'dist'), target: 'es2022', rollupOptions: { external: [/^@react-three\//] } }, worker: { format: 'es' } });
+  await build({ root: dir, logLevel: 'error', configFile: false, build: { outDir: join(dir, 'dist'), target: 'es2022' }, worker: { format: 'es' } });
   const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
   const hostServer = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);

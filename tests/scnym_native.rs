@@ -347,3 +347,39 @@ fn bad_inputs_give_clear_errors() {
     let e = block_on(predict_adata(&m, &other, &PredictOptions { normalize: true, use_raw: false, ..Default::default() }, &device, &mut Silent)).unwrap_err();
     assert!(matches!(e, SclabelError::Genes { .. }), "{e}");
 }
+
+/// A prediction split by rows (the browser's parallel workers: prepared once, each share run on
+/// its own, the outputs joined) is the prediction of the whole, value for value, when the shares
+/// start at whole batches (as the whole run's batches: the network's kernels round differently
+/// for a row at another place in its batch, by up to 6e-7 in the embedding).
+#[test]
+fn a_prediction_split_by_rows_equals_the_whole() {
+    use sclabel::scnym::api::prepare_prediction;
+    use sclabel::scnym::predict::{predict_outputs, PredictionParts};
+    let device = cpu(BackendRequest::Cpu, "test").unwrap().device;
+    let data = synthetic_counts(&SyntheticSpec { n_cells: 900, n_genes: 80, n_classes: 3, seed: 4, ..SyntheticSpec::default() });
+    let options = TransferOptions {
+        label_key: "cell_type".into(),
+        normalize: true,
+        config: Some(serde_json::json!({ "n_epochs": 3, "batch_size": 64 })),
+        ..Default::default()
+    };
+    let (model, _) = block_on(train_transfer(&data, None, &options, &device, &mut Silent)).unwrap();
+    let predict = PredictOptions { normalize: true, batch_size: 100, unassigned_below: Some(0.6), ..Default::default() };
+    let (whole, whole_report) = block_on(predict_adata(&model, &data, &predict, &device, &mut Silent)).unwrap();
+    let (x, report) = prepare_prediction(&model, &data, &predict).unwrap();
+    assert_eq!(report, whole_report);
+    let mut joined = PredictionParts::new(&model, &predict, x.n_rows).unwrap();
+    for range in [0..300, 300..400, 400..900] {
+        let rows: Vec<usize> = range.collect();
+        let share = block_on(predict_outputs(&model, &x.select_rows(&rows), &predict, &device, &mut Silent)).unwrap();
+        joined.add_outputs(&model, share).unwrap();
+    }
+    let joined = joined.finish(&model).unwrap();
+    assert_eq!(joined, whole);
+    assert_eq!(joined.executor, Executor::Host);
+    // Outputs of the wrong size are refused, not joined.
+    let mut parts = PredictionParts::new(&model, &predict, 10).unwrap();
+    let share = block_on(predict_outputs(&model, &x.select_rows(&(0..11).collect::<Vec<_>>()), &predict, &device, &mut Silent)).unwrap();
+    assert!(parts.add_outputs(&model, share).is_err());
+}

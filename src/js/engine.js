@@ -334,8 +334,14 @@ async function loadSource(engine, source, { name, format, genes } = {}, { onProg
   return engine.datasetHandle(dataset, { name: label, format: 'zarr' });
 }
 
+/** A prediction as the package returns it: keyed by scNym's own names for what it writes to
+ * adata.obs / adata.obsm (the core's slots), with the cell count and the backend. */
+function predictionResult(engine, p) {
+  return { cells: p.predicted.length, ...p, backend: engine.session.backend };
+}
+
 /** Operations that run long enough to take progress, cancellation and GPU memory. */
-const LONG_RUNNING = new Set(['trainScnym', 'fineTuneScnym', 'fineTuneAtlas', 'buildAtlas', 'predictScnym', 'audit', 'explainScnym', 'trainHoldout']);
+const LONG_RUNNING = new Set(['trainScnym', 'fineTuneScnym', 'fineTuneAtlas', 'buildAtlas', 'predictScnym', 'predictPreparedRows', 'predictScnymRows', 'audit', 'explainScnym', 'trainHoldout']);
 
 const OPS = {
   /** Not API: a deliberate trap inside an async task, so tests can check the crash path. */
@@ -465,8 +471,30 @@ const OPS = {
     const p = dataset?.kind === 'dataset'
       ? await this.session.predictScnym(m, this.get(dataset, 'dataset').object, options, onProgress, signal)
       : await withH5ad(dataset, 'predictScnym', (r, label) => this.session.predictScnymH5ad(m, r.length, r.readAt, label, options, onProgress, signal));
-    // Keyed by scNym's own names for what it writes to adata.obs / adata.obsm (the core's slots).
-    return { cells: p.predicted.length, ...p, backend: this.session.backend };
+    return predictionResult(this, p);
+  },
+
+  // A prediction split by rows across workers (parallel.js): the data set prepared here once, the
+  // helpers' rows handed out, each share predicted where it lands, the outputs joined here.
+  prepareScnymInput(model, dataset, options) {
+    const prepared = this.session.prepareScnymInput(this.get(model, 'model').object, this.get(dataset, 'dataset').object, options);
+    return { kind: 'prepared', id: this.keep('prepared', prepared), nRows: prepared.nRows, batchSize: prepared.batchSize };
+  },
+
+  preparedRows(prepared, start, end) {
+    return this.get(prepared, 'prepared').object.rows(start, end);
+  },
+
+  async predictPreparedRows(model, prepared, start, end, { onProgress, signal } = {}) {
+    return this.session.predictPreparedRows(this.get(model, 'model').object, this.get(prepared, 'prepared').object, start, end, onProgress, signal);
+  },
+
+  async predictScnymRows(model, rows, options, { onProgress, signal } = {}) {
+    return this.session.predictScnymRows(this.get(model, 'model').object, rows.nObs, rows.nVars, rows.indptr, rows.indices, rows.data, options, onProgress, signal);
+  },
+
+  finishScnymPrediction(model, prepared, outputs) {
+    return predictionResult(this, this.session.finishScnymPrediction(this.get(model, 'model').object, this.get(prepared, 'prepared').object, outputs));
   },
 
   /** `dataset` as for predictScnym: an `.h5ad` source keeps only the audited genes. */

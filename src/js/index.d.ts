@@ -246,6 +246,12 @@ export interface OpenOptions {
    * Default and most: 4 GiB minus 512 MiB of headroom.
    */
   memoryLimit?: number;
+  /**
+   * On the CPU, the most workers (each its own wasm instance, this client's included) one scNym
+   * prediction of a loaded data set is split across by rows, at 2,000 cells or more per worker.
+   * Default `navigator.hardwareConcurrency`; 1 never splits. The result equals one worker's.
+   */
+  predictWorkers?: number;
 }
 
 export interface Sclabel {

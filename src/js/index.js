@@ -2,6 +2,7 @@
 // compute device and every data set and model: in a Web Worker in browsers, so the page never
 // blocks; in the caller's thread in Node (CPU backend). Everything else here is plain JS.
 import { fail } from './errors.js';
+import { PredictionPool } from './parallel.js';
 
 export const version = '__SCLABEL_VERSION__';
 /** Newest model-bundle format this package reads (the core refuses newer ones too). */
@@ -40,13 +41,36 @@ async function readManifest(location) {
  * Response, bytes or Module); given `wasm` alone, the full module runs whatever the backend.
  * `memoryLimit`: bytes the module's memory may reach before work is refused with `too_large`
  * (default and most: 4 GiB minus 512 MiB of headroom).
+ * `predictWorkers`: on the CPU, the most workers (each its own wasm instance, the client's own
+ * included) one scNym prediction of a loaded data set is split across, by rows, for cells beyond
+ * 2,000 per worker (default `navigator.hardwareConcurrency`; 1 = never split). The result is the
+ * one-worker result.
  */
-export async function open({ backend = 'auto', worker = !isNode && typeof Worker !== 'undefined', wasm, wasmCpu, memoryLimit } = {}) {
+export async function open({ backend = 'auto', worker = !isNode && typeof Worker !== 'undefined', wasm, wasmCpu, memoryLimit, predictWorkers } = {}) {
   if (!BACKENDS.includes(backend)) throw fail('invalid_option', `unknown backend '${backend}'; use one of ${BACKENDS.join(', ')}`);
+  if (predictWorkers !== undefined && !(Number.isInteger(predictWorkers) && predictWorkers >= 1)) {
+    throw fail('invalid_option', `predictWorkers must be a whole number ≥ 1, got ${predictWorkers}`);
+  }
   const transport = worker ? new WorkerTransport() : await InProcess.create();
   try {
-    const info = await transport.call('open', [{ backend, wasm: resolved(wasm), wasmCpu: resolved(wasmCpu), memoryLimit }]);
-    return new Client(transport, info);
+    const modules = { wasm: resolved(wasm), wasmCpu: resolved(wasmCpu), memoryLimit };
+    const info = await transport.call('open', [{ backend, ...modules }]);
+    // Helper workers run the CPU module; on WebGPU the device does the work, in one worker.
+    const size = predictWorkers ?? (globalThis.navigator?.hardwareConcurrency || 1);
+    const pool = worker && info.backend !== 'webgpu' && size > 1 ? new PredictionPool(() => openHelper(modules), size) : null;
+    return new Client(transport, info, pool);
+  } catch (e) {
+    transport.close();
+    throw e;
+  }
+}
+
+/** A worker running the CPU module, for a prediction's share of rows. */
+async function openHelper(modules) {
+  const transport = new WorkerTransport();
+  try {
+    await transport.call('open', [{ backend: 'cpu', ...modules }]);
+    return transport;
   } catch (e) {
     transport.close();
     throw e;
@@ -135,8 +159,10 @@ class InProcess {
 
 /** What `open()` resolves to. Data sets and models are handles; results are plain objects of typed arrays. */
 class Client {
-  constructor(transport, backend) {
+  constructor(transport, backend, pool = null) {
     this.transport = transport;
+    /** Helper workers for predictions split by rows (`predictWorkers`), or null. */
+    this.pool = pool;
     /** Which backend runs and why: { requested, backend, adapter, reason }. */
     this.backend = backend;
   }
@@ -203,6 +229,8 @@ class Client {
    * embedding `X_scnym`, of a loaded data set or of an `.h5ad` read a block of cells at a time.
    */
   predictScnym(model, dataset, options = {}, controls = {}) {
+    const workers = this.pool?.workersFor(dataset) ?? 1;
+    if (workers > 1) return this.pool.predict(this.transport, model, dataset, options, controls, workers);
     return this.transport.call('predictScnym', [model, dataset, options], controls);
   }
 
@@ -295,7 +323,10 @@ class Client {
   free(handle) { return this.transport.call('free', [handle]); }
 
   /** Stops the worker (or frees everything in-process); pending calls reject with code 'closed'. */
-  close() { this.transport.close(); }
+  close() {
+    this.pool?.close();
+    this.transport.close();
+  }
 }
 
 // ------------------------------------------------------------------------------- results

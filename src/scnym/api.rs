@@ -631,6 +631,15 @@ pub async fn predict_adata<O: Observer>(
     device: &Device,
     observer: &mut O,
 ) -> Result<(Prediction, PredictReport)> {
+    let (x, report) = prepare_prediction(model, adata, options)?;
+    Ok((predict(model, &x, options, device, observer).await?, report))
+}
+
+/// The part of [`predict_adata`] before the network: `adata` as `model` takes it (its genes, on
+/// its input scale) and what the prediction reports about it. Each row is then predicted on its
+/// own, so a caller may split the rows (the browser's parallel workers; see
+/// `PredictionParts::add_outputs`) and get the same prediction.
+pub fn prepare_prediction(model: &ScnymModel, adata: &AnnData, options: &PredictOptions) -> Result<(CsrMatrix, PredictReport)> {
     if options.var_names.is_some() {
         return Err(SclabelError::InvalidOption {
             option: "var_names".into(),
@@ -642,8 +651,7 @@ pub async fn predict_adata<O: Observer>(
     empty.add(&x, 0, &adata.obs_names);
     let mut warnings = overlap_warnings(&overlap);
     warnings.extend(empty.warnings(x.n_rows));
-    let prediction = predict(model, &x, options, device, observer).await?;
-    Ok((prediction, PredictReport { overlap, normalization, warnings }))
+    Ok((x, PredictReport { overlap, normalization, warnings }))
 }
 
 /// `source`'s rows as [`predict_h5ad_rows`] reads them under `options`: X or `.raw` (`use_raw`),

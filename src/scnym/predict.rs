@@ -101,6 +101,20 @@ pub async fn predict<O: Observer>(model: &ScnymModel, x: &CsrMatrix, options: &P
     parts.finish(model)
 }
 
+/// One worker's share of a prediction split by rows: `model` on `x` (rows prepared by
+/// `api::prepare_prediction`), the outputs without labels, for [`PredictionParts::add_outputs`].
+pub async fn predict_outputs<O: Observer>(
+    model: &ScnymModel,
+    x: &CsrMatrix,
+    options: &PredictOptions,
+    device: &Device,
+    observer: &mut O,
+) -> Result<PredictionOutputs> {
+    let mut parts = PredictionParts::new(model, options, x.n_rows)?;
+    parts.add(model, x, device, observer).await?;
+    Ok(parts.into_outputs())
+}
+
 /// A prediction gathered a block of cells at a time (a matrix streamed from a file): memory is
 /// the model, one block and the per-cell outputs. Progress counts cells done of all cells.
 pub struct PredictionParts {
@@ -112,6 +126,19 @@ pub struct PredictionParts {
     done: usize,
     probabilities: Vec<f32>,
     embedding: Option<Vec<f32>>,
+    /// Which executor ran the network (set by the first cells in).
+    executor: Option<Executor>,
+}
+
+/// The network's outputs for some cells, before labels: what one worker of a prediction split by
+/// rows hands back ([`PredictionParts::into_outputs`], [`PredictionParts::add_outputs`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictionOutputs {
+    /// cells × classes.
+    pub probabilities: Vec<f32>,
+    /// cells × embedding width, when asked for.
+    pub embedding: Option<Vec<f32>>,
+    pub executor: Executor,
 }
 
 impl PredictionParts {
@@ -140,6 +167,7 @@ impl PredictionParts {
             done: 0,
             probabilities: Vec::with_capacity(total * model.arch.n_classes),
             embedding: options.embedding.then(|| Vec::with_capacity(total * h)),
+            executor: None,
         })
     }
 
@@ -156,6 +184,7 @@ impl PredictionParts {
         if self.host.is_none() && Executor::choose(device, true, model.net.blocks.iter().all(|b| b.residual.is_none())) == Executor::Host {
             self.host = Some(Box::new(HostScnym::new(&model.net, None, &model.bn, Adadelta::default()).await?));
         }
+        self.executor = Some(if self.host.is_some() { Executor::Host } else { Executor::Burn });
         if let Some(host) = &self.host {
             let rows: Vec<usize> = (0..x.n_rows).collect();
             for chunk in rows.chunks(bs) {
@@ -193,6 +222,35 @@ impl PredictionParts {
         Ok(())
     }
 
+    /// The next cells' outputs, computed elsewhere by [`PredictionParts::add`] on their rows (another
+    /// worker's share of a prediction split by rows): the same as adding those rows here.
+    pub fn add_outputs(&mut self, model: &ScnymModel, outputs: PredictionOutputs) -> Result<()> {
+        let c = model.arch.n_classes;
+        let h = *model.arch.block_widths().last().expect("blocks");
+        if outputs.probabilities.len() % c != 0 {
+            return Err(SclabelError::shape(format!("{} probabilities for {c} classes", outputs.probabilities.len())));
+        }
+        let n = outputs.probabilities.len() / c;
+        if self.done + n > self.total {
+            return Err(SclabelError::shape(format!("{n} more cells after {} of {}", self.done, self.total)));
+        }
+        match (self.embedding.as_mut(), outputs.embedding) {
+            (Some(e), Some(o)) if o.len() == n * h => e.extend(o),
+            (None, None) => {}
+            (Some(_), o) => return Err(SclabelError::shape(format!("an embedding of {} values for {n} cells × {h}", o.map_or(0, |o| o.len())))),
+            (None, Some(_)) => return Err(SclabelError::shape("an embedding that was not asked for".to_string())),
+        }
+        self.probabilities.extend(outputs.probabilities);
+        self.done += n;
+        self.executor = Some(outputs.executor);
+        Ok(())
+    }
+
+    /// The outputs gathered so far, without labels (a worker's share, for `add_outputs` elsewhere).
+    pub fn into_outputs(self) -> PredictionOutputs {
+        PredictionOutputs { probabilities: self.probabilities, embedding: self.embedding, executor: self.executor.unwrap_or(Executor::Burn) }
+    }
+
     /// Labels and confidences once every cell is in.
     pub fn finish(self, model: &ScnymModel) -> Result<Prediction> {
         if self.done != self.total {
@@ -214,7 +272,7 @@ impl PredictionParts {
                 _ => model.classes[k as usize].clone(),
             })
             .collect();
-        let executor = if self.host.is_some() { Executor::Host } else { Executor::Burn };
+        let executor = self.executor.unwrap_or(Executor::Burn);
         Ok(Prediction { classes: model.classes.clone(), probabilities, predicted, labels, confidence, embedding: self.embedding, embedding_dim: h, executor })
     }
 }

@@ -31,6 +31,18 @@ pub fn set(obj: &js_sys::Object, key: &str, value: impl Into<JsValue>) -> Result
     js_sys::Reflect::set(obj, &key.into(), &value.into()).map(|_| ())
 }
 
+/// A CSR matrix as `{ nObs, nVars, indptr: Float64Array, indices: Uint32Array, data: Float32Array }`.
+pub fn csr_to_js(x: &crate::data::matrix::CsrMatrix) -> Result<JsValue, JsValue> {
+    let out = js_sys::Object::new();
+    let indptr: Vec<f64> = x.indptr.iter().map(|&p| p as f64).collect();
+    set(&out, "nObs", x.n_rows as u32)?;
+    set(&out, "nVars", x.n_cols as u32)?;
+    set(&out, "indptr", js_sys::Float64Array::from(indptr.as_slice()))?;
+    set(&out, "indices", js_sys::Uint32Array::from(x.indices.as_slice()))?;
+    set(&out, "data", js_sys::Float32Array::from(x.data.as_slice()))?;
+    Ok(out.into())
+}
+
 /// Mends what serde_wasm_bindgen reads differently from what the caller wrote, walking the
 /// converted `json` beside the JS `js`: `{ key: undefined }` means the key is absent, not null,
 /// so it is removed; a null that was NaN or ±Infinity is refused, naming its path

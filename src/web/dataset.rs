@@ -212,20 +212,7 @@ impl JsDataset {
     /// X as it is held: `{ nObs, nVars, indptr: Float64Array, indices: Uint32Array, data:
     /// Float32Array }` (CSR, values as read; only the kept genes of a data set loaded with some).
     pub fn matrix(&self) -> Result<JsValue, JsValue> {
-        let x = &self.inner.x;
-        let out = js_sys::Object::new();
-        let indptr: Vec<f64> = x.indptr.iter().map(|&p| p as f64).collect();
-        let parts: [(&str, JsValue); 5] = [
-            ("nObs", x.n_rows.into()),
-            ("nVars", x.n_cols.into()),
-            ("indptr", js_sys::Float64Array::from(indptr.as_slice()).into()),
-            ("indices", js_sys::Uint32Array::from(x.indices.as_slice()).into()),
-            ("data", js_sys::Float32Array::from(x.data.as_slice()).into()),
-        ];
-        for (k, v) in parts {
-            js_sys::Reflect::set(&out, &k.into(), &v)?;
-        }
-        Ok(out.into())
+        convert::csr_to_js(&self.inner.x)
     }
 
     #[wasm_bindgen(js_name = varNames)]

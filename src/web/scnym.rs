@@ -6,13 +6,14 @@ use js_sys::{Float32Array, Function, Object, Promise, Uint32Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::data::matrix::CsrMatrix;
 use crate::io::h5ad::open_h5ad_rows;
 use crate::scnym::api::{
-    fine_tune, open_prediction_rows, predict_adata, predict_h5ad_rows, train_transfer, train_transfer_h5ad, PredictReport, TransferOptions,
+    fine_tune, open_prediction_rows, predict_adata, predict_h5ad_rows, prepare_prediction, train_transfer, train_transfer_h5ad, PredictReport, TransferOptions,
 };
 use crate::scnym::bundle::ScnymModel;
 use crate::scnym::import::import_scnym;
-use crate::scnym::predict::{slots, PredictOptions, Prediction};
+use crate::scnym::predict::{predict_outputs, slots, PredictOptions, Prediction, PredictionOutputs, PredictionParts};
 use crate::web::dataset::{JsDataset, JsSource};
 use crate::web::observer::JsObserver;
 use crate::web::session::JsSession;
@@ -61,6 +62,54 @@ impl JsScnymModel {
             Ok(Uint8Array::from(&bytes[..]).into())
         })
     }
+}
+
+/// A data set as a model takes it (its genes, on its input scale) with the report of its
+/// prediction, made once by `prepareScnymInput` for a prediction split by rows across workers:
+/// `rows` → each worker's `predictScnymRows` → `finishScnymPrediction`.
+#[wasm_bindgen(js_name = PreparedScnymInput)]
+pub struct JsPreparedInput {
+    x: CsrMatrix,
+    report: PredictReport,
+    options: PredictOptions,
+}
+
+#[wasm_bindgen(js_class = PreparedScnymInput)]
+impl JsPreparedInput {
+    #[wasm_bindgen(getter, js_name = nRows)]
+    pub fn n_rows(&self) -> usize {
+        self.x.n_rows
+    }
+
+    /// The prediction's batch size: shares that start at whole batches give the whole's values
+    /// exactly (the kernels round differently for a row at another place in its batch).
+    #[wasm_bindgen(getter, js_name = batchSize)]
+    pub fn batch_size(&self) -> usize {
+        self.options.batch_size.max(1)
+    }
+
+    /// Rows `start..end` as CSR typed arrays (`{ nObs, nVars, indptr, indices, data }`), for a worker.
+    pub fn rows(&self, start: usize, end: usize) -> Result<JsValue, JsValue> {
+        convert::csr_to_js(&self.row_range(start, end)?)
+    }
+}
+
+impl JsPreparedInput {
+    fn row_range(&self, start: usize, end: usize) -> Result<CsrMatrix, JsValue> {
+        if start > end || end > self.x.n_rows {
+            return Err(crate::web::error::invalid_option("rows", format!("{start}..{end} is not within the {} prepared cells", self.x.n_rows)));
+        }
+        Ok(self.x.select_rows(&(start..end).collect::<Vec<_>>()))
+    }
+}
+
+/// A worker's outputs as `{ probabilities, embedding, executor }` (typed arrays).
+fn outputs_to_js(o: &PredictionOutputs) -> Result<JsValue, JsValue> {
+    let out = Object::new();
+    convert::set(&out, "probabilities", Float32Array::from(&o.probabilities[..]))?;
+    convert::set(&out, "embedding", o.embedding.as_deref().map(|e| JsValue::from(Float32Array::from(e))).unwrap_or(JsValue::NULL))?;
+    convert::set(&out, "executor", convert::to_js(&o.executor)?)?;
+    Ok(out.into())
 }
 
 /// A prediction as the JS result (typed arrays for the per-cell numbers), keyed by the names scNym
@@ -180,6 +229,88 @@ impl JsSession {
             let mut observer = JsObserver::new(on_progress, signal);
             let (p, report) = predict_adata(&model, &data, &o, &device, &mut observer).await.map_err(to_js)?;
             prediction_to_js(&p, &report, &o, None)
+        }))
+    }
+
+    /// `dataset` as `model` takes it, prepared once for a prediction split by rows across workers
+    /// (the same options as `predictScnym`).
+    #[wasm_bindgen(js_name = prepareScnymInput)]
+    pub fn prepare_scnym_input(&self, model: &JsScnymModel, dataset: &JsDataset, options: JsValue) -> Result<JsPreparedInput, JsValue> {
+        let o: PredictOptions = convert::options(options, "options")?;
+        let (x, report) = prepare_prediction(&model.inner, &dataset.inner, &o).map_err(to_js)?;
+        Ok(JsPreparedInput { x, report, options: o })
+    }
+
+    /// A worker's share: `model` on prepared rows (`PreparedScnymInput.rows`, here or in another
+    /// worker's module) → `{ probabilities, embedding, executor }`.
+    #[wasm_bindgen(js_name = predictScnymRows)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn predict_scnym_rows(
+        &self,
+        model: &JsScnymModel,
+        n_rows: usize,
+        n_cols: usize,
+        indptr: Vec<f64>,
+        indices: Vec<u32>,
+        data: Vec<f32>,
+        options: JsValue,
+        on_progress: Option<Function>,
+        signal: JsValue,
+    ) -> Result<Promise, JsValue> {
+        let o: PredictOptions = convert::options(options, "options")?;
+        let x = CsrMatrix::new(n_rows, n_cols, indptr.into_iter().map(|p| p as u64).collect(), indices, data).map_err(to_js)?;
+        self.predict_rows(model, x, o, on_progress, signal)
+    }
+
+    /// As `predictScnymRows`, on rows of a prepared input held by this module (no copy through JS).
+    #[wasm_bindgen(js_name = predictPreparedRows)]
+    pub fn predict_prepared_rows(
+        &self,
+        model: &JsScnymModel,
+        prepared: &JsPreparedInput,
+        start: usize,
+        end: usize,
+        on_progress: Option<Function>,
+        signal: JsValue,
+    ) -> Result<Promise, JsValue> {
+        self.predict_rows(model, prepared.row_range(start, end)?, prepared.options.clone(), on_progress, signal)
+    }
+
+    /// The prediction of a prepared input from its workers' outputs, in row order: what
+    /// `predictScnym` gives for the whole.
+    #[wasm_bindgen(js_name = finishScnymPrediction)]
+    pub fn finish_scnym_prediction(&self, model: &JsScnymModel, prepared: &JsPreparedInput, outputs: Vec<JsValue>) -> Result<JsValue, JsValue> {
+        let mut parts = PredictionParts::new(&model.inner, &prepared.options, prepared.x.n_rows).map_err(to_js)?;
+        for o in outputs {
+            let get = |key: &str| js_sys::Reflect::get(&o, &key.into());
+            let probabilities = get("probabilities")?
+                .dyn_into::<Float32Array>()
+                .map_err(|_| crate::web::error::invalid_option("probabilities", "expected a Float32Array"))?
+                .to_vec();
+            let embedding = get("embedding")?;
+            let embedding = if embedding.is_null() || embedding.is_undefined() {
+                None
+            } else {
+                Some(
+                    embedding
+                        .dyn_into::<Float32Array>()
+                        .map_err(|_| crate::web::error::invalid_option("embedding", "expected a Float32Array or null"))?
+                        .to_vec(),
+                )
+            };
+            let executor = serde_wasm_bindgen::from_value(get("executor")?).map_err(|e| crate::web::error::invalid_option("executor", e))?;
+            parts.add_outputs(&model.inner, PredictionOutputs { probabilities, embedding, executor }).map_err(to_js)?;
+        }
+        let p = parts.finish(&model.inner).map_err(to_js)?;
+        prediction_to_js(&p, &prepared.report, &prepared.options, None)
+    }
+
+    fn predict_rows(&self, model: &JsScnymModel, x: CsrMatrix, o: PredictOptions, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
+        let (model, device) = (model.inner.clone(), self.device.device.clone());
+        Ok(future_to_promise(async move {
+            let mut observer = JsObserver::new(on_progress, signal);
+            let outputs = predict_outputs(&model, &x, &o, &device, &mut observer).await.map_err(to_js)?;
+            outputs_to_js(&outputs)
         }))
     }
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { obsSetsSchema } from '@vitessce/schemas';
-import { open, toVitessceCellSets } from 'sclabel';
+import { open, toVitessceCellSets, toVitessceConfidenceSets } from 'sclabel';
 
 test("a prediction as Vitessce cell sets: valid against Vitessce's own obsSets schema, every cell in its label's set with its confidence", async () => {
   const sl = await open({ backend: 'cpu' });
@@ -27,6 +27,19 @@ test("a prediction as Vitessce cell sets: valid against Vitessce's own obsSets s
   assert.equal(where.size, 300);
   names.forEach((cell, i) => assert.deepEqual(where.get(cell), [p.scNym[i], p.scNym_confidence[i]]));
   assert.throws(() => toVitessceCellSets(p, names.slice(1)), (e) => e.code === 'invalid_option' && /299 obs names for 300/.test(e.message));
+
+  // The confidence in bands (what a viewer that colours by set selection can colour by): valid,
+  // every cell in the band its confidence falls in, scored by it.
+  const bands = toVitessceConfidenceSets(p, names, { edges: [0.4, 0.8] });
+  const bandsChecked = obsSetsSchema.safeParse(bands);
+  assert.ok(bandsChecked.success, JSON.stringify(bandsChecked.error?.issues?.slice(0, 3)));
+  const band = new Map(bands.tree[0].children.flatMap((c) => c.set.map(([cell, score]) => [cell, [c.name, score]])));
+  assert.equal(band.size, 300);
+  names.forEach((cell, i) => {
+    const c = p.scNym_confidence[i];
+    assert.deepEqual(band.get(cell), [c < 0.4 ? 'confidence < 0.4' : c < 0.8 ? '0.4 ≤ confidence < 0.8' : 'confidence ≥ 0.8', c]);
+  });
+  assert.throws(() => toVitessceConfidenceSets(p, names, { edges: [0.8, 0.4] }), (e) => e.code === 'invalid_option' && /ascending/.test(e.message));
 });
 
 /**

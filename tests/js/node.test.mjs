@@ -213,3 +213,29 @@ test('errors carry their code and, as data, where in the data they are (error.de
     sl.close();
   }
 });
+
+test('fromMatrix: a host\'s dense or CSR arrays make the data set matrix() gives back; bad shapes are refused by name', async () => {
+  const sl = await open({ backend: 'cpu' });
+  try {
+    const data = await sl.synthetic({ nCells: 40, nGenes: 30, nClasses: 2, seed: 5 });
+    const m = await sl.matrix(data);
+    assert.equal(m.indptr.length, 41);
+    const obsNames = await sl.obsNames(data), varNames = await sl.varNames(data);
+    const labels = await sl.obs(data, 'cell_type');
+    const dense = new Float32Array(m.nObs * m.nVars);
+    for (let i = 0; i < m.nObs; i++) for (let k = m.indptr[i]; k < m.indptr[i + 1]; k++) dense[i * m.nVars + m.indices[k]] = m.data[k];
+    for (const matrix of [{ nObs: 40, nVars: 30, dense }, { nObs: 40, nVars: 30, indptr: m.indptr, indices: m.indices, data: m.data }]) {
+      const made = await sl.fromMatrix(matrix, { obsNames, varNames, obs: { cell_type: labels }, name: 'host arrays' });
+      assert.equal(made.format, 'memory');
+      assert.deepEqual(await sl.matrix(made), m);
+      assert.deepEqual(await sl.obs(made, 'cell_type'), labels);
+      assert.deepEqual(made.summary.normalization.normalization, data.summary.normalization.normalization);
+    }
+    await assert.rejects(sl.fromMatrix({ nObs: 40, nVars: 30, dense: dense.subarray(1) }, { obsNames, varNames }), (e) => e.code === 'invalid_option' && /1199 dense values for 40 cells × 30 genes/.test(e.message));
+    await assert.rejects(sl.fromMatrix({ nObs: 40, nVars: 30, dense }, { obsNames }), (e) => e.code === 'invalid_option' && /varNames/.test(e.message));
+    await assert.rejects(sl.fromMatrix({ nObs: 40, nVars: 30, dense }, { obsNames: obsNames.slice(1), varNames }), (e) => /39/.test(e.message) && /40/.test(e.message));
+    await assert.rejects(sl.fromMatrix({ nObs: 40, nVars: 30 }, { obsNames, varNames }), (e) => e.code === 'invalid_option' && /dense.*CSR/.test(e.message));
+  } finally {
+    sl.close();
+  }
+});

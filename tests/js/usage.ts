@@ -1,8 +1,9 @@
 // Compiled (not run) by types.test.mjs: the public API as a TypeScript user writes it.
 import {
-  open, toCsv, predictionAdditions, auditAdditions, loadRegistry,
+  open, toCsv, predictionAdditions, auditAdditions, loadRegistry, toVitessceConfidenceSets,
   type HoldoutReport, type Progress, type SclabelError, type DatasetHandle, type Sclabel, type ModelHandle, type ScnymPrediction, type AuditResult,
 } from 'sclabel';
+import { sclabelViewType } from 'sclabel/vitessce';
 
 export async function example(file: File): Promise<number> {
   const sl = await open({ backend: 'auto' });
@@ -57,4 +58,16 @@ export async function transfer(sl: Sclabel, reference: DatasetHandle, query: Dat
 export async function auditToFile(sl: Sclabel, data: DatasetHandle): Promise<Blob> {
   const a: AuditResult = await sl.audit(data, { label_key: 'cell_type' });
   return sl.exportH5ad(data, auditAdditions(a, data.nObs));
+}
+
+// A viewer's arrays as a data set, and the Vitessce view (sclabel/vitessce).
+export async function fromViewer(values: Float32Array, cells: string[], genes: string[]): Promise<number> {
+  const sl = await open({ backend: 'cpu', predictWorkers: 2 });
+  const data = await sl.fromMatrix({ nObs: cells.length, nVars: genes.length, dense: values }, { obsNames: cells, varNames: genes });
+  const x = await sl.matrix(data);
+  const model = await sl.loadModel('/model.safetensors');
+  const bands = toVitessceConfidenceSets(await sl.predictScnym(model, data), cells, { edges: [0.5, 0.9] });
+  const view = sclabelViewType({ registry: '/atlases.json', backend: 'cpu', onResult: ({ prediction }) => console.log(prediction.scNym.length) });
+  console.log(view, bands.tree[0].children.length);
+  return x.indptr.length;
 }

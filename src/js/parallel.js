@@ -1,0 +1,90 @@
+// scNym prediction split across workers, each its own wasm instance (the CPU module), so a page
+// predicts on several cores: the client's own worker prepares the data set once (the model's
+// genes on its input scale: prepareScnymInput), hands each helper worker a band of rows, predicts
+// the first band itself, and joins the outputs in row order (finishScnymPrediction). Every row is
+// predicted on its own, so the result is the one-worker result, value for value.
+
+/** Below this many cells per worker a share costs more to hand out than it saves. */
+export const MIN_CELLS_PER_WORKER = 2000;
+/** Helper models kept per helper (bundles are re-sent for another model). */
+const MODELS_KEPT = 2;
+
+export class PredictionPool {
+  /**
+   * `openHelper()` → a started transport running the CPU module; `size`: the most workers a
+   * prediction uses, the client's own included.
+   */
+  constructor(openHelper, size) {
+    this.openHelper = openHelper;
+    this.size = size;
+    this.helpers = [];      // Promise<transport>, opened on first use
+    this.models = new Map(); // model id → { bytes: Promise<Uint8Array>, in: Map<helper index, Promise<handle>> }
+  }
+
+  /** How many workers a prediction of `dataset` uses (1: not split). */
+  workersFor(dataset) {
+    if (dataset?.kind !== 'dataset') return 1; // an .h5ad streamed from its file stays in one worker
+    return Math.max(1, Math.min(this.size, Math.floor(dataset.nObs / MIN_CELLS_PER_WORKER)));
+  }
+
+  /** `primary.predictScnym(model, dataset, options)` on `n` workers. */
+  async predict(primary, model, dataset, options, { onProgress, signal } = {}, n) {
+    const prepared = await primary.call('prepareScnymInput', [model, dataset, options], { signal });
+    try {
+      // Bands of whole batches, as one worker would batch them: the same rows meet in each batch,
+      // so every value is the one-worker value exactly.
+      const { nRows, batchSize } = prepared;
+      const batches = Math.ceil(nRows / batchSize);
+      const shares = Math.min(n, batches);
+      const bands = Array.from({ length: shares }, (_, k) => [Math.floor((k * batches) / shares) * batchSize, Math.min(nRows, Math.floor(((k + 1) * batches) / shares) * batchSize)]);
+      // The helpers' rows leave the primary worker before it starts on its own band: its
+      // prediction holds its thread until done.
+      const rows = [];
+      for (const [start, end] of bands.slice(1)) rows.push(await primary.call('preparedRows', [prepared, start, end], { signal }));
+      const latest = bands.map(() => null);
+      const report = (k) => (p) => {
+        latest[k] = p;
+        const seen = latest.filter(Boolean);
+        const sum = (key) => seen.reduce((s, q) => s + (q[key] ?? 0), 0);
+        onProgress?.({ ...p, step: sum('step'), steps_per_epoch: sum('steps_per_epoch'), cells_done: sum('cells_done'), cells_total: nRows });
+      };
+      const outputs = await Promise.all(bands.map(([start, end], k) => (k === 0
+        ? primary.call('predictPreparedRows', [model, prepared, start, end], { onProgress: report(0), signal })
+        : this.onHelper(k - 1, primary, model, (helper, m) => helper.call('predictScnymRows', [m, rows[k - 1], options], { onProgress: report(k), signal })))));
+      return await primary.call('finishScnymPrediction', [model, prepared, outputs]);
+    } finally {
+      primary.call('free', [prepared]).catch(() => {});
+    }
+  }
+
+  /** Runs `work(helper, model handle there)` on helper `i`, loading `model` there first if needed. */
+  async onHelper(i, primary, model, work) {
+    this.helpers[i] ??= this.openHelper();
+    const helper = await this.helpers[i];
+    let entry = this.models.get(model.id);
+    if (!entry) {
+      entry = { bytes: primary.call('saveModel', [model]), in: new Map() };
+      this.models.set(model.id, entry);
+      this.evict();
+    }
+    if (!entry.in.has(i)) entry.in.set(i, entry.bytes.then((bytes) => helper.call('loadModel', [bytes, {}])));
+    return work(helper, await entry.in.get(i));
+  }
+
+  /** Frees the helpers' copies of models beyond the latest MODELS_KEPT. */
+  evict() {
+    while (this.models.size > MODELS_KEPT) {
+      const [id, entry] = this.models.entries().next().value;
+      this.models.delete(id);
+      for (const [i, handle] of entry.in) {
+        Promise.all([this.helpers[i], handle]).then(([helper, h]) => helper.call('free', [h])).catch(() => {});
+      }
+    }
+  }
+
+  close() {
+    for (const h of this.helpers) h.then((t) => t.close()).catch(() => {});
+    this.helpers = [];
+    this.models.clear();
+  }
+}

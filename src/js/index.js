@@ -104,7 +104,8 @@ class WorkerTransport {
     };
   }
 
-  call(op, args, { onProgress, signal } = {}) {
+  /** `transfer`: buffers of `args` to move to the worker rather than copy (the caller gives them up). */
+  call(op, args, { onProgress, signal, transfer = [] } = {}) {
     if (signal?.aborted) return Promise.reject(fail('cancelled', 'cancelled before it started'));
     if (!this.worker) return Promise.reject(fail('closed', 'this sclabel client was closed'));
     const id = this.nextId++;
@@ -113,7 +114,7 @@ class WorkerTransport {
       signal?.addEventListener('abort', abort, { once: true });
       const cleanup = () => signal?.removeEventListener('abort', abort);
       this.pending.set(id, { resolve, reject, onProgress, cleanup });
-      this.worker.postMessage({ id, type: 'call', op, args });
+      this.worker.postMessage({ id, type: 'call', op, args }, transfer);
     });
   }
 

@@ -50,8 +50,22 @@ export class PredictionPool {
       };
       const outputs = await Promise.all(bands.map(([start, end], k) => (k === 0
         ? primary.call('predictPreparedRows', [model, prepared, start, end], { onProgress: report(0), signal })
-        : this.onHelper(k - 1, primary, model, (helper, m) => helper.call('predictScnymRows', [m, rows[k - 1], options], { onProgress: report(k), signal })))));
-      return await primary.call('finishScnymPrediction', [model, prepared, outputs]);
+        : this.onHelper(k - 1, primary, model, (helper, m) => {
+          const r = rows[k - 1];
+          return helper.call('predictScnymRows', [m, r, options], { onProgress: report(k), signal, transfer: [r.indptr.buffer, r.indices.buffer, r.data.buffer] });
+        }))));
+      // Labels come from the probabilities (the core's finish); the embeddings, the largest
+      // output, are joined here rather than sent through the primary worker and back.
+      const p = await primary.call('finishScnymPrediction', [model, prepared, outputs.map(({ probabilities, executor }) => ({ probabilities, executor }))], {
+        transfer: outputs.map((o) => o.probabilities.buffer),
+      });
+      if (outputs[0].embedding) {
+        const joined = new Float32Array(outputs.reduce((n, o) => n + o.embedding.length, 0));
+        let at = 0;
+        for (const { embedding } of outputs) { joined.set(embedding, at); at += embedding.length; }
+        p.X_scnym = joined;
+      }
+      return p;
     } finally {
       primary.call('free', [prepared]).catch(() => {});
     }

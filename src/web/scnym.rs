@@ -276,30 +276,22 @@ impl JsSession {
         self.predict_rows(model, prepared.row_range(start, end)?, prepared.options.clone(), on_progress, signal)
     }
 
-    /// The prediction of a prepared input from its workers' outputs, in row order: what
-    /// `predictScnym` gives for the whole.
+    /// The prediction of a prepared input from its workers' outputs in row order (`{ probabilities,
+    /// executor }`): what `predictScnym` gives for the whole, but for `X_scnym`, which the caller
+    /// joins from the workers' embeddings (null here; the options still say whether it was asked
+    /// for).
     #[wasm_bindgen(js_name = finishScnymPrediction)]
     pub fn finish_scnym_prediction(&self, model: &JsScnymModel, prepared: &JsPreparedInput, outputs: Vec<JsValue>) -> Result<JsValue, JsValue> {
-        let mut parts = PredictionParts::new(&model.inner, &prepared.options, prepared.x.n_rows).map_err(to_js)?;
+        let labels_only = PredictOptions { embedding: false, ..prepared.options.clone() };
+        let mut parts = PredictionParts::new(&model.inner, &labels_only, prepared.x.n_rows).map_err(to_js)?;
         for o in outputs {
             let get = |key: &str| js_sys::Reflect::get(&o, &key.into());
             let probabilities = get("probabilities")?
                 .dyn_into::<Float32Array>()
                 .map_err(|_| crate::web::error::invalid_option("probabilities", "expected a Float32Array"))?
                 .to_vec();
-            let embedding = get("embedding")?;
-            let embedding = if embedding.is_null() || embedding.is_undefined() {
-                None
-            } else {
-                Some(
-                    embedding
-                        .dyn_into::<Float32Array>()
-                        .map_err(|_| crate::web::error::invalid_option("embedding", "expected a Float32Array or null"))?
-                        .to_vec(),
-                )
-            };
             let executor = serde_wasm_bindgen::from_value(get("executor")?).map_err(|e| crate::web::error::invalid_option("executor", e))?;
-            parts.add_outputs(&model.inner, PredictionOutputs { probabilities, embedding, executor }).map_err(to_js)?;
+            parts.add_outputs(&model.inner, PredictionOutputs { probabilities, embedding: None, executor }).map_err(to_js)?;
         }
         let p = parts.finish(&model.inner).map_err(to_js)?;
         prediction_to_js(&p, &prepared.report, &prepared.options, None)

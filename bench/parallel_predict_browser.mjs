@@ -10,7 +10,7 @@
 //   node bench/parallel_predict_browser.mjs --file /tmp/big100k.h5ad \
 //       --genes ../shared/reference-outputs/annotatability-pbmc3k-audit/pbmc3k_hvg2000.txt [--workers 2] [--reps 3]
 //   node bench/parallel_predict_browser.mjs --cells 20000 --n-genes 500   (synthetic)
-//     → bench/results/parallel_predict_browser.json
+//     [--no-embedding] → bench/results/parallel_predict_browser[_no_embedding].json
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +27,7 @@ const genes = text('--genes') && readFileSync(text('--genes'), 'utf8').split(/\r
 const spec = { nCells: arg('--cells', 20000), nGenes: arg('--n-genes', 500), nClasses: 8, seed: 11 };
 const workers = arg('--workers', 2);
 const reps = arg('--reps', 3);
+const embedding = !process.argv.includes('--no-embedding');
 
 const server = await startServer(0);
 const base = `http://127.0.0.1:${server.address().port}`;
@@ -37,7 +38,7 @@ try {
     await page.evaluate(() => { const i = document.createElement('input'); i.type = 'file'; i.id = 'f'; document.body.append(i); });
     await page.setInputFiles('#f', file);
   }
-  const out = await page.evaluate(async ({ spec, workers, reps, genes, labelKey }) => {
+  const out = await page.evaluate(async ({ spec, workers, reps, genes, labelKey, embedding }) => {
     const { open } = await import('sclabel');
     const one = await open({ backend: 'cpu', predictWorkers: 1 });
     const many = await open({ backend: 'cpu', predictWorkers: workers });
@@ -55,7 +56,7 @@ try {
     };
     const a = await setUp(one, null);
     const b = await setUp(many, await one.saveModel(a.model));
-    const options = { normalize: true, embedding: true };
+    const options = { normalize: true, embedding };
     const time = async ({ sl, data, model }) => {
       const t = performance.now();
       const p = await sl.predictScnym(model, data, options);
@@ -71,10 +72,10 @@ try {
     one.close();
     many.close();
     return { cells: a.data.nObs, genes: a.data.nVars, nnz: a.data.summary.nnz, seconds, warm_up_seconds: { one: warm[0].seconds, many: warm[1].seconds }, labels_identical: same, hardware_concurrency: navigator.hardwareConcurrency };
-  }, { spec, workers, reps, genes, labelKey: 'cell_type' });
+  }, { spec, workers, reps, genes, labelKey: 'cell_type', embedding });
   const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
   const result = {
-    task: `predictScnym of a loaded data set (${file ? `${file}, ${genes?.length ?? 'all'} genes kept` : `synthetic, ${spec.nCells} cells × ${spec.nGenes} genes`}), embedding on, CPU backend, Chromium`,
+    task: `predictScnym of a loaded data set (${file ? `${file}, ${genes?.length ?? 'all'} genes kept` : `synthetic, ${spec.nCells} cells × ${spec.nGenes} genes`}), embedding ${embedding ? 'on' : 'off'}, CPU backend, Chromium`,
     machine_cores: cpus().length,
     workers,
     ...out,
@@ -83,7 +84,7 @@ try {
     page_errors: errors.map(String),
   };
   console.log(JSON.stringify(result, null, 1));
-  writeFileSync(join(root, 'bench', 'results', 'parallel_predict_browser.json'), `${JSON.stringify(result, null, 1)}\n`);
+  writeFileSync(join(root, 'bench', 'results', `parallel_predict_browser${embedding ? '' : '_no_embedding'}.json`), `${JSON.stringify(result, null, 1)}\n`);
 } finally {
   await browser.close();
   server.close();

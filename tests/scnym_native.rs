@@ -367,12 +367,14 @@ fn a_prediction_split_by_rows_equals_the_whole() {
     let (model, _) = block_on(train_transfer(&data, None, &options, &device, &mut Silent)).unwrap();
     let predict = PredictOptions { normalize: true, batch_size: 100, unassigned_below: Some(0.6), ..Default::default() };
     let (whole, whole_report) = block_on(predict_adata(&model, &data, &predict, &device, &mut Silent)).unwrap();
-    let (x, report) = prepare_prediction(&model, &data, &predict).unwrap();
-    assert_eq!(report, whole_report);
-    let mut joined = PredictionParts::new(&model, &predict, x.n_rows).unwrap();
+    let prepared = prepare_prediction(&model, &data, &predict).unwrap();
+    assert_eq!(prepared.report, whole_report);
+    assert!(prepared.rescale.is_some(), "counts are rescaled row by row, in each share");
+    let mut joined = PredictionParts::new(&model, &predict, prepared.x.n_rows).unwrap();
     for range in [0..300, 300..400, 400..900] {
         let rows: Vec<usize> = range.collect();
-        let share = block_on(predict_outputs(&model, &x.select_rows(&rows), &predict, &device, &mut Silent)).unwrap();
+        let share = prepared.select_rows(&rows).into_model_input();
+        let share = block_on(predict_outputs(&model, &share, &predict, &device, &mut Silent)).unwrap();
         joined.add_outputs(&model, share).unwrap();
     }
     let joined = joined.finish(&model).unwrap();
@@ -380,6 +382,7 @@ fn a_prediction_split_by_rows_equals_the_whole() {
     assert_eq!(joined.executor, Executor::Host);
     // Outputs of the wrong size are refused, not joined.
     let mut parts = PredictionParts::new(&model, &predict, 10).unwrap();
-    let share = block_on(predict_outputs(&model, &x.select_rows(&(0..11).collect::<Vec<_>>()), &predict, &device, &mut Silent)).unwrap();
+    let share = prepared.select_rows(&(0..11).collect::<Vec<_>>()).into_model_input();
+    let share = block_on(predict_outputs(&model, &share, &predict, &device, &mut Silent)).unwrap();
     assert!(parts.add_outputs(&model, share).is_err());
 }

@@ -490,7 +490,8 @@ const OPS = {
   },
 
   async predictScnymRows(model, rows, options, { onProgress, signal } = {}) {
-    return this.session.predictScnymRows(this.get(model, 'model').object, rows.nObs, rows.nVars, rows.indptr, rows.indices, rows.data, options, onProgress, signal);
+    const m = this.get(model, 'model').object;
+    return this.session.predictScnymRows(m, rows.nObs, rows.nVars, rows.indptr, rows.indices, rows.data, rows.rescale, rows.logFactor ?? undefined, rows.totals ?? undefined, options, onProgress, signal);
   },
 
   finishScnymPrediction(model, prepared, outputs) {

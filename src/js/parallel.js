@@ -1,8 +1,9 @@
 // scNym prediction split across workers, each its own wasm instance (the CPU module), so a page
-// predicts on several cores: the client's own worker prepares the data set once (the model's
-// genes on its input scale: prepareScnymInput), hands each helper worker a band of rows, predicts
-// the first band itself, and joins the outputs in row order (finishScnymPrediction). Every row is
-// predicted on its own, so the result is the one-worker result, value for value.
+// predicts on several cores: the client's own worker aligns the data set to the model's genes once
+// (prepareScnymInput), hands each helper worker a band of rows with their cells' totals (each
+// worker rescales its own rows to ln(CPM+1), the costly part of preparing), predicts the first
+// band itself, and joins the outputs in row order (finishScnymPrediction). Every row is rescaled
+// and predicted on its own, so the result is the one-worker result, value for value.
 
 /** Below this many cells per worker a share costs more to hand out than it saves. */
 export const MIN_CELLS_PER_WORKER = 2000;
@@ -52,7 +53,8 @@ export class PredictionPool {
         ? primary.call('predictPreparedRows', [model, prepared, start, end], { onProgress: report(0), signal })
         : this.onHelper(k - 1, primary, model, (helper, m) => {
           const r = rows[k - 1];
-          return helper.call('predictScnymRows', [m, r, options], { onProgress: report(k), signal, transfer: [r.indptr.buffer, r.indices.buffer, r.data.buffer] });
+          const transfer = [r.indptr.buffer, r.indices.buffer, r.data.buffer, ...(r.totals ? [r.totals.buffer] : [])];
+          return helper.call('predictScnymRows', [m, r, options], { onProgress: report(k), signal, transfer });
         }))));
       // Labels come from the probabilities (the core's finish); the embeddings, the largest
       // output, are joined here rather than sent through the primary worker and back.

@@ -139,16 +139,52 @@ pub fn kept_model_input(
     normalize: bool,
     what: &str,
 ) -> Result<(CsrMatrix, NormalizationReport, GeneOverlap)> {
+    let (mut kept, report, overlap, rescale) = aligned_model_input(x, genes, stats, model_genes, normalize, what)?;
+    if let Some(r) = rescale {
+        r.apply(&mut kept);
+    }
+    Ok((kept, report, overlap))
+}
+
+/// As [`kept_model_input`], before the rescaling to ln(CPM+1), which is returned to do (each row
+/// on its own, so rows may be rescaled apart, e.g. by the workers of a split prediction).
+fn aligned_model_input(
+    x: &CsrMatrix,
+    genes: &[(&str, &[String])],
+    stats: &ValueStats,
+    model_genes: &[String],
+    normalize: bool,
+    what: &str,
+) -> Result<(CsrMatrix, NormalizationReport, GeneOverlap, Option<Rescale>)> {
     let index = genes[0].1;
     check_unique(index, &format!("the {what}"))?;
     let report = check_input(stats, index, normalize, what)?;
     let (names, matched_by) = best_gene_ids(genes, model_genes);
-    let (mut kept, mut overlap) = align_genes(x, names, model_genes)?;
+    let (kept, mut overlap) = align_genes(x, names, model_genes)?;
     overlap.matched_by = matched_by;
-    if normalize {
-        rescale_in_place(&mut kept, log_factor(&report)?, stats.totals(&report.normalization), TargetScale::Cpm);
+    let rescale =
+        if normalize { Some(Rescale { log_factor: log_factor(&report)?, totals: stats.totals(&report.normalization).map(<[f64]>::to_vec) }) } else { None };
+    Ok((kept, report, overlap, rescale))
+}
+
+/// How aligned rows are brought to ln(CPM+1): undo the input's log (`log_factor`), then scale each
+/// row by its cell's total over all its genes (`totals`, one per row) and take ln(1+x).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rescale {
+    pub log_factor: Option<f64>,
+    pub totals: Option<Vec<f64>>,
+}
+
+impl Rescale {
+    /// Rescales `x`, whose rows are this rescaling's rows.
+    pub fn apply(&self, x: &mut CsrMatrix) {
+        rescale_in_place(x, self.log_factor, self.totals.as_deref(), TargetScale::Cpm);
     }
-    Ok((kept, report, overlap))
+
+    /// The rescaling of rows `rows` only.
+    pub fn select_rows(&self, rows: &[usize]) -> Rescale {
+        Rescale { log_factor: self.log_factor, totals: self.totals.as_ref().map(|t| rows.iter().map(|&r| t[r]).collect()) }
+    }
 }
 
 /// A data set's gene identifiers for X or `.raw` (`.raw` has its names only).
@@ -631,27 +667,57 @@ pub async fn predict_adata<O: Observer>(
     device: &Device,
     observer: &mut O,
 ) -> Result<(Prediction, PredictReport)> {
-    let (x, report) = prepare_prediction(model, adata, options)?;
-    Ok((predict(model, &x, options, device, observer).await?, report))
+    let prepared = prepare_prediction(model, adata, options)?;
+    let report = prepared.report.clone();
+    Ok((predict(model, &prepared.into_model_input(), options, device, observer).await?, report))
 }
 
-/// The part of [`predict_adata`] before the network: `adata` as `model` takes it (its genes, on
-/// its input scale) and what the prediction reports about it. Each row is then predicted on its
-/// own, so a caller may split the rows (the browser's parallel workers; see
-/// `PredictionParts::add_outputs`) and get the same prediction.
-pub fn prepare_prediction(model: &ScnymModel, adata: &AnnData, options: &PredictOptions) -> Result<(CsrMatrix, PredictReport)> {
+/// The part of [`predict_adata`] before the network: `adata`'s rows aligned to `model`'s genes,
+/// the rescaling still to do on them (row by row), and what the prediction reports about them.
+/// Each row is then rescaled and predicted on its own, so a caller may split the rows (the
+/// browser's parallel workers: [`PreparedInput::select_rows`], `PredictionParts::add_outputs`)
+/// and get the same prediction.
+pub fn prepare_prediction(model: &ScnymModel, adata: &AnnData, options: &PredictOptions) -> Result<PreparedInput> {
     if options.var_names.is_some() {
         return Err(SclabelError::InvalidOption {
             option: "var_names".into(),
             reason: "applies to an .h5ad predicted without loading it; a loaded data set takes its gene-name column when it is loaded (varNames)".into(),
         });
     }
-    let (x, normalization, overlap) = model_input(model, adata, options.normalize, options.use_raw)?;
+    let (x, _) = adata.matrix(options.use_raw)?;
+    let (x, normalization, overlap, rescale) =
+        aligned_model_input(x, &gene_ids(adata, options.use_raw)?, &*adata.value_stats(options.use_raw)?, &model.genes, options.normalize, "data")?;
     let mut empty = EmptyCells::default();
     empty.add(&x, 0, &adata.obs_names);
     let mut warnings = overlap_warnings(&overlap);
     warnings.extend(empty.warnings(x.n_rows));
-    Ok((x, PredictReport { overlap, normalization, warnings }))
+    Ok(PreparedInput { x, rescale, report: PredictReport { overlap, normalization, warnings } })
+}
+
+/// A data set's rows as a model takes them, but for the rescaling (see [`prepare_prediction`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedInput {
+    /// The model's genes, values as stored.
+    pub x: CsrMatrix,
+    /// To ln(CPM+1), when normalising.
+    pub rescale: Option<Rescale>,
+    pub report: PredictReport,
+}
+
+impl PreparedInput {
+    /// Rows `rows` (their x and rescaling; the report stays the whole's).
+    pub fn select_rows(&self, rows: &[usize]) -> PreparedInput {
+        PreparedInput { x: self.x.select_rows(rows), rescale: self.rescale.as_ref().map(|r| r.select_rows(rows)), report: self.report.clone() }
+    }
+
+    /// The model's input: rows rescaled.
+    pub fn into_model_input(self) -> CsrMatrix {
+        let mut x = self.x;
+        if let Some(r) = &self.rescale {
+            r.apply(&mut x);
+        }
+        x
+    }
 }
 
 /// `source`'s rows as [`predict_h5ad_rows`] reads them under `options`: X or `.raw` (`use_raw`),

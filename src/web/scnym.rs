@@ -9,7 +9,8 @@ use wasm_bindgen_futures::future_to_promise;
 use crate::data::matrix::CsrMatrix;
 use crate::io::h5ad::open_h5ad_rows;
 use crate::scnym::api::{
-    fine_tune, open_prediction_rows, predict_adata, predict_h5ad_rows, prepare_prediction, train_transfer, train_transfer_h5ad, PredictReport, TransferOptions,
+    fine_tune, open_prediction_rows, predict_adata, predict_h5ad_rows, prepare_prediction, train_transfer, train_transfer_h5ad, PredictReport, PreparedInput,
+    Rescale, TransferOptions,
 };
 use crate::scnym::bundle::ScnymModel;
 use crate::scnym::import::import_scnym;
@@ -64,13 +65,13 @@ impl JsScnymModel {
     }
 }
 
-/// A data set as a model takes it (its genes, on its input scale) with the report of its
-/// prediction, made once by `prepareScnymInput` for a prediction split by rows across workers:
-/// `rows` → each worker's `predictScnymRows` → `finishScnymPrediction`.
+/// A data set's rows aligned to a model's genes, with their rescaling still to do and the report
+/// of its prediction, made once by `prepareScnymInput` for a prediction split by rows across
+/// workers: `rows` → each worker's `predictScnymRows` (which rescales its rows) →
+/// `finishScnymPrediction`.
 #[wasm_bindgen(js_name = PreparedScnymInput)]
 pub struct JsPreparedInput {
-    x: CsrMatrix,
-    report: PredictReport,
+    prepared: PreparedInput,
     options: PredictOptions,
 }
 
@@ -78,7 +79,7 @@ pub struct JsPreparedInput {
 impl JsPreparedInput {
     #[wasm_bindgen(getter, js_name = nRows)]
     pub fn n_rows(&self) -> usize {
-        self.x.n_rows
+        self.prepared.x.n_rows
     }
 
     /// The prediction's batch size: shares that start at whole batches give the whole's values
@@ -88,18 +89,27 @@ impl JsPreparedInput {
         self.options.batch_size.max(1)
     }
 
-    /// Rows `start..end` as CSR typed arrays (`{ nObs, nVars, indptr, indices, data }`), for a worker.
+    /// Rows `start..end` for a worker: CSR typed arrays (`{ nObs, nVars, indptr, indices, data }`)
+    /// plus their rescaling (`rescale`: whether to; `logFactor`; `totals`, a Float64Array or null).
     pub fn rows(&self, start: usize, end: usize) -> Result<JsValue, JsValue> {
-        convert::csr_to_js(&self.row_range(start, end)?)
+        let share = self.row_range(start, end)?;
+        let out = convert::csr_to_js(&share.x)?;
+        let out: Object = out.unchecked_into();
+        let rescale = share.rescale.as_ref();
+        convert::set(&out, "rescale", rescale.is_some())?;
+        convert::set(&out, "logFactor", rescale.and_then(|r| r.log_factor).map(JsValue::from).unwrap_or(JsValue::NULL))?;
+        let totals = rescale.and_then(|r| r.totals.as_deref()).map(|t| JsValue::from(js_sys::Float64Array::from(t)));
+        convert::set(&out, "totals", totals.unwrap_or(JsValue::NULL))?;
+        Ok(out.into())
     }
 }
 
 impl JsPreparedInput {
-    fn row_range(&self, start: usize, end: usize) -> Result<CsrMatrix, JsValue> {
-        if start > end || end > self.x.n_rows {
-            return Err(crate::web::error::invalid_option("rows", format!("{start}..{end} is not within the {} prepared cells", self.x.n_rows)));
+    fn row_range(&self, start: usize, end: usize) -> Result<PreparedInput, JsValue> {
+        if start > end || end > self.prepared.x.n_rows {
+            return Err(crate::web::error::invalid_option("rows", format!("{start}..{end} is not within the {} prepared cells", self.prepared.x.n_rows)));
         }
-        Ok(self.x.select_rows(&(start..end).collect::<Vec<_>>()))
+        Ok(self.prepared.select_rows(&(start..end).collect::<Vec<_>>()))
     }
 }
 
@@ -237,12 +247,12 @@ impl JsSession {
     #[wasm_bindgen(js_name = prepareScnymInput)]
     pub fn prepare_scnym_input(&self, model: &JsScnymModel, dataset: &JsDataset, options: JsValue) -> Result<JsPreparedInput, JsValue> {
         let o: PredictOptions = convert::options(options, "options")?;
-        let (x, report) = prepare_prediction(&model.inner, &dataset.inner, &o).map_err(to_js)?;
-        Ok(JsPreparedInput { x, report, options: o })
+        let prepared = prepare_prediction(&model.inner, &dataset.inner, &o).map_err(to_js)?;
+        Ok(JsPreparedInput { prepared, options: o })
     }
 
-    /// A worker's share: `model` on prepared rows (`PreparedScnymInput.rows`, here or in another
-    /// worker's module) → `{ probabilities, embedding, executor }`.
+    /// A worker's share: `model` on prepared rows (`PreparedScnymInput.rows`, from another
+    /// worker's module), rescaled here → `{ probabilities, embedding, executor }`.
     #[wasm_bindgen(js_name = predictScnymRows)]
     #[allow(clippy::too_many_arguments)]
     pub fn predict_scnym_rows(
@@ -253,12 +263,21 @@ impl JsSession {
         indptr: Vec<f64>,
         indices: Vec<u32>,
         data: Vec<f32>,
+        rescale: bool,
+        log_factor: Option<f64>,
+        totals: Option<Vec<f64>>,
         options: JsValue,
         on_progress: Option<Function>,
         signal: JsValue,
     ) -> Result<Promise, JsValue> {
         let o: PredictOptions = convert::options(options, "options")?;
-        let x = CsrMatrix::new(n_rows, n_cols, indptr.into_iter().map(|p| p as u64).collect(), indices, data).map_err(to_js)?;
+        let mut x = CsrMatrix::new(n_rows, n_cols, indptr.into_iter().map(|p| p as u64).collect(), indices, data).map_err(to_js)?;
+        if rescale {
+            if totals.as_ref().is_some_and(|t| t.len() != n_rows) {
+                return Err(crate::web::error::invalid_option("totals", format!("{} totals for {n_rows} rows", totals.map_or(0, |t| t.len()))));
+            }
+            Rescale { log_factor, totals }.apply(&mut x);
+        }
         self.predict_rows(model, x, o, on_progress, signal)
     }
 
@@ -273,7 +292,7 @@ impl JsSession {
         on_progress: Option<Function>,
         signal: JsValue,
     ) -> Result<Promise, JsValue> {
-        self.predict_rows(model, prepared.row_range(start, end)?, prepared.options.clone(), on_progress, signal)
+        self.predict_rows(model, prepared.row_range(start, end)?.into_model_input(), prepared.options.clone(), on_progress, signal)
     }
 
     /// The prediction of a prepared input from its workers' outputs in row order (`{ probabilities,
@@ -283,7 +302,7 @@ impl JsSession {
     #[wasm_bindgen(js_name = finishScnymPrediction)]
     pub fn finish_scnym_prediction(&self, model: &JsScnymModel, prepared: &JsPreparedInput, outputs: Vec<JsValue>) -> Result<JsValue, JsValue> {
         let labels_only = PredictOptions { embedding: false, ..prepared.options.clone() };
-        let mut parts = PredictionParts::new(&model.inner, &labels_only, prepared.x.n_rows).map_err(to_js)?;
+        let mut parts = PredictionParts::new(&model.inner, &labels_only, prepared.prepared.x.n_rows).map_err(to_js)?;
         for o in outputs {
             let get = |key: &str| js_sys::Reflect::get(&o, &key.into());
             let probabilities = get("probabilities")?
@@ -294,7 +313,7 @@ impl JsSession {
             parts.add_outputs(&model.inner, PredictionOutputs { probabilities, embedding: None, executor }).map_err(to_js)?;
         }
         let p = parts.finish(&model.inner).map_err(to_js)?;
-        prediction_to_js(&p, &prepared.report, &prepared.options, None)
+        prediction_to_js(&p, &prepared.prepared.report, &prepared.options, None)
     }
 
     fn predict_rows(&self, model: &JsScnymModel, x: CsrMatrix, o: PredictOptions, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {

@@ -3,7 +3,8 @@
 // X: the raw counts of the demo atlas's 765 genes (so Vitessce's dense copy is 8 MB and the atlas
 // misses none); obsm X_umap: umap-js (seeded) on ln(CP10k+1) of those genes, with each cell's
 // totals over all its genes. Written with the package itself (load with `genes`, `matrix`).
-// Output: www/data/pbmc3k.zarr/ (ignored); rebuilt when its sources or this script are newer.
+// Output: www/data/pbmc3k.zarr/ (ignored); rebuilt when its inputs, the writer, the package or
+// this script are newer.
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +17,8 @@ const query = join(root, 'www/data/pbmc3k_counts.h5ad');
 const atlasData = join(root, 'www/data/pbmc68k_reduced.h5ad');
 const out = join(root, 'www/data/pbmc3k.zarr');
 const mtime = (p) => (existsSync(p) ? statSync(p).mtimeMs : 0);
-if (mtime(join(out, '.zattrs')) > Math.max(mtime(query), mtime(atlasData), mtime(fileURLToPath(import.meta.url)))) {
+const inputs = [query, atlasData, fileURLToPath(import.meta.url), join(root, 'scripts/lib/anndata-zarr.mjs'), join(root, 'pkg/sclabel_wasm_cpu_bg.wasm')];
+if (mtime(join(out, '.zattrs')) > Math.max(...inputs.map(mtime))) {
   console.log(`Vitessce example up to date: ${out}`);
   process.exit(0);
 }

@@ -386,9 +386,10 @@ const OPS = {
       builder.setObsNames(obsNames.map(String));
       builder.setVarNames('X', varNames.map(String));
       if (sparse) {
-        builder.pushIndptr('X', matrix.indptr);
-        builder.pushIndices('X', matrix.indices);
-        builder.pushData('X', matrix.data);
+        const typed = (v, As) => (ArrayBuffer.isView(v) ? v : As.from(v));
+        builder.pushIndptr('X', typed(matrix.indptr, Float64Array));
+        builder.pushIndices('X', typed(matrix.indices, Uint32Array));
+        builder.pushData('X', typed(matrix.data, Float32Array));
       } else {
         const dense = ArrayBuffer.isView(matrix.dense) ? matrix.dense : Float32Array.from(matrix.dense);
         if (dense.length !== nObs * nVars) throw fail('invalid_option', `fromMatrix: ${dense.length} dense values for ${nObs} cells × ${nVars} genes`);

@@ -249,7 +249,8 @@ export interface OpenOptions {
   /**
    * On the CPU, the most workers (each its own wasm instance, this client's included) one scNym
    * prediction of a loaded data set is split across by rows, at 2,000 cells or more per worker.
-   * Default `navigator.hardwareConcurrency`; 1 never splits. The result equals one worker's.
+   * Default `navigator.hardwareConcurrency`, at most 4; 1 never splits. The result equals one
+   * worker's; a helper worker that fails is dropped and the prediction runs in one worker.
    */
   predictWorkers?: number;
 }

@@ -42,9 +42,10 @@ async function readManifest(location) {
  * `memoryLimit`: bytes the module's memory may reach before work is refused with `too_large`
  * (default and most: 4 GiB minus 512 MiB of headroom).
  * `predictWorkers`: on the CPU, the most workers (each its own wasm instance, the client's own
- * included) one scNym prediction of a loaded data set is split across, by rows, for cells beyond
- * 2,000 per worker (default `navigator.hardwareConcurrency`; 1 = never split). The result is the
- * one-worker result.
+ * included) one scNym prediction of a loaded data set is split across, by rows, at 2,000 cells or
+ * more per worker (default `navigator.hardwareConcurrency`, at most 4; 1 = never split). The
+ * result is the one-worker result; a helper that fails is dropped and the prediction runs in one
+ * worker.
  */
 export async function open({ backend = 'auto', worker = !isNode && typeof Worker !== 'undefined', wasm, wasmCpu, memoryLimit, predictWorkers } = {}) {
   if (!BACKENDS.includes(backend)) throw fail('invalid_option', `unknown backend '${backend}'; use one of ${BACKENDS.join(', ')}`);
@@ -56,7 +57,9 @@ export async function open({ backend = 'auto', worker = !isNode && typeof Worker
     const modules = { wasm: resolved(wasm), wasmCpu: resolved(wasmCpu), memoryLimit };
     const info = await transport.call('open', [{ backend, ...modules }]);
     // Helper workers run the CPU module; on WebGPU the device does the work, in one worker.
-    const size = predictWorkers ?? (globalThis.navigator?.hardwareConcurrency || 1);
+    // By default at most 4: each worker holds its own model, and rows are handed out one worker
+    // at a time (measured with 2 and tested with 3).
+    const size = predictWorkers ?? Math.min(4, globalThis.navigator?.hardwareConcurrency || 1);
     const pool = worker && info.backend !== 'webgpu' && size > 1 ? new PredictionPool(() => openHelper(modules), size) : null;
     return new Client(transport, info, pool);
   } catch (e) {

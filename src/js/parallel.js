@@ -4,6 +4,7 @@
 // worker rescales its own rows to ln(CPM+1), the costly part of preparing), predicts the first
 // band itself, and joins the outputs in row order (finishScnymPrediction). Every row is rescaled
 // and predicted on its own, so the result is the one-worker result, value for value.
+import { fail } from './errors.js';
 
 /** Below this many cells per worker a share costs more to hand out than it saves. */
 export const MIN_CELLS_PER_WORKER = 2000;
@@ -28,9 +29,28 @@ export class PredictionPool {
     return Math.max(1, Math.min(this.size, Math.floor(dataset.nObs / MIN_CELLS_PER_WORKER)));
   }
 
-  /** `primary.predictScnym(model, dataset, options)` on `n` workers. */
-  async predict(primary, model, dataset, options, { onProgress, signal } = {}, n) {
-    const prepared = await primary.call('prepareScnymInput', [model, dataset, options], { signal });
+  /**
+   * `primary.predictScnym(model, dataset, options)` on `n` workers. A helper that fails (its
+   * worker crashed or could not start) is dropped and the prediction runs again in the client's
+   * own worker; errors of the data or options are the client's own, and a cancel stops every share.
+   */
+  async predict(primary, model, dataset, options, controls = {}, n) {
+    try {
+      return await this.split(primary, model, dataset, options, controls, n);
+    } catch (e) {
+      if (!e?.helperFailed) throw e;
+      return primary.call('predictScnym', [model, dataset, options], controls);
+    }
+  }
+
+  async split(primary, model, dataset, options, { onProgress, signal } = {}, n) {
+    // Every share stops when one fails, as when the caller cancels.
+    const stop = new AbortController();
+    const cancel = () => stop.abort();
+    const run = { failed: null }; // the first helper failure, which the other shares' cancels hide
+    signal?.addEventListener('abort', cancel, { once: true });
+    if (signal?.aborted) cancel();
+    const prepared = await primary.call('prepareScnymInput', [model, dataset, options], { signal: stop.signal });
     try {
       // Bands of whole batches, as one worker would batch them: the same rows meet in each batch,
       // so every value is the one-worker value exactly.
@@ -41,7 +61,7 @@ export class PredictionPool {
       // The helpers' rows leave the primary worker before it starts on its own band: its
       // prediction holds its thread until done.
       const rows = [];
-      for (const [start, end] of bands.slice(1)) rows.push(await primary.call('preparedRows', [prepared, start, end], { signal }));
+      for (const [start, end] of bands.slice(1)) rows.push(await primary.call('preparedRows', [prepared, start, end], { signal: stop.signal }));
       const latest = bands.map(() => null);
       const report = (k) => (p) => {
         latest[k] = p;
@@ -49,42 +69,66 @@ export class PredictionPool {
         const sum = (key) => seen.reduce((s, q) => s + (q[key] ?? 0), 0);
         onProgress?.({ ...p, step: sum('step'), steps_per_epoch: sum('steps_per_epoch'), cells_done: sum('cells_done'), cells_total: nRows });
       };
+      const stopOnFailure = (e) => { cancel(); throw e; };
       const outputs = await Promise.all(bands.map(([start, end], k) => (k === 0
-        ? primary.call('predictPreparedRows', [model, prepared, start, end], { onProgress: report(0), signal })
-        : this.onHelper(k - 1, primary, model, (helper, m) => {
+        ? primary.call('predictPreparedRows', [model, prepared, start, end], { onProgress: report(0), signal: stop.signal })
+        : this.onHelper(run, k - 1, primary, model, (helper, m) => {
           const r = rows[k - 1];
           const transfer = [r.indptr.buffer, r.indices.buffer, r.data.buffer, ...(r.totals ? [r.totals.buffer] : [])];
-          return helper.call('predictScnymRows', [m, r, options], { onProgress: report(k), signal, transfer });
-        }))));
+          return helper.call('predictScnymRows', [m, r, options], { onProgress: report(k), signal: stop.signal, transfer });
+        })).catch(stopOnFailure)));
       // Labels come from the probabilities (the core's finish); the embeddings, the largest
       // output, are joined here rather than sent through the primary worker and back.
       const p = await primary.call('finishScnymPrediction', [model, prepared, outputs.map(({ probabilities, executor }) => ({ probabilities, executor }))], {
         transfer: outputs.map((o) => o.probabilities.buffer),
       });
       if (outputs[0].embedding) {
-        const joined = new Float32Array(outputs.reduce((n, o) => n + o.embedding.length, 0));
+        const joined = new Float32Array(outputs.reduce((sum, o) => sum + o.embedding.length, 0));
         let at = 0;
         for (const { embedding } of outputs) { joined.set(embedding, at); at += embedding.length; }
         p.X_scnym = joined;
       }
       return p;
+    } catch (e) {
+      // A share stopped because another failed reports the failure, not a cancel.
+      throw run.failed ?? e;
     } finally {
+      signal?.removeEventListener('abort', cancel);
       primary.call('free', [prepared]).catch(() => {});
     }
   }
 
-  /** Runs `work(helper, model handle there)` on helper `i`, loading `model` there first if needed. */
-  async onHelper(i, primary, model, work) {
-    this.helpers[i] ??= this.openHelper();
-    const helper = await this.helpers[i];
-    let entry = this.models.get(model.id);
-    if (!entry) {
-      entry = { bytes: primary.call('saveModel', [model]), in: new Map() };
-      this.models.set(model.id, entry);
-      this.evict();
+  /**
+   * Runs `work(helper, model handle there)` on helper `i`, loading `model` there first if needed.
+   * A helper that fails for any reason but a cancel is closed and forgotten (with the models sent
+   * to it), and the error is marked `helperFailed`.
+   */
+  async onHelper(run, i, primary, model, work) {
+    try {
+      this.helpers[i] ??= this.openHelper();
+      const helper = await this.helpers[i];
+      let entry = this.models.get(model.id);
+      if (!entry) {
+        entry = { bytes: primary.call('saveModel', [model]), in: new Map() };
+        this.models.set(model.id, entry);
+        this.evict();
+      }
+      if (!entry.in.has(i)) entry.in.set(i, entry.bytes.then((bytes) => helper.call('loadModel', [bytes, {}])));
+      return await work(helper, await entry.in.get(i));
+    } catch (e) {
+      if (e?.code === 'cancelled') throw e;
+      this.drop(i);
+      run.failed ??= Object.assign(fail(e?.code ?? 'worker_failed', `a prediction worker failed (${e?.message ?? e}); predicting in one worker instead`), { helperFailed: true });
+      throw run.failed;
     }
-    if (!entry.in.has(i)) entry.in.set(i, entry.bytes.then((bytes) => helper.call('loadModel', [bytes, {}])));
-    return work(helper, await entry.in.get(i));
+  }
+
+  /** Closes helper `i` and forgets the models it held. */
+  drop(i) {
+    const helper = this.helpers[i];
+    this.helpers[i] = undefined;
+    helper?.then((t) => t.close()).catch(() => {});
+    for (const entry of this.models.values()) entry.in.delete(i);
   }
 
   /** Frees the helpers' copies of models beyond the latest MODELS_KEPT. */
@@ -93,13 +137,13 @@ export class PredictionPool {
       const [id, entry] = this.models.entries().next().value;
       this.models.delete(id);
       for (const [i, handle] of entry.in) {
-        Promise.all([this.helpers[i], handle]).then(([helper, h]) => helper.call('free', [h])).catch(() => {});
+        Promise.all([this.helpers[i], handle]).then(([helper, h]) => helper?.call('free', [h])).catch(() => {});
       }
     }
   }
 
   close() {
-    for (const h of this.helpers) h.then((t) => t.close()).catch(() => {});
+    for (const h of this.helpers) h?.then((t) => t.close()).catch(() => {});
     this.helpers = [];
     this.models.clear();
   }

@@ -8,7 +8,7 @@
 //
 // `vitessce`'s prebuilt bundle keeps its own copy of `@vitessce/vit-s`, whose React contexts the
 // data hooks need, so a host renders `Vitessce` from `@vitessce/all` (the same component, unbundled)
-// and the bundler shares one vit-s between it and this view. See docs/vitessce.md.
+// and the bundler shares one vit-s between it and this view. See docs/viewers.md.
 import { createElement as h, useEffect, useRef, useState } from 'react';
 import { PluginViewType } from '@vitessce/all';
 import { TitleInfo, useCoordination, useCoordinationScopes, useLoaders, useObsFeatureMatrixData, useReady } from '@vitessce/vit-s';
@@ -54,31 +54,67 @@ function SclabelView({ coordinationScopes: rawScopes, removeGridComponent, theme
   const [run, setRun] = useState({ state: 'idle' }); // idle | running | done | failed
   const [genes, setGenes] = useState(null); // { label, ranked: [gene, saliency][] }
   const abort = useRef(null);
+  const runId = useRef(0); // the latest run: late results of an older run or explanation are dropped
   const held = useRef({ query: null, labelled: null, model: null }); // handles to free on the next run
+  const atlasModels = useRef(new Map()); // registry index → Promise<model handle>, opened once
+  const latest = useRef(coordination); // the coordination values now, not when a run started
+  latest.current = coordination;
+  const referenceRef = useRef(reference);
+  referenceRef.current = reference;
   const matrix = obsFeatureMatrix?.data;
   const canRun = sclabel.client && matrix && obsIndex && featureIndex && (source.startsWith('atlas:') || (source === 'file' && reference?.handle && reference.labelKey));
 
-  useEffect(() => () => abort.current?.abort(), []);
+  // When the view goes: stop a run, and free what it holds in a client it shares with the host
+  // (a client it opened itself is closed with everything in it).
+  useEffect(() => () => {
+    abort.current?.abort();
+    const c = sclabel.client;
+    if (c && options.client) {
+      release(c, held.current);
+      for (const m of atlasModels.current.values()) m.then((h) => c.free(h)).catch(() => {});
+      if (referenceRef.current?.handle) c.free(referenceRef.current.handle).catch(() => {});
+    }
+  }, [sclabel.client]);
+
+  /** The atlas's model, opened once per registry entry (an atlas package or a model bundle). */
+  function atlasModel(c, index) {
+    if (!atlasModels.current.has(index)) {
+      const entry = registry.value.atlases[index];
+      const opened = entry.manifest ? c.openAtlas(entry, { reference: false }).then((a) => a.model) : c.loadAtlas(entry);
+      opened.catch(() => atlasModels.current.delete(index)); // a failed open is tried again next time
+      atlasModels.current.set(index, opened);
+    }
+    return atlasModels.current.get(index);
+  }
 
   async function start() {
+    if (abort.current) return; // already running
     const c = sclabel.client;
     const controller = new AbortController();
     abort.current = controller;
+    const id = ++runId.current;
     setGenes(null);
+    setRun({ state: 'running', what: 'reading the matrix', fraction: 0 });
     const progress = (what) => (p) => setRun({ state: 'running', what, fraction: progressFraction(p) });
+    // Steps that take no signal are checked between: a cancel stops the run before its next step.
+    const step = async (promise) => {
+      const out = await promise;
+      if (controller.signal.aborted) throw Object.assign(new Error('cancelled'), { code: 'cancelled' });
+      return out;
+    };
     try {
       await release(c, held.current);
-      setRun({ state: 'running', what: 'reading the matrix', fraction: 0 });
-      const query = await c.fromMatrix(
+      const query = await step(c.fromMatrix(
         { nObs: obsIndex.length, nVars: featureIndex.length, dense: matrix },
         { obsNames: obsIndex, varNames: featureIndex, name: dataset ?? 'Vitessce data set' },
-      );
+      ));
       held.current.query = query;
       let model, setName;
       if (source.startsWith('atlas:')) {
-        const entry = registry.value.atlases[Number(source.slice(6))];
+        const index = Number(source.slice(6));
+        const entry = registry.value.atlases[index];
         setRun({ state: 'running', what: `opening ${entry.name ?? entry.id}`, fraction: 0 });
-        model = (await c.openAtlas(entry, { reference: false })).model; // kept by the client's cache
+        model = await step(atlasModel(c, index));
         setName = `sclabel: ${entry.name ?? entry.id}`;
       } else {
         model = await c.trainScnym(reference.handle, query, { label_key: reference.labelKey, normalize: true }, { signal: controller.signal, onProgress: progress('training scNym') });
@@ -90,30 +126,31 @@ function SclabelView({ coordinationScopes: rawScopes, removeGridComponent, theme
         toVitessceCellSets(prediction, obsIndex, { name: setName }),
         toVitessceConfidenceSets(prediction, obsIndex, { name: `${setName} (confidence)` }),
       ];
-      const labelled = await c.withObs(query, LABEL_COLUMN, prediction.scNym);
+      const labelled = await step(c.withObs(query, LABEL_COLUMN, prediction.scNym));
       held.current.labelled = labelled;
       let audit = null;
       if (doAudit) {
         audit = await c.audit(labelled, { label_key: LABEL_COLUMN, exclude_labels: ['Unassigned'] }, { signal: controller.signal, onProgress: progress('auditing the transferred labels') });
         trees.push(auditSets(audit, obsIndex, `${setName} (audit)`));
       }
-      showSets(trees, coordination, setters);
+      showSets(trees, latest.current, setters);
       setRun({ state: 'done', model, labelled, prediction, audit, setName });
       options.onResult?.({ prediction, audit, obsNames: obsIndex });
     } catch (e) {
       setRun(e.code === 'cancelled' ? { state: 'idle', note: 'cancelled' } : { state: 'failed', error: e });
     } finally {
-      abort.current = null;
+      if (runId.current === id) abort.current = null;
     }
   }
 
   async function explain(label) {
+    const id = runId.current;
     setGenes({ label, ranked: null });
     try {
       const e = await sclabel.client.explainScnym(run.model, run.labelled, LABEL_COLUMN, { target: label, n_cells: 200, n_samples: 32, normalize: true });
-      setGenes({ label, ranked: Array.from(e.ranking.slice(0, 10), (g) => [e.genes[g], e.saliency[g]]) });
+      if (runId.current === id) setGenes({ label, ranked: Array.from(e.ranking.slice(0, 10), (g) => [e.genes[g], e.saliency[g]]) });
     } catch (err) {
-      setGenes({ label, error: err });
+      if (runId.current === id) setGenes({ label, error: err });
     }
   }
 
@@ -169,17 +206,23 @@ function sourcePicker({ registry, source, setSource, reference, setReference, cl
   const atlases = registry.value?.atlases ?? [];
   const pickFile = async (file) => {
     if (!file) return;
-    if (reference?.handle) await client.free(reference.handle);
+    if (reference?.handle) client.free(reference.handle).catch(() => {});
     setReference({ file, labelKey: null, columns: null });
     // Loaded once, here: its categorical obs columns are the label choices, and training reuses it.
     const handle = await client.load(file, { name: file.name });
     const columns = handle.summary.obs.filter((c) => c.kind === 'categorical' || c.kind === 'string').map((c) => c.name);
-    setReference({ file, handle, columns, labelKey: columns.find((c) => /cell_?type|label/i.test(c)) ?? columns[0] ?? null });
+    setReference((now) => {
+      if (now?.file !== file) { // another file was picked meanwhile
+        client.free(handle).catch(() => {});
+        return now;
+      }
+      return { file, handle, columns, labelKey: columns.find((c) => /cell_?type|label/i.test(c)) ?? columns[0] ?? null };
+    });
   };
   return h('div', { key: 'source' },
     h('select', { value: source, onChange: (ev) => setSource(ev.target.value), 'data-sclabel': 'source', style: { maxWidth: '100%' } },
       h('option', { value: '' }, '— choose an atlas or a reference —'),
-      atlases.map((a, i) => h('option', { key: a.id, value: `atlas:${i}` }, `atlas: ${a.name ?? a.id}`)),
+      atlases.map((a, i) => h('option', { key: `${i}:${a.id}@${a.version}`, value: `atlas:${i}` }, `atlas: ${a.name ?? a.id}`)),
       h('option', { value: 'file' }, 'a labelled reference file (.h5ad, AnnData-Zarr zip)…')),
     registry.error ? errorLine('the atlas registry could not be read', registry.error) : null,
     source === 'file' ? h('div', null,

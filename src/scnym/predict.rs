@@ -227,7 +227,7 @@ impl PredictionParts {
     pub fn add_outputs(&mut self, model: &ScnymModel, outputs: PredictionOutputs) -> Result<()> {
         let c = model.arch.n_classes;
         let h = *model.arch.block_widths().last().expect("blocks");
-        if outputs.probabilities.len() % c != 0 {
+        if !outputs.probabilities.len().is_multiple_of(c) {
             return Err(SclabelError::shape(format!("{} probabilities for {c} classes", outputs.probabilities.len())));
         }
         let n = outputs.probabilities.len() / c;

@@ -1,7 +1,8 @@
 // scNym prediction split across workers in Chromium (src/js/parallel.js): with `predictWorkers: 3`
 // a loaded data set is predicted by three wasm instances, and the result equals one worker's value
-// for value (labels, probabilities, confidences, embedding); progress covers every cell;
-// cancelling stops every share; small data sets and streamed files stay in one worker.
+// for value (labels, probabilities, confidences, embedding); progress covers every cell; a
+// cancel stops the run and the helpers still work afterwards; a helper whose worker dies is
+// dropped and the prediction is done in one worker, with the same result.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from '../../scripts/serve.mjs';
@@ -43,14 +44,25 @@ test('a prediction split across three workers equals one worker\'s, value for va
       const cancelled = sl.predictScnym(model, data, { normalize: true, batch_size: 100 }, { signal: controller.signal, onProgress: () => controller.abort() })
         .then(() => 'finished', (e) => e.code);
       result[name].cancelled = await cancelled;
-      result[name].after = (await sl.predictScnym(model, await sl.subset(data, [0, 1, 2]), { normalize: true })).scNym.length;
+      // After the cancel the helpers still predict: the same split prediction again.
+      const again = await sl.predictScnym(model, data, { normalize: true, batch_size: 500, unassigned_below: 0.5 });
+      result[name].again = Array.from(again.scNym_probabilities);
+      result[name].small = (await sl.predictScnym(model, await sl.subset(data, [0, 1, 2]), { normalize: true })).scNym.length;
+      if (sl.pool) {
+        // A helper whose wasm traps: the prediction is done in one worker instead, and the next
+        // split prediction opens a new helper in its place.
+        await (await sl.pool.helpers[0]).call('__trapForTest', []).catch(() => {});
+        result[name].afterCrash = Array.from((await sl.predictScnym(model, data, { normalize: true, batch_size: 500, unassigned_below: 0.5 })).scNym_probabilities);
+        result[name].helperDropped = sl.pool.helpers[0] === undefined;
+        result[name].reopened = Array.from((await sl.predictScnym(model, data, { normalize: true, batch_size: 500, unassigned_below: 0.5 })).scNym_probabilities);
+      }
     }
     one.close();
     three.close();
     return result;
   });
-  // One client worker each, plus two helpers for the split prediction.
-  assert.equal(workers.length, 4, workers.join(', '));
+  // One client worker each, two helpers for the split prediction, and one opened after a crash.
+  assert.equal(workers.length, 5, workers.join(', '));
   const { one, three } = got;
   assert.deepEqual(three.labels, one.labels);
   assert.deepEqual(three.predicted, one.predicted);
@@ -65,7 +77,11 @@ test('a prediction split across three workers equals one worker\'s, value for va
   assert.ok(three.events >= 3, `${three.events} progress events`);
   assert.equal(three.cancelled, 'cancelled');
   assert.equal(one.cancelled, 'cancelled');
-  assert.equal(three.after, 3);
+  assert.deepEqual(three.again, one.probs);
+  assert.ok(three.helperDropped, 'the crashed helper is dropped');
+  assert.deepEqual(three.afterCrash, one.probs);
+  assert.deepEqual(three.reopened, one.probs);
+  assert.equal(three.small, 3);
   assert.deepEqual(errors, []);
   await page.close();
 });

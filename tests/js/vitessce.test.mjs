@@ -149,8 +149,9 @@ test('the page opens a zipped AnnData-Zarr picked on this computer, read where i
   }
 });
 
-// The README's host lines, verbatim but for the config, in an app Vite builds as a host would (the
-// package linked into its node_modules; React and Vitessce resolved from the project's).
+// The README's host lines in an app Vite builds as a host would (the package linked into its
+// node_modules; React and Vitessce resolved from the project's): the same imports and render call,
+// with a real config, the demo's registry and an onResult for the test to wait on.
 const HOST_APP = `
 import { createElement as h } from 'react';
 import { createRoot } from 'react-dom/client';

@@ -6,6 +6,7 @@
 pub mod atlas;
 pub mod audit;
 pub mod backend;
+pub mod celltypist;
 pub mod data;
 pub mod error;
 pub mod io;

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Makes the CellTypist test fixtures in tests/fixtures/celltypist/: small models trained with
+PyPI's celltypist on ../shared/data, and CellTypist's own predictions with them.
+
+Needs a python with celltypist (1.7.1 was used, with scikit-learn 1.5.2: celltypist 1.7.1 passes
+LogisticRegression's `multi_class`, which scikit-learn 1.8 removed) and ../shared/data and
+www/data/pbmc3k_counts.h5ad (scripts/setup.sh). Run from the repository root:
+
+    python -m venv /tmp/ct && /tmp/ct/bin/pip install celltypist==1.7.1 scikit-learn==1.5.2
+    /tmp/ct/bin/python scripts/make-celltypist-fixtures.py
+
+Writes, for each model <name>:
+  <name>.pkl           the model file, as celltypist's Model.write saves it
+  <name>.expected.csv  CellTypist's annotate() on the first 500 cells of www/data/pbmc3k_counts.h5ad
+                       (ln(CP10k+1) over all genes, as CellTypist asks): cell, predicted_labels
+                       (best match), prob_match (majority_voting off, mode 'prob match',
+                       p_thres 0.5), conf_score, then the probability of each class
+"""
+import os
+import sys
+import warnings
+
+import anndata as ad
+import numpy as np
+import scanpy as sc
+import celltypist
+
+warnings.filterwarnings("ignore")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "tests", "fixtures", "celltypist")
+N_CELLS = 500
+
+
+def lognorm(a):
+    a = a.copy()
+    a.var_names_make_unique()
+    sc.pp.normalize_total(a, target_sum=1e4)
+    sc.pp.log1p(a)
+    return a
+
+
+labelled = lognorm(ad.read_h5ad(os.path.join(ROOT, "..", "shared", "data", "pbmc3k_raw_labeled.h5ad")))
+sc.pp.highly_variable_genes(labelled, n_top_genes=300)
+train = labelled[:, labelled.var.highly_variable].copy()
+query = lognorm(ad.read_h5ad(os.path.join(ROOT, "www", "data", "pbmc3k_counts.h5ad"))[:N_CELLS])
+
+MODELS = {
+    "pbmc3k_lr": dict(use_SGD=False, with_mean=True, max_iter=200),
+}
+for name, kwargs in MODELS.items():
+    model = celltypist.train(train, labels="cell_type", n_jobs=1, check_expression=False, **kwargs)
+    path = os.path.join(OUT, f"{name}.pkl")
+    model.write(path)
+    result = celltypist.annotate(query, model=path, mode="prob match", p_thres=0.5)
+    probs = result.probability_matrix
+    labels = result.predicted_labels
+    best = celltypist.annotate(query, model=path, mode="best match").predicted_labels
+    with open(os.path.join(OUT, f"{name}.expected.csv"), "w") as f:
+        f.write(",".join(["cell", "predicted_labels", "prob_match", "conf_score", *[f"p:{c}" for c in probs.columns]]) + "\n")
+        for cell in query.obs_names:
+            p = probs.loc[cell].to_numpy()
+            f.write(",".join([cell, best.loc[cell, "predicted_labels"], labels.loc[cell, "predicted_labels"], repr(float(p.max())), *[repr(float(v)) for v in p]]) + "\n")
+    print(f"{name}: {model.classifier.__class__.__name__}, {len(model.cell_types)} types × {len(model.features)} genes, numpy {np.__version__}")

@@ -67,6 +67,8 @@ const ALLOWED: &[&str] = &[
     "sklearn.linear_model._logistic.LogisticRegression",
     "sklearn.linear_model._stochastic_gradient.SGDClassifier",
     "sklearn.preprocessing._data.StandardScaler",
+    // An SGDClassifier's loss (`_loss_function_`, log loss): recorded, never called.
+    "sklearn.linear_model._sgd_fast.Log",
 ];
 
 fn canonical(module: &str, name: &str) -> String {
@@ -78,7 +80,10 @@ fn canonical(module: &str, name: &str) -> String {
 /// Reads a pickle: the top object, or why not (truncated, a refused global or opcode, a malformed
 /// array).
 pub fn read(bytes: &[u8]) -> R<Value> {
-    let mut m = Machine { b: bytes, at: 0, stack: Vec::new(), memo: Vec::new() };
+    // What memo references may copy in all: a model file refers to each value a few times, a
+    // hostile one nests references to blow up (the "billion laughs"); refused past the budget.
+    let budget = 64 * bytes.len() + 1_000_000;
+    let mut m = Machine { b: bytes, at: 0, stack: Vec::new(), memo: Vec::new(), budget };
     m.run()
 }
 
@@ -87,6 +92,42 @@ struct Machine<'a> {
     at: usize,
     stack: Vec<Value>,
     memo: Vec<Option<Value>>,
+    /// Values (nodes and array items) memo references may still copy.
+    budget: usize,
+}
+
+/// `v`'s nodes and array items, counted up to `limit` (so counting costs at most that).
+fn weight(v: &Value, limit: usize) -> usize {
+    let mut n = 1;
+    let add = |items: &[Value], n: &mut usize| {
+        for x in items {
+            if *n > limit {
+                return;
+            }
+            *n += weight(x, limit - *n);
+        }
+    };
+    match v {
+        Value::Tuple(t) | Value::List(t) => add(t, &mut n),
+        Value::Dict(d) => {
+            for (k, x) in d {
+                if n > limit {
+                    break;
+                }
+                n += weight(k, limit - n) + weight(x, limit.saturating_sub(n));
+            }
+        }
+        Value::Object { state, .. } => n += weight(state, limit - 1),
+        Value::Bytes(b) => n += b.len() / 8,
+        Value::Str(s) => n += s.len() / 8,
+        Value::Array(a) => match &a.data {
+            ArrayData::F64(x) => n += x.len(),
+            ArrayData::Objects(x) => add(x, &mut n),
+            ArrayData::Empty => {}
+        },
+        _ => {}
+    }
+    n
 }
 
 impl<'a> Machine<'a> {
@@ -129,7 +170,7 @@ impl<'a> Machine<'a> {
     }
     fn memo_put(&mut self, index: usize) -> R<()> {
         let v = self.stack.last().cloned().ok_or("memoizes an empty stack")?;
-        if index > self.memo.len() + 1_000_000 {
+        if index > self.memo.len() + 100_000 {
             return Err(format!("memo index {index} far beyond the {} entries", self.memo.len()));
         }
         if index >= self.memo.len() {
@@ -139,7 +180,13 @@ impl<'a> Machine<'a> {
         Ok(())
     }
     fn memo_get(&mut self, index: usize) -> R<()> {
-        let v = self.memo.get(index).cloned().flatten().ok_or_else(|| format!("memo entry {index} is not set"))?;
+        let v = self.memo.get(index).and_then(Option::as_ref).ok_or_else(|| format!("memo entry {index} is not set"))?;
+        let w = weight(v, self.budget);
+        if w > self.budget {
+            return Err("the pickle refers to its values far more often than a model file does; refused".into());
+        }
+        self.budget -= w;
+        let v = v.clone();
         self.stack.push(v);
         Ok(())
     }
@@ -382,6 +429,7 @@ fn call(f: Value, args: Value) -> R<Value> {
             }
             _ => Err("numpy _frombuffer without bytes, a dtype and a shape".into()),
         },
+        c if is_class(c) => Ok(Value::Object { class: name.clone(), state: Box::new(Value::Tuple(args)) }),
         "copyreg._reconstructor" => match args.first() {
             Some(Value::Global(c)) if is_class(c) => Ok(Value::Object { class: c.clone(), state: Box::new(Value::None) }),
             _ => Err("copyreg._reconstructor of a class that is not allowed".into()),
@@ -436,6 +484,7 @@ fn build(obj: &mut Value, state: Value) -> R<()> {
             let Value::Dtype(d) = dtype else { return Err("an array state without a dtype".into()) };
             a.data = match (d.kind, data) {
                 ('O', Value::List(items)) => ArrayData::Objects(items.clone()),
+                ('U', Value::Bytes(b)) => ArrayData::Objects(unicode(d, b)?),
                 (_, Value::Bytes(b)) => ArrayData::F64(numbers(d, b)?),
                 _ => return Err(format!("array data of dtype kind '{}' in the wrong form", d.kind)),
             };
@@ -483,13 +532,32 @@ fn dtype(code: &str) -> R<Dtype> {
     if !matches!(kind, 'f' | 'i' | 'u' | 'b' | 'O' | 'U') {
         return Err(format!("dtype '{code}', which a model file does not hold"));
     }
+    // numpy.dtype('U12') counts characters, 4 bytes each.
+    let size = if kind == 'U' { size.checked_mul(4).ok_or("a string dtype too large")? } else { size };
     Ok(Dtype { kind, size, little: true })
+}
+
+/// A numpy unicode array (`<U n`: n UTF-32 code units per item, NUL-padded) as strings.
+fn unicode(d: &Dtype, b: &[u8]) -> R<Vec<Value>> {
+    if d.size == 0 || !b.len().is_multiple_of(d.size) {
+        return Err(format!("{} bytes of strings of {} bytes", b.len(), d.size));
+    }
+    b.chunks(d.size)
+        .map(|item| {
+            let units = item.chunks(4).map(|c| if d.little { u32::from_le_bytes(c.try_into().unwrap()) } else { u32::from_be_bytes(c.try_into().unwrap()) });
+            units
+                .take_while(|&u| u != 0)
+                .map(|u| char::from_u32(u).ok_or_else(|| format!("a string holding U+{u:X}, which is not a character")))
+                .collect::<R<String>>()
+                .map(Value::Str)
+        })
+        .collect()
 }
 
 /// Raw numeric array bytes as f64 (floats, ints, unsigned, bools).
 fn numbers(d: &Dtype, b: &[u8]) -> R<Vec<f64>> {
-    if d.size == 0 || !b.len().is_multiple_of(d.size) {
-        return Err(format!("{} bytes of items of {} bytes", b.len(), d.size));
+    if d.size == 0 || d.size > 8 || !b.len().is_multiple_of(d.size) {
+        return Err(format!("{} bytes of numbers of {} bytes", b.len(), d.size));
     }
     let item = |c: &[u8]| -> R<f64> {
         let mut buf = [0u8; 8];

@@ -45,6 +45,27 @@ async function runToEnd(page) {
   assert.equal(await page.getAttribute('body', 'data-state'), 'done', await page.textContent('#error'));
 }
 
+/**
+ * Clicks `selector` and returns the text the page would download, caught at the link the page
+ * clicks (its name and the blob's text) rather than through Chromium's download machinery, which
+ * the other exports exercise.
+ */
+async function savedText(page, selector) {
+  return page.evaluate(async (sel) => {
+    const click = HTMLAnchorElement.prototype.click;
+    const caught = new Promise((ok) => {
+      HTMLAnchorElement.prototype.click = function () { ok({ name: this.download, text: fetch(this.href).then((r) => r.text()) }); };
+    });
+    try {
+      document.querySelector(sel).click();
+      const { name, text } = await caught;
+      return { name, text: await text };
+    } finally {
+      HTMLAnchorElement.prototype.click = click;
+    }
+  }, selector);
+}
+
 /** Clicks `selector` and returns the download's name and bytes. */
 async function downloadOf(page, selector) {
   const [download] = await Promise.all([page.waitForEvent('download'), page.click(selector)]);
@@ -149,13 +170,15 @@ test('ready demo on WebGPU: transfer + audit, every view drawn, every export re-
     const csvLabels = csv.slice(1).map((line) => line.split(',')[labelColumn]);
     const csvConf = csv.slice(1).map((line) => Number(line.split(',')[header.indexOf('scNym_confidence')]));
     // The same labels in the files other viewers read (formats checked in tests/js/exports.test.mjs).
-    const cxg = (await downloadOf(page, '#export-cellxgene')).bytes.toString().trim().split('\n').filter((l) => !l.startsWith('#'));
+    const cxgFile = await savedText(page, '#export-cellxgene');
+    assert.match(cxgFile.name, /pbmc3k_counts-scnym-cellxgene\.csv$/);
+    const cxg = cxgFile.text.trim().split('\n').filter((l) => !l.startsWith('#'));
     assert.equal(cxg[0], 'index,scNym');
     assert.deepEqual(cxg.slice(1).map((l) => l.split(',')[1]), csvLabels);
-    const meta = (await downloadOf(page, '#export-cellbrowser')).bytes.toString().trim().split('\n').map((l) => l.split('\t'));
+    const meta = (await savedText(page, '#export-cellbrowser')).text.trim().split('\n').map((l) => l.split('\t'));
     assert.deepEqual(meta[0], ['cellId', 'scNym', 'scNym_confidence']);
     assert.deepEqual(meta.slice(1).map((r) => r[1]), csvLabels);
-    const sets = JSON.parse((await downloadOf(page, '#export-vitessce')).bytes.toString());
+    const sets = JSON.parse((await savedText(page, '#export-vitessce')).text);
     const setOf = new Map(sets.tree[0].children.flatMap((c) => c.set.map(([cell]) => [cell, c.name])));
     assert.deepEqual(csv.slice(1).map((line) => setOf.get(line.split(',')[0])), csvLabels);
     const h5ad = await downloadOf(page, '#export-h5ad');

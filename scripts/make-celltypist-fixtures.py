@@ -2,9 +2,9 @@
 """Makes the CellTypist test fixtures in tests/fixtures/celltypist/: small models trained with
 PyPI's celltypist on ../shared/data, and CellTypist's own predictions with them.
 
-Needs a python with celltypist (1.7.1 was used, with scikit-learn 1.5.2: celltypist 1.7.1 passes
-LogisticRegression's `multi_class`, which scikit-learn 1.8 removed) and ../shared/data and
-www/data/pbmc3k_counts.h5ad (scripts/setup.sh). Run from the repository root:
+Needs a python with celltypist (1.7.1 was used, with scikit-learn 1.5.2: with scikit-learn 1.9.1
+celltypist 1.7.1 fails, passing LogisticRegression a `multi_class` it no longer takes), and
+../shared/data and www/data/pbmc3k_counts.h5ad (scripts/setup.sh). Run from the repository root:
 
     python -m venv /tmp/ct && /tmp/ct/bin/pip install celltypist==1.7.1 scikit-learn==1.5.2
     /tmp/ct/bin/python scripts/make-celltypist-fixtures.py

@@ -53,27 +53,24 @@ export async function open({ backend = 'auto', worker = !isNode && typeof Worker
     throw fail('invalid_option', `predictWorkers must be a whole number ≥ 1, got ${predictWorkers}`);
   }
   const transport = worker ? new WorkerTransport() : await InProcess.create();
-  try {
-    const modules = { wasm: resolved(wasm), wasmCpu: resolved(wasmCpu), memoryLimit };
-    const info = await transport.call('open', [{ backend, ...modules }]);
-    // Helper workers run the CPU module; on WebGPU the device does the work, in one worker.
-    // By default at most 4: each worker holds its own model, and rows are handed out one worker
-    // at a time (measured with 2 and tested with 3).
-    const size = predictWorkers ?? Math.min(4, globalThis.navigator?.hardwareConcurrency || 1);
-    const pool = worker && info.backend !== 'webgpu' && size > 1 ? new PredictionPool(() => openHelper(modules), size) : null;
-    return new Client(transport, info, pool);
-  } catch (e) {
-    transport.close();
-    throw e;
-  }
+  const modules = { wasm: resolved(wasm), wasmCpu: resolved(wasmCpu), memoryLimit };
+  const info = await start(transport, { backend, ...modules });
+  // Helper workers run the CPU module; on WebGPU the device does the work, in one worker.
+  // By default at most 4: each worker holds its own model, and rows are handed out one worker
+  // at a time (measured with 2 and tested with 3).
+  const size = predictWorkers ?? Math.min(4, globalThis.navigator?.hardwareConcurrency || 1);
+  const pool = worker && info.backend !== 'webgpu' && size > 1 ? new PredictionPool(async () => {
+    const helper = new WorkerTransport();
+    await start(helper, { backend: 'cpu', ...modules });
+    return helper;
+  }, size) : null;
+  return new Client(transport, info, pool);
 }
 
-/** A worker running the CPU module, for a prediction's share of rows. */
-async function openHelper(modules) {
-  const transport = new WorkerTransport();
+/** Starts `transport`'s engine with `options` (its backend info); one that cannot start is closed. */
+async function start(transport, options) {
   try {
-    await transport.call('open', [{ backend: 'cpu', ...modules }]);
-    return transport;
+    return await transport.call('open', [options]);
   } catch (e) {
     transport.close();
     throw e;

@@ -36,6 +36,16 @@ async function expected() {
   }
 }
 
+/** The demo's Vitessce page, its uncaught errors and every request it makes recorded. */
+async function openVitesscePage(browser) {
+  const page = await browser.context.newPage();
+  const errors = [], requests = [];
+  page.on('pageerror', (e) => errors.push(e));
+  page.on('request', (r) => requests.push(r.url()));
+  await page.goto(`${base}/www/vitessce.html`);
+  return { page, errors, requests };
+}
+
 test('the sclabel view labels the data set Vitessce loaded and hands the labels back as cell sets', { timeout: 600_000 }, async (t) => {
   if (!existsSync(join(root, 'www', 'vendor', 'vitessce', 'vitessce-all.js')) || !existsSync(ZARR)) {
     t.skip('the Vitessce page is not built (scripts/build-www.sh)');
@@ -44,11 +54,7 @@ test('the sclabel view labels the data set Vitessce loaded and hands the labels 
   const want = await expected();
   const browser = await launchChromium({ webgpu: false });
   try {
-    const page = await browser.context.newPage();
-    const errors = [], requests = [];
-    page.on('pageerror', (e) => errors.push(e));
-    page.on('request', (r) => requests.push(r.url()));
-    await page.goto(`${base}/www/vitessce.html`);
+    const { page, errors, requests } = await openVitesscePage(browser);
 
     // The registry's atlas is offered, and the run waits for Vitessce's matrix.
     const source = page.locator('select[data-sclabel=source]');
@@ -131,11 +137,7 @@ test('the page opens a zipped AnnData-Zarr picked on this computer, read where i
   sl.close();
   const browser = await launchChromium({ webgpu: false });
   try {
-    const page = await browser.context.newPage();
-    const errors = [], requests = [];
-    page.on('pageerror', (e) => errors.push(e));
-    page.on('request', (r) => requests.push(r.url()));
-    await page.goto(`${base}/www/vitessce.html`);
+    const { page, errors, requests } = await openVitesscePage(browser);
     await page.setInputFiles('#zip', zip);
     await page.fill('#embedding', '');
     await page.click('#open button[type=submit]');

@@ -18,6 +18,11 @@ Writes, for each model <name> (suffixed _np1 when run under numpy 1):
                        (ln(CP10k+1) over all genes, as CellTypist asks): cell, predicted_labels
                        (best match), prob_match (majority_voting off, mode 'prob match',
                        p_thres 0.5), conf_score, then the probability of each class
+and, under numpy 2, with the committed pbmc3k_lr.pkl:
+  pbmc3k_lr.majority.csv  annotate(majority_voting=True) of all 2,700 cells (scanpy's neighbours,
+                       Leiden over-clustering at CellTypist's resolution): cell, predicted_labels,
+                       over_clustering, majority_voting
+CELLTYPIST_ONLY=majority writes only that file (the models and their predictions stay as they are).
 """
 import os
 import sys
@@ -57,7 +62,7 @@ MODELS = {
     # SGDClassifier (log loss), scaled without the mean (sparse-friendly)
     "pbmc3k_sgd_nomean": dict(use_SGD=True, with_mean=False, max_iter=200),
 }
-for name, kwargs in MODELS.items():
+for name, kwargs in (MODELS.items() if os.environ.get("CELLTYPIST_ONLY") != "majority" else []):
     name += SUFFIX
     model = celltypist.train(train, labels="cell_type", n_jobs=1, check_expression=False, **kwargs)
     path = os.path.join(OUT, f"{name}.pkl")
@@ -72,3 +77,14 @@ for name, kwargs in MODELS.items():
             p = probs.loc[cell].to_numpy()
             f.write(",".join([cell, best.loc[cell, "predicted_labels"], labels.loc[cell, "predicted_labels"], repr(float(p.max())), *[repr(float(v)) for v in p]]) + "\n")
     print(f"{name}: {model.classifier.__class__.__name__}, {len(model.cell_types)} types × {len(model.features)} genes, numpy {np.__version__}")
+
+if not SUFFIX:
+    full = lognorm(ad.read_h5ad(os.path.join(ROOT, "www", "data", "pbmc3k_counts.h5ad")))
+    full.X = np.asarray(full.X.todense())
+    voted = celltypist.annotate(full, model=os.path.join(OUT, "pbmc3k_lr.pkl"), majority_voting=True).predicted_labels
+    with open(os.path.join(OUT, "pbmc3k_lr.majority.csv"), "w") as f:
+        f.write("cell,predicted_labels,over_clustering,majority_voting\n")
+        for cell in full.obs_names:
+            r = voted.loc[cell]
+            f.write(f"{cell},{r['predicted_labels']},{r['over_clustering']},{r['majority_voting']}\n")
+    print(f"majority voting: {voted['over_clustering'].nunique()} clusters, scanpy {sc.__version__}")

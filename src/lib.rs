@@ -7,6 +7,7 @@ pub mod atlas;
 pub mod audit;
 pub mod backend;
 pub mod celltypist;
+pub mod cluster;
 pub mod data;
 pub mod error;
 pub mod io;

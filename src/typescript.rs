@@ -9,6 +9,8 @@ use crate::audit::api::{AuditOptions, CutoffRule};
 use crate::audit::categories::{Category, Cutoffs, EasyThresholds};
 use crate::audit::genes::GeneScoreOptions;
 use crate::backend::{Backend, BackendInfo, BackendRequest, Executor};
+use crate::celltypist::CelltypistOptions;
+use crate::cluster::OverClusterOptions;
 use crate::data::{
     align::GeneOverlap, hvg::HvgFlavor, hvg::HvgOptions, normalize::Normalization, normalize::NormalizationReport, normalize::TargetScale, sampler::Sampling,
 };
@@ -67,6 +69,8 @@ fn generated() -> String {
         TransferOptions,
         PredictOptions,
         PredictReport,
+        OverClusterOptions,
+        CelltypistOptions,
         ExplainOptions,
         ValueEncoding,
         AtlasOptions,

@@ -24,6 +24,7 @@ use sclabel::audit::graph::ConfGraphOptions;
 use sclabel::audit::pca::PcaOptions;
 use sclabel::backend::{select, BackendRequest, ComputeDevice};
 use sclabel::block_on;
+use sclabel::celltypist::{annotate, CelltypistModel, CelltypistOptions, CelltypistPrediction};
 use sclabel::data::anndata::AnnData;
 use sclabel::data::hvg::{HvgFlavor, HvgOptions};
 use sclabel::data::normalize::TargetScale;
@@ -181,8 +182,11 @@ enum Command {
         unassigned_below: Option<f32>,
     },
     /// Label cells with a trained model; writes cell, scNym, scNym_confidence and one probability
-    /// column per class.
+    /// column per class. A CellTypist model (its .pkl, or the bundle `celltypist convert` writes)
+    /// gives CellTypist's annotation instead: cell, predicted_labels, prob_match, conf_score (and
+    /// over_clustering, majority_voting), then one probability column per class.
     Predict {
+        /// An sclabel bundle (.safetensors) or a CellTypist model (.pkl).
         #[arg(long)]
         model: PathBuf,
         #[arg(long)]
@@ -200,10 +204,27 @@ enum Command {
         #[arg(long)]
         embedding: Option<PathBuf>,
         /// Also write a copy of the input .h5ad with obs scNym / scNym_confidence and obsm X_scnym
-        /// added (everything else as it was).
+        /// added (CellTypist: obs predicted_labels, conf_score, majority_voting, over_clustering;
+        /// everything else as it was).
         #[arg(long, value_name = "OUT")]
         annotate_h5ad: Option<PathBuf>,
+        /// CellTypist models: the prob match threshold.
+        #[arg(long, default_value_t = CelltypistOptions::default().p_thres)]
+        p_thres: f64,
+        /// CellTypist models: vote within an over-clustering of the cells (Leiden on a kNN graph).
+        #[arg(long)]
+        majority_voting: bool,
+        /// CellTypist models: an obs column of clusters to vote within, instead of over-clustering.
+        #[arg(long, requires = "majority_voting")]
+        over_clustering: Option<String>,
+        /// CellTypist models: a cluster whose top label has fewer than this share of its cells is
+        /// Heterogeneous.
+        #[arg(long, default_value_t = 0.0)]
+        min_prop: f64,
     },
+    /// CellTypist models.
+    #[command(subcommand)]
+    Celltypist(CelltypistCommand),
     /// Turn a model trained by scNym 0.4 in Python into a bundle.
     ImportScnym {
         /// scNym's 00_best_model_weights.pkl (a torch.save'd state dict).
@@ -218,7 +239,7 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Print a bundle's metadata.
+    /// Print a bundle's metadata (or a CellTypist model's).
     Info { model: PathBuf },
     /// Atlases: a labelled reference preconverted for browsers, with a model trained on it.
     #[command(subcommand)]
@@ -334,6 +355,18 @@ enum Command {
         /// Per-cell attributions CSV (cells × genes).
         #[arg(long)]
         attributions: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CelltypistCommand {
+    /// A CellTypist model (.pkl) as an sclabel bundle (.safetensors: no pickle, no code), for
+    /// pages to load instead of the pickle; prints what the model is.
+    Convert {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -534,6 +567,39 @@ fn write_predictions(path: &Path, cells: &[String], p: &Prediction) -> Result<()
     for (i, cell) in cells.iter().enumerate() {
         out.push_str(&format!("{},{},{}", csv_field(cell), csv_field(&p.labels[i]), p.confidence[i]));
         for v in &p.probabilities[i * k..(i + 1) * k] {
+            out.push_str(&format!(",{v}"));
+        }
+        out.push('\n');
+    }
+    write(path, out.as_bytes())
+}
+
+/// Whether a model file is CellTypist's: a pickle, or an sclabel bundle of a CellTypist model.
+fn is_celltypist(path: &Path) -> Result<bool> {
+    Ok(CelltypistModel::is_celltypist(&read(path)?))
+}
+
+fn load_celltypist(path: &Path) -> Result<CelltypistModel> {
+    CelltypistModel::from_bytes(&read(path)?, &path.display().to_string())
+}
+
+fn write_celltypist_predictions(path: &Path, cells: &[String], p: &CelltypistPrediction) -> Result<()> {
+    let mut out = String::from("cell,predicted_labels,prob_match,conf_score");
+    if p.majority_voting.is_some() {
+        out.push_str(",over_clustering,majority_voting");
+    }
+    for c in &p.classes {
+        out.push(',');
+        out.push_str(&csv_field(c));
+    }
+    out.push('\n');
+    let k = p.classes.len();
+    for (i, cell) in cells.iter().enumerate() {
+        out.push_str(&format!("{},{},{},{}", csv_field(cell), csv_field(&p.predicted_labels[i]), csv_field(&p.prob_match[i]), p.conf_score[i]));
+        if let (Some(v), Some(c)) = (&p.majority_voting, &p.over_clustering) {
+            out.push_str(&format!(",{},{}", c[i], csv_field(&v[i])));
+        }
+        for v in &p.probability[i * k..(i + 1) * k] {
             out.push_str(&format!(",{v}"));
         }
         out.push('\n');
@@ -805,7 +871,43 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("predictions written to {}", path.display());
             }
         }
-        Command::Predict { model, input, normalize, use_raw, unassigned_below, out, embedding, annotate_h5ad } => {
+        Command::Predict { model, input, use_raw, out, annotate_h5ad, p_thres, majority_voting, over_clustering, min_prop, .. } if is_celltypist(&model)? => {
+            let dev = device(cli.backend)?;
+            let m = load_celltypist(&model)?;
+            let data = load_h5ad(&input)?;
+            let options = CelltypistOptions { p_thres, use_raw, majority_voting, over_clustering, min_prop, ..Default::default() };
+            let bar = bar(cli.quiet);
+            let (pred, report) = block_on(annotate(&m, &data, &options, &dev.device, &mut observe(&bar)))?;
+            bar.finish_and_clear();
+            report.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+            eprintln!(
+                "{} of the model's {} genes found (matched by {}); input: {}",
+                report.overlap.shared, report.overlap.model_genes, report.overlap.matched_by, report.normalization.description
+            );
+            if let Some(c) = &pred.clustering {
+                eprintln!("majority voting: {c}");
+            }
+            write_celltypist_predictions(&out, &data.obs_names, &pred)?;
+            eprintln!("CellTypist predictions for {} cells written to {}", data.n_obs(), out.display());
+            if let Some(path) = annotate_h5ad {
+                write_annotated_h5ad(&input, &path, &pred.anndata_additions())?;
+                eprintln!("{} with CellTypist's columns written to {}", input.display(), path.display());
+            }
+        }
+        Command::Celltypist(CelltypistCommand::Convert { model, out }) => {
+            let m = load_celltypist(&model)?;
+            write(&out, &m.to_bundle_bytes()?)?;
+            eprintln!(
+                "{}: CellTypist {} of {} types × {} genes (scaled {} the mean) written to {}",
+                model.display(),
+                m.classifier,
+                m.classes.len(),
+                m.features.len(),
+                if m.with_mean { "with" } else { "without" },
+                out.display()
+            );
+        }
+        Command::Predict { model, input, normalize, use_raw, unassigned_below, out, embedding, annotate_h5ad, .. } => {
             let dev = device(cli.backend)?;
             let m = load_model(&model, &dev.device)?;
             let rows = open_rows(&input, use_raw)?;
@@ -937,6 +1039,15 @@ fn run(cli: Cli) -> Result<()> {
                 package.matrix.len(),
                 package.model.len()
             );
+        }
+        Command::Info { model } if is_celltypist(&model)? => {
+            let m = load_celltypist(&model)?;
+            let description: serde_json::Map<String, serde_json::Value> = m.description.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+            let info = serde_json::json!({
+                "model": "celltypist", "classifier": m.classifier, "n_genes": m.features.len(), "classes": m.classes,
+                "with_mean": m.with_mean, "description": description,
+            });
+            println!("{}", serde_json::to_string_pretty(&info).expect("json"));
         }
         Command::Info { model } => {
             let dev = sclabel::backend::cpu(BackendRequest::Cpu, "info")?;

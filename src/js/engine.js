@@ -341,7 +341,7 @@ function predictionResult(engine, p) {
 }
 
 /** Operations that run long enough to take progress, cancellation and GPU memory. */
-const LONG_RUNNING = new Set(['trainScnym', 'fineTuneScnym', 'fineTuneAtlas', 'buildAtlas', 'predictScnym', 'predictPreparedRows', 'predictScnymRows', 'audit', 'explainScnym', 'trainHoldout']);
+const LONG_RUNNING = new Set(['predictCelltypist', 'trainScnym', 'fineTuneScnym', 'fineTuneAtlas', 'buildAtlas', 'predictScnym', 'predictPreparedRows', 'predictScnymRows', 'audit', 'explainScnym', 'trainHoldout']);
 
 const OPS = {
   /** Not API: a deliberate trap inside an async task, so tests can check the crash path. */
@@ -527,6 +527,23 @@ const OPS = {
   /** A model bundle from bytes, a Blob or a URL (cached with the Cache API when `cache` names a key). */
   async loadModel(source, { cache, sha256 } = {}) {
     return this.modelHandle(this.session.loadScnymModel(await bundleBytes(source, cache, sha256)));
+  },
+
+  /** A CellTypist model (.pkl or its sclabel bundle) from bytes, a Blob or a URL (cached like bundles). */
+  async loadCelltypist(source, { cache, name } = {}) {
+    const model = this.session.loadCelltypist(await bundleBytes(source, cache), name ?? nameOf(source) ?? 'CellTypist model');
+    const id = this.keep('celltypist', model);
+    return { kind: 'celltypist', id, classes: model.classes, genes: model.genes, info: model.info };
+  },
+
+  async predictCelltypist(model, dataset, options, { onProgress, signal } = {}) {
+    const m = this.get(model, 'celltypist').object;
+    if (dataset?.kind !== 'dataset') throw fail('invalid_option', 'predictCelltypist annotates a loaded data set: load the file first (load())');
+    return { ...(await this.session.predictCelltypist(m, this.get(dataset, 'dataset').object, options, onProgress, signal)), backend: this.session.backend };
+  },
+
+  async saveCelltypist(model) {
+    return this.get(model, 'celltypist').object.toBytes();
   },
 
   /** An atlas's reference matrix (bytes, Blob or URL; cached like bundles), its SHA-256 checked. */

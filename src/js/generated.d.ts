@@ -265,6 +265,56 @@ var_names: string | null, };
 
 export type PredictReport = { overlap: GeneOverlap, normalization: NormalizationReport, warnings: Array<string>, };
 
+/**
+ * How the query is over-clustered (CellTypist's defaults).
+ */
+export type OverClusterOptions = { 
+/**
+ * Leiden's resolution. `None`: CellTypist's for the cell count — 5 below 5,000 cells, 10
+ * below 20,000, 15 below 40,000, 20 below 100,000, 25 below 200,000, else 30.
+ */
+resolution: number | null, 
+/**
+ * Highly variable genes the graph is built on.
+ */
+n_top_genes: number, 
+/**
+ * Principal components.
+ */
+n_pcs: number, 
+/**
+ * Neighbours per cell, the cell itself counted (scanpy's `n_neighbors`).
+ */
+n_neighbors: number, seed: number, };
+
+/**
+ * Options of a CellTypist prediction (celltypist.annotate's arguments), as every door takes them.
+ */
+export type CelltypistOptions = { 
+/**
+ * "prob match" threshold (CellTypist's `p_thres`).
+ */
+p_thres: number, 
+/**
+ * Use `.raw` instead of X.
+ */
+use_raw: boolean, 
+/**
+ * Also vote: each cluster of an over-clustering takes its most common label
+ * (`majority_voting`).
+ */
+majority_voting: boolean, 
+/**
+ * An obs column whose values are the clusters to vote in (CellTypist's `over_clustering`);
+ * otherwise the query is over-clustered (`over_cluster`).
+ */
+over_clustering: string | null, over_cluster: OverClusterOptions, 
+/**
+ * A cluster whose most common label has fewer than this share of its cells is labelled
+ * `Heterogeneous` (`min_prop`).
+ */
+min_prop: number, };
+
 export type ExplainOptions = { 
 /**
  * Class whose logit is explained; the cells explained are those labelled with it.

@@ -112,6 +112,61 @@ export interface ModelHandle {
   readonly info: { arch: Record<string, unknown>; input: { transform: string; target_total: number }; provenance: Record<string, unknown>; config: ScnymConfig | null; metrics: Record<string, unknown> | null };
 }
 
+export type CelltypistOptions = Options<Core.CelltypistOptions>;
+
+/** A CellTypist model held by the engine (from its .pkl or an sclabel CellTypist bundle). */
+export interface CelltypistHandle {
+  readonly kind: 'celltypist';
+  readonly id: number;
+  readonly classes: string[];
+  /** CellTypist's `features`. */
+  readonly genes: string[];
+  readonly info: { classifier: 'LogisticRegression' | 'SGDClassifier' | string; with_mean: boolean; description: Record<string, string> };
+}
+
+/** An entry of CellTypist's models index (models.json); `url` absolute after loadCelltypistIndex. */
+export interface CelltypistIndexEntry {
+  filename: string;
+  url: string;
+  version?: string;
+  date?: string;
+  details?: string;
+  No_celltypes?: number;
+  source?: string;
+  default?: boolean;
+  [key: string]: unknown;
+}
+
+export interface CelltypistIndex { description?: string; last_update?: string; models: CelltypistIndexEntry[] }
+
+/** CellTypist's annotation under its own names, and under sclabel's. */
+export interface CelltypistPrediction {
+  classes: string[];
+  /** Best match per cell. */
+  predicted_labels: string[];
+  /** Every type with probability above `p_thres`, joined with '|', or 'Unassigned'. */
+  prob_match: string[];
+  /** The best match's probability. */
+  conf_score: Float32Array;
+  /** Cells × classes, row-major: sigmoid of the decision scores. */
+  probability_matrix: Float32Array;
+  decision_matrix: Float32Array;
+  /** With majority_voting: each cell's cluster's label ('Heterogeneous' below min_prop), its cluster, and how the clusters were made. */
+  majority_voting: string[] | null;
+  over_clustering: Uint32Array | null;
+  clustering: string | null;
+  /** sclabel's names: the final label (the vote, else the best match), the best match's class index, conf_score, probability_matrix. */
+  labels: string[];
+  predicted: Uint32Array;
+  confidence: Float32Array;
+  probabilities: Float32Array;
+  /** The model's genes the data have (the others are left out of the scores, as CellTypist does). */
+  genesUsed: number;
+  report: Core.PredictReport;
+  options: Core.CelltypistOptions;
+  backend: string;
+}
+
 export interface AuditResult {
   /** Cells of the audited data set (what `cells` index into). */
   n_obs: number;
@@ -322,10 +377,16 @@ export interface Sclabel {
   /** scNym's atlas → target path: the atlas model fine-tuned on its reference (labelled) and `query` (unlabelled). */
   fineTuneAtlas(atlas: OpenedAtlas, query: DatasetHandle, options?: FineTuneAtlasOptions, controls?: RunControls): Promise<ModelHandle>;
   importScnym(weights: BundleSource, genes: string[], classes: string[]): Promise<ModelHandle>;
+  /** A CellTypist model: its .pkl (nothing in it runs) or sclabel bundle, or an entry of loadCelltypistIndex (cached per version). */
+  loadCelltypist(source: BundleSource | CelltypistIndexEntry, options?: { cache?: string }): Promise<CelltypistHandle>;
+  /** CellTypist's annotation of a loaded data set, with optional majority voting. */
+  predictCelltypist(model: CelltypistHandle, dataset: DatasetHandle, options?: CelltypistOptions, controls?: RunControls): Promise<CelltypistPrediction>;
+  /** The CellTypist model as an sclabel bundle (safetensors, no pickle). */
+  saveCelltypist(model: CelltypistHandle): Promise<Uint8Array>;
   /** The user's .h5ad with the additions written in (a Blob that refers to their file where it can; see docs/big-files.md). */
   exportH5ad(dataset: DatasetHandle, additions: H5adAdditions): Promise<Blob>;
   memoryUsage(): Promise<{ wasmBytes: number }>;
-  free(handle: DatasetHandle | ModelHandle): Promise<void>;
+  free(handle: DatasetHandle | ModelHandle | CelltypistHandle): Promise<void>;
   close(): void;
 }
 
@@ -362,6 +423,8 @@ export function toVitessceCellSets(p: ScnymPrediction, obsNames: ArrayLike<strin
 /** A prediction's confidence as Vitessce cell sets: a child set per band between `edges` (default 0.5, 0.7, 0.9), low to high. */
 export function toVitessceConfidenceSets(p: ScnymPrediction, obsNames: ArrayLike<string>, options?: { name?: string; edges?: number[] }): VitessceCellSets;
 export function loadRegistry(source: string | URL | Registry): Promise<Registry>;
+/** CellTypist's models index (models.json) from a URL the host gives, or an object; fetches nothing else. */
+export function loadCelltypistIndex(source: string | URL | CelltypistIndex): Promise<CelltypistIndex>;
 export const version: string;
 export const BUNDLE_FORMAT_VERSION: number;
 export const ATLAS_FORMAT_VERSION: number;

@@ -306,6 +306,34 @@ class Client {
     return this.transport.call('buildAtlas', [dataset, options], controls);
   }
 
+  /**
+   * A CellTypist model: its `.pkl` (read by a restricted pickle reader — only numpy's and
+   * scikit-learn's names those files use are interpreted, nothing in the file runs) or the bundle
+   * `sclabel celltypist convert` / `saveCelltypist` writes; bytes, a Blob, a URL, or an entry of
+   * `loadCelltypistIndex` (fetched once per version, then from the Cache API). `cache` (a version
+   * key) caches a URL too.
+   */
+  loadCelltypist(source, { cache } = {}) {
+    if (source && typeof source === 'object' && typeof source.filename === 'string' && typeof source.url === 'string') {
+      return this.transport.call('loadCelltypist', [source.url, { cache: `${source.filename}@${source.version ?? ''}`, name: source.filename }]);
+    }
+    return this.transport.call('loadCelltypist', [resolved(source), { cache }]);
+  }
+
+  /**
+   * CellTypist's annotation of a loaded data set (ln(CP10k+1) of X or `.raw`, whatever scale it
+   * is on): best match (`predicted_labels`), prob match, `conf_score`, the probability and
+   * decision matrices, and with `majority_voting` the vote within an over-clustering (Leiden on a
+   * kNN graph) or within `over_clustering` (an obs column). `report` gives the gene overlap and
+   * warns when the data share few of the model's genes.
+   */
+  predictCelltypist(model, dataset, options = {}, controls = {}) {
+    return this.transport.call('predictCelltypist', [model, dataset, options], controls);
+  }
+
+  /** A CellTypist model as an sclabel bundle (safetensors: no pickle), to serve instead of its .pkl. */
+  saveCelltypist(model) { return this.transport.call('saveCelltypist', [model]); }
+
   /** Imports scNym 0.4 weights (its torch.save'd state dict) with its gene and class lists. */
   importScnym(weights, genes, classes) { return this.transport.call('importScnym', [resolved(weights), genes, classes]); }
 
@@ -509,6 +537,31 @@ export function toCsv(columns, index) {
 }
 
 // ------------------------------------------------------------------------------ registry
+
+/**
+ * CellTypist's models index (its `models.json`: { description, last_update, models: [{ filename,
+ * url, version, date, details, No_celltypes, source, default }] }) from a URL the host gives, or
+ * an object; relative model URLs resolve against the index's. Nothing is fetched but the index:
+ * `loadCelltypist(entry)` fetches a model when asked (the index has no checksums to check).
+ */
+export async function loadCelltypistIndex(source) {
+  let index = source;
+  let base = globalThis.location?.href;
+  if (typeof source === 'string' || source instanceof URL) {
+    base = new URL(String(source), base).href;
+    const response = await fetch(base).catch((e) => { throw fail('invalid_file', `${source}: ${e.message}`); });
+    if (!response.ok) throw fail('invalid_file', `${source}: HTTP ${response.status}`);
+    index = await response.json().catch((e) => { throw fail('invalid_file', `${source}: not JSON (${e.message})`); });
+  }
+  if (!Array.isArray(index?.models)) throw fail('invalid_file', 'CellTypist models index: expected { models: [...] }');
+  const models = index.models.map((m, i) => {
+    for (const field of ['filename', 'url']) {
+      if (typeof m?.[field] !== 'string' || !m[field]) throw fail('invalid_file', `CellTypist models index: models[${i}] has no '${field}'`);
+    }
+    return { ...m, url: base ? new URL(m.url, base).href : m.url };
+  });
+  return { ...index, models };
+}
 
 /**
  * A registry of atlas bundles, `{ format: 'sclabel-registry', version: 1, atlases: [{ id, name,

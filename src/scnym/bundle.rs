@@ -125,7 +125,7 @@ fn bad(reason: impl Into<String>) -> SclabelError {
 /// SHA-256 (hex) of a bundle's tensors — name, dtype, shape and bytes of each, in name order —
 /// stored in its metadata as `tensors_sha256`, so damaged weights are refused on load rather than
 /// predicting differently without a word.
-fn tensors_sha256<'a>(tensors: impl Iterator<Item = (&'a str, Dtype, &'a [usize], &'a [u8])>) -> String {
+pub(crate) fn tensors_sha256<'a>(tensors: impl Iterator<Item = (&'a str, Dtype, &'a [usize], &'a [u8])>) -> String {
     use sha2::{Digest, Sha256};
     let mut all: Vec<_> = tensors.collect();
     all.sort_unstable_by_key(|t| t.0);
@@ -253,7 +253,11 @@ impl ScnymModel {
             });
         }
         if get("model")? != "scnym" {
-            return Err(bad(format!("model kind '{}' is not scnym", get("model")?)));
+            return Err(bad(format!(
+                "model kind '{}' is not scnym{}",
+                get("model")?,
+                if get("model")? == "celltypist" { " (a CellTypist model: load it with loadCelltypist, or sclabel predict --model)" } else { "" }
+            )));
         }
         fn parse<T: serde::de::DeserializeOwned>(s: &str, key: &str) -> Result<T> {
             serde_json::from_str(s).map_err(|e| bad(format!("metadata '{key}': {e}")))

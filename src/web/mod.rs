@@ -2,6 +2,7 @@
 mod atlas;
 mod audit;
 mod builder;
+mod celltypist;
 mod convert;
 mod dataset;
 mod error;

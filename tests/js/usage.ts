@@ -1,6 +1,7 @@
 // Compiled (not run) by types.test.mjs: the public API as a TypeScript user writes it.
 import {
-  open, toCsv, predictionAdditions, auditAdditions, loadRegistry, toVitessceConfidenceSets,
+  open, toCsv, predictionAdditions, auditAdditions, loadRegistry, toVitessceConfidenceSets, loadCelltypistIndex,
+  type CelltypistHandle, type CelltypistPrediction,
   type HoldoutReport, type Progress, type SclabelError, type DatasetHandle, type Sclabel, type ModelHandle, type ScnymPrediction, type AuditResult,
 } from 'sclabel';
 import { sclabelViewType } from 'sclabel/vitessce';
@@ -70,4 +71,16 @@ export async function fromViewer(values: Float32Array, cells: string[], genes: s
   const view = sclabelViewType({ registry: '/atlases.json', backend: 'cpu', onResult: ({ prediction }) => console.log(prediction.scNym.length) });
   console.log(view, bands.tree[0].children.length);
   return x.indptr.length;
+}
+
+// CellTypist: a model from its index or a .pkl the user picked, with majority voting.
+export async function celltypist(pkl: File, query: DatasetHandle): Promise<string[]> {
+  const sl = await open();
+  const index = await loadCelltypistIndex('https://example.org/models/models.json');
+  const model: CelltypistHandle = pkl.size > 0 ? await sl.loadCelltypist(pkl) : await sl.loadCelltypist(index.models[0]);
+  const p: CelltypistPrediction = await sl.predictCelltypist(model, query, { majority_voting: true, over_cluster: { resolution: 10 }, p_thres: 0.5 });
+  // @ts-expect-error: the threshold is p_thres, as CellTypist names it.
+  await sl.predictCelltypist(model, query, { threshold: 0.5 });
+  console.log(p.conf_score[0], p.report.overlap.shared, await sl.saveCelltypist(model));
+  return p.majority_voting ?? p.predicted_labels;
 }

@@ -20,6 +20,9 @@ rm -rf www/vendor/vitessce
 npx --no-install esbuild scripts/vitessce-vendor/*.js --bundle --format=esm --platform=browser --splitting \
   --minify --log-level=warning --outdir=www/vendor/vitessce --define:process.env.NODE_ENV='"production"' \
   --alias:worker_threads=./src/js/vendor/no-worker-threads.js '--external:@react-three/*' --external:three
+# The demo's CellTypist model: the fixture trained with PyPI's celltypist on PBMC 3k's labels.
+mkdir -p www/data
+cp tests/fixtures/celltypist/pbmc3k_lr.pkl www/data/celltypist_pbmc3k.pkl
 # The demo's atlas and registry (www/data/atlases*), built with the package itself.
 node scripts/build-demo-atlas.mjs
 # The Vitessce page's example AnnData-Zarr (www/data/pbmc3k.zarr), also with the package.

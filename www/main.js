@@ -170,7 +170,7 @@ const isScaled = (h) => (h.summary.normalization?.min ?? 0) < 0;
 // ---- progress ------------------------------------------------------------------------------
 
 // Shares of the whole run per step, for one bar across training, prediction and the audit.
-const STEPS = { train: [0, 0.65], predict: [0.65, 0.69], predictRef: [0.69, 0.72], audit: [0.72, 1] };
+const STEPS = { train: [0, 0.65], predict: [0.65, 0.69], predictRef: [0.69, 0.72], celltypist: [0.72, 0.74], audit: [0.74, 1] };
 let stepStart = 0;
 
 function setStatus(text, fraction) {
@@ -228,6 +228,7 @@ async function run() {
       preset: $('preset').value, config: readJson('config', 'the scNym config'),
       audit: $('do-audit').checked ? readJson('audit-config', 'the Annotatability options') ?? {} : null,
       atlasMode: atlas ? $('atlas-mode').value : null,
+      celltypist: celltypistSource(), celltypistVoting: $('celltypist-voting').checked,
     };
     const started = performance.now();
     if (o.atlasMode === 'instant') {
@@ -246,11 +247,23 @@ async function run() {
       { signal, onProgress: stepProgress('predict', 'labelling the query') });
     const refPrediction = await c.predictScnym(model, reference, { ...predictOptions, use_raw: o.refRaw, normalize: !atlas },
       { signal, onProgress: stepProgress('predictRef', 'placing the reference in the embedding') });
+    // CellTypist beside scNym: its model labels the query at once (no training).
+    let celltypist = null;
+    if (o.celltypist) {
+      const onProgress = stepProgress('celltypist', `annotating with CellTypist (${o.celltypist.name})`);
+      const ct = await c.loadCelltypist(o.celltypist.source);
+      try {
+        const p = await c.predictCelltypist(ct, query, { use_raw: o.queryRaw, majority_voting: o.celltypistVoting }, { signal, onProgress });
+        celltypist = { name: o.celltypist.name, info: ct.info, prediction: p };
+      } finally {
+        c.free(ct).catch(() => {});
+      }
+    }
     const audit = o.audit && await c.audit(reference, { ...o.audit, label_key: o.labelKey, use_raw: o.refRaw },
       { signal, onProgress: stepProgress('audit', 'auditing the reference labels (Annotatability)') });
     const previous = app.result;
     app.result = {
-      ...o, client: c, reference, query, model, prediction, refPrediction, audit, atlas: atlas?.manifest ?? null,
+      ...o, client: c, reference, query, model, prediction, refPrediction, audit, celltypist, atlas: atlas?.manifest ?? null,
       refLabels: await c.obs(reference, o.labelKey),
       queryLabels: o.queryLabelKey ? await c.obs(query, o.queryLabelKey) : null,
       queryNames: await c.obsNames(query), refNames: await c.obsNames(reference),
@@ -307,6 +320,7 @@ async function showResults() {
   fillColorBy();
   drawConfidence();
   drawConfusion();
+  drawCelltypist();
   drawDataMap();
   drawTrainability();
   drawLowConfidence();
@@ -326,6 +340,7 @@ function fillColorBy() {
   if (r.domainKey) options.push(['domain', `domain (${r.domainKey})`]);
   if (r.queryLabels) options.push(['query-label', `query label (${r.queryLabelKey})`]);
   if (r.audit) options.push(['audit', 'Annotatability category (reference)']);
+  if (r.celltypist) options.push(['celltypist', `CellTypist (${r.celltypist.name})`]);
   // Any other obs column of either data set (cells of the other one are grey).
   const columns = new Map();
   for (const c of [...r.reference.summary.obs, ...r.query.summary.obs]) columns.set(c.name, c.kind);
@@ -356,6 +371,7 @@ async function colorFor(key) {
   const both = (refValues, queryValues) => [...refValues, ...queryValues];
   switch (key) {
     case 'predicted': return categorical(both(r.refPrediction.scNym, r.prediction.scNym), [...r.prediction.classes, 'Unassigned']);
+    case 'celltypist': return categorical(both(new Array(nRef).fill(null), r.celltypist.prediction.labels), r.celltypist.prediction.classes);
     case 'reference-label': return categorical(both(r.refLabels, new Array(nQuery).fill(null)), r.prediction.classes);
     case 'confidence': {
       const values = Float32Array.from(both(r.refPrediction.scNym_confidence, r.prediction.scNym_confidence));
@@ -480,6 +496,20 @@ function drawConfusion() {
   show('confusion', svg);
 }
 
+/** Where CellTypist's labels and scNym's agree: a confusion matrix between the two. */
+function drawCelltypist() {
+  const ct = app.result.celltypist;
+  $('celltypist-card').hidden = !ct;
+  if (!ct) return delete app.plots.celltypist;
+  const p = ct.prediction, scnym = app.result.prediction.scNym;
+  const same = p.labels.filter((l, i) => l === scnym[i]).length;
+  $('celltypist-summary').innerHTML = `CellTypist (${esc(ct.name)}, ${esc(ct.info.classifier)}, ${p.classes.length} types; ${p.genesUsed.toLocaleString()} of its genes in the query)`
+    + ` gives the same label as scNym to <b>${same.toLocaleString()}</b> of ${p.labels.length.toLocaleString()} cells (${(100 * same / p.labels.length).toFixed(1)}%)`
+    + (p.majority_voting ? `, after majority voting (${esc(p.clustering)})` : '') + '. Rows: CellTypist; columns: scNym.'
+    + (p.report.warnings.length ? ` <span class="warn">${p.report.warnings.map(esc).join(' ')}</span>` : '');
+  show('celltypist', charts.confusionMatrix(p.labels, scnym, { rowsAre: 'CellTypist', colsAre: 'scNym' }).svg);
+}
+
 function drawDataMap() {
   const a = app.result.audit;
   if (!a) {
@@ -548,8 +578,13 @@ function drawLowConfidence() {
 
 const stem = (name) => String(name ?? 'data').replace(/\.(h5ad|zarr|zip)$/i, '').replace(/\.zarr$/i, '');
 
-function predictionColumns(p) {
+/** The query's predictions as CSV columns: scNym's, CellTypist's (`ct`, when it ran) beside them. */
+function predictionColumns(p, ct) {
   const columns = { scNym: p.scNym, scNym_confidence: p.scNym_confidence };
+  if (ct) {
+    Object.assign(columns, { predicted_labels: ct.predicted_labels, conf_score: ct.conf_score });
+    if (ct.majority_voting) columns.majority_voting = ct.majority_voting;
+  }
   p.classes.forEach((name, k) => {
     columns[`p_${name}`] = Float32Array.from({ length: p.cells }, (_, i) => p.scNym_probabilities[i * p.classes.length + k]);
   });
@@ -579,7 +614,7 @@ function csvBlob(columns, names, block = 50_000) {
 }
 
 const exporters = {
-  'export-csv': async (r) => download(csvBlob(predictionColumns(r.prediction), r.queryNames), `${stem(r.query.name)}-scnym.csv`),
+  'export-csv': async (r) => download(csvBlob(predictionColumns(r.prediction, r.celltypist?.prediction), r.queryNames), `${stem(r.query.name)}-scnym.csv`),
   'export-h5ad': async (r) => download(await r.client.exportH5ad(r.query, predictionAdditions(r.prediction)), `${stem(r.query.name)}-scnym.h5ad`),
   'export-audit': async (r) => {
     if (!r.audit) throw new Error('the audit was switched off');
@@ -596,6 +631,15 @@ const exporters = {
 };
 
 // ---- wiring --------------------------------------------------------------------------------
+
+/** The CellTypist model chosen beside scNym: { source, name }, or null. */
+function celltypistSource() {
+  const choice = $('celltypist-model').value;
+  if (choice === 'demo') return { source: 'data/celltypist_pbmc3k.pkl', name: 'celltypist_pbmc3k.pkl' };
+  const file = $('celltypist-file').files[0];
+  if (choice === 'own' && !file) throw Object.assign(new Error('choose the CellTypist model file (.pkl), or none'), { code: 'invalid_option' });
+  return choice === 'own' ? { source: file, name: file.name } : null;
+}
 
 function chooseInput(role, source, name) {
   app.inputs[role] = { source, name };
@@ -644,6 +688,11 @@ $('preset').addEventListener('change', () => {
   // scNym's new-identity preset is meant to leave cells unassigned; no_new_identity needs no threshold.
   $('unassigned').value = $('preset').value === 'new_identity_discovery' ? '0.5' : '0';
 });
+$('celltypist-model').addEventListener('change', () => {
+  $('celltypist-file').hidden = $('celltypist-model').value !== 'own';
+  if ($('celltypist-model').value === 'own' && !$('celltypist-file').files[0]) $('celltypist-file').click();
+});
+$('celltypist-file').addEventListener('change', () => { $('celltypist-info').textContent = $('celltypist-file').files[0]?.name ?? ''; });
 $('run').addEventListener('click', run);
 $('cancel').addEventListener('click', () => app.controller?.abort());
 $('color-by').addEventListener('change', () => recolor().catch(showError));

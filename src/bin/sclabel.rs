@@ -872,12 +872,11 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Predict { model, input, use_raw, out, annotate_h5ad, p_thres, majority_voting, over_clustering, min_prop, .. } if is_celltypist(&model)? => {
-            let dev = device(cli.backend)?;
             let m = load_celltypist(&model)?;
             let data = load_h5ad(&input)?;
             let options = CelltypistOptions { p_thres, use_raw, majority_voting, over_clustering, min_prop, ..Default::default() };
             let bar = bar(cli.quiet);
-            let (pred, report) = block_on(annotate(&m, &data, &options, &dev.device, &mut observe(&bar)))?;
+            let (pred, report) = block_on(annotate(&m, &data, &options, &mut observe(&bar)))?;
             bar.finish_and_clear();
             report.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
             eprintln!(

@@ -7,7 +7,6 @@
 //! p > 0.5 (joined with '|'), or Unassigned.
 use std::collections::HashMap;
 
-use burn::prelude::Device;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
@@ -341,7 +340,6 @@ pub async fn annotate<O: Observer>(
     model: &CelltypistModel,
     adata: &AnnData,
     options: &CelltypistOptions,
-    device: &Device,
     observer: &mut O,
 ) -> Result<(CelltypistPrediction, PredictReport)> {
     if !(0.0..=1.0).contains(&options.p_thres) {
@@ -377,7 +375,7 @@ pub async fn annotate<O: Observer>(
                 (clusters, format!("{} clusters of obs '{column}'", codes.len()))
             }
             None => {
-                let oc = over_cluster(x, var_names, &stats, &options.over_cluster, device, observer).await?;
+                let oc = over_cluster(x, var_names, &stats, &options.over_cluster, observer).await?;
                 (oc.clusters, oc.description)
             }
         };

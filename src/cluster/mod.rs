@@ -8,21 +8,21 @@
 //! graph (the cell itself counted, as scanpy counts it) with UMAP's fuzzy connectivities; Leiden
 //! on modularity with CellTypist's resolution for the cell count, 2 iterations (scanpy's igraph
 //! flavour). Differences: the PCA is randomised SVD
-//! (`audit::pca`) rather than ARPACK; the neighbours are exact (scanpy: pynndescent above 4,096
-//! cells); Leiden's refinement takes the best merge rather than a random one. Clusters therefore
+//! (`audit::pca`) rather than ARPACK; the neighbours are exact (`knn`; scanpy: pynndescent above
+//! 4,096 cells); Leiden's refinement takes the best merge rather than a random one. Clusters therefore
 //! differ cell by cell from scanpy's; how much is measured in docs/celltypist.md.
+pub mod knn;
 pub mod leiden;
 
-use burn::prelude::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::graph::{make_conf_graph, ConfGraphOptions};
 use crate::audit::pca::{pca, PcaOptions};
 use crate::data::hvg::{highly_variable_genes_of, HvgFlavor, HvgOptions, RowPasses};
 use crate::data::matrix::CsrMatrix;
 use crate::data::normalize::{detect_from_stats, log_factor, rescale_in_place, TargetScale, ValueStats};
 use crate::error::{Result, SclabelError};
 use crate::train::progress::Observer;
+use knn::knn;
 use leiden::{leiden, Graph, LeidenOptions};
 
 /// The label of a cluster whose most common label has fewer than `min_prop` of its cells.
@@ -79,7 +79,6 @@ pub async fn over_cluster<O: Observer>(
     var_names: &[String],
     stats: &ValueStats,
     options: &OverClusterOptions,
-    device: &Device,
     observer: &mut O,
 ) -> Result<OverClustering> {
     let n = x.n_rows;
@@ -136,8 +135,8 @@ pub async fn over_cluster<O: Observer>(
 
     // Exact k nearest neighbours (the cell itself not among them), then UMAP's weights.
     let k = (options.n_neighbors - 1).min(n - 1);
-    let knn = make_conf_graph(&scores, n_pcs, &vec![0.0; n], &ConfGraphOptions { alpha: 1.0, k, block_size: None }, device, observer).await?;
-    let graph = fuzzy_connectivities(&knn.distances, k, options.n_neighbors);
+    let near = knn(&scores, n, n_pcs, k, observer).await?;
+    let graph = fuzzy_connectivities(&near, options.n_neighbors);
     let clusters = leiden(&graph, &LeidenOptions { resolution, n_iterations: 2, seed: options.seed })?;
     let n_clusters = clusters.iter().max().map_or(0, |m| *m as usize + 1);
     let description = format!(
@@ -195,19 +194,14 @@ impl RowPasses for LogRows<'_> {
     }
 }
 
-/// UMAP's fuzzy simplicial set (scanpy's `connectivities`, method 'umap') from a graph whose rows
-/// hold at least each cell's `k` nearest neighbours with their distances: per cell ρ (the nearest
-/// distance) and σ (Σ exp(−(d − ρ)/σ) = log2(n_neighbors)), w = exp(−(d − ρ)/σ), then
-/// W + Wᵀ − W∘Wᵀ.
-fn fuzzy_connectivities(distances: &CsrMatrix, k: usize, n_neighbors: usize) -> Graph {
-    let n = distances.n_rows;
+/// UMAP's fuzzy simplicial set (scanpy's `connectivities`, method 'umap') from each cell's nearest
+/// neighbours with their distances: per cell ρ (the nearest distance) and σ (Σ exp(−(d − ρ)/σ) =
+/// log2(n_neighbors)), w = exp(−(d − ρ)/σ), then W + Wᵀ − W∘Wᵀ.
+fn fuzzy_connectivities(neighbours: &[Vec<(u32, f64)>], n_neighbors: usize) -> Graph {
+    let n = neighbours.len();
     let target = (n_neighbors as f64).log2();
     let mut directed: Vec<Vec<(u32, f64)>> = Vec::with_capacity(n);
-    for i in 0..n {
-        let (idx, d) = distances.row(i);
-        let mut near: Vec<(u32, f64)> = idx.iter().zip(d).map(|(&j, &v)| (j, v as f64)).collect();
-        near.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-        near.truncate(k);
+    for near in neighbours {
         let rho = near.iter().map(|e| e.1).find(|&v| v > 0.0).unwrap_or(0.0);
         let (mut lo, mut hi, mut sigma) = (0.0f64, f64::INFINITY, 1.0f64);
         for _ in 0..64 {
@@ -287,7 +281,6 @@ pub fn majority_vote(labels: &[String], clusters: &[u32], min_prop: f64) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{cpu, BackendRequest};
     use crate::block_on;
     use crate::data::synthetic::{synthetic_counts, SyntheticSpec};
     use crate::train::progress::Silent;
@@ -315,9 +308,8 @@ mod tests {
         let data = synthetic_counts(&SyntheticSpec { n_cells: 600, n_genes: 300, n_classes: 3, seed: 4, ..Default::default() });
         let (x, var_names) = data.matrix(false).unwrap();
         let stats = data.value_stats(false).unwrap();
-        let device = cpu(BackendRequest::Cpu, "test").unwrap().device;
         let options = OverClusterOptions { resolution: Some(2.0), ..Default::default() };
-        let oc = block_on(over_cluster(x, var_names, &stats, &options, &device, &mut Silent)).unwrap();
+        let oc = block_on(over_cluster(x, var_names, &stats, &options, &mut Silent)).unwrap();
         assert!(oc.n_clusters >= 3, "{}", oc.description);
         // Clusters are pure: voting recovers every cell's type.
         let truth: Vec<String> = data.obs.get("cell_type").unwrap().to_strings().into_iter().map(Option::unwrap).collect();
@@ -325,7 +317,7 @@ mod tests {
         let agree = voted.iter().zip(&truth).filter(|(a, b)| a == b).count();
         assert!(agree as f64 >= 0.98 * truth.len() as f64, "{agree} of {}", truth.len());
         // Seeded.
-        let again = block_on(over_cluster(x, var_names, &stats, &options, &device, &mut Silent)).unwrap();
+        let again = block_on(over_cluster(x, var_names, &stats, &options, &mut Silent)).unwrap();
         assert_eq!(oc.clusters, again.clusters);
     }
 }

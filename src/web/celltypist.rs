@@ -70,10 +70,10 @@ impl JsSession {
         signal: JsValue,
     ) -> Result<Promise, JsValue> {
         let o: CelltypistOptions = convert::options(options, "options")?;
-        let (model, data, device) = (model.inner.clone(), dataset.inner.clone(), self.device.device.clone());
+        let (model, data) = (model.inner.clone(), dataset.inner.clone());
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
-            let (p, report) = annotate(&model, &data, &o, &device, &mut observer).await.map_err(to_js)?;
+            let (p, report) = annotate(&model, &data, &o, &mut observer).await.map_err(to_js)?;
             let f32s = |v: &[f64]| Float32Array::from(&v.iter().map(|&x| x as f32).collect::<Vec<_>>()[..]);
             let out = Object::new();
             let (conf, probs) = (f32s(&p.conf_score), f32s(&p.probability));

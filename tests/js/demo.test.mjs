@@ -262,7 +262,7 @@ test('own data with WebGPU off: h5ad reference + Zarr-folder query with labels, 
   }
 });
 
-test('an atlas from the page registry: instant annotation, then fine-tuning, on the CPU', async (t) => {
+test('an atlas from the page registry: instant annotation with a CellTypist model beside it, then fine-tuning, on the CPU', async (t) => {
   if (!existsSync(join(root, 'www', 'data', 'atlases.json'))) return t.skip('www/data/atlases.json missing: run scripts/build-www.sh');
   const browser = await launchChromium({ webgpu: false });
   try {
@@ -276,14 +276,29 @@ test('an atlas from the page registry: instant annotation, then fine-tuning, on 
     assert.equal(await page.inputValue('#label-key'), 'bulk_labels');
     await page.uncheck('#do-audit');
     await page.selectOption('#atlas-mode', 'instant');
+    // A CellTypist model beside it, with majority voting: no training either.
+    assert.ok(await page.isHidden('#celltypist-card'));
+    await page.selectOption('#celltypist-model', 'demo');
+    await page.check('#celltypist-voting');
     await runToEnd(page);
     assert.match(await page.textContent('#summary'), /2,700.*query cells by atlas pbmc68k-reduced \(instant annotation\)/);
+    assert.ok(await page.isVisible('#celltypist-card'));
+    assert.match(await page.textContent('#celltypist-summary'),
+      /CellTypist \(celltypist_pbmc3k\.pkl, LogisticRegression, 10 types; 300 of its genes in the query\) gives the same label as scNym to [\d,]+ of 2,700 cells .*after majority voting \(\d+ clusters: Leiden/);
+    assert.ok((await page.$$('#celltypist svg rect')).length > 10, 'the confusion matrix between the two is drawn');
+    await page.waitForSelector('#embedding[data-projection]', { timeout: 180_000 });
+    await page.selectOption('#color-by', 'celltypist');
+    await page.waitForSelector('#embedding[data-color-by="celltypist"]', { timeout: 180_000 });
     const instant = (await downloadOf(page, '#export-csv')).bytes.toString().trim().split('\n');
     assert.equal(instant.length, 2701);
+    assert.match(instant[0], /^cell,scNym,scNym_confidence,predicted_labels,conf_score,majority_voting,/);
+    assert.ok(requests.some((u) => u.endsWith('/www/data/celltypist_pbmc3k.pkl')));
     await page.selectOption('#atlas-mode', 'fine-tune');
     await page.fill('#config', JSON.stringify({ n_epochs: 3 }));
     await runToEnd(page);
     assert.match(await page.textContent('#summary'), /by atlas pbmc68k-reduced \(fine-tuned\)/);
+    assert.equal(await page.inputValue('#celltypist-model'), 'demo');
+    assert.ok(await page.isVisible('#celltypist-card'), 'CellTypist stays beside the fine-tuned model');
     // The two label the query alike (the fine-tuned model starts from the atlas's).
     const tuned = (await downloadOf(page, '#export-csv')).bytes.toString().trim().split('\n');
     const label = (row) => row.split(',')[1];

@@ -61,8 +61,11 @@ export function confidenceHistograms(classes, predicted, confidence, { bins = 20
   return svg(w, h, body, 'confidence histogram per predicted class');
 }
 
-/** Row-normalised confusion matrix: rows = the query's own labels, columns = predicted labels. */
-export function confusionMatrix(trueLabels, predictedLabels) {
+/**
+ * Row-normalised confusion matrix: rows = the query's own labels (or another labelling), columns =
+ * predicted labels; `rowsAre` / `colsAre` name the two in the title.
+ */
+export function confusionMatrix(trueLabels, predictedLabels, { rowsAre = 'query labels', colsAre = 'predicted' } = {}) {
   const rows = [...new Set(trueLabels.filter((v) => v != null))].sort();
   // Columns follow the rows where names agree (agreement on the diagonal), then the rest, Unassigned last.
   const predicted = new Set(predictedLabels);
@@ -79,7 +82,7 @@ export function confusionMatrix(trueLabels, predictedLabels) {
   });
   const cell = 30, left = 200, top = 150;
   const w = left + cols.length * cell + 80, h = top + rows.length * cell + 30;
-  let body = `<text x="8" y="14" font-weight="600">query labels (rows) × predicted (columns); identical names agree on ${fmt(agree / Math.max(1, n), 3)} of ${n} cells</text>`;
+  let body = `<text x="8" y="14" font-weight="600">${esc(rowsAre)} (rows) × ${esc(colsAre)} (columns); identical names agree on ${fmt(agree / Math.max(1, n), 3)} of ${n} cells</text>`;
   cols.forEach((c, j) => {
     body += `<text transform="translate(${left + j * cell + cell / 2 + 4},${top - 6}) rotate(-55)">${esc(c)}</text>`;
   });

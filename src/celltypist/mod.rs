@@ -11,7 +11,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{majority_vote, over_cluster, OverClusterOptions};
-use crate::data::align::{align_genes, best_gene_ids, GeneOverlap};
+use crate::data::align::{align_genes, best_gene_ids};
 use crate::data::anndata::AnnData;
 use crate::data::matrix::CsrMatrix;
 use crate::data::normalize::{detect_from_stats, log_factor, rescale_in_place, TargetScale};
@@ -318,20 +318,6 @@ impl Default for CelltypistOptions {
     }
 }
 
-/// The warning a low gene overlap earns (CellTypist drops the missing genes from the model).
-fn overlap_warnings(overlap: &GeneOverlap) -> Vec<String> {
-    if !overlap.low {
-        return Vec::new();
-    }
-    vec![format!(
-        "only {} of the model's {} genes are in the data ({:.0}%); the others are left out of every score, as CellTypist does, so the labels may be unreliable, e.g. missing: {}",
-        overlap.shared,
-        overlap.model_genes,
-        overlap.fraction * 100.0,
-        overlap.missing_examples.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-    )]
-}
-
 /// CellTypist's `annotate` of `adata` (X, or `.raw`) with `model`: X brought to ln(CP10k+1) with
 /// each cell's total over all its genes (counts, ln or log2 input detected), [`predict`], and with
 /// `majority_voting` the vote within clusters (an obs column's, or an over-clustering of the
@@ -383,7 +369,8 @@ pub async fn annotate<O: Observer>(
         prediction.over_clustering = Some(clusters);
         prediction.clustering = Some(description);
     }
-    let warnings = overlap_warnings(&overlap);
+    // CellTypist drops the model's genes the data lack from every score.
+    let warnings = overlap.low_warning("the others are left out of every score, as CellTypist does, so the labels may be unreliable").into_iter().collect();
     Ok((prediction, PredictReport { overlap, normalization, warnings }))
 }
 

@@ -24,6 +24,22 @@ pub struct GeneOverlap {
     pub matched_by: String,
 }
 
+impl GeneOverlap {
+    /// The warning a low overlap earns (`None` when it is not low): how many of the model's genes
+    /// the data have, `consequence` (what becomes of the missing ones), and a few of them.
+    pub fn low_warning(&self, consequence: &str) -> Option<String> {
+        self.low.then(|| {
+            format!(
+                "only {} of the model's {} genes are in the data ({:.0}%); {consequence}, e.g. missing: {}",
+                self.shared,
+                self.model_genes,
+                self.fraction * 100.0,
+                self.missing_examples.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+}
+
 /// What a list of gene identifiers holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -613,16 +613,7 @@ fn query_subsample(n: usize, max: Option<usize>, seed: u64) -> Vec<usize> {
 
 /// The warning a low gene overlap earns.
 fn overlap_warnings(overlap: &GeneOverlap) -> Vec<String> {
-    if !overlap.low {
-        return Vec::new();
-    }
-    vec![format!(
-        "only {} of the model's {} genes are in the data ({:.0}%); predictions may be unreliable (missing genes are set to 0), e.g. missing: {}",
-        overlap.shared,
-        overlap.model_genes,
-        overlap.fraction * 100.0,
-        overlap.missing_examples.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-    )]
+    overlap.low_warning("predictions may be unreliable (missing genes are set to 0)").into_iter().collect()
 }
 
 /// Cells whose model input is all zeros (no value in any of the model's genes): counted, with a

@@ -318,14 +318,7 @@ fn seeded_subset(rows: &[usize], n: usize, seed: u64) -> Vec<usize> {
 }
 
 fn overlap_warning(overlap: &GeneOverlap) -> Option<String> {
-    overlap.low.then(|| {
-        format!(
-            "only {} of the model's {} genes are in the data ({:.0}%); missing genes are set to 0 and get no attribution",
-            overlap.shared,
-            overlap.model_genes,
-            overlap.fraction * 100.0
-        )
-    })
+    overlap.low_warning("missing genes are set to 0 and get no attribution")
 }
 
 /// Explains the cells with `obs[label_key] == options.target` against the reference cells picked by

@@ -4,7 +4,9 @@
 # module (2026-12-05), 13% smaller raw but 4% larger gzipped, so the package ships without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-features=${SCLABEL_WASM_FEATURES:-web,flex,wgpu}
+# The full module fuses GPU kernels (burn's `fusion`): half the dispatches per training step,
+# measured with bench/gpu_dispatch_browser.mjs (docs/development.md).
+features=${SCLABEL_WASM_FEATURES:-web,flex,wgpu,fusion}
 rm -rf pkg && mkdir -p pkg
 # The name section (function names for stack traces) is ~1 MB gzipped; keep it with
 # SCLABEL_WASM_KEEP_NAMES=1 when debugging a panic.

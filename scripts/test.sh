@@ -7,7 +7,7 @@ bash scripts/setup.sh
 echo "== format and lints (rustfmt.toml; [lints.clippy] in Cargo.toml)"
 cargo fmt --check
 cargo clippy --features ndarray,cli --all-targets -- -D warnings
-cargo clippy --lib --profile wasm --target wasm32-unknown-unknown --no-default-features --features web,flex,wgpu -- -D warnings
+cargo clippy --lib --profile wasm --target wasm32-unknown-unknown --no-default-features --features web,flex,wgpu,fusion -- -D warnings
 echo "== native tests (cargo test)"
 cargo test --features ndarray,cli
 echo "== wasm build"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds what the GPU benchmark carries to a lent device (see README.md beside this file):
-#   bench/gpu/carry/sclabel.gz     release CLI with --features wgpu,cli, stripped and gzipped
+#   bench/gpu/carry/sclabel.gz     release CLI with --features wgpu,fusion,cli (as the package's
+#                                  GPU module), stripped and gzipped
+#   bench/gpu/carry/sclabel-nofusion.gz   the same without burn's kernel fusion (one case compares)
 #   bench/gpu/carry/pbmc3k.h5ad    the labelled source the cells are resampled from
 #   bench/gpu/carry/genes.txt      its 2,000 highly variable genes (the model's genes)
 #   .gl/*.deb                      the Vulkan / GL loaders the device lacks
@@ -9,8 +11,11 @@ cd "$(dirname "$0")/../.."
 SHARED=${SHARED:-../shared}
 out=bench/gpu/carry
 mkdir -p "$out"
+# gzip: the stripped binary is ~50 MB (~17 MB gzipped), the device takes 64 MiB of tree in all.
 cargo build --release --features wgpu,cli --bin sclabel
-# gzip: the stripped binary is ~50 MB, the device takes 64 MiB of tree in all.
+strip -o /tmp/sclabel-gpu target/release/sclabel
+gzip -c /tmp/sclabel-gpu >"$out/sclabel-nofusion.gz"
+cargo build --release --features wgpu,fusion,cli --bin sclabel
 strip -o /tmp/sclabel-gpu target/release/sclabel
 gzip -c /tmp/sclabel-gpu >"$out/sclabel.gz"
 cp "$SHARED/data/pbmc3k_raw_labeled.h5ad" "$out/pbmc3k.h5ad"

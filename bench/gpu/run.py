@@ -26,6 +26,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CARRY = os.path.join(ROOT, 'bench', 'gpu', 'carry')
 BIN = os.environ.get('SCLABEL_BIN', os.path.join(CARRY, 'sclabel'))
+# The same CLI built without burn's kernel fusion (prepare.sh), for the with/without comparison.
+BIN_NOFUSION = os.environ.get('SCLABEL_BIN_NOFUSION')
 
 
 def sh(cmd):
@@ -84,12 +86,12 @@ def summarize_predict(events):
     return out
 
 
-def run_case(work, name, argv, env_extra, pin_one_core, limit):
+def run_case(work, name, argv, env_extra, pin_one_core, limit, binary=None):
     log = os.path.join(work, f'{name}.jsonl')
     if os.path.exists(log):
         os.remove(log)
     env = dict(os.environ, **env_extra)
-    cmd = [BIN] + argv + ['--quiet', '--progress-log', log]
+    cmd = [binary or BIN] + argv + ['--quiet', '--progress-log', log]
     if pin_one_core and shutil.which('taskset'):
         cmd = ['taskset', '-c', '0'] + cmd
     print(f'== {name} (limit {limit:.0f} s): {" ".join(cmd)}', flush=True)
@@ -180,6 +182,7 @@ def main():
         ('train_10k_wgpu', lambda: train('10k', 'wgpu', cfg3), {}, False, 90, False),
         ('train_100k_wgpu', lambda: train('100k', 'wgpu', cfg3), {}, False, 150, False),
         ('train_100k_cpu1', lambda: train('100k', 'cpu', cfg2), one, True, 120, False),
+        ('train_100k_wgpu_nofusion', lambda: train('100k', 'wgpu', cfg3), {}, False, 150, False),
         ('predict_wgpu', lambda: predict('wgpu', 'wgpu'), {}, False, 150, True),
         ('train_100k_cpuall', lambda: train('100k', 'cpu', cfg2), {}, False, 90, False),
         ('predict_cpuall', lambda: predict('cpu', 'cpuall'), {}, False, 120, True),
@@ -204,7 +207,11 @@ def main():
         if left < 10:
             result['cases'].append({'case': name, 'skipped': 'out of time'})
             continue
-        result['cases'].append(run_case(w, name, argv(), env, pin, min(own, left)))
+        if name.endswith('_nofusion') and not (BIN_NOFUSION and os.path.exists(BIN_NOFUSION)):
+            result['cases'].append({'case': name, 'skipped': 'no CLI built without fusion in the carry'})
+            continue
+        binary = BIN_NOFUSION if name.endswith('_nofusion') else None
+        result['cases'].append(run_case(w, name, argv(), env, pin, min(own, left), binary))
         save()
     if big_job.poll() is None:
         big_job.kill()
@@ -218,6 +225,9 @@ def main():
             ratios[f'train_{size}_wgpu_vs_cpu1'] = epoch(c1) / epoch(g)
         if epoch(g) and epoch(ca):
             ratios[f'train_{size}_wgpu_vs_cpuall'] = epoch(ca) / epoch(g)
+        nf = by.get(f'train_{size}_wgpu_nofusion', {})
+        if epoch(g) and epoch(nf):
+            ratios[f'train_{size}_wgpu_fusion_vs_nofusion'] = epoch(nf) / epoch(g)
     pg, p1, pa = by.get('predict_wgpu', {}), by.get('predict_cpu1', {}), by.get('predict_cpuall', {})
     if pg.get('cells_per_s') and p1.get('cells_per_s'):
         ratios['predict_wgpu_vs_cpu1'] = pg['cells_per_s'] / p1['cells_per_s']

@@ -12,6 +12,9 @@ egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
 export PYTHONUNBUFFERED=1
 gunzip -c bench/gpu/carry/sclabel.gz >/tmp/sclabel && chmod +x /tmp/sclabel || exit 1
 export SCLABEL_BIN=/tmp/sclabel
+if [ -f bench/gpu/carry/sclabel-nofusion.gz ]; then
+  gunzip -c bench/gpu/carry/sclabel-nofusion.gz >/tmp/sclabel-nofusion && chmod +x /tmp/sclabel-nofusion && export SCLABEL_BIN_NOFUSION=/tmp/sclabel-nofusion
+fi
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 if [ "${1:-}" = --sweep ]; then

@@ -181,6 +181,7 @@ pub const ERROR_CODES: &[(&str, &str)] = &[
     ("unsupported_version", "a file from a newer version of its format: update sclabel"),
     ("too_large", "the data would not fit in memory here (a budget, checked before allocating)"),
     ("crashed", "JS layer: the wasm module trapped; the message names the operation and phase"),
+    ("device_lost", "JS layer: the GPU device was lost; the client carries on on the CPU (data sets kept, GPU models gone)"),
     ("worker_failed", "JS layer: the worker could not start or died"),
     ("closed", "JS layer: the client was closed"),
     ("internal", "JS layer: an error without a code (a bug: please report it)"),

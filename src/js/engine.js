@@ -243,7 +243,22 @@ export class Engine {
   }
 
   get backend() {
-    return this.session.backend;
+    return this.lost ? { ...this.session.backend, reason: `the GPU device was lost (${this.lost}); carrying on on the CPU` } : this.session.backend;
+  }
+
+  /**
+   * After the GPU device is lost (a call failed with wgpu's "device is poisoned" / "destroyed" /
+   * "lost"), the engine carries on on the CPU backend of the same module: data sets live in wasm
+   * memory and are kept; models lived on the device and are refused with `device_lost`. The
+   * failed call rejects with `device_lost` and may be run again. A trap instead (wgpu panicking)
+   * is a `crashed` client, as before.
+   */
+  async onDeviceLost(op, e) {
+    this.lost = String(e.message).split('\n').find((l) => /destroy|lost/i.test(l))?.trim() ?? 'lost';
+    // The old session is not freed: a model made on it may still be in a handle (refused in get).
+    this.session = await this.wasm.Session.start('cpu');
+    return fail('device_lost', `the GPU device was lost during ${op} (${this.lost}). sclabel carries on on the CPU in this client: `
+      + 'data sets are kept; models that were on the GPU are gone (train them again, or load a saved bundle); run the call again', { backend: 'cpu' });
   }
 
   /**
@@ -266,6 +281,7 @@ export class Engine {
       return { result, transfer: transferables(result) };
     } catch (e) {
       if (isTrap(e)) throw crash(call, e);
+      if (e?.code === 'backend' && this.session.backend.backend === 'webgpu' && DEVICE_LOST.test(e.message)) throw await this.onDeviceLost(op, e);
       throw e;
     } finally {
       unwatchTraps(call);
@@ -276,7 +292,7 @@ export class Engine {
 
   keep(kind, object, extra = {}) {
     const id = this.nextId++;
-    this.objects.set(id, { kind, object, ...extra });
+    this.objects.set(id, { kind, object, session: this.session, ...extra });
     return id;
   }
 
@@ -284,6 +300,10 @@ export class Engine {
     const entry = handle && this.objects.get(handle.id);
     if (!entry || entry.kind !== kind) {
       throw fail('invalid_option', `expected a ${kind} handle from this client${handle?.id ? ` (${kind} #${handle.id} was freed or belongs to another client)` : ''}`);
+    }
+    // scNym models hold device tensors: one made before a lost device is gone with it.
+    if (kind === 'model' && this.lost && entry.session !== this.session) {
+      throw fail('device_lost', `model #${handle.id} was on the GPU device that was lost (${this.lost}); train it again or load its saved bundle (saveModel) — this client now runs on the CPU`);
     }
     return entry;
   }
@@ -337,8 +357,11 @@ async function loadSource(engine, source, { name, format, genes } = {}, { onProg
 /** A prediction as the package returns it: keyed by scNym's own names for what it writes to
  * adata.obs / adata.obsm (the core's slots), with the cell count and the backend. */
 function predictionResult(engine, p) {
-  return { cells: p.predicted.length, ...p, backend: engine.session.backend };
+  return { cells: p.predicted.length, ...p, backend: engine.backend };
 }
+
+/** How wgpu reports a lost or destroyed device through burn (the error's text; there is no code). */
+const DEVICE_LOST = /device is poisoned|device was destroyed|device (is |was )?lost|DeviceLost/i;
 
 /** Operations that run long enough to take progress, cancellation and GPU memory. */
 const LONG_RUNNING = new Set(['predictCelltypist', 'trainScnym', 'fineTuneScnym', 'fineTuneAtlas', 'buildAtlas', 'predictScnym', 'predictPreparedRows', 'predictScnymRows', 'audit', 'explainScnym', 'trainHoldout']);
@@ -350,7 +373,7 @@ const OPS = {
   },
 
   backend() {
-    return this.session.backend;
+    return this.backend;
   },
 
   /** Bytes of wasm memory (it grows, never shrinks: this is the peak so far). */
@@ -512,7 +535,7 @@ const OPS = {
     const e = dataset?.kind === 'dataset'
       ? await this.session.explainScnym(m, this.get(dataset, 'dataset').object, labelKey, options, onProgress, signal)
       : await withH5ad(dataset, 'explainScnym', (r, label) => this.session.explainScnymH5ad(m, r.length, r.readAt, label, labelKey, options, onProgress, signal));
-    return { ...e, backend: this.session.backend };
+    return { ...e, backend: this.backend };
   },
 
   async saveModel(model) {
@@ -539,7 +562,7 @@ const OPS = {
   async predictCelltypist(model, dataset, options, { onProgress, signal } = {}) {
     const m = this.get(model, 'celltypist').object;
     if (dataset?.kind !== 'dataset') throw fail('invalid_option', 'predictCelltypist annotates a loaded data set: load the file first (load())');
-    return { ...(await this.session.predictCelltypist(m, this.get(dataset, 'dataset').object, options, onProgress, signal)), backend: this.session.backend };
+    return { ...(await this.session.predictCelltypist(m, this.get(dataset, 'dataset').object, options, onProgress, signal)), backend: this.backend };
   },
 
   async saveCelltypist(model) {

@@ -393,7 +393,7 @@ export interface Sclabel {
 /** Errors thrown by sclabel carry a stable `code`. */
 export interface SclabelError extends Error {
   code: 'invalid_file' | 'unsupported_layout' | 'column_not_found' | 'invalid_values' | 'shape_mismatch' | 'genes'
-    | 'labels' | 'invalid_option' | 'backend' | 'cancelled' | 'too_large' | 'crashed' | 'worker_failed' | 'closed' | 'unsupported_version' | 'internal';
+    | 'labels' | 'invalid_option' | 'backend' | 'cancelled' | 'too_large' | 'crashed' | 'device_lost' | 'worker_failed' | 'closed' | 'unsupported_version' | 'internal';
   /**
    * The core's fields of the error, as data: where in the user's data it is (`file`, `column`,
    * `gene`, `cell`, `row`), or the `option`, the format `found` / `supported`, the bytes `need` /

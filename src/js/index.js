@@ -168,9 +168,19 @@ class Client {
     this.backend = backend;
   }
 
+  /** One call to the engine; after a lost GPU device the engine runs on the CPU, and `backend` says so. */
+  async #call(op, args, controls) {
+    try {
+      return await this.transport.call(op, args, controls);
+    } catch (e) {
+      if (e?.code === 'device_lost') this.backend = await this.transport.call('backend', []).catch(() => this.backend);
+      throw e;
+    }
+  }
+
   /** Reads an .h5ad or AnnData-Zarr (File/Blob, ArrayBuffer, typed array, URL, directory handle, file list, zarr store; a path in Node). */
   load(source, { name, format, varNames, genes, onProgress, signal } = {}) {
-    return this.transport.call('load', [resolved(source), { name, format, varNames, genes: genes && Array.from(genes) }], { onProgress, signal });
+    return this.#call('load', [resolved(source), { name, format, varNames, genes: genes && Array.from(genes) }], { onProgress, signal });
   }
 
   /**
@@ -180,28 +190,28 @@ class Client {
    * (e.g. labels). Values are read as a file's X would be (counts, ln or log2 detected).
    */
   fromMatrix(matrix, { obsNames, varNames, obs, name } = {}) {
-    return this.transport.call('fromMatrix', [matrix, { obsNames: obsNames && Array.from(obsNames), varNames: varNames && Array.from(varNames), obs, name }]);
+    return this.#call('fromMatrix', [matrix, { obsNames: obsNames && Array.from(obsNames), varNames: varNames && Array.from(varNames), obs, name }]);
   }
 
   /** Seeded synthetic raw counts with `cell_type` and `batch` obs columns. */
-  synthetic(spec = {}) { return this.transport.call('synthetic', [spec]); }
+  synthetic(spec = {}) { return this.#call('synthetic', [spec]); }
   /** A new data set with only the cells at `rows`. */
-  subset(dataset, rows) { return this.transport.call('subset', [dataset, Array.from(rows)]); }
+  subset(dataset, rows) { return this.#call('subset', [dataset, Array.from(rows)]); }
   /** A new data set with obs column `column` set to `values` (e.g. 'Unlabeled' for cells to annotate). */
-  withObs(dataset, column, values) { return this.transport.call('withObs', [dataset, column, values]); }
+  withObs(dataset, column, values) { return this.#call('withObs', [dataset, column, values]); }
   /** An obs column as strings (missing values are null). */
-  obs(dataset, column) { return this.transport.call('obs', [dataset, column]); }
-  obsNames(dataset) { return this.transport.call('obsNames', [dataset]); }
-  varNames(dataset) { return this.transport.call('varNames', [dataset]); }
+  obs(dataset, column) { return this.#call('obs', [dataset, column]); }
+  obsNames(dataset) { return this.#call('obsNames', [dataset]); }
+  varNames(dataset) { return this.#call('varNames', [dataset]); }
   /** X as held (CSR: indptr, indices, data; only the kept genes of a data set loaded with `genes`). */
-  matrix(dataset) { return this.transport.call('matrix', [dataset]); }
+  matrix(dataset) { return this.#call('matrix', [dataset]); }
 
   /**
    * scNym: trains on `reference` (cells labelled 'Unlabeled' are unlabelled) and an optional
    * unlabelled `query`: loaded data sets, or `.h5ad` files read a block of cells at a time.
    */
   trainScnym(reference, query, options = {}, controls = {}) {
-    return this.transport.call('trainScnym', [reference, query ?? null, options], controls);
+    return this.#call('trainScnym', [reference, query ?? null, options], controls);
   }
 
   /**
@@ -209,7 +219,7 @@ class Client {
    * matched by name; what could not be carried over is in the model's warnings).
    */
   fineTuneScnym(pretrained, reference, query, options = {}, controls = {}) {
-    return this.transport.call('fineTuneScnym', [pretrained, reference, query ?? null, options], controls);
+    return this.#call('fineTuneScnym', [pretrained, reference, query ?? null, options], controls);
   }
 
   /**
@@ -222,7 +232,7 @@ class Client {
       throw fail('invalid_option', 'fineTuneAtlas needs an atlas opened with its reference (openAtlas(source) without { reference: false })');
     }
     const { label_key, domain_key } = atlas.manifest;
-    return this.transport.call('fineTuneAtlas', [atlas.model, atlas.reference, query ?? null, { label_key, domain_key: domain_key ?? null }, options], controls);
+    return this.#call('fineTuneAtlas', [atlas.model, atlas.reference, query ?? null, { label_key, domain_key: domain_key ?? null }, options], controls);
   }
 
   /**
@@ -232,7 +242,7 @@ class Client {
   predictScnym(model, dataset, options = {}, controls = {}) {
     const workers = this.pool?.workersFor(dataset) ?? 1;
     if (workers > 1) return this.pool.predict(this.transport, model, dataset, options, controls, workers);
-    return this.transport.call('predictScnym', [model, dataset, options], controls);
+    return this.#call('predictScnym', [model, dataset, options], controls);
   }
 
   /**
@@ -241,7 +251,7 @@ class Client {
    * e.g. the 2,000 highly variable ones, are kept; the same report as loading it whole).
    */
   audit(dataset, options = {}, controls = {}) {
-    return this.transport.call('audit', [dataset, options], controls);
+    return this.#call('audit', [dataset, options], controls);
   }
 
   /**
@@ -251,19 +261,19 @@ class Client {
    * 10,000 reference cells are kept, a seeded sample; the result's warnings say so).
    */
   explainScnym(model, dataset, labelKey, options = {}, controls = {}) {
-    return this.transport.call('explainScnym', [model, dataset, labelKey, options], controls);
+    return this.#call('explainScnym', [model, dataset, labelKey, options], controls);
   }
 
   /** A plain MLP on part of the labelled cells, tested on the rest (a quick check of a data set). */
   trainHoldout(dataset, options = {}, controls = {}) {
-    return this.transport.call('trainHoldout', [dataset, options], controls);
+    return this.#call('trainHoldout', [dataset, options], controls);
   }
 
   /** The model bundle's bytes (safetensors), to download and load again later. */
-  saveModel(model) { return this.transport.call('saveModel', [model]); }
+  saveModel(model) { return this.#call('saveModel', [model]); }
 
   /** A model bundle from bytes, a Blob or a URL; with `cache` (a version key) a URL is kept in the Cache API. */
-  loadModel(source, { cache } = {}) { return this.transport.call('loadModel', [resolved(source), { cache }]); }
+  loadModel(source, { cache } = {}) { return this.#call('loadModel', [resolved(source), { cache }]); }
 
   /** A registry entry's bundle (see loadRegistry), cached per atlas version and checked against its sha256. */
   async loadAtlas(entry) {
@@ -273,7 +283,7 @@ class Client {
     if (entry.bundle_format_version > BUNDLE_FORMAT_VERSION) {
       throw fail('unsupported_version', `atlas '${entry.id}' ${entry.version} needs bundle format ${entry.bundle_format_version}; this sclabel (${version}) reads up to ${BUNDLE_FORMAT_VERSION} — update sclabel`);
     }
-    return this.transport.call('loadModel', [entry.url, { cache: `${entry.id}@${entry.version}`, sha256: entry.sha256 }]);
+    return this.#call('loadModel', [entry.url, { cache: `${entry.id}@${entry.version}`, sha256: entry.sha256 }]);
   }
 
   /**
@@ -288,12 +298,12 @@ class Client {
     const location = resolved(typeof source === 'object' && !(source instanceof URL) ? source.manifest : source);
     const { text, file } = await readManifest(location);
     // Checked by the core, as natively (atlas::open::check_manifest), before any file is fetched.
-    const manifest = await this.transport.call('checkAtlasManifest', [text, String(location)]);
+    const manifest = await this.#call('checkAtlasManifest', [text, String(location)]);
     const { model: m, matrix } = manifest.files;
     // Cached per file content: a rebuilt atlas (new SHA-256) is fetched once, the old copy dropped.
-    const model = await this.transport.call('loadModel', [file(m.path), { cache: m.sha256, sha256: m.sha256 }]);
+    const model = await this.#call('loadModel', [file(m.path), { cache: m.sha256, sha256: m.sha256 }]);
     const data = reference
-      ? await this.transport.call('loadAtlasMatrix', [file(matrix.path), { cache: matrix.sha256, sha256: matrix.sha256, name: `${manifest.id} reference`, genes }])
+      ? await this.#call('loadAtlasMatrix', [file(matrix.path), { cache: matrix.sha256, sha256: matrix.sha256, name: `${manifest.id} reference`, genes }])
       : null;
     return { manifest, model, reference: data };
   }
@@ -303,7 +313,7 @@ class Client {
    * `manifest` as atlas.json and the two byte arrays under `manifest.files.{matrix,model}.path`.
    */
   buildAtlas(dataset, options = {}, controls = {}) {
-    return this.transport.call('buildAtlas', [dataset, options], controls);
+    return this.#call('buildAtlas', [dataset, options], controls);
   }
 
   /**
@@ -315,9 +325,9 @@ class Client {
    */
   loadCelltypist(source, { cache } = {}) {
     if (source && typeof source === 'object' && typeof source.filename === 'string' && typeof source.url === 'string') {
-      return this.transport.call('loadCelltypist', [source.url, { cache: `${source.filename}@${source.version ?? ''}`, name: source.filename }]);
+      return this.#call('loadCelltypist', [source.url, { cache: `${source.filename}@${source.version ?? ''}`, name: source.filename }]);
     }
-    return this.transport.call('loadCelltypist', [resolved(source), { cache }]);
+    return this.#call('loadCelltypist', [resolved(source), { cache }]);
   }
 
   /**
@@ -328,14 +338,14 @@ class Client {
    * warns when the data share few of the model's genes.
    */
   predictCelltypist(model, dataset, options = {}, controls = {}) {
-    return this.transport.call('predictCelltypist', [model, dataset, options], controls);
+    return this.#call('predictCelltypist', [model, dataset, options], controls);
   }
 
   /** A CellTypist model as an sclabel bundle (safetensors: no pickle), to serve instead of its .pkl. */
-  saveCelltypist(model) { return this.transport.call('saveCelltypist', [model]); }
+  saveCelltypist(model) { return this.#call('saveCelltypist', [model]); }
 
   /** Imports scNym 0.4 weights (its torch.save'd state dict) with its gene and class lists. */
-  importScnym(weights, genes, classes) { return this.transport.call('importScnym', [resolved(weights), genes, classes]); }
+  importScnym(weights, genes, classes) { return this.#call('importScnym', [resolved(weights), genes, classes]); }
 
   /**
    * The .h5ad `dataset` was loaded from, with obs columns and obsm matrices added (see
@@ -343,13 +353,13 @@ class Client {
    * it was. A file h5py wrote (anndata, scanpy) keeps its bytes and takes the additions after them:
    * the Blob refers to the user's file rather than copying it, so files of any size export.
    */
-  exportH5ad(dataset, additions) { return this.transport.call('exportH5ad', [dataset, additions]); }
+  exportH5ad(dataset, additions) { return this.#call('exportH5ad', [dataset, additions]); }
 
   /** Bytes of wasm memory in use (its high-water mark: wasm memory never shrinks). */
-  memoryUsage() { return this.transport.call('memoryUsage', []); }
+  memoryUsage() { return this.#call('memoryUsage', []); }
 
   /** Frees a data set or model in the engine. */
-  free(handle) { return this.transport.call('free', [handle]); }
+  free(handle) { return this.#call('free', [handle]); }
 
   /** Stops the worker (or frees everything in-process); pending calls reject with code 'closed'. */
   close() {

@@ -232,3 +232,27 @@ fn the_sclabel_bundle_of_a_celltypist_model_round_trips() {
     let e = CelltypistModel::from_bytes(b"PK\x03\x04 a zip", "x.zip").unwrap_err().to_string();
     assert!(e.contains("x.zip") && e.contains("neither"), "{e}");
 }
+
+/// An `.h5ad` read a block of cells at a time (never loaded) gives the loaded file's prediction,
+/// value for value; majority voting there takes an obs column's clusters and refuses to
+/// over-cluster (which needs every gene).
+#[test]
+fn a_file_read_by_blocks_predicts_as_the_loaded_one() {
+    use sclabel::celltypist::annotate_h5ad_rows;
+    use sclabel::io::h5ad::{open_h5ad_rows, ReadSeekSource};
+    let counts = Path::new(env!("CARGO_MANIFEST_DIR")).join("www/data/pbmc3k_counts.h5ad");
+    let data = read_h5ad(&std::fs::read(&counts).unwrap(), "pbmc3k_counts.h5ad").unwrap();
+    let source = ReadSeekSource::new(std::io::BufReader::new(std::fs::File::open(&counts).unwrap())).unwrap();
+    let rows = open_h5ad_rows(source, "pbmc3k_counts.h5ad", false).unwrap();
+    for name in ["pbmc3k_lr", "pbmc3k_sgd_nomean"] {
+        let m = load(name);
+        let (whole, _) = block_on(annotate(&m, &data, &CelltypistOptions::default(), &mut Silent)).unwrap();
+        let (streamed, report) = block_on(annotate_h5ad_rows(&m, &rows, &CelltypistOptions::default(), &mut Silent)).unwrap();
+        assert_eq!(streamed.predicted_labels, whole.predicted_labels, "{name}");
+        assert_eq!(streamed.prob_match, whole.prob_match, "{name}");
+        assert_eq!(streamed.probability, whole.probability, "{name}");
+        assert_eq!((streamed.genes_used, report.overlap.shared), (300, 300));
+    }
+    let e = block_on(annotate_h5ad_rows(&model(), &rows, &CelltypistOptions { majority_voting: true, ..Default::default() }, &mut Silent)).unwrap_err();
+    assert!(e.to_string().contains("load the file first"), "{e}");
+}

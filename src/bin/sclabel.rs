@@ -24,7 +24,7 @@ use sclabel::audit::graph::ConfGraphOptions;
 use sclabel::audit::pca::PcaOptions;
 use sclabel::backend::{select, BackendRequest, ComputeDevice};
 use sclabel::block_on;
-use sclabel::celltypist::{annotate, CelltypistModel, CelltypistOptions, CelltypistPrediction};
+use sclabel::celltypist::{annotate, annotate_h5ad_rows, CelltypistModel, CelltypistOptions, CelltypistPrediction};
 use sclabel::data::anndata::AnnData;
 use sclabel::data::hvg::{HvgFlavor, HvgOptions};
 use sclabel::data::normalize::TargetScale;
@@ -873,10 +873,18 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Predict { model, input, use_raw, out, annotate_h5ad, p_thres, majority_voting, over_clustering, min_prop, .. } if is_celltypist(&model)? => {
             let m = load_celltypist(&model)?;
-            let data = load_h5ad(&input)?;
             let options = CelltypistOptions { p_thres, use_raw, majority_voting, over_clustering, min_prop, ..Default::default() };
             let bar = bar(cli.quiet);
-            let (pred, report) = block_on(annotate(&m, &data, &options, &mut observe(&bar)))?;
+            // Read a block of cells at a time unless the over-clustering needs every gene loaded.
+            let (pred, report, cells) = if majority_voting && options.over_clustering.is_none() {
+                let data = load_h5ad(&input)?;
+                let (p, r) = block_on(annotate(&m, &data, &options, &mut observe(&bar)))?;
+                (p, r, data.obs_names)
+            } else {
+                let rows = open_rows(&input, use_raw)?;
+                let (p, r) = block_on(annotate_h5ad_rows(&m, &rows, &options, &mut observe(&bar)))?;
+                (p, r, rows.obs_names)
+            };
             bar.finish_and_clear();
             report.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
             eprintln!(
@@ -886,8 +894,8 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(c) = &pred.clustering {
                 eprintln!("majority voting: {c}");
             }
-            write_celltypist_predictions(&out, &data.obs_names, &pred)?;
-            eprintln!("CellTypist predictions for {} cells written to {}", data.n_obs(), out.display());
+            write_celltypist_predictions(&out, &cells, &pred)?;
+            eprintln!("CellTypist predictions for {} cells written to {}", cells.len(), out.display());
             if let Some(path) = annotate_h5ad {
                 write_annotated_h5ad(&input, &path, &pred.anndata_additions())?;
                 eprintln!("{} with CellTypist's columns written to {}", input.display(), path.display());

@@ -12,15 +12,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::{majority_vote, over_cluster, OverClusterOptions};
 use crate::data::align::{align_genes, best_gene_ids};
-use crate::data::anndata::AnnData;
+use crate::data::anndata::{AnnData, ObsTable};
 use crate::data::matrix::CsrMatrix;
 use crate::data::normalize::{detect_from_stats, log_factor, rescale_in_place, TargetScale};
 use crate::error::{Result, SclabelError};
+use crate::io::h5ad::H5adRows;
 use crate::io::h5ad_export::{H5adAdditions, ObsValues};
 use crate::io::pickle::{self, Array, ArrayData, Value};
-use crate::scnym::api::PredictReport;
+use crate::scnym::api::{PredictReport, StreamedInput};
 use crate::scnym::bundle::{tensors_sha256, FORMAT, FORMAT_VERSION};
-use crate::train::progress::Observer;
+use crate::train::progress::{Observer, Progress};
 
 /// What a prediction labels a cell no type passes the threshold for (CellTypist's word).
 pub const UNASSIGNED: &str = "Unassigned";
@@ -328,9 +329,7 @@ pub async fn annotate<O: Observer>(
     options: &CelltypistOptions,
     observer: &mut O,
 ) -> Result<(CelltypistPrediction, PredictReport)> {
-    if !(0.0..=1.0).contains(&options.p_thres) {
-        return Err(SclabelError::InvalidOption { option: "p_thres".into(), reason: format!("must be between 0 and 1 (got {})", options.p_thres) });
-    }
+    check_options(options)?;
     let use_raw = options.use_raw;
     let (x, var_names) = adata.matrix(use_raw)?;
     let stats = adata.value_stats(use_raw)?;
@@ -346,32 +345,116 @@ pub async fn annotate<O: Observer>(
     drop(kept);
     if options.majority_voting {
         let (clusters, description) = match &options.over_clustering {
-            Some(column) => {
-                let values = adata.obs.get(column)?.to_strings();
-                let mut codes = HashMap::new();
-                let mut clusters = Vec::with_capacity(values.len());
-                for (i, v) in values.iter().enumerate() {
-                    let v = v.as_ref().ok_or_else(|| SclabelError::InvalidOption {
-                        option: "over_clustering".into(),
-                        reason: format!("obs '{column}' has no value for cell '{}'", adata.obs_names[i]),
-                    })?;
-                    let next = codes.len() as u32;
-                    clusters.push(*codes.entry(v.clone()).or_insert(next));
-                }
-                (clusters, format!("{} clusters of obs '{column}'", codes.len()))
-            }
+            Some(column) => clusters_of(&adata.obs, &adata.obs_names, column)?,
             None => {
                 let oc = over_cluster(x, var_names, &stats, &options.over_cluster, observer).await?;
                 (oc.clusters, oc.description)
             }
         };
-        prediction.majority_voting = Some(majority_vote(&prediction.predicted_labels, &clusters, options.min_prop)?);
-        prediction.over_clustering = Some(clusters);
-        prediction.clustering = Some(description);
+        vote(&mut prediction, clusters, description, options.min_prop)?;
     }
     // CellTypist drops the model's genes the data lack from every score.
     let warnings = overlap.low_warning("the others are left out of every score, as CellTypist does, so the labels may be unreliable").into_iter().collect();
     Ok((prediction, PredictReport { overlap, normalization, warnings }))
+}
+
+/// CellTypist's `annotate` of an `.h5ad` read a block of cells at a time (never loaded): only the
+/// model's genes are kept, at ln(CP10k+1) from each cell's totals over all its genes (one pass over
+/// the values first), so the result equals [`annotate`] of the loaded file. Majority voting takes
+/// an obs column's clusters (`over_clustering`); over-clustering needs the data set loaded.
+pub async fn annotate_h5ad_rows<O: Observer>(
+    model: &CelltypistModel,
+    rows: &H5adRows,
+    options: &CelltypistOptions,
+    observer: &mut O,
+) -> Result<(CelltypistPrediction, PredictReport)> {
+    check_options(options)?;
+    if options.majority_voting && options.over_clustering.is_none() {
+        return Err(SclabelError::InvalidOption {
+            option: "majority_voting".into(),
+            reason:
+                "over-clustering the cells needs every gene of every cell: load the file first (load()), or name an obs column of clusters (over_clustering)"
+                    .into(),
+        });
+    }
+    let input = StreamedInput::for_genes_at(rows, &model.features, true, "data", TargetScale::Cp10k)?;
+    let present = input.present();
+    let block = rows.block_rows();
+    let n_blocks = rows.n_rows.div_ceil(block.max(1));
+    let mut parts: Vec<CelltypistPrediction> = Vec::new();
+    for (b, start) in (0..rows.n_rows).step_by(block.max(1)).enumerate() {
+        let end = (start + block).min(rows.n_rows);
+        parts.push(predict(model, &input.read(rows, start..end)?, &present, options.p_thres)?);
+        observer.on_progress(&Progress::predicting(b + 1, n_blocks, end, rows.n_rows)).await?;
+    }
+    let mut prediction = CelltypistPrediction::joined(model, parts, present.iter().filter(|&&p| p).count());
+    if options.majority_voting {
+        let column = options.over_clustering.as_deref().expect("checked above");
+        let (clusters, description) = clusters_of(&rows.obs, &rows.obs_names, column)?;
+        vote(&mut prediction, clusters, description, options.min_prop)?;
+    }
+    let warnings =
+        input.overlap.low_warning("the others are left out of every score, as CellTypist does, so the labels may be unreliable").into_iter().collect();
+    Ok((prediction, PredictReport { overlap: input.overlap, normalization: input.normalization, warnings }))
+}
+
+fn check_options(options: &CelltypistOptions) -> Result<()> {
+    if !(0.0..=1.0).contains(&options.p_thres) {
+        return Err(SclabelError::InvalidOption { option: "p_thres".into(), reason: format!("must be between 0 and 1 (got {})", options.p_thres) });
+    }
+    Ok(())
+}
+
+/// The clusters an obs column gives (CellTypist's `over_clustering`), as codes, and a sentence.
+fn clusters_of(obs: &ObsTable, obs_names: &[String], column: &str) -> Result<(Vec<u32>, String)> {
+    let values = obs.get(column)?.to_strings();
+    let mut codes = HashMap::new();
+    let mut clusters = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        let v = v.as_ref().ok_or_else(|| SclabelError::InvalidOption {
+            option: "over_clustering".into(),
+            reason: format!("obs '{column}' has no value for cell '{}'", obs_names.get(i).map_or("?", String::as_str)),
+        })?;
+        let next = codes.len() as u32;
+        clusters.push(*codes.entry(v.clone()).or_insert(next));
+    }
+    Ok((clusters, format!("{} clusters of obs '{column}'", codes.len())))
+}
+
+/// Majority voting of `prediction`'s best matches within `clusters`.
+fn vote(prediction: &mut CelltypistPrediction, clusters: Vec<u32>, description: String, min_prop: f64) -> Result<()> {
+    prediction.majority_voting = Some(majority_vote(&prediction.predicted_labels, &clusters, min_prop)?);
+    prediction.over_clustering = Some(clusters);
+    prediction.clustering = Some(description);
+    Ok(())
+}
+
+impl CelltypistPrediction {
+    /// Predictions of consecutive blocks of cells as one.
+    fn joined(model: &CelltypistModel, parts: Vec<CelltypistPrediction>, genes_used: usize) -> Self {
+        let mut out = CelltypistPrediction {
+            classes: model.classes.clone(),
+            decision: Vec::new(),
+            probability: Vec::new(),
+            predicted_labels: Vec::new(),
+            best: Vec::new(),
+            prob_match: Vec::new(),
+            conf_score: Vec::new(),
+            genes_used,
+            majority_voting: None,
+            over_clustering: None,
+            clustering: None,
+        };
+        for p in parts {
+            out.decision.extend(p.decision);
+            out.probability.extend(p.probability);
+            out.predicted_labels.extend(p.predicted_labels);
+            out.best.extend(p.best);
+            out.prob_match.extend(p.prob_match);
+            out.conf_score.extend(p.conf_score);
+        }
+        out
+    }
 }
 
 /// Predicts `x` (cells × the model's genes, ln(CP10k+1)); `present[i]`: whether the data had gene

@@ -832,6 +832,13 @@ impl ColumnMap {
         Self::new(map, kept.len())
     }
 
+    /// Which kept columns some source column fills.
+    pub fn filled(&self) -> Vec<bool> {
+        let mut filled = vec![false; self.n_kept];
+        self.map.iter().flatten().for_each(|&k| filled[k as usize] = true);
+        filled
+    }
+
     /// The kept column of source column `j`, if it is kept.
     pub fn kept(&self, j: usize) -> Option<u32> {
         self.map.get(j).copied().flatten()

@@ -559,10 +559,13 @@ const OPS = {
     return { kind: 'celltypist', id, classes: model.classes, genes: model.genes, info: model.info };
   },
 
+  /** `dataset` as for predictScnym: an `.h5ad` source is read a block of cells at a time. */
   async predictCelltypist(model, dataset, options, { onProgress, signal } = {}) {
     const m = this.get(model, 'celltypist').object;
-    if (dataset?.kind !== 'dataset') throw fail('invalid_option', 'predictCelltypist annotates a loaded data set: load the file first (load())');
-    return { ...(await this.session.predictCelltypist(m, this.get(dataset, 'dataset').object, options, onProgress, signal)), backend: this.backend };
+    const p = dataset?.kind === 'dataset'
+      ? await this.session.predictCelltypist(m, this.get(dataset, 'dataset').object, options, onProgress, signal)
+      : await withH5ad(dataset, 'predictCelltypist', (r, label) => this.session.predictCelltypistH5ad(m, r.length, r.readAt, label, options, onProgress, signal));
+    return { ...p, backend: this.backend };
   },
 
   async saveCelltypist(model) {

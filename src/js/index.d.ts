@@ -165,6 +165,8 @@ export interface CelltypistPrediction {
   report: Core.PredictReport;
   options: Core.CelltypistOptions;
   backend: string;
+  /** The cells' names, when an `.h5ad` source was predicted directly (not a loaded data set). */
+  obsNames?: string[];
 }
 
 export interface AuditResult {
@@ -379,8 +381,8 @@ export interface Sclabel {
   importScnym(weights: BundleSource, genes: string[], classes: string[]): Promise<ModelHandle>;
   /** A CellTypist model: its .pkl (nothing in it runs) or sclabel bundle, or an entry of loadCelltypistIndex (cached per version). */
   loadCelltypist(source: BundleSource | CelltypistIndexEntry, options?: { cache?: string }): Promise<CelltypistHandle>;
-  /** CellTypist's annotation of a loaded data set, with optional majority voting. */
-  predictCelltypist(model: CelltypistHandle, dataset: DatasetHandle, options?: CelltypistOptions, controls?: RunControls): Promise<CelltypistPrediction>;
+  /** CellTypist's annotation of a loaded data set or of an `.h5ad` read by blocks, with optional majority voting. */
+  predictCelltypist(model: CelltypistHandle, dataset: DatasetHandle | Blob | ArrayBuffer | ArrayBufferView | string, options?: CelltypistOptions, controls?: RunControls): Promise<CelltypistPrediction>;
   /** The CellTypist model as an sclabel bundle (safetensors, no pickle). */
   saveCelltypist(model: CelltypistHandle): Promise<Uint8Array>;
   /** The user's .h5ad with the additions written in (a Blob that refers to their file where it can; see docs/big-files.md). */

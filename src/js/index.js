@@ -331,11 +331,12 @@ class Client {
   }
 
   /**
-   * CellTypist's annotation of a loaded data set (ln(CP10k+1) of X or `.raw`, whatever scale it
-   * is on): best match (`predicted_labels`), prob match, `conf_score`, the probability and
-   * decision matrices, and with `majority_voting` the vote within an over-clustering (Leiden on a
-   * kNN graph) or within `over_clustering` (an obs column). `report` gives the gene overlap and
-   * warns when the data share few of the model's genes.
+   * CellTypist's annotation of a loaded data set, or of an `.h5ad` read a block of cells at a time
+   * (ln(CP10k+1) of X or `.raw`, whatever scale it is on): best match (`predicted_labels`), prob
+   * match, `conf_score`, the probability and decision matrices, and with `majority_voting` the
+   * vote within an over-clustering (Leiden on a kNN graph; a loaded data set only) or within
+   * `over_clustering` (an obs column). `report` gives the gene overlap and warns when the data
+   * share few of the model's genes.
    */
   predictCelltypist(model, dataset, options = {}, controls = {}) {
     return this.#call('predictCelltypist', [model, dataset, options], controls);

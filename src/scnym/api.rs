@@ -758,6 +758,8 @@ pub struct StreamedInput {
     /// `Some(log factor)` when normalising (see [`rescale_in_place`]).
     factor: Option<Option<f64>>,
     totals: Option<Vec<f64>>,
+    /// The scale a block is brought to: ln(CPM+1) for scNym, ln(CP10k+1) for CellTypist.
+    target: TargetScale,
     pub overlap: GeneOverlap,
     pub normalization: NormalizationReport,
 }
@@ -770,6 +772,11 @@ impl StreamedInput {
     /// `rows` as an input over `genes` (matched by whichever of its identifier columns shares
     /// most), ln(CPM+1) (checked, or converted when `normalize`); `what` names it in messages.
     pub fn for_genes(rows: &H5adRows, genes: &[String], normalize: bool, what: &str) -> Result<Self> {
+        Self::for_genes_at(rows, genes, normalize, what, TargetScale::Cpm)
+    }
+
+    /// As [`StreamedInput::for_genes`], brought to ln(`target`+1) when normalising.
+    pub fn for_genes_at(rows: &H5adRows, genes: &[String], normalize: bool, what: &str, target: TargetScale) -> Result<Self> {
         let (names, matched_by) = best_gene_ids(&rows.gene_ids(), genes);
         let (map, mut overlap) = gene_map(names, genes)?;
         overlap.matched_by = matched_by;
@@ -778,7 +785,12 @@ impl StreamedInput {
         let normalization = check_input(&stats, &rows.var_names, normalize, what)?;
         let factor = if normalize { Some(log_factor(&normalization)?) } else { None };
         let totals = stats.totals(&normalization.normalization).map(<[f64]>::to_vec);
-        Ok(Self { keep, factor, totals, overlap, normalization })
+        Ok(Self { keep, factor, totals, target, overlap, normalization })
+    }
+
+    /// Which of the genes the file has (the others are columns no source column fills).
+    pub fn present(&self) -> Vec<bool> {
+        self.keep.filled()
     }
 
     /// Rows `range` of the file as the model's input.
@@ -788,10 +800,10 @@ impl StreamedInput {
         Ok(x)
     }
 
-    /// ln(CPM+1) of a block read from row `start`, when normalising.
+    /// ln(target+1) of a block read from row `start`, when normalising.
     fn rescale(&self, x: &mut CsrMatrix, start: usize) {
         if let Some(f) = self.factor {
-            rescale_block_in_place(x, f, self.totals.as_deref(), start, TargetScale::Cpm);
+            rescale_block_in_place(x, f, self.totals.as_deref(), start, self.target);
         }
     }
 

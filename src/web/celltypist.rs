@@ -6,8 +6,10 @@ use js_sys::{Float32Array, Function, Object, Promise, Uint32Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::celltypist::{annotate, CelltypistModel, CelltypistOptions};
-use crate::web::dataset::JsDataset;
+use crate::celltypist::{annotate, annotate_h5ad_rows, CelltypistModel, CelltypistOptions, CelltypistPrediction};
+use crate::io::h5ad::open_h5ad_rows;
+use crate::scnym::api::PredictReport;
+use crate::web::dataset::{JsDataset, JsSource};
 use crate::web::observer::JsObserver;
 use crate::web::session::JsSession;
 use crate::web::{convert, error::to_js};
@@ -74,26 +76,59 @@ impl JsSession {
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
             let (p, report) = annotate(&model, &data, &o, &mut observer).await.map_err(to_js)?;
-            let f32s = |v: &[f64]| Float32Array::from(&v.iter().map(|&x| x as f32).collect::<Vec<_>>()[..]);
-            let out = Object::new();
-            let (conf, probs) = (f32s(&p.conf_score), f32s(&p.probability));
-            convert::set(&out, "classes", convert::to_js(&p.classes)?)?;
-            convert::set(&out, "predicted_labels", convert::to_js(&p.predicted_labels)?)?;
-            convert::set(&out, "prob_match", convert::to_js(&p.prob_match)?)?;
-            convert::set(&out, "conf_score", conf.clone())?;
-            convert::set(&out, "probability_matrix", probs.clone())?;
-            convert::set(&out, "decision_matrix", f32s(&p.decision))?;
-            convert::set(&out, "majority_voting", convert::to_js(&p.majority_voting)?)?;
-            convert::set(&out, "over_clustering", p.over_clustering.as_deref().map(|c| JsValue::from(Uint32Array::from(c))).unwrap_or(JsValue::NULL))?;
-            convert::set(&out, "clustering", convert::to_js(&p.clustering)?)?;
-            convert::set(&out, "labels", convert::to_js(p.majority_voting.as_ref().unwrap_or(&p.predicted_labels))?)?;
-            convert::set(&out, "predicted", Uint32Array::from(&p.best[..]))?;
-            convert::set(&out, "confidence", conf)?;
-            convert::set(&out, "probabilities", probs)?;
-            convert::set(&out, "genesUsed", p.genes_used as u32)?;
-            convert::set(&out, "report", convert::to_js(&report)?)?;
-            convert::set(&out, "options", convert::to_js(&o)?)?;
-            Ok(out.into())
+            prediction_to_js(&p, &report, &o, None)
         }))
     }
+
+    /// As `predictCelltypist`, over an `.h5ad` read a block of cells at a time through
+    /// `readAt(offset, length) -> Uint8Array` (never loaded: only the model's genes are kept).
+    /// Majority voting takes an obs column's clusters here. The result also carries `obsNames`.
+    #[wasm_bindgen(js_name = predictCelltypistH5ad)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn predict_celltypist_h5ad(
+        &self,
+        model: &JsCelltypistModel,
+        length: f64,
+        read_at: Function,
+        name: &str,
+        options: JsValue,
+        on_progress: Option<Function>,
+        signal: JsValue,
+    ) -> Result<Promise, JsValue> {
+        let o: CelltypistOptions = convert::options(options, "options")?;
+        let rows = open_h5ad_rows(JsSource::new(length, read_at), name, o.use_raw).map_err(to_js)?;
+        let model = model.inner.clone();
+        Ok(future_to_promise(async move {
+            let mut observer = JsObserver::new(on_progress, signal);
+            let (p, report) = annotate_h5ad_rows(&model, &rows, &o, &mut observer).await.map_err(to_js)?;
+            prediction_to_js(&p, &report, &o, Some(&rows.obs_names))
+        }))
+    }
+}
+
+/// A prediction as the JS result: CellTypist's names, sclabel's, typed arrays for the numbers.
+fn prediction_to_js(p: &CelltypistPrediction, report: &PredictReport, o: &CelltypistOptions, obs_names: Option<&[String]>) -> Result<JsValue, JsValue> {
+    let f32s = |v: &[f64]| Float32Array::from(&v.iter().map(|&x| x as f32).collect::<Vec<_>>()[..]);
+    let out = Object::new();
+    let (conf, probs) = (f32s(&p.conf_score), f32s(&p.probability));
+    convert::set(&out, "classes", convert::to_js(&p.classes)?)?;
+    convert::set(&out, "predicted_labels", convert::to_js(&p.predicted_labels)?)?;
+    convert::set(&out, "prob_match", convert::to_js(&p.prob_match)?)?;
+    convert::set(&out, "conf_score", conf.clone())?;
+    convert::set(&out, "probability_matrix", probs.clone())?;
+    convert::set(&out, "decision_matrix", f32s(&p.decision))?;
+    convert::set(&out, "majority_voting", convert::to_js(&p.majority_voting)?)?;
+    convert::set(&out, "over_clustering", p.over_clustering.as_deref().map(|c| JsValue::from(Uint32Array::from(c))).unwrap_or(JsValue::NULL))?;
+    convert::set(&out, "clustering", convert::to_js(&p.clustering)?)?;
+    convert::set(&out, "labels", convert::to_js(p.majority_voting.as_ref().unwrap_or(&p.predicted_labels))?)?;
+    convert::set(&out, "predicted", Uint32Array::from(&p.best[..]))?;
+    convert::set(&out, "confidence", conf)?;
+    convert::set(&out, "probabilities", probs)?;
+    convert::set(&out, "genesUsed", p.genes_used as u32)?;
+    convert::set(&out, "report", convert::to_js(&report)?)?;
+    convert::set(&out, "options", convert::to_js(&o)?)?;
+    if let Some(names) = obs_names {
+        convert::set(&out, "obsNames", convert::to_js(&names)?)?;
+    }
+    Ok(out.into())
 }

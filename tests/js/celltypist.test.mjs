@@ -1,7 +1,8 @@
 // CellTypist's models through the package, in Node and in headless Chromium: the fixture models
 // (tests/fixtures/celltypist: LogisticRegression and SGDClassifier, pickled under numpy 2 and 1)
 // give CellTypist's own predictions (probabilities within 1e-5, labels identical); a hostile
-// pickle is refused by name; the sclabel bundle of a model predicts the same; a models index
+// pickle is refused by name; the sclabel bundle of a model predicts the same; a file read by
+// blocks predicts as the loaded one; a models index
 // lists models and a model fetched from it comes from the Cache API the second time; majority
 // voting within CellTypist's own clusters gives CellTypist's vote.
 import { test, before, after } from 'node:test';
@@ -98,6 +99,23 @@ test('Node: majority voting within CellTypist\'s own clusters gives CellTypist\'
     assert.equal(own.over_clustering.length, 2700);
     const agree = own.majority_voting.filter((l, i) => l === rows[i][3]).length / 2700;
     assert.ok(agree > 0.75, `voted labels identical to CellTypist's for ${agree}`);
+  } finally {
+    sl.close();
+  }
+});
+
+test('Node: an .h5ad predicted by blocks, never loaded, equals the loaded prediction; voting there needs a cluster column', async () => {
+  const sl = await open({ backend: 'cpu' });
+  try {
+    const model = await sl.loadCelltypist(join(fixtures, 'pbmc3k_lr.pkl'));
+    const loaded = await sl.predictCelltypist(model, await sl.load(COUNTS));
+    const events = [];
+    const streamed = await sl.predictCelltypist(model, COUNTS, {}, { onProgress: (p) => events.push(p) });
+    assert.deepEqual(streamed.predicted_labels, loaded.predicted_labels);
+    assert.deepEqual(Array.from(streamed.probability_matrix), Array.from(loaded.probability_matrix));
+    assert.equal(streamed.obsNames.length, 2700);
+    assert.ok(events.length > 0 && events.at(-1).cells_done === 2700);
+    await assert.rejects(sl.predictCelltypist(model, COUNTS, { majority_voting: true }), (e) => e.code === 'invalid_option' && /load the file first/.test(e.message));
   } finally {
     sl.close();
   }

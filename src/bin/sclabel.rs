@@ -557,16 +557,30 @@ fn csv_field(s: &str) -> String {
 }
 
 fn write_predictions(path: &Path, cells: &[String], p: &Prediction) -> Result<()> {
-    let mut out = format!("cell,{},{}", slots::LABELS, slots::CONFIDENCE);
-    for c in &p.classes {
+    let columns = format!("{},{}", slots::LABELS, slots::CONFIDENCE);
+    write_class_table(path, cells, &columns, &p.classes, &p.probabilities, |i| format!("{},{}", csv_field(&p.labels[i]), p.confidence[i]))
+}
+
+/// A per-cell CSV: `cell`, `columns` (each row's from `row(i)`), then one column per class with
+/// its probability (`probabilities`: cells × classes, row-major).
+fn write_class_table<V: std::fmt::Display>(
+    path: &Path,
+    cells: &[String],
+    columns: &str,
+    classes: &[String],
+    probabilities: &[V],
+    row: impl Fn(usize) -> String,
+) -> Result<()> {
+    let mut out = format!("cell,{columns}");
+    for c in classes {
         out.push(',');
         out.push_str(&csv_field(c));
     }
     out.push('\n');
-    let k = p.classes.len();
+    let k = classes.len();
     for (i, cell) in cells.iter().enumerate() {
-        out.push_str(&format!("{},{},{}", csv_field(cell), csv_field(&p.labels[i]), p.confidence[i]));
-        for v in &p.probabilities[i * k..(i + 1) * k] {
+        out.push_str(&format!("{},{}", csv_field(cell), row(i)));
+        for v in &probabilities[i * k..(i + 1) * k] {
             out.push_str(&format!(",{v}"));
         }
         out.push('\n');
@@ -584,27 +598,16 @@ fn load_celltypist(path: &Path) -> Result<CelltypistModel> {
 }
 
 fn write_celltypist_predictions(path: &Path, cells: &[String], p: &CelltypistPrediction) -> Result<()> {
-    let mut out = String::from("cell,predicted_labels,prob_match,conf_score");
-    if p.majority_voting.is_some() {
-        out.push_str(",over_clustering,majority_voting");
-    }
-    for c in &p.classes {
-        out.push(',');
-        out.push_str(&csv_field(c));
-    }
-    out.push('\n');
-    let k = p.classes.len();
-    for (i, cell) in cells.iter().enumerate() {
-        out.push_str(&format!("{},{},{},{}", csv_field(cell), csv_field(&p.predicted_labels[i]), csv_field(&p.prob_match[i]), p.conf_score[i]));
-        if let (Some(v), Some(c)) = (&p.majority_voting, &p.over_clustering) {
-            out.push_str(&format!(",{},{}", c[i], csv_field(&v[i])));
+    let voted = p.majority_voting.as_ref().zip(p.over_clustering.as_ref());
+    let columns =
+        if voted.is_some() { "predicted_labels,prob_match,conf_score,over_clustering,majority_voting" } else { "predicted_labels,prob_match,conf_score" };
+    write_class_table(path, cells, columns, &p.classes, &p.probability, |i| {
+        let mut row = format!("{},{},{}", csv_field(&p.predicted_labels[i]), csv_field(&p.prob_match[i]), p.conf_score[i]);
+        if let Some((v, c)) = voted {
+            row.push_str(&format!(",{},{}", c[i], csv_field(&v[i])));
         }
-        for v in &p.probability[i * k..(i + 1) * k] {
-            out.push_str(&format!(",{v}"));
-        }
-        out.push('\n');
-    }
-    write(path, out.as_bytes())
+        row
+    })
 }
 
 fn write_embedding(path: &Path, cells: &[String], p: &Prediction) -> Result<()> {

@@ -19,7 +19,7 @@ use crate::error::{Result, SclabelError};
 use crate::io::h5ad::H5adRows;
 use crate::io::h5ad_export::{H5adAdditions, ObsValues};
 use crate::io::pickle::{self, Array, ArrayData, Value};
-use crate::scnym::api::{PredictReport, StreamedInput};
+use crate::scnym::api::{gene_ids, PredictReport, StreamedInput};
 use crate::scnym::bundle::{tensors_sha256, FORMAT, FORMAT_VERSION};
 use crate::train::progress::{Observer, Progress};
 
@@ -319,6 +319,10 @@ impl Default for CelltypistOptions {
     }
 }
 
+/// What a low gene overlap means for a CellTypist prediction (its warning's consequence): the
+/// model's genes the data lack are dropped from every score, as CellTypist drops them.
+const MISSING_GENES: &str = "the others are left out of every score, as CellTypist does, so the labels may be unreliable";
+
 /// CellTypist's `annotate` of `adata` (X, or `.raw`) with `model`: X brought to ln(CP10k+1) with
 /// each cell's total over all its genes (counts, ln or log2 input detected), [`predict`], and with
 /// `majority_voting` the vote within clusters (an obs column's, or an over-clustering of the
@@ -334,8 +338,7 @@ pub async fn annotate<O: Observer>(
     let (x, var_names) = adata.matrix(use_raw)?;
     let stats = adata.value_stats(use_raw)?;
     let normalization = detect_from_stats(&stats, var_names)?;
-    let ids = if use_raw { vec![("var index", var_names.as_slice())] } else { adata.gene_ids() };
-    let (names, matched_by) = best_gene_ids(&ids, &model.features);
+    let (names, matched_by) = best_gene_ids(&gene_ids(adata, use_raw)?, &model.features);
     let (mut kept, mut overlap) = align_genes(x, names, &model.features)?;
     overlap.matched_by = matched_by;
     rescale_in_place(&mut kept, log_factor(&normalization)?, stats.totals(&normalization.normalization), TargetScale::Cp10k);
@@ -353,8 +356,7 @@ pub async fn annotate<O: Observer>(
         };
         vote(&mut prediction, clusters, description, options.min_prop)?;
     }
-    // CellTypist drops the model's genes the data lack from every score.
-    let warnings = overlap.low_warning("the others are left out of every score, as CellTypist does, so the labels may be unreliable").into_iter().collect();
+    let warnings = overlap.low_warning(MISSING_GENES).into_iter().collect();
     Ok((prediction, PredictReport { overlap, normalization, warnings }))
 }
 
@@ -393,8 +395,7 @@ pub async fn annotate_h5ad_rows<O: Observer>(
         let (clusters, description) = clusters_of(&rows.obs, &rows.obs_names, column)?;
         vote(&mut prediction, clusters, description, options.min_prop)?;
     }
-    let warnings =
-        input.overlap.low_warning("the others are left out of every score, as CellTypist does, so the labels may be unreliable").into_iter().collect();
+    let warnings = input.overlap.low_warning(MISSING_GENES).into_iter().collect();
     Ok((prediction, PredictReport { overlap: input.overlap, normalization: input.normalization, warnings }))
 }
 

@@ -188,7 +188,7 @@ impl Rescale {
 }
 
 /// A data set's gene identifiers for X or `.raw` (`.raw` has its names only).
-fn gene_ids(adata: &AnnData, use_raw: bool) -> Result<Vec<(&str, &[String])>> {
+pub(crate) fn gene_ids(adata: &AnnData, use_raw: bool) -> Result<Vec<(&str, &[String])>> {
     Ok(if use_raw { vec![("var index", adata.matrix(true)?.1.as_slice())] } else { adata.gene_ids() })
 }
 

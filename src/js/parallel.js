@@ -77,17 +77,20 @@ export class PredictionPool {
           const transfer = [r.indptr.buffer, r.indices.buffer, r.data.buffer, ...(r.totals ? [r.totals.buffer] : [])];
           return helper.call('predictScnymRows', [m, r, options], { onProgress: report(k), signal: stop.signal, transfer });
         })).catch(stopOnFailure)));
-      // Labels come from the probabilities (the core's finish); the embeddings, the largest
-      // output, are joined here rather than sent through the primary worker and back.
-      const p = await primary.call('finishScnymPrediction', [model, prepared, outputs.map(({ probabilities, executor }) => ({ probabilities, executor }))], {
+      // Labels come from the probabilities (the core's finish, in the primary worker); the
+      // embeddings, the largest output, are joined here meanwhile rather than sent through that
+      // worker and back: the primary's band comes as the whole array already
+      // (predictPreparedRows), the helpers' rows go in.
+      const finished = primary.call('finishScnymPrediction', [model, prepared, outputs.map(({ probabilities, executor }) => ({ probabilities, executor }))], {
         transfer: outputs.map((o) => o.probabilities.buffer),
       });
-      if (outputs[0].embedding) {
-        const joined = new Float32Array(outputs.reduce((sum, o) => sum + o.embedding.length, 0));
-        let at = 0;
-        for (const { embedding } of outputs) { joined.set(embedding, at); at += embedding.length; }
-        p.X_scnym = joined;
+      const joined = outputs[0].embedding;
+      if (joined) {
+        const width = joined.length / nRows;
+        outputs.slice(1).forEach(({ embedding }, k) => joined.set(embedding, bands[k + 1][0] * width));
       }
+      const p = await finished;
+      if (joined) p.X_scnym = joined;
       return p;
     } catch (e) {
       // A share stopped because another failed reports the failure, not a cancel.

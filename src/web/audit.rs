@@ -155,13 +155,13 @@ fn audit_to_js(r: &AuditReport) -> Result<JsValue, JsValue> {
     let cells: Vec<u32> = r.cells.iter().map(|&c| c as u32).collect();
     convert::set(&out, "cells", Uint32Array::from(&cells[..]))?;
     convert::set(&out, "n_obs", r.n_obs as u32)?;
-    convert::set(&out, "labels", convert::to_js(&r.labels)?)?;
+    convert::set(&out, "labels", convert::names_to_js(&r.labels))?;
     convert::set(&out, "conf", Float32Array::from(&r.dynamics.confidence[..]))?;
     convert::set(&out, "var", Float32Array::from(&r.dynamics.variability[..]))?;
     let trusted: Vec<u8> = r.trusted.iter().map(|&t| u8::from(t)).collect();
     convert::set(&out, "trusted", Uint8Array::from(&trusted[..]))?;
-    convert::set(&out, "category", convert::to_js(&r.categories.iter().map(|c| c.as_str()).collect::<Vec<_>>())?)?;
-    convert::set(&out, "corrected_label", convert::to_js(&r.corrected_labels)?)?;
+    convert::set(&out, "category", convert::names_to_js(&r.categories.iter().map(|c| c.as_str()).collect::<Vec<_>>()))?;
+    convert::set(&out, "corrected_label", r.corrected_labels.as_deref().map(convert::names_to_js).unwrap_or(JsValue::NULL))?;
     if let Some(d) = &r.second {
         convert::set(&out, "conf_second", Float32Array::from(&d.confidence[..]))?;
         convert::set(&out, "var_second", Float32Array::from(&d.variability[..]))?;

@@ -26,6 +26,19 @@ pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
     value.serialize(&serializer).map_err(|e| JsValue::from_str(&format!("could not convert a result to JS: {e}")))
 }
 
+/// Per-cell names (labels) as a JS array of strings. A data set's labels are a few distinct names
+/// repeated: each distinct one crosses into JS once, where serde would decode every cell's string
+/// (the bulk of a 100k-cell prediction's conversion).
+pub fn names_to_js<S: AsRef<str>>(values: &[S]) -> JsValue {
+    let mut interned: std::collections::HashMap<&str, JsValue> = std::collections::HashMap::new();
+    let out = js_sys::Array::new_with_length(values.len() as u32);
+    for (i, v) in values.iter().enumerate() {
+        let v = v.as_ref();
+        out.set(i as u32, interned.entry(v).or_insert_with(|| JsValue::from_str(v)).clone());
+    }
+    out.into()
+}
+
 /// `obj[key] = value` on a result object.
 pub fn set(obj: &js_sys::Object, key: &str, value: impl Into<JsValue>) -> Result<(), JsValue> {
     js_sys::Reflect::set(obj, &key.into(), &value.into()).map(|_| ())

@@ -92,32 +92,65 @@ impl JsPreparedInput {
     /// Rows `start..end` for a worker: CSR typed arrays (`{ nObs, nVars, indptr, indices, data }`)
     /// plus their rescaling (`rescale`: whether to; `logFactor`; `totals`, a Float64Array or null).
     pub fn rows(&self, start: usize, end: usize) -> Result<JsValue, JsValue> {
-        let share = self.row_range(start, end)?;
-        let out = convert::csr_to_js(&share.x)?;
-        let out: Object = out.unchecked_into();
-        let rescale = share.rescale.as_ref();
+        self.check_range(start, end)?;
+        // Straight from the prepared matrix's slices: a band of rows is contiguous in CSR, and
+        // this copy out of the module is on the critical path of a split prediction.
+        let x = &self.prepared.x;
+        let (lo, hi) = (x.indptr[start] as usize, x.indptr[end] as usize);
+        let indptr: Vec<f64> = x.indptr[start..=end].iter().map(|&p| (p as usize - lo) as f64).collect();
+        let out = Object::new();
+        convert::set(&out, "nObs", (end - start) as u32)?;
+        convert::set(&out, "nVars", x.n_cols as u32)?;
+        convert::set(&out, "indptr", js_sys::Float64Array::from(&indptr[..]))?;
+        convert::set(&out, "indices", Uint32Array::from(&x.indices[lo..hi]))?;
+        convert::set(&out, "data", Float32Array::from(&x.data[lo..hi]))?;
+        let rescale = self.prepared.rescale.as_ref();
         convert::set(&out, "rescale", rescale.is_some())?;
         convert::set(&out, "logFactor", rescale.and_then(|r| r.log_factor).map(JsValue::from).unwrap_or(JsValue::NULL))?;
-        let totals = rescale.and_then(|r| r.totals.as_deref()).map(|t| JsValue::from(js_sys::Float64Array::from(t)));
+        let totals = rescale.and_then(|r| r.totals.as_deref()).map(|t| JsValue::from(js_sys::Float64Array::from(&t[start..end])));
         convert::set(&out, "totals", totals.unwrap_or(JsValue::NULL))?;
         Ok(out.into())
     }
 }
 
 impl JsPreparedInput {
-    fn row_range(&self, start: usize, end: usize) -> Result<PreparedInput, JsValue> {
+    fn check_range(&self, start: usize, end: usize) -> Result<(), JsValue> {
         if start > end || end > self.prepared.x.n_rows {
             return Err(crate::web::error::invalid_option("rows", format!("{start}..{end} is not within the {} prepared cells", self.prepared.x.n_rows)));
         }
+        Ok(())
+    }
+
+    fn row_range(&self, start: usize, end: usize) -> Result<PreparedInput, JsValue> {
+        self.check_range(start, end)?;
         Ok(self.prepared.select_rows(&(start..end).collect::<Vec<_>>()))
     }
 }
 
-/// A worker's outputs as `{ probabilities, embedding, executor }` (typed arrays).
-fn outputs_to_js(o: &PredictionOutputs) -> Result<JsValue, JsValue> {
+/// Where a share's rows go in a prediction split by rows: `first` of `total` rows, `rows` of them.
+#[derive(Clone, Copy)]
+struct SharePlace {
+    total: usize,
+    first: usize,
+    rows: usize,
+}
+
+/// A worker's outputs as `{ probabilities, embedding, executor }` (typed arrays). With `place`,
+/// `embedding` is the whole prediction's array with this share's rows in place, for the other
+/// shares' rows to be copied into: the join then copies only those.
+fn outputs_to_js(o: &PredictionOutputs, place: Option<SharePlace>) -> Result<JsValue, JsValue> {
     let out = Object::new();
     convert::set(&out, "probabilities", Float32Array::from(&o.probabilities[..]))?;
-    convert::set(&out, "embedding", o.embedding.as_deref().map(|e| JsValue::from(Float32Array::from(e))).unwrap_or(JsValue::NULL))?;
+    let embedding = o.embedding.as_deref().map(|e| match place {
+        Some(SharePlace { total, first, rows }) if rows > 0 && e.len() % rows == 0 => {
+            let width = e.len() / rows;
+            let whole = Float32Array::new_with_length((total * width) as u32);
+            whole.subarray((first * width) as u32, ((first + rows) * width) as u32).copy_from(e);
+            JsValue::from(whole)
+        }
+        _ => JsValue::from(Float32Array::from(e)),
+    });
+    convert::set(&out, "embedding", embedding.unwrap_or(JsValue::NULL))?;
     convert::set(&out, "executor", convert::to_js(&o.executor)?)?;
     Ok(out.into())
 }
@@ -127,7 +160,7 @@ fn outputs_to_js(o: &PredictionOutputs) -> Result<JsValue, JsValue> {
 fn prediction_to_js(p: &Prediction, report: &PredictReport, options: &PredictOptions, obs_names: Option<&[String]>) -> Result<JsValue, JsValue> {
     let out = Object::new();
     convert::set(&out, "classes", convert::to_js(&p.classes)?)?;
-    convert::set(&out, slots::LABELS, convert::to_js(&p.labels)?)?;
+    convert::set(&out, slots::LABELS, convert::names_to_js(&p.labels))?;
     convert::set(&out, "predicted", Uint32Array::from(&p.predicted[..]))?;
     convert::set(&out, slots::CONFIDENCE, Float32Array::from(&p.confidence[..]))?;
     convert::set(&out, slots::PROBABILITIES, Float32Array::from(&p.probabilities[..]))?;
@@ -278,10 +311,11 @@ impl JsSession {
             }
             Rescale { log_factor, totals }.apply(&mut x);
         }
-        self.predict_rows(model, x, o, on_progress, signal)
+        self.predict_rows(model, x, o, None, on_progress, signal)
     }
 
-    /// As `predictScnymRows`, on rows of a prepared input held by this module (no copy through JS).
+    /// As `predictScnymRows`, on rows of a prepared input held by this module (no copy through JS);
+    /// `embedding` comes as the whole input's array with these rows in place (`outputs_to_js`).
     #[wasm_bindgen(js_name = predictPreparedRows)]
     pub fn predict_prepared_rows(
         &self,
@@ -292,7 +326,8 @@ impl JsSession {
         on_progress: Option<Function>,
         signal: JsValue,
     ) -> Result<Promise, JsValue> {
-        self.predict_rows(model, prepared.row_range(start, end)?.into_model_input(), prepared.options.clone(), on_progress, signal)
+        let place = SharePlace { total: prepared.n_rows(), first: start, rows: end - start };
+        self.predict_rows(model, prepared.row_range(start, end)?.into_model_input(), prepared.options.clone(), Some(place), on_progress, signal)
     }
 
     /// The prediction of a prepared input from its workers' outputs in row order (`{ probabilities,
@@ -316,12 +351,20 @@ impl JsSession {
         prediction_to_js(&p, &prepared.prepared.report, &prepared.options, None)
     }
 
-    fn predict_rows(&self, model: &JsScnymModel, x: CsrMatrix, o: PredictOptions, on_progress: Option<Function>, signal: JsValue) -> Result<Promise, JsValue> {
+    fn predict_rows(
+        &self,
+        model: &JsScnymModel,
+        x: CsrMatrix,
+        o: PredictOptions,
+        place: Option<SharePlace>,
+        on_progress: Option<Function>,
+        signal: JsValue,
+    ) -> Result<Promise, JsValue> {
         let (model, device) = (model.inner.clone(), self.device.device.clone());
         Ok(future_to_promise(async move {
             let mut observer = JsObserver::new(on_progress, signal);
             let outputs = predict_outputs(&model, &x, &o, &device, &mut observer).await.map_err(to_js)?;
-            outputs_to_js(&outputs)
+            outputs_to_js(&outputs, place)
         }))
     }
 

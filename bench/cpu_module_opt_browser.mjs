@@ -1,16 +1,19 @@
 // Two builds of the CPU wasm module compared in headless Chromium, each in its own client
-// (worker): the shipped one and one whose burn-flex is compiled for size. Same data (the demo
-// pair), runs alternated, median seconds per operation; the ratio says what the smaller module
-// costs where burn's CPU kernels run (explanations, and whatever the host executor does not cover).
+// (worker): e.g. the shipped one and one compiled otherwise (burn-flex for size, LTO). Same data
+// (the demo pair), runs alternated, median seconds per operation; the ratio says what the other
+// build costs or gains.
 //
-//   node bench/cpu_module_opt_browser.mjs A.wasm B.wasm [--reps 3]   (paths under the repository)
-//     → bench/results/cpu_module_opt_browser.json
+//   node bench/cpu_module_opt_browser.mjs A B [--reps 3] [--out NAME]   (paths under the repository)
+//     → bench/results/NAME.json (default cpu_module_opt_browser)
+// A and B: a `.wasm` built with the same wasm-bindgen glue as pkg/ (loaded as `wasmCpu`), or a
+// copy of a whole package's `index.js` (its own glue: builds whose glue differs, as with LTO).
 import { writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { startServer } from '../scripts/serve.mjs';
 import { launchChromium, openHarness, root } from '../tests/js/helpers.mjs';
 
-const [a, b] = process.argv.slice(2).filter((x) => x.endsWith('.wasm'));
+const [a, b] = process.argv.slice(2).filter((x) => x.endsWith('.wasm') || x.endsWith('.js'));
+const outName = process.argv.includes('--out') ? process.argv[process.argv.indexOf('--out') + 1] : 'cpu_module_opt_browser';
 const reps = Number(process.argv[process.argv.indexOf('--reps') + 1] || 3) || 3;
 const server = await startServer(0);
 const base = `http://127.0.0.1:${server.address().port}`;
@@ -19,8 +22,9 @@ try {
   const { page, errors } = await openHarness(browser, base);
   const urls = [a, b].map((p) => `/${relative(root, resolve(p))}`);
   const out = await page.evaluate(async ({ urls, reps }) => {
-    const { open } = await import('sclabel');
-    const clients = await Promise.all(urls.map((u) => open({ backend: 'cpu', wasmCpu: u, predictWorkers: 1 })));
+    const clients = await Promise.all(urls.map(async (u) => (u.endsWith('.js')
+      ? (await import(u)).open({ backend: 'cpu', predictWorkers: 1 })
+      : (await import('sclabel')).open({ backend: 'cpu', wasmCpu: u, predictWorkers: 1 }))));
     const sets = await Promise.all(clients.map(async (sl) => {
       const reference = await sl.load('/www/data/pbmc68k_reduced.h5ad');
       const query = await sl.load('/www/data/pbmc3k_counts.h5ad');
@@ -50,8 +54,8 @@ try {
     return Object.fromEntries(Object.entries(seconds).map(([n, [x, y]]) => [n, { a: median(x), b: median(y), b_over_a: median(y) / median(x) }]));
   }, { urls, reps });
   const result = { what: 'median seconds per operation, CPU module A vs B, headless Chromium, demo pair', date: new Date().toISOString(), a, b, reps, ...out,
-    command: `node bench/cpu_module_opt_browser.mjs ${a} ${b} --reps ${reps}` };
-  writeFileSync(join(root, 'bench', 'results', 'cpu_module_opt_browser.json'), `${JSON.stringify(result, null, 2)}\n`);
+    command: `node bench/cpu_module_opt_browser.mjs ${a} ${b} --reps ${reps}${outName === 'cpu_module_opt_browser' ? '' : ` --out ${outName}`}` };
+  writeFileSync(join(root, 'bench', 'results', `${outName}.json`), `${JSON.stringify(result, null, 2)}\n`);
   console.log(JSON.stringify(result, null, 2));
   if (errors.length) console.log('page errors:', errors.map(String));
 } finally {

@@ -56,8 +56,8 @@ try {
       onProgress: (p) => { if (p.phase === 'train' && p.loss != null) { ends.push(performance.now() / 1000); losses.push(p.loss); } },
     });
     await sl.free(model);
-    return { epoch_s: (ends.at(-1) - ends[0]) / (ends.length - 1), losses };
-  }, { epochs, seed });
+    return { ends, losses };
+  }, { epochs, seed }).then(({ ends, losses }) => ({ epoch_s: steady(ends), losses }));
   const out = { native: [], wasm: [] };
   for (let r = 0; r < runs; r++) {
     out.native.push(native());

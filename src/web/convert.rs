@@ -44,16 +44,19 @@ pub fn set(obj: &js_sys::Object, key: &str, value: impl Into<JsValue>) -> Result
     js_sys::Reflect::set(obj, &key.into(), &value.into()).map(|_| ())
 }
 
-/// A CSR matrix as `{ nObs, nVars, indptr: Float64Array, indices: Uint32Array, data: Float32Array }`.
-pub fn csr_to_js(x: &crate::data::matrix::CsrMatrix) -> Result<JsValue, JsValue> {
+/// Rows `rows` of a CSR matrix (all of them: `0..x.n_rows`) as `{ nObs, nVars, indptr:
+/// Float64Array, indices: Uint32Array, data: Float32Array }`, copied straight from the matrix's
+/// slices (a band of rows is contiguous in CSR).
+pub fn csr_to_js(x: &crate::data::matrix::CsrMatrix, rows: std::ops::Range<usize>) -> Result<js_sys::Object, JsValue> {
     let out = js_sys::Object::new();
-    let indptr: Vec<f64> = x.indptr.iter().map(|&p| p as f64).collect();
-    set(&out, "nObs", x.n_rows as u32)?;
+    let (lo, hi) = (x.indptr[rows.start] as usize, x.indptr[rows.end] as usize);
+    let indptr: Vec<f64> = x.indptr[rows.start..=rows.end].iter().map(|&p| (p as usize - lo) as f64).collect();
+    set(&out, "nObs", rows.len() as u32)?;
     set(&out, "nVars", x.n_cols as u32)?;
     set(&out, "indptr", js_sys::Float64Array::from(indptr.as_slice()))?;
-    set(&out, "indices", js_sys::Uint32Array::from(x.indices.as_slice()))?;
-    set(&out, "data", js_sys::Float32Array::from(x.data.as_slice()))?;
-    Ok(out.into())
+    set(&out, "indices", js_sys::Uint32Array::from(&x.indices[lo..hi]))?;
+    set(&out, "data", js_sys::Float32Array::from(&x.data[lo..hi]))?;
+    Ok(out)
 }
 
 /// Mends what serde_wasm_bindgen reads differently from what the caller wrote, walking the

@@ -212,7 +212,7 @@ impl JsDataset {
     /// X as it is held: `{ nObs, nVars, indptr: Float64Array, indices: Uint32Array, data:
     /// Float32Array }` (CSR, values as read; only the kept genes of a data set loaded with some).
     pub fn matrix(&self) -> Result<JsValue, JsValue> {
-        convert::csr_to_js(&self.inner.x)
+        convert::csr_to_js(&self.inner.x, 0..self.inner.x.n_rows).map(Into::into)
     }
 
     #[wasm_bindgen(js_name = varNames)]

@@ -93,17 +93,9 @@ impl JsPreparedInput {
     /// plus their rescaling (`rescale`: whether to; `logFactor`; `totals`, a Float64Array or null).
     pub fn rows(&self, start: usize, end: usize) -> Result<JsValue, JsValue> {
         self.check_range(start, end)?;
-        // Straight from the prepared matrix's slices: a band of rows is contiguous in CSR, and
-        // this copy out of the module is on the critical path of a split prediction.
-        let x = &self.prepared.x;
-        let (lo, hi) = (x.indptr[start] as usize, x.indptr[end] as usize);
-        let indptr: Vec<f64> = x.indptr[start..=end].iter().map(|&p| (p as usize - lo) as f64).collect();
-        let out = Object::new();
-        convert::set(&out, "nObs", (end - start) as u32)?;
-        convert::set(&out, "nVars", x.n_cols as u32)?;
-        convert::set(&out, "indptr", js_sys::Float64Array::from(&indptr[..]))?;
-        convert::set(&out, "indices", Uint32Array::from(&x.indices[lo..hi]))?;
-        convert::set(&out, "data", Float32Array::from(&x.data[lo..hi]))?;
+        // Straight from the prepared matrix: this copy out of the module is on the critical path
+        // of a split prediction.
+        let out = convert::csr_to_js(&self.prepared.x, start..end)?;
         let rescale = self.prepared.rescale.as_ref();
         convert::set(&out, "rescale", rescale.is_some())?;
         convert::set(&out, "logFactor", rescale.and_then(|r| r.log_factor).map(JsValue::from).unwrap_or(JsValue::NULL))?;
@@ -142,7 +134,7 @@ fn outputs_to_js(o: &PredictionOutputs, place: Option<SharePlace>) -> Result<JsV
     let out = Object::new();
     convert::set(&out, "probabilities", Float32Array::from(&o.probabilities[..]))?;
     let embedding = o.embedding.as_deref().map(|e| match place {
-        Some(SharePlace { total, first, rows }) if rows > 0 && e.len() % rows == 0 => {
+        Some(SharePlace { total, first, rows }) if rows > 0 => {
             let width = e.len() / rows;
             let whole = Float32Array::new_with_length((total * width) as u32);
             whole.subarray((first * width) as u32, ((first + rows) * width) as u32).copy_from(e);

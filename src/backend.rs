@@ -110,21 +110,26 @@ mod gpu {
 
     /// burn-fusion plans each run of operations by a beam search that keeps up to `max_blocks`
     /// candidate blocks (5 by default). With 3, every scNym setting measured launched fewer
-    /// kernels per training epoch: 16–37% fewer (docs/development.md, "One cut more"), with
-    /// prediction unchanged. A `burn.toml` found natively still wins where it sets another value.
+    /// kernels per training epoch, with prediction unchanged (docs/development.md, "burn-fusion's
+    /// search width"). Natively, a `burn.toml` in the working directory or above keeps burn's
+    /// settings entirely to itself, as burn reads it.
     #[cfg(feature = "fusion")]
     fn fusion_search() {
         use burn_std::config::{BurnConfig, RuntimeConfig};
         #[cfg(any(target_os = "linux", target_os = "macos", target_os = "windows", target_os = "android"))]
-        let base = BurnConfig::from_current_dir().override_from_env();
+        let base = {
+            let has_file =
+                std::env::current_dir().map(|dir| dir.ancestors().any(|d| BurnConfig::file_names().iter().any(|name| d.join(name).is_file()))).unwrap_or(false);
+            if has_file {
+                return;
+            }
+            BurnConfig::default().override_from_env()
+        };
         #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows", target_os = "android")))]
         let base = BurnConfig::default();
         // The fields are private: change the one setting through serde.
         let Ok(mut value) = serde_json::to_value(&base) else { return };
-        let max_blocks = &mut value["fusion"]["beam_search"]["max_blocks"];
-        if max_blocks.as_u64() == Some(5) {
-            *max_blocks = 3.into();
-        }
+        value["fusion"]["beam_search"]["max_blocks"] = 3.into();
         if let Ok(config) = serde_json::from_value::<BurnConfig>(value) {
             // False when something read the configuration first; it then stays as it is.
             let _ = BurnConfig::try_set(config);

@@ -86,7 +86,7 @@ def summarize_predict(events):
     return out
 
 
-def run_case(work, name, argv, env_extra, pin_one_core, limit, binary=None):
+def run_case(work, name, argv, env_extra, pin_one_core, limit, binary=None, cwd=None):
     log = os.path.join(work, f'{name}.jsonl')
     if os.path.exists(log):
         os.remove(log)
@@ -97,7 +97,7 @@ def run_case(work, name, argv, env_extra, pin_one_core, limit, binary=None):
     print(f'== {name} (limit {limit:.0f} s): {" ".join(cmd)}', flush=True)
     t0 = time.time()
     with open(os.path.join(work, f'{name}.out'), 'w') as out:
-        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         timed_out = False
         try:
             p.wait(timeout=max(limit, 1))
@@ -167,9 +167,9 @@ def main():
     json.dump({'n_epochs': 3}, open(cfg3, 'w'))
     json.dump({'n_epochs': 2}, open(cfg2, 'w'))
 
-    def train(size, backend, cfg):
+    def train(size, backend, cfg, tag=''):
         return ['train', '--reference', ref[size], '--query', query, '--normalize', '--config', cfg, '--seed', '0',
-                '--out', os.path.join(w, f'model-{size}-{backend}.safetensors'), '--backend', backend]
+                '--out', os.path.join(w, f'model-{size}-{backend}{tag}.safetensors'), '--backend', backend]
 
     one = {'RAYON_NUM_THREADS': '1'}
     model = os.path.join(w, 'model-10k-wgpu.safetensors')
@@ -184,6 +184,9 @@ def main():
         ('train_100k_cpu1', lambda: train('100k', 'cpu', cfg2), one, True, 120, False),
         ('train_100k_wgpu_nofusion', lambda: train('100k', 'wgpu', cfg3), {}, False, 150, False),
         ('predict_wgpu', lambda: predict('wgpu', 'wgpu'), {}, False, 150, True),
+        # burn-fusion's search at burn's default width (5) instead of ours (3, src/backend.rs): a
+        # burn.toml in the working directory leaves the setting to the file.
+        ('train_10k_wgpu_width5', lambda: train('10k', 'wgpu', cfg3, '-width5'), {}, False, 90, False),
         ('train_100k_cpuall', lambda: train('100k', 'cpu', cfg2), {}, False, 90, False),
         ('predict_cpuall', lambda: predict('cpu', 'cpuall'), {}, False, 120, True),
         ('train_10k_cpu1', lambda: train('10k', 'cpu', cfg2), one, True, 45, False),
@@ -211,7 +214,12 @@ def main():
             result['cases'].append({'case': name, 'skipped': 'no CLI built without fusion in the carry'})
             continue
         binary = BIN_NOFUSION if name.endswith('_nofusion') else None
-        result['cases'].append(run_case(w, name, argv(), env, pin, min(own, left), binary))
+        cwd = None
+        if name.endswith('_width5'):
+            cwd = os.path.join(w, 'width5')
+            os.makedirs(cwd, exist_ok=True)
+            open(os.path.join(cwd, 'burn.toml'), 'w').write('[fusion.beam_search]\nmax_blocks = 5\n')
+        result['cases'].append(run_case(w, name, argv(), env, pin, min(own, left), binary, cwd))
         save()
     if big_job.poll() is None:
         big_job.kill()
@@ -228,6 +236,9 @@ def main():
         nf = by.get(f'train_{size}_wgpu_nofusion', {})
         if epoch(g) and epoch(nf):
             ratios[f'train_{size}_wgpu_fusion_vs_nofusion'] = epoch(nf) / epoch(g)
+    g10, w5 = by.get('train_10k_wgpu', {}), by.get('train_10k_wgpu_width5', {})
+    if epoch(g10) and epoch(w5):
+        ratios['train_10k_wgpu_width3_vs_width5'] = epoch(w5) / epoch(g10)
     pg, p1, pa = by.get('predict_wgpu', {}), by.get('predict_cpu1', {}), by.get('predict_cpuall', {})
     if pg.get('cells_per_s') and p1.get('cells_per_s'):
         ratios['predict_wgpu_vs_cpu1'] = pg['cells_per_s'] / p1['cells_per_s']

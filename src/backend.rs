@@ -95,8 +95,6 @@ mod gpu {
 
     pub async fn webgpu(requested: BackendRequest) -> Result<ComputeDevice> {
         if GPU.get().is_none() {
-            #[cfg(feature = "fusion")]
-            fusion_search();
             let (device, setup) =
                 Device::wgpu_options().init_with_setup_async().await.map_err(|e| SclabelError::Backend { backend: "webgpu".into(), reason: e.to_string() })?;
             let info = setup.adapter.get_info();
@@ -112,9 +110,10 @@ mod gpu {
     /// candidate blocks (5 by default). With 3, every scNym setting measured launched fewer
     /// kernels per training epoch, with prediction unchanged (docs/development.md, "burn-fusion's
     /// search width"). Natively, a `burn.toml` in the working directory or above keeps burn's
-    /// settings entirely to itself, as burn reads it.
+    /// settings entirely to itself, as burn reads it. Called before any backend starts, since
+    /// burn's configuration can be set only before its first read.
     #[cfg(feature = "fusion")]
-    fn fusion_search() {
+    pub fn fusion_search() {
         use burn_std::config::{BurnConfig, RuntimeConfig};
         #[cfg(any(target_os = "linux", target_os = "macos", target_os = "windows", target_os = "android"))]
         let base = {
@@ -144,6 +143,8 @@ mod gpu {
 /// in wasm the bindings check for `navigator.gpu` in a window or dedicated worker first, because
 /// wgpu panics (rather than erring) where WebGPU is absent, e.g. in Node.
 pub async fn select(requested: BackendRequest, gpu_support: std::result::Result<(), String>) -> Result<ComputeDevice> {
+    #[cfg(all(feature = "wgpu", feature = "fusion"))]
+    gpu::fusion_search();
     let gpu = |requested| async move {
         match gpu_support {
             Ok(()) => gpu_device(requested).await,

@@ -114,6 +114,12 @@ mod gpu {
     /// burn's configuration can be set only before its first read.
     #[cfg(feature = "fusion")]
     pub fn fusion_search() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(set_fusion_search);
+    }
+
+    #[cfg(feature = "fusion")]
+    fn set_fusion_search() {
         use burn_std::config::{BurnConfig, RuntimeConfig};
         #[cfg(any(target_os = "linux", target_os = "macos", target_os = "windows", target_os = "android"))]
         let base = {

@@ -318,8 +318,9 @@ impl JsSession {
         on_progress: Option<Function>,
         signal: JsValue,
     ) -> Result<Promise, JsValue> {
+        let x = prepared.row_range(start, end)?.into_model_input();
         let place = SharePlace { total: prepared.n_rows(), first: start, rows: end - start };
-        self.predict_rows(model, prepared.row_range(start, end)?.into_model_input(), prepared.options.clone(), Some(place), on_progress, signal)
+        self.predict_rows(model, x, prepared.options.clone(), Some(place), on_progress, signal)
     }
 
     /// The prediction of a prepared input from its workers' outputs in row order (`{ probabilities,
